@@ -1,0 +1,87 @@
+# sluice — build, test, run and install.
+#   make              build/sluice
+#   make test         install missing packages, build, run every test against a throwaway PostgreSQL
+#                     (make test T=integration/types runs only the matching test files)
+#   make asan         the same built with AddressSanitizer + UBSan, in build/asan/
+#   make run          serve the example service (local PostgreSQL in .data/ unless DATABASE_URL is set)
+#   make lint|format|install|clean|deps|bench|docker
+
+SHELL   := /bin/bash
+PREFIX  ?= /usr/local
+BUILD   ?= build
+OPT     ?= -O2 -g
+SAN     ?=
+PKGS    := libh2o-evloop luajit jansson libpq
+
+# Recursive (=) so that pkg-config runs when a recipe needs it, after `deps` has installed it.
+ALL_CFLAGS  = -std=gnu11 $(OPT) $(SAN) -Wall -Wextra -Wno-unused-parameter -DH2O_USE_EPOLL=1 \
+              $(shell pkg-config --cflags $(PKGS)) $(CFLAGS)
+ALL_LDFLAGS = $(SAN) $(LDFLAGS)
+LIBS        = $(shell pkg-config --libs $(PKGS)) -lssl -lcrypto -lpthread -lm
+
+OBJS    := $(patsubst src/%.c,$(BUILD)/obj/%.o,$(wildcard src/*.c))
+LIBOBJS := $(filter-out $(BUILD)/obj/main.o,$(OBJS))
+TESTS   := $(patsubst tests/unit/%.c,$(BUILD)/tests/%,$(wildcard tests/unit/test_*.c))
+FORMAT  := $(wildcard src/*.c src/*.h tests/unit/*.c)
+
+ASAN_ENV := ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 \
+            LSAN_OPTIONS=suppressions=$(CURDIR)/tests/lsan.supp:print_suppressions=0 \
+            UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
+            SLUICE_BIN=build/asan/sluice UNIT_DIR=build/asan/tests
+
+.PHONY: all tests deps test asan lint format run install clean bench docker
+all: $(BUILD)/sluice
+tests: $(TESTS)
+
+$(BUILD)/sluice: $(OBJS)
+	$(CC) $(ALL_LDFLAGS) -o $@ $^ $(LIBS)
+
+$(BUILD)/obj/%.o: src/%.c | $(BUILD)/obj
+	$(CC) $(ALL_CFLAGS) -MMD -MP -c -o $@ $<
+
+$(BUILD)/tests/%: tests/unit/%.c $(LIBOBJS) | $(BUILD)/tests
+	$(CC) $(ALL_CFLAGS) -Isrc -MMD -MP $(ALL_LDFLAGS) -o $@ $< $(LIBOBJS) $(LIBS) -lcmocka
+
+$(BUILD)/obj $(BUILD)/tests:
+	mkdir -p $@
+
+-include $(OBJS:.o=.d) $(TESTS:=.d)
+
+deps:
+	@scripts/deps.sh
+
+# The database is started fresh and always stopped, whatever the tests do.
+test: deps
+	@$(MAKE) --no-print-directory all tests
+	scripts/testdb.sh run tests/run.sh $(T)
+
+asan: deps
+	@$(MAKE) --no-print-directory BUILD=build/asan OPT="-O1 -g" \
+	    SAN="-fsanitize=address,undefined -fno-omit-frame-pointer" all tests
+	$(ASAN_ENV) scripts/testdb.sh run tests/run.sh $(T)
+
+lint: deps
+	clang-format --dry-run -Werror $(FORMAT)
+
+format: deps
+	clang-format -i $(FORMAT)
+
+run:
+	scripts/run.sh
+
+install: all
+	install -Dm755 $(BUILD)/sluice $(DESTDIR)$(PREFIX)/bin/sluice
+	install -d $(DESTDIR)$(PREFIX)/share/sluice
+	cp -R conf lua migrations $(DESTDIR)$(PREFIX)/share/sluice/
+
+clean:
+	@scripts/testdb.sh stop
+	rm -rf build
+
+bench:
+	@scripts/deps.sh bench
+	@$(MAKE) --no-print-directory all
+	bench/run.sh
+
+docker:
+	docker compose -f docker/compose.yml up --build

@@ -1,0 +1,79 @@
+/* admin.c — /admin/...: bearer-token protected operator endpoints. The token is compared in
+ * constant time and never logged. */
+#include "admin.h"
+
+#include <string.h>
+
+#include "http.h"
+#include "jsonw.h"
+#include "server.h"
+
+#define PEEK(x) __atomic_load_n(&(x), __ATOMIC_RELAXED)
+
+static bool same_secret(const char *a, size_t alen, const char *b, size_t blen)
+{
+    unsigned char diff = alen != blen;
+    for (size_t i = 0; i < alen; i++) diff |= (unsigned char)(a[i] ^ b[i % (blen ? blen : 1)]);
+    return diff == 0;
+}
+
+/* Returns true when authorized; otherwise it has answered 401 or 403. */
+static bool authorize(struct worker *w, h2o_req_t *req)
+{
+    const char *token = w->srv->cfg->admin_token;
+    ssize_t i = h2o_find_header(&req->headers, H2O_TOKEN_AUTHORIZATION, -1);
+    if (i < 0) {
+        h2o_add_header(&req->pool, &req->res.headers, H2O_TOKEN_WWW_AUTHENTICATE, NULL, H2O_STRLIT("Bearer"));
+        http_send_error(req, 401, "unauthorized", "an admin bearer token is required", NULL, NULL);
+        return false;
+    }
+    h2o_iovec_t v = req->headers.entries[i].value;
+    if (v.len < 7 || !h2o_lcstris(v.base, 7, H2O_STRLIT("bearer ")) ||
+        !same_secret(v.base + 7, v.len - 7, token, strlen(token))) {
+        http_send_error(req, 403, "forbidden", "wrong admin token", NULL, NULL);
+        return false;
+    }
+    return true;
+}
+
+/* Per named query: definition and counters summed over the workers. */
+static void send_queries(struct worker *w, h2o_req_t *req)
+{
+    struct server *srv = w->srv;
+    struct buf *b = &w->out;
+    buf_reset(b);
+    buf_puts(b, "{\"queries\":[");
+    for (int i = 0; i < w->reg.nqueries; i++) {
+        struct query_def *q = w->reg.queries[i];
+        uint64_t calls = 0, errors = 0;
+        for (int k = 0; k < srv->nworkers; k++) {
+            struct query_def *other = registry_find(&srv->workers[k].reg, q->name, strlen(q->name));
+            if (other == NULL) continue;
+            calls += PEEK(other->calls);
+            errors += PEEK(other->errors);
+        }
+        buf_puts(b, i ? ",{\"name\":" : "{\"name\":");
+        jsonw_string(b, q->name, strlen(q->name));
+        buf_puts(b, ",\"sql\":");
+        jsonw_string(b, q->sql, strlen(q->sql));
+        buf_printf(b, ",\"readonly\":%s,\"calls\":%llu,\"errors\":%llu}", q->readonly ? "true" : "false",
+                   (unsigned long long)calls, (unsigned long long)errors);
+    }
+    buf_puts(b, "]}");
+    http_send_json(req, 200, b->data, b->len);
+}
+
+int admin_handle(struct worker *w, h2o_req_t *req, h2o_iovec_t path)
+{
+    if (w->srv->cfg->admin_token == NULL) {
+        http_send_error(req, 404, "not_found", "no such endpoint", NULL, NULL);
+        return 0;
+    }
+    if (!authorize(w, req)) return 0;
+    if (h2o_memis(path.base, path.len, H2O_STRLIT("/admin/queries"))) {
+        send_queries(w, req);
+        return 0;
+    }
+    http_send_error(req, 404, "not_found", "no such endpoint", NULL, NULL);
+    return 0;
+}

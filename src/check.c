@@ -1,0 +1,60 @@
+/* check.c — `sluice check`: synchronous libpq is fine here, this is not the serving path. */
+#include "check.h"
+
+#include <lua.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <libpq-fe.h>
+
+#include "endpoint.h"
+#include "script.h"
+
+int check_run(const struct config *cfg)
+{
+    char err[512];
+    struct registry reg;
+    registry_init(&reg);
+    lua_State *L = script_load(cfg, &reg, err, sizeof err);
+    if (L == NULL) {
+        fprintf(stderr, "check: %s\n", err);
+        return 1;
+    }
+    lua_close(L);
+
+    int failures = 0;
+    PGconn **conns = calloc(cfg->npools, sizeof *conns);
+    for (int i = 0; i < reg.nqueries; i++) {
+        struct query_def *q = reg.queries[i];
+        PGconn **pc = &conns[q->pool_idx];
+        if (*pc == NULL) {
+            const char *keys[] = {"application_name", "dbname", NULL};
+            const char *vals[] = {"sluice-check", cfg->pools[q->pool_idx].url, NULL};
+            *pc = PQconnectdbParams(keys, vals, 1);
+            if (PQstatus(*pc) != CONNECTION_OK) {
+                fprintf(stderr, "check: pool %s: cannot connect: %s", q->pool, PQerrorMessage(*pc));
+                failures++;
+                break;
+            }
+        }
+        /* Preparing inside a rolled-back transaction leaves nothing behind. */
+        PQclear(PQexec(*pc, "BEGIN"));
+        PGresult *r = PQprepare(*pc, "", q->sql_numbered, 0, NULL);
+        if (PQresultStatus(r) != PGRES_COMMAND_OK) {
+            const char *msg = PQresultErrorField(r, PG_DIAG_MESSAGE_PRIMARY);
+            fprintf(stderr, "check: query %s: %s\n", q->name, msg ? msg : PQerrorMessage(*pc));
+            failures++;
+        } else {
+            printf("ok     %s\n", q->name);
+        }
+        PQclear(r);
+        PQclear(PQexec(*pc, "ROLLBACK"));
+    }
+    for (size_t i = 0; i < cfg->npools; i++)
+        if (conns[i]) PQfinish(conns[i]);
+    free(conns);
+    printf("%d queries checked, %d failed\n", reg.nqueries, failures);
+    registry_free(&reg);
+    return failures ? 1 : 0;
+}

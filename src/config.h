@@ -1,0 +1,53 @@
+/* config.h — the config file (Lua returning a table) plus environment overrides -> struct config.
+ * DESIGN.md §3 lists every key and default. */
+#ifndef SLUICE_CONFIG_H
+#define SLUICE_CONFIG_H
+
+#include <stdbool.h>
+#include <stddef.h>
+
+struct pool_config {
+    char *name;                        /* key in `pools`, e.g. "primary" */
+    char *url;                         /* libpq URL or key=value conninfo; "" = libpq defaults (PG* env) */
+    int pool_size;                     /* resolved: "auto" -> 2 * cpu_count() + 1; >= 1 */
+    int max_overflow;                  /* >= 0, default 20 */
+    double pool_timeout;               /* seconds, default 30 */
+    double pool_recycle;               /* seconds, default 1800; 0 = never */
+    double idle_timeout;               /* seconds, default 300 */
+    double connect_timeout;            /* seconds, default 5 */
+    bool echo;                         /* default false */
+    int prepared_statement_cache_size; /* default 256, >= 1 */
+    int statement_timeout_ms;          /* default 30000; 0 = none */
+    int pipeline_depth;                /* queries in flight per connection, default 16, >= 1 */
+    int max_queue;                     /* requests waiting for this pool (per worker share), default 1024 */
+    bool optional;                     /* default false: /health/ready ignores an optional pool */
+};
+
+struct config {
+    char *path;             /* the file it was read from */
+    char *listen;           /* "127.0.0.1:8080", "[::1]:8080", "0.0.0.0:8080" or "unix:/path" */
+    int workers;            /* resolved: "auto" -> cpu_count() */
+    char *admin_token;      /* NULL = admin endpoints off */
+    size_t max_body_bytes;  /* default 64 MiB */
+    double shutdown_timeout;/* seconds, default 30 */
+    double request_timeout; /* seconds, default 30 */
+    char *migrations;       /* folder, default "migrations" */
+    int log_level;          /* enum log_level, default info */
+    bool log_json;          /* log.format: "json" (default) or "text" */
+    struct pool_config *pools;
+    size_t npools;          /* >= 1: without a `pools` key there is one pool "primary" */
+    char **scripts;         /* glob patterns as written; default: the two of DESIGN.md §3 */
+    size_t nscripts;
+};
+
+/* Reads path, applies the environment overrides, validates. Returns 0, or -1 with one line in
+ * err naming the file, the key and what was expected, e.g.
+ * "conf/sluice.lua: pools.primary.pool_size: expected a positive integer or \"auto\", got string".
+ * On success the caller owns *out and frees it with config_free. */
+int config_load(const char *path, struct config *out, char *err, size_t errlen);
+void config_free(struct config *c);
+
+/* The pool named name, or NULL. */
+const struct pool_config *config_pool(const struct config *c, const char *name);
+
+#endif

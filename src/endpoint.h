@@ -1,0 +1,66 @@
+/* endpoint.h — the registry of what a script defined: named queries (and their route aliases).
+ * One registry per worker, built by script.c at load; immutable afterwards except for what the
+ * server teaches it (parameter types). */
+#ifndef SLUICE_ENDPOINT_H
+#define SLUICE_ENDPOINT_H
+
+#include <libpq-fe.h>
+#include <stdbool.h>
+#include <stdint.h>
+
+struct route_pattern {
+    char *method;   /* "GET", "POST", ... */
+    char **segs;    /* path segments; "{name}" segments bind a parameter */
+    int nsegs;
+};
+
+struct query_def {
+    char *name;
+    char *sql;          /* as written */
+    char *sql_numbered; /* :name -> $n */
+    char **param_names; /* param_names[i] binds $(i+1) */
+    int nparams;
+    bool readonly, single, idempotent;
+    int timeout_ms;     /* 0 = the pool's statement_timeout_ms */
+    char *pool;         /* NULL = sluice.route or "primary" */
+    int pool_idx;       /* index of that pool in the worker's pools, resolved at load */
+    struct route_pattern *route; /* NULL when no alias */
+    uint32_t id;        /* process-wide unique: the prepared statement is "s<id>" */
+    char stmt_name[16];
+    /* Learned from the server on first prepare (PQdescribePrepared). */
+    bool described;
+    Oid *param_types;
+    /* Per worker counters, read by /admin/queries. */
+    uint64_t calls, errors;
+};
+
+struct registry {
+    struct query_def **queries;
+    int nqueries, cap;
+    /* open-addressing index name -> query, power-of-two size */
+    struct query_def **index;
+    unsigned index_mask;
+};
+
+void registry_init(struct registry *r);
+void registry_free(struct registry *r);
+/* Takes ownership of q. Returns 0, or -SLUICE_EINVAL when the name is taken (q is not taken). */
+int registry_add(struct registry *r, struct query_def *q);
+struct query_def *registry_find(const struct registry *r, const char *name, size_t len);
+
+/* Builds a query definition; rewrites its SQL. Returns NULL with a message in err on bad SQL
+ * or route. Strings are copied. */
+struct query_def *query_def_new(const char *name, const char *sql, const char *route, char *err, unsigned errlen);
+void query_def_free(struct query_def *q);
+/* Index of the parameter called name, or -1. */
+int query_def_param(const struct query_def *q, const char *name, size_t len);
+
+/* Parses "METHOD /a/{b}/c". Returns NULL with a message in err when malformed. */
+struct route_pattern *route_parse(const char *spec, char *err, unsigned errlen);
+void route_free(struct route_pattern *r);
+/* Matches path (no query string) against r; on success fills vals/lens for each {param}
+ * segment in order (at most max) and returns the count; -1 when it does not match. */
+int route_match(const struct route_pattern *r, const char *path, size_t len, const char **vals,
+                size_t *lens, int max);
+
+#endif

@@ -1,0 +1,94 @@
+/* health.c — /health (per pool state summed over the workers), /health/live, /health/ready.
+ * Other workers' pools are read without locks: the figures are a snapshot, never used to decide. */
+#include "health.h"
+
+#include <string.h>
+
+#include "http.h"
+#include "jsonw.h"
+#include "pgconn.h"
+#include "server.h"
+
+#define PEEK(x) __atomic_load_n(&(x), __ATOMIC_RELAXED)
+
+struct pool_view {
+    int size, open, in_use, waiting;
+    bool healthy;
+    const char *last_error;
+};
+
+static void view_pool(struct server *srv, int idx, struct pool_view *v)
+{
+    memset(v, 0, sizeof *v);
+    v->size = srv->cfg->pools[idx].pool_size;
+    for (int i = 0; i < srv->nworkers; i++) {
+        struct pool *p = &srv->workers[i].pools[idx];
+        v->open += PEEK(p->nconns) - PEEK(p->nconnecting);
+        v->in_use += PEEK(p->nbusy);
+        v->waiting += PEEK(p->qlen);
+        if (PEEK(p->connect_failures) == 0 || PEEK(p->nconns) > PEEK(p->nconnecting)) v->healthy = true;
+        else if (p->last_error[0]) v->last_error = p->last_error;
+    }
+}
+
+static int send_health(struct worker *w, h2o_req_t *req)
+{
+    struct server *srv = w->srv;
+    struct buf *b = &w->out;
+    int required_down = 0, any_down = 0;
+    struct buf pools = BUF_INIT;
+    for (int i = 0; i < w->npools; i++) {
+        struct pool_view v;
+        view_pool(srv, i, &v);
+        const struct pool_config *pc = &srv->cfg->pools[i];
+        if (!v.healthy) {
+            any_down++;
+            if (!pc->optional) required_down++;
+        }
+        buf_puts(&pools, i ? "," : "");
+        jsonw_string(&pools, pc->name, strlen(pc->name));
+        buf_printf(&pools, ":{\"status\":\"%s\",\"size\":%d,\"open\":%d,\"in_use\":%d,\"waiting\":%d,\"breaker\":\"closed\"",
+                   v.healthy ? "ok" : "down", v.size, v.open, v.in_use, v.waiting);
+        if (!v.healthy && v.last_error) {
+            buf_puts(&pools, ",\"last_error\":");
+            jsonw_string(&pools, v.last_error, strlen(v.last_error));
+        }
+        buf_putc(&pools, '}');
+    }
+    const char *status = required_down ? "down" : any_down ? "degraded" : "ok";
+    buf_reset(b);
+    buf_printf(b, "{\"status\":\"%s\",\"pools\":{%s}}", status, pools.data ? pools.data : "");
+    buf_free(&pools);
+    http_send_json(req, required_down ? 503 : 200, b->data, b->len);
+    return 0;
+}
+
+static int send_ready(struct worker *w, h2o_req_t *req)
+{
+    for (int i = 0; i < w->npools; i++) {
+        struct pool_view v;
+        view_pool(w->srv, i, &v);
+        if (!v.healthy && !w->srv->cfg->pools[i].optional) {
+            http_send_error(req, 503, "unavailable", "a required pool cannot serve", NULL, NULL);
+            return 0;
+        }
+    }
+    http_send_json(req, 200, H2O_STRLIT("{\"status\":\"ok\"}"));
+    return 0;
+}
+
+int health_handle(struct worker *w, h2o_req_t *req, h2o_iovec_t path)
+{
+    if (h2o_memis(path.base, path.len, H2O_STRLIT("/health/live"))) {
+        if (w->stopping) {
+            http_send_error(req, 503, "unavailable", "shutting down", NULL, NULL);
+            return 0;
+        }
+        http_send_json(req, 200, H2O_STRLIT("{\"status\":\"ok\"}"));
+        return 0;
+    }
+    if (h2o_memis(path.base, path.len, H2O_STRLIT("/health/ready"))) return send_ready(w, req);
+    if (h2o_memis(path.base, path.len, H2O_STRLIT("/health"))) return send_health(w, req);
+    http_send_error(req, 404, "not_found", "no such endpoint", NULL, NULL);
+    return 0;
+}

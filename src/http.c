@@ -1,0 +1,172 @@
+/* http.c — routing of every request, and the JSON success and error responses. */
+#include "http.h"
+
+#include <stdio.h>
+#include <string.h>
+
+#include "admin.h"
+#include "health.h"
+#include "jsonw.h"
+#include "query.h"
+#include "server.h"
+
+static const char *reason(int status)
+{
+    switch (status) {
+    case 200: return "OK";
+    case 400: return "Bad Request";
+    case 401: return "Unauthorized";
+    case 403: return "Forbidden";
+    case 404: return "Not Found";
+    case 405: return "Method Not Allowed";
+    case 409: return "Conflict";
+    case 413: return "Payload Too Large";
+    case 415: return "Unsupported Media Type";
+    case 503: return "Service Unavailable";
+    case 504: return "Gateway Timeout";
+    default: return status < 500 ? "Bad Request" : "Internal Server Error";
+    }
+}
+
+const char *http_error_code(int status)
+{
+    switch (status) {
+    case 400: return "bad_request";
+    case 401: return "unauthorized";
+    case 403: return "forbidden";
+    case 404: return "not_found";
+    case 405: return "method_not_allowed";
+    case 409: return "conflict";
+    case 413: return "too_large";
+    case 415: return "unsupported_media_type";
+    case 503: return "unavailable";
+    case 504: return "timeout";
+    default: return "internal";
+    }
+}
+
+void http_send_json(h2o_req_t *req, int status, const char *body, size_t len)
+{
+    req->res.status = status;
+    req->res.reason = reason(status);
+    h2o_add_header(&req->pool, &req->res.headers, H2O_TOKEN_CONTENT_TYPE, NULL, H2O_STRLIT("application/json"));
+    req->res.content_length = len;
+    h2o_send_inline(req, body, len);
+}
+
+void http_send_error(h2o_req_t *req, int status, const char *code, const char *message, const char *query,
+                     const char *sqlstate)
+{
+    struct worker *w = worker_of(req);
+    struct buf *b = &w->out;
+    buf_reset(b);
+    buf_puts(b, "{\"error\":{\"code\":");
+    jsonw_string(b, code, strlen(code));
+    buf_puts(b, ",\"message\":");
+    jsonw_string(b, message, strlen(message));
+    if (query) {
+        buf_puts(b, ",\"query\":");
+        jsonw_string(b, query, strlen(query));
+    }
+    if (sqlstate) {
+        buf_puts(b, ",\"sqlstate\":");
+        jsonw_string(b, sqlstate, strlen(sqlstate));
+    }
+    buf_puts(b, "}}");
+    if (status == 503) h2o_add_header(&req->pool, &req->res.headers, H2O_TOKEN_RETRY_AFTER, NULL, H2O_STRLIT("1"));
+    http_send_json(req, status, b->data, b->len);
+}
+
+bool http_is_json(h2o_req_t *req)
+{
+    ssize_t i = h2o_find_header(&req->headers, H2O_TOKEN_CONTENT_TYPE, -1);
+    if (i < 0) return false;
+    h2o_iovec_t v = req->headers.entries[i].value;
+    size_t n = 0;
+    while (n < v.len && v.base[n] != ';' && v.base[n] != ' ') n++;
+    return h2o_lcstris(v.base, n, H2O_STRLIT("application/json"));
+}
+
+static int hexval(char c)
+{
+    if (c >= '0' && c <= '9') return c - '0';
+    if (c >= 'a' && c <= 'f') return c - 'a' + 10;
+    if (c >= 'A' && c <= 'F') return c - 'A' + 10;
+    return -1;
+}
+
+char *http_unescape(h2o_req_t *req, const char *s, size_t n, size_t *outlen)
+{
+    char *out = h2o_mem_alloc_pool(&req->pool, n + 1), *o = out;
+    for (size_t i = 0; i < n; i++) {
+        if (s[i] == '%') {
+            int hi, lo;
+            if (i + 2 >= n || (hi = hexval(s[i + 1])) < 0 || (lo = hexval(s[i + 2])) < 0) return NULL;
+            *o++ = (char)(hi * 16 + lo);
+            i += 2;
+        } else {
+            *o++ = s[i] == '+' ? ' ' : s[i];
+        }
+    }
+    *o = '\0';
+    *outlen = (size_t)(o - out);
+    return out;
+}
+
+static bool path_is(h2o_iovec_t path, const char *lit)
+{
+    size_t n = strlen(lit);
+    return path.len == n && memcmp(path.base, lit, n) == 0;
+}
+
+static bool path_has_prefix(h2o_iovec_t path, const char *lit)
+{
+    size_t n = strlen(lit);
+    return path.len > n && memcmp(path.base, lit, n) == 0;
+}
+
+/* Route aliases: "METHOD /path/{param}" of named queries. */
+static int route_alias(struct worker *w, h2o_req_t *req, h2o_iovec_t path)
+{
+    const char *vals[16];
+    size_t lens[16];
+    bool path_matched = false;
+    for (int i = 0; i < w->reg.nqueries; i++) {
+        struct query_def *q = w->reg.queries[i];
+        if (q->route == NULL) continue;
+        int n = route_match(q->route, path.base, path.len, vals, lens, 16);
+        if (n < 0) continue;
+        path_matched = true;
+        const char *m = q->route->method;
+        bool head_as_get = strcmp(m, "GET") == 0 && h2o_memis(req->method.base, req->method.len, H2O_STRLIT("HEAD"));
+        if (!h2o_memis(req->method.base, req->method.len, m, strlen(m)) && !head_as_get) continue;
+        return query_handle(w, req, q, vals, lens, n);
+    }
+    if (path_matched) {
+        http_send_error(req, 405, "method_not_allowed", "method not allowed on this route", NULL, NULL);
+        return 0;
+    }
+    return -1;
+}
+
+int http_on_req(h2o_handler_t *self, h2o_req_t *req)
+{
+    struct worker *w = worker_of(req);
+    h2o_iovec_t path = req->path_normalized;
+
+    if (path_has_prefix(path, "/query/")) {
+        const char *name = path.base + 7;
+        size_t n = path.len - 7;
+        struct query_def *q = memchr(name, '/', n) ? NULL : registry_find(&w->reg, name, n);
+        if (q == NULL) {
+            http_send_error(req, 404, "not_found", "no such query", NULL, NULL);
+            return 0;
+        }
+        return query_handle(w, req, q, NULL, NULL, 0);
+    }
+    if (path_is(path, "/health") || path_has_prefix(path, "/health/")) return health_handle(w, req, path);
+    if (path_is(path, "/admin") || path_has_prefix(path, "/admin/")) return admin_handle(w, req, path);
+    if (route_alias(w, req, path) == 0) return 0;
+    http_send_error(req, 404, "not_found", "no such endpoint", NULL, NULL);
+    return 0;
+}

@@ -1,0 +1,25 @@
+/* http.h — routing of every request and the JSON responses all endpoints share. */
+#ifndef SLUICE_HTTP_H
+#define SLUICE_HTTP_H
+
+#include <h2o.h>
+#include <stdbool.h>
+
+/* The one h2o handler: routes by path to health, metrics, admin, /query and route aliases. */
+int http_on_req(h2o_handler_t *self, h2o_req_t *req);
+
+/* Sends body (copied) with Content-Type application/json. */
+void http_send_json(h2o_req_t *req, int status, const char *body, size_t len);
+/* Sends {"error":{"code","message"[,"query"][,"sqlstate"]}}; query and sqlstate may be NULL.
+ * A 503 carries Retry-After. */
+void http_send_error(h2o_req_t *req, int status, const char *code, const char *message, const char *query,
+                     const char *sqlstate);
+
+/* The status's canonical error code of DESIGN §5, e.g. 409 -> "conflict". */
+const char *http_error_code(int status);
+/* True when the request has Content-Type application/json (parameters ignored). */
+bool http_is_json(h2o_req_t *req);
+/* Percent-decodes s[0..n) into the request pool ('+' is a space). Returns NULL on a bad escape. */
+char *http_unescape(h2o_req_t *req, const char *s, size_t n, size_t *outlen);
+
+#endif

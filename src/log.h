@@ -1,0 +1,24 @@
+/* log.h — one line per event on stderr, JSON ({"ts","level","msg",...fields}) or plain text. */
+#ifndef SLUICE_LOG_H
+#define SLUICE_LOG_H
+
+#include <stdbool.h>
+
+enum log_level { LOG_DEBUG, LOG_INFO, LOG_WARN, LOG_ERROR };
+
+/* Set once at start-up (and at reload); before it, level is info and format JSON. */
+void log_setup(enum log_level level, bool json);
+bool log_enabled(enum log_level level);
+/* Parses "debug" | "info" | "warn" | "error"; returns -1 for anything else. */
+int log_level_parse(const char *name);
+
+/* fields_json: NULL, or the members of a JSON object without braces, e.g. "\"pool\":\"primary\"". */
+void log_write(enum log_level level, const char *msg, const char *fields_json);
+void log_printf(enum log_level level, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+
+#define log_debug(...) (log_enabled(LOG_DEBUG) ? log_printf(LOG_DEBUG, __VA_ARGS__) : (void)0)
+#define log_info(...) log_printf(LOG_INFO, __VA_ARGS__)
+#define log_warn(...) log_printf(LOG_WARN, __VA_ARGS__)
+#define log_error(...) log_printf(LOG_ERROR, __VA_ARGS__)
+
+#endif

@@ -1,0 +1,88 @@
+/* main.c — the command line: serve, migrate, check, version, help. */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <h2o/version.h>
+#include <libpq-fe.h>
+
+#include "check.h"
+#include "config.h"
+#include "log.h"
+#include "migrate.h"
+#include "server.h"
+
+#define SLUICE_VERSION "0.1.0"
+
+static void usage(FILE *out)
+{
+    fprintf(out, "usage:\n"
+                 "  sluice serve   [--config FILE]             run the gateway (default config: conf/sluice.lua)\n"
+                 "  sluice migrate [--config FILE] [up|status] apply migrations/NNNN_name.sql in order\n"
+                 "  sluice check   [--config FILE]             load every script, prepare every named query\n"
+                 "  sluice version | --help\n");
+}
+
+int main(int argc, char **argv)
+{
+    if (argc < 2 || strcmp(argv[1], "--help") == 0 || strcmp(argv[1], "-h") == 0 || strcmp(argv[1], "help") == 0) {
+        usage(argc < 2 ? stderr : stdout);
+        return argc < 2 ? 2 : 0;
+    }
+    const char *cmd = argv[1];
+    if (strcmp(cmd, "version") == 0 || strcmp(cmd, "--version") == 0) {
+        printf("sluice %s (h2o %s, libpq %d)\n", SLUICE_VERSION, H2O_VERSION, PQlibVersion());
+        return 0;
+    }
+    const char *config_path = "conf/sluice.lua";
+    const char *arg = NULL;
+    for (int i = 2; i < argc; i++) {
+        if (strcmp(argv[i], "--config") == 0 && i + 1 < argc) {
+            config_path = argv[++i];
+        } else if (strncmp(argv[i], "--config=", 9) == 0) {
+            config_path = argv[i] + 9;
+        } else if (arg == NULL && argv[i][0] != '-') {
+            arg = argv[i];
+        } else {
+            fprintf(stderr, "sluice: unexpected argument \"%s\"\n", argv[i]);
+            usage(stderr);
+            return 2;
+        }
+    }
+    bool is_serve = strcmp(cmd, "serve") == 0, is_migrate = strcmp(cmd, "migrate") == 0,
+         is_check = strcmp(cmd, "check") == 0;
+    if (!is_serve && !is_migrate && !is_check) {
+        fprintf(stderr, "sluice: unknown command \"%s\"\n", cmd);
+        usage(stderr);
+        return 2;
+    }
+    if (arg != NULL && !is_migrate) {
+        fprintf(stderr, "sluice: unexpected argument \"%s\"\n", arg);
+        return 2;
+    }
+
+    struct config cfg;
+    char err[512];
+    if (config_load(config_path, &cfg, err, sizeof err) != 0) {
+        fprintf(stderr, "sluice: %s\n", err);
+        return 1;
+    }
+    log_setup((enum log_level)cfg.log_level, cfg.log_json);
+    int rc;
+    if (is_serve) {
+        rc = server_run(&cfg);
+    } else if (is_check) {
+        rc = check_run(&cfg);
+    } else {
+        const char *sub = arg ? arg : "up";
+        if (strcmp(sub, "up") != 0 && strcmp(sub, "status") != 0) {
+            fprintf(stderr, "sluice: migrate takes \"up\" or \"status\", got \"%s\"\n", sub);
+            config_free(&cfg);
+            return 2;
+        }
+        const struct pool_config *primary = config_pool(&cfg, "primary");
+        rc = migrate_run(primary ? primary->url : cfg.pools[0].url, cfg.migrations, sub);
+    }
+    config_free(&cfg);
+    return rc;
+}

@@ -1,0 +1,371 @@
+/* pgconn.c — one PGconn on the worker's event loop. libpq is only used asynchronously here:
+ * PQconnectStart/PQconnectPoll, pipeline mode, PQconsumeInput/PQisBusy/PQgetResult. h2o watches
+ * its own dup() of libpq's socket (with DONT_READ), so each side closes only its own fd. */
+#include "pgconn.h"
+
+#include <fcntl.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "endpoint.h"
+#include "log.h"
+#include "pool.h"
+#include "util.h"
+
+/* A connection takes more jobs only while its oldest in-flight segment is this young: a slow
+ * statement must not hold fast ones queued behind it on the same connection. */
+#define PIPELINE_WINDOW_US 2000
+
+static void on_io(h2o_socket_t *sock, const char *err);
+static void lost(struct pgconn *c, const char *why);
+
+static void attach(struct pgconn *c)
+{
+    if (c->sock != NULL) h2o_socket_close(c->sock);
+    c->sock = NULL;
+    int fd = fcntl(PQsocket(c->pg), F_DUPFD_CLOEXEC, 0);
+    if (fd < 0) return;
+    c->sock = h2o_evloop_socket_create(c->pool->loop, fd, H2O_SOCKET_FLAG_DONT_READ);
+    c->sock->data = c;
+}
+
+static void want_write(struct pgconn *c)
+{
+    if (c->sock != NULL && !h2o_socket_is_writing(c->sock)) h2o_socket_notify_write(c->sock, on_io);
+}
+
+static void on_notice(void *arg, const PGresult *res)
+{
+    struct pgconn *c = arg;
+    const char *msg = PQresultErrorMessage(res);
+    size_t n = strlen(msg);
+    while (n > 0 && msg[n - 1] == '\n') n--;
+    log_printf(LOG_INFO, "pool %s: server notice: %.*s", c->pool->cfg.name, (int)n, msg);
+}
+
+static void on_connect_timeout(h2o_timeout_entry_t *entry)
+{
+    struct pgconn *c = container_of(entry, struct pgconn, connect_entry);
+    lost(c, "connect timeout");
+}
+
+struct pgconn *pgconn_connect(struct pool *p, char *errbuf, size_t errlen)
+{
+    char opts[96];
+    snprintf(opts, sizeof opts, "-c statement_timeout=%d -c DateStyle=ISO,YMD", p->cfg.statement_timeout_ms);
+    /* The URL comes last so that what it says wins over these defaults. */
+    const char *keys[] = {"application_name", "client_encoding", "options", "dbname", NULL};
+    const char *vals[] = {"sluice", "UTF8", opts, p->cfg.url, NULL};
+    PGconn *pg = PQconnectStartParams(keys, vals, 1);
+    if (pg == NULL || PQstatus(pg) == CONNECTION_BAD) {
+        snprintf(errbuf, errlen, "%s", pg ? PQerrorMessage(pg) : "out of memory");
+        if (pg) PQfinish(pg);
+        return NULL;
+    }
+    struct pgconn *c = xcalloc(1, sizeof *c);
+    c->pool = p;
+    c->pg = pg;
+    c->state = PGCONN_CONNECTING;
+    c->session_timeout_ms = p->cfg.statement_timeout_ms;
+    c->seg_cap = (unsigned)p->cfg.pipeline_depth + 1;
+    c->segs = xcalloc(c->seg_cap, sizeof *c->segs);
+    stmt_cache_init(&c->stmts, p->cfg.prepared_statement_cache_size);
+    PQsetNoticeReceiver(pg, on_notice, c);
+    attach(c);
+    if (c->sock == NULL) {
+        snprintf(errbuf, errlen, "cannot watch the database socket");
+        pgconn_free(c);
+        return NULL;
+    }
+    want_write(c);
+    c->connect_entry.cb = on_connect_timeout;
+    h2o_timeout_link(p->loop, &p->connect_timeout, &c->connect_entry);
+    return c;
+}
+
+void pgconn_free(struct pgconn *c)
+{
+    if (h2o_timeout_is_linked(&c->connect_entry)) h2o_timeout_unlink(&c->connect_entry);
+    if (c->sock != NULL) h2o_socket_close(c->sock);
+    if (c->pg != NULL) PQfinish(c->pg);
+    stmt_cache_free(&c->stmts);
+    free(c->segs);
+    free(c);
+}
+
+static void connect_step(struct pgconn *c)
+{
+    switch (PQconnectPoll(c->pg)) {
+    case PGRES_POLLING_READING:
+        attach(c); /* libpq may have moved to another socket (next host or address) */
+        if (c->sock) h2o_socket_read_start(c->sock, on_io);
+        break;
+    case PGRES_POLLING_WRITING:
+        attach(c);
+        want_write(c);
+        break;
+    case PGRES_POLLING_OK:
+        h2o_timeout_unlink(&c->connect_entry);
+        if (PQsetnonblocking(c->pg, 1) != 0 || PQenterPipelineMode(c->pg) != 1) {
+            lost(c, PQerrorMessage(c->pg));
+            return;
+        }
+        attach(c);
+        if (c->sock == NULL) {
+            lost(c, "cannot watch the database socket");
+            return;
+        }
+        h2o_socket_read_start(c->sock, on_io); /* kept on for good: level-triggered */
+        c->state = PGCONN_READY;
+        pool_conn_ready(c->pool, c);
+        return;
+    default:
+        lost(c, PQerrorMessage(c->pg));
+        return;
+    }
+    if (c->sock == NULL) lost(c, "cannot watch the database socket");
+}
+
+bool pgconn_has_room(const struct pgconn *c, uint64_t now_us)
+{
+    if (c->state != PGCONN_READY) return false;
+    if (c->njobs == 0) return true;
+    if (c->nsegs + 1 >= c->seg_cap || c->njobs >= c->pool->cfg.pipeline_depth) return false;
+    return now_us - c->segs[c->seg_head].sent_us < PIPELINE_WINDOW_US;
+}
+
+static struct pgseg *push_seg(struct pgconn *c, struct pgjob *job)
+{
+    struct pgseg *s = &c->segs[(c->seg_head + c->nsegs++) % c->seg_cap];
+    memset(s, 0, sizeof *s);
+    s->job = job;
+    s->sent_us = now_us();
+    return s;
+}
+
+static int send_simple(struct pgconn *c, struct pgseg *s, enum seg_cmd cmd, const char *sql)
+{
+    s->cmds[s->ncmds++] = (uint8_t)cmd;
+    return PQsendQueryParams(c->pg, sql, 0, NULL, NULL, NULL, NULL, 0) ? 0 : -1;
+}
+
+static int send_execute(struct pgconn *c, struct pgseg *s, struct pgjob *job)
+{
+    struct query_def *q = job->q;
+    if (job->timeout_ms != c->session_timeout_ms) {
+        char sql[64];
+        snprintf(sql, sizeof sql, "SET statement_timeout = %d", job->timeout_ms);
+        if (send_simple(c, s, CMD_SET, sql) != 0) return -1;
+        c->session_timeout_ms = job->timeout_ms;
+    }
+    const char *stackvals[32];
+    const char **vals = q->nparams <= 32 ? stackvals : xmalloc((size_t)q->nparams * sizeof *vals);
+    for (int i = 0; i < q->nparams; i++)
+        vals[i] = job->param_off[i] < 0 ? NULL : job->params.data + job->param_off[i];
+    int ok = PQsendQueryPrepared(c->pg, q->stmt_name, q->nparams, vals, NULL, NULL, 0);
+    if (vals != stackvals) free(vals);
+    s->cmds[s->ncmds++] = CMD_EXECUTE;
+    return ok ? 0 : -1;
+}
+
+static int flush(struct pgconn *c)
+{
+    int r = PQflush(c->pg);
+    if (r == 1) want_write(c);
+    return r < 0 ? -1 : 0;
+}
+
+/* Sends the job's segment. Returns -1 when the connection failed (the caller closes it). */
+static int send_job(struct pgconn *c, struct pgjob *job)
+{
+    struct query_def *q = job->q;
+    struct pgseg *s = push_seg(c, job);
+    job->sent_us = s->sent_us;
+    char sql[64];
+
+    if (job->replan) {
+        /* 0A000: the statement exists but its plan is stale; 26000: it is gone already. */
+        if (stmt_cache_touch(&c->stmts, q->id)) {
+            stmt_cache_remove(&c->stmts, q->id);
+            snprintf(sql, sizeof sql, "DEALLOCATE %s", q->stmt_name);
+            if (send_simple(c, s, CMD_DEALLOCATE, sql) != 0) return -1;
+        }
+        job->replan = false;
+    }
+    if (!stmt_cache_touch(&c->stmts, q->id)) {
+        uint32_t evicted = stmt_cache_insert(&c->stmts, q->id);
+        if (evicted != 0) {
+            snprintf(sql, sizeof sql, "DEALLOCATE s%u", evicted);
+            if (send_simple(c, s, CMD_DEALLOCATE, sql) != 0) return -1;
+        }
+        s->cmds[s->ncmds++] = CMD_PREPARE;
+        s->prepared_id = q->id;
+        if (!PQsendPrepare(c->pg, q->stmt_name, q->sql_numbered, q->described ? q->nparams : 0,
+                           q->described ? q->param_types : NULL))
+            return -1;
+        if (!q->described) {
+            s->cmds[s->ncmds++] = CMD_DESCRIBE;
+            if (!PQsendDescribePrepared(c->pg, q->stmt_name)) return -1;
+        }
+    }
+    if (q->described) {
+        if (!job->bound && (job->owner == NULL || job->bind(job) != 0)) {
+            job->status = PGJOB_BIND_ERROR;
+        } else {
+            job->bound = true;
+            if (send_execute(c, s, job) != 0) return -1;
+        }
+    }
+    if (!PQpipelineSync(c->pg)) return -1;
+    return flush(c);
+}
+
+void pgconn_start(struct pgconn *c, struct pgjob *job)
+{
+    if (c->njobs++ == 0) c->pool->nbusy++;
+    job->attempts++;
+    job->status = PGJOB_OK;
+    if (send_job(c, job) != 0) lost(c, PQerrorMessage(c->pg));
+}
+
+static void take_error(struct pgjob *job, PGresult *r)
+{
+    if (job->result == NULL || job->status != PGJOB_DB_ERROR) {
+        if (job->result) PQclear(job->result);
+        job->result = r;
+        job->status = PGJOB_DB_ERROR;
+    } else {
+        PQclear(r);
+    }
+}
+
+static void on_cmd_result(struct pgconn *c, struct pgseg *s, PGresult *r)
+{
+    struct pgjob *job = s->job;
+    enum seg_cmd cmd = s->cur < s->ncmds ? s->cmds[s->cur] : CMD_EXECUTE;
+    ExecStatusType st = PQresultStatus(r);
+    bool failed = st == PGRES_FATAL_ERROR || st == PGRES_PIPELINE_ABORTED || st == PGRES_BAD_RESPONSE;
+    if (failed) {
+        if (cmd == CMD_PREPARE) stmt_cache_remove(&c->stmts, s->prepared_id);
+        if (cmd == CMD_SET) c->session_timeout_ms = -1;
+        if (st == PGRES_PIPELINE_ABORTED) PQclear(r);
+        else take_error(job, r);
+        return;
+    }
+    if (cmd == CMD_DESCRIBE) {
+        struct query_def *q = job->q;
+        int n = PQnparams(r);
+        free(q->param_types);
+        q->param_types = xcalloc((size_t)(q->nparams ? q->nparams : 1), sizeof(Oid));
+        for (int i = 0; i < n && i < q->nparams; i++) q->param_types[i] = PQparamtype(r, i);
+        q->described = true;
+        PQclear(r);
+    } else if (cmd == CMD_EXECUTE) {
+        if (job->result) PQclear(job->result);
+        job->result = r;
+    } else {
+        PQclear(r);
+    }
+}
+
+static bool stale_statement(const struct pgjob *job)
+{
+    if (job->status != PGJOB_DB_ERROR || job->result == NULL) return false;
+    const char *state = PQresultErrorField(job->result, PG_DIAG_SQLSTATE);
+    return state && (strcmp(state, "26000") == 0 || strcmp(state, "0A000") == 0);
+}
+
+/* The Sync of the head segment arrived. */
+static void on_segment_done(struct pgconn *c)
+{
+    struct pgseg *s = &c->segs[c->seg_head];
+    struct pgjob *job = s->job;
+    bool executed = memchr(s->cmds, CMD_EXECUTE, s->ncmds) != NULL;
+    c->seg_head = (c->seg_head + 1) % c->seg_cap;
+    c->nsegs--;
+
+    if (job->status == PGJOB_OK && !executed && job->bound == false) {
+        /* The statement was described just now: bind and execute on the same connection. */
+        if (send_job(c, job) != 0) lost(c, PQerrorMessage(c->pg));
+        return;
+    }
+    if (stale_statement(job) && job->attempts < 3) {
+        /* Dropped or invalidated by DDL: prepare afresh and run once more, unseen by the client. */
+        PQclear(job->result);
+        job->result = NULL;
+        job->q->described = false;
+        job->bound = false;
+        job->replan = true;
+        job->status = PGJOB_OK;
+        job->attempts++;
+        if (send_job(c, job) != 0) lost(c, PQerrorMessage(c->pg));
+        return;
+    }
+    if (--c->njobs == 0) {
+        c->pool->nbusy--;
+        c->idle_since_ms = now_ms();
+    }
+    pool_job_done(c->pool, job);
+}
+
+static void read_results(struct pgconn *c)
+{
+    while (c->nsegs > 0 && c->state == PGCONN_READY) {
+        if (PQisBusy(c->pg)) return;
+        PGresult *r = PQgetResult(c->pg);
+        struct pgseg *s = &c->segs[c->seg_head];
+        if (r == NULL) {
+            if (!s->in_cmd) return;
+            s->in_cmd = false;
+            s->cur++;
+            continue;
+        }
+        if (PQresultStatus(r) == PGRES_PIPELINE_SYNC) {
+            PQclear(r);
+            on_segment_done(c);
+            continue;
+        }
+        s->in_cmd = true;
+        on_cmd_result(c, s, r);
+    }
+}
+
+static void on_io(h2o_socket_t *sock, const char *err)
+{
+    struct pgconn *c = sock->data;
+    if (c->state == PGCONN_CONNECTING) {
+        connect_step(c);
+        return;
+    }
+    if (c->state != PGCONN_READY) return;
+    if (flush(c) != 0 || !PQconsumeInput(c->pg)) {
+        lost(c, PQerrorMessage(c->pg));
+        return;
+    }
+    read_results(c);
+    if (c->state != PGCONN_READY) return;
+    if (PQstatus(c->pg) == CONNECTION_BAD) {
+        lost(c, PQerrorMessage(c->pg));
+        return;
+    }
+    pool_conn_has_room(c->pool, c);
+}
+
+/* Takes the connection out of service; its in-flight jobs go back to the pool. */
+static void lost(struct pgconn *c, const char *why)
+{
+    if (c->state == PGCONN_CLOSED) return;
+    c->state = PGCONN_CLOSED;
+    char msg[256];
+    snprintf(msg, sizeof msg, "%s", why && *why ? why : "connection lost");
+    size_t n = strlen(msg);
+    while (n > 0 && (msg[n - 1] == '\n' || msg[n - 1] == ' ')) msg[--n] = '\0';
+    pool_conn_failed(c->pool, c, msg);
+}
+
+void pgconn_close(struct pgconn *c)
+{
+    lost(c, "closed");
+}

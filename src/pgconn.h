@@ -1,0 +1,56 @@
+/* pgconn.h — one PGconn on the worker's event loop: asynchronous connect, pipeline mode, the
+ * prepared-statement cache, results matched to jobs in order. */
+#ifndef SLUICE_PGCONN_H
+#define SLUICE_PGCONN_H
+
+#include <h2o.h>
+#include <libpq-fe.h>
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "stmt.h"
+
+struct pool;
+struct pgjob;
+
+enum pgconn_state { PGCONN_CONNECTING, PGCONN_READY, PGCONN_CLOSED };
+
+/* One pipeline segment: the commands sent for one job, ended by a Sync. */
+enum { SEG_MAX_CMDS = 5 };
+enum seg_cmd { CMD_DEALLOCATE, CMD_PREPARE, CMD_DESCRIBE, CMD_SET, CMD_EXECUTE };
+struct pgseg {
+    struct pgjob *job;
+    uint8_t cmds[SEG_MAX_CMDS];
+    uint8_t ncmds, cur;
+    bool in_cmd;
+    uint32_t prepared_id; /* the statement this segment prepares, 0 if none */
+    uint64_t sent_us;
+};
+
+struct pgconn {
+    struct pgconn *prev, *next; /* pool list */
+    struct pool *pool;
+    PGconn *pg;
+    h2o_socket_t *sock;         /* h2o's dup() of libpq's fd */
+    enum pgconn_state state;
+    struct pgseg *segs;         /* ring of in-flight segments */
+    unsigned seg_head, nsegs, seg_cap;
+    int njobs;                  /* jobs with a segment in flight */
+    struct stmt_cache stmts;
+    int session_timeout_ms;     /* statement_timeout now in force, -1 unknown */
+    uint64_t created_ms, expires_ms, idle_since_ms;
+    h2o_timeout_entry_t connect_entry;
+};
+
+/* Starts connecting. Returns the connection (state CONNECTING) or NULL when libpq refused at
+ * once (errbuf says why). The pool hears of the outcome through pool_conn_ready/failed. */
+struct pgconn *pgconn_connect(struct pool *p, char *errbuf, size_t errlen);
+/* Sends job's commands. The job's result comes back through pool_job_done. */
+void pgconn_start(struct pgconn *c, struct pgjob *job);
+/* True when another job may be pipelined now. */
+bool pgconn_has_room(const struct pgconn *c, uint64_t now_us);
+/* Closes the connection; in-flight jobs are handed back with pool_conn_failed semantics. */
+void pgconn_close(struct pgconn *c);
+void pgconn_free(struct pgconn *c);
+
+#endif

@@ -1,0 +1,346 @@
+/* pool.c — one named pool's share on one worker. Jobs wait in a FIFO bounded by pool_timeout
+ * and max_queue; connections come and go with backoff; the janitor refills, reaps and recycles. */
+#include "pool.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "endpoint.h"
+#include "log.h"
+#include "pgconn.h"
+#include "util.h"
+
+#define JANITOR_MS 250
+#define MAX_CONNECTING 2       /* connects in flight per pool and worker: no thundering herd */
+#define BACKOFF_MAX_MS 5000
+
+static void dispatch(struct pool *p);
+
+struct pgjob *pgjob_new(struct query_def *q, void *owner)
+{
+    struct pgjob *job = xcalloc(1, sizeof *job);
+    job->q = q;
+    job->owner = owner;
+    job->param_off = xmalloc((size_t)(q->nparams ? q->nparams : 1) * sizeof *job->param_off);
+    for (int i = 0; i < q->nparams; i++) job->param_off[i] = -1;
+    buf_init(&job->params);
+    return job;
+}
+
+void pgjob_free(struct pgjob *job)
+{
+    if (job->result) PQclear(job->result);
+    buf_free(&job->params);
+    free(job->param_off);
+    free(job);
+}
+
+void pgjob_param(struct pgjob *job, int index, const char *text, size_t len)
+{
+    if (text == NULL) {
+        job->param_off[index] = -1;
+        return;
+    }
+    job->param_off[index] = (int)job->params.len;
+    buf_append(&job->params, text, len);
+    buf_putc(&job->params, '\0');
+}
+
+/* --- delivering --------------------------------------------------------------------------- */
+
+static void deliver(struct pgjob *job)
+{
+    if (job->owner == NULL) pgjob_free(job);
+    else job->on_done(job);
+}
+
+void pool_job_done(struct pool *p, struct pgjob *job)
+{
+    deliver(job);
+}
+
+static void unqueue(struct pool *p, struct pgjob *job)
+{
+    struct pgjob **pp = &p->qhead, *prev = NULL;
+    while (*pp && *pp != job) prev = *pp, pp = &(*pp)->next;
+    if (*pp == NULL) return;
+    *pp = job->next;
+    if (p->qtail == job) p->qtail = prev;
+    job->next = NULL;
+    p->qlen--;
+    if (h2o_timeout_is_linked(&job->wait_entry)) h2o_timeout_unlink(&job->wait_entry);
+}
+
+static void on_wait_timeout(h2o_timeout_entry_t *entry)
+{
+    struct pgjob *job = container_of(entry, struct pgjob, wait_entry);
+    struct pool *p = job->pool;
+    unqueue(p, job);
+    job->status = PGJOB_UNAVAILABLE;
+    snprintf(job->errmsg, sizeof job->errmsg, "no database connection within pool_timeout (%gs)",
+             p->cfg.pool_timeout);
+    deliver(job);
+}
+
+static void enqueue(struct pool *p, struct pgjob *job, bool front)
+{
+    job->pool = p;
+    if (front) {
+        job->next = p->qhead;
+        p->qhead = job;
+        if (p->qtail == NULL) p->qtail = job;
+    } else {
+        job->next = NULL;
+        if (p->qtail) p->qtail->next = job;
+        else p->qhead = job;
+        p->qtail = job;
+    }
+    p->qlen++;
+    job->queued_us = now_us();
+    job->wait_entry.cb = on_wait_timeout;
+    h2o_timeout_link(p->loop, &p->wait_timeout, &job->wait_entry);
+}
+
+/* --- connections -------------------------------------------------------------------------- */
+
+static void link_conn(struct pool *p, struct pgconn *c)
+{
+    c->prev = NULL;
+    c->next = p->conns;
+    if (p->conns) p->conns->prev = c;
+    p->conns = c;
+    p->nconns++;
+}
+
+static void unlink_conn(struct pool *p, struct pgconn *c)
+{
+    if (c->prev) c->prev->next = c->next;
+    else p->conns = c->next;
+    if (c->next) c->next->prev = c->prev;
+    p->nconns--;
+}
+
+static void note_connect_failure(struct pool *p, const char *why)
+{
+    p->connect_failures++;
+    p->connect_errors++;
+    unsigned shift = p->connect_failures < 7 ? (unsigned)p->connect_failures : 7;
+    uint64_t backoff = (uint64_t)50 << shift;
+    if (backoff > BACKOFF_MAX_MS) backoff = BACKOFF_MAX_MS;
+    p->next_connect_ms = now_ms() + backoff / 2 + (uint64_t)rand() % (backoff / 2 + 1);
+    if (strcmp(p->last_error, why) != 0 || p->connect_failures == 1)
+        log_warn("pool %s: cannot connect: %s", p->cfg.name, why);
+    snprintf(p->last_error, sizeof p->last_error, "%s", why);
+}
+
+static void start_connect(struct pool *p)
+{
+    if (p->closing || p->nconnecting >= MAX_CONNECTING || now_ms() < p->next_connect_ms) return;
+    if (p->nconns >= p->cfg.pool_size + p->cfg.max_overflow) return;
+    char err[256];
+    struct pgconn *c = pgconn_connect(p, err, sizeof err);
+    if (c == NULL) {
+        note_connect_failure(p, err);
+        return;
+    }
+    link_conn(p, c);
+    p->nconnecting++;
+}
+
+void pool_conn_ready(struct pool *p, struct pgconn *c)
+{
+    p->nconnecting--;
+    if (p->connect_failures > 0) log_info("pool %s: connected again", p->cfg.name);
+    p->connect_failures = 0;
+    p->next_connect_ms = 0;
+    p->connects++;
+    c->created_ms = c->idle_since_ms = now_ms();
+    if (p->cfg.pool_recycle > 0) {
+        double jitter = 0.9 + 0.2 * ((double)rand() / RAND_MAX);
+        c->expires_ms = c->created_ms + (uint64_t)(p->cfg.pool_recycle * 1000 * jitter);
+    }
+    dispatch(p);
+}
+
+/* Closes a connection that has nothing in flight. */
+static void drop(struct pool *p, struct pgconn *c)
+{
+    unlink_conn(p, c);
+    pgconn_free(c);
+}
+
+void pool_conn_failed(struct pool *p, struct pgconn *c, const char *why)
+{
+    bool was_up = c->created_ms != 0;
+    if (!was_up) {
+        p->nconnecting--;
+        note_connect_failure(p, why);
+    } else {
+        p->conn_lost++;
+        snprintf(p->last_error, sizeof p->last_error, "%s", why);
+        if (!p->closing) log_warn("pool %s: connection lost: %s", p->cfg.name, why);
+    }
+    /* Hand the in-flight jobs back: readonly ones are resent once, the others fail. */
+    struct pgjob *failed = NULL;
+    for (unsigned i = 0; i < c->nsegs; i++) {
+        struct pgjob *job = c->segs[(c->seg_head + i) % c->seg_cap].job;
+        if (job->result) PQclear(job->result);
+        job->result = NULL;
+        bool retry = job->owner && !p->closing && (job->q->readonly || job->q->idempotent) && job->attempts < 2;
+        if (retry) {
+            enqueue(p, job, true);
+        } else {
+            job->status = PGJOB_UNAVAILABLE;
+            snprintf(job->errmsg, sizeof job->errmsg, "the database connection was lost");
+            job->next = failed;
+            failed = job;
+        }
+    }
+    c->nsegs = 0;
+    if (c->njobs > 0) p->nbusy--;
+    drop(p, c);
+    for (struct pgjob *job; (job = failed) != NULL;) {
+        failed = job->next;
+        deliver(job);
+    }
+    dispatch(p);
+}
+
+void pool_conn_has_room(struct pool *p, struct pgconn *c)
+{
+    if (c->njobs == 0) {
+        bool expired = c->expires_ms && now_ms() >= c->expires_ms;
+        bool dirty = PQtransactionStatus(c->pg) != PQTRANS_IDLE;
+        if (expired || dirty) {
+            if (dirty) log_warn("pool %s: discarding a connection left inside a transaction", p->cfg.name);
+            drop(p, c);
+            start_connect(p);
+        }
+    }
+    dispatch(p);
+}
+
+/* --- dispatching -------------------------------------------------------------------------- */
+
+static struct pgconn *pick(struct pool *p, uint64_t now)
+{
+    struct pgconn *best = NULL;
+    for (struct pgconn *c = p->conns; c; c = c->next) {
+        if (c->state != PGCONN_READY) continue;
+        if (c->njobs == 0) return c;
+        if (pgconn_has_room(c, now) && (best == NULL || c->njobs < best->njobs)) best = c;
+    }
+    return best;
+}
+
+static void dispatch(struct pool *p)
+{
+    uint64_t now = now_us();
+    while (p->qhead != NULL) {
+        struct pgconn *c = pick(p, now);
+        if (c == NULL) break;
+        struct pgjob *job = p->qhead;
+        unqueue(p, job);
+        pgconn_start(c, job); /* may lose c, which re-enters dispatch: the loop re-reads all */
+    }
+    if (p->qhead != NULL) start_connect(p);
+}
+
+int pool_submit(struct pool *p, struct pgjob *job)
+{
+    job->pool = p;
+    if (p->closing) {
+        snprintf(job->errmsg, sizeof job->errmsg, "the gateway is shutting down");
+        return -SLUICE_EBUSY;
+    }
+    if (p->connect_failures > 0 && p->nconns == p->nconnecting) {
+        snprintf(job->errmsg, sizeof job->errmsg, "database unavailable");
+        return -SLUICE_EBUSY;
+    }
+    if (p->qlen >= p->cfg.max_queue) {
+        snprintf(job->errmsg, sizeof job->errmsg, "too many requests waiting for pool %s", p->cfg.name);
+        return -SLUICE_EBUSY;
+    }
+    /* Straight to a connection when one has room and nobody waits. */
+    struct pgconn *c = p->qhead == NULL ? pick(p, now_us()) : NULL;
+    if (c != NULL) {
+        job->queued_us = now_us();
+        pgconn_start(c, job);
+        return 0;
+    }
+    enqueue(p, job, false);
+    dispatch(p);
+    return 0;
+}
+
+void pool_abandon(struct pgjob *job)
+{
+    struct pool *p = job->pool;
+    if (p != NULL && h2o_timeout_is_linked(&job->wait_entry)) {
+        unqueue(p, job);
+        pgjob_free(job);
+        return;
+    }
+    job->owner = NULL; /* freed when its result arrives */
+}
+
+/* --- janitor ------------------------------------------------------------------------------ */
+
+static void on_janitor(h2o_timeout_entry_t *entry)
+{
+    struct pool *p = container_of(entry, struct pool, janitor);
+    uint64_t now = now_ms();
+    for (struct pgconn *c = p->conns, *next; c; c = next) {
+        next = c->next;
+        if (c->state != PGCONN_READY || c->njobs != 0) continue;
+        bool surplus = p->nconns > p->cfg.pool_size &&
+                       now - c->idle_since_ms >= (uint64_t)(p->cfg.idle_timeout * 1000);
+        bool expired = c->expires_ms && now >= c->expires_ms;
+        if (surplus || expired) drop(p, c);
+    }
+    if (p->nconns < p->cfg.pool_size || p->qhead) start_connect(p);
+    h2o_timeout_link(p->loop, &p->janitor_timeout, &p->janitor);
+}
+
+static int share(int total, int index, int n)
+{
+    return total / n + (index < total % n ? 1 : 0);
+}
+
+void pool_init(struct pool *p, const struct pool_config *cfg, int index, int nworkers, h2o_loop_t *loop)
+{
+    memset(p, 0, sizeof *p);
+    p->cfg = *cfg;
+    p->cfg.pool_size = share(cfg->pool_size, index, nworkers);
+    if (p->cfg.pool_size < 1) p->cfg.pool_size = 1;
+    p->cfg.max_overflow = share(cfg->max_overflow, index, nworkers);
+    p->loop = loop;
+    h2o_timeout_init(loop, &p->wait_timeout, (uint64_t)(cfg->pool_timeout * 1000));
+    h2o_timeout_init(loop, &p->connect_timeout, (uint64_t)(cfg->connect_timeout * 1000));
+    h2o_timeout_init(loop, &p->janitor_timeout, JANITOR_MS);
+    p->janitor.cb = on_janitor;
+    h2o_timeout_link(loop, &p->janitor_timeout, &p->janitor);
+    for (int i = 0; i < p->cfg.pool_size; i++) start_connect(p);
+}
+
+void pool_close(struct pool *p)
+{
+    p->closing = true;
+    while (p->qhead) {
+        struct pgjob *job = p->qhead;
+        unqueue(p, job);
+        job->status = PGJOB_UNAVAILABLE;
+        snprintf(job->errmsg, sizeof job->errmsg, "the gateway is shutting down");
+        deliver(job);
+    }
+    while (p->conns) pool_conn_failed(p, p->conns, "closed");
+    if (h2o_timeout_is_linked(&p->janitor)) h2o_timeout_unlink(&p->janitor);
+}
+
+bool pool_healthy(const struct pool *p)
+{
+    for (const struct pgconn *c = p->conns; c; c = c->next)
+        if (c->state == PGCONN_READY) return true;
+    return p->connect_failures == 0;
+}

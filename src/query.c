@@ -1,0 +1,285 @@
+/* query.c — serving a named query over HTTP. Parameters come from route segments, the query
+ * string and a JSON body (object by name or array by position); each is converted for the type
+ * the server declared before it is bound. */
+#include "query.h"
+
+#include <jansson.h>
+#include <stdio.h>
+#include <string.h>
+
+#include "http.h"
+#include "jsonw.h"
+#include "log.h"
+#include "pgtype.h"
+#include "server.h"
+#include "util.h"
+
+/* Where a parameter's value comes from. */
+struct pvalue {
+    const char *text; /* from the path or query string (decoded, in the request pool) */
+    size_t len;
+    json_t *json;     /* from the body (borrowed from qreq->body) */
+    bool set;
+};
+
+/* The state of a request waiting on the database; lives in the request's pool and is disposed
+ * with it, so a client that leaves abandons its job cleanly. */
+struct qreq {
+    h2o_req_t *req;
+    struct worker *w;
+    struct query_def *q;
+    struct pgjob *job;
+    json_t *body;
+    struct pvalue *vals;
+};
+
+static void on_dispose(void *p)
+{
+    struct qreq *qr = p;
+    if (qr->job != NULL) {
+        pool_abandon(qr->job);
+        qr->job = NULL;
+        qr->w->inflight--;
+    }
+    if (qr->body) json_decref(qr->body);
+}
+
+int query_status_for_sqlstate(const char *s)
+{
+    if (s == NULL) return 500;
+    if (strncmp(s, "23", 2) == 0) return 409;
+    if (strncmp(s, "22", 2) == 0) return 400;
+    if (strcmp(s, "57014") == 0) return 504;
+    if (strncmp(s, "08", 2) == 0 || strcmp(s, "57P01") == 0 || strcmp(s, "57P02") == 0 ||
+        strcmp(s, "57P03") == 0 || strcmp(s, "53300") == 0)
+        return 503;
+    if (strcmp(s, "40001") == 0 || strcmp(s, "40P01") == 0) return 409;
+    return 500;
+}
+
+static int bind_params(struct pgjob *job)
+{
+    struct qreq *qr = job->owner;
+    struct query_def *q = job->q;
+    buf_reset(&job->params);
+    for (int i = 0; i < q->nparams; i++) {
+        struct pvalue *v = &qr->vals[i];
+        Oid type = q->param_types ? q->param_types[i] : 0;
+        size_t before = job->params.len;
+        char err[128];
+        int rc;
+        bool is_null = false;
+        if (v->json) rc = pgtype_param_json(type, v->json, &job->params, &is_null, err, sizeof err);
+        else rc = pgtype_param_text(type, v->text, v->len, &job->params, err, sizeof err);
+        if (rc != 0) {
+            snprintf(job->errmsg, sizeof job->errmsg, "parameter \"%s\": %s", q->param_names[i], err);
+            return -1;
+        }
+        job->param_off[i] = is_null ? -1 : (int)before;
+    }
+    job->bound = true;
+    return 0;
+}
+
+static void send_result(struct qreq *qr, struct pgjob *job)
+{
+    h2o_req_t *req = qr->req;
+    struct query_def *q = qr->q;
+    struct buf *b = &qr->w->out;
+    const char *sqlstate = NULL;
+    char msg[256];
+
+    switch (job->status) {
+    case PGJOB_OK:
+        buf_reset(b);
+        if (q->single) {
+            if (PQresultStatus(job->result) != PGRES_TUPLES_OK || PQntuples(job->result) == 0) {
+                http_send_error(req, 404, "not_found", "no row", q->name, NULL);
+                return;
+            }
+            jsonw_row(b, job->result, 0);
+        } else {
+            jsonw_result(b, job->result);
+        }
+        http_send_json(req, 200, b->data, b->len);
+        q->calls++;
+        return;
+    case PGJOB_BIND_ERROR:
+        http_send_error(req, 400, "bad_request", job->errmsg, q->name, NULL);
+        break;
+    case PGJOB_UNAVAILABLE:
+        http_send_error(req, 503, "unavailable", job->errmsg, q->name, NULL);
+        break;
+    case PGJOB_DB_ERROR: {
+        sqlstate = PQresultErrorField(job->result, PG_DIAG_SQLSTATE);
+        const char *primary = PQresultErrorField(job->result, PG_DIAG_MESSAGE_PRIMARY);
+        int status = query_status_for_sqlstate(sqlstate);
+        if (status == 500) {
+            log_printf(LOG_ERROR, "query %s failed: %s (SQLSTATE %s)", q->name, primary ? primary : "?",
+                       sqlstate ? sqlstate : "?");
+            snprintf(msg, sizeof msg, "internal error");
+        } else if (status == 504) {
+            snprintf(msg, sizeof msg, "statement timeout");
+        } else {
+            snprintf(msg, sizeof msg, "%s", primary ? primary : "database error");
+        }
+        http_send_error(req, status, http_error_code(status), msg, q->name, sqlstate);
+        break;
+    }
+    }
+    q->calls++;
+    q->errors++;
+}
+
+static void on_done(struct pgjob *job)
+{
+    struct qreq *qr = job->owner;
+    qr->job = NULL;
+    qr->w->inflight--;
+    send_result(qr, job);
+    pgjob_free(job);
+}
+
+static int set_value(struct qreq *qr, const char *name, size_t nlen, const char *text, size_t len, json_t *json,
+                     char *err, size_t errlen)
+{
+    int i = query_def_param(qr->q, name, nlen);
+    if (i < 0) {
+        snprintf(err, errlen, "unknown parameter \"%.*s\"", (int)(nlen > 64 ? 64 : nlen), name);
+        return -1;
+    }
+    qr->vals[i] = (struct pvalue){text, len, json, true};
+    return 0;
+}
+
+static int parse_query_string(struct qreq *qr, char *err, size_t errlen)
+{
+    h2o_req_t *req = qr->req;
+    if (req->query_at == SIZE_MAX) return 0;
+    const char *p = req->path.base + req->query_at + 1, *end = req->path.base + req->path.len;
+    while (p < end) {
+        const char *amp = memchr(p, '&', (size_t)(end - p));
+        const char *stop = amp ? amp : end;
+        if (stop > p) {
+            const char *eq = memchr(p, '=', (size_t)(stop - p));
+            const char *kend = eq ? eq : stop;
+            size_t klen, vlen = 0;
+            char *key = http_unescape(req, p, (size_t)(kend - p), &klen);
+            char *val = eq ? http_unescape(req, eq + 1, (size_t)(stop - eq - 1), &vlen) : "";
+            if (key == NULL || val == NULL) {
+                snprintf(err, errlen, "malformed percent-encoding in the query string");
+                return -1;
+            }
+            if (set_value(qr, key, klen, val, vlen, NULL, err, errlen) != 0) return -1;
+        }
+        p = stop + 1;
+    }
+    return 0;
+}
+
+static int parse_body(struct qreq *qr, char *err, size_t errlen, int *status)
+{
+    h2o_req_t *req = qr->req;
+    struct query_def *q = qr->q;
+    if (req->entity.base == NULL || req->entity.len == 0) return 0;
+    if (!http_is_json(req)) {
+        *status = 415;
+        snprintf(err, errlen, "the body must be application/json");
+        return -1;
+    }
+    json_error_t jerr;
+    qr->body = json_loadb(req->entity.base, req->entity.len, JSON_REJECT_DUPLICATES | JSON_ALLOW_NUL, &jerr);
+    if (qr->body == NULL) {
+        snprintf(err, errlen, "malformed JSON: %s (line %d, column %d)", jerr.text, jerr.line, jerr.column);
+        return -1;
+    }
+    if (json_is_object(qr->body)) {
+        const char *key;
+        json_t *v;
+        json_object_foreach(qr->body, key, v)
+        {
+            if (set_value(qr, key, strlen(key), NULL, 0, v, err, errlen) != 0) return -1;
+        }
+        return 0;
+    }
+    if (json_is_array(qr->body)) {
+        if ((int)json_array_size(qr->body) != q->nparams) {
+            snprintf(err, errlen, "expected %d parameters by position, got %zu", q->nparams,
+                     json_array_size(qr->body));
+            return -1;
+        }
+        for (int i = 0; i < q->nparams; i++) qr->vals[i] = (struct pvalue){NULL, 0, json_array_get(qr->body, (size_t)i), true};
+        return 0;
+    }
+    snprintf(err, errlen, "the body must be a JSON object (parameters by name) or array (by position)");
+    return -1;
+}
+
+int query_handle(struct worker *w, h2o_req_t *req, struct query_def *q, const char **path_vals,
+                 const size_t *path_lens, int npath)
+{
+    bool is_get = h2o_memis(req->method.base, req->method.len, H2O_STRLIT("GET")) ||
+                  h2o_memis(req->method.base, req->method.len, H2O_STRLIT("HEAD"));
+    bool is_post = h2o_memis(req->method.base, req->method.len, H2O_STRLIT("POST"));
+    /* A route alias was matched on its method already; /query/{name} takes GET only when readonly. */
+    if (path_vals == NULL && (!(is_get || is_post) || (is_get && !q->readonly))) {
+        const char *allow = q->readonly ? "GET, POST" : "POST";
+        h2o_add_header(&req->pool, &req->res.headers, H2O_TOKEN_ALLOW, NULL, allow, strlen(allow));
+        http_send_error(req, 405, "method_not_allowed", q->readonly ? "use GET or POST" : "this query writes: use POST",
+                        q->name, NULL);
+        return 0;
+    }
+
+    struct qreq *qr = h2o_mem_alloc_shared(&req->pool, sizeof *qr, on_dispose);
+    memset(qr, 0, sizeof *qr);
+    qr->req = req;
+    qr->w = w;
+    qr->q = q;
+    qr->vals = h2o_mem_alloc_pool(&req->pool, sizeof *qr->vals * (size_t)(q->nparams ? q->nparams : 1));
+    memset(qr->vals, 0, sizeof *qr->vals * (size_t)(q->nparams ? q->nparams : 1));
+
+    char err[256];
+    int status = 400;
+    /* Route segments bind by name, in the order the route names them. */
+    for (int i = 0, k = 0; q->route && i < q->route->nsegs && k < npath; i++) {
+        const char *seg = q->route->segs[i];
+        if (seg[0] != '{') continue;
+        size_t vlen;
+        char *val = http_unescape(req, path_vals[k], path_lens[k], &vlen);
+        k++;
+        if (val == NULL || set_value(qr, seg + 1, strlen(seg) - 2, val, vlen, NULL, err, sizeof err) != 0) {
+            if (val == NULL) snprintf(err, sizeof err, "malformed percent-encoding in the path");
+            goto bad;
+        }
+    }
+    if (parse_query_string(qr, err, sizeof err) != 0 || parse_body(qr, err, sizeof err, &status) != 0) goto bad;
+    for (int i = 0; i < q->nparams; i++)
+        if (!qr->vals[i].set) {
+            snprintf(err, sizeof err, "missing parameter \"%s\"", q->param_names[i]);
+            goto bad;
+        }
+
+    struct pool *pool = &w->pools[q->pool_idx];
+    struct pgjob *job = pgjob_new(q, qr);
+    job->bind = bind_params;
+    job->on_done = on_done;
+    job->timeout_ms = q->timeout_ms ? q->timeout_ms : pool->cfg.statement_timeout_ms;
+    if (q->described && bind_params(job) != 0) {
+        http_send_error(req, 400, "bad_request", job->errmsg, q->name, NULL);
+        pgjob_free(job);
+        return 0;
+    }
+    qr->job = job;
+    w->inflight++;
+    if (pool_submit(pool, job) != 0) {
+        qr->job = NULL;
+        w->inflight--;
+        http_send_error(req, 503, "unavailable", job->errmsg, q->name, NULL);
+        pgjob_free(job);
+    }
+    return 0;
+
+bad:
+    http_send_error(req, status, http_error_code(status), err, q->name, NULL);
+    return 0;
+}

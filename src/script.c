@@ -1,0 +1,376 @@
+/* script.c — runs the operator's scripts in a LuaJIT state and collects their definitions
+ * through the `sluice` global: sluice.query, sluice.bulk, sluice.endpoint, sluice.policy,
+ * sluice.log, sluice.env, sluice.null, sluice.pools. */
+#include "script.h"
+
+#include <glob.h>
+#include <jansson.h>
+#include <lauxlib.h>
+#include <lualib.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "log.h"
+#include "util.h"
+
+/* What the definition functions write into, kept in the Lua registry under this key. */
+struct load_ctx {
+    const struct config *cfg;
+    struct registry *reg;
+};
+static const char CTX_KEY = 'c';
+
+static struct load_ctx *ctx_of(lua_State *L)
+{
+    lua_pushlightuserdata(L, (void *)&CTX_KEY);
+    lua_rawget(L, LUA_REGISTRYINDEX);
+    struct load_ctx *ctx = lua_touserdata(L, -1);
+    lua_pop(L, 1);
+    return ctx;
+}
+
+static bool opt_bool(lua_State *L, int t, const char *key, const char *what)
+{
+    lua_getfield(L, t, key);
+    bool v = false;
+    if (!lua_isnil(L, -1)) {
+        if (!lua_isboolean(L, -1)) luaL_error(L, "%s: %s: expected a boolean", what, key);
+        v = lua_toboolean(L, -1);
+    }
+    lua_pop(L, 1);
+    return v;
+}
+
+static const char *opt_string(lua_State *L, int t, const char *key, const char *what)
+{
+    lua_getfield(L, t, key);
+    const char *v = NULL;
+    if (!lua_isnil(L, -1)) {
+        if (lua_type(L, -1) != LUA_TSTRING) luaL_error(L, "%s: %s: expected a string", what, key);
+        v = lua_tostring(L, -1); /* stays valid: the table holds it */
+    }
+    lua_pop(L, 1);
+    return v;
+}
+
+static int opt_int(lua_State *L, int t, const char *key, const char *what, int dflt)
+{
+    lua_getfield(L, t, key);
+    int v = dflt;
+    if (!lua_isnil(L, -1)) {
+        lua_Number n = lua_tonumber(L, -1);
+        if (lua_type(L, -1) != LUA_TNUMBER || n < 0 || n != (lua_Number)(int)n)
+            luaL_error(L, "%s: %s: expected a non-negative integer", what, key);
+        v = (int)n;
+    }
+    lua_pop(L, 1);
+    return v;
+}
+
+/* Rejects keys outside allowed (NULL-terminated), naming the first unknown one. */
+static void check_keys(lua_State *L, int t, const char *const *allowed, const char *what)
+{
+    lua_pushnil(L);
+    while (lua_next(L, t) != 0) {
+        lua_pop(L, 1);
+        if (lua_type(L, -1) != LUA_TSTRING) luaL_error(L, "%s: keys must be strings", what);
+        const char *k = lua_tostring(L, -1);
+        bool ok = false;
+        for (const char *const *a = allowed; *a && !ok; a++) ok = strcmp(*a, k) == 0;
+        if (!ok) luaL_error(L, "%s: unknown key \"%s\"", what, k);
+    }
+}
+
+static bool valid_name(const char *s)
+{
+    if (!s || !*s) return false;
+    for (const char *p = s; *p; p++)
+        if (!((*p >= 'a' && *p <= 'z') || (*p >= 'A' && *p <= 'Z') || (*p >= '0' && *p <= '9') || *p == '_' ||
+              *p == '-' || *p == '.'))
+            return false;
+    return true;
+}
+
+static void define_query(lua_State *L, const char *name, int t)
+{
+    static const char *const keys[] = {"sql", "readonly", "single", "idempotent", "timeout_ms", "pool", "route",
+                                       "description", NULL};
+    char what[160];
+    snprintf(what, sizeof what, "query \"%s\"", name);
+    if (!valid_name(name)) luaL_error(L, "%s: a name is letters, digits, '_', '-' or '.'", what);
+    check_keys(L, t, keys, what);
+    const char *sql = opt_string(L, t, "sql", what);
+    if (sql == NULL) luaL_error(L, "%s: sql is required", what);
+    const char *route = opt_string(L, t, "route", what);
+    const char *pool = opt_string(L, t, "pool", what);
+    char err[256];
+    struct query_def *q = query_def_new(name, sql, route, err, sizeof err);
+    if (q == NULL) luaL_error(L, "%s: %s", what, err);
+    q->readonly = opt_bool(L, t, "readonly", what);
+    q->single = opt_bool(L, t, "single", what);
+    q->idempotent = opt_bool(L, t, "idempotent", what);
+    q->timeout_ms = opt_int(L, t, "timeout_ms", what, 0);
+    struct load_ctx *ctx = ctx_of(L);
+    const char *pname = pool ? pool : config_pool(ctx->cfg, "primary") ? "primary" : ctx->cfg->pools[0].name;
+    q->pool = xstrdup(pname);
+    q->pool_idx = -1;
+    for (size_t i = 0; i < ctx->cfg->npools; i++)
+        if (strcmp(ctx->cfg->pools[i].name, pname) == 0) q->pool_idx = (int)i;
+    if (q->pool_idx < 0) {
+        query_def_free(q);
+        luaL_error(L, "%s: no pool named \"%s\" in the config", what, pname);
+    }
+    if (registry_add(ctx->reg, q) != 0) {
+        query_def_free(q);
+        luaL_error(L, "%s is defined twice", what);
+    }
+}
+
+/* Both sluice.query "name" { ... } and sluice.query("name", { ... }). */
+static int l_query_body(lua_State *L)
+{
+    luaL_checktype(L, 1, LUA_TTABLE);
+    define_query(L, lua_tostring(L, lua_upvalueindex(1)), 1);
+    return 0;
+}
+
+static int l_query(lua_State *L)
+{
+    const char *name = luaL_checkstring(L, 1);
+    if (lua_gettop(L) >= 2) {
+        luaL_checktype(L, 2, LUA_TTABLE);
+        define_query(L, name, 2);
+        return 0;
+    }
+    lua_pushvalue(L, 1);
+    lua_pushcclosure(L, l_query_body, 1);
+    return 1;
+}
+
+/* sluice.bulk / sluice.endpoint: recorded in sluice._bulk / sluice._endpoints by name. */
+static int l_record_body(lua_State *L)
+{
+    luaL_checktype(L, 1, LUA_TTABLE);
+    lua_pushvalue(L, lua_upvalueindex(2)); /* the record table */
+    lua_pushvalue(L, lua_upvalueindex(1)); /* name */
+    lua_pushvalue(L, 1);
+    lua_rawset(L, -3);
+    return 0;
+}
+
+static int record(lua_State *L, const char *field)
+{
+    luaL_checkstring(L, 1);
+    lua_getglobal(L, "sluice");
+    lua_getfield(L, -1, field);
+    int rec = lua_gettop(L);
+    if (lua_gettop(L) >= 3 && lua_istable(L, 2)) {
+        lua_pushvalue(L, 1);
+        lua_pushvalue(L, 2);
+        lua_rawset(L, rec);
+        return 0;
+    }
+    lua_pushvalue(L, 1);
+    lua_pushvalue(L, rec);
+    lua_pushcclosure(L, l_record_body, 2);
+    return 1;
+}
+
+static int l_bulk(lua_State *L)
+{
+    return record(L, "_bulk");
+}
+
+static int l_endpoint(lua_State *L)
+{
+    return record(L, "_endpoints");
+}
+
+static int l_policy(lua_State *L)
+{
+    static const char *const keys[] = {"slow_query_ms", "explain_slow", "retry", "breaker", NULL};
+    luaL_checktype(L, 1, LUA_TTABLE);
+    check_keys(L, 1, keys, "policy");
+    lua_getglobal(L, "sluice");
+    lua_pushvalue(L, 1);
+    lua_setfield(L, -2, "_policy");
+    return 0;
+}
+
+static int l_env(lua_State *L)
+{
+    const char *v = getenv(luaL_checkstring(L, 1));
+    if (v != NULL && *v) lua_pushstring(L, v);
+    else lua_settop(L, 2);
+    return 1;
+}
+
+/* Lua value -> JSON, for log fields. Tables with a [1] are arrays. Depth-limited. */
+static json_t *to_json(lua_State *L, int idx, int depth)
+{
+    switch (lua_type(L, idx)) {
+    case LUA_TNIL: return json_null();
+    case LUA_TBOOLEAN: return json_boolean(lua_toboolean(L, idx));
+    case LUA_TNUMBER: {
+        lua_Number n = lua_tonumber(L, idx);
+        if (n == (lua_Number)(json_int_t)n) return json_integer((json_int_t)n);
+        return json_real(n);
+    }
+    case LUA_TSTRING: {
+        size_t len;
+        const char *s = lua_tolstring(L, idx, &len);
+        return json_stringn_nocheck(s, len);
+    }
+    case LUA_TLIGHTUSERDATA:
+        if (lua_touserdata(L, idx) == NULL) return json_null();
+        break;
+    case LUA_TTABLE: {
+        if (depth > 8) return json_string("...");
+        if (idx < 0) idx = lua_gettop(L) + idx + 1;
+        lua_rawgeti(L, idx, 1);
+        bool array = !lua_isnil(L, -1);
+        lua_pop(L, 1);
+        json_t *out = array ? json_array() : json_object();
+        lua_pushnil(L);
+        while (lua_next(L, idx) != 0) {
+            json_t *v = to_json(L, -1, depth + 1);
+            if (array) {
+                json_array_append_new(out, v);
+            } else {
+                lua_pushvalue(L, -2);
+                const char *k = lua_tostring(L, -1);
+                json_object_set_new(out, k ? k : "?", v);
+                lua_pop(L, 1);
+            }
+            lua_pop(L, 1);
+        }
+        return out;
+    }
+    default: break;
+    }
+    return json_string(luaL_typename(L, idx));
+}
+
+static int log_at(lua_State *L, enum log_level level)
+{
+    if (!log_enabled(level)) return 0;
+    const char *msg = luaL_checkstring(L, 1);
+    char *fields = NULL;
+    if (!lua_isnoneornil(L, 2)) {
+        json_t *f = to_json(L, 2, 0);
+        if (!json_is_object(f)) {
+            json_t *o = json_object();
+            json_object_set_new(o, "data", f);
+            f = o;
+        }
+        char *s = json_dumps(f, JSON_COMPACT | JSON_ENSURE_ASCII);
+        json_decref(f);
+        size_t n = s ? strlen(s) : 0;
+        if (n >= 2) fields = xstrndup(s + 1, n - 2); /* the members without the braces */
+        free(s);
+    }
+    log_write(level, msg, fields);
+    free(fields);
+    return 0;
+}
+
+static int l_log_debug(lua_State *L) { return log_at(L, LOG_DEBUG); }
+static int l_log_info(lua_State *L) { return log_at(L, LOG_INFO); }
+static int l_log_warn(lua_State *L) { return log_at(L, LOG_WARN); }
+static int l_log_error(lua_State *L) { return log_at(L, LOG_ERROR); }
+
+static void install_api(lua_State *L, const struct config *cfg)
+{
+    static const luaL_Reg fns[] = {{"query", l_query}, {"bulk", l_bulk}, {"endpoint", l_endpoint},
+                                   {"policy", l_policy}, {"env", l_env}, {NULL, NULL}};
+    static const luaL_Reg logfns[] = {{"debug", l_log_debug}, {"info", l_log_info}, {"warn", l_log_warn},
+                                      {"error", l_log_error}, {NULL, NULL}};
+    lua_newtable(L);
+    luaL_register(L, NULL, fns);
+    lua_newtable(L);
+    luaL_register(L, NULL, logfns);
+    lua_setfield(L, -2, "log");
+    lua_pushlightuserdata(L, NULL);
+    lua_setfield(L, -2, "null");
+    lua_newtable(L);
+    lua_setfield(L, -2, "_bulk");
+    lua_newtable(L);
+    lua_setfield(L, -2, "_endpoints");
+    lua_newtable(L);
+    for (size_t i = 0; i < cfg->npools; i++) {
+        lua_newtable(L);
+        lua_pushstring(L, cfg->pools[i].name);
+        lua_setfield(L, -2, "name");
+        lua_pushboolean(L, 1);
+        lua_setfield(L, -2, "healthy");
+        lua_setfield(L, -2, cfg->pools[i].name);
+    }
+    lua_setfield(L, -2, "pools");
+    lua_setglobal(L, "sluice");
+}
+
+static int traceback(lua_State *L)
+{
+    const char *msg = lua_tostring(L, 1);
+    lua_pushstring(L, msg ? msg : "(error object is not a string)");
+    return 1;
+}
+
+static int run_file(lua_State *L, const char *path, char *err, size_t errlen)
+{
+    lua_pushcfunction(L, traceback);
+    if (luaL_loadfile(L, path) != 0 || lua_pcall(L, 0, 0, -2) != 0) {
+        snprintf(err, errlen, "%s", lua_tostring(L, -1));
+        lua_settop(L, 0);
+        return -1;
+    }
+    lua_settop(L, 0);
+    return 0;
+}
+
+lua_State *script_load(const struct config *cfg, struct registry *reg, char *err, size_t errlen)
+{
+    lua_State *L = luaL_newstate();
+    if (L == NULL) {
+        snprintf(err, errlen, "cannot create a Lua state");
+        return NULL;
+    }
+    luaL_openlibs(L);
+    struct load_ctx *ctx = xmalloc(sizeof *ctx); /* only read while the scripts run */
+    ctx->cfg = cfg;
+    ctx->reg = reg;
+    lua_pushlightuserdata(L, (void *)&CTX_KEY);
+    lua_pushlightuserdata(L, ctx);
+    lua_rawset(L, LUA_REGISTRYINDEX);
+    install_api(L, cfg);
+
+    int rc = 0;
+    for (size_t i = 0; i < cfg->nscripts && rc == 0; i++) {
+        glob_t g;
+        int gr = glob(cfg->scripts[i], GLOB_ERR, NULL, &g);
+        if (gr == GLOB_NOMATCH) {
+            if (strpbrk(cfg->scripts[i], "*?[") == NULL) {
+                snprintf(err, errlen, "%s: cannot open script: No such file or directory", cfg->scripts[i]);
+                rc = -1;
+            }
+            continue;
+        }
+        if (gr != 0) {
+            snprintf(err, errlen, "%s: cannot list scripts", cfg->scripts[i]);
+            rc = -1;
+            continue;
+        }
+        for (size_t k = 0; k < g.gl_pathc && rc == 0; k++) rc = run_file(L, g.gl_pathv[k], err, errlen);
+        globfree(&g);
+    }
+    free(ctx);
+    lua_pushlightuserdata(L, (void *)&CTX_KEY);
+    lua_pushnil(L);
+    lua_rawset(L, LUA_REGISTRYINDEX);
+    if (rc != 0) {
+        lua_close(L);
+        return NULL;
+    }
+    return L;
+}

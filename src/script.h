@@ -1,0 +1,17 @@
+/* script.h — a LuaJIT state that runs the operator's scripts and collects their definitions
+ * through the `sluice` global (DESIGN §4). */
+#ifndef SLUICE_SCRIPT_H
+#define SLUICE_SCRIPT_H
+
+#include <lua.h>
+#include <stddef.h>
+
+#include "config.h"
+#include "endpoint.h"
+
+/* Creates a state, runs every file matched by cfg->scripts (sorted per pattern) and adds each
+ * sluice.query to reg, with its pool resolved against cfg. Returns the state (the caller closes
+ * it with lua_close), or NULL with one line in err naming the file and line. */
+lua_State *script_load(const struct config *cfg, struct registry *reg, char *err, size_t errlen);
+
+#endif

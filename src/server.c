@@ -1,0 +1,242 @@
+/* server.c — the gateway process: listeners, one event loop per worker thread, signals, and a
+ * graceful stop that drains in-flight requests up to shutdown_timeout. */
+#include "server.h"
+
+#include <arpa/inet.h>
+#include <errno.h>
+#include <lua.h>
+#include <netinet/in.h>
+#include <signal.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/un.h>
+#include <unistd.h>
+
+#include "http.h"
+#include "log.h"
+#include "script.h"
+#include "util.h"
+
+/* --- listeners ------------------------------------------------------------------------------ */
+
+static int parse_inet(const char *spec, struct sockaddr_storage *ss, socklen_t *len)
+{
+    char host[256];
+    const char *colon = strrchr(spec, ':');
+    if (colon == NULL || colon == spec) return -1;
+    size_t hl = (size_t)(colon - spec);
+    if (hl >= sizeof host) return -1;
+    memcpy(host, spec, hl);
+    host[hl] = '\0';
+    char *end;
+    long port = strtol(colon + 1, &end, 10);
+    if (*end || port < 0 || port > 65535) return -1;
+    memset(ss, 0, sizeof *ss);
+    if (host[0] == '[' && host[hl - 1] == ']') {
+        host[hl - 1] = '\0';
+        struct sockaddr_in6 *a = (struct sockaddr_in6 *)ss;
+        a->sin6_family = AF_INET6;
+        a->sin6_port = htons((uint16_t)port);
+        if (inet_pton(AF_INET6, host + 1, &a->sin6_addr) != 1) return -1;
+        *len = sizeof *a;
+        return 0;
+    }
+    struct sockaddr_in *a = (struct sockaddr_in *)ss;
+    a->sin_family = AF_INET;
+    a->sin_port = htons((uint16_t)port);
+    if (strcmp(host, "localhost") == 0) strcpy(host, "127.0.0.1");
+    if (inet_pton(AF_INET, host, &a->sin_addr) != 1) return -1;
+    *len = sizeof *a;
+    return 0;
+}
+
+/* Opens one listening socket. Returns the fd, or -1 with err set. */
+static int open_listener(const char *spec, char *err, size_t errlen)
+{
+    struct sockaddr_storage ss;
+    socklen_t len;
+    int fd;
+    if (strncmp(spec, "unix:", 5) == 0) {
+        struct sockaddr_un *a = (struct sockaddr_un *)&ss;
+        memset(a, 0, sizeof *a);
+        a->sun_family = AF_UNIX;
+        if (strlen(spec + 5) >= sizeof a->sun_path) {
+            snprintf(err, errlen, "listen: unix socket path too long");
+            return -1;
+        }
+        strcpy(a->sun_path, spec + 5);
+        unlink(a->sun_path);
+        len = sizeof *a;
+        fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    } else {
+        if (parse_inet(spec, &ss, &len) != 0) {
+            snprintf(err, errlen, "listen: expected \"host:port\", \"[v6]:port\" or \"unix:/path\", got \"%s\"", spec);
+            return -1;
+        }
+        fd = socket(ss.ss_family, SOCK_STREAM | SOCK_CLOEXEC, 0);
+        int on = 1;
+        if (fd >= 0) {
+            setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &on, sizeof on);
+            setsockopt(fd, SOL_SOCKET, SO_REUSEPORT, &on, sizeof on);
+        }
+    }
+    if (fd < 0 || bind(fd, (struct sockaddr *)&ss, len) != 0 || listen(fd, 1024) != 0) {
+        snprintf(err, errlen, "listen %s: %s", spec, strerror(errno));
+        if (fd >= 0) close(fd);
+        return -1;
+    }
+    return fd;
+}
+
+/* --- workers -------------------------------------------------------------------------------- */
+
+static void on_accept(h2o_socket_t *listener, const char *err)
+{
+    struct worker *w = listener->data;
+    if (err != NULL) return;
+    h2o_socket_t *sock = h2o_evloop_socket_accept(listener);
+    if (sock != NULL) h2o_accept(&w->accept_ctx, sock);
+}
+
+static void on_control(h2o_multithread_receiver_t *receiver, h2o_linklist_t *messages)
+{
+    struct worker *w = container_of(receiver, struct worker, control);
+    while (!h2o_linklist_is_empty(messages)) {
+        h2o_multithread_message_t *m = H2O_STRUCT_FROM_MEMBER(h2o_multithread_message_t, link, messages->next);
+        h2o_linklist_unlink(&m->link);
+        free(m);
+    }
+    if (w->stopping) return;
+    w->stopping = true;
+    w->stop_deadline_ms = now_ms() + (uint64_t)(w->srv->cfg->shutdown_timeout * 1000);
+    if (w->listener != NULL) {
+        h2o_socket_read_stop(w->listener);
+        h2o_socket_close(w->listener); /* closes listen_fd */
+        w->listener = NULL;
+    }
+}
+
+static void *worker_main(void *arg)
+{
+    struct worker *w = arg;
+    struct server *srv = w->srv;
+    h2o_loop_t *loop = w->ctx.loop;
+
+    w->npools = (int)srv->cfg->npools;
+    w->pools = xcalloc((size_t)w->npools, sizeof *w->pools);
+    for (int i = 0; i < w->npools; i++) pool_init(&w->pools[i], &srv->cfg->pools[i], w->index, srv->nworkers, loop);
+
+    w->listener = h2o_evloop_socket_create(loop, w->listen_fd, H2O_SOCKET_FLAG_DONT_READ);
+    w->listener->data = w;
+    h2o_socket_read_start(w->listener, on_accept);
+
+    while (!(w->stopping && (w->inflight == 0 || now_ms() >= w->stop_deadline_ms)))
+        h2o_evloop_run(loop, w->stopping ? 50 : INT32_MAX);
+    /* Let the last responses leave before the connections go. */
+    for (int i = 0; i < 5; i++) h2o_evloop_run(loop, 10);
+
+    for (int i = 0; i < w->npools; i++) pool_close(&w->pools[i]);
+    return NULL;
+}
+
+static void worker_dispose(struct worker *w)
+{
+    free(w->pools);
+    registry_free(&w->reg);
+    if (w->L) lua_close(w->L);
+    buf_free(&w->out);
+}
+
+/* --- the process ---------------------------------------------------------------------------- */
+
+int server_run(struct config *cfg)
+{
+    char err[512];
+    struct server *srv = xcalloc(1, sizeof *srv);
+    srv->cfg = cfg;
+    srv->nworkers = cfg->workers;
+
+    /* Load the scripts once up front so that a broken one stops start-up with its message. */
+    struct registry probe;
+    registry_init(&probe);
+    lua_State *L = script_load(cfg, &probe, err, sizeof err);
+    if (L == NULL) {
+        fprintf(stderr, "sluice: %s\n", err);
+        return 1;
+    }
+    log_info("loaded %d named queries from the scripts", probe.nqueries);
+    lua_close(L);
+    registry_free(&probe);
+
+    h2o_config_init(&srv->globalconf);
+    srv->globalconf.server_name = h2o_iovec_init(H2O_STRLIT("sluice"));
+    srv->globalconf.max_request_entity_size = cfg->max_body_bytes;
+    h2o_hostconf_t *host = h2o_config_register_host(&srv->globalconf, h2o_iovec_init(H2O_STRLIT("default")), 65535);
+    h2o_pathconf_t *path = h2o_config_register_path(host, "/", 0);
+    h2o_create_handler(path, sizeof(h2o_handler_t))->on_req = http_on_req;
+
+    sigset_t sigs;
+    sigemptyset(&sigs);
+    sigaddset(&sigs, SIGTERM);
+    sigaddset(&sigs, SIGINT);
+    sigaddset(&sigs, SIGHUP);
+    pthread_sigmask(SIG_BLOCK, &sigs, NULL); /* workers inherit the mask; only main takes signals */
+    signal(SIGPIPE, SIG_IGN);
+
+    srv->workers = xcalloc((size_t)srv->nworkers, sizeof *srv->workers);
+    bool is_unix = strncmp(cfg->listen, "unix:", 5) == 0;
+    int shared_fd = -1;
+    int rc = 0;
+    for (int i = 0; i < srv->nworkers; i++) {
+        struct worker *w = &srv->workers[i];
+        w->srv = srv;
+        w->index = i;
+        registry_init(&w->reg);
+        if (is_unix && shared_fd >= 0) w->listen_fd = dup(shared_fd);
+        else w->listen_fd = open_listener(cfg->listen, err, sizeof err);
+        if (w->listen_fd < 0) {
+            fprintf(stderr, "sluice: %s\n", err);
+            rc = 1;
+            break;
+        }
+        if (is_unix && shared_fd < 0) shared_fd = w->listen_fd;
+        w->L = script_load(cfg, &w->reg, err, sizeof err);
+        if (w->L == NULL) {
+            fprintf(stderr, "sluice: %s\n", err);
+            rc = 1;
+            break;
+        }
+        h2o_context_init(&w->ctx, h2o_evloop_create(), &srv->globalconf);
+        w->accept_ctx.ctx = &w->ctx;
+        w->accept_ctx.hosts = srv->globalconf.hosts;
+        h2o_multithread_queue_t *queue = h2o_multithread_create_queue(w->ctx.loop);
+        h2o_multithread_register_receiver(queue, &w->control, on_control);
+    }
+    if (rc != 0) return rc;
+
+    for (int i = 0; i < srv->nworkers; i++) pthread_create(&srv->workers[i].thread, NULL, worker_main, &srv->workers[i]);
+    log_info("serving on %s with %d workers", cfg->listen, srv->nworkers);
+
+    for (;;) {
+        int sig = 0;
+        if (sigwait(&sigs, &sig) != 0) continue;
+        if (sig == SIGHUP) {
+            log_warn("SIGHUP: live reload is not supported yet; restart to load changed scripts");
+            continue;
+        }
+        log_info("signal %d: draining in-flight requests (up to %gs)", sig, cfg->shutdown_timeout);
+        break;
+    }
+    for (int i = 0; i < srv->nworkers; i++)
+        h2o_multithread_send_message(&srv->workers[i].control, xcalloc(1, sizeof(h2o_multithread_message_t)));
+    for (int i = 0; i < srv->nworkers; i++) pthread_join(srv->workers[i].thread, NULL);
+    for (int i = 0; i < srv->nworkers; i++) worker_dispose(&srv->workers[i]);
+    if (is_unix) unlink(cfg->listen + 5);
+    free(srv->workers);
+    free(srv);
+    log_info("stopped");
+    return 0;
+}

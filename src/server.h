@@ -1,0 +1,54 @@
+/* server.h — the gateway process: one h2o event loop per worker thread, each with its own
+ * listener, Lua state, registry and share of every pool. */
+#ifndef SLUICE_SERVER_H
+#define SLUICE_SERVER_H
+
+#include <h2o.h>
+#include <lua.h>
+#include <pthread.h>
+#include <stdbool.h>
+
+#include "buf.h"
+#include "config.h"
+#include "endpoint.h"
+#include "pool.h"
+
+struct server;
+
+struct worker {
+    h2o_context_t ctx;        /* first: requests find their worker through req->conn->ctx */
+    h2o_accept_ctx_t accept_ctx;
+    struct server *srv;
+    int index;
+    pthread_t thread;
+    int listen_fd;
+    h2o_socket_t *listener;
+    h2o_multithread_receiver_t control; /* stop messages from the main thread */
+    struct pool *pools;       /* one per configured pool, in config order */
+    int npools;
+    struct registry reg;
+    lua_State *L;
+    struct buf out;           /* response body scratch, reused by every request */
+    int inflight;             /* requests waiting on the database */
+    bool stopping;
+    uint64_t stop_deadline_ms;
+};
+
+struct server {
+    struct config *cfg;
+    h2o_globalconf_t globalconf;
+    h2o_multithread_queue_t **queues;
+    struct worker *workers;
+    int nworkers;
+};
+
+/* Serves until SIGTERM/SIGINT, then drains in-flight requests up to shutdown_timeout.
+ * Returns the process exit code (0 after a clean stop, 1 when start-up failed). */
+int server_run(struct config *cfg);
+
+static inline struct worker *worker_of(h2o_req_t *req)
+{
+    return (struct worker *)req->conn->ctx;
+}
+
+#endif

@@ -1,0 +1,598 @@
+-- helper.lua — harness for the integration specs: throwaway databases, gateways started from
+-- the real binary (build/sluice) on a free port, an HTTP client, and concurrent requests via curl.
+-- Environment: SLUICE_BIN, SLUICE_ROOT, SLUICE_TEST_DSN (superuser conninfo of a throwaway
+-- PostgreSQL); SLUICE_TEST_PG_RESTART optionally overrides the command that restarts it.
+local ffi = require "ffi"
+local socket = require "socket"
+local http = require "socket.http"
+local ltn12 = require "ltn12"
+local cjson = require "cjson"
+
+ffi.cdef [[ int getpid(void); ]]
+
+local H = {}
+
+H.cjson = cjson
+H.null = cjson.null
+
+local here = (debug.getinfo(1, "S").source:match("^@(.*/)") or "./")
+local function abspath(p)
+  if p:sub(1, 1) == "/" then return p end
+  local cwd = os.getenv("PWD") or "."
+  return cwd .. "/" .. p
+end
+
+H.root = os.getenv("SLUICE_ROOT") or abspath(here .. "../..")
+H.bin = os.getenv("SLUICE_BIN") or (H.root .. "/build/sluice")
+H.pid = ffi.C.getpid()
+
+math.randomseed(H.pid * 1000003 + math.floor((socket.gettime() % 100000) * 1000))
+
+---------------------------------------------------------------------------------------------
+-- shell
+
+-- Quotes s for /bin/sh.
+function H.q(s)
+  return "'" .. tostring(s):gsub("'", "'\\''") .. "'"
+end
+
+function H.sleep(s) socket.sleep(s) end
+function H.now() return socket.gettime() end
+
+function H.readfile(path)
+  local f = io.open(path, "rb")
+  if not f then return nil end
+  local s = f:read("*a")
+  f:close()
+  return s
+end
+
+function H.writefile(path, data)
+  local f = assert(io.open(path, "wb"))
+  assert(f:write(data))
+  f:close()
+end
+
+-- Runs cmd under /bin/sh; returns stdout, exit code, stderr.
+function H.sh(cmd)
+  local errf = os.tmpname()
+  local p = assert(io.popen("( " .. cmd .. " ) 2>" .. H.q(errf) .. "; echo \"__rc=$?\""))
+  local out = p:read("*a")
+  p:close()
+  local err = H.readfile(errf) or ""
+  os.remove(errf)
+  local rc = tonumber(out:match("__rc=(%d+)\n?$"))
+  out = out:gsub("__rc=%d+\n?$", "")
+  return out, rc, err
+end
+
+-- Runs cmd and errors (showing its output) unless it exits 0; returns stdout.
+function H.must(cmd)
+  local out, rc, err = H.sh(cmd)
+  if rc ~= 0 then
+    error(("command failed (exit %s): %s\n%s%s"):format(tostring(rc), cmd, out, err), 2)
+  end
+  return out
+end
+
+-- A fresh temporary directory.
+function H.tmpdir(prefix)
+  return (H.must("mktemp -d /tmp/" .. (prefix or "sluice-it") .. ".XXXXXX"):gsub("%s+$", ""))
+end
+
+---------------------------------------------------------------------------------------------
+-- JSON (cjson cannot encode integers above 1e14 exactly, so requests use this encoder)
+
+local array_mt = {}
+-- Marks t as a JSON array (so an empty table encodes as []).
+function H.array(t) return setmetatable(t or {}, array_mt) end
+
+local function is_array(t)
+  if getmetatable(t) == array_mt then return true end
+  local n = #t
+  if n == 0 then return false end
+  local count = 0
+  for _ in pairs(t) do count = count + 1 end
+  return count == n
+end
+
+local function encode_string(s)
+  return '"' .. s:gsub('[%c"\\]', function(c)
+    local map = { ['"'] = '\\"', ['\\'] = '\\\\', ['\n'] = '\\n', ['\r'] = '\\r', ['\t'] = '\\t' }
+    return map[c] or ("\\u%04x"):format(c:byte())
+  end) .. '"'
+end
+
+local function encode_number(n)
+  if n ~= n or n == math.huge or n == -math.huge then error("cannot encode " .. tostring(n)) end
+  if n == math.floor(n) and math.abs(n) < 2 ^ 63 then return ("%.0f"):format(n) end
+  for p = 15, 17 do
+    local s = ("%." .. p .. "g"):format(n)
+    if tonumber(s) == n then return s end
+  end
+end
+
+function H.encode(v)
+  local t = type(v)
+  if v == cjson.null or v == nil then return "null"
+  elseif t == "boolean" then return tostring(v)
+  elseif t == "number" then return encode_number(v)
+  elseif t == "string" then return encode_string(v)
+  elseif t == "table" then
+    local parts = {}
+    if is_array(v) then
+      for i = 1, #v do parts[i] = H.encode(v[i]) end
+      return "[" .. table.concat(parts, ",") .. "]"
+    end
+    local keys = {}
+    for k in pairs(v) do keys[#keys + 1] = tostring(k) end
+    table.sort(keys)
+    for _, k in ipairs(keys) do
+      local val = v[k]
+      if val == nil then val = v[tonumber(k)] end
+      parts[#parts + 1] = encode_string(k) .. ":" .. H.encode(val)
+    end
+    return "{" .. table.concat(parts, ",") .. "}"
+  end
+  error("cannot encode a " .. t)
+end
+
+-- Decodes s; returns the value, or nil and the error.
+function H.decode(s)
+  if type(s) ~= "string" then return nil, "no body" end
+  local ok, v = pcall(cjson.decode, s)
+  if ok then return v end
+  return nil, v
+end
+
+-- Percent-encodes s for a URL query component.
+function H.urlencode(s)
+  return (tostring(s):gsub("[^%w%-%._~]", function(c) return ("%%%02X"):format(c:byte()) end))
+end
+
+-- "a=1&b=x" from a table (sorted keys).
+function H.query_string(t)
+  local keys, parts = {}, {}
+  for k in pairs(t) do keys[#keys + 1] = k end
+  table.sort(keys)
+  for _, k in ipairs(keys) do parts[#parts + 1] = H.urlencode(k) .. "=" .. H.urlencode(t[k]) end
+  return table.concat(parts, "&")
+end
+
+-- Base64 of a byte string.
+function H.base64(s)
+  return (require "mime".b64(s))
+end
+
+---------------------------------------------------------------------------------------------
+-- Lua literals (config files)
+
+local function lua_literal(v, indent)
+  indent = indent or ""
+  local t = type(v)
+  if t == "string" then return ("%q"):format(v)
+  elseif t == "number" or t == "boolean" then return tostring(v)
+  elseif t == "table" then
+    local inner = indent .. "  "
+    local parts = {}
+    local n = #v
+    for i = 1, n do parts[#parts + 1] = inner .. lua_literal(v[i], inner) end
+    local keys = {}
+    for k in pairs(v) do
+      if not (type(k) == "number" and k >= 1 and k <= n and k == math.floor(k)) then keys[#keys + 1] = k end
+    end
+    table.sort(keys, function(a, b) return tostring(a) < tostring(b) end)
+    for _, k in ipairs(keys) do
+      parts[#parts + 1] = inner .. "[" .. lua_literal(k) .. "] = " .. lua_literal(v[k], inner)
+    end
+    if #parts == 0 then return "{}" end
+    return "{\n" .. table.concat(parts, ",\n") .. ",\n" .. indent .. "}"
+  end
+  error("cannot write a " .. t .. " into a config file")
+end
+H.lua_literal = lua_literal
+
+-- Writes `return <tbl>` to path.
+function H.write_config(path, tbl)
+  H.writefile(path, "return " .. lua_literal(tbl) .. "\n")
+end
+
+---------------------------------------------------------------------------------------------
+-- databases
+
+function H.admin_dsn()
+  local dsn = os.getenv("SLUICE_TEST_DSN")
+  if not dsn or dsn == "" then error("SLUICE_TEST_DSN is not set (a superuser conninfo of a throwaway PostgreSQL)") end
+  return dsn
+end
+
+-- dsn with its database replaced by dbname (key=value conninfo or postgres:// URL).
+function H.dsn_with_db(dsn, dbname)
+  if dsn:match("^postgres") then
+    local base, query = dsn:match("^([^?]*)(.*)$")
+    local prefix = base:match("^(postgres[a-z]*://[^/]*)") or base
+    return prefix .. "/" .. dbname .. query
+  end
+  local out, n = dsn:gsub("dbname%s*=%s*'[^']*'", "dbname=" .. dbname)
+  if n == 0 then out, n = dsn:gsub("dbname%s*=%s*%S+", "dbname=" .. dbname) end
+  if n == 0 then out = dsn .. " dbname=" .. dbname end
+  return out
+end
+
+-- The database name in dsn.
+function H.dsn_dbname(dsn)
+  if dsn:match("^postgres") then return dsn:match("^postgres[a-z]*://[^/]*/([^?]+)") end
+  return dsn:match("dbname%s*=%s*'([^']*)'") or dsn:match("dbname%s*=%s*(%S+)")
+end
+
+-- Runs sql (any number of statements) through psql against dsn; returns stdout (unaligned,
+-- tuples only, "|" separated); errors with psql's message on any failure.
+function H.psql(dsn, sql)
+  local f = os.tmpname()
+  H.writefile(f, sql)
+  local out, rc, err = H.sh("psql -X -q -A -t -v ON_ERROR_STOP=1 -d " .. H.q(dsn) .. " -f " .. H.q(f))
+  os.remove(f)
+  if rc ~= 0 then error("psql failed (exit " .. tostring(rc) .. "): " .. err .. "\nSQL: " .. sql, 2) end
+  return out
+end
+
+-- Like H.psql, trailing newline removed.
+function H.psql1(dsn, sql)
+  return (H.psql(dsn, sql):gsub("\n$", ""))
+end
+
+-- Creates database prefix_<pid>_<random>; returns its DSN.
+function H.createdb(prefix)
+  local name = ("%s_%d_%d"):format(prefix or "it", H.pid, math.random(100000, 999999)):lower()
+  H.psql(H.admin_dsn(), ('CREATE DATABASE "%s";'):format(name))
+  return H.dsn_with_db(H.admin_dsn(), name)
+end
+
+-- Drops the database of dsn (closing whatever is still connected to it).
+function H.dropdb(dsn)
+  local name = H.dsn_dbname(dsn)
+  assert(name and name ~= "postgres", "refusing to drop " .. tostring(name))
+  H.psql(H.admin_dsn(), ('DROP DATABASE IF EXISTS "%s" WITH (FORCE);'):format(name))
+end
+
+-- Restarts the throwaway PostgreSQL (scripts/testdb.sh restart, or $SLUICE_TEST_PG_RESTART).
+function H.restart_cmd()
+  local c = os.getenv("SLUICE_TEST_PG_RESTART")
+  if c and c ~= "" then return c end
+  return H.q(H.root .. "/scripts/testdb.sh") .. " restart"
+end
+
+---------------------------------------------------------------------------------------------
+-- HTTP
+
+-- One request with luasocket. Returns status, body, headers (lower-case names); on a transport
+-- failure (refused, reset, timeout) returns nil, error message.
+function H.http(method, url, body, headers, timeout)
+  local hdrs = {}
+  for k, v in pairs(headers or {}) do hdrs[k:lower()] = v end
+  if type(body) == "table" then
+    body = H.encode(body)
+    if hdrs["content-type"] == nil then hdrs["content-type"] = "application/json" end
+  end
+  local source
+  if body ~= nil then
+    hdrs["content-length"] = tostring(#body)
+    source = ltn12.source.string(body)
+  end
+  local chunks = {}
+  http.TIMEOUT = timeout or 20
+  local ok, status, rhdrs = http.request {
+    url = url, method = method, headers = hdrs, source = source, sink = ltn12.sink.table(chunks),
+  }
+  if not ok then return nil, tostring(status) end
+  return status, table.concat(chunks), rhdrs or {}
+end
+
+---------------------------------------------------------------------------------------------
+-- free ports
+
+function H.free_port()
+  for _ = 1, 200 do
+    local port = math.random(20000, 40000)
+    local s = socket.tcp()
+    s:setoption("reuseaddr", false)
+    local ok = s:bind("127.0.0.1", port)
+    s:close()
+    if ok then return port end
+  end
+  error("no free port found")
+end
+
+---------------------------------------------------------------------------------------------
+-- gateways
+
+local Gateway = {}
+Gateway.__index = Gateway
+
+local live = {} -- gateways not yet stopped, stopped by H.cleanup
+local all_dirs = {} -- temp dirs of every gateway, removed by H.cleanup
+
+-- Variables that would override the config file (DESIGN §3); cleared for the child.
+local override_env = {
+  "DATABASE_URL", "SLUICE_LISTEN", "SLUICE_WORKERS", "SLUICE_ADMIN_TOKEN", "SLUICE_POOL_SIZE",
+  "SLUICE_MAX_OVERFLOW", "SLUICE_POOL_TIMEOUT", "SLUICE_POOL_RECYCLE", "SLUICE_ECHO",
+  "SLUICE_PREPARED_STATEMENT_CACHE_SIZE",
+}
+
+local function merge(dst, src)
+  for k, v in pairs(src or {}) do dst[k] = v end
+  return dst
+end
+
+-- Starts `sluice serve` and waits until /health/live answers 200 (10 s at most; otherwise
+-- errors with the log). opts: dsn, scripts = { name = source }, config = { top-level keys },
+-- pool = { keys of pools.primary }, env = { NAME = value }, wait = false to not wait.
+-- Returns a gateway object; stop it with :stop() (H.cleanup stops any left running).
+function H.start(opts)
+  opts = opts or {}
+  local dir = H.tmpdir("sluice-it")
+  local sdir = dir .. "/scripts"
+  H.must("mkdir -p " .. H.q(sdir))
+  for name, src in pairs(opts.scripts or {}) do H.writefile(sdir .. "/" .. name, src) end
+  local port = opts.port or H.free_port()
+  local cfg = {
+    listen = "127.0.0.1:" .. port,
+    workers = 2,
+    pools = { primary = merge({ url = opts.dsn }, opts.pool) },
+    scripts = { sdir .. "/*.lua" },
+  }
+  merge(cfg, opts.config)
+  local cfgpath = dir .. "/config.lua"
+  H.write_config(cfgpath, cfg)
+
+  local envs = {}
+  for _, k in ipairs(override_env) do envs[#envs + 1] = "-u " .. k end
+  for k, v in pairs(opts.env or {}) do envs[#envs + 1] = H.q(k .. "=" .. v) end
+  local cmd = "env " .. table.concat(envs, " ") .. " " .. H.q(H.bin) .. " serve --config " .. H.q(cfgpath)
+  -- The subshell records the exit code; the watcher stops the gateway if this test process dies.
+  local launcher = ([[
+(
+  cd %s
+  %s >%s 2>&1 &
+  pid=$!
+  echo $pid >%s.tmp && mv %s.tmp %s
+  ( while kill -0 %d 2>/dev/null && kill -0 $pid 2>/dev/null; do sleep 1; done
+    if kill -0 $pid 2>/dev/null; then kill -TERM $pid; sleep 5; kill -0 $pid 2>/dev/null && kill -KILL $pid; fi
+  ) >/dev/null 2>&1 </dev/null &
+  wait $pid
+  echo $? >%s.tmp && mv %s.tmp %s
+) >/dev/null 2>&1 </dev/null &
+]]):format(H.q(opts.cwd or H.root), cmd, H.q(dir .. "/sluice.log"),
+    H.q(dir .. "/pid"), H.q(dir .. "/pid"), H.q(dir .. "/pid"), H.pid,
+    H.q(dir .. "/rc"), H.q(dir .. "/rc"), H.q(dir .. "/rc"))
+  H.must(launcher)
+
+  local gw = setmetatable({ dir = dir, port = port, config_path = cfgpath, config = cfg,
+    base = "http://127.0.0.1:" .. port }, Gateway)
+  local deadline = H.now() + 5
+  while not gw.pid and H.now() < deadline do
+    gw.pid = tonumber(H.readfile(dir .. "/pid") or "")
+    if not gw.pid then H.sleep(0.01) end
+  end
+  assert(gw.pid, "the gateway did not start (no pid)")
+  live[gw] = true
+  all_dirs[#all_dirs + 1] = dir
+  if opts.wait ~= false then gw:wait_live(opts.timeout or 10) end
+  return gw
+end
+
+-- The exit code when the process has exited, else nil.
+function Gateway:exit_code()
+  if self.rc then return self.rc end
+  local rc = tonumber(H.readfile(self.dir .. "/rc") or "")
+  if rc then self.rc = rc; live[self] = nil end
+  return rc
+end
+
+function Gateway:alive()
+  if self:exit_code() then return false end
+  local _, rc = H.sh("kill -0 " .. self.pid)
+  return rc == 0
+end
+
+function Gateway:log()
+  return H.readfile(self.dir .. "/sluice.log") or ""
+end
+
+-- Waits until GET /health/live answers 200; errors (with the log) after timeout seconds or
+-- when the process exits.
+function Gateway:wait_live(timeout)
+  local deadline = H.now() + (timeout or 10)
+  local last
+  while H.now() < deadline do
+    local rc = self:exit_code()
+    if rc then
+      error(("gateway exited with code %d before serving; log:\n%s"):format(rc, self:log()), 2)
+    end
+    local status, body = H.http("GET", self.base .. "/health/live", nil, nil, 1)
+    if status == 200 then return end
+    last = tostring(status) .. " " .. tostring(body)
+    H.sleep(0.05)
+  end
+  local log = self:log()
+  self:stop()
+  error(("gateway not live after %ss (last: %s); log:\n%s"):format(timeout or 10, last, log), 2)
+end
+
+-- Sends SIGTERM (or sig) and waits up to timeout (10) seconds; returns the exit code, or errors
+-- after killing it with SIGKILL.
+function Gateway:stop(timeout, sig)
+  if self:exit_code() then return self.rc end
+  H.sh("kill -" .. (sig or "TERM") .. " " .. self.pid)
+  local deadline = H.now() + (timeout or 10)
+  while H.now() < deadline do
+    if self:exit_code() then return self.rc end
+    H.sleep(0.02)
+  end
+  H.sh("kill -KILL " .. self.pid)
+  local d2 = H.now() + 5
+  while H.now() < d2 and not self:exit_code() do H.sleep(0.02) end
+  live[self] = nil
+  error(("gateway did not exit within %ss of SIG%s; log:\n%s"):format(timeout or 10, sig or "TERM", self:log()), 2)
+end
+
+function Gateway:url(path) return self.base .. path end
+
+-- status, body, headers (lower-case); nil, error on transport failure.
+function Gateway:request(method, path, body, headers, timeout)
+  return H.http(method, self.base .. path, body, headers, timeout)
+end
+function Gateway:get(path, headers, timeout) return self:request("GET", path, nil, headers, timeout) end
+function Gateway:post(path, body, headers, timeout)
+  if body == nil then body = "" end
+  return self:request("POST", path, body, headers, timeout)
+end
+
+-- Like request, with the body decoded: status, value (nil if not JSON), headers, raw body.
+function Gateway:json(method, path, body, headers, timeout)
+  local status, raw, hdrs = self:request(method, path, body, headers, timeout)
+  if not status then return nil, nil, nil, raw end
+  return status, (H.decode(raw)), hdrs, raw
+end
+function Gateway:get_json(path, headers, timeout) return self:json("GET", path, nil, headers, timeout) end
+function Gateway:post_json(path, body, headers, timeout)
+  if body == nil then body = "" end
+  return self:json("POST", path, body, headers, timeout)
+end
+
+---------------------------------------------------------------------------------------------
+-- concurrent requests with curl --parallel
+
+local Batch = {}
+Batch.__index = Batch
+
+local function curl_str(s) return '"' .. s:gsub('\\', '\\\\'):gsub('"', '\\"') .. '"' end
+
+-- Starts reqs concurrently in the background: reqs[i] = { method=, path=, body= (string or
+-- table), headers= {} }. opts.max (default #reqs) connections at once, opts.timeout (20 s) per
+-- request. Returns a batch; batch:wait() returns results[i] = { status = n or nil (transport
+-- failure), body = raw, json = decoded or nil, headers = {}, time = seconds }.
+function Gateway:start_parallel(reqs, opts)
+  opts = opts or {}
+  local dir = H.tmpdir("sluice-par")
+  local lines = {}
+  for i, r in ipairs(reqs) do
+    local hdrs = {}
+    for k, v in pairs(r.headers or {}) do hdrs[k:lower()] = v end
+    local body = r.body
+    if type(body) == "table" then
+      body = H.encode(body)
+      hdrs["content-type"] = hdrs["content-type"] or "application/json"
+    end
+    local method = r.method or (body and "POST" or "GET")
+    if method == "POST" and body == nil then body = "" end
+    lines[#lines + 1] = "url = " .. curl_str(self.base .. r.path)
+    lines[#lines + 1] = "request = " .. curl_str(method)
+    lines[#lines + 1] = 'header = "Expect:"'
+    for k, v in pairs(hdrs) do lines[#lines + 1] = "header = " .. curl_str(k .. ": " .. v) end
+    if body then
+      H.writefile(dir .. "/b" .. i, body)
+      lines[#lines + 1] = "data-binary = " .. curl_str("@" .. dir .. "/b" .. i)
+    end
+    lines[#lines + 1] = "output = " .. curl_str(dir .. "/o" .. i)
+    lines[#lines + 1] = "dump-header = " .. curl_str(dir .. "/h" .. i)
+    lines[#lines + 1] = "write-out = " .. curl_str("%{http_code} %{time_total} " .. i .. "\\n")
+    lines[#lines + 1] = "max-time = " .. (opts.timeout or 20)
+    lines[#lines + 1] = "silent"
+    if i < #reqs then lines[#lines + 1] = "next" end
+  end
+  H.writefile(dir .. "/curl.cfg", table.concat(lines, "\n") .. "\n")
+  local max = opts.max or #reqs
+  H.must(("( curl --parallel --parallel-immediate --parallel-max %d -K %s >%s 2>%s; echo $? >%s ) >/dev/null 2>&1 </dev/null &")
+    :format(max, H.q(dir .. "/curl.cfg"), H.q(dir .. "/out"), H.q(dir .. "/err"), H.q(dir .. "/done")))
+  return setmetatable({ dir = dir, n = #reqs, timeout = opts.timeout or 20, started = H.now() }, Batch)
+end
+
+local function parse_headers(raw)
+  local h = {}
+  if not raw then return h end
+  -- keep the last response's block (a 100 Continue may precede it)
+  local last = raw
+  for block in raw:gmatch("(HTTP/[^\r\n]*\r?\n.-\r?\n\r?\n)") do last = block end
+  for name, value in last:gmatch("([%w%-]+):%s*([^\r\n]*)") do h[name:lower()] = value end
+  return h
+end
+
+-- Waits for every request (bounded by the per-request timeout plus 10 s); returns the results.
+function Batch:wait()
+  local deadline = self.started + self.timeout + 10
+  while not H.readfile(self.dir .. "/done") do
+    if H.now() > deadline then error("curl batch did not finish in time: " .. self.dir) end
+    H.sleep(0.02)
+  end
+  local results = {}
+  for i = 1, self.n do results[i] = { status = nil, body = "", headers = {} } end
+  local out = H.readfile(self.dir .. "/out") or ""
+  for code, t, i in out:gmatch("(%d+) ([%d%.]+) (%d+)\n") do
+    local r = results[tonumber(i)]
+    code = tonumber(code)
+    r.status = code ~= 0 and code or nil
+    r.time = tonumber(t)
+  end
+  for i = 1, self.n do
+    local r = results[i]
+    r.body = H.readfile(self.dir .. "/o" .. i) or ""
+    r.headers = parse_headers(H.readfile(self.dir .. "/h" .. i))
+    r.json = H.decode(r.body)
+  end
+  H.sh("rm -rf " .. H.q(self.dir))
+  return results
+end
+
+-- Runs reqs concurrently and returns their results (see start_parallel).
+function Gateway:parallel(reqs, opts)
+  return self:start_parallel(reqs, opts):wait()
+end
+
+-- One request in the background; :wait() returns its result table.
+function Gateway:async(method, path, body, headers, timeout)
+  local b = self:start_parallel({ { method = method, path = path, body = body, headers = headers } },
+    { timeout = timeout })
+  return setmetatable({ wait = function() return b:wait()[1] end }, {})
+end
+
+---------------------------------------------------------------------------------------------
+-- assertions
+
+-- Asserts a JSON error response: status, Content-Type application/json, body
+-- {"error":{"code":code,"message":<string>}}; returns the decoded error object.
+function H.assert_error(want_status, want_code, status, body, headers, raw)
+  local where = ("(got %s %s)"):format(tostring(status), tostring(raw))
+  assert(status == want_status, ("expected status %d %s"):format(want_status, where))
+  local ct = headers and headers["content-type"] or ""
+  assert(ct:match("^application/json"), "expected Content-Type application/json, got " .. tostring(ct) .. " " .. where)
+  assert(type(body) == "table" and type(body.error) == "table", "expected an {\"error\":{..}} body " .. where)
+  assert(body.error.code == want_code, ("expected error.code %q %s"):format(want_code, where))
+  assert(type(body.error.message) == "string" and #body.error.message > 0, "expected error.message " .. where)
+  return body.error
+end
+
+-- Asserts 200 + application/json; returns the decoded body.
+function H.assert_ok(status, body, headers, raw)
+  local where = ("(got %s %s)"):format(tostring(status), tostring(raw))
+  assert(status == 200, "expected status 200 " .. where)
+  local ct = headers and headers["content-type"] or ""
+  assert(ct:match("^application/json"), "expected Content-Type application/json, got " .. tostring(ct) .. " " .. where)
+  assert(body ~= nil, "expected a JSON body " .. where)
+  return body
+end
+
+---------------------------------------------------------------------------------------------
+-- cleanup
+
+-- Stops every gateway still running (errors are swallowed: it runs in teardown).
+-- Removes their temp dirs unless SLUICE_TEST_KEEP is set.
+function H.cleanup()
+  for gw in pairs(live) do pcall(gw.stop, gw) end
+  if (os.getenv("SLUICE_TEST_KEEP") or "") == "" then
+    for _, d in ipairs(all_dirs) do H.sh("rm -rf " .. H.q(d)) end
+  end
+  all_dirs = {}
+end
+
+return H
