@@ -24,26 +24,27 @@ struct pool_config {
 };
 
 struct config {
-    char *path;             /* the file it was read from */
-    char *listen;           /* "127.0.0.1:8080", "[::1]:8080", "0.0.0.0:8080" or "unix:/path" */
-    int workers;            /* resolved: "auto" -> cpu_count() */
-    char *admin_token;      /* NULL = admin endpoints off */
-    size_t max_body_bytes;  /* default 64 MiB */
-    double shutdown_timeout;/* seconds, default 30 */
-    double request_timeout; /* seconds, default 30 */
-    char *migrations;       /* folder, default "migrations" */
-    int log_level;          /* enum log_level, default info */
-    bool log_json;          /* log.format: "json" (default) or "text" */
+    char *path;              /* the file it was read from */
+    char *listen;            /* "127.0.0.1:8080", "[::1]:8080", "0.0.0.0:8080" or "unix:/path" */
+    int workers;             /* resolved: "auto" -> cpu_count() */
+    char *admin_token;       /* NULL = admin endpoints off */
+    size_t max_body_bytes;   /* default 64 MiB */
+    double shutdown_timeout; /* seconds, default 30 */
+    double request_timeout;  /* seconds, default 30 */
+    char *migrations;        /* folder, default "migrations" */
+    int log_level;           /* enum log_level, default info */
+    bool log_json;           /* log.format: "json" (default) or "text" */
     struct pool_config *pools;
-    size_t npools;          /* >= 1: without a `pools` key there is one pool "primary" */
-    char **scripts;         /* glob patterns as written; default: the two of DESIGN.md §3 */
+    size_t npools;  /* >= 1: without a `pools` key there is one pool "primary" */
+    char **scripts; /* glob patterns as written; default: the two of DESIGN.md §3 */
     size_t nscripts;
 };
 
 /* Reads path, applies the environment overrides, validates. Returns 0, or -1 with one line in
  * err naming the file, the key and what was expected, e.g.
- * "conf/sluice.lua: pools.primary.pool_size: expected a positive integer or \"auto\", got string".
- * On success the caller owns *out and frees it with config_free. */
+ * "conf/sluice.lua: pools.primary.pool_size: expected a positive integer or \"auto\", got \"many\"".
+ * On success the caller owns *out and frees it with config_free; on failure *out is left zeroed,
+ * so config_free on it is harmless. */
 int config_load(const char *path, struct config *out, char *err, size_t errlen);
 void config_free(struct config *c);
 

@@ -162,10 +162,11 @@ static int l_record_body(lua_State *L)
 static int record(lua_State *L, const char *field)
 {
     luaL_checkstring(L, 1);
+    int nargs = lua_gettop(L);
     lua_getglobal(L, "sluice");
     lua_getfield(L, -1, field);
     int rec = lua_gettop(L);
-    if (lua_gettop(L) >= 3 && lua_istable(L, 2)) {
+    if (nargs >= 2 && lua_istable(L, 2)) {
         lua_pushvalue(L, 1);
         lua_pushvalue(L, 2);
         lua_rawset(L, rec);

@@ -15,6 +15,7 @@
 #include <sys/un.h>
 #include <unistd.h>
 
+#include "errorfilter.h"
 #include "http.h"
 #include "log.h"
 #include "script.h"
@@ -177,6 +178,8 @@ int server_run(struct config *cfg)
     h2o_hostconf_t *host = h2o_config_register_host(&srv->globalconf, h2o_iovec_init(H2O_STRLIT("default")), 65535);
     h2o_pathconf_t *path = h2o_config_register_path(host, "/", 0);
     h2o_create_handler(path, sizeof(h2o_handler_t))->on_req = http_on_req;
+    errorfilter_register(path);
+    errorfilter_register(&host->fallback_path);
 
     sigset_t sigs;
     sigemptyset(&sigs);

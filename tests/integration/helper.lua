@@ -1,7 +1,7 @@
 -- helper.lua — harness for the integration specs: throwaway databases, gateways started from
 -- the real binary (build/sluice) on a free port, an HTTP client, and concurrent requests via curl.
 -- Environment: SLUICE_BIN, SLUICE_ROOT, SLUICE_TEST_DSN (superuser conninfo of a throwaway
--- PostgreSQL); SLUICE_TEST_PG_RESTART optionally overrides the command that restarts it.
+-- PostgreSQL), TESTDB_DIR and TESTDB_PORT (for scripts/testdb.sh restart|down|up).
 local ffi = require "ffi"
 local socket = require "socket"
 local http = require "socket.http"
@@ -255,25 +255,25 @@ function H.dropdb(dsn)
   H.psql(H.admin_dsn(), ('DROP DATABASE IF EXISTS "%s" WITH (FORCE);'):format(name))
 end
 
--- Restarts the throwaway PostgreSQL (scripts/testdb.sh restart, or $SLUICE_TEST_PG_RESTART).
-function H.restart_cmd()
-  local c = os.getenv("SLUICE_TEST_PG_RESTART")
-  if c and c ~= "" then return c end
-  return H.q(H.root .. "/scripts/testdb.sh") .. " restart"
+-- The shell command that runs `scripts/testdb.sh <action>` (restart, down, up) on the test
+-- database (TESTDB_DIR / TESTDB_PORT come from the environment).
+function H.testdb_cmd(action)
+  return H.q(H.root .. "/scripts/testdb.sh") .. " " .. action
 end
 
 ---------------------------------------------------------------------------------------------
 -- HTTP
 
--- One request with luasocket. Returns status, body, headers (lower-case names); on a transport
--- failure (refused, reset, timeout) returns nil, error message.
+-- One request with luasocket. body: nil, a string, or a table (JSON-encoded); a body is sent
+-- as application/json unless headers name another Content-Type. Returns status, body, headers
+-- (lower-case names); on a transport failure (refused, reset, timeout) returns nil, error.
 function H.http(method, url, body, headers, timeout)
   local hdrs = {}
   for k, v in pairs(headers or {}) do hdrs[k:lower()] = v end
-  if type(body) == "table" then
-    body = H.encode(body)
-    if hdrs["content-type"] == nil then hdrs["content-type"] = "application/json" end
-  end
+  if type(body) == "table" then body = H.encode(body) end
+  -- any body is JSON unless the caller says otherwise (false: send no Content-Type)
+  if body ~= nil and hdrs["content-type"] == nil then hdrs["content-type"] = "application/json" end
+  if hdrs["content-type"] == false then hdrs["content-type"] = nil end
   local source
   if body ~= nil then
     hdrs["content-length"] = tostring(#body)
@@ -480,10 +480,8 @@ function Gateway:start_parallel(reqs, opts)
     local hdrs = {}
     for k, v in pairs(r.headers or {}) do hdrs[k:lower()] = v end
     local body = r.body
-    if type(body) == "table" then
-      body = H.encode(body)
-      hdrs["content-type"] = hdrs["content-type"] or "application/json"
-    end
+    if type(body) == "table" then body = H.encode(body) end
+    if body ~= nil and hdrs["content-type"] == nil then hdrs["content-type"] = "application/json" end
     local method = r.method or (body and "POST" or "GET")
     if method == "POST" and body == nil then body = "" end
     lines[#lines + 1] = "url = " .. curl_str(self.base .. r.path)

@@ -61,7 +61,7 @@ describe("restart", function()
 
     local outdir = H.tmpdir("sluice-restart")
     H.must(("( %s >%s 2>&1; echo $? >%s ) </dev/null >/dev/null 2>&1 &")
-      :format(H.restart_cmd(), H.q(outdir .. "/out"), H.q(outdir .. "/rc")))
+      :format(H.testdb_cmd("restart"), H.q(outdir .. "/out"), H.q(outdir .. "/rc")))
 
     local answers = {}
     local restarted_at, first_ok_after
@@ -86,6 +86,13 @@ describe("restart", function()
       H.sleep(0.1)
     end
     H.sh("rm -rf " .. H.q(outdir))
+    local seen = {}
+    for _, r in ipairs(answers) do seen[r.status] = (seen[r.status] or 0) + 1 end
+    local parts = {}
+    for st, c in pairs(seen) do parts[#parts + 1] = st .. " x" .. c end
+    table.sort(parts)
+    print(("# %d answers around the restart: %s; first success %.1f s after it"):format(#answers,
+      table.concat(parts, ", "), first_ok_after or -1))
     assert(restarted_at, "the restart command did not finish")
     assert(first_ok_after and first_ok_after < 15, "no successful query within 15 s of the restart")
 
@@ -101,6 +108,42 @@ describe("restart", function()
     H.assert_ok(s, b, h, raw)
     assert.equal("after", H.psql1(db, "SELECT v FROM kv WHERE id = 999999"))
     assert.is_true(gw:alive())
+  end)
+
+  it("answers a longer outage (server down) with prompt JSON errors, then recovers", function()
+    H.must(H.testdb_cmd("down"))
+    local up = false
+    local ok, err = pcall(function()
+      local t_end = H.now() + 2.5
+      local n = 0
+      while H.now() < t_end do
+        n = n + 1
+        local r = (n % 2 == 0) and one("/query/put", { id = 5000 + n, v = "down" }) or one("/query/get?id=1")
+        assert(r.status ~= 200, "request " .. n .. " succeeded while PostgreSQL is down: " .. tostring(r.body))
+        check_answer(r, "request " .. n .. " while down")
+        assert(r.time < POOL_TIMEOUT + 3, ("request %d took %.1f s while down"):format(n, r.time))
+      end
+      local s = gw:get("/health/live")
+      assert.equal(200, s)
+      assert.is_true(gw:alive(), "the gateway died: " .. gw:log():sub(-2000))
+      H.must(H.testdb_cmd("up"))
+      up = true
+      local deadline, s2 = H.now() + 15
+      repeat
+        s2 = one("/query/get?id=1")
+        check_answer(s2, "after up")
+        if s2.status == 200 then break end
+        H.sleep(0.2)
+      until H.now() > deadline
+      assert(s2.status == 200, "no successful query within 15 s of PostgreSQL coming back")
+    end)
+    if not up then H.sh(H.testdb_cmd("up")) end
+    assert(ok, err)
+    local reqs = {}
+    for i = 1, 40 do reqs[i] = { path = "/query/get?id=1" } end
+    for i, r in ipairs(gw:parallel(reqs, { timeout = 10 })) do
+      assert(r.status == 200, "after recovery, request " .. i .. ": " .. tostring(r.status) .. " " .. r.body)
+    end
   end)
 
   it("exits cleanly on SIGTERM afterwards", function()

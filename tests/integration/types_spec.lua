@@ -7,82 +7,82 @@ local null = H.null
 
 local scripts = {
   ["types.lua"] = [==[
-sluice.query "ints" { readonly = true, single = true, sql = [[
+sluice.query "ints" { readonly = true, single = true, sql = [=[
   SELECT 1::int2 AS i2, (-32768)::int2 AS i2min, 2147483647::int4 AS i4, (-2147483648)::int4 AS i4min,
          42::int8 AS i8, 9007199254740992::int8 AS i8edge, (-9007199254740992)::int8 AS i8negedge,
-         9007199254740993::int8 AS i8big, '-9223372036854775808'::int8 AS i8min ]] }
+         9007199254740993::int8 AS i8big, '-9223372036854775808'::int8 AS i8min ]=] }
 
-sluice.query "floats" { readonly = true, single = true, sql = [[
+sluice.query "floats" { readonly = true, single = true, sql = [=[
   SELECT 1.5::float4 AS f4, 0.1::float8 AS f8, (-2.5)::float8 AS neg, 1e300::float8 AS huge,
-         'NaN'::float8 AS nan, 'Infinity'::float8 AS inf, '-Infinity'::float4 AS ninf ]] }
+         'NaN'::float8 AS nan, 'Infinity'::float8 AS inf, '-Infinity'::float4 AS ninf ]=] }
 
-sluice.query "numerics" { readonly = true, single = true, sql = [[
+sluice.query "numerics" { readonly = true, single = true, sql = [=[
   SELECT 123.45::numeric AS small, 123456789012345::numeric AS fifteen,
          1234567890123456::numeric AS sixteen,
          '123456789012345678901234567890'::numeric AS thirty,
          '1234567890.12345678901234567890'::numeric AS frac, 1.50::numeric AS trailing,
-         (-0.001)::numeric AS neg, 0.000001::numeric AS tiny, 'NaN'::numeric AS nan ]] }
+         (-0.001)::numeric AS neg, 0.000001::numeric AS tiny, 'NaN'::numeric AS nan ]=] }
 
-sluice.query "scalars" { readonly = true, single = true, sql = [[
+sluice.query "scalars" { readonly = true, single = true, sql = [=[
   SELECT true AS t, false AS f,
          E'a\nb\t"q" \\ ''s'' \u00e9 ☃ 😀' AS txt, E'ctl\x01\x1f' AS ctl, '' AS empty,
          NULL::int4 AS n_int, NULL::text AS n_text, NULL::timestamptz AS n_ts, NULL::jsonb AS n_jsonb,
          'a0eebc99-9c0b-4ef8-bb6d-6bb9bd380a11'::uuid AS u,
          '\x00ff41'::bytea AS b, ''::bytea AS b_empty,
-         '1 day 02:03:04'::interval AS iv ]] }
+         '1 day 02:03:04'::interval AS iv ]=] }
 
-sluice.query "jsons" { readonly = true, single = true, sql = [[
+sluice.query "jsons" { readonly = true, single = true, sql = [=[
   SELECT '{"a":1,"b":[1,2,{"c":null}],"s":"x\"y"}'::jsonb AS jb,
          '[1, "two", false]'::json AS j, '"str"'::jsonb AS jstr, '3.5'::json AS jnum,
-         'null'::jsonb AS jsonnull, '{ "spaced" : [ 1 , 2 ] }'::json AS jspaced ]] }
+         'null'::jsonb AS jsonnull, '{ "spaced" : [ 1 , 2 ] }'::json AS jspaced ]=] }
 
-sluice.query "arrays" { readonly = true, single = true, sql = [[
+sluice.query "arrays" { readonly = true, single = true, sql = [=[
   SELECT ARRAY[1,2,NULL,4]::int4[] AS ia,
          ARRAY['a','b c',NULL,'q"uote','x,y','{br}','NULL','back\slash']::text[] AS ta,
          ARRAY[[1,2],[3,4]]::int4[] AS i2d, ARRAY[['a','b'],['c',NULL]]::text[] AS t2d,
-         '{}'::int4[] AS empty, ARRAY[true,false]::bool[] AS ba ]] }
+         '{}'::int4[] AS empty, ARRAY[true,false]::bool[] AS ba ]=] }
 
-sluice.query "times" { readonly = true, single = true, sql = [[
+sluice.query "times" { readonly = true, single = true, sql = [=[
   SELECT '2024-01-02 03:04:05+00'::timestamptz AS tz,
          '2024-01-02 03:04:05.123456+00'::timestamptz AS tzfrac,
          '2024-07-01 12:00:00+02'::timestamptz AS tzconv,
-         '2024-01-02 03:04:05'::timestamp AS ts, '2024-01-02'::date AS d ]] }
+         '2024-01-02 03:04:05'::timestamp AS ts, '2024-01-02'::date AS d ]=] }
 
-sluice.query "many" { readonly = true, sql = [[
-  SELECT g AS n, 'row ' || g AS label FROM generate_series(1, :count::int4) AS g ORDER BY g ]] }
+sluice.query "many" { readonly = true, sql = [=[
+  SELECT g AS n, 'row ' || g AS label FROM generate_series(1, :count::int4) AS g ORDER BY g ]=] }
 
-sluice.query "put" { single = true, sql = [[
+sluice.query "put" { single = true, sql = [=[
   INSERT INTO pt (i2, i4, i8, f8, num, b, t, j, ia, ta, ts, d, bin, u)
   VALUES (:i2, :i4, :i8, :f8, :num, :b, :t, :j, :ia, :ta, :ts, :d, :bin, :u)
-  RETURNING * ]] }
+  RETURNING * ]=] }
 
-sluice.query "put_arrays" { single = true, sql = [[
-  INSERT INTO pt (ia, ta) VALUES (:ia, :ta) RETURNING id, ia, ta ]] }
+sluice.query "put_arrays" { single = true, sql = [=[
+  INSERT INTO pt (ia, ta) VALUES (:ia, :ta) RETURNING id, ia, ta ]=] }
 
-sluice.query "put_matrix" { single = true, sql = [[
-  INSERT INTO pt (ia) VALUES (:ia) RETURNING id, ia ]] }
+sluice.query "put_matrix" { single = true, sql = [=[
+  INSERT INTO pt (ia) VALUES (:ia) RETURNING id, ia ]=] }
 
-sluice.query "put_json" { single = true, sql = [[
-  INSERT INTO pt (j) VALUES (:j) RETURNING id, j ]] }
+sluice.query "put_json" { single = true, sql = [=[
+  INSERT INTO pt (j) VALUES (:j) RETURNING id, j ]=] }
 
-sluice.query "put_bin" { single = true, sql = [[
-  INSERT INTO pt (bin) VALUES (:bin) RETURNING id, bin ]] }
+sluice.query "put_bin" { single = true, sql = [=[
+  INSERT INTO pt (bin) VALUES (:bin) RETURNING id, bin ]=] }
 
-sluice.query "touch" { sql = [[ UPDATE pt SET t = t WHERE id <= :upto ]] }
+sluice.query "touch" { sql = [=[ UPDATE pt SET t = t WHERE id <= :upto ]=] }
 
-sluice.query "pos" { readonly = true, single = true, route = "GET /echo/{x}", sql = [[
-  SELECT :x::text AS x, :y::int4 AS y, :x::text || '!' AS x2 ]] }
+sluice.query "pos" { readonly = true, single = true, route = "GET /echo/{x}", sql = [=[
+  SELECT :x::text AS x, :y::int4 AS y, :x::text || '!' AS x2 ]=] }
 
-sluice.query "hexof" { readonly = true, single = true, sql = [[
-  SELECT encode(:b, 'hex') AS h ]] }
+sluice.query "hexof" { readonly = true, single = true, sql = [=[
+  SELECT encode(:b, 'hex') AS h ]=] }
 
-sluice.query "num_echo" { readonly = true, single = true, sql = [[
-  SELECT :n::numeric AS n, (:n::numeric)::text AS nt ]] }
+sluice.query "num_echo" { readonly = true, single = true, sql = [=[
+  SELECT :n::numeric AS n, (:n::numeric)::text AS nt ]=] }
 
-sluice.query "int8_echo" { readonly = true, single = true, sql = [[
-  SELECT :v::int8 AS v, (:v::int8)::text AS vt ]] }
+sluice.query "int8_echo" { readonly = true, single = true, sql = [=[
+  SELECT :v::int8 AS v, (:v::int8)::text AS vt ]=] }
 
-sluice.query "one" { readonly = true, sql = [[ SELECT 1 AS one ]] }
+sluice.query "one" { readonly = true, sql = [=[ SELECT 1 AS one ]=] }
 ]==],
 }
 
@@ -358,7 +358,7 @@ describe("types", function()
       assert.same(tricky, r.ta)
       check_stored(r.id, {
         ia = "ia::text = '{1,NULL,3}'",
-        ta = [[ta = ARRAY['a,b', 'c"d', '{e}', 'NULL', E'back\\slash', '', 'sp ace']]],
+        ta = [=[ta = ARRAY['a,b', 'c"d', '{e}', 'NULL', E'back\\slash', '', 'sp ace']]=],
         ta4 = "ta[4] IS NOT NULL",
       })
       s, r, h, raw = gw:post_json("/query/put_matrix", '{"ia":[[1,2],[3,4]]}')
