@@ -12,6 +12,7 @@ BUILD   ?= build
 OPT     ?= -O2 -g
 SAN     ?=
 PKGS    := libh2o-evloop luajit jansson libpq
+JOBS    := -j$(shell nproc 2>/dev/null || echo 2)
 
 # Recursive (=) so that pkg-config runs when a recipe needs it, after `deps` has installed it.
 ALL_CFLAGS  = -std=gnu11 $(OPT) $(SAN) -Wall -Wextra -Wno-unused-parameter -DH2O_USE_EPOLL=1 \
@@ -52,11 +53,11 @@ deps:
 
 # The database is started fresh and always stopped, whatever the tests do.
 test: deps
-	@$(MAKE) --no-print-directory all tests
+	@$(MAKE) --no-print-directory $(JOBS) all tests
 	scripts/testdb.sh run tests/run.sh $(T)
 
 asan: deps
-	@$(MAKE) --no-print-directory BUILD=build/asan OPT="-O1 -g" \
+	@$(MAKE) --no-print-directory $(JOBS) BUILD=build/asan OPT="-O1 -g" \
 	    SAN="-fsanitize=address,undefined -fno-omit-frame-pointer" all tests
 	$(ASAN_ENV) scripts/testdb.sh run tests/run.sh $(T)
 
@@ -73,6 +74,7 @@ install: all
 	install -Dm755 $(BUILD)/sluice $(DESTDIR)$(PREFIX)/bin/sluice
 	install -d $(DESTDIR)$(PREFIX)/share/sluice
 	cp -R conf lua migrations $(DESTDIR)$(PREFIX)/share/sluice/
+	sed 's|/usr/local|$(PREFIX)|g' conf/sluice.service >$(DESTDIR)$(PREFIX)/share/sluice/conf/sluice.service
 
 clean:
 	@scripts/testdb.sh stop
@@ -80,7 +82,7 @@ clean:
 
 bench:
 	@scripts/deps.sh bench
-	@$(MAKE) --no-print-directory all
+	@$(MAKE) --no-print-directory $(JOBS) all
 	bench/run.sh
 
 docker:

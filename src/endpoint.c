@@ -6,6 +6,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "buf.h"
 #include "sqlparam.h"
 #include "util.h"
 
@@ -26,7 +27,9 @@ void registry_init(struct registry *r)
 void registry_free(struct registry *r)
 {
     for (int i = 0; i < r->nqueries; i++) query_def_free(r->queries[i]);
+    for (int i = 0; i < r->nbulks; i++) bulk_def_free(r->bulks[i]);
     free(r->queries);
+    free(r->bulks);
     free(r->index);
     memset(r, 0, sizeof *r);
 }
@@ -175,4 +178,169 @@ int route_match(const struct route_pattern *r, const char *path, size_t len, con
     }
     if (p < end && !(p + 1 == end && *p == '/')) return -1;
     return nvals;
+}
+
+/* --- bulk definitions ----------------------------------------------------------------------- */
+
+int registry_add_bulk(struct registry *r, struct bulk_def *b)
+{
+    if (registry_find_bulk(r, b->name, strlen(b->name)) != NULL) return -SLUICE_EINVAL;
+    r->bulks = xrealloc(r->bulks, (size_t)(r->nbulks + 1) * sizeof *r->bulks);
+    r->bulks[r->nbulks++] = b;
+    return 0;
+}
+
+struct bulk_def *registry_find_bulk(const struct registry *r, const char *name, size_t len)
+{
+    for (int i = 0; i < r->nbulks; i++)
+        if (strncmp(r->bulks[i]->name, name, len) == 0 && r->bulks[i]->name[len] == '\0') return r->bulks[i];
+    return NULL;
+}
+
+/* Appends "ident" quoted as a SQL identifier; a dotted name is quoted part by part. */
+static void quote_ident(struct buf *b, const char *ident)
+{
+    buf_putc(b, '"');
+    for (const char *p = ident; *p; p++) {
+        if (*p == '"') buf_putc(b, '"');
+        if (*p == '.') {
+            buf_puts(b, "\".\"");
+            continue;
+        }
+        buf_putc(b, *p);
+    }
+    buf_putc(b, '"');
+}
+
+static void column_list(struct buf *b, char **cols, int n, const char *prefix)
+{
+    for (int i = 0; i < n; i++) {
+        if (i) buf_puts(b, ", ");
+        if (prefix) buf_puts(b, prefix);
+        quote_ident(b, cols[i]);
+    }
+}
+
+static bool is_key(const struct bulk_def *d, const char *col)
+{
+    for (int i = 0; i < d->nkey; i++)
+        if (strcmp(d->key[i], col) == 0) return true;
+    return false;
+}
+
+int bulk_def_prepare(struct bulk_def *d, char *err, unsigned errlen)
+{
+    for (int i = 0; i < d->nkey; i++) {
+        bool declared = false;
+        for (int k = 0; k < d->ncolumns; k++) declared |= strcmp(d->columns[k], d->key[i]) == 0;
+        if (!declared) {
+            snprintf(err, errlen, "key column \"%s\" is not one of the columns", d->key[i]);
+            return -1;
+        }
+    }
+    if (d->mode != BULK_INSERT && d->nkey == 0) {
+        snprintf(err, errlen, "mode %s needs key columns", d->mode == BULK_UPSERT ? "upsert" : d->mode == BULK_UPDATE ? "update" : "delete");
+        return -1;
+    }
+    struct buf b = BUF_INIT;
+    buf_puts(&b, "SELECT ");
+    column_list(&b, d->columns, d->ncolumns, NULL);
+    buf_puts(&b, " FROM ");
+    quote_ident(&b, d->table);
+    buf_puts(&b, " LIMIT 0");
+    d->sql_describe = buf_steal(&b);
+
+    const char *stage = "sluice_bulk_stage";
+    buf_puts(&b, "COPY ");
+    if (d->mode == BULK_INSERT) quote_ident(&b, d->table);
+    else buf_puts(&b, stage);
+    buf_puts(&b, " (");
+    column_list(&b, d->columns, d->ncolumns, NULL);
+    buf_puts(&b, ") FROM STDIN");
+    d->sql_copy = buf_steal(&b);
+    if (d->mode == BULK_INSERT) return 0;
+
+    /* A staging table with the columns' types and none of the table's constraints. */
+    buf_printf(&b, "CREATE TEMP TABLE IF NOT EXISTS %s ON COMMIT DROP AS ", stage);
+    buf_puts(&b, d->sql_describe);
+    b.len -= strlen(" LIMIT 0");
+    buf_puts(&b, " WITH NO DATA");
+    d->sql_stage = buf_steal(&b);
+
+    if (d->mode == BULK_UPSERT) {
+        buf_puts(&b, "INSERT INTO ");
+        quote_ident(&b, d->table);
+        buf_puts(&b, " (");
+        column_list(&b, d->columns, d->ncolumns, NULL);
+        buf_puts(&b, ") SELECT ");
+        column_list(&b, d->columns, d->ncolumns, NULL);
+        buf_printf(&b, " FROM %s ON CONFLICT (", stage);
+        column_list(&b, d->key, d->nkey, NULL);
+        buf_puts(&b, ") DO ");
+        int nset = 0;
+        for (int i = 0; i < d->ncolumns; i++) {
+            if (is_key(d, d->columns[i])) continue;
+            buf_puts(&b, nset++ ? ", " : "UPDATE SET ");
+            quote_ident(&b, d->columns[i]);
+            buf_puts(&b, " = EXCLUDED.");
+            quote_ident(&b, d->columns[i]);
+        }
+        if (nset == 0) buf_puts(&b, "NOTHING");
+    } else if (d->mode == BULK_UPDATE) {
+        buf_puts(&b, "UPDATE ");
+        quote_ident(&b, d->table);
+        buf_puts(&b, " AS t SET ");
+        int nset = 0;
+        for (int i = 0; i < d->ncolumns; i++) {
+            if (is_key(d, d->columns[i])) continue;
+            if (nset++) buf_puts(&b, ", ");
+            quote_ident(&b, d->columns[i]);
+            buf_puts(&b, " = s.");
+            quote_ident(&b, d->columns[i]);
+        }
+        if (nset == 0) {
+            snprintf(err, errlen, "mode update needs a column that is not a key");
+            buf_free(&b);
+            return -1;
+        }
+        buf_printf(&b, " FROM %s AS s WHERE ", stage);
+        for (int i = 0; i < d->nkey; i++) {
+            if (i) buf_puts(&b, " AND ");
+            buf_puts(&b, "t.");
+            quote_ident(&b, d->key[i]);
+            buf_puts(&b, " = s.");
+            quote_ident(&b, d->key[i]);
+        }
+    } else {
+        buf_puts(&b, "DELETE FROM ");
+        quote_ident(&b, d->table);
+        buf_printf(&b, " AS t USING %s AS s WHERE ", stage);
+        for (int i = 0; i < d->nkey; i++) {
+            if (i) buf_puts(&b, " AND ");
+            buf_puts(&b, "t.");
+            quote_ident(&b, d->key[i]);
+            buf_puts(&b, " = s.");
+            quote_ident(&b, d->key[i]);
+        }
+    }
+    d->sql_merge = buf_steal(&b);
+    return 0;
+}
+
+void bulk_def_free(struct bulk_def *d)
+{
+    if (d == NULL) return;
+    for (int i = 0; i < d->ncolumns; i++) free(d->columns[i]);
+    for (int i = 0; i < d->nkey; i++) free(d->key[i]);
+    free(d->columns);
+    free(d->key);
+    free(d->name);
+    free(d->table);
+    free(d->pool);
+    free(d->sql_describe);
+    free(d->sql_copy);
+    free(d->sql_stage);
+    free(d->sql_merge);
+    free(d->types);
+    free(d);
 }

@@ -34,7 +34,34 @@ struct query_def {
     uint64_t calls, errors;
 };
 
+enum bulk_mode { BULK_INSERT, BULK_UPSERT, BULK_UPDATE, BULK_DELETE };
+
+struct bulk_def {
+    char *name;
+    char *table;          /* as written: may be schema-qualified */
+    char **columns;       /* declared columns, in COPY order */
+    int ncolumns;
+    enum bulk_mode mode;
+    char **key;           /* key columns (a subset of columns) for upsert / update / delete */
+    int nkey;
+    int chunk_rows;       /* rows per COPY chunk, default 10000 */
+    bool atomic;          /* default true: one transaction for the whole body */
+    char *pool;
+    int pool_idx;
+    /* SQL built once at load (identifiers quoted). */
+    char *sql_describe;   /* SELECT cols FROM table LIMIT 0 */
+    char *sql_copy;       /* COPY target (cols) FROM STDIN */
+    char *sql_stage;      /* CREATE TEMP TABLE ... (non-insert modes), else NULL */
+    char *sql_merge;      /* INSERT .. ON CONFLICT / UPDATE .. FROM / DELETE .. USING, else NULL */
+    /* Learned on first use. */
+    Oid *types;
+    bool described;
+    uint64_t calls, errors, rows;
+};
+
 struct registry {
+    struct bulk_def **bulks;
+    int nbulks;
     struct query_def **queries;
     int nqueries, cap;
     /* open-addressing index name -> query, power-of-two size */
@@ -47,6 +74,14 @@ void registry_free(struct registry *r);
 /* Takes ownership of q. Returns 0, or -SLUICE_EINVAL when the name is taken (q is not taken). */
 int registry_add(struct registry *r, struct query_def *q);
 struct query_def *registry_find(const struct registry *r, const char *name, size_t len);
+
+/* Takes ownership of b. Returns 0, or -SLUICE_EINVAL when the name is taken. */
+int registry_add_bulk(struct registry *r, struct bulk_def *b);
+struct bulk_def *registry_find_bulk(const struct registry *r, const char *name, size_t len);
+/* Builds the SQL of b from its fields (call once they are set). Returns 0, or -1 with err
+ * (a key column that is not declared, no key for a mode that needs one). */
+int bulk_def_prepare(struct bulk_def *b, char *err, unsigned errlen);
+void bulk_def_free(struct bulk_def *b);
 
 /* Builds a query definition; rewrites its SQL. Returns NULL with a message in err on bad SQL
  * or route. Strings are copied. */

@@ -5,6 +5,7 @@
 #include <string.h>
 
 #include "admin.h"
+#include "copy.h"
 #include "health.h"
 #include "jsonw.h"
 #include "query.h"
@@ -163,6 +164,14 @@ int http_on_req(h2o_handler_t *self, h2o_req_t *req)
             return 0;
         }
         return query_handle(w, req, q, NULL, NULL, 0);
+    }
+    if (path_has_prefix(path, "/bulk/")) {
+        struct bulk_def *d = registry_find_bulk(&w->reg, path.base + 6, path.len - 6);
+        if (d == NULL) {
+            http_send_error(req, 404, "not_found", "no such bulk endpoint", NULL, NULL);
+            return 0;
+        }
+        return copy_handle(w, req, d);
     }
     if (path_is(path, "/health") || path_has_prefix(path, "/health/")) return health_handle(w, req, path);
     if (path_is(path, "/admin") || path_has_prefix(path, "/admin/")) return admin_handle(w, req, path);

@@ -19,6 +19,7 @@
 #define PIPELINE_WINDOW_US 2000
 
 static void on_io(h2o_socket_t *sock, const char *err);
+static void on_io_exclusive(struct pgconn *c);
 static void lost(struct pgconn *c, const char *why);
 
 static void attach(struct pgconn *c)
@@ -332,6 +333,32 @@ static void read_results(struct pgconn *c)
     }
 }
 
+/* Exclusive use: results go to the owner one by one, in order. */
+static void on_io_exclusive(struct pgconn *c)
+{
+    int f = PQflush(c->pg);
+    if (f < 0 || !PQconsumeInput(c->pg)) {
+        lost(c, PQerrorMessage(c->pg));
+        return;
+    }
+    if (f == 1) {
+        want_write(c);
+    } else if (c->wants_writable && c->owner) {
+        c->wants_writable = false;
+        c->owner->on_writable(c->owner->arg);
+        if (c->state != PGCONN_READY || !c->exclusive) return;
+    }
+    /* While COPY IN runs, results only come after pgconn_end_copy. */
+    while (c->owner != NULL && !c->copying && !PQisBusy(c->pg)) {
+        PGresult *r = PQgetResult(c->pg);
+        if (r != NULL && PQresultStatus(r) == PGRES_COPY_IN) c->copying = true;
+        struct pgconn_owner *owner = c->owner;
+        owner->on_result(owner->arg, r); /* may release, discard or send again */
+        if (r == NULL || c->state != PGCONN_READY || !c->exclusive || c->owner != owner) return;
+    }
+    if (c->state == PGCONN_READY && PQstatus(c->pg) == CONNECTION_BAD) lost(c, PQerrorMessage(c->pg));
+}
+
 static void on_io(h2o_socket_t *sock, const char *err)
 {
     struct pgconn *c = sock->data;
@@ -340,6 +367,10 @@ static void on_io(h2o_socket_t *sock, const char *err)
         return;
     }
     if (c->state != PGCONN_READY) return;
+    if (c->exclusive) {
+        on_io_exclusive(c);
+        return;
+    }
     if (flush(c) != 0 || !PQconsumeInput(c->pg)) {
         lost(c, PQerrorMessage(c->pg));
         return;
@@ -362,10 +393,89 @@ static void lost(struct pgconn *c, const char *why)
     snprintf(msg, sizeof msg, "%s", why && *why ? why : "connection lost");
     size_t n = strlen(msg);
     while (n > 0 && (msg[n - 1] == '\n' || msg[n - 1] == ' ')) msg[--n] = '\0';
+    struct pgconn_owner *owner = c->owner;
+    c->owner = NULL;
+    if (owner != NULL) owner->on_lost(owner->arg, msg);
     pool_conn_failed(c->pool, c, msg);
 }
 
 void pgconn_close(struct pgconn *c)
 {
     lost(c, "closed");
+}
+
+/* --- exclusive use ------------------------------------------------------------------------- */
+
+int pgconn_take(struct pgconn *c)
+{
+    if (PQexitPipelineMode(c->pg) != 1) return -1;
+    c->exclusive = true;
+    if (c->njobs++ == 0) c->pool->nbusy++;
+    return 0;
+}
+
+void pgconn_own(struct pgconn *c, struct pgconn_owner *owner)
+{
+    c->owner = owner;
+}
+
+int pgconn_send(struct pgconn *c, const char *sql, int nparams, const char *const *values)
+{
+    if (!PQsendQueryParams(c->pg, sql, nparams, NULL, values, NULL, NULL, 0) || pgconn_flush(c) < 0) {
+        lost(c, PQerrorMessage(c->pg));
+        return -1;
+    }
+    return 0;
+}
+
+int pgconn_put_copy(struct pgconn *c, const char *data, size_t len)
+{
+    if (PQputCopyData(c->pg, data, (int)len) != 1) {
+        lost(c, PQerrorMessage(c->pg));
+        return -1;
+    }
+    return 0;
+}
+
+int pgconn_end_copy(struct pgconn *c, const char *errmsg)
+{
+    c->copying = false;
+    if (PQputCopyEnd(c->pg, errmsg) != 1 || pgconn_flush(c) < 0) {
+        lost(c, PQerrorMessage(c->pg));
+        return -1;
+    }
+    return 0;
+}
+
+int pgconn_flush(struct pgconn *c)
+{
+    int r = PQflush(c->pg);
+    if (r < 0) return -1;
+    if (r == 1) {
+        c->wants_writable = true;
+        want_write(c);
+    }
+    return r;
+}
+
+void pgconn_release(struct pgconn *c)
+{
+    c->owner = NULL;
+    c->exclusive = false;
+    c->copying = c->wants_writable = false;
+    if (--c->njobs == 0) {
+        c->pool->nbusy--;
+        c->idle_since_ms = now_ms();
+    }
+    if (PQtransactionStatus(c->pg) != PQTRANS_IDLE || PQenterPipelineMode(c->pg) != 1) {
+        lost(c, "released inside a transaction");
+        return;
+    }
+    pool_conn_has_room(c->pool, c);
+}
+
+void pgconn_discard(struct pgconn *c)
+{
+    c->owner = NULL;
+    lost(c, "discarded by its owner");
 }

@@ -27,6 +27,15 @@ struct pgseg {
     uint64_t sent_us;
 };
 
+/* The owner of a connection taken for exclusive use (COPY, transactions). Callbacks never run
+ * after pgconn_release or pgconn_discard. */
+struct pgconn_owner {
+    void (*on_result)(void *arg, PGresult *r); /* each result, the owner clears it; NULL: command done */
+    void (*on_writable)(void *arg);            /* after pgconn_flush returned 1: output drained */
+    void (*on_lost)(void *arg, const char *why); /* the connection failed; it is gone afterwards */
+    void *arg;
+};
+
 struct pgconn {
     struct pgconn *prev, *next; /* pool list */
     struct pool *pool;
@@ -40,6 +49,8 @@ struct pgconn {
     int session_timeout_ms;     /* statement_timeout now in force, -1 unknown */
     uint64_t created_ms, expires_ms, idle_since_ms;
     h2o_timeout_entry_t connect_entry;
+    struct pgconn_owner *owner; /* set while taken for exclusive use */
+    bool exclusive, copying, wants_writable;
 };
 
 /* Starts connecting. Returns the connection (state CONNECTING) or NULL when libpq refused at
@@ -51,6 +62,24 @@ void pgconn_start(struct pgconn *c, struct pgjob *job);
 bool pgconn_has_room(const struct pgconn *c, uint64_t now_us);
 /* Closes the connection; in-flight jobs are handed back with pool_conn_failed semantics. */
 void pgconn_close(struct pgconn *c);
+
+/* --- exclusive use: the connection leaves pipeline mode and serves one owner --------------- */
+/* Called by the pool when an exclusive job gets this (idle) connection. Returns 0 or -1. */
+int pgconn_take(struct pgconn *c);
+void pgconn_own(struct pgconn *c, struct pgconn_owner *owner);
+/* Sends one statement (text parameters, may be 0). Results come to owner->on_result, then NULL.
+ * Returns 0, or -1 when the connection failed (on_lost follows). */
+int pgconn_send(struct pgconn *c, const char *sql, int nparams, const char *const *values);
+/* After a PGRES_COPY_IN result: queues data. Returns 0, or -1 on failure. */
+int pgconn_put_copy(struct pgconn *c, const char *data, size_t len);
+/* Ends the COPY (errmsg non-NULL aborts it on the server). Returns 0 or -1. */
+int pgconn_end_copy(struct pgconn *c, const char *errmsg);
+/* Pushes queued output. Returns 0 when all is sent, 1 when on_writable will follow, -1 on failure. */
+int pgconn_flush(struct pgconn *c);
+/* Gives the connection back (discarded if it is inside a transaction). */
+void pgconn_release(struct pgconn *c);
+/* Closes it without any further callback (the owner went away mid-conversation). */
+void pgconn_discard(struct pgconn *c);
 void pgconn_free(struct pgconn *c);
 
 #endif

@@ -22,8 +22,9 @@ struct pgjob *pgjob_new(struct query_def *q, void *owner)
     struct pgjob *job = xcalloc(1, sizeof *job);
     job->q = q;
     job->owner = owner;
-    job->param_off = xmalloc((size_t)(q->nparams ? q->nparams : 1) * sizeof *job->param_off);
-    for (int i = 0; i < q->nparams; i++) job->param_off[i] = -1;
+    int n = q ? q->nparams : 0;
+    job->param_off = xmalloc((size_t)(n ? n : 1) * sizeof *job->param_off);
+    for (int i = 0; i < n; i++) job->param_off[i] = -1;
     buf_init(&job->params);
     return job;
 }
@@ -51,8 +52,12 @@ void pgjob_param(struct pgjob *job, int index, const char *text, size_t len)
 
 static void deliver(struct pgjob *job)
 {
-    if (job->owner == NULL) pgjob_free(job);
-    else job->on_done(job);
+    if (job->owner != NULL) {
+        job->on_done(job);
+        return;
+    }
+    if (job->conn != NULL) pgconn_release(job->conn);
+    pgjob_free(job);
 }
 
 void pool_job_done(struct pool *p, struct pgjob *job)
@@ -187,7 +192,7 @@ void pool_conn_failed(struct pool *p, struct pgconn *c, const char *why)
         struct pgjob *job = c->segs[(c->seg_head + i) % c->seg_cap].job;
         if (job->result) PQclear(job->result);
         job->result = NULL;
-        bool retry = job->owner && !p->closing && (job->q->readonly || job->q->idempotent) && job->attempts < 2;
+        bool retry = job->owner && !p->closing && job->q && (job->q->readonly || job->q->idempotent) && job->attempts < 2;
         if (retry) {
             enqueue(p, job, true);
         } else {
@@ -223,26 +228,44 @@ void pool_conn_has_room(struct pool *p, struct pgconn *c)
 
 /* --- dispatching -------------------------------------------------------------------------- */
 
-static struct pgconn *pick(struct pool *p, uint64_t now)
+static struct pgconn *pick(struct pool *p, uint64_t now, bool exclusive)
 {
     struct pgconn *best = NULL;
     for (struct pgconn *c = p->conns; c; c = c->next) {
         if (c->state != PGCONN_READY) continue;
         if (c->njobs == 0) return c;
+        if (exclusive) continue;
         if (pgconn_has_room(c, now) && (best == NULL || c->njobs < best->njobs)) best = c;
     }
     return best;
+}
+
+/* Hands job to c: pipelined, or the whole connection for an exclusive job. */
+static void start(struct pool *p, struct pgconn *c, struct pgjob *job)
+{
+    if (!job->exclusive) {
+        pgconn_start(c, job); /* may lose c, which re-enters dispatch */
+        return;
+    }
+    if (pgconn_take(c) != 0) {
+        enqueue(p, job, true);
+        pgconn_close(c);
+        return;
+    }
+    job->conn = c;
+    job->status = PGJOB_OK;
+    deliver(job);
 }
 
 static void dispatch(struct pool *p)
 {
     uint64_t now = now_us();
     while (p->qhead != NULL) {
-        struct pgconn *c = pick(p, now);
+        struct pgconn *c = pick(p, now, p->qhead->exclusive);
         if (c == NULL) break;
         struct pgjob *job = p->qhead;
         unqueue(p, job);
-        pgconn_start(c, job); /* may lose c, which re-enters dispatch: the loop re-reads all */
+        start(p, c, job); /* the loop re-reads everything: start may change the lists */
     }
     if (p->qhead != NULL) start_connect(p);
 }
@@ -263,10 +286,10 @@ int pool_submit(struct pool *p, struct pgjob *job)
         return -SLUICE_EBUSY;
     }
     /* Straight to a connection when one has room and nobody waits. */
-    struct pgconn *c = p->qhead == NULL ? pick(p, now_us()) : NULL;
+    struct pgconn *c = p->qhead == NULL ? pick(p, now_us(), job->exclusive) : NULL;
     if (c != NULL) {
         job->queued_us = now_us();
-        pgconn_start(c, job);
+        start(p, c, job);
         return 0;
     }
     enqueue(p, job, false);

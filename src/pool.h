@@ -35,6 +35,8 @@ struct pgjob {
     struct buf params;     /* NUL-separated parameter texts */
     int *param_off;        /* offset of each value in params, -1 for NULL */
     bool bound;
+    bool exclusive;        /* wants a whole connection: on_done gets it in conn (status OK) */
+    struct pgconn *conn;
     int attempts;          /* sends so far; readonly jobs are resent once after a lost connection */
     bool replan;           /* the server dropped or invalidated the statement: prepare afresh */
     int timeout_ms;        /* statement_timeout for this job */
@@ -45,6 +47,7 @@ struct pgjob {
     h2o_timeout_entry_t wait_entry;
 };
 
+/* q may be NULL for an exclusive job. */
 struct pgjob *pgjob_new(struct query_def *q, void *owner);
 void pgjob_free(struct pgjob *job);
 /* Appends one parameter value (NULL for SQL NULL) in order. */

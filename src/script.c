@@ -92,6 +92,8 @@ static bool valid_name(const char *s)
     return true;
 }
 
+static int resolve_pool(lua_State *L, const char *pool, const char *what, char **name_out);
+
 static void define_query(lua_State *L, const char *name, int t)
 {
     static const char *const keys[] = {"sql", "readonly", "single", "idempotent", "timeout_ms", "pool", "route",
@@ -112,15 +114,7 @@ static void define_query(lua_State *L, const char *name, int t)
     q->idempotent = opt_bool(L, t, "idempotent", what);
     q->timeout_ms = opt_int(L, t, "timeout_ms", what, 0);
     struct load_ctx *ctx = ctx_of(L);
-    const char *pname = pool ? pool : config_pool(ctx->cfg, "primary") ? "primary" : ctx->cfg->pools[0].name;
-    q->pool = xstrdup(pname);
-    q->pool_idx = -1;
-    for (size_t i = 0; i < ctx->cfg->npools; i++)
-        if (strcmp(ctx->cfg->pools[i].name, pname) == 0) q->pool_idx = (int)i;
-    if (q->pool_idx < 0) {
-        query_def_free(q);
-        luaL_error(L, "%s: no pool named \"%s\" in the config", what, pname);
-    }
+    q->pool_idx = resolve_pool(L, pool, what, &q->pool); /* on error q leaks: start-up stops anyway */
     if (registry_add(ctx->reg, q) != 0) {
         query_def_free(q);
         luaL_error(L, "%s is defined twice", what);
@@ -148,7 +142,117 @@ static int l_query(lua_State *L)
     return 1;
 }
 
-/* sluice.bulk / sluice.endpoint: recorded in sluice._bulk / sluice._endpoints by name. */
+/* A string array field (a single string is accepted too). Returns the count; *out is malloc'd. */
+static int opt_strings(lua_State *L, int t, const char *key, const char *what, char ***out)
+{
+    *out = NULL;
+    lua_getfield(L, t, key);
+    int n = 0;
+    if (lua_type(L, -1) == LUA_TSTRING) {
+        *out = xmalloc(sizeof **out);
+        (*out)[n++] = xstrdup(lua_tostring(L, -1));
+    } else if (lua_istable(L, -1)) {
+        int len = (int)lua_objlen(L, -1);
+        *out = xcalloc((size_t)(len ? len : 1), sizeof **out);
+        for (int i = 1; i <= len; i++) {
+            lua_rawgeti(L, -1, i);
+            if (lua_type(L, -1) != LUA_TSTRING) {
+                for (int k = 0; k < n; k++) free((*out)[k]);
+                free(*out);
+                *out = NULL;
+                luaL_error(L, "%s: %s: expected an array of strings", what, key);
+            }
+            (*out)[n++] = xstrdup(lua_tostring(L, -1));
+            lua_pop(L, 1);
+        }
+    } else if (!lua_isnil(L, -1)) {
+        luaL_error(L, "%s: %s: expected an array of strings", what, key);
+    }
+    lua_pop(L, 1);
+    return n;
+}
+
+static int resolve_pool(lua_State *L, const char *pool, const char *what, char **name_out)
+{
+    struct load_ctx *ctx = ctx_of(L);
+    const char *pname = pool ? pool : config_pool(ctx->cfg, "primary") ? "primary" : ctx->cfg->pools[0].name;
+    for (size_t i = 0; i < ctx->cfg->npools; i++)
+        if (strcmp(ctx->cfg->pools[i].name, pname) == 0) {
+            *name_out = xstrdup(pname);
+            return (int)i;
+        }
+    luaL_error(L, "%s: no pool named \"%s\" in the config", what, pname);
+    return -1;
+}
+
+static void define_bulk(lua_State *L, const char *name, int t)
+{
+    static const char *const keys[] = {"table", "columns", "mode", "key", "chunk_rows", "atomic", "pool",
+                                       "description", NULL};
+    static const char *const modes[] = {"insert", "upsert", "update", "delete", NULL};
+    char what[160];
+    snprintf(what, sizeof what, "bulk \"%s\"", name);
+    if (!valid_name(name)) luaL_error(L, "%s: a name is letters, digits, '_', '-' or '.'", what);
+    check_keys(L, t, keys, what);
+    const char *table = opt_string(L, t, "table", what);
+    if (table == NULL) luaL_error(L, "%s: table is required", what);
+    const char *mode = opt_string(L, t, "mode", what);
+    int m = 0;
+    if (mode != NULL) {
+        while (modes[m] && strcmp(modes[m], mode) != 0) m++;
+        if (modes[m] == NULL) luaL_error(L, "%s: mode: expected insert, upsert, update or delete", what);
+    }
+    int chunk_rows = opt_int(L, t, "chunk_rows", what, 10000);
+    if (chunk_rows < 1) luaL_error(L, "%s: chunk_rows: expected a positive integer", what);
+    lua_getfield(L, t, "atomic");
+    bool atomic = lua_isnil(L, -1) ? true : lua_toboolean(L, -1);
+    if (!lua_isnil(L, -1) && !lua_isboolean(L, -1)) luaL_error(L, "%s: atomic: expected a boolean", what);
+    lua_pop(L, 1);
+    const char *pool = opt_string(L, t, "pool", what);
+
+    struct bulk_def *d = xcalloc(1, sizeof *d);
+    d->ncolumns = opt_strings(L, t, "columns", what, &d->columns); /* on error d leaks: start-up stops anyway */
+    d->nkey = opt_strings(L, t, "key", what, &d->key);
+    d->name = xstrdup(name);
+    d->table = xstrdup(table);
+    d->mode = (enum bulk_mode)m;
+    d->chunk_rows = chunk_rows;
+    d->atomic = atomic;
+    char err[256];
+    if (d->ncolumns == 0) {
+        bulk_def_free(d);
+        luaL_error(L, "%s: columns is required", what);
+    }
+    d->pool_idx = resolve_pool(L, pool, what, &d->pool);
+    if (bulk_def_prepare(d, err, sizeof err) != 0 || registry_add_bulk(ctx_of(L)->reg, d) != 0) {
+        bool dup = registry_find_bulk(ctx_of(L)->reg, name, strlen(name)) != NULL;
+        bulk_def_free(d);
+        if (dup) luaL_error(L, "%s is defined twice", what);
+        luaL_error(L, "%s: %s", what, err);
+    }
+}
+
+static int l_bulk_body(lua_State *L)
+{
+    luaL_checktype(L, 1, LUA_TTABLE);
+    define_bulk(L, lua_tostring(L, lua_upvalueindex(1)), 1);
+    return 0;
+}
+
+static int l_bulk(lua_State *L)
+{
+    const char *name = luaL_checkstring(L, 1);
+    if (lua_gettop(L) >= 2) {
+        luaL_checktype(L, 2, LUA_TTABLE);
+        define_bulk(L, name, 2);
+        return 0;
+    }
+    lua_pushvalue(L, 1);
+    lua_pushcclosure(L, l_bulk_body, 1);
+    return 1;
+}
+
+/* sluice.endpoint: recorded in sluice._endpoints by name (handlers are not served yet). */
 static int l_record_body(lua_State *L)
 {
     luaL_checktype(L, 1, LUA_TTABLE);
@@ -176,11 +280,6 @@ static int record(lua_State *L, const char *field)
     lua_pushvalue(L, rec);
     lua_pushcclosure(L, l_record_body, 2);
     return 1;
-}
-
-static int l_bulk(lua_State *L)
-{
-    return record(L, "_bulk");
 }
 
 static int l_endpoint(lua_State *L)
@@ -294,8 +393,6 @@ static void install_api(lua_State *L, const struct config *cfg)
     lua_setfield(L, -2, "log");
     lua_pushlightuserdata(L, NULL);
     lua_setfield(L, -2, "null");
-    lua_newtable(L);
-    lua_setfield(L, -2, "_bulk");
     lua_newtable(L);
     lua_setfield(L, -2, "_endpoints");
     lua_newtable(L);

@@ -126,6 +126,7 @@ static void *worker_main(void *arg)
     struct server *srv = w->srv;
     h2o_loop_t *loop = w->ctx.loop;
 
+    h2o_timeout_init(loop, &w->zero_timeout, 0);
     w->npools = (int)srv->cfg->npools;
     w->pools = xcalloc((size_t)w->npools, sizeof *w->pools);
     for (int i = 0; i < w->npools; i++) pool_init(&w->pools[i], &srv->cfg->pools[i], w->index, srv->nworkers, loop);

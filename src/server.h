@@ -29,6 +29,7 @@ struct worker {
     struct registry reg;
     lua_State *L;
     struct buf out;           /* response body scratch, reused by every request */
+    h2o_timeout_t zero_timeout; /* runs its entries on the next loop turn: long work yields */
     int inflight;             /* requests waiting on the database */
     bool stopping;
     uint64_t stop_deadline_ms;

@@ -12,7 +12,7 @@
 set -uo pipefail
 
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
-cd "$ROOT"
+cd "$ROOT" || exit 1
 FILTER=${1:-}
 UNIT_DIR=${UNIT_DIR:-build/tests}
 TEST_TIMEOUT=${TEST_TIMEOUT:-900}
@@ -43,7 +43,7 @@ if [[ -z ${SLUICE_TEST_DSN:-} ]] && printf '%s\n' "${files[@]}" | grep -q '^inte
     if scripts/testdb.sh status >/dev/null; then
         eval "$(scripts/testdb.sh env)"
     else
-        exec scripts/testdb.sh run "$0" "$@"
+        exec scripts/testdb.sh run "$ROOT/tests/run.sh" "$@"
     fi
 fi
 export SLUICE_TEST_DSN=${SLUICE_TEST_DSN:-} TESTDB_DIR=${TESTDB_DIR:-} TESTDB_PORT=${TESTDB_PORT:-55532}

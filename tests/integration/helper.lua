@@ -487,7 +487,9 @@ function Gateway:start_parallel(reqs, opts)
     lines[#lines + 1] = "url = " .. curl_str(self.base .. r.path)
     lines[#lines + 1] = "request = " .. curl_str(method)
     lines[#lines + 1] = 'header = "Expect:"'
-    for k, v in pairs(hdrs) do lines[#lines + 1] = "header = " .. curl_str(k .. ": " .. v) end
+    for k, v in pairs(hdrs) do
+      if v ~= false then lines[#lines + 1] = "header = " .. curl_str(k .. ": " .. v) end
+    end
     if body then
       H.writefile(dir .. "/b" .. i, body)
       lines[#lines + 1] = "data-binary = " .. curl_str("@" .. dir .. "/b" .. i)
@@ -547,11 +549,11 @@ function Gateway:parallel(reqs, opts)
   return self:start_parallel(reqs, opts):wait()
 end
 
--- One request in the background; :wait() returns its result table.
+-- One request in the background (curl); :wait() returns its result table (see start_parallel).
 function Gateway:async(method, path, body, headers, timeout)
   local b = self:start_parallel({ { method = method, path = path, body = body, headers = headers } },
     { timeout = timeout })
-  return setmetatable({ wait = function() return b:wait()[1] end }, {})
+  return { wait = function() return b:wait()[1] end }
 end
 
 ---------------------------------------------------------------------------------------------

@@ -1,0 +1,397 @@
+/* copy.c — POST /bulk/{name}. The body is read incrementally (bulkparse.c) and streamed into
+ * COPY FROM STDIN on a connection taken for exclusive use: one COPY per chunk of chunk_rows rows,
+ * one transaction for the whole body (atomic) or one per chunk. upsert / update / delete copy
+ * into a staging table first and merge with one statement per chunk. Between batches the worker
+ * goes back to its event loop, so a large body never stalls other requests. */
+#include "copy.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "bulkparse.h"
+#include "http.h"
+#include "jsonw.h"
+#include "log.h"
+#include "pgconn.h"
+#include "query.h"
+#include "server.h"
+#include "util.h"
+
+#define BATCH_ROWS 1000 /* rows encoded per loop turn */
+
+enum step {
+    ST_DESCRIBE, /* learning the column types */
+    ST_BEGIN,    /* BEGIN of the body (atomic) or of the chunk */
+    ST_STAGE,    /* creating the staging table */
+    ST_COPY,     /* COPY sent, waiting for COPY IN, then streaming */
+    ST_COPIED,   /* COPY ended, waiting for its result */
+    ST_MERGE,
+    ST_TRUNCATE,
+    ST_COMMIT,
+    ST_ROLLBACK,
+};
+
+struct bulkreq {
+    h2o_req_t *req;
+    struct worker *w;
+    struct bulk_def *d;
+    struct pgjob *job;   /* while waiting for a connection */
+    struct pgconn *conn; /* once taken */
+    struct pgconn_owner owner;
+    enum bulk_format format;
+    struct bulk_reader rd;
+    bool reader_open, eof;
+    enum step step;
+    struct buf data;
+    long chunk_first_row, chunk_sent; /* rows of the current chunk */
+    int chunks, committed_chunks;
+    long rows_committed, affected;
+    uint64_t started_us;
+    h2o_timeout_entry_t resume;
+    /* the first error; answered once the connection is clean again */
+    int err_status;
+    char err[320];
+    char sqlstate[6];
+    long err_row;
+};
+
+static void pump(struct bulkreq *br);
+
+static void on_dispose(void *p)
+{
+    struct bulkreq *br = p;
+    if (br->job) pool_abandon(br->job);
+    if (br->conn) pgconn_discard(br->conn); /* the server rolls back what was not committed */
+    if (h2o_timeout_is_linked(&br->resume)) h2o_timeout_unlink(&br->resume);
+    if (br->reader_open) bulk_reader_free(&br->rd);
+    buf_free(&br->data);
+    br->w->inflight--;
+}
+
+static void detach(struct bulkreq *br)
+{
+    if (br->conn) pgconn_release(br->conn);
+    br->conn = NULL;
+}
+
+static void reply_error(struct bulkreq *br)
+{
+    struct buf *b = &br->w->out;
+    const char *code = http_error_code(br->err_status);
+    buf_reset(b);
+    buf_puts(b, "{\"error\":{\"code\":");
+    jsonw_string(b, code, strlen(code));
+    buf_puts(b, ",\"message\":");
+    jsonw_string(b, br->err, strlen(br->err));
+    buf_puts(b, ",\"bulk\":");
+    jsonw_string(b, br->d->name, strlen(br->d->name));
+    if (br->sqlstate[0]) buf_printf(b, ",\"sqlstate\":\"%s\"", br->sqlstate);
+    if (br->err_row > 0) buf_printf(b, ",\"row\":%ld", br->err_row);
+    buf_printf(b, ",\"committed_chunks\":%d,\"rows_committed\":%ld}}", br->committed_chunks, br->rows_committed);
+    if (br->err_status == 503) h2o_add_header(&br->req->pool, &br->req->res.headers, H2O_TOKEN_RETRY_AFTER, NULL, H2O_STRLIT("1"));
+    br->d->errors++;
+    http_send_json(br->req, br->err_status, b->data, b->len);
+}
+
+static void reply_ok(struct bulkreq *br)
+{
+    struct buf *b = &br->w->out;
+    buf_reset(b);
+    buf_printf(b, "{\"rows\":%ld,\"chunks\":%d,\"committed_chunks\":%d,\"took_ms\":%.1f", br->rows_committed,
+               br->chunks, br->committed_chunks, (double)(now_us() - br->started_us) / 1000.0);
+    if (br->d->mode != BULK_INSERT) buf_printf(b, ",\"affected\":%ld", br->affected);
+    buf_putc(b, '}');
+    br->d->calls++;
+    br->d->rows += (uint64_t)br->rows_committed;
+    http_send_json(br->req, 200, b->data, b->len);
+}
+
+/* Records the first error: the client's (status given) or the server's (from r). */
+static void fail(struct bulkreq *br, int status, const char *msg, const PGresult *r)
+{
+    if (br->err_status) return;
+    if (r != NULL) {
+        const char *state = PQresultErrorField(r, PG_DIAG_SQLSTATE);
+        const char *primary = PQresultErrorField(r, PG_DIAG_MESSAGE_PRIMARY);
+        const char *context = PQresultErrorField(r, PG_DIAG_CONTEXT);
+        status = query_status_for_sqlstate(state);
+        snprintf(br->sqlstate, sizeof br->sqlstate, "%s", state ? state : "");
+        const char *line = context ? strstr(context, ", line ") : NULL;
+        if (line && br->step == ST_COPIED) br->err_row = br->chunk_first_row + strtol(line + 7, NULL, 10) - 1;
+        if (status == 500) {
+            log_printf(LOG_ERROR, "bulk %s failed: %s (SQLSTATE %s)", br->d->name, primary ? primary : "?",
+                       state ? state : "?");
+            msg = "internal error";
+        } else {
+            msg = primary ? primary : "database error";
+        }
+    }
+    br->err_status = status;
+    snprintf(br->err, sizeof br->err, "%s", msg);
+}
+
+static void send_step(struct bulkreq *br, enum step step, const char *sql)
+{
+    br->step = step;
+    pgconn_send(br->conn, sql, 0, NULL); /* a failure reaches on_lost */
+}
+
+/* After an error: roll back if a transaction is open, then answer. */
+static void finish_failed(struct bulkreq *br)
+{
+    if (br->conn && PQtransactionStatus(br->conn->pg) != PQTRANS_IDLE && br->step != ST_ROLLBACK) {
+        send_step(br, ST_ROLLBACK, "ROLLBACK");
+        return;
+    }
+    detach(br);
+    reply_error(br);
+}
+
+static void start_chunk(struct bulkreq *br)
+{
+    br->chunk_first_row = bulk_reader_rows(&br->rd) + 1;
+    br->chunk_sent = 0;
+    if (!br->d->atomic) {
+        send_step(br, ST_BEGIN, "BEGIN");
+        return;
+    }
+    if (br->d->sql_stage && br->chunks == 0) send_step(br, ST_STAGE, br->d->sql_stage);
+    else send_step(br, ST_COPY, br->d->sql_copy);
+}
+
+static void end_body(struct bulkreq *br)
+{
+    if (br->d->atomic) send_step(br, ST_COMMIT, "COMMIT");
+    else {
+        detach(br);
+        reply_ok(br);
+    }
+}
+
+/* One step finished without error (its NULL result arrived). */
+static void next_step(struct bulkreq *br)
+{
+    struct bulk_def *d = br->d;
+    char err[256];
+    switch (br->step) {
+    case ST_DESCRIBE:
+        if (!d->described) {
+            fail(br, 500, "cannot learn the column types", NULL);
+            finish_failed(br);
+            return;
+        }
+        if (bulk_reader_init(&br->rd, br->format, br->req->entity.base, br->req->entity.len, d->columns, d->types,
+                             d->ncolumns, err, sizeof err) != 0) {
+            br->reader_open = true;
+            fail(br, 400, err, NULL);
+            finish_failed(br);
+            return;
+        }
+        br->reader_open = true;
+        if (d->atomic) send_step(br, ST_BEGIN, "BEGIN");
+        else start_chunk(br);
+        return;
+    case ST_BEGIN:
+        if (d->atomic) {
+            start_chunk(br);
+            return;
+        }
+        if (d->sql_stage) send_step(br, ST_STAGE, d->sql_stage);
+        else send_step(br, ST_COPY, d->sql_copy);
+        return;
+    case ST_STAGE:
+        send_step(br, ST_COPY, d->sql_copy);
+        return;
+    case ST_COPY:
+        return; /* COPY IN is handled as it arrives */
+    case ST_COPIED:
+        if (br->chunk_sent > 0) br->chunks++;
+        if (d->sql_merge && br->chunk_sent > 0) {
+            send_step(br, ST_MERGE, d->sql_merge);
+            return;
+        }
+        /* fall through */
+    case ST_MERGE:
+        if (br->step == ST_MERGE && d->atomic && !br->eof) {
+            send_step(br, ST_TRUNCATE, "TRUNCATE sluice_bulk_stage");
+            return;
+        }
+        /* fall through */
+    case ST_TRUNCATE:
+        if (!d->atomic) {
+            send_step(br, ST_COMMIT, "COMMIT");
+            return;
+        }
+        if (br->eof) end_body(br);
+        else start_chunk(br);
+        return;
+    case ST_COMMIT:
+        if (d->atomic) {
+            br->committed_chunks = br->chunks;
+            br->rows_committed = bulk_reader_rows(&br->rd);
+            detach(br);
+            reply_ok(br);
+            return;
+        }
+        if (br->chunk_sent > 0) br->committed_chunks++;
+        br->rows_committed = bulk_reader_rows(&br->rd);
+        if (br->eof) end_body(br);
+        else start_chunk(br);
+        return;
+    case ST_ROLLBACK:
+        detach(br);
+        reply_error(br);
+        return;
+    }
+}
+
+static void on_result(void *arg, PGresult *r)
+{
+    struct bulkreq *br = arg;
+    if (r == NULL) {
+        if (br->err_status) finish_failed(br);
+        else if (br->step != ST_COPY) next_step(br);
+        return;
+    }
+    switch (PQresultStatus(r)) {
+    case PGRES_COPY_IN:
+        pump(br);
+        break;
+    case PGRES_TUPLES_OK:
+        if (br->step == ST_DESCRIBE) {
+            free(br->d->types);
+            br->d->types = xcalloc((size_t)br->d->ncolumns, sizeof(Oid));
+            for (int i = 0; i < br->d->ncolumns && i < PQnfields(r); i++) br->d->types[i] = PQftype(r, i);
+            br->d->described = PQnfields(r) == br->d->ncolumns;
+        }
+        break;
+    case PGRES_COMMAND_OK:
+        if (br->step == ST_MERGE) br->affected += strtol(PQcmdTuples(r), NULL, 10);
+        break;
+    default:
+        fail(br, 500, NULL, r);
+        break;
+    }
+    PQclear(r);
+}
+
+static void on_resume(h2o_timeout_entry_t *entry)
+{
+    pump(container_of(entry, struct bulkreq, resume));
+}
+
+/* Streams rows of the current chunk: one batch per loop turn. */
+static void pump(struct bulkreq *br)
+{
+    char err[256];
+    buf_reset(&br->data);
+    long room = br->d->chunk_rows - br->chunk_sent;
+    int n = bulk_reader_next(&br->rd, &br->data, room < BATCH_ROWS ? (int)room : BATCH_ROWS, err, sizeof err);
+    if (n < 0) {
+        fail(br, 400, err, NULL);
+        if (strncmp(err, "row ", 4) == 0) br->err_row = strtol(err + 4, NULL, 10);
+        br->step = ST_COPIED;
+        pgconn_end_copy(br->conn, "invalid row"); /* its error result is expected, not reported */
+        return;
+    }
+    if (n == 0) br->eof = true;
+    if (n > 0 && pgconn_put_copy(br->conn, br->data.data, br->data.len) != 0) return;
+    br->chunk_sent += n;
+    if (n == 0 || br->chunk_sent >= br->d->chunk_rows) {
+        br->step = ST_COPIED;
+        pgconn_end_copy(br->conn, NULL);
+        return;
+    }
+    int f = pgconn_flush(br->conn);
+    if (f == 0) h2o_timeout_link(br->w->ctx.loop, &br->w->zero_timeout, &br->resume);
+    /* f == 1: on_writable resumes; f < 0: on_lost follows */
+}
+
+static void on_writable(void *arg)
+{
+    struct bulkreq *br = arg;
+    if (br->step == ST_COPY && !h2o_timeout_is_linked(&br->resume)) pump(br);
+}
+
+static void on_lost(void *arg, const char *why)
+{
+    struct bulkreq *br = arg;
+    br->conn = NULL;
+    if (h2o_timeout_is_linked(&br->resume)) h2o_timeout_unlink(&br->resume);
+    br->err_status = 0; /* the lost connection is what the client must hear about */
+    fail(br, 503, "the database connection was lost; nothing after the last committed chunk was applied", NULL);
+    reply_error(br);
+}
+
+static void on_conn(struct pgjob *job)
+{
+    struct bulkreq *br = job->owner;
+    br->job = NULL;
+    if (job->status != PGJOB_OK) {
+        fail(br, 503, job->errmsg, NULL);
+        pgjob_free(job);
+        reply_error(br);
+        return;
+    }
+    br->conn = job->conn;
+    pgjob_free(job);
+    pgconn_own(br->conn, &br->owner);
+    if (br->d->described) {
+        br->step = ST_DESCRIBE;
+        next_step(br);
+    } else {
+        send_step(br, ST_DESCRIBE, br->d->sql_describe);
+    }
+}
+
+static bool content_type_is(h2o_req_t *req, const char *type)
+{
+    ssize_t i = h2o_find_header(&req->headers, H2O_TOKEN_CONTENT_TYPE, -1);
+    if (i < 0) return false;
+    h2o_iovec_t v = req->headers.entries[i].value;
+    size_t n = 0;
+    while (n < v.len && v.base[n] != ';' && v.base[n] != ' ') n++;
+    return h2o_lcstris(v.base, n, type, strlen(type));
+}
+
+int copy_handle(struct worker *w, h2o_req_t *req, struct bulk_def *d)
+{
+    if (!h2o_memis(req->method.base, req->method.len, H2O_STRLIT("POST"))) {
+        h2o_add_header(&req->pool, &req->res.headers, H2O_TOKEN_ALLOW, NULL, H2O_STRLIT("POST"));
+        http_send_error(req, 405, "method_not_allowed", "bulk endpoints take POST", NULL, NULL);
+        return 0;
+    }
+    enum bulk_format format;
+    if (content_type_is(req, "application/json")) format = BULK_JSON;
+    else if (content_type_is(req, "application/x-ndjson")) format = BULK_NDJSON;
+    else if (content_type_is(req, "text/csv")) format = BULK_CSV;
+    else {
+        http_send_error(req, 415, "unsupported_media_type",
+                        "the body must be application/json, application/x-ndjson or text/csv", NULL, NULL);
+        return 0;
+    }
+
+    struct bulkreq *br = h2o_mem_alloc_shared(&req->pool, sizeof *br, on_dispose);
+    memset(br, 0, sizeof *br);
+    br->req = req;
+    br->w = w;
+    br->d = d;
+    br->format = format;
+    br->started_us = now_us();
+    br->owner = (struct pgconn_owner){on_result, on_writable, on_lost, br};
+    br->resume.cb = on_resume;
+    w->inflight++;
+
+    struct pgjob *job = pgjob_new(NULL, br);
+    job->exclusive = true;
+    job->on_done = on_conn;
+    br->job = job;
+    if (pool_submit(&w->pools[d->pool_idx], job) != 0) {
+        br->job = NULL;
+        fail(br, 503, job->errmsg, NULL);
+        pgjob_free(job);
+        reply_error(br);
+    }
+    return 0;
+}
