@@ -141,6 +141,10 @@ static void *worker_main(void *arg)
     for (int i = 0; i < 5; i++) h2o_evloop_run(loop, 10);
 
     for (int i = 0; i < w->npools; i++) pool_close(&w->pools[i]);
+    h2o_multithread_unregister_receiver(w->queue, &w->control);
+    h2o_multithread_destroy_queue(w->queue);
+    h2o_context_dispose(&w->ctx);
+    h2o_evloop_destroy(loop);
     return NULL;
 }
 
@@ -216,8 +220,8 @@ int server_run(struct config *cfg)
         h2o_context_init(&w->ctx, h2o_evloop_create(), &srv->globalconf);
         w->accept_ctx.ctx = &w->ctx;
         w->accept_ctx.hosts = srv->globalconf.hosts;
-        h2o_multithread_queue_t *queue = h2o_multithread_create_queue(w->ctx.loop);
-        h2o_multithread_register_receiver(queue, &w->control, on_control);
+        w->queue = h2o_multithread_create_queue(w->ctx.loop);
+        h2o_multithread_register_receiver(w->queue, &w->control, on_control);
     }
     if (rc != 0) return rc;
 
@@ -239,6 +243,7 @@ int server_run(struct config *cfg)
     for (int i = 0; i < srv->nworkers; i++) pthread_join(srv->workers[i].thread, NULL);
     for (int i = 0; i < srv->nworkers; i++) worker_dispose(&srv->workers[i]);
     if (is_unix) unlink(cfg->listen + 5);
+    h2o_config_dispose(&srv->globalconf);
     free(srv->workers);
     free(srv);
     log_info("stopped");

@@ -23,6 +23,7 @@ struct worker {
     pthread_t thread;
     int listen_fd;
     h2o_socket_t *listener;
+    h2o_multithread_queue_t *queue;
     h2o_multithread_receiver_t control; /* stop messages from the main thread */
     struct pool *pools;       /* one per configured pool, in config order */
     int npools;
@@ -38,7 +39,6 @@ struct worker {
 struct server {
     struct config *cfg;
     h2o_globalconf_t globalconf;
-    h2o_multithread_queue_t **queues;
     struct worker *workers;
     int nworkers;
 };

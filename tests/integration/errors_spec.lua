@@ -131,9 +131,27 @@ describe("errors", function()
   end)
 
   describe("413 too_large", function()
+    local function body_of(n) return '{"id":1,"pad":"' .. ("x"):rep(n) .. '"}' end
+
     it("a body larger than max_body_bytes", function()
-      local big = '{"id":1,"pad":"' .. ("x"):rep(4096) .. '"}'
-      H.assert_error(413, "too_large", gw:post_json("/query/item", big))
+      -- curl reads the answer while it is still sending, as careful clients do
+      local res = gw:parallel {
+        { path = "/query/item", body = body_of(1100) },
+        { path = "/query/item", body = body_of(4096) },
+        { path = "/query/item", body = body_of(65536) },
+      }
+      for _, r in ipairs(res) do H.assert_error(413, "too_large", r.status, r.json, r.headers, r.body) end
+    end)
+
+    it("a client that sends the whole body before reading still gets the 413", function()
+      -- the server must not reset the connection under an unread body (a lingering close)
+      for _, n in ipairs { 1100, 4096, 8192, 16384 } do
+        for try = 1, 3 do
+          local s, b, h, raw = gw:post_json("/query/item", body_of(n))
+          assert(s, ("body of %d bytes, try %d: no answer (%s)"):format(n, try, tostring(raw)))
+          H.assert_error(413, "too_large", s, b, h, raw)
+        end
+      end
     end)
 
     it("a body just under the limit is served", function()
