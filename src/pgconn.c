@@ -20,6 +20,7 @@
 
 static void on_io(h2o_socket_t *sock, const char *err);
 static void on_io_exclusive(struct pgconn *c);
+static void forget_stmt(struct pgconn *c, uint32_t id);
 static void lost(struct pgconn *c, const char *why);
 
 static void attach(struct pgconn *c)
@@ -88,6 +89,7 @@ struct pgconn *pgconn_connect(struct pool *p, char *errbuf, size_t errlen)
 
 void pgconn_free(struct pgconn *c)
 {
+    c->pool->stmts_prepared -= c->stmts.count;
     if (h2o_timeout_is_linked(&c->connect_entry)) h2o_timeout_unlink(&c->connect_entry);
     if (c->sock != NULL) h2o_socket_close(c->sock);
     if (c->pg != NULL) PQfinish(c->pg);
@@ -189,7 +191,7 @@ static int send_job(struct pgconn *c, struct pgjob *job)
     if (job->replan) {
         /* 0A000: the statement exists but its plan is stale; 26000: it is gone already. */
         if (stmt_cache_touch(&c->stmts, q->id)) {
-            stmt_cache_remove(&c->stmts, q->id);
+            forget_stmt(c, q->id);
             snprintf(sql, sizeof sql, "DEALLOCATE %s", q->stmt_name);
             if (send_simple(c, s, CMD_DEALLOCATE, sql) != 0) return -1;
         }
@@ -197,6 +199,7 @@ static int send_job(struct pgconn *c, struct pgjob *job)
     }
     if (!stmt_cache_touch(&c->stmts, q->id)) {
         uint32_t evicted = stmt_cache_insert(&c->stmts, q->id);
+        if (evicted == 0) c->pool->stmts_prepared++;
         if (evicted != 0) {
             snprintf(sql, sizeof sql, "DEALLOCATE s%u", evicted);
             if (send_simple(c, s, CMD_DEALLOCATE, sql) != 0) return -1;
@@ -231,6 +234,14 @@ void pgconn_start(struct pgconn *c, struct pgjob *job)
     if (send_job(c, job) != 0) lost(c, PQerrorMessage(c->pg));
 }
 
+/* The pool's count of prepared statements follows every cache change. */
+static void forget_stmt(struct pgconn *c, uint32_t id)
+{
+    int before = c->stmts.count;
+    stmt_cache_remove(&c->stmts, id);
+    c->pool->stmts_prepared -= before - c->stmts.count;
+}
+
 static void take_error(struct pgjob *job, PGresult *r)
 {
     if (job->result == NULL || job->status != PGJOB_DB_ERROR) {
@@ -249,7 +260,7 @@ static void on_cmd_result(struct pgconn *c, struct pgseg *s, PGresult *r)
     ExecStatusType st = PQresultStatus(r);
     bool failed = st == PGRES_FATAL_ERROR || st == PGRES_PIPELINE_ABORTED || st == PGRES_BAD_RESPONSE;
     if (failed) {
-        if (cmd == CMD_PREPARE) stmt_cache_remove(&c->stmts, s->prepared_id);
+        if (cmd == CMD_PREPARE) forget_stmt(c, s->prepared_id);
         if (cmd == CMD_SET) c->session_timeout_ms = -1;
         if (st == PGRES_PIPELINE_ABORTED) PQclear(r);
         else take_error(job, r);
@@ -291,6 +302,10 @@ static void on_segment_done(struct pgconn *c)
         /* The statement was described just now: bind and execute on the same connection. */
         if (send_job(c, job) != 0) lost(c, PQerrorMessage(c->pg));
         return;
+    }
+    if (job->status == PGJOB_DB_ERROR) {
+        const char *state = PQresultErrorField(job->result, PG_DIAG_SQLSTATE);
+        if (state && strcmp(state, "40P01") == 0) c->pool->deadlocks++;
     }
     if (stale_statement(job) && job->attempts < 3) {
         /* Dropped or invalidated by DDL: prepare afresh and run once more, unseen by the client. */

@@ -243,6 +243,7 @@ static struct pgconn *pick(struct pool *p, uint64_t now, bool exclusive)
 /* Hands job to c: pipelined, or the whole connection for an exclusive job. */
 static void start(struct pool *p, struct pgconn *c, struct pgjob *job)
 {
+    histogram_observe(&p->acquire, (double)(now_us() - job->queued_us) / 1e6);
     if (!job->exclusive) {
         pgconn_start(c, job); /* may lose c, which re-enters dispatch */
         return;

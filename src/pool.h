@@ -10,6 +10,7 @@
 
 #include "buf.h"
 #include "config.h"
+#include "histogram.h"
 
 struct pgconn;
 struct query_def;
@@ -68,6 +69,9 @@ struct pool {
     bool closing;
     /* counters for /health and /metrics */
     uint64_t connects, connect_errors, conn_lost;
+    uint64_t deadlocks;         /* 40P01 results */
+    int stmts_prepared;         /* statements prepared, all this worker's connections */
+    struct histogram acquire;   /* seconds from submit to a connection (db_connection_time_seconds) */
 };
 
 /* Sets up the pool's share for worker `index` of `nworkers` and starts its resident connections. */
