@@ -102,8 +102,8 @@ static int put_object_row(struct bulk_reader *r, json_t *obj, struct buf *out)
         json_object_keylen_foreach(obj, key, keylen, v)
         {
             if (find_column(r, key, keylen) < 0) {
-                fail(r, "row %ld: unknown column \"%.*s\"", row, (int)(keylen < QUOTE_MAX ? keylen : QUOTE_MAX),
-                     key);
+                fail(r, "row %ld: unknown column \"%.*s\"", row,
+                     (int)(keylen < QUOTE_MAX ? keylen : QUOTE_MAX), key);
                 return -1;
             }
         }
@@ -284,10 +284,11 @@ static const char *field_text(const struct bulk_reader *r, const struct bulk_fie
     return f->copied ? r->rec.data + f->off : f->p;
 }
 
-static int read_csv_header(struct bulk_reader *r, char *err, size_t errlen)
+/* Maps each declared column to its field from the header row. Returns 0, or -1 after fail(). */
+static int read_csv_header(struct bulk_reader *r)
 {
     if (csv_at_end(r)) {
-        copy_err(err, errlen, "the CSV body has no header row");
+        fail(r, "the CSV body has no header row");
         return -1;
     }
     for (int c = 0; c < r->ncolumns; c++) r->col_field[c] = -1;
@@ -297,25 +298,25 @@ static int read_csv_header(struct bulk_reader *r, char *err, size_t errlen)
         const char *why;
         buf_reset(&r->rec);
         if (csv_field(r, &f, &eor, &why) < 0) {
-            snprintf(err, errlen, "CSV header: %s", why);
+            fail(r, "CSV header: %s", why);
             return -1;
         }
         const char *name = field_text(r, &f);
         int c = find_column(r, name, f.len);
         if (c < 0) {
-            snprintf(err, errlen, "CSV header: unknown column \"%.*s\"", (int)(f.len < QUOTE_MAX ? f.len : QUOTE_MAX),
-                     name);
+            fail(r, "CSV header: unknown column \"%.*s\"", (int)(f.len < QUOTE_MAX ? f.len : QUOTE_MAX),
+                 name);
             return -1;
         }
         if (r->col_field[c] >= 0) {
-            snprintf(err, errlen, "CSV header: column \"%s\" appears twice", r->columns[c]);
+            fail(r, "CSV header: column \"%s\" appears twice", r->columns[c]);
             return -1;
         }
         r->col_field[c] = nf; /* nf < ncolumns: each field so far named a different column */
     }
     for (int c = 0; c < r->ncolumns; c++) {
         if (r->col_field[c] < 0) {
-            snprintf(err, errlen, "CSV header: missing column \"%s\"", r->columns[c]);
+            fail(r, "CSV header: missing column \"%s\"", r->columns[c]);
             return -1;
         }
     }
@@ -389,9 +390,8 @@ int bulk_reader_init(struct bulk_reader *r, enum bulk_format format, const char 
     r->types = types;
     r->ncolumns = ncolumns;
     if (ncolumns < 1) {
-        copy_err(err, errlen, "no columns declared");
-        r->state = ST_FAILED;
-        return -1;
+        fail(r, "no columns declared");
+        goto failed;
     }
     r->namelen = xmalloc((size_t)ncolumns * sizeof *r->namelen);
     for (int c = 0; c < ncolumns; c++) r->namelen[c] = strlen(columns[c]);
@@ -404,9 +404,8 @@ int bulk_reader_init(struct bulk_reader *r, enum bulk_format format, const char 
         r->vals = xcalloc((size_t)ncolumns, sizeof *r->vals);
         r->p = skip_json_space(r->p, r->end);
         if (r->p == r->end || *r->p != '[') {
-            copy_err(err, errlen, "the body must be a JSON array of objects");
-            r->state = ST_FAILED;
-            return -1;
+            fail(r, "the body must be a JSON array of objects");
+            goto failed;
         }
         r->p++;
         return 0;
@@ -416,21 +415,19 @@ int bulk_reader_init(struct bulk_reader *r, enum bulk_format format, const char 
     case BULK_CSV:
         r->col_field = xmalloc((size_t)ncolumns * sizeof *r->col_field);
         r->fields = xmalloc((size_t)ncolumns * sizeof *r->fields);
-        if (read_csv_header(r, err, errlen) < 0) {
-            r->state = ST_FAILED;
-            return -1;
-        }
+        if (read_csv_header(r) < 0) goto failed;
         return 0;
     }
-    copy_err(err, errlen, "unknown bulk format");
-    r->state = ST_FAILED;
+    fail(r, "unknown bulk format");
+failed:
+    copy_err(err, errlen, r->failed);
     return -1;
 }
 
 int bulk_reader_next(struct bulk_reader *r, struct buf *out, int max_rows, char *err, size_t errlen)
 {
     if (r->state == ST_FAILED) {
-        copy_err(err, errlen, r->failed[0] ? r->failed : "the bulk reader failed earlier");
+        copy_err(err, errlen, r->failed[0] ? r->failed : "the bulk reader is closed");
         return -1;
     }
     if (r->state == ST_DONE) return 0;
@@ -487,4 +484,5 @@ void bulk_reader_free(struct bulk_reader *r)
     r->col_field = NULL;
     r->fields = NULL;
     r->state = ST_FAILED;
+    r->failed[0] = '\0';
 }

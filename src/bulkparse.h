@@ -17,19 +17,19 @@ struct bulk_field;
  * what it allocates, released by bulk_reader_free. */
 struct bulk_reader { /* opaque to callers */
     enum bulk_format format;
-    int state;             /* reading, done or failed */
-    const char *p, *end;   /* the unread part of the body */
-    char *const *columns;  /* borrowed */
-    const Oid *types;      /* borrowed */
+    int state;            /* reading, done or failed */
+    const char *p, *end;  /* the unread part of the body */
+    char *const *columns; /* borrowed */
+    const Oid *types;     /* borrowed */
     int ncolumns;
-    size_t *namelen;       /* strlen of each column name */
-    long rows;             /* data rows read */
-    json_t **vals;         /* JSON: the value of each column in the current row (borrowed) */
-    int *col_field;        /* CSV: column -> its field in a record */
+    size_t *namelen;           /* strlen of each column name */
+    long rows;                 /* data rows read */
+    json_t **vals;             /* JSON: the value of each column in the current row (borrowed) */
+    int *col_field;            /* CSV: column -> its field in a record */
     struct bulk_field *fields; /* CSV: the fields of the current record */
-    struct buf scratch;    /* one converted value */
-    struct buf rec;        /* CSV: quoted fields of the current record, unescaped */
-    char failed[256];      /* the error once state is failed: later calls repeat it */
+    struct buf scratch;        /* one converted value */
+    struct buf rec;            /* CSV: quoted fields of the current record, unescaped */
+    char failed[256];          /* the error once state is failed: later calls repeat it */
 };
 
 /* Prepares to read body[0..len) (not copied: it must outlive the reader). columns/types: the

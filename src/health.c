@@ -14,6 +14,7 @@
 struct pool_view {
     int size, open, in_use, waiting;
     bool healthy;
+    const char *breaker;
     const char *last_error;
 };
 
@@ -21,12 +22,14 @@ static void view_pool(struct server *srv, int idx, struct pool_view *v)
 {
     memset(v, 0, sizeof *v);
     v->size = srv->cfg->pools[idx].pool_size;
+    v->breaker = breaker_state_name(breaker_state(&srv->breakers[idx]));
     for (int i = 0; i < srv->nworkers; i++) {
         struct pool *p = &srv->workers[i].pools[idx];
         v->open += PEEK(p->nconns) - PEEK(p->nconnecting);
         v->in_use += PEEK(p->nbusy);
         v->waiting += PEEK(p->qlen);
         if (PEEK(p->connect_failures) == 0 || PEEK(p->nconns) > PEEK(p->nconnecting)) v->healthy = true;
+        if (breaker_state(&srv->breakers[idx]) == BREAKER_OPEN) v->healthy = false;
         else if (p->last_error[0]) v->last_error = p->last_error;
     }
 }
@@ -47,8 +50,8 @@ static int send_health(struct worker *w, h2o_req_t *req)
         }
         buf_puts(&pools, i ? "," : "");
         jsonw_string(&pools, pc->name, strlen(pc->name));
-        buf_printf(&pools, ":{\"status\":\"%s\",\"size\":%d,\"open\":%d,\"in_use\":%d,\"waiting\":%d,\"breaker\":\"closed\"",
-                   v.healthy ? "ok" : "down", v.size, v.open, v.in_use, v.waiting);
+        buf_printf(&pools, ":{\"status\":\"%s\",\"size\":%d,\"open\":%d,\"in_use\":%d,\"waiting\":%d,\"breaker\":\"%s\"",
+                   v.healthy ? "ok" : "down", v.size, v.open, v.in_use, v.waiting, v.breaker);
         if (!v.healthy && v.last_error) {
             buf_puts(&pools, ",\"last_error\":");
             jsonw_string(&pools, v.last_error, strlen(v.last_error));

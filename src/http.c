@@ -155,6 +155,11 @@ int http_on_req(h2o_handler_t *self, h2o_req_t *req)
     struct worker *w = worker_of(req);
     h2o_iovec_t path = req->path_normalized;
 
+    if (req->entity.base != NULL && req->entity.len > w->srv->cfg->max_body_bytes) {
+        http_send_error(req, 413, "too_large", "the request body is larger than max_body_bytes", NULL, NULL);
+        return 0;
+    }
+
     if (path_has_prefix(path, "/query/")) {
         const char *name = path.base + 7;
         size_t n = path.len - 7;

@@ -230,6 +230,7 @@ void pgconn_start(struct pgconn *c, struct pgjob *job)
 {
     if (c->njobs++ == 0) c->pool->nbusy++;
     job->attempts++;
+    job->conn = c;
     job->status = PGJOB_OK;
     if (send_job(c, job) != 0) lost(c, PQerrorMessage(c->pg));
 }

@@ -6,6 +6,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "cancel.h"
 #include "endpoint.h"
 #include "log.h"
 #include "pgconn.h"
@@ -48,6 +49,8 @@ void pgjob_param(struct pgjob *job, int index, const char *text, size_t len)
     buf_putc(&job->params, '\0');
 }
 
+static void on_wait_timeout(h2o_timeout_entry_t *entry);
+
 /* --- delivering --------------------------------------------------------------------------- */
 
 static void deliver(struct pgjob *job)
@@ -60,8 +63,65 @@ static void deliver(struct pgjob *job)
     pgjob_free(job);
 }
 
+static const uint32_t retry_steps_ms[8] = {5, 10, 20, 40, 80, 160, 320, 640};
+
+static void on_retry_due(h2o_timeout_entry_t *entry)
+{
+    struct pgjob *job = container_of(entry, struct pgjob, wait_entry);
+    struct pool *p = job->pool;
+    if (p->closing) {
+        job->status = PGJOB_UNAVAILABLE;
+        snprintf(job->errmsg, sizeof job->errmsg, "the gateway is shutting down");
+        deliver(job);
+        return;
+    }
+    job->queued_us = now_us();
+    job->next = NULL;
+    if (p->qtail) p->qtail->next = job;
+    else p->qhead = job;
+    p->qtail = job;
+    p->qlen++;
+    job->wait_entry.cb = on_wait_timeout;
+    h2o_timeout_link(p->loop, &p->wait_timeout, &job->wait_entry);
+    dispatch(p);
+}
+
+/* Resends a readonly or idempotent job after a backoff with full jitter. Returns false when the
+ * policy, the attempts or the request deadline do not allow it. */
+static bool retry_later(struct pool *p, struct pgjob *job)
+{
+    if (job->owner == NULL || p->closing || job->q == NULL || !(job->q->readonly || job->q->idempotent) ||
+        job->attempts >= p->retry_policy.attempts)
+        return false;
+    uint32_t delay = retry_delay_ms(&p->retry_policy, job->attempts, (uint32_t)rand());
+    if (job->deadline_us && now_us() + (uint64_t)delay * 1000 >= job->deadline_us) return false;
+    if (job->result) PQclear(job->result);
+    job->result = NULL;
+    job->status = PGJOB_OK;
+    job->conn = NULL;
+    p->retries++;
+    int i = -1;
+    while (i + 1 < 8 && retry_steps_ms[i + 1] <= delay) i++;
+    if (i < 0) {
+        on_retry_due(&job->wait_entry);
+        return true;
+    }
+    job->wait_entry.cb = on_retry_due;
+    h2o_timeout_link(p->loop, &p->retry_timeouts[i], &job->wait_entry);
+    return true;
+}
+
 void pool_job_done(struct pool *p, struct pgjob *job)
 {
+    job->conn = NULL;
+    if (job->status == PGJOB_DB_ERROR) {
+        const char *state = PQresultErrorField(job->result, PG_DIAG_SQLSTATE);
+        if (retry_sqlstate_connection(state) && breaker_failure(p->breaker, &p->breaker_policy, now_ms()))
+            log_warn("pool %s: circuit breaker open", p->cfg.name);
+        if (retry_sqlstate_transient(state) && retry_later(p, job)) return;
+    } else if (job->status == PGJOB_OK && breaker_success(p->breaker)) {
+        log_info("pool %s: circuit breaker closed", p->cfg.name);
+    }
     deliver(job);
 }
 
@@ -130,6 +190,8 @@ static void note_connect_failure(struct pool *p, const char *why)
 {
     p->connect_failures++;
     p->connect_errors++;
+    if (breaker_failure(p->breaker, &p->breaker_policy, now_ms()))
+        log_warn("pool %s: circuit breaker open after repeated connection failures", p->cfg.name);
     unsigned shift = p->connect_failures < 7 ? (unsigned)p->connect_failures : 7;
     uint64_t backoff = (uint64_t)50 << shift;
     if (backoff > BACKOFF_MAX_MS) backoff = BACKOFF_MAX_MS;
@@ -157,6 +219,7 @@ void pool_conn_ready(struct pool *p, struct pgconn *c)
 {
     p->nconnecting--;
     if (p->connect_failures > 0) log_info("pool %s: connected again", p->cfg.name);
+    if (breaker_success(p->breaker)) log_info("pool %s: circuit breaker closed", p->cfg.name);
     p->connect_failures = 0;
     p->next_connect_ms = 0;
     p->connects++;
@@ -185,17 +248,18 @@ void pool_conn_failed(struct pool *p, struct pgconn *c, const char *why)
         p->conn_lost++;
         snprintf(p->last_error, sizeof p->last_error, "%s", why);
         if (!p->closing) log_warn("pool %s: connection lost: %s", p->cfg.name, why);
+        if (!p->closing && strcmp(why, "discarded by its owner") != 0 && strcmp(why, "closed") != 0 &&
+            breaker_failure(p->breaker, &p->breaker_policy, now_ms()))
+            log_warn("pool %s: circuit breaker open", p->cfg.name);
     }
     /* Hand the in-flight jobs back: readonly ones are resent once, the others fail. */
     struct pgjob *failed = NULL;
     for (unsigned i = 0; i < c->nsegs; i++) {
         struct pgjob *job = c->segs[(c->seg_head + i) % c->seg_cap].job;
-        if (job->result) PQclear(job->result);
-        job->result = NULL;
-        bool retry = job->owner && !p->closing && job->q && (job->q->readonly || job->q->idempotent) && job->attempts < 2;
-        if (retry) {
-            enqueue(p, job, true);
-        } else {
+        if (!retry_later(p, job)) {
+            if (job->result) PQclear(job->result);
+            job->result = NULL;
+            job->conn = NULL;
             job->status = PGJOB_UNAVAILABLE;
             snprintf(job->errmsg, sizeof job->errmsg, "the database connection was lost");
             job->next = failed;
@@ -278,8 +342,12 @@ int pool_submit(struct pool *p, struct pgjob *job)
         snprintf(job->errmsg, sizeof job->errmsg, "the gateway is shutting down");
         return -SLUICE_EBUSY;
     }
+    if (!breaker_allow(p->breaker, &p->breaker_policy, now_ms())) {
+        snprintf(job->errmsg, sizeof job->errmsg, "circuit breaker open for pool %s", p->cfg.name);
+        return -SLUICE_EBUSY;
+    }
     if (p->connect_failures > 0 && p->nconns == p->nconnecting) {
-        snprintf(job->errmsg, sizeof job->errmsg, "database unavailable");
+        snprintf(job->errmsg, sizeof job->errmsg, "database unavailable: %s", p->last_error);
         return -SLUICE_EBUSY;
     }
     if (p->qlen >= p->cfg.max_queue) {
@@ -302,11 +370,17 @@ void pool_abandon(struct pgjob *job)
 {
     struct pool *p = job->pool;
     if (p != NULL && h2o_timeout_is_linked(&job->wait_entry)) {
-        unqueue(p, job);
+        unqueue(p, job); /* waiting for a connection, or for a retry */
+        if (h2o_timeout_is_linked(&job->wait_entry)) h2o_timeout_unlink(&job->wait_entry);
         pgjob_free(job);
         return;
     }
     job->owner = NULL; /* freed when its result arrives */
+    /* Cancel it on the server when it is what the connection runs now and nothing of another
+     * request is pipelined behind it (a cancel hits whatever statement is running). */
+    struct pgconn *c = job->conn;
+    if (c != NULL && !job->exclusive && c->state == PGCONN_READY && c->nsegs == 1 && c->segs[c->seg_head].job == job)
+        cancel_request(c->pg);
 }
 
 /* --- janitor ------------------------------------------------------------------------------ */
@@ -332,9 +406,14 @@ static int share(int total, int index, int n)
     return total / n + (index < total % n ? 1 : 0);
 }
 
-void pool_init(struct pool *p, const struct pool_config *cfg, int index, int nworkers, h2o_loop_t *loop)
+void pool_init(struct pool *p, const struct pool_config *cfg, int index, int nworkers, h2o_loop_t *loop,
+               struct breaker *breaker)
 {
     memset(p, 0, sizeof *p);
+    p->breaker = breaker;
+    breaker_policy_default(&p->breaker_policy);
+    retry_policy_default(&p->retry_policy);
+    for (int i = 0; i < 8; i++) h2o_timeout_init(loop, &p->retry_timeouts[i], retry_steps_ms[i]);
     p->cfg = *cfg;
     p->cfg.pool_size = share(cfg->pool_size, index, nworkers);
     if (p->cfg.pool_size < 1) p->cfg.pool_size = 1;
@@ -360,6 +439,14 @@ void pool_close(struct pool *p)
     }
     while (p->conns) pool_conn_failed(p, p->conns, "closed");
     if (h2o_timeout_is_linked(&p->janitor)) h2o_timeout_unlink(&p->janitor);
+    /* Jobs waiting for a retry fail now; then the timeouts can leave the loop. */
+    for (int i = 0; i < 8; i++)
+        while (!h2o_linklist_is_empty(&p->retry_timeouts[i]._entries)) {
+            h2o_timeout_entry_t *e = H2O_STRUCT_FROM_MEMBER(h2o_timeout_entry_t, _link, p->retry_timeouts[i]._entries.next);
+            h2o_timeout_unlink(e);
+            on_retry_due(e);
+        }
+
 }
 
 bool pool_healthy(const struct pool *p)

@@ -8,9 +8,11 @@
 #include <stdbool.h>
 #include <stdint.h>
 
+#include "breaker.h"
 #include "buf.h"
 #include "config.h"
 #include "histogram.h"
+#include "retry.h"
 
 struct pgconn;
 struct query_def;
@@ -37,7 +39,8 @@ struct pgjob {
     int *param_off;        /* offset of each value in params, -1 for NULL */
     bool bound;
     bool exclusive;        /* wants a whole connection: on_done gets it in conn (status OK) */
-    struct pgconn *conn;
+    struct pgconn *conn;   /* exclusive: the connection handed over; otherwise where it runs */
+    uint64_t deadline_us;  /* 0 = none: retries never go past it */
     int attempts;          /* sends so far; readonly jobs are resent once after a lost connection */
     bool replan;           /* the server dropped or invalidated the statement: prepare afresh */
     int timeout_ms;        /* statement_timeout for this job */
@@ -67,6 +70,11 @@ struct pool {
     uint64_t next_connect_ms;
     char last_error[256];
     bool closing;
+    struct breaker *breaker;          /* shared by the workers of this pool */
+    struct breaker_policy breaker_policy;
+    struct retry_policy retry_policy;
+    h2o_timeout_t retry_timeouts[8];  /* backoff delays, quantized: 5 ms .. 640 ms */
+    uint64_t retries;
     /* counters for /health and /metrics */
     uint64_t connects, connect_errors, conn_lost;
     uint64_t deadlocks;         /* 40P01 results */
@@ -75,7 +83,8 @@ struct pool {
 };
 
 /* Sets up the pool's share for worker `index` of `nworkers` and starts its resident connections. */
-void pool_init(struct pool *p, const struct pool_config *cfg, int index, int nworkers, h2o_loop_t *loop);
+void pool_init(struct pool *p, const struct pool_config *cfg, int index, int nworkers, h2o_loop_t *loop,
+               struct breaker *breaker);
 /* Closes every connection; jobs still waiting complete with PGJOB_UNAVAILABLE. */
 void pool_close(struct pool *p);
 

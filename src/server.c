@@ -18,6 +18,8 @@
 #include "errorfilter.h"
 #include "http.h"
 #include "log.h"
+#include "cancel.h"
+#include "policy.h"
 #include "script.h"
 #include "util.h"
 
@@ -129,7 +131,12 @@ static void *worker_main(void *arg)
     h2o_timeout_init(loop, &w->zero_timeout, 0);
     w->npools = (int)srv->cfg->npools;
     w->pools = xcalloc((size_t)w->npools, sizeof *w->pools);
-    for (int i = 0; i < w->npools; i++) pool_init(&w->pools[i], &srv->cfg->pools[i], w->index, srv->nworkers, loop);
+    for (int i = 0; i < w->npools; i++) {
+        struct pool *p = &w->pools[i];
+        pool_init(p, &srv->cfg->pools[i], w->index, srv->nworkers, loop, &srv->breakers[i]);
+        char err[256];
+        if (policy_read(w->L, &p->breaker_policy, &p->retry_policy, err, sizeof err) != 0) log_warn("%s", err);
+    }
 
     w->listener = h2o_evloop_socket_create(loop, w->listen_fd, H2O_SOCKET_FLAG_DONT_READ);
     w->listener->data = w;
@@ -141,10 +148,8 @@ static void *worker_main(void *arg)
     for (int i = 0; i < 5; i++) h2o_evloop_run(loop, 10);
 
     for (int i = 0; i < w->npools; i++) pool_close(&w->pools[i]);
-    h2o_multithread_unregister_receiver(w->queue, &w->control);
-    h2o_multithread_destroy_queue(w->queue);
-    h2o_context_dispose(&w->ctx);
-    h2o_evloop_destroy(loop);
+    /* The loop and its context stay: idle keep-alive connections still hold timers in them, and
+     * the process exits right after. */
     return NULL;
 }
 
@@ -173,13 +178,23 @@ int server_run(struct config *cfg)
         fprintf(stderr, "sluice: %s\n", err);
         return 1;
     }
-    log_info("loaded %d named queries from the scripts", probe.nqueries);
+    struct breaker_policy bp;
+    struct retry_policy rp;
+    if (policy_read(L, &bp, &rp, err, sizeof err) != 0) {
+        fprintf(stderr, "sluice: %s\n", err);
+        lua_close(L);
+        return 1;
+    }
+    log_info("loaded %d named queries and %d bulk endpoints from the scripts", probe.nqueries, probe.nbulks);
     lua_close(L);
     registry_free(&probe);
 
     h2o_config_init(&srv->globalconf);
     srv->globalconf.server_name = h2o_iovec_init(H2O_STRLIT("sluice"));
-    srv->globalconf.max_request_entity_size = cfg->max_body_bytes;
+    /* h2o answers a body past its limit and closes without reading the rest, so a client still
+     * sending gets a reset instead of the 413. Bodies up to 1 MiB over max_body_bytes are read
+     * and refused by http.c instead, which ends cleanly. */
+    srv->globalconf.max_request_entity_size = cfg->max_body_bytes + (1u << 20);
     h2o_hostconf_t *host = h2o_config_register_host(&srv->globalconf, h2o_iovec_init(H2O_STRLIT("default")), 65535);
     h2o_pathconf_t *path = h2o_config_register_path(host, "/", 0);
     h2o_create_handler(path, sizeof(h2o_handler_t))->on_req = http_on_req;
@@ -194,6 +209,9 @@ int server_run(struct config *cfg)
     pthread_sigmask(SIG_BLOCK, &sigs, NULL); /* workers inherit the mask; only main takes signals */
     signal(SIGPIPE, SIG_IGN);
 
+    srv->breakers = xcalloc(cfg->npools, sizeof *srv->breakers);
+    for (size_t i = 0; i < cfg->npools; i++) breaker_init(&srv->breakers[i]);
+    cancel_start();
     srv->workers = xcalloc((size_t)srv->nworkers, sizeof *srv->workers);
     bool is_unix = strncmp(cfg->listen, "unix:", 5) == 0;
     int shared_fd = -1;
@@ -243,7 +261,8 @@ int server_run(struct config *cfg)
     for (int i = 0; i < srv->nworkers; i++) pthread_join(srv->workers[i].thread, NULL);
     for (int i = 0; i < srv->nworkers; i++) worker_dispose(&srv->workers[i]);
     if (is_unix) unlink(cfg->listen + 5);
-    h2o_config_dispose(&srv->globalconf);
+    cancel_stop();
+    free(srv->breakers);
     free(srv->workers);
     free(srv);
     log_info("stopped");

@@ -38,6 +38,7 @@ struct worker {
 
 struct server {
     struct config *cfg;
+    struct breaker *breakers; /* one per configured pool, shared by the workers */
     h2o_globalconf_t globalconf;
     struct worker *workers;
     int nworkers;

@@ -229,6 +229,7 @@ describe("example service", function()
   end)
 
   it("the gateway exits 0 on SIGTERM", function()
-    assert.equal(0, gw:stop())
+    local rc = gw:stop()
+    assert(rc == 0, "exit code " .. tostring(rc) .. " after SIGTERM; log tail:\n" .. gw:log():sub(-3000))
   end)
 end)

@@ -164,6 +164,7 @@ describe("restart", function()
   end)
 
   it("exits cleanly on SIGTERM afterwards", function()
-    assert.equal(0, gw:stop())
+    local rc = gw:stop()
+    assert(rc == 0, "exit code " .. tostring(rc) .. " after SIGTERM; log tail:\n" .. gw:log():sub(-3000))
   end)
 end)

@@ -19,7 +19,7 @@ static const Oid tick_types[] = {PGT_TEXT, PGT_NUMERIC, PGT_NUMERIC, PGT_TIMESTA
 
 /* One column of each kind of value. */
 static char *const kind_cols[] = {"t", "i", "n", "b", "j", "a", "y", "ts", "d", "big"};
-static const Oid kind_types[] = {PGT_TEXT,  PGT_INT4,        PGT_NUMERIC, PGT_BOOL,   PGT_JSONB,
+static const Oid kind_types[] = {PGT_TEXT,          PGT_INT4,  PGT_NUMERIC,     PGT_BOOL,   PGT_JSONB,
                                  1007 /* int4[] */, PGT_BYTEA, PGT_TIMESTAMPTZ, PGT_FLOAT8, PGT_INT8};
 
 struct table {
@@ -31,13 +31,13 @@ struct table {
 static const struct table ticks = {tick_cols, tick_types, 4};
 static const struct table kinds = {kind_cols, kind_types, 10};
 
-#define TICK(pair, bid) "{\"pair\":\"" pair "\",\"bid\":" bid ",\"ask\":1.5,\"ts\":\"2026-01-05T00:00:00Z\"}"
+#define TICK(pair, bid)      "{\"pair\":\"" pair "\",\"bid\":" bid ",\"ask\":1.5,\"ts\":\"2026-01-05T00:00:00Z\"}"
 #define TICK_LINE(pair, bid) pair "\t" bid "\t1.5\t2026-01-05T00:00:00Z\n"
 
 /* Reads the whole body max_rows at a time after "pre\n" in out; expects success and out to be
  * exactly "pre\n" + want. */
-static void check_rows_n(const struct table *t, enum bulk_format fmt, const char *body, size_t len, int max_rows,
-                         const char *want)
+static void check_rows_n(const struct table *t, enum bulk_format fmt, const char *body, size_t len,
+                         int max_rows, const char *want)
 {
     struct bulk_reader r;
     char err[256] = "";
@@ -53,7 +53,8 @@ static void check_rows_n(const struct table *t, enum bulk_format fmt, const char
         assert_int_equal(bulk_reader_rows(&r), total);
     }
     if (rc < 0) fail_msg("next failed for [%s]: %s", body, err);
-    if (strcmp(out.data + 4, want) != 0) fail_msg("body [%s]\n got [%s]\nwant [%s]", body, out.data + 4, want);
+    if (strcmp(out.data + 4, want) != 0)
+        fail_msg("body [%s]\n got [%s]\nwant [%s]", body, out.data + 4, want);
     assert_memory_equal(out.data, "pre\n", 4);
     assert_int_equal(out.len, 4 + strlen(want));
     /* the end stays the end */
@@ -70,8 +71,8 @@ static void check_rows(const struct table *t, enum bulk_format fmt, const char *
 
 /* Expects init to succeed and reading (max_rows at a time) to fail with exactly want_err; out and
  * the row count are those of the calls before the failing one, and a later call fails the same. */
-static void check_next_err_n(const struct table *t, enum bulk_format fmt, const char *body, size_t len, int max_rows,
-                             const char *want_err)
+static void check_next_err_n(const struct table *t, enum bulk_format fmt, const char *body, size_t len,
+                             int max_rows, const char *want_err)
 {
     struct bulk_reader r;
     char err[256] = "";
@@ -89,7 +90,8 @@ static void check_next_err_n(const struct table *t, enum bulk_format fmt, const 
     } while (rc > 0);
     if (rc == 0) fail_msg("body [%s] was accepted: [%s]", body, out.data + 4);
     assert_int_equal(rc, -1);
-    if (strcmp(err, want_err) != 0) fail_msg("body [%s]\n got error [%s]\nwant error [%s]", body, err, want_err);
+    if (strcmp(err, want_err) != 0)
+        fail_msg("body [%s]\n got error [%s]\nwant error [%s]", body, err, want_err);
     assert_int_equal(out.len, before);
     assert_int_equal(out.data[out.len], '\0');
     assert_int_equal(bulk_reader_rows(&r), rows_before);
@@ -101,7 +103,8 @@ static void check_next_err_n(const struct table *t, enum bulk_format fmt, const 
     buf_free(&out);
 }
 
-static void check_next_err(const struct table *t, enum bulk_format fmt, const char *body, const char *want_err)
+static void check_next_err(const struct table *t, enum bulk_format fmt, const char *body,
+                           const char *want_err)
 {
     check_next_err_n(t, fmt, body, strlen(body), 1000, want_err);
     check_next_err_n(t, fmt, body, strlen(body), 1, want_err);
@@ -113,7 +116,8 @@ static void check_next_err_prefix(const struct table *t, enum bulk_format fmt, c
 {
     struct bulk_reader r;
     char err[256] = "";
-    assert_int_equal(bulk_reader_init(&r, fmt, body, strlen(body), t->cols, t->types, t->n, err, sizeof err), 0);
+    assert_int_equal(bulk_reader_init(&r, fmt, body, strlen(body), t->cols, t->types, t->n, err, sizeof err),
+                     0);
     struct buf out = BUF_INIT;
     int rc;
     while ((rc = bulk_reader_next(&r, &out, 1000, err, sizeof err)) > 0) continue;
@@ -125,16 +129,21 @@ static void check_next_err_prefix(const struct table *t, enum bulk_format fmt, c
     buf_free(&out);
 }
 
-static void check_init_err(const struct table *t, enum bulk_format fmt, const char *body, const char *want_err)
+static void check_init_err(const struct table *t, enum bulk_format fmt, const char *body,
+                           const char *want_err)
 {
     struct bulk_reader r;
     char err[256] = "";
     int rc = bulk_reader_init(&r, fmt, body, strlen(body), t->cols, t->types, t->n, err, sizeof err);
     if (rc == 0) fail_msg("init accepted [%s]", body);
     assert_int_equal(rc, -1);
-    if (strcmp(err, want_err) != 0) fail_msg("body [%s]\n got error [%s]\nwant error [%s]", body, err, want_err);
+    if (strcmp(err, want_err) != 0)
+        fail_msg("body [%s]\n got error [%s]\nwant error [%s]", body, err, want_err);
+    /* reading after a failed init repeats its error */
     struct buf out = BUF_INIT;
-    assert_int_equal(bulk_reader_next(&r, &out, 10, err, sizeof err), -1);
+    char again[256] = "";
+    assert_int_equal(bulk_reader_next(&r, &out, 10, again, sizeof again), -1);
+    assert_string_equal(again, want_err);
     assert_int_equal(out.len, 0);
     bulk_reader_free(&r);
 }
@@ -147,13 +156,14 @@ static void test_jansson_position(void **state)
         const char *text;
         int used;
     } cases[] = {
-        {"{\"a\":1},{\"b\":2}]", 7},   {"  {\"a\":1}  ,", 9},        {"{}]", 2},
-        {"{\"a\":\"}\"} ]", 9},        {"{\"a\":[1,{}]}\n,", 12},   {"{\"a\":1}x", 7},
+        {"{\"a\":1},{\"b\":2}]", 7}, {"  {\"a\":1}  ,", 9},     {"{}]", 2},
+        {"{\"a\":\"}\"} ]", 9},      {"{\"a\":[1,{}]}\n,", 12}, {"{\"a\":1}x", 7},
     };
     for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
         json_error_t e;
         const char *s = cases[i].text;
-        json_t *v = json_loadb(s, strlen(s), JSON_DISABLE_EOF_CHECK | JSON_REJECT_DUPLICATES | JSON_ALLOW_NUL, &e);
+        json_t *v =
+            json_loadb(s, strlen(s), JSON_DISABLE_EOF_CHECK | JSON_REJECT_DUPLICATES | JSON_ALLOW_NUL, &e);
         if (v == NULL) fail_msg("[%s]: %s", s, e.text);
         assert_true(json_is_object(v));
         if (e.position != cases[i].used) fail_msg("[%s]: position %d, want %d", s, e.position, cases[i].used);
@@ -168,24 +178,27 @@ static void test_jansson_position(void **state)
 
 static void test_json_every_kind(void **state)
 {
-    check_rows(&kinds, BULK_JSON,
-               "[{\"t\":\"hello\",\"i\":42,\"n\":1.5,\"b\":true,\"j\":{\"k\":[1,\"x\",null]},\"a\":[1,2,null],"
-               "\"y\":\"AQID\",\"ts\":\"2026-01-05T00:00:00Z\",\"d\":2.5e3,\"big\":9007199254740993},"
-               "{\"big\":\"-5\",\"d\":-0.25,\"ts\":\"infinity\",\"y\":\"\",\"a\":\"{3,4}\",\"j\":\"s\",\"b\":false,"
-               "\"n\":\"123456789012345678901234.5\",\"i\":-7.0,\"t\":\"\"}]",
-               "hello\t42\t1.5\tt\t{\"k\":[1,\"x\",null]}\t{\"1\",\"2\",NULL}\t\\\\x010203\t2026-01-05T00:00:00Z\t2500\t"
-               "9007199254740993\n"
-               "\t-7\t123456789012345678901234.5\tf\t\"s\"\t{3,4}\t\\\\x\tinfinity\t-0.25\t-5\n");
+    check_rows(
+        &kinds, BULK_JSON,
+        "[{\"t\":\"hello\",\"i\":42,\"n\":1.5,\"b\":true,\"j\":{\"k\":[1,\"x\",null]},\"a\":[1,2,null],"
+        "\"y\":\"AQID\",\"ts\":\"2026-01-05T00:00:00Z\",\"d\":2.5e3,\"big\":9007199254740993},"
+        "{\"big\":\"-5\",\"d\":-0.25,\"ts\":\"infinity\",\"y\":\"\",\"a\":\"{3,4}\",\"j\":\"s\",\"b\":false,"
+        "\"n\":\"123456789012345678901234.5\",\"i\":-7.0,\"t\":\"\"}]",
+        "hello\t42\t1.5\tt\t{\"k\":[1,\"x\",null]}\t{\"1\",\"2\",NULL}\t\\\\x010203\t2026-01-05T00:00:"
+        "00Z\t2500\t"
+        "9007199254740993\n"
+        "\t-7\t123456789012345678901234.5\tf\t\"s\"\t{3,4}\t\\\\x\tinfinity\t-0.25\t-5\n");
 }
 
 static void test_json_escaping(void **state)
 {
     /* text: tab, newline, CR, backslash become COPY escapes; jsonb text keeps its own JSON escapes,
      * whose backslashes are escaped again */
-    check_rows(&kinds, BULK_JSON,
-               "[{\"t\":\"a\\tb\\nc\\\\d\\re \\\\N\",\"i\":1,\"n\":1,\"b\":\"yes\",\"j\":\"l1\\nl2\",\"a\":[],"
-               "\"y\":\"CQ==\",\"ts\":\"now\",\"d\":1,\"big\":1}]",
-               "a\\tb\\nc\\\\d\\re \\\\N\t1\t1\tyes\t\"l1\\\\nl2\"\t{}\t\\\\x09\tnow\t1\t1\n");
+    check_rows(
+        &kinds, BULK_JSON,
+        "[{\"t\":\"a\\tb\\nc\\\\d\\re \\\\N\",\"i\":1,\"n\":1,\"b\":\"yes\",\"j\":\"l1\\nl2\",\"a\":[],"
+        "\"y\":\"CQ==\",\"ts\":\"now\",\"d\":1,\"big\":1}]",
+        "a\\tb\\nc\\\\d\\re \\\\N\t1\t1\tyes\t\"l1\\\\nl2\"\t{}\t\\\\x09\tnow\t1\t1\n");
     /* a string that only looks like the NULL marker is data */
     check_rows(&ticks, BULK_JSON, "[" TICK("\\\\N", "1") "]", TICK_LINE("\\\\N", "1"));
     /* UTF-8 passes as it is */
@@ -199,14 +212,16 @@ static void test_json_null(void **state)
                "\"d\":null,\"big\":null}]",
                "\\N\t\\N\t\\N\t\\N\t\\N\t\\N\t\\N\t\\N\t\\N\t\\N\n");
     /* some columns null, others not */
-    check_rows(&ticks, BULK_JSON, "[{\"pair\":null,\"bid\":null,\"ask\":2,\"ts\":\"x\"}]", "\\N\t\\N\t2\tx\n");
+    check_rows(&ticks, BULK_JSON, "[{\"pair\":null,\"bid\":null,\"ask\":2,\"ts\":\"x\"}]",
+               "\\N\t\\N\t2\tx\n");
 }
 
 static void test_json_whitespace(void **state)
 {
     const char *want = TICK_LINE("A", "1") TICK_LINE("B", "2");
     check_rows(&ticks, BULK_JSON, "[" TICK("A", "1") "," TICK("B", "2") "]", want);
-    check_rows(&ticks, BULK_JSON, " \r\n\t[ \n" TICK("A", "1") " \r\n , \t" TICK("B", "2") "\n ]\r\n \t", want);
+    check_rows(&ticks, BULK_JSON, " \r\n\t[ \n" TICK("A", "1") " \r\n , \t" TICK("B", "2") "\n ]\r\n \t",
+               want);
     check_rows(&ticks, BULK_JSON, "[\n  " TICK("A", "1") ",\n  " TICK("B", "2") "\n]\n", want);
     /* keys in any order, whitespace inside the object */
     check_rows(&ticks, BULK_JSON, "[ { \"ts\" : \"t\" , \"ask\" : 3 , \"bid\" : 2 , \"pair\" : \"P\" } ]",
@@ -243,7 +258,8 @@ static void test_json_not_an_array(void **state)
 static void test_json_element_not_object(void **state)
 {
     check_next_err(&ticks, BULK_JSON, "[1]", "row 1: expected a JSON object");
-    check_next_err(&ticks, BULK_JSON, "[" TICK("A", "1") ",[" TICK("B", "2") "]]", "row 2: expected a JSON object");
+    check_next_err(&ticks, BULK_JSON, "[" TICK("A", "1") ",[" TICK("B", "2") "]]",
+                   "row 2: expected a JSON object");
     check_next_err(&ticks, BULK_JSON, "[" TICK("A", "1") ", null]", "row 2: expected a JSON object");
     check_next_err(&ticks, BULK_JSON, "[" TICK("A", "1") ",\"x\"]", "row 2: expected a JSON object");
     /* a trailing comma */
@@ -253,9 +269,10 @@ static void test_json_element_not_object(void **state)
 
 static void test_json_unknown_and_missing(void **state)
 {
-    check_next_err(&ticks, BULK_JSON,
-                   "[" TICK("A", "1") "," TICK("B", "2") ",{\"pair\":\"C\",\"bidd\":1,\"ask\":1,\"ts\":\"t\"}]",
-                   "row 3: unknown column \"bidd\"");
+    check_next_err(
+        &ticks, BULK_JSON,
+        "[" TICK("A", "1") "," TICK("B", "2") ",{\"pair\":\"C\",\"bidd\":1,\"ask\":1,\"ts\":\"t\"}]",
+        "row 3: unknown column \"bidd\"");
     check_next_err(&ticks, BULK_JSON, "[{\"pair\":\"C\",\"bid\":1,\"ask\":1,\"ts\":\"t\",\"extra\":null}]",
                    "row 1: unknown column \"extra\"");
     check_next_err(&ticks, BULK_JSON, "[" TICK("A", "1") ",{\"pair\":\"C\",\"bid\":1,\"ask\":1}]",
@@ -273,7 +290,8 @@ static void test_json_unknown_and_missing(void **state)
     snprintf(want, sizeof want, "row 1: unknown column \"%.100s\"", key);
     check_next_err(&ticks, BULK_JSON, body, want);
     /* a key twice is malformed */
-    check_next_err_prefix(&ticks, BULK_JSON, "[{\"pair\":\"A\",\"pair\":\"B\",\"bid\":1,\"ask\":1,\"ts\":\"t\"}]",
+    check_next_err_prefix(&ticks, BULK_JSON,
+                          "[{\"pair\":\"A\",\"pair\":\"B\",\"bid\":1,\"ask\":1,\"ts\":\"t\"}]",
                           "row 1: malformed JSON: duplicate object key");
 }
 
@@ -285,29 +303,34 @@ static void test_json_bad_value(void **state)
     check_next_err(&ticks, BULK_JSON, "[" TICK("A", "{}") "]", "row 1, column \"bid\": expected a number");
     check_next_err(&ticks, BULK_JSON, "[{\"pair\":\"a\\u0000b\",\"bid\":1,\"ask\":1,\"ts\":\"t\"}]",
                    "row 1, column \"pair\": text must not contain NUL bytes");
-    check_next_err(&kinds, BULK_JSON,
-                   "[{\"t\":\"x\",\"i\":1,\"n\":1,\"b\":true,\"j\":1,\"a\":[1],\"y\":\"AQ=\",\"ts\":\"t\",\"d\":1,"
-                   "\"big\":1}]",
-                   "row 1, column \"y\": invalid base64");
-    check_next_err(&kinds, BULK_JSON,
-                   "[{\"t\":\"x\",\"i\":3000000000,\"n\":1,\"b\":true,\"j\":1,\"a\":[1],\"y\":\"\",\"ts\":\"t\","
-                   "\"d\":1,\"big\":1}]",
-                   "row 1, column \"i\": out of range for integer");
+    check_next_err(
+        &kinds, BULK_JSON,
+        "[{\"t\":\"x\",\"i\":1,\"n\":1,\"b\":true,\"j\":1,\"a\":[1],\"y\":\"AQ=\",\"ts\":\"t\",\"d\":1,"
+        "\"big\":1}]",
+        "row 1, column \"y\": invalid base64");
+    check_next_err(
+        &kinds, BULK_JSON,
+        "[{\"t\":\"x\",\"i\":3000000000,\"n\":1,\"b\":true,\"j\":1,\"a\":[1],\"y\":\"\",\"ts\":\"t\","
+        "\"d\":1,\"big\":1}]",
+        "row 1, column \"i\": out of range for integer");
     check_next_err(&kinds, BULK_JSON,
                    "[{\"t\":\"x\",\"i\":1,\"n\":1,\"b\":1,\"j\":1,\"a\":[1],\"y\":\"\",\"ts\":\"t\",\"d\":1,"
                    "\"big\":1}]",
                    "row 1, column \"b\": expected a boolean");
-    check_next_err(&kinds, BULK_JSON,
-                   "[{\"t\":\"x\",\"i\":1,\"n\":1,\"b\":true,\"j\":1,\"a\":[1,\"z\",1.5],\"y\":\"\",\"ts\":\"t\","
-                   "\"d\":1,\"big\":1}]",
-                   "row 1, column \"a\": array element [3]: expected an integer");
+    check_next_err(
+        &kinds, BULK_JSON,
+        "[{\"t\":\"x\",\"i\":1,\"n\":1,\"b\":true,\"j\":1,\"a\":[1,\"z\",1.5],\"y\":\"\",\"ts\":\"t\","
+        "\"d\":1,\"big\":1}]",
+        "row 1, column \"a\": array element [3]: expected an integer");
 }
 
 static void test_json_truncated(void **state)
 {
     check_next_err(&ticks, BULK_JSON, "[", "row 1: malformed JSON: unexpected end of the body");
-    check_next_err(&ticks, BULK_JSON, "[" TICK("A", "1"), "malformed JSON after row 1: the array is not closed");
-    check_next_err(&ticks, BULK_JSON, "[" TICK("A", "1") ",\n", "row 2: malformed JSON: unexpected end of the body");
+    check_next_err(&ticks, BULK_JSON, "[" TICK("A", "1"),
+                   "malformed JSON after row 1: the array is not closed");
+    check_next_err(&ticks, BULK_JSON, "[" TICK("A", "1") ",\n",
+                   "row 2: malformed JSON: unexpected end of the body");
     check_next_err(&ticks, BULK_JSON, "[" TICK("A", "1") " " TICK("B", "1") "]",
                    "malformed JSON after row 1: expected ',' or ']'");
     check_next_err(&ticks, BULK_JSON, "[" TICK("A", "1") ";" TICK("B", "1") "]",
@@ -319,7 +342,8 @@ static void test_json_truncated(void **state)
     check_next_err_prefix(&ticks, BULK_JSON, "[{\"pair\":'B'}]", "row 1: malformed JSON: ");
     /* the body length is the end, whatever follows in memory */
     static const char body[] = "[" TICK("A", "1") "]";
-    check_next_err_n(&ticks, BULK_JSON, body, strlen(body) - 1, 10, "malformed JSON after row 1: the array is not closed");
+    check_next_err_n(&ticks, BULK_JSON, body, strlen(body) - 1, 10,
+                     "malformed JSON after row 1: the array is not closed");
     check_rows_n(&ticks, BULK_JSON, body, strlen(body), 10, TICK_LINE("A", "1"));
 }
 
@@ -339,12 +363,12 @@ static void test_json_batching(void **state)
     struct bulk_reader r;
     struct buf out = BUF_INIT;
     char err[128];
-    assert_int_equal(bulk_reader_init(&r, BULK_JSON, body, strlen(body), tick_cols, tick_types, 4, err, sizeof err),
-                     0);
+    assert_int_equal(
+        bulk_reader_init(&r, BULK_JSON, body, strlen(body), tick_cols, tick_types, 4, err, sizeof err), 0);
     static const int want_n[] = {2, 2, 1, 0, 0};
     static const long want_rows[] = {2, 4, 5, 5, 5};
-    static const char *want_out[] = {
-        TICK_LINE("A", "1") TICK_LINE("B", "2"), TICK_LINE("C", "3") TICK_LINE("D", "4"), TICK_LINE("E", "5"), "", ""};
+    static const char *want_out[] = {TICK_LINE("A", "1") TICK_LINE("B", "2"),
+                                     TICK_LINE("C", "3") TICK_LINE("D", "4"), TICK_LINE("E", "5"), "", ""};
     for (int i = 0; i < 5; i++) {
         buf_reset(&out);
         assert_int_equal(bulk_reader_next(&r, &out, 2, err, sizeof err), want_n[i]);
@@ -355,8 +379,8 @@ static void test_json_batching(void **state)
 
     /* exactly two batches: the end is found by the next call */
     body = "[" TICK("A", "1") "," TICK("B", "2") "," TICK("C", "3") "," TICK("D", "4") "]";
-    assert_int_equal(bulk_reader_init(&r, BULK_JSON, body, strlen(body), tick_cols, tick_types, 4, err, sizeof err),
-                     0);
+    assert_int_equal(
+        bulk_reader_init(&r, BULK_JSON, body, strlen(body), tick_cols, tick_types, 4, err, sizeof err), 0);
     assert_int_equal(bulk_reader_next(&r, &out, 2, err, sizeof err), 2);
     assert_int_equal(bulk_reader_next(&r, &out, 2, err, sizeof err), 2);
     assert_int_equal(bulk_reader_next(&r, &out, 2, err, sizeof err), 0);
@@ -372,8 +396,8 @@ static void test_error_restores_out(void **state)
     struct bulk_reader r;
     struct buf out = BUF_INIT;
     char err[128];
-    assert_int_equal(bulk_reader_init(&r, BULK_JSON, body, strlen(body), tick_cols, tick_types, 4, err, sizeof err),
-                     0);
+    assert_int_equal(
+        bulk_reader_init(&r, BULK_JSON, body, strlen(body), tick_cols, tick_types, 4, err, sizeof err), 0);
     buf_puts(&out, "pre\n");
     assert_int_equal(bulk_reader_next(&r, &out, 2, err, sizeof err), 2);
     size_t len = out.len;
@@ -386,8 +410,10 @@ static void test_error_restores_out(void **state)
     buf_free(&out);
 
     /* the same in each format, all in one call */
-    check_next_err(&ticks, BULK_NDJSON, TICK("A", "1") "\n" TICK("B", "[]") "\n", "row 2, column \"bid\": expected a number");
-    check_next_err(&kinds, BULK_CSV, "t,i,n,b,j,a,y,ts,d,big\nx,1,1,t,1,{},AQID,t,1,1\nx,1,1,t,1,{},*,t,1,1\n",
+    check_next_err(&ticks, BULK_NDJSON, TICK("A", "1") "\n" TICK("B", "[]") "\n",
+                   "row 2, column \"bid\": expected a number");
+    check_next_err(&kinds, BULK_CSV,
+                   "t,i,n,b,j,a,y,ts,d,big\nx,1,1,t,1,{},AQID,t,1,1\nx,1,1,t,1,{},*,t,1,1\n",
                    "row 2, column \"y\": invalid base64");
 }
 
@@ -397,14 +423,15 @@ static void test_json_large(void **state)
     struct buf body = BUF_INIT, want = BUF_INIT, out = BUF_INIT;
     buf_putc(&body, '[');
     for (int i = 0; i < 10000; i++) {
-        buf_printf(&body, "%s{\"pair\":\"P%d\",\"bid\":%d.25,\"ask\":%d,\"ts\":null}", i ? "," : "", i, i, -i);
+        buf_printf(&body, "%s{\"pair\":\"P%d\",\"bid\":%d.25,\"ask\":%d,\"ts\":null}", i ? "," : "", i, i,
+                   -i);
         buf_printf(&want, "P%d\t%d.25\t%d\t\\N\n", i, i, -i);
     }
     buf_putc(&body, ']');
     struct bulk_reader r;
     char err[128];
-    assert_int_equal(bulk_reader_init(&r, BULK_JSON, body.data, body.len, tick_cols, tick_types, 4, err, sizeof err),
-                     0);
+    assert_int_equal(
+        bulk_reader_init(&r, BULK_JSON, body.data, body.len, tick_cols, tick_types, 4, err, sizeof err), 0);
     int rc, calls = 0;
     while ((rc = bulk_reader_next(&r, &out, 999, err, sizeof err)) > 0) calls++;
     assert_int_equal(rc, 0);
@@ -428,14 +455,18 @@ static void test_ndjson(void **state)
     check_rows(&ticks, BULK_NDJSON, TICK("A", "1") "\r\n" TICK("B", "2") "\r\n" TICK("C", "3") "\r\n", want);
     /* blank and whitespace-only lines anywhere */
     check_rows(&ticks, BULK_NDJSON,
-               "\n\r\n" TICK("A", "1") "\n\n  \t\n" TICK("B", "2") "  \r\n\r\n \t" TICK("C", "3") "\n\n\n", want);
-    check_rows(&ticks, BULK_NDJSON, "\xef\xbb\xbf" TICK("A", "1") "\n" TICK("B", "2") "\n" TICK("C", "3"), want);
+               "\n\r\n" TICK("A", "1") "\n\n  \t\n" TICK("B", "2") "  \r\n\r\n \t" TICK("C", "3") "\n\n\n",
+               want);
+    check_rows(&ticks, BULK_NDJSON, "\xef\xbb\xbf" TICK("A", "1") "\n" TICK("B", "2") "\n" TICK("C", "3"),
+               want);
     check_rows(&ticks, BULK_NDJSON, "", "");
     check_rows(&ticks, BULK_NDJSON, "\n\r\n  \n", "");
-    check_rows(&kinds, BULK_NDJSON,
-               "{\"t\":\"a\\tb\",\"i\":1,\"n\":null,\"b\":true,\"j\":[1,{\"x\":null}],\"a\":[[1,2],[3,4]],\"y\":"
-               "\"/w==\",\"ts\":\"t\",\"d\":1e-3,\"big\":-9223372036854775808}",
-               "a\\tb\t1\t\\N\tt\t[1,{\"x\":null}]\t{{\"1\",\"2\"},{\"3\",\"4\"}}\t\\\\xff\tt\t0.001\t-9223372036854775808\n");
+    check_rows(
+        &kinds, BULK_NDJSON,
+        "{\"t\":\"a\\tb\",\"i\":1,\"n\":null,\"b\":true,\"j\":[1,{\"x\":null}],\"a\":[[1,2],[3,4]],\"y\":"
+        "\"/w==\",\"ts\":\"t\",\"d\":1e-3,\"big\":-9223372036854775808}",
+        "a\\tb\t1\t\\N\tt\t[1,{\"x\":null}]\t{{\"1\",\"2\"},{\"3\",\"4\"}}\t\\\\xff\tt\t0.001\t-"
+        "9223372036854775808\n");
 }
 
 static void test_ndjson_errors(void **state)
@@ -449,10 +480,13 @@ static void test_ndjson_errors(void **state)
     check_next_err(&ticks, BULK_NDJSON, TICK("A", "1") "\n\n{\"pair\":\"B\",\"bid\":1,\"ask\":1}\n",
                    "row 2: missing column \"ts\"");
     /* one object per line: a second one on the line, or an object split over lines, is malformed */
-    check_next_err_prefix(&ticks, BULK_NDJSON, TICK("A", "1") " " TICK("B", "2") "\n", "row 1: malformed JSON: ");
-    check_next_err_prefix(&ticks, BULK_NDJSON, TICK("A", "1") "\n{\"pair\":\"B\",\n\"bid\":1,\"ask\":1,\"ts\":\"t\"}\n",
+    check_next_err_prefix(&ticks, BULK_NDJSON, TICK("A", "1") " " TICK("B", "2") "\n",
+                          "row 1: malformed JSON: ");
+    check_next_err_prefix(&ticks, BULK_NDJSON,
+                          TICK("A", "1") "\n{\"pair\":\"B\",\n\"bid\":1,\"ask\":1,\"ts\":\"t\"}\n",
                           "row 2: malformed JSON: ");
-    check_next_err_prefix(&ticks, BULK_NDJSON, TICK("A", "1") "\n" TICK("B", "2") "x\n", "row 2: malformed JSON: ");
+    check_next_err_prefix(&ticks, BULK_NDJSON, TICK("A", "1") "\n" TICK("B", "2") "x\n",
+                          "row 2: malformed JSON: ");
     check_next_err_prefix(&ticks, BULK_NDJSON, "{\"pair\":\"B\"", "row 1: malformed JSON: ");
 }
 
@@ -461,16 +495,20 @@ static void test_ndjson_errors(void **state)
 static void test_csv(void **state)
 {
     const char *want = TICK_LINE("A", "1") TICK_LINE("B", "2");
-    check_rows(&ticks, BULK_CSV, "pair,bid,ask,ts\nA,1,1.5,2026-01-05T00:00:00Z\nB,2,1.5,2026-01-05T00:00:00Z\n", want);
-    /* no trailing newline; \r\n; blank lines at the end; a byte order mark */
-    check_rows(&ticks, BULK_CSV, "pair,bid,ask,ts\nA,1,1.5,2026-01-05T00:00:00Z\nB,2,1.5,2026-01-05T00:00:00Z", want);
     check_rows(&ticks, BULK_CSV,
-               "pair,bid,ask,ts\r\nA,1,1.5,2026-01-05T00:00:00Z\r\nB,2,1.5,2026-01-05T00:00:00Z\r\n\r\n\n", want);
-    check_rows(&ticks, BULK_CSV, "\xef\xbb\xbfpair,bid,ask,ts\nA,1,1.5,2026-01-05T00:00:00Z\nB,2,1.5,2026-01-05T00:00:00Z",
+               "pair,bid,ask,ts\nA,1,1.5,2026-01-05T00:00:00Z\nB,2,1.5,2026-01-05T00:00:00Z\n", want);
+    /* no trailing newline; \r\n; blank lines at the end; a byte order mark */
+    check_rows(&ticks, BULK_CSV,
+               "pair,bid,ask,ts\nA,1,1.5,2026-01-05T00:00:00Z\nB,2,1.5,2026-01-05T00:00:00Z", want);
+    check_rows(&ticks, BULK_CSV,
+               "pair,bid,ask,ts\r\nA,1,1.5,2026-01-05T00:00:00Z\r\nB,2,1.5,2026-01-05T00:00:00Z\r\n\r\n\n",
+               want);
+    check_rows(&ticks, BULK_CSV,
+               "\xef\xbb\xbfpair,bid,ask,ts\nA,1,1.5,2026-01-05T00:00:00Z\nB,2,1.5,2026-01-05T00:00:00Z",
                want);
     /* the header in another order, with quoted names */
-    check_rows(&ticks, BULK_CSV, "ts,\"ask\",pair,bid\n2026-01-05T00:00:00Z,1.5,A,1\n2026-01-05T00:00:00Z,1.5,B,2\n",
-               want);
+    check_rows(&ticks, BULK_CSV,
+               "ts,\"ask\",pair,bid\n2026-01-05T00:00:00Z,1.5,A,1\n2026-01-05T00:00:00Z,1.5,B,2\n", want);
     /* a header alone is no rows */
     check_rows(&ticks, BULK_CSV, "pair,bid,ask,ts\n", "");
     check_rows(&ticks, BULK_CSV, "pair,bid,ask,ts", "");
@@ -517,7 +555,8 @@ static void test_csv_types(void **state)
     check_next_err(&kinds, BULK_CSV, "big,d,ts,y,a,j,b,n,i,t\n1,1,t,AQI*,{},1,t,1,1,x\n",
                    "row 1, column \"y\": invalid base64");
     static const char nul[] = "pair,bid,ask,ts\nA,1,2,3\na\0b,1,2,3\n";
-    check_next_err_n(&ticks, BULK_CSV, nul, sizeof nul - 1, 10, "row 2, column \"pair\": text must not contain NUL bytes");
+    check_next_err_n(&ticks, BULK_CSV, nul, sizeof nul - 1, 10,
+                     "row 2, column \"pair\": text must not contain NUL bytes");
 }
 
 static void test_csv_field_count(void **state)
@@ -525,7 +564,8 @@ static void test_csv_field_count(void **state)
     check_next_err(&ticks, BULK_CSV, "pair,bid,ask,ts\nA,1,2,3\nB,1,2,3\nC,1,2,3\nD,1,2\n",
                    "row 4: expected 4 fields, got 3");
     check_next_err(&ticks, BULK_CSV, "pair,bid,ask,ts\nA,1,2,3,\n", "row 1: expected 4 fields, got 5");
-    check_next_err(&ticks, BULK_CSV, "pair,bid,ask,ts\nA,1,2,3\n\nB,1,2,3\n", "row 2: expected 4 fields, got 1");
+    check_next_err(&ticks, BULK_CSV, "pair,bid,ask,ts\nA,1,2,3\n\nB,1,2,3\n",
+                   "row 2: expected 4 fields, got 1");
     check_next_err(&ticks, BULK_CSV, "pair,bid,ask,ts\nA,\"1\n2\",3\n", "row 1: expected 4 fields, got 3");
 }
 
@@ -533,7 +573,8 @@ static void test_csv_bad_quotes(void **state)
 {
     check_next_err(&ticks, BULK_CSV, "pair,bid,ask,ts\nA,1,2,3\n\"B,1,2,3\nC,1,2,3\n",
                    "row 2, column \"pair\": unterminated quoted field");
-    check_next_err(&ticks, BULK_CSV, "ts,ask,bid,pair\n1,2,3,\"abc\"\"", "row 1, column \"pair\": unterminated quoted field");
+    check_next_err(&ticks, BULK_CSV, "ts,ask,bid,pair\n1,2,3,\"abc\"\"",
+                   "row 1, column \"pair\": unterminated quoted field");
     check_next_err(&ticks, BULK_CSV, "pair,bid,ask,ts\nA,1,2,3,\"x", "row 1: unterminated quoted field");
     check_next_err(&ticks, BULK_CSV, "pair,bid,ask,ts\n\"A\"B,1,2,3\n",
                    "row 1, column \"pair\": unexpected character after a closing quote");
@@ -553,7 +594,8 @@ static void test_csv_bad_header(void **state)
     check_init_err(&ticks, BULK_CSV, " pair,bid,ask,ts\n", "CSV header: unknown column \" pair\"");
     check_init_err(&ticks, BULK_CSV, "pair,bid,pair,ask,ts\n", "CSV header: column \"pair\" appears twice");
     check_init_err(&ticks, BULK_CSV, "pair,bid,\"ask,ts\n", "CSV header: unterminated quoted field");
-    check_init_err(&ticks, BULK_CSV, "pair,bid,\"ask\"x,ts\n", "CSV header: unexpected character after a closing quote");
+    check_init_err(&ticks, BULK_CSV, "pair,bid,\"ask\"x,ts\n",
+                   "CSV header: unexpected character after a closing quote");
 }
 
 int main(void)
