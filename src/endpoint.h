@@ -8,6 +8,8 @@
 #include <stdbool.h>
 #include <stdint.h>
 
+#include "metrics.h"
+
 struct route_pattern {
     char *method;   /* "GET", "POST", ... */
     char **segs;    /* path segments; "{name}" segments bind a parameter */
@@ -32,6 +34,11 @@ struct query_def {
     Oid *param_types;
     /* Per worker counters, read by /admin/queries. */
     uint64_t calls, errors;
+    /* Monitoring (metrics.c): set at load from the query's own keys, sluice.policy or defaults. */
+    int slow_ms;          /* slower requests count in db_slow_query_count and are logged; 0 = off */
+    bool slow_ms_set;     /* the query set slow_query_ms itself: sluice.policy does not change it */
+    bool log_params;      /* the slow-query log shows parameter values, not only their names */
+    struct query_stats stats; /* this worker's; written by this worker only */
 };
 
 enum bulk_mode { BULK_INSERT, BULK_UPSERT, BULK_UPDATE, BULK_DELETE };
@@ -57,6 +64,7 @@ struct bulk_def {
     Oid *types;
     bool described;
     uint64_t calls, errors, rows;
+    struct bulk_stats stats; /* this worker's; written by this worker only (metrics.c) */
 };
 
 struct registry {
