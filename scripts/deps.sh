@@ -7,7 +7,7 @@ set -euo pipefail
 BASE=(build-essential pkg-config libssl-dev libpq-dev postgresql-15 libh2o-evloop-dev
       libjansson-dev libluajit-5.1-dev luajit libcmocka-dev lua-busted lua-cjson lua-socket
       curl clang-format)
-BENCH=(wrk)
+BENCH=(wrk gnuplot-nox)
 
 want=("${BASE[@]}")
 [ "${1:-}" = bench ] && want+=("${BENCH[@]}")

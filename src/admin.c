@@ -6,9 +6,8 @@
 
 #include "http.h"
 #include "jsonw.h"
+#include "metrics.h"
 #include "server.h"
-
-#define PEEK(x) __atomic_load_n(&(x), __ATOMIC_RELAXED)
 
 static bool same_secret(const char *a, size_t alen, const char *b, size_t blen)
 {
@@ -36,7 +35,9 @@ static bool authorize(struct worker *w, h2o_req_t *req)
     return true;
 }
 
-/* Per named query: definition and counters summed over the workers. */
+/* Per named query: definition and counters summed over the workers, request-time quantiles
+ * (estimated from the db_query_time_seconds buckets: the bucket's upper bound), the slow count
+ * and the newest error over the workers. */
 static void send_queries(struct worker *w, h2o_req_t *req)
 {
     struct server *srv = w->srv;
@@ -45,19 +46,21 @@ static void send_queries(struct worker *w, h2o_req_t *req)
     buf_puts(b, "{\"queries\":[");
     for (int i = 0; i < w->reg.nqueries; i++) {
         struct query_def *q = w->reg.queries[i];
-        uint64_t calls = 0, errors = 0;
-        for (int k = 0; k < srv->nworkers; k++) {
-            struct query_def *other = registry_find(&srv->workers[k].reg, q->name, strlen(q->name));
-            if (other == NULL) continue;
-            calls += PEEK(other->calls);
-            errors += PEEK(other->errors);
-        }
+        struct query_totals t;
+        metrics_query_totals(srv, q->name, &t);
         buf_puts(b, i ? ",{\"name\":" : "{\"name\":");
         jsonw_string(b, q->name, strlen(q->name));
         buf_puts(b, ",\"sql\":");
         jsonw_string(b, q->sql, strlen(q->sql));
-        buf_printf(b, ",\"readonly\":%s,\"calls\":%llu,\"errors\":%llu}", q->readonly ? "true" : "false",
-                   (unsigned long long)calls, (unsigned long long)errors);
+        buf_printf(b, ",\"readonly\":%s,\"calls\":%llu,\"errors\":%llu", q->readonly ? "true" : "false",
+                   (unsigned long long)t.calls, (unsigned long long)t.errors);
+        buf_printf(b, ",\"p50_ms\":%g,\"p95_ms\":%g,\"p99_ms\":%g", histogram_quantile(&t.time, 0.50) * 1000,
+                   histogram_quantile(&t.time, 0.95) * 1000, histogram_quantile(&t.time, 0.99) * 1000);
+        buf_printf(b, ",\"slow\":%llu,\"slow_query_ms\":%d,\"last_error\":", (unsigned long long)t.slow,
+                   q->slow_ms);
+        if (t.last_error[0]) jsonw_string(b, t.last_error, strlen(t.last_error));
+        else buf_puts(b, "null");
+        buf_putc(b, '}');
     }
     buf_puts(b, "]}");
     http_send_json(req, 200, b->data, b->len);

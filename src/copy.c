@@ -13,6 +13,7 @@
 #include "http.h"
 #include "jsonw.h"
 #include "log.h"
+#include "metrics.h"
 #include "pgconn.h"
 #include "query.h"
 #include "server.h"
@@ -91,6 +92,7 @@ static void reply_error(struct bulkreq *br)
     buf_printf(b, ",\"committed_chunks\":%d,\"rows_committed\":%ld}}", br->committed_chunks, br->rows_committed);
     if (br->err_status == 503) h2o_add_header(&br->req->pool, &br->req->res.headers, H2O_TOKEN_RETRY_AFTER, NULL, H2O_STRLIT("1"));
     br->d->errors++;
+    metrics_bulk_done(br->d, false, br->rows_committed, br->started_us);
     http_send_json(br->req, br->err_status, b->data, b->len);
 }
 
@@ -104,6 +106,7 @@ static void reply_ok(struct bulkreq *br)
     buf_putc(b, '}');
     br->d->calls++;
     br->d->rows += (uint64_t)br->rows_committed;
+    metrics_bulk_done(br->d, true, br->rows_committed, br->started_us);
     http_send_json(br->req, 200, b->data, b->len);
 }
 

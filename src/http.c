@@ -5,9 +5,11 @@
 #include <string.h>
 
 #include "admin.h"
+#include "batch.h"
 #include "copy.h"
 #include "health.h"
 #include "jsonw.h"
+#include "metrics.h"
 #include "query.h"
 #include "server.h"
 
@@ -52,6 +54,7 @@ void http_send_json(h2o_req_t *req, int status, const char *body, size_t len)
     req->res.reason = reason(status);
     h2o_add_header(&req->pool, &req->res.headers, H2O_TOKEN_CONTENT_TYPE, NULL, H2O_STRLIT("application/json"));
     req->res.content_length = len;
+    metrics_http_status(worker_of(req), status);
     h2o_send_inline(req, body, len);
 }
 
@@ -178,7 +181,9 @@ int http_on_req(h2o_handler_t *self, h2o_req_t *req)
         }
         return copy_handle(w, req, d);
     }
+    if (path_is(path, "/batch")) return batch_handle(w, req);
     if (path_is(path, "/health") || path_has_prefix(path, "/health/")) return health_handle(w, req, path);
+    if (path_is(path, "/metrics")) return metrics_handle(w, req);
     if (path_is(path, "/admin") || path_has_prefix(path, "/admin/")) return admin_handle(w, req, path);
     if (route_alias(w, req, path) == 0) return 0;
     http_send_error(req, 404, "not_found", "no such endpoint", NULL, NULL);

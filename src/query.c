@@ -10,6 +10,7 @@
 #include "http.h"
 #include "jsonw.h"
 #include "log.h"
+#include "metrics.h"
 #include "pgtype.h"
 #include "server.h"
 #include "util.h"
@@ -31,6 +32,7 @@ struct qreq {
     struct pgjob *job;
     json_t *body;
     struct pvalue *vals;
+    uint64_t started_us; /* arrival, for db_query_time_seconds */
 };
 
 static void on_dispose(void *p)
@@ -81,6 +83,48 @@ static int bind_params(struct pgjob *job)
     return 0;
 }
 
+/* The parameters for the slow-query log: their names, or (log_params) names and values, each
+ * value cut to 200 bytes. vals may be NULL (nothing parsed yet). Returns a malloc'd JSON text. */
+static char *slow_params(const struct query_def *q, const struct pvalue *vals)
+{
+    struct buf b = BUF_INIT;
+    buf_putc(&b, q->log_params && vals ? '{' : '[');
+    for (int i = 0; i < q->nparams; i++) {
+        const char *name = q->param_names[i];
+        if (i) buf_putc(&b, ',');
+        jsonw_string(&b, name, strlen(name));
+        if (!q->log_params || vals == NULL) continue;
+        buf_putc(&b, ':');
+        const struct pvalue *v = &vals[i];
+        if (!v->set) {
+            buf_puts(&b, "null");
+        } else if (v->json) {
+            char *t = json_dumps(v->json, JSON_COMPACT | JSON_ENCODE_ANY | JSON_ENSURE_ASCII);
+            size_t n = t ? strlen(t) : 0;
+            if (n > 0 && n <= 200) buf_puts(&b, t);
+            else jsonw_string(&b, t ? t : "", n > 200 ? 200 : n);
+            free(t);
+        } else {
+            jsonw_string(&b, v->text, v->len > 200 ? 200 : v->len);
+        }
+    }
+    buf_putc(&b, q->log_params && vals ? '}' : ']');
+    return buf_steal(&b);
+}
+
+/* Counts an answered request of q (started at started_us) in the metrics; a slow one is also
+ * logged and handed to sluice.on_slow_query. qr is NULL when the request failed before its
+ * state existed. */
+static void account(struct worker *w, struct query_def *q, struct qreq *qr, int status, uint64_t started_us,
+                    const char *errmsg)
+{
+    uint64_t us;
+    if (!metrics_query_done(q, status, started_us, errmsg, &us)) return;
+    char *params = slow_params(q, qr ? qr->vals : NULL);
+    metrics_slow_query(w, q, status, us, params);
+    free(params);
+}
+
 static void send_result(struct qreq *qr, struct pgjob *job)
 {
     h2o_req_t *req = qr->req;
@@ -91,10 +135,12 @@ static void send_result(struct qreq *qr, struct pgjob *job)
 
     switch (job->status) {
     case PGJOB_OK:
+        metrics_query_exec(q, now_us() - job->sent_us);
         buf_reset(b);
         if (q->single) {
             if (PQresultStatus(job->result) != PGRES_TUPLES_OK || PQntuples(job->result) == 0) {
                 http_send_error(req, 404, "not_found", "no row", q->name, NULL);
+                account(qr->w, q, qr, 404, qr->started_us, "no row");
                 return;
             }
             jsonw_row(b, job->result, 0);
@@ -102,14 +148,16 @@ static void send_result(struct qreq *qr, struct pgjob *job)
             jsonw_result(b, job->result);
         }
         http_send_json(req, 200, b->data, b->len);
-        q->calls++;
+        account(qr->w, q, qr, 200, qr->started_us, NULL);
         return;
     case PGJOB_BIND_ERROR:
         http_send_error(req, 400, "bad_request", job->errmsg, q->name, NULL);
-        break;
+        account(qr->w, q, qr, 400, qr->started_us, job->errmsg);
+        return;
     case PGJOB_UNAVAILABLE:
         http_send_error(req, 503, "unavailable", job->errmsg, q->name, NULL);
-        break;
+        account(qr->w, q, qr, 503, qr->started_us, job->errmsg);
+        return;
     case PGJOB_DB_ERROR: {
         sqlstate = PQresultErrorField(job->result, PG_DIAG_SQLSTATE);
         const char *primary = PQresultErrorField(job->result, PG_DIAG_MESSAGE_PRIMARY);
@@ -124,11 +172,13 @@ static void send_result(struct qreq *qr, struct pgjob *job)
             snprintf(msg, sizeof msg, "%s", primary ? primary : "database error");
         }
         http_send_error(req, status, http_error_code(status), msg, q->name, sqlstate);
-        break;
+        /* /admin/queries is for operators: it gets the server's message even when the client did not */
+        char detail[METRICS_LAST_ERROR];
+        snprintf(detail, sizeof detail, "%s (SQLSTATE %s)", primary ? primary : msg, sqlstate ? sqlstate : "?");
+        account(qr->w, q, qr, status, qr->started_us, detail);
+        return;
     }
     }
-    q->calls++;
-    q->errors++;
 }
 
 static void on_done(struct pgjob *job)
@@ -218,6 +268,7 @@ static int parse_body(struct qreq *qr, char *err, size_t errlen, int *status)
 int query_handle(struct worker *w, h2o_req_t *req, struct query_def *q, const char **path_vals,
                  const size_t *path_lens, int npath)
 {
+    uint64_t started_us = now_us();
     bool is_get = h2o_memis(req->method.base, req->method.len, H2O_STRLIT("GET")) ||
                   h2o_memis(req->method.base, req->method.len, H2O_STRLIT("HEAD"));
     bool is_post = h2o_memis(req->method.base, req->method.len, H2O_STRLIT("POST"));
@@ -225,8 +276,9 @@ int query_handle(struct worker *w, h2o_req_t *req, struct query_def *q, const ch
     if (path_vals == NULL && (!(is_get || is_post) || (is_get && !q->readonly))) {
         const char *allow = q->readonly ? "GET, POST" : "POST";
         h2o_add_header(&req->pool, &req->res.headers, H2O_TOKEN_ALLOW, NULL, allow, strlen(allow));
-        http_send_error(req, 405, "method_not_allowed", q->readonly ? "use GET or POST" : "this query writes: use POST",
-                        q->name, NULL);
+        const char *msg = q->readonly ? "use GET or POST" : "this query writes: use POST";
+        http_send_error(req, 405, "method_not_allowed", msg, q->name, NULL);
+        account(w, q, NULL, 405, started_us, msg);
         return 0;
     }
 
@@ -235,6 +287,7 @@ int query_handle(struct worker *w, h2o_req_t *req, struct query_def *q, const ch
     qr->req = req;
     qr->w = w;
     qr->q = q;
+    qr->started_us = started_us;
     qr->vals = h2o_mem_alloc_pool(&req->pool, sizeof *qr->vals * (size_t)(q->nparams ? q->nparams : 1));
     memset(qr->vals, 0, sizeof *qr->vals * (size_t)(q->nparams ? q->nparams : 1));
 
@@ -266,6 +319,7 @@ int query_handle(struct worker *w, h2o_req_t *req, struct query_def *q, const ch
     job->timeout_ms = q->timeout_ms ? q->timeout_ms : pool->cfg.statement_timeout_ms;
     if (q->described && bind_params(job) != 0) {
         http_send_error(req, 400, "bad_request", job->errmsg, q->name, NULL);
+        account(w, q, qr, 400, started_us, job->errmsg);
         pgjob_free(job);
         return 0;
     }
@@ -275,11 +329,13 @@ int query_handle(struct worker *w, h2o_req_t *req, struct query_def *q, const ch
         qr->job = NULL;
         w->inflight--;
         http_send_error(req, 503, "unavailable", job->errmsg, q->name, NULL);
+        account(w, q, qr, 503, started_us, job->errmsg);
         pgjob_free(job);
     }
     return 0;
 
 bad:
     http_send_error(req, status, http_error_code(status), err, q->name, NULL);
+    account(w, q, qr, status, started_us, err);
     return 0;
 }

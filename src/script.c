@@ -12,6 +12,7 @@
 #include <string.h>
 
 #include "log.h"
+#include "metrics.h"
 #include "util.h"
 
 /* What the definition functions write into, kept in the Lua registry under this key. */
@@ -94,10 +95,28 @@ static bool valid_name(const char *s)
 
 static int resolve_pool(lua_State *L, const char *pool, const char *what, char **name_out);
 
+/* slow_query_ms of sluice.policy when it was set, else -1. */
+static int policy_slow_ms(lua_State *L)
+{
+    int v = -1;
+    lua_getglobal(L, "sluice");
+    if (lua_istable(L, -1)) {
+        lua_getfield(L, -1, "_policy");
+        if (lua_istable(L, -1)) {
+            lua_getfield(L, -1, "slow_query_ms");
+            if (lua_type(L, -1) == LUA_TNUMBER) v = (int)lua_tonumber(L, -1);
+            lua_pop(L, 1);
+        }
+        lua_pop(L, 1);
+    }
+    lua_pop(L, 1);
+    return v;
+}
+
 static void define_query(lua_State *L, const char *name, int t)
 {
-    static const char *const keys[] = {"sql", "readonly", "single", "idempotent", "timeout_ms", "pool", "route",
-                                       "description", NULL};
+    static const char *const keys[] = {"sql",   "readonly",    "single",        "idempotent", "timeout_ms", "pool",
+                                       "route", "description", "slow_query_ms", "log_params", NULL};
     char what[160];
     snprintf(what, sizeof what, "query \"%s\"", name);
     if (!valid_name(name)) luaL_error(L, "%s: a name is letters, digits, '_', '-' or '.'", what);
@@ -113,6 +132,13 @@ static void define_query(lua_State *L, const char *name, int t)
     q->single = opt_bool(L, t, "single", what);
     q->idempotent = opt_bool(L, t, "idempotent", what);
     q->timeout_ms = opt_int(L, t, "timeout_ms", what, 0);
+    /* the query's own slow_query_ms, else sluice.policy's (also when it comes later), else the default */
+    lua_getfield(L, t, "slow_query_ms");
+    q->slow_ms_set = !lua_isnil(L, -1);
+    lua_pop(L, 1);
+    int policy_ms = policy_slow_ms(L);
+    q->slow_ms = opt_int(L, t, "slow_query_ms", what, policy_ms >= 0 ? policy_ms : METRICS_DEFAULT_SLOW);
+    q->log_params = opt_bool(L, t, "log_params", what);
     struct load_ctx *ctx = ctx_of(L);
     q->pool_idx = resolve_pool(L, pool, what, &q->pool); /* on error q leaks: start-up stops anyway */
     if (registry_add(ctx->reg, q) != 0) {
@@ -292,6 +318,13 @@ static int l_policy(lua_State *L)
     static const char *const keys[] = {"slow_query_ms", "explain_slow", "retry", "breaker", NULL};
     luaL_checktype(L, 1, LUA_TTABLE);
     check_keys(L, 1, keys, "policy");
+    int slow_ms = opt_int(L, 1, "slow_query_ms", "policy", -1);
+    struct load_ctx *ctx = ctx_of(L); /* NULL once loading is over: then only the table changes */
+    if (slow_ms >= 0 && ctx != NULL) {
+        /* queries defined before the policy take its threshold unless they set their own */
+        for (int i = 0; i < ctx->reg->nqueries; i++)
+            if (!ctx->reg->queries[i]->slow_ms_set) ctx->reg->queries[i]->slow_ms = slow_ms;
+    }
     lua_getglobal(L, "sluice");
     lua_pushvalue(L, 1);
     lua_setfield(L, -2, "_policy");

@@ -1,0 +1,318 @@
+/* batch.c — POST /batch with [{"query":"name","params":{..}|[..]}, ..].
+ * Without a transaction every query is submitted at once (they pipeline over the pool) and the
+ * reply is 200 with one {"status":s,"body":b} per item, b being what /query/{name} would answer.
+ * With ?transaction=true they run in order in one transaction on one connection: all commit and
+ * the reply is 200 with the items, or the first failure rolls everything back and is the reply,
+ * with its "index". */
+#include "batch.h"
+
+#include <jansson.h>
+#include <stdio.h>
+#include <string.h>
+
+#include "call.h"
+#include "http.h"
+#include "jsonw.h"
+#include "server.h"
+#include "txn.h"
+#include "util.h"
+
+#define BATCH_MAX_ITEMS 1000
+
+struct item {
+    struct batch *b;
+    struct query_def *q;
+    json_t **vals;
+    struct pgjob *job; /* in flight */
+    int status;
+    struct buf body;   /* the item's answer once known */
+};
+
+struct batch {
+    h2o_req_t *req;
+    struct worker *w;
+    json_t *doc;
+    struct item *items;
+    int n, pending, cur;
+    bool transaction, answered;
+    struct txn txn;
+    bool txn_open;
+};
+
+static void on_dispose(void *p)
+{
+    struct batch *b = p;
+    for (int i = 0; i < b->n; i++) {
+        if (b->items[i].job) pool_abandon(b->items[i].job);
+        buf_free(&b->items[i].body);
+        free(b->items[i].vals);
+    }
+    if (b->txn_open) txn_abandon(&b->txn);
+    free(b->items);
+    if (b->doc) json_decref(b->doc);
+    b->w->inflight--;
+}
+
+static void reply_items(struct batch *b)
+{
+    struct buf *out = &b->w->out;
+    buf_reset(out);
+    buf_putc(out, '[');
+    for (int i = 0; i < b->n; i++) {
+        buf_printf(out, "%s{\"status\":%d,\"body\":", i ? "," : "", b->items[i].status);
+        buf_append(out, b->items[i].body.data, b->items[i].body.len);
+        buf_putc(out, '}');
+    }
+    buf_putc(out, ']');
+    b->answered = true;
+    http_send_json(b->req, 200, out->data, out->len);
+}
+
+/* --- pipelined ------------------------------------------------------------------------------ */
+
+static int bind_item(struct pgjob *job)
+{
+    struct item *it = job->owner;
+    return call_bind(job, it->vals);
+}
+
+static void on_item_done(struct pgjob *job)
+{
+    struct item *it = job->owner;
+    it->job = NULL;
+    it->status = call_write(&it->body, job);
+    pgjob_free(job);
+    if (--it->b->pending == 0) reply_items(it->b);
+}
+
+static void run_pipelined(struct batch *b)
+{
+    b->pending = b->n;
+    for (int i = 0; i < b->n; i++) {
+        struct item *it = &b->items[i];
+        if (it->status != 0) { /* refused while parsing */
+            b->pending--;
+            continue;
+        }
+        struct pool *pool = &b->w->pools[it->q->pool_idx];
+        struct pgjob *job = pgjob_new(it->q, it);
+        job->bind = bind_item;
+        job->on_done = on_item_done;
+        job->timeout_ms = it->q->timeout_ms ? it->q->timeout_ms : pool->cfg.statement_timeout_ms;
+        if (it->q->described && call_bind(job, it->vals) != 0) {
+            it->status = call_write(&it->body, job);
+            pgjob_free(job);
+            b->pending--;
+            continue;
+        }
+        it->job = job;
+        if (pool_submit(pool, job) != 0) {
+            it->job = NULL;
+            job->status = PGJOB_UNAVAILABLE;
+            it->status = call_write(&it->body, job);
+            pgjob_free(job);
+            b->pending--;
+        }
+    }
+    if (b->pending == 0) reply_items(b);
+}
+
+/* --- in one transaction ----------------------------------------------------------------------- */
+
+static void txn_step(struct txn *t, PGresult *r);
+
+static void fail_txn(struct batch *b, int index, int status, struct buf *body)
+{
+    /* The failing item's error, with its index, is the answer. */
+    struct buf *out = &b->w->out;
+    buf_reset(out);
+    if (body->len > 2 && strncmp(body->data, "{\"error\":{", 10) == 0) {
+        buf_append(out, body->data, body->len - 2);
+        buf_printf(out, ",\"index\":%d}}", index);
+    } else {
+        buf_append(out, body->data, body->len);
+    }
+    if (status == 503) h2o_add_header(&b->req->pool, &b->req->res.headers, H2O_TOKEN_RETRY_AFTER, NULL, H2O_STRLIT("1"));
+    b->answered = true;
+    http_send_json(b->req, status, out->data, out->len);
+}
+
+static void on_finished(struct txn *t, PGresult *r)
+{
+    struct batch *b = t->arg;
+    bool committed = r != NULL && PQresultStatus(r) == PGRES_COMMAND_OK && !t->failed;
+    txn_close(t);
+    b->txn_open = false;
+    if (b->answered) return;
+    if (committed) {
+        reply_items(b);
+        return;
+    }
+    struct buf body = BUF_INIT;
+    buf_puts(&body, "{\"error\":{\"code\":\"unavailable\",\"message\":\"the transaction did not commit\"}}");
+    fail_txn(b, b->n - 1, 503, &body);
+    buf_free(&body);
+}
+
+static void next_item(struct batch *b)
+{
+    while (b->cur < b->n) {
+        struct item *it = &b->items[b->cur];
+        if (it->status != 0) { /* refused while parsing: the whole transaction fails */
+            fail_txn(b, b->cur, it->status, &it->body);
+            txn_finish(&b->txn, false, on_finished);
+            return;
+        }
+        if (txn_query(&b->txn, it->q, it->vals, txn_step) == 0) return;
+        struct buf body = BUF_INIT;
+        buf_printf(&body, "{\"error\":{\"code\":\"bad_request\",\"message\":");
+        jsonw_string(&body, b->txn.errmsg, strlen(b->txn.errmsg));
+        buf_puts(&body, "}}");
+        fail_txn(b, b->cur, 400, &body);
+        buf_free(&body);
+        txn_finish(&b->txn, false, on_finished);
+        return;
+    }
+    txn_finish(&b->txn, true, on_finished);
+}
+
+static void txn_step(struct txn *t, PGresult *r)
+{
+    struct batch *b = t->arg;
+    if (r == NULL) { /* no connection, or it was lost */
+        if (b->txn_open) txn_close(t);
+        b->txn_open = false;
+        struct buf body = BUF_INIT;
+        buf_puts(&body, "{\"error\":{\"code\":\"unavailable\",\"message\":");
+        jsonw_string(&body, t->errmsg, strlen(t->errmsg));
+        buf_puts(&body, "}}");
+        fail_txn(b, b->cur, 503, &body);
+        buf_free(&body);
+        return;
+    }
+    ExecStatusType st = PQresultStatus(r);
+    bool ok = st == PGRES_TUPLES_OK || st == PGRES_COMMAND_OK;
+    if (b->cur < 0 && !ok) { /* BEGIN failed */
+        struct buf body = BUF_INIT;
+        buf_puts(&body, "{\"error\":{\"code\":\"unavailable\",\"message\":\"cannot begin a transaction\"}}");
+        fail_txn(b, 0, 503, &body);
+        buf_free(&body);
+        txn_finish(t, false, on_finished);
+        return;
+    }
+    if (b->cur >= 0) {
+        struct item *it = &b->items[b->cur];
+        struct pgjob tmp = {.q = it->q, .result = r, .status = ok ? PGJOB_OK : PGJOB_DB_ERROR};
+        it->status = call_write(&it->body, &tmp);
+        if (it->status != 200) {
+            fail_txn(b, b->cur, it->status, &it->body);
+            txn_finish(t, false, on_finished);
+            return;
+        }
+    }
+    b->cur++;
+    next_item(b);
+}
+
+/* --- parsing ---------------------------------------------------------------------------------- */
+
+static int parse(struct batch *b, char *err, size_t errlen)
+{
+    h2o_req_t *req = b->req;
+    json_error_t jerr;
+    b->doc = json_loadb(req->entity.base ? req->entity.base : "", req->entity.len, JSON_REJECT_DUPLICATES, &jerr);
+    if (b->doc == NULL) {
+        snprintf(err, errlen, "malformed JSON: %s (line %d, column %d)", jerr.text, jerr.line, jerr.column);
+        return -1;
+    }
+    if (!json_is_array(b->doc) || json_array_size(b->doc) == 0) {
+        snprintf(err, errlen, "the body must be a non-empty JSON array of {\"query\":..,\"params\":..}");
+        return -1;
+    }
+    if (json_array_size(b->doc) > BATCH_MAX_ITEMS) {
+        snprintf(err, errlen, "at most %d queries per batch", BATCH_MAX_ITEMS);
+        return -1;
+    }
+    b->n = (int)json_array_size(b->doc);
+    b->items = xcalloc((size_t)b->n, sizeof *b->items);
+    for (int i = 0; i < b->n; i++) {
+        struct item *it = &b->items[i];
+        it->b = b;
+        json_t *e = json_array_get(b->doc, (size_t)i);
+        const char *name = json_string_value(json_object_get(e, "query"));
+        char why[256];
+        if (!json_is_object(e) || name == NULL) {
+            snprintf(err, errlen, "item %d: expected {\"query\":\"name\",\"params\":..}", i);
+            return -1;
+        }
+        const char *key;
+        json_t *v;
+        json_object_foreach(e, key, v)
+        {
+            if (strcmp(key, "query") != 0 && strcmp(key, "params") != 0) {
+                snprintf(err, errlen, "item %d: unknown key \"%.32s\"", i, key);
+                return -1;
+            }
+        }
+        it->q = registry_find(&b->w->reg, name, strlen(name));
+        if (it->q == NULL) {
+            it->status = 404;
+            buf_puts(&it->body, "{\"error\":{\"code\":\"not_found\",\"message\":\"no such query\",\"query\":");
+            jsonw_string(&it->body, name, strlen(name));
+            buf_puts(&it->body, "}}");
+            continue;
+        }
+        it->vals = xcalloc((size_t)(it->q->nparams ? it->q->nparams : 1), sizeof *it->vals);
+        if (call_resolve(it->q, json_object_get(e, "params"), it->vals, why, sizeof why) != 0) {
+            it->status = 400;
+            buf_puts(&it->body, "{\"error\":{\"code\":\"bad_request\",\"message\":");
+            jsonw_string(&it->body, why, strlen(why));
+            buf_puts(&it->body, ",\"query\":");
+            jsonw_string(&it->body, name, strlen(name));
+            buf_puts(&it->body, "}}");
+        }
+    }
+    return 0;
+}
+
+int batch_handle(struct worker *w, h2o_req_t *req)
+{
+    if (!h2o_memis(req->method.base, req->method.len, H2O_STRLIT("POST"))) {
+        h2o_add_header(&req->pool, &req->res.headers, H2O_TOKEN_ALLOW, NULL, H2O_STRLIT("POST"));
+        http_send_error(req, 405, "method_not_allowed", "use POST", NULL, NULL);
+        return 0;
+    }
+    if (!http_is_json(req)) {
+        http_send_error(req, 415, "unsupported_media_type", "the body must be application/json", NULL, NULL);
+        return 0;
+    }
+    struct batch *b = h2o_mem_alloc_shared(&req->pool, sizeof *b, on_dispose);
+    memset(b, 0, sizeof *b);
+    b->req = req;
+    b->w = w;
+    w->inflight++;
+    if (req->query_at != SIZE_MAX) {
+        h2o_iovec_t qs = h2o_iovec_init(req->path.base + req->query_at + 1, req->path.len - req->query_at - 1);
+        b->transaction = h2o_memis(qs.base, qs.len, H2O_STRLIT("transaction=true"));
+    }
+    char err[256];
+    if (parse(b, err, sizeof err) != 0) {
+        http_send_error(req, 400, "bad_request", err, NULL, NULL);
+        return 0;
+    }
+    if (!b->transaction) {
+        run_pipelined(b);
+        return 0;
+    }
+    /* One transaction on the pool of the first query. */
+    struct query_def *first = NULL;
+    for (int i = 0; i < b->n && first == NULL; i++) first = b->items[i].q;
+    struct pool *pool = &w->pools[first ? first->pool_idx : 0];
+    b->cur = -1;
+    if (txn_open(&b->txn, pool, txn_step, b) != 0) {
+        http_send_error(req, 503, "unavailable", b->txn.errmsg, NULL, NULL);
+        return 0;
+    }
+    b->txn_open = true;
+    return 0;
+}

@@ -1,0 +1,131 @@
+/* txn.c — a transaction on a connection taken for exclusive use. Statements go one at a time
+ * (PQsendQueryParams with the server-declared parameter types), so a handler's logic can depend on
+ * each result. */
+#include "txn.h"
+
+#include <stdio.h>
+#include <string.h>
+
+#include "endpoint.h"
+#include "pgtype.h"
+
+static void on_result(void *arg, PGresult *r)
+{
+    struct txn *t = arg;
+    if (r != NULL) {
+        if (t->last) PQclear(t->last);
+        t->last = r; /* keep the last one: an error, or the statement's rows */
+        if (PQresultStatus(r) == PGRES_FATAL_ERROR) t->failed = true;
+        return;
+    }
+    PGresult *done = t->last;
+    t->last = NULL;
+    t->cb(t, done);
+    if (done) PQclear(done);
+}
+
+static void on_writable(void *arg)
+{
+}
+
+static void on_lost(void *arg, const char *why)
+{
+    struct txn *t = arg;
+    t->conn = NULL;
+    if (t->last) PQclear(t->last);
+    t->last = NULL;
+    snprintf(t->errmsg, sizeof t->errmsg, "the database connection was lost: %s", why);
+    t->cb(t, NULL);
+}
+
+static void on_conn(struct pgjob *job)
+{
+    struct txn *t = job->owner;
+    t->job = NULL;
+    if (job->status != PGJOB_OK) {
+        snprintf(t->errmsg, sizeof t->errmsg, "%s", job->errmsg);
+        pgjob_free(job);
+        t->cb(t, NULL);
+        return;
+    }
+    t->conn = job->conn;
+    pgjob_free(job);
+    pgconn_own(t->conn, &t->owner);
+    pgconn_send(t->conn, "BEGIN", 0, NULL);
+}
+
+int txn_open(struct txn *t, struct pool *p, txn_cb cb, void *arg)
+{
+    memset(t, 0, sizeof *t);
+    t->pool = p;
+    t->cb = cb;
+    t->arg = arg;
+    t->owner = (struct pgconn_owner){on_result, on_writable, on_lost, t};
+    buf_init(&t->params);
+    struct pgjob *job = pgjob_new(NULL, t);
+    job->exclusive = true;
+    job->on_done = on_conn;
+    t->job = job;
+    if (pool_submit(p, job) != 0) {
+        snprintf(t->errmsg, sizeof t->errmsg, "%s", job->errmsg);
+        t->job = NULL;
+        pgjob_free(job);
+        return -1;
+    }
+    return 0;
+}
+
+int txn_query(struct txn *t, struct query_def *q, json_t *const *vals, txn_cb cb)
+{
+    int n = q->nparams > 0 ? q->nparams : 1;
+    long offs[n];
+    const char *values[n];
+    buf_reset(&t->params);
+    for (int i = 0; i < q->nparams; i++) {
+        Oid type = q->described ? q->param_types[i] : 0;
+        bool is_null = vals[i] == NULL;
+        size_t before = t->params.len;
+        char err[128];
+        if (!is_null && pgtype_param_json(type, vals[i], &t->params, &is_null, err, sizeof err) != 0) {
+            snprintf(t->errmsg, sizeof t->errmsg, "query %s: parameter \"%s\": %s", q->name, q->param_names[i], err);
+            return -1;
+        }
+        offs[i] = is_null ? -1 : (long)before;
+    }
+    /* pointers only now: the buffer may have moved while it grew */
+    for (int i = 0; i < q->nparams; i++) values[i] = offs[i] < 0 ? NULL : t->params.data + offs[i];
+    t->cb = cb;
+    if (!PQsendQueryParams(t->conn->pg, q->sql_numbered, q->nparams, q->described ? q->param_types : NULL, values,
+                           NULL, NULL, 0) ||
+        pgconn_flush(t->conn) < 0) {
+        snprintf(t->errmsg, sizeof t->errmsg, "the database connection failed");
+        pgconn_discard(t->conn);
+        t->conn = NULL;
+        cb(t, NULL);
+    }
+    return 0;
+}
+
+void txn_finish(struct txn *t, bool commit, txn_cb cb)
+{
+    t->cb = cb;
+    pgconn_send(t->conn, commit && !t->failed ? "COMMIT" : "ROLLBACK", 0, NULL);
+}
+
+void txn_close(struct txn *t)
+{
+    if (t->conn) pgconn_release(t->conn);
+    t->conn = NULL;
+    buf_free(&t->params);
+}
+
+void txn_abandon(struct txn *t)
+{
+    if (t->job) pool_abandon(t->job);
+    t->job = NULL;
+    if (t->conn) pgconn_discard(t->conn);
+    t->conn = NULL;
+    if (t->last) PQclear(t->last);
+    t->last = NULL;
+    buf_free(&t->params);
+}
