@@ -163,14 +163,20 @@ static void next_item(struct batch *b)
             txn_finish(&b->txn, false, on_finished);
             return;
         }
-        if (txn_query(&b->txn, it->q, it->vals, txn_step) == 0) return;
+        int rc = txn_query(&b->txn, it->q, it->vals, txn_step);
+        if (rc == 0) return;
         struct buf body = BUF_INIT;
-        buf_printf(&body, "{\"error\":{\"code\":\"bad_request\",\"message\":");
+        buf_printf(&body, "{\"error\":{\"code\":\"%s\",\"message\":", rc == -2 ? "unavailable" : "bad_request");
         jsonw_string(&body, b->txn.errmsg, strlen(b->txn.errmsg));
         buf_puts(&body, "}}");
-        fail_txn(b, b->cur, 400, &body);
+        fail_txn(b, b->cur, rc == -2 ? 503 : 400, &body);
         buf_free(&body);
-        txn_finish(&b->txn, false, on_finished);
+        if (rc == -2) {
+            txn_close(&b->txn);
+            b->txn_open = false;
+        } else {
+            txn_finish(&b->txn, false, on_finished);
+        }
         return;
     }
     txn_finish(&b->txn, true, on_finished);

@@ -12,6 +12,7 @@
 enum bulk_format { BULK_JSON, BULK_NDJSON, BULK_CSV };
 
 struct bulk_field;
+struct bulk_value;
 
 /* One pass over one body. The caller owns the struct (it may live on the stack); the reader owns
  * what it allocates, released by bulk_reader_free. */
@@ -25,10 +26,13 @@ struct bulk_reader { /* opaque to callers */
     size_t *namelen;           /* strlen of each column name */
     long rows;                 /* data rows read */
     json_t **vals;             /* JSON: the value of each column in the current row (borrowed) */
+    struct bulk_value *fv;     /* JSON fast path: where each column's value is in the current row */
+    unsigned char *kind;       /* JSON fast path: how each column takes a JSON value */
     int *col_field;            /* CSV: column -> its field in a record */
     struct bulk_field *fields; /* CSV: the fields of the current record */
     struct buf scratch;        /* one converted value */
     struct buf rec;            /* CSV: quoted fields of the current record, unescaped */
+    struct buf tmp;            /* JSON fast path: a decoded key or bytea string, a number for strtod */
     char failed[256];          /* the error once state is failed: later calls repeat it */
 };
 

@@ -28,6 +28,12 @@ void registry_free(struct registry *r)
 {
     for (int i = 0; i < r->nqueries; i++) query_def_free(r->queries[i]);
     for (int i = 0; i < r->nbulks; i++) bulk_def_free(r->bulks[i]);
+    for (int i = 0; i < r->nhandlers; i++) {
+        route_free(r->handlers[i]->route);
+        free(r->handlers[i]->name);
+        free(r->handlers[i]);
+    }
+    free(r->handlers);
     free(r->queries);
     free(r->bulks);
     free(r->index);

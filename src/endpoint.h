@@ -67,9 +67,19 @@ struct bulk_def {
     struct bulk_stats stats; /* this worker's; written by this worker only (metrics.c) */
 };
 
+/* A Lua handler (sluice.endpoint): its function lives in the worker's Lua registry. */
+struct handler_def {
+    char *name;
+    struct route_pattern *route;
+    int fn_ref; /* luaL_ref of the handler function */
+    int pool_idx;
+};
+
 struct registry {
     struct bulk_def **bulks;
     int nbulks;
+    struct handler_def **handlers;
+    int nhandlers;
     struct query_def **queries;
     int nqueries, cap;
     /* open-addressing index name -> query, power-of-two size */

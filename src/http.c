@@ -7,6 +7,7 @@
 #include "admin.h"
 #include "batch.h"
 #include "copy.h"
+#include "handler.h"
 #include "health.h"
 #include "jsonw.h"
 #include "metrics.h"
@@ -185,6 +186,7 @@ int http_on_req(h2o_handler_t *self, h2o_req_t *req)
     if (path_is(path, "/health") || path_has_prefix(path, "/health/")) return health_handle(w, req, path);
     if (path_is(path, "/metrics")) return metrics_handle(w, req);
     if (path_is(path, "/admin") || path_has_prefix(path, "/admin/")) return admin_handle(w, req, path);
+    if (handler_route(w, req, path) == 0) return 0;
     if (route_alias(w, req, path) == 0) return 0;
     http_send_error(req, 404, "not_found", "no such endpoint", NULL, NULL);
     return 0;

@@ -36,17 +36,28 @@ int metrics_status_of(int http_status)
 {
     if (http_status >= 200 && http_status < 400) return METRICS_OK;
     switch (http_status) {
-    case 400: return METRICS_BAD_REQUEST;
-    case 401: return METRICS_UNAUTHORIZED;
-    case 403: return METRICS_FORBIDDEN;
-    case 404: return METRICS_NOT_FOUND;
-    case 405: return METRICS_METHOD_NOT_ALLOWED;
-    case 409: return METRICS_CONFLICT;
-    case 413: return METRICS_TOO_LARGE;
-    case 415: return METRICS_UNSUPPORTED_MEDIA_TYPE;
-    case 503: return METRICS_UNAVAILABLE;
-    case 504: return METRICS_TIMEOUT;
-    default: return METRICS_INTERNAL;
+    case 400:
+        return METRICS_BAD_REQUEST;
+    case 401:
+        return METRICS_UNAUTHORIZED;
+    case 403:
+        return METRICS_FORBIDDEN;
+    case 404:
+        return METRICS_NOT_FOUND;
+    case 405:
+        return METRICS_METHOD_NOT_ALLOWED;
+    case 409:
+        return METRICS_CONFLICT;
+    case 413:
+        return METRICS_TOO_LARGE;
+    case 415:
+        return METRICS_UNSUPPORTED_MEDIA_TYPE;
+    case 503:
+        return METRICS_UNAVAILABLE;
+    case 504:
+        return METRICS_TIMEOUT;
+    default:
+        return METRICS_INTERNAL;
     }
 }
 
@@ -141,7 +152,8 @@ static void call_hook(lua_State *L, const struct query_def *q, const char *pool,
             lua_setfield(L, -2, "status");
             if (lua_pcall(L, 1, 0, 0) != 0) {
                 const char *e = lua_tostring(L, -1);
-                log_printf(LOG_ERROR, "sluice.on_slow_query failed: %s", e ? e : "(error object is not a string)");
+                log_printf(LOG_ERROR, "sluice.on_slow_query failed: %s",
+                           e ? e : "(error object is not a string)");
             }
         }
     }
@@ -159,7 +171,8 @@ void metrics_slow_query(struct worker *w, const struct query_def *q, int http_st
         jsonw_string(&f, q->name, strlen(q->name));
         buf_puts(&f, ",\"pool\":");
         jsonw_string(&f, pool, strlen(pool));
-        buf_printf(&f, ",\"duration_ms\":%.3f,\"threshold_ms\":%d,\"status\":%d", ms, q->slow_ms, http_status);
+        buf_printf(&f, ",\"duration_ms\":%.3f,\"threshold_ms\":%d,\"status\":%d", ms, q->slow_ms,
+                   http_status);
         if (params_json) {
             buf_puts(&f, ",\"params\":");
             buf_puts(&f, params_json);
@@ -174,8 +187,10 @@ void metrics_bulk_done(struct bulk_def *d, bool ok, long rows, uint64_t started_
 {
     uint64_t now = now_us();
     if (rows > 0) d->stats.rows += (uint64_t)rows;
-    if (ok) histogram_observe(&d->stats.time, (double)(now > started_us ? now - started_us : 0) / 1e6);
-    else d->stats.errors++;
+    if (ok)
+        histogram_observe(&d->stats.time, (double)(now > started_us ? now - started_us : 0) / 1e6);
+    else
+        d->stats.errors++;
 }
 
 /* HTTP responses by status code, one slot per worker (indexed by w->index), allocated on first
@@ -253,10 +268,14 @@ static uint64_t hist_total(const struct histogram *h)
 void metrics_label_value(struct buf *b, const char *s)
 {
     for (const char *p = s; *p; p++) {
-        if (*p == '\\') buf_puts(b, "\\\\");
-        else if (*p == '"') buf_puts(b, "\\\"");
-        else if (*p == '\n') buf_puts(b, "\\n");
-        else buf_putc(b, *p);
+        if (*p == '\\')
+            buf_puts(b, "\\\\");
+        else if (*p == '"')
+            buf_puts(b, "\\\"");
+        else if (*p == '\n')
+            buf_puts(b, "\\n");
+        else
+            buf_putc(b, *p);
     }
 }
 
@@ -273,14 +292,18 @@ void metrics_family(struct buf *b, const char *name, const char *type, const cha
 {
     buf_printf(b, "# HELP %s ", name);
     for (const char *p = help; *p; p++) {
-        if (*p == '\\') buf_puts(b, "\\\\");
-        else if (*p == '\n') buf_puts(b, "\\n");
-        else buf_putc(b, *p);
+        if (*p == '\\')
+            buf_puts(b, "\\\\");
+        else if (*p == '\n')
+            buf_puts(b, "\\n");
+        else
+            buf_putc(b, *p);
     }
     buf_printf(b, "\n# TYPE %s %s\n", name, type);
 }
 
-static void put_name(struct buf *b, const char *name, const char *suffix, const char *labels, const char *extra)
+static void put_name(struct buf *b, const char *name, const char *suffix, const char *labels,
+                     const char *extra)
 {
     buf_puts(b, name);
     if (suffix) buf_puts(b, suffix);
@@ -300,8 +323,10 @@ static void put_name(struct buf *b, const char *name, const char *suffix, const 
 /* The shortest of %.15g / %.17g that reads back as v; NaN and infinities as Prometheus spells them. */
 static void put_double(struct buf *b, double v)
 {
-    if (isnan(v)) buf_puts(b, "NaN");
-    else if (isinf(v)) buf_puts(b, v > 0 ? "+Inf" : "-Inf");
+    if (isnan(v))
+        buf_puts(b, "NaN");
+    else if (isinf(v))
+        buf_puts(b, v > 0 ? "+Inf" : "-Inf");
     else {
         char s[40];
         snprintf(s, sizeof s, "%.15g", v);
@@ -329,8 +354,10 @@ void metrics_histogram(struct buf *b, const char *name, const char *labels, cons
     char le[48];
     for (int i = 0; i <= HISTOGRAM_BUCKETS; i++) {
         cum += PEEK(h->counts[i]);
-        if (i < HISTOGRAM_BUCKETS) snprintf(le, sizeof le, "le=\"%g\"", histogram_bounds[i]);
-        else snprintf(le, sizeof le, "le=\"+Inf\"");
+        if (i < HISTOGRAM_BUCKETS)
+            snprintf(le, sizeof le, "le=\"%g\"", histogram_bounds[i]);
+        else
+            snprintf(le, sizeof le, "le=\"+Inf\"");
         put_name(b, name, "_bucket", labels, le);
         buf_printf(b, "%llu\n", (unsigned long long)cum);
     }
@@ -419,8 +446,9 @@ static void read_process(struct process_view *v)
          * cmajflt utime stime cutime cstime priority nice threads itrealvalue starttime */
         char *p = strrchr(line, ')');
         unsigned long utime, stime;
-        if (p && sscanf(p + 2, "%*c %*d %*d %*d %*d %*d %*u %*u %*u %*u %*u %lu %lu %*d %*d %*d %*d %*d %*d %llu",
-                        &utime, &stime, &starttime) == 3)
+        if (p &&
+            sscanf(p + 2, "%*c %*d %*d %*d %*d %*d %*u %*u %*u %*u %*u %lu %lu %*d %*d %*d %*d %*d %*d %llu",
+                   &utime, &stime, &starttime) == 3)
             v->cpu_seconds = (double)(utime + stime) / (double)hz;
     }
     f = fopen("/proc/stat", "r");
@@ -464,15 +492,16 @@ void metrics_render(struct server *srv, struct buf *b)
     metrics_family(b, "db_pool_size", "gauge",
                    "Resident connections of the pool: pool_size, at least one per worker.");
     for (int i = 0; i < npools; i++)
-        metrics_sample_u64(b, "db_pool_size", labels(&lb, "pool", cfg->pools[i].name, NULL, NULL), (uint64_t)pt[i].size);
+        metrics_sample_u64(b, "db_pool_size", labels(&lb, "pool", cfg->pools[i].name, NULL, NULL),
+                           (uint64_t)pt[i].size);
     metrics_family(b, "db_pool_usage", "gauge", "Connections of the pool checked out (running statements).");
     for (int i = 0; i < npools; i++)
         metrics_sample(b, "db_pool_usage", labels(&lb, "pool", cfg->pools[i].name, NULL, NULL), pt[i].busy);
     metrics_family(b, "db_connection_time_seconds", "histogram",
                    "Time a request waited for a connection of the pool.");
     for (int i = 0; i < npools; i++)
-        metrics_histogram(b, "db_connection_time_seconds", labels(&lb, "pool", cfg->pools[i].name, NULL, NULL),
-                          &pt[i].acquire);
+        metrics_histogram(b, "db_connection_time_seconds",
+                          labels(&lb, "pool", cfg->pools[i].name, NULL, NULL), &pt[i].acquire);
     metrics_family(b, "prepared_stmt_cache_size", "gauge",
                    "Prepared statements held by all connections of the pool.");
     for (int i = 0; i < npools; i++)
@@ -484,14 +513,16 @@ void metrics_render(struct server *srv, struct buf *b)
                    "Time from sending a named query's execution to its result, successful executions.");
     for (int i = 0; i < nq; i++)
         metrics_histogram(b, "prepared_stmt_execution_time_seconds",
-                          labels(&lb, "pool", pool_name(srv, reg->queries[i]->pool_idx, reg->queries[i]->pool),
-                                 "query", reg->queries[i]->name),
+                          labels(&lb, "pool",
+                                 pool_name(srv, reg->queries[i]->pool_idx, reg->queries[i]->pool), "query",
+                                 reg->queries[i]->name),
                           &qt[i].exec);
     metrics_family(b, "prepared_stmt_executions_total", "counter", "Successful executions of a named query.");
     for (int i = 0; i < nq; i++)
         metrics_sample_u64(b, "prepared_stmt_executions_total",
-                           labels(&lb, "pool", pool_name(srv, reg->queries[i]->pool_idx, reg->queries[i]->pool),
-                                  "query", reg->queries[i]->name),
+                           labels(&lb, "pool",
+                                  pool_name(srv, reg->queries[i]->pool_idx, reg->queries[i]->pool), "query",
+                                  reg->queries[i]->name),
                            hist_total(&qt[i].exec));
 
     /* bulk operations */
@@ -527,8 +558,9 @@ void metrics_render(struct server *srv, struct buf *b)
                    "Duration of requests for a named query, from arrival to answer, any status.");
     for (int i = 0; i < nq; i++)
         metrics_histogram(b, "db_query_time_seconds",
-                          labels(&lb, "pool", pool_name(srv, reg->queries[i]->pool_idx, reg->queries[i]->pool),
-                                 "query", reg->queries[i]->name),
+                          labels(&lb, "pool",
+                                 pool_name(srv, reg->queries[i]->pool_idx, reg->queries[i]->pool), "query",
+                                 reg->queries[i]->name),
                           &qt[i].time);
     metrics_family(b, "db_query_count", "counter",
                    "Requests for a named query by outcome: ok or the error code the client got.");
@@ -547,12 +579,14 @@ void metrics_render(struct server *srv, struct buf *b)
                    "Requests for a named query slower than its slow_query_ms.");
     for (int i = 0; i < nq; i++)
         metrics_sample_u64(b, "db_slow_query_count",
-                           labels(&lb, "pool", pool_name(srv, reg->queries[i]->pool_idx, reg->queries[i]->pool),
-                                  "query", reg->queries[i]->name),
+                           labels(&lb, "pool",
+                                  pool_name(srv, reg->queries[i]->pool_idx, reg->queries[i]->pool), "query",
+                                  reg->queries[i]->name),
                            qt[i].slow);
 
     /* pool failures */
-    metrics_family(b, "db_deadlock_count", "counter", "Statements of the pool that failed with a deadlock (40P01).");
+    metrics_family(b, "db_deadlock_count", "counter",
+                   "Statements of the pool that failed with a deadlock (40P01).");
     for (int i = 0; i < npools; i++)
         metrics_sample_u64(b, "db_deadlock_count", labels(&lb, "pool", cfg->pools[i].name, NULL, NULL),
                            pt[i].deadlocks);
@@ -561,7 +595,8 @@ void metrics_render(struct server *srv, struct buf *b)
     for (int i = 0; i < npools; i++)
         metrics_sample_u64(b, "db_connection_errors", labels(&lb, "pool", cfg->pools[i].name, NULL, NULL),
                            pt[i].conn_errors);
-    metrics_family(b, "sluice_pool_connections", "gauge", "Connections of the pool by state: open or connecting.");
+    metrics_family(b, "sluice_pool_connections", "gauge",
+                   "Connections of the pool by state: open or connecting.");
     for (int i = 0; i < npools; i++) {
         metrics_sample(b, "sluice_pool_connections", labels(&lb, "pool", cfg->pools[i].name, "state", "open"),
                        pt[i].open);
@@ -570,7 +605,8 @@ void metrics_render(struct server *srv, struct buf *b)
     }
     metrics_family(b, "sluice_pool_waiting", "gauge", "Requests queued for a connection of the pool.");
     for (int i = 0; i < npools; i++)
-        metrics_sample(b, "sluice_pool_waiting", labels(&lb, "pool", cfg->pools[i].name, NULL, NULL), pt[i].waiting);
+        metrics_sample(b, "sluice_pool_waiting", labels(&lb, "pool", cfg->pools[i].name, NULL, NULL),
+                       pt[i].waiting);
 
     /* the process */
     metrics_family(b, "sluice_http_requests_total", "counter", "HTTP responses sent, by status code.");
@@ -579,7 +615,7 @@ void metrics_render(struct server *srv, struct buf *b)
         uint64_t n = 0;
         for (int k = 0; k < t->n; k++) n += PEEK(t->slot[k].by_code[c]);
         if (n == 0) continue;
-        char code[8];
+        char code[16];
         snprintf(code, sizeof code, "%d", c + 100);
         metrics_sample_u64(b, "sluice_http_requests_total", labels(&lb, "code", code, NULL, NULL), n);
     }
@@ -596,7 +632,8 @@ void metrics_render(struct server *srv, struct buf *b)
         metrics_sample(b, "process_open_fds", NULL, pv.open_fds);
     }
     if (pv.cpu_seconds >= 0) {
-        metrics_family(b, "process_cpu_seconds_total", "counter", "Total user and system CPU time spent in seconds.");
+        metrics_family(b, "process_cpu_seconds_total", "counter",
+                       "Total user and system CPU time spent in seconds.");
         metrics_sample(b, "process_cpu_seconds_total", NULL, pv.cpu_seconds);
     }
     if (pv.start_time >= 0) {

@@ -40,14 +40,14 @@ enum metrics_status {
 
 /* One named query's statistics on one worker (embedded in struct query_def). */
 struct query_stats {
-    struct histogram time;                /* db_query_time_seconds: arrival to answer, every status */
-    struct histogram exec;                /* prepared_stmt_execution_time_seconds: sent to result, OK only */
-    uint64_t status[METRICS_NSTATUS];     /* db_query_count by enum metrics_status */
-    uint64_t slow;                        /* db_slow_query_count */
+    struct histogram time;            /* db_query_time_seconds: arrival to answer, every status */
+    struct histogram exec;            /* prepared_stmt_execution_time_seconds: sent to result, OK only */
+    uint64_t status[METRICS_NSTATUS]; /* db_query_count by enum metrics_status */
+    uint64_t slow;                    /* db_slow_query_count */
     /* The newest error, for /admin/queries. Written under a sequence number that is odd while
      * the text changes, so a reader on another worker retries a torn copy (the writer never waits). */
     unsigned last_error_seq;
-    uint64_t last_error_ms;               /* wall clock, so workers' errors compare */
+    uint64_t last_error_ms; /* wall clock, so workers' errors compare */
     char last_error[METRICS_LAST_ERROR];
 };
 

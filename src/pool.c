@@ -347,7 +347,7 @@ int pool_submit(struct pool *p, struct pgjob *job)
         return -SLUICE_EBUSY;
     }
     if (p->connect_failures > 0 && p->nconns == p->nconnecting) {
-        snprintf(job->errmsg, sizeof job->errmsg, "database unavailable: %s", p->last_error);
+        snprintf(job->errmsg, sizeof job->errmsg, "database unavailable: %.150s", p->last_error);
         return -SLUICE_EBUSY;
     }
     if (p->qlen >= p->cfg.max_queue) {

@@ -112,17 +112,39 @@ static char *slow_params(const struct query_def *q, const struct pvalue *vals)
     return buf_steal(&b);
 }
 
-/* Counts an answered request of q (started at started_us) in the metrics; a slow one is also
- * logged and handed to sluice.on_slow_query. qr is NULL when the request failed before its
- * state existed. */
-static void account(struct worker *w, struct query_def *q, struct qreq *qr, int status, uint64_t started_us,
-                    const char *errmsg)
-{
+/* What counting an answer found: a slow request is reported once the answer has left. */
+struct outcome {
+    bool slow;
     uint64_t us;
-    if (!metrics_query_done(q, status, started_us, errmsg, &us)) return;
-    char *params = slow_params(q, qr ? qr->vals : NULL);
-    metrics_slow_query(w, q, status, us, params);
-    free(params);
+    char *params; /* slow only: for the log line */
+};
+
+/* Counts an answer of q in the metrics; runs before the answer is sent, so a scrape that follows
+ * the response sees it. qr is NULL when the request failed before its state existed. */
+static void count(struct query_def *q, struct qreq *qr, int status, uint64_t started_us, const char *errmsg,
+                  struct outcome *o)
+{
+    o->slow = metrics_query_done(q, status, started_us, errmsg, &o->us);
+    o->params = o->slow ? slow_params(q, qr ? qr->vals : NULL) : NULL;
+}
+
+/* After the answer: logs a slow request and hands it to sluice.on_slow_query. */
+static void report(struct worker *w, const struct query_def *q, int status, struct outcome *o)
+{
+    if (!o->slow) return;
+    metrics_slow_query(w, q, status, o->us, o->params);
+    free(o->params);
+}
+
+/* Sends an error answer for q (code from the status) and accounts for it; detail is what
+ * /admin/queries keeps (NULL: the message). */
+static void answer_error(struct worker *w, h2o_req_t *req, struct query_def *q, struct qreq *qr, uint64_t started_us,
+                         int status, const char *message, const char *sqlstate, const char *detail)
+{
+    struct outcome o;
+    count(q, qr, status, started_us, detail ? detail : message, &o);
+    http_send_error(req, status, http_error_code(status), message, q->name, sqlstate);
+    report(w, q, status, &o);
 }
 
 static void send_result(struct qreq *qr, struct pgjob *job)
@@ -139,24 +161,23 @@ static void send_result(struct qreq *qr, struct pgjob *job)
         buf_reset(b);
         if (q->single) {
             if (PQresultStatus(job->result) != PGRES_TUPLES_OK || PQntuples(job->result) == 0) {
-                http_send_error(req, 404, "not_found", "no row", q->name, NULL);
-                account(qr->w, q, qr, 404, qr->started_us, "no row");
+                answer_error(qr->w, req, q, qr, qr->started_us, 404, "no row", NULL, NULL);
                 return;
             }
             jsonw_row(b, job->result, 0);
         } else {
             jsonw_result(b, job->result);
         }
+        struct outcome o;
+        count(q, qr, 200, qr->started_us, NULL, &o);
         http_send_json(req, 200, b->data, b->len);
-        account(qr->w, q, qr, 200, qr->started_us, NULL);
+        report(qr->w, q, 200, &o);
         return;
     case PGJOB_BIND_ERROR:
-        http_send_error(req, 400, "bad_request", job->errmsg, q->name, NULL);
-        account(qr->w, q, qr, 400, qr->started_us, job->errmsg);
+        answer_error(qr->w, req, q, qr, qr->started_us, 400, job->errmsg, NULL, NULL);
         return;
     case PGJOB_UNAVAILABLE:
-        http_send_error(req, 503, "unavailable", job->errmsg, q->name, NULL);
-        account(qr->w, q, qr, 503, qr->started_us, job->errmsg);
+        answer_error(qr->w, req, q, qr, qr->started_us, 503, job->errmsg, NULL, NULL);
         return;
     case PGJOB_DB_ERROR: {
         sqlstate = PQresultErrorField(job->result, PG_DIAG_SQLSTATE);
@@ -171,11 +192,10 @@ static void send_result(struct qreq *qr, struct pgjob *job)
         } else {
             snprintf(msg, sizeof msg, "%s", primary ? primary : "database error");
         }
-        http_send_error(req, status, http_error_code(status), msg, q->name, sqlstate);
         /* /admin/queries is for operators: it gets the server's message even when the client did not */
         char detail[METRICS_LAST_ERROR];
-        snprintf(detail, sizeof detail, "%s (SQLSTATE %s)", primary ? primary : msg, sqlstate ? sqlstate : "?");
-        account(qr->w, q, qr, status, qr->started_us, detail);
+        snprintf(detail, sizeof detail, "%.130s (SQLSTATE %.5s)", primary ? primary : msg, sqlstate ? sqlstate : "?");
+        answer_error(qr->w, req, q, qr, qr->started_us, status, msg, sqlstate, detail);
         return;
     }
     }
@@ -277,8 +297,7 @@ int query_handle(struct worker *w, h2o_req_t *req, struct query_def *q, const ch
         const char *allow = q->readonly ? "GET, POST" : "POST";
         h2o_add_header(&req->pool, &req->res.headers, H2O_TOKEN_ALLOW, NULL, allow, strlen(allow));
         const char *msg = q->readonly ? "use GET or POST" : "this query writes: use POST";
-        http_send_error(req, 405, "method_not_allowed", msg, q->name, NULL);
-        account(w, q, NULL, 405, started_us, msg);
+        answer_error(w, req, q, NULL, started_us, 405, msg, NULL, NULL);
         return 0;
     }
 
@@ -318,8 +337,7 @@ int query_handle(struct worker *w, h2o_req_t *req, struct query_def *q, const ch
     job->on_done = on_done;
     job->timeout_ms = q->timeout_ms ? q->timeout_ms : pool->cfg.statement_timeout_ms;
     if (q->described && bind_params(job) != 0) {
-        http_send_error(req, 400, "bad_request", job->errmsg, q->name, NULL);
-        account(w, q, qr, 400, started_us, job->errmsg);
+        answer_error(w, req, q, qr, started_us, 400, job->errmsg, NULL, NULL);
         pgjob_free(job);
         return 0;
     }
@@ -328,14 +346,12 @@ int query_handle(struct worker *w, h2o_req_t *req, struct query_def *q, const ch
     if (pool_submit(pool, job) != 0) {
         qr->job = NULL;
         w->inflight--;
-        http_send_error(req, 503, "unavailable", job->errmsg, q->name, NULL);
-        account(w, q, qr, 503, started_us, job->errmsg);
+        answer_error(w, req, q, qr, started_us, 503, job->errmsg, NULL, NULL);
         pgjob_free(job);
     }
     return 0;
 
 bad:
-    http_send_error(req, status, http_error_code(status), err, q->name, NULL);
-    account(w, q, qr, status, started_us, err);
+    answer_error(w, req, q, qr, started_us, status, err, NULL, NULL);
     return 0;
 }

@@ -11,6 +11,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "handler.h"
 #include "log.h"
 #include "metrics.h"
 #include "util.h"
@@ -278,7 +279,7 @@ static int l_bulk(lua_State *L)
     return 1;
 }
 
-/* sluice.endpoint: recorded in sluice._endpoints by name (handlers are not served yet). */
+/* sluice.endpoint: recorded in sluice._endpoints by name; handler.c builds the handlers from it. */
 static int l_record_body(lua_State *L)
 {
     luaL_checktype(L, 1, LUA_TTABLE);
@@ -439,6 +440,7 @@ static void install_api(lua_State *L, const struct config *cfg)
     }
     lua_setfield(L, -2, "pools");
     lua_setglobal(L, "sluice");
+    handler_api_install(L);
 }
 
 static int traceback(lua_State *L)
@@ -495,6 +497,7 @@ lua_State *script_load(const struct config *cfg, struct registry *reg, char *err
         for (size_t k = 0; k < g.gl_pathc && rc == 0; k++) rc = run_file(L, g.gl_pathv[k], err, errlen);
         globfree(&g);
     }
+    if (rc == 0) rc = handler_collect(L, cfg, reg, err, errlen);
     free(ctx);
     lua_pushlightuserdata(L, (void *)&CTX_KEY);
     lua_pushnil(L);

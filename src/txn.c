@@ -101,7 +101,7 @@ int txn_query(struct txn *t, struct query_def *q, json_t *const *vals, txn_cb cb
         snprintf(t->errmsg, sizeof t->errmsg, "the database connection failed");
         pgconn_discard(t->conn);
         t->conn = NULL;
-        cb(t, NULL);
+        return -2;
     }
     return 0;
 }

@@ -32,8 +32,9 @@ struct txn {
 /* Takes a connection and sends BEGIN; cb runs once BEGIN completed (or with NULL). Returns 0, or
  * -1 (cb never runs) when the pool refused at once: t->errmsg says why. */
 int txn_open(struct txn *t, struct pool *p, txn_cb cb, void *arg);
-/* Runs q with vals (q->nparams JSON values in order; NULL entries are SQL NULL). Returns 0, or -1
- * with a client-facing reason in t->errmsg when a value does not convert (nothing was sent). */
+/* Runs q with vals (q->nparams JSON values in order; NULL entries are SQL NULL). Returns 0; -1
+ * with a client-facing reason in t->errmsg when a value does not convert (nothing was sent); -2
+ * when the connection failed (it is gone; cb never runs). */
 int txn_query(struct txn *t, struct query_def *q, json_t *const *vals, txn_cb cb);
 /* COMMIT (or ROLLBACK); cb gets the result. */
 void txn_finish(struct txn *t, bool commit, txn_cb cb);

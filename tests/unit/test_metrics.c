@@ -239,7 +239,9 @@ static void assert_well_formed(const char *text)
     char *copy = xstrdup(text), *save = NULL;
     int helps = 0, types = 0;
     for (char *line = strtok_r(copy, "\n", &save); line; line = strtok_r(NULL, "\n", &save)) {
-        regex_t *re = strncmp(line, "# HELP", 6) == 0 ? &help : strncmp(line, "# TYPE", 6) == 0 ? &type : &sample;
+        regex_t *re = strncmp(line, "# HELP", 6) == 0   ? &help
+                      : strncmp(line, "# TYPE", 6) == 0 ? &type
+                                                        : &sample;
         helps += re == &help;
         types += re == &type;
         if (regexec(re, line, 0, NULL, 0) != 0) fail_msg("malformed line [%s]", line);
@@ -285,10 +287,10 @@ static void test_render_sums_workers(void **state)
     metrics_render(&f->srv, &b);
     const char *P = "pool=\"pri\\\"m\\\\ary\"";
     char line[256];
-#define HAS(...)                                                                                                       \
-    do {                                                                                                               \
-        snprintf(line, sizeof line, __VA_ARGS__);                                                                      \
-        assert_has_line(b.data, line);                                                                                 \
+#define HAS(...)                                                                                             \
+    do {                                                                                                     \
+        snprintf(line, sizeof line, __VA_ARGS__);                                                            \
+        assert_has_line(b.data, line);                                                                       \
     } while (0)
     HAS("# TYPE db_pool_size gauge");
     HAS("db_pool_size{%s} 4", P);
@@ -373,19 +375,22 @@ static void test_slow_query_log_and_hook(void **state)
 
     /* without a Lua state or hook: the log line only */
     char *out = capture_stderr(report_slow, w);
-    if (strstr(out, "\"level\":\"warn\",\"msg\":\"slow query\",\"query\":\"add_item\",\"pool\":\"primary\","
-                    "\"duration_ms\":1500.250,\"threshold_ms\":250,\"status\":200,\"params\":[\"id\"]}") == NULL)
+    if (strstr(out,
+               "\"level\":\"warn\",\"msg\":\"slow query\",\"query\":\"add_item\",\"pool\":\"primary\","
+               "\"duration_ms\":1500.250,\"threshold_ms\":250,\"status\":200,\"params\":[\"id\"]}") == NULL)
         fail_msg("unexpected slow-query line: %s", out);
     free(out);
 
     /* the hook gets {query, pool, duration_ms, status} */
     w->L = luaL_newstate();
     luaL_openlibs(w->L);
-    assert_int_equal(luaL_dostring(w->L, "sluice = {}\n"
-                                         "function sluice.on_slow_query(ev)\n"
-                                         "  seen = ev.query .. '|' .. ev.pool .. '|' .. ev.duration_ms .. '|' .. ev.status\n"
-                                         "end"),
-                     0);
+    assert_int_equal(
+        luaL_dostring(w->L,
+                      "sluice = {}\n"
+                      "function sluice.on_slow_query(ev)\n"
+                      "  seen = ev.query .. '|' .. ev.pool .. '|' .. ev.duration_ms .. '|' .. ev.status\n"
+                      "end"),
+        0);
     free(capture_stderr(report_slow, w));
     lua_getglobal(w->L, "seen");
     assert_string_equal(lua_tostring(w->L, -1), "add_item|primary|1500.25|200");
@@ -411,12 +416,9 @@ static void test_slow_query_log_and_hook(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_label_escaping),
-        cmocka_unit_test(test_family_and_samples),
-        cmocka_unit_test(test_histogram_rendering),
-        cmocka_unit_test(test_status_mapping),
-        cmocka_unit_test(test_query_accounting),
-        cmocka_unit_test(test_render_sums_workers),
+        cmocka_unit_test(test_label_escaping),          cmocka_unit_test(test_family_and_samples),
+        cmocka_unit_test(test_histogram_rendering),     cmocka_unit_test(test_status_mapping),
+        cmocka_unit_test(test_query_accounting),        cmocka_unit_test(test_render_sums_workers),
         cmocka_unit_test(test_slow_query_log_and_hook),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);

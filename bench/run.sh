@@ -1,0 +1,636 @@
+#!/usr/bin/env bash
+# bench/run.sh — what `make bench` runs. First ../shared/bench/compare.sh (PostgreSQL's ceiling,
+# the Node peer and sluice at POOL=4 and 64 connections), then what compare.sh does not cover,
+# each beside the ceiling measured in this same run on a throwaway PostgreSQL: req/s and latency
+# at HTTP concurrency 1..256, req/s against pool size, pipelining depth, workers 1 vs 2, RSS with
+# 1000 idle keep-alive connections and over a long run, bulk JSON vs CSV vs psql \copy.
+# Writes bench/results/<stamp>.json and .csv files, redraws docs/perf-*.png with gnuplot.
+# Knobs (environment) and method: docs/performance.md.
+set -Eeuo pipefail
+
+ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+BENCH=$ROOT/bench
+
+SECS=${SECS:-5}                    # seconds per measured run of the sweeps
+ROUNDS=${ROUNDS:-1}                # sweeps repeated; every figure is the median over rounds
+WARMUP_SECS=${WARMUP_SECS:-1}      # unmeasured load before each measured run
+RSS_SECS=${RSS_SECS:-60}           # the long run whose RSS before/after is compared
+IDLE_CONNS=${IDLE_CONNS:-1000}     # idle keep-alive connections held open for the RSS figure
+CONCURRENCY=${CONCURRENCY:-"1 16 64 256"}
+POOL_SIZES=${POOL_SIZES:-"2 4 8 16"}
+DEPTHS=${DEPTHS:-"1 4 16"}
+POOL=${POOL:-4}                    # pool size of every sweep but the pool-size one
+CONNS=${CONNS:-64}                 # HTTP connections of every sweep but the concurrency one
+COMPARE=${COMPARE:-1}              # 0: skip compare.sh
+COMPARE_SH=${COMPARE_SH:-$ROOT/../shared/bench/compare.sh}
+COMPARE_SECS=${COMPARE_SECS:-10}
+COMPARE_ROUNDS=${COMPARE_ROUNDS:-2}
+PEER=${PEER:-auto}                 # the Node peer in the sweeps: auto (when compare.sh installed it) | 0
+PEER_WARMUP_SECS=${PEER_WARMUP_SECS:-6} # after each peer start: V8 compiles its hot paths (~3x req/s)
+PEER_CACHE=${PEER_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/sluice-bench/peer-node}
+GATEWAY_WORKERS=${GATEWAY_WORKERS:-$(nproc)}
+BENCH_DB_DIR=${BENCH_DB_DIR:-/tmp/sluice-bench-db}
+BENCH_DB_PORT=${BENCH_DB_PORT:-55601}
+GATEWAY_PORT=${GATEWAY_PORT:-55602}
+PEER_PORT=${PEER_PORT:-55603}
+SLUICE_BIN=${SLUICE_BIN:-$ROOT/build/sluice}
+RESULTS_DIR=${RESULTS_DIR:-$ROOT/bench/results}
+PLOTS_DIR=${PLOTS_DIR:-$ROOT/docs}
+STAMP=${STAMP:-$(date -u +%Y-%m-%d-%H%M)}
+
+QUOTE_ROWS=100000  # fixed in bench/quote_by_id.lua too
+BULK_ROWS=200000
+BULK_BATCH=10000
+PGBIN=/usr/lib/postgresql/15/bin
+GW_URL=http://127.0.0.1:$GATEWAY_PORT
+PEER_URL=http://127.0.0.1:$PEER_PORT
+
+for v in SECS ROUNDS RSS_SECS IDLE_CONNS POOL CONNS COMPARE_SECS COMPARE_ROUNDS GATEWAY_WORKERS BENCH_DB_PORT GATEWAY_PORT PEER_PORT; do
+    [[ ${!v} =~ ^[1-9][0-9]*$ ]] || { echo "bench: $v must be a positive integer, got '${!v}'" >&2; exit 2; }
+done
+for v in WARMUP_SECS PEER_WARMUP_SECS; do
+    [[ ${!v} =~ ^[0-9]+$ ]] || { echo "bench: $v must be an integer >= 0, got '${!v}'" >&2; exit 2; }
+done
+
+say() { printf '== %s\n' "$*" >&2; }
+die() { printf 'bench: %s\n' "$*" >&2; exit 1; }
+FAILURES=()
+fail() { FAILURES+=("$1"); printf '!!!!! %s\n' "$1" >&2; }
+trap 'echo "bench: failed at line $LINENO: $BASH_COMMAND" >&2' ERR
+
+for c in wrk curl luajit ss awk timeout "$PGBIN/pgbench" "$PGBIN/psql"; do
+    command -v "$c" >/dev/null || die "missing $c (make bench installs it through scripts/deps.sh bench)"
+done
+if [[ ! -x $SLUICE_BIN ]]; then
+    [[ $SLUICE_BIN == "$ROOT/build/sluice" ]] || die "SLUICE_BIN=$SLUICE_BIN is not an executable"
+    say "building build/sluice"
+    make -C "$ROOT" --no-print-directory -j"$(nproc)" all >&2
+fi
+(($(ulimit -n) > IDLE_CONNS + 200)) || ulimit -n $((IDLE_CONNS + 1024)) 2>/dev/null ||
+    die "ulimit -n is $(ulimit -n), below IDLE_CONNS=$IDLE_CONNS + 200"
+
+# ---------------------------------------------------------------------------------------------
+# Processes: everything started here is tracked by PID and stopped by PID.
+
+T=$(mktemp -d "${TMPDIR:-/tmp}/sluice-bench-run.XXXXXX")
+TRACKED=()
+DB_STARTED=0
+track() { TRACKED+=("$1"); }
+untrack() {
+    local keep=() p
+    for p in "${TRACKED[@]}"; do [[ $p == "$1" ]] || keep+=("$p"); done
+    TRACKED=("${keep[@]}")
+}
+
+# SIGTERM a process and the children it had (node cluster workers), wait, then SIGKILL.
+stop_pid() {
+    local pid=$1 kids i p
+    kids=$(pgrep -P "$pid" 2>/dev/null || true)
+    kill -TERM "$pid" 2>/dev/null || true
+    for ((i = 0; i < 50; i++)); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
+    kill -KILL "$pid" 2>/dev/null || true
+    wait "$pid" 2>/dev/null || true
+    for p in $kids; do
+        for ((i = 0; i < 20; i++)); do kill -0 "$p" 2>/dev/null || break; sleep 0.1; done
+        kill -KILL "$p" 2>/dev/null || true
+    done
+    untrack "$pid"
+}
+
+testdb() { TESTDB_DIR=$BENCH_DB_DIR TESTDB_PORT=$BENCH_DB_PORT TESTDB_REPLICA_PORT= "$ROOT/scripts/testdb.sh" "$@"; }
+
+cleanup() {
+    local rc=$? p
+    trap - EXIT INT TERM ERR
+    for p in "${TRACKED[@]}"; do stop_pid "$p"; done
+    ((DB_STARTED)) && testdb stop >/dev/null 2>&1 || true
+    rm -rf "$T"
+    exit "$rc"
+}
+trap cleanup EXIT
+trap 'say "interrupted: cleaning up"; exit 130' INT
+trap 'say "terminated: cleaning up"; exit 143' TERM
+
+# A bounded foreground tool, run in the background so a signal interrupts the wait at once.
+run_bounded() { # LOG SECONDS CMD...
+    local log=$1 limit=$2 pid rc=0
+    shift 2
+    timeout -s TERM "$limit" "$@" >"$log" 2>&1 &
+    pid=$!
+    track "$pid"
+    wait "$pid" || rc=$?
+    untrack "$pid"
+    return "$rc"
+}
+
+# ---------------------------------------------------------------------------------------------
+# Figures: every measurement is stored per round under a key; reports use the median.
+
+declare -A VAL
+add() { VAL[$1]="${VAL[$1]:-} $2"; }
+med() { # KEY -> median, or NaN
+    tr ' ' '\n' <<<"${VAL[$1]:-}" | { grep -E '^-?[0-9.]+$' || true; } | sort -g |
+        awk '{ a[NR] = $1 } END { if (NR == 0) print "NaN"; else if (NR % 2) print a[(NR + 1) / 2];
+                                  else printf "%.3f\n", (a[NR / 2] + a[NR / 2 + 1]) / 2 }'
+}
+last() { awk '{ print $NF }' <<<"${VAL[$1]:-}"; }
+ratio() { awk -v a="$1" -v b="$2" 'BEGIN { if (a == "NaN" || b == "NaN" || b + 0 == 0) print "NaN"; else printf "%.3f\n", a / b }'; }
+jnum() { [[ $1 == NaN || -z $1 ]] && echo null || echo "$1"; } # JSON has no NaN
+
+# Busy cores of the whole machine over SECONDS: what else is running (the noise).
+machine_busy() {
+    local a b
+    a=$(awk '/^cpu / { print $2+$3+$4+$7+$8+$9, $2+$3+$4+$5+$6+$7+$8+$9 }' /proc/stat)
+    sleep "$1"
+    b=$(awk '/^cpu / { print $2+$3+$4+$7+$8+$9, $2+$3+$4+$5+$6+$7+$8+$9 }' /proc/stat)
+    awk -v a="$a" -v b="$b" -v n="$(nproc)" 'BEGIN { split(a, x, " "); split(b, y, " "); t = y[2] - x[2];
+                                                    printf "%.2f\n", t ? (y[1] - x[1]) / t * n : 0 }'
+}
+
+rss_kb() { awk '/^VmRSS:/ { print $2 }' "/proc/$1/status" 2>/dev/null || echo NaN; }
+
+# ---------------------------------------------------------------------------------------------
+# Load generators.
+
+# wrk on /query/quote_by_id; sets W_RPS (2xx per second), W_P50, W_P99 (ms), W_REQ.
+run_wrk() { # TAG BASE_URL CONNS SECS
+    local tag=$1 url=$2 conns=$3 secs=$4 line
+    if ((WARMUP_SECS > 0)); then
+        run_bounded "$T/wrk-warm.out" $((WARMUP_SECS + 30)) \
+            wrk -t1 -c"$conns" -d"${WARMUP_SECS}s" -s "$BENCH/quote_by_id.lua" "$url" || true
+    fi
+    run_bounded "$T/wrk.out" $((secs + 30)) wrk -t1 -c"$conns" -d"${secs}s" --latency \
+        -s "$BENCH/quote_by_id.lua" "$url" || die "wrk failed ($tag): $(tail -3 "$T/wrk.out")"
+    line=$(grep '^WRK_RESULT ' "$T/wrk.out") || die "no result from wrk ($tag): $(tail -3 "$T/wrk.out")"
+    local req dur non2xx sockerr p50 p99
+    IFS=' =' read -r _ _ req _ dur _ non2xx _ sockerr _ p50 _ p99 _ <<<"$line"
+    ((non2xx == 0 && sockerr == 0)) || fail "$tag: $non2xx non-2xx responses, $sockerr socket errors"
+    W_REQ=$req
+    W_RPS=$(awk -v r="$req" -v e="$non2xx" -v d="$dur" 'BEGIN { printf "%.0f", (r - e) / (d / 1e6) }')
+    W_P50=$(awk -v v="$p50" 'BEGIN { printf "%.3f", v / 1000 }')
+    W_P99=$(awk -v v="$p99" 'BEGIN { printf "%.3f", v / 1000 }')
+    say "  $tag: $W_RPS req/s, p50 $W_P50 ms, p99 $W_P99 ms"
+}
+
+# pgbench -M prepared on the same SELECT over TCP; sets P_TPS, P_P50, P_P99 (ms, from the
+# per-transaction log, so they compare with wrk's percentiles). pgbench's -T includes opening
+# its connections, which takes long with many clients on a busy machine (a backend start cost
+# 5-90 ms here), so -T gets an allowance from the connection time seen so far; tps and the log
+# exclude that phase. A run that ended before any transaction is retried with more allowance.
+CONN_MS=20
+run_pgbench() { # CLIENTS SECS
+    local clients=$1 secs=$2 pgb try allow conn
+    pgb=("$PGBIN/pgbench" -n -M prepared -c "$clients" -j 1 -h 127.0.0.1 -p "$BENCH_DB_PORT" -U postgres -f "$T/quote_by_id.sql")
+    for ((try = 1; try <= 3; try++)); do
+        allow=$(((clients * CONN_MS + 999) / 1000 + 1))
+        rm -f "$T"/pgblog.*
+        run_bounded "$T/pgbench.out" $((secs + allow + 60)) "${pgb[@]}" -T $((secs + allow)) -l --log-prefix="$T/pgblog" postgres || true
+        P_TPS=$(awk '/^tps = / { printf "%.0f", $3; exit }' "$T/pgbench.out")
+        conn=$(awk '/^initial connection time = / { printf "%.0f", $5; exit }' "$T/pgbench.out")
+        [[ -n $conn ]] && CONN_MS=$(((conn * 3 / 2) / clients > 20 ? (conn * 3 / 2) / clients : 20))
+        [[ -n $P_TPS ]] && break
+        CONN_MS=$((CONN_MS * 4))
+        say "  pgbench -c $clients ended while connecting; retrying with more time"
+    done
+    [[ -n $P_TPS ]] || die "could not read pgbench's output: $(cat "$T/pgbench.out")"
+    read -r P_P50 P_P99 < <(cat "$T"/pgblog.* | awk '{ print $3 }' | sort -n |
+        awk '{ a[NR] = $1 } END { i = int(NR * 0.5); j = int(NR * 0.99); if (i < 1) i = 1; if (j < 1) j = 1;
+                                  printf "%.3f %.3f\n", a[i] / 1000, a[j] / 1000 }')
+    rm -f "$T"/pgblog.*
+    say "  ceiling (pgbench -c $clients): $P_TPS tps, p50 $P_P50 ms, p99 $P_P99 ms (connecting took ${conn:-?} ms)"
+}
+
+# ---------------------------------------------------------------------------------------------
+# Servers.
+
+GW_PID=""
+# Writes the gateway's config (compare.sh's, plus pool size, workers and pipeline depth) and
+# starts it; waits for /health/live and checks one answer.
+gw_start() { # POOL WORKERS DEPTH
+    local pool=$1 workers=$2 depth=$3 dir=$T/gw i try
+    gw_stop
+    mkdir -p "$dir"
+    cat >"$dir/endpoints.lua" <<'LUA'
+sluice.query "quote_by_id" { sql = "SELECT id, pair, bid, ask, ts FROM bench_quotes WHERE id = :id", readonly = true }
+sluice.bulk "bench_ticks" { table = "bench_ticks", columns = { "pair", "bid", "ask", "ts" } }
+LUA
+    cat >"$dir/sluice.lua" <<LUA
+return {
+  listen = "127.0.0.1:$GATEWAY_PORT",
+  workers = $workers,
+  shutdown_timeout = 2,
+  pools = {
+    primary = {
+      url = "host=127.0.0.1 port=$BENCH_DB_PORT dbname=postgres user=postgres",
+      pool_size = $pool,
+      max_overflow = 0,
+      pipeline_depth = $depth,
+    },
+  },
+  scripts = { "$dir/endpoints.lua" },
+}
+LUA
+    local envv=(env) v
+    for v in $(compgen -e); do [[ $v == SLUICE_* || $v == DATABASE_URL ]] && envv+=(-u "$v"); done
+    for ((try = 1; try <= 10; try++)); do
+        # shellcheck disable=SC2016 # $1 and $2 belong to the inner bash
+        "${envv[@]}" bash -c 'cd "$1" && exec "$2" serve --config "$1/sluice.lua"' _ "$dir" "$SLUICE_BIN" \
+            >"$T/gateway.log" 2>&1 &
+        GW_PID=$!
+        track "$GW_PID"
+        for ((i = 0; i < 100; i++)); do
+            kill -0 "$GW_PID" 2>/dev/null || break
+            if curl -fsS --max-time 1 -o /dev/null "$GW_URL/health/live" 2>/dev/null; then
+                check_answer gateway "$GW_URL"
+                say "gateway up: pool_size=$pool workers=$workers pipeline_depth=$depth (pid $GW_PID)"
+                return 0
+            fi
+            sleep 0.1
+        done
+        stop_pid "$GW_PID"
+        GW_PID=""
+        grep -qi 'address already in use' "$T/gateway.log" || break
+        sleep 2
+    done
+    tail -20 "$T/gateway.log" >&2
+    die "the gateway did not start"
+}
+gw_stop() { if [[ -n $GW_PID ]]; then stop_pid "$GW_PID"; GW_PID=""; fi; }
+
+PEER_PID=""
+peer_start() { # POOL
+    local i
+    peer_stop
+    env DATABASE_URL="postgres://postgres@127.0.0.1:$BENCH_DB_PORT/postgres" HOST=127.0.0.1 PORT="$PEER_PORT" \
+        POOL="$1" WORKERS="$(nproc)" node "$PEER_CACHE/server.js" >"$T/peer.log" 2>&1 &
+    PEER_PID=$!
+    track "$PEER_PID"
+    for ((i = 0; i < 150; i++)); do
+        kill -0 "$PEER_PID" 2>/dev/null || break
+        if curl -fsS --max-time 1 -o /dev/null "$PEER_URL/health" 2>/dev/null; then
+            check_answer peer "$PEER_URL"
+            ((PEER_WARMUP_SECS == 0)) || run_bounded "$T/wrk-peerwarm.out" $((PEER_WARMUP_SECS + 30)) \
+                wrk -t1 -c"$CONNS" -d"${PEER_WARMUP_SECS}s" -s "$BENCH/quote_by_id.lua" "$PEER_URL" || true
+            return 0
+        fi
+        sleep 0.1
+    done
+    tail -10 "$T/peer.log" >&2
+    fail "the Node peer did not start; it is left out of the sweeps"
+    peer_stop
+    PEER=0
+}
+peer_stop() { if [[ -n $PEER_PID ]]; then stop_pid "$PEER_PID"; PEER_PID=""; fi; }
+
+check_answer() { # WHO BASE_URL
+    local body
+    body=$(curl -sS --max-time 5 "$2/query/quote_by_id?id=42" 2>&1 || true)
+    [[ $body == *'"row_count":1'* && $body =~ \"id\":\ ?\"?42\"?[,}] ]] ||
+        fail "WRONG ANSWER ($1): GET /query/quote_by_id?id=42 returned: ${body:0:200}"
+}
+
+# ---------------------------------------------------------------------------------------------
+# 0. compare.sh: the reference table (ceiling / peer / sluice at POOL=4, CONNS=64).
+
+mkdir -p "$RESULTS_DIR"
+BG_BEFORE=$(machine_busy 2)
+say "background load before the run: $BG_BEFORE busy cores of $(nproc) (other work on this machine)"
+COMPARE_JSON=null
+COMPARE_RC=skipped
+if ((COMPARE)); then
+    [[ -x $COMPARE_SH ]] || die "compare.sh not found at $COMPARE_SH (set COMPARE_SH or COMPARE=0)"
+    say "compare.sh: SECS=$COMPARE_SECS ROUNDS=$COMPARE_ROUNDS POOL=4 CONNS=64 (its progress follows)"
+    COMPARE_RC=0
+    env SLUICE_BIN="$SLUICE_BIN" OUT_JSON="$T/compare.json" SECS="$COMPARE_SECS" ROUNDS="$COMPARE_ROUNDS" \
+        POOL=4 CONNS=64 GATEWAY_WORKERS="$GATEWAY_WORKERS" PEER_CACHE="$PEER_CACHE" \
+        "$COMPARE_SH" >"$RESULTS_DIR/compare-$STAMP.txt" || COMPARE_RC=$?
+    cat "$RESULTS_DIR/compare-$STAMP.txt" >&2
+    ((COMPARE_RC == 0)) || fail "compare.sh exited with $COMPARE_RC (see bench/results/compare-$STAMP.txt)"
+    [[ -s $T/compare.json ]] && COMPARE_JSON=$(cat "$T/compare.json")
+fi
+
+if [[ $PEER == auto ]]; then
+    PEER=0
+    if command -v node >/dev/null && [[ -d $PEER_CACHE/node_modules && -f $PEER_CACHE/server.js ]] &&
+        (($(node -p 'process.versions.node.split(".")[0]') >= 20)); then PEER=1; fi
+    ((PEER)) || say "the Node peer is left out of the sweeps (compare.sh installs it into $PEER_CACHE)"
+fi
+
+# ---------------------------------------------------------------------------------------------
+# The database: scripts/testdb.sh with this run's own dir and port, set up like compare.sh's.
+
+say "starting PostgreSQL on 127.0.0.1:$BENCH_DB_PORT ($BENCH_DB_DIR)"
+DB_STARTED=1
+testdb start >/dev/null
+# Like compare.sh's server: no pg_stat_statements (it costs every query a little); room for
+# pgbench -c 256 beside the pools.
+cat >>"$BENCH_DB_DIR/data/postgresql.conf" <<CONF
+# bench/run.sh
+shared_preload_libraries = ''
+max_connections = 400
+CONF
+testdb restart
+PSQL=("$PGBIN/psql" -X -q -v ON_ERROR_STOP=1 -h 127.0.0.1 -p "$BENCH_DB_PORT" -U postgres -d postgres)
+sql() { "${PSQL[@]}" -At "$@"; }
+sql -v rows="$QUOTE_ROWS" -f "$BENCH/schema.sql" >/dev/null
+PG_VERSION=$(sql -c 'SHOW server_version')
+printf '\\set id random(1, %d)\nSELECT id, pair, bid, ask, ts FROM bench_quotes WHERE id = :id;\n' "$QUOTE_ROWS" >"$T/quote_by_id.sql"
+say "generating $BULK_ROWS tick rows"
+luajit "$BENCH/gen_ticks.lua" "$T" "$BULK_ROWS" "$BULK_BATCH"
+say "warming up PostgreSQL (pgbench -c $POOL)"
+run_pgbench "$POOL" "$((WARMUP_SECS > 0 ? WARMUP_SECS + 1 : 1))"
+
+# ---------------------------------------------------------------------------------------------
+# 1. HTTP concurrency 1..256 at pool 4: sluice and the peer with c HTTP connections, the
+#    ceiling with c pgbench clients (c backends: what PostgreSQL does with that many clients).
+
+gw_start "$POOL" "$GATEWAY_WORKERS" 16
+((PEER)) && peer_start "$POOL"
+RSS_START=$(rss_kb "$GW_PID")
+for ((round = 1; round <= ROUNDS; round++)); do
+    for c in $CONCURRENCY; do
+        say "round $round: HTTP concurrency $c, pool $POOL"
+        run_pgbench "$c" "$SECS"
+        add "conc.$c.ceiling.rps" "$P_TPS"; add "conc.$c.ceiling.p50" "$P_P50"; add "conc.$c.ceiling.p99" "$P_P99"
+        if ((PEER)); then
+            run_wrk "peer c=$c" "$PEER_URL" "$c" "$SECS"
+            add "conc.$c.peer.rps" "$W_RPS"; add "conc.$c.peer.p50" "$W_P50"; add "conc.$c.peer.p99" "$W_P99"
+        fi
+        run_wrk "sluice c=$c" "$GW_URL" "$c" "$SECS"
+        add "conc.$c.sluice.rps" "$W_RPS"; add "conc.$c.sluice.p50" "$W_P50"; add "conc.$c.sluice.p99" "$W_P99"
+    done
+done
+peer_stop
+
+# ---------------------------------------------------------------------------------------------
+# 2. RSS: with IDLE_CONNS idle keep-alive connections (each has served one query), and before
+#    and after a RSS_SECS run at CONNS connections (sampled every 5 s).
+
+say "RSS: $IDLE_CONNS idle keep-alive connections"
+RSS_IDLE_BASE=$(rss_kb "$GW_PID")
+luajit "$BENCH/idle_conns.lua" 127.0.0.1 "$GATEWAY_PORT" "$IDLE_CONNS" "/query/quote_by_id?id=42" 6 >"$T/idle.out" 2>&1 &
+IDLE_PID=$!
+track "$IDLE_PID"
+for ((i = 0; i < 600; i++)); do
+    grep -q '^ready' "$T/idle.out" 2>/dev/null && break
+    kill -0 "$IDLE_PID" 2>/dev/null || break
+    sleep 0.1
+done
+read -r _ IDLE_OPEN IDLE_FAILED < <(grep '^ready' "$T/idle.out" || echo "ready 0 $IDLE_CONNS")
+sleep 0.5
+RSS_IDLE=$(rss_kb "$GW_PID")
+IDLE_SERVER_SIDE=$(ss -Htn state established "( sport = :$GATEWAY_PORT )" 2>/dev/null | wc -l)
+wait "$IDLE_PID" 2>/dev/null || true
+untrack "$IDLE_PID"
+((IDLE_OPEN == IDLE_CONNS)) || fail "idle connections: only $IDLE_OPEN of $IDLE_CONNS were answered ($(tail -2 "$T/idle.out"))"
+RSS_PER_CONN=$(awk -v a="$RSS_IDLE_BASE" -v b="$RSS_IDLE" -v n="$IDLE_OPEN" 'BEGIN { printf "%.0f", n ? (b - a) * 1024 / n : 0 }')
+say "  RSS $RSS_IDLE_BASE kB -> $RSS_IDLE kB with $IDLE_OPEN idle connections ($IDLE_SERVER_SIDE established at the server); $RSS_PER_CONN B each"
+
+say "RSS: ${RSS_SECS}s wrk run at $CONNS connections"
+run_bounded "$T/wrk-rsswarm.out" 40 wrk -t1 -c"$CONNS" -d5s -s "$BENCH/quote_by_id.lua" "$GW_URL" || true
+sleep 1
+RSS_BEFORE=$(rss_kb "$GW_PID")
+RSS_SAMPLES=("$RSS_BEFORE")
+timeout -s TERM $((RSS_SECS + 30)) wrk -t1 -c"$CONNS" -d"${RSS_SECS}s" --latency -s "$BENCH/quote_by_id.lua" "$GW_URL" \
+    >"$T/wrk-rss.out" 2>&1 &
+WRK_PID=$!
+track "$WRK_PID"
+while kill -0 "$WRK_PID" 2>/dev/null; do
+    sleep 5
+    kill -0 "$WRK_PID" 2>/dev/null && RSS_SAMPLES+=("$(rss_kb "$GW_PID")")
+done
+wait "$WRK_PID" || die "wrk failed: $(tail -3 "$T/wrk-rss.out")"
+untrack "$WRK_PID"
+sleep 1
+RSS_AFTER=$(rss_kb "$GW_PID")
+RSS_SAMPLES+=("$RSS_AFTER")
+IFS=' =' read -r _ _ RSS_REQ _ _ _ RSS_NON2XX _ RSS_SOCKERR _ <<<"$(grep '^WRK_RESULT ' "$T/wrk-rss.out")"
+((RSS_NON2XX == 0 && RSS_SOCKERR == 0)) || fail "RSS run: $RSS_NON2XX non-2xx, $RSS_SOCKERR socket errors"
+RSS_GROWTH_PER_REQ=$(awk -v a="$RSS_BEFORE" -v b="$RSS_AFTER" -v n="$RSS_REQ" 'BEGIN { printf "%.4f", n ? (b - a) * 1024 / n : 0 }')
+say "  RSS $RSS_BEFORE kB before, $RSS_AFTER kB after $RSS_REQ requests ($RSS_GROWTH_PER_REQ B per request); samples: ${RSS_SAMPLES[*]}"
+
+# ---------------------------------------------------------------------------------------------
+# 3. Bulk: the same 200k rows through psql \copy, POST /bulk JSON and POST /bulk CSV (20 bodies
+#    of 10k rows, one after another on one keep-alive connection, like compare.sh).
+
+reset_ticks() { sql -c 'TRUNCATE bench_ticks' -c 'CHECKPOINT' >/dev/null; }
+FINGERPRINT=""
+check_ticks() { # WHO -> 0 when bench_ticks holds exactly the rows \copy loaded
+    local got
+    got=$(sql -c "SELECT count(*) || ' ' || md5(string_agg(concat_ws('|', pair, bid, ask, ts), ',' ORDER BY ts, pair, bid, ask)) FROM bench_ticks")
+    if [[ ${got%% *} != "$BULK_ROWS" ]]; then fail "BULK MISMATCH ($1): ${got%% *} rows"; return 1; fi
+    if [[ -z $FINGERPRINT ]]; then FINGERPRINT=${got#* }; elif [[ ${got#* } != "$FINGERPRINT" ]]; then
+        fail "BULK MISMATCH ($1): the rows differ from what \\copy loaded"; return 1
+    fi
+}
+post_bulk() { # WHO EXT CONTENT_TYPE -> B_ROWS_S
+    local who=$1 ext=$2 ctype=$3 args=() f t0 t1 codes
+    for f in "$T"/ticks-*."$ext"; do
+        ((${#args[@]})) && args+=(--next)
+        args+=(-sS --max-time 120 -o /dev/null -w '%{http_code}\n' -H "Content-Type: $ctype" -H 'Expect:'
+            --data-binary "@$f" "$GW_URL/bulk/bench_ticks")
+    done
+    reset_ticks
+    t0=$EPOCHREALTIME
+    codes=$(curl "${args[@]}" 2>"$T/curl.err") || true
+    t1=$EPOCHREALTIME
+    B_ROWS_S=$(awk -v a="$t0" -v b="$t1" -v n="$BULK_ROWS" 'BEGIN { printf "%.0f", n / (b - a) }')
+    if grep -qv '^200$' <<<"$codes"; then
+        fail "BULK ERROR ($who): $(sort <<<"$codes" | uniq -c | tr -s ' \n' ' ')"
+        B_ROWS_S=NaN
+    fi
+    check_ticks "$who" || B_ROWS_S=NaN
+    reset_ticks
+}
+for ((round = 1; round <= ROUNDS; round++)); do
+    say "round $round: bulk of $BULK_ROWS rows"
+    reset_ticks
+    t0=$EPOCHREALTIME
+    sql -c "\\copy bench_ticks (pair, bid, ask, ts) FROM '$T/ticks.csv' WITH (FORMAT csv)" >/dev/null
+    t1=$EPOCHREALTIME
+    r=$(awk -v a="$t0" -v b="$t1" -v n="$BULK_ROWS" 'BEGIN { printf "%.0f", n / (b - a) }')
+    check_ticks copy || r=NaN
+    add bulk.copy "$r"
+    post_bulk json json application/json; add bulk.json "$B_ROWS_S"
+    post_bulk csv csv text/csv; add bulk.csv "$B_ROWS_S"
+    say "  \\copy $(last bulk.copy), JSON $(last bulk.json), CSV $(last bulk.csv) rows/s"
+done
+
+# ---------------------------------------------------------------------------------------------
+# 4. Pool size at CONNS connections: the ceiling is pgbench with as many clients as the pool.
+
+for p in $POOL_SIZES; do
+    gw_start "$p" "$GATEWAY_WORKERS" 16
+    ((PEER)) && peer_start "$p"
+    for ((round = 1; round <= ROUNDS; round++)); do
+        say "round $round: pool size $p, $CONNS HTTP connections"
+        run_pgbench "$p" "$SECS"
+        add "pool.$p.ceiling.rps" "$P_TPS"; add "pool.$p.ceiling.p50" "$P_P50"; add "pool.$p.ceiling.p99" "$P_P99"
+        if ((PEER)); then
+            run_wrk "peer pool=$p" "$PEER_URL" "$CONNS" "$SECS"
+            add "pool.$p.peer.rps" "$W_RPS"; add "pool.$p.peer.p50" "$W_P50"; add "pool.$p.peer.p99" "$W_P99"
+        fi
+        run_wrk "sluice pool=$p" "$GW_URL" "$CONNS" "$SECS"
+        add "pool.$p.sluice.rps" "$W_RPS"; add "pool.$p.sluice.p50" "$W_P50"; add "pool.$p.sluice.p99" "$W_P99"
+        if ((p == POOL)); then
+            # the reference row of the depth and workers tables, measured right beside the ceiling
+            add "ref.ceiling.rps" "$P_TPS"
+            add "depth.16.rps" "$W_RPS"; add "depth.16.p50" "$W_P50"; add "depth.16.p99" "$W_P99"
+            add "workers.$GATEWAY_WORKERS.rps" "$W_RPS"; add "workers.$GATEWAY_WORKERS.p50" "$W_P50"
+            add "workers.$GATEWAY_WORKERS.p99" "$W_P99"
+        fi
+    done
+done
+peer_stop
+# Without POOL among POOL_SIZES the reference ceiling is measured on its own.
+[[ " $POOL_SIZES " == *" $POOL "* ]] || { run_pgbench "$POOL" "$SECS"; add ref.ceiling.rps "$P_TPS"; }
+
+# ---------------------------------------------------------------------------------------------
+# 5. Pipelining depth, and workers 1 vs 2, at pool POOL and CONNS connections.
+
+for d in $DEPTHS; do
+    [[ $d == 16 && -n ${VAL[depth.16.rps]:-} ]] && continue
+    gw_start "$POOL" "$GATEWAY_WORKERS" "$d"
+    for ((round = 1; round <= ROUNDS; round++)); do
+        run_wrk "sluice pipeline_depth=$d" "$GW_URL" "$CONNS" "$SECS"
+        add "depth.$d.rps" "$W_RPS"; add "depth.$d.p50" "$W_P50"; add "depth.$d.p99" "$W_P99"
+    done
+done
+for w in 1 2; do
+    [[ -n ${VAL[workers.$w.rps]:-} ]] && continue
+    gw_start "$POOL" "$w" 16
+    for ((round = 1; round <= ROUNDS; round++)); do
+        run_wrk "sluice workers=$w" "$GW_URL" "$CONNS" "$SECS"
+        add "workers.$w.rps" "$W_RPS"; add "workers.$w.p50" "$W_P50"; add "workers.$w.p99" "$W_P99"
+    done
+done
+gw_stop
+testdb stop >/dev/null
+DB_STARTED=0
+BG_AFTER=$(machine_busy 2)
+say "background load after the run: $BG_AFTER busy cores"
+
+# ---------------------------------------------------------------------------------------------
+# Report: CSV per plot, one JSON document, the plots, a summary on stdout.
+
+CONC_CSV=$RESULTS_DIR/$STAMP-concurrency.csv
+POOL_CSV=$RESULTS_DIR/$STAMP-poolsize.csv
+write_csv() { # FILE PREFIX XNAME XS
+    local file=$1 pre=$2 x who k
+    {
+        printf '%s' "$3"
+        for who in ceiling peer sluice; do printf ',%s_rps,%s_p50_ms,%s_p99_ms' "$who" "$who" "$who"; done
+        printf '\n'
+        for x in $4; do
+            printf '%s' "$x"
+            for who in ceiling peer sluice; do
+                for k in rps p50 p99; do printf ',%s' "$(med "$pre.$x.$who.$k")"; done
+            done
+            printf '\n'
+        done
+    } >"$file"
+}
+write_csv "$CONC_CSV" conc concurrency "$CONCURRENCY"
+write_csv "$POOL_CSV" pool pool_size "$POOL_SIZES"
+
+json_points() { # PREFIX XNAME XS
+    local pre=$1 xname=$2 x who sep=""
+    printf '['
+    for x in $3; do
+        printf '%s{"%s":%s' "$sep" "$xname" "$x"
+        for who in ceiling peer sluice; do
+            printf ',"%s":{"rps":%s,"p50_ms":%s,"p99_ms":%s}' "$who" "$(jnum "$(med "$pre.$x.$who.rps")")" \
+                "$(jnum "$(med "$pre.$x.$who.p50")")" "$(jnum "$(med "$pre.$x.$who.p99")")"
+        done
+        printf ',"sluice_vs_ceiling":%s,"sluice_vs_peer":%s}' \
+            "$(jnum "$(ratio "$(med "$pre.$x.sluice.rps")" "$(med "$pre.$x.ceiling.rps")")")" \
+            "$(jnum "$(ratio "$(med "$pre.$x.sluice.rps")" "$(med "$pre.$x.peer.rps")")")"
+        sep=,
+    done
+    printf ']'
+}
+json_simple() { # PREFIX XNAME XS
+    local pre=$1 xname=$2 x sep="" ref
+    ref=$(med ref.ceiling.rps)
+    printf '['
+    for x in $3; do
+        printf '%s{"%s":%s,"rps":%s,"p50_ms":%s,"p99_ms":%s,"vs_ceiling":%s}' "$sep" "$xname" "$x" \
+            "$(jnum "$(med "$pre.$x.rps")")" "$(jnum "$(med "$pre.$x.p50")")" "$(jnum "$(med "$pre.$x.p99")")" \
+            "$(jnum "$(ratio "$(med "$pre.$x.rps")" "$ref")")"
+        sep=,
+    done
+    printf ']'
+}
+OK=true
+((${#FAILURES[@]} == 0)) || OK=false
+REV=$(git -C "$ROOT" rev-parse --short HEAD 2>/dev/null || echo unknown)
+{
+    printf '{"date":"%s","stamp":"%s","cores":%d,"rev":"%s","postgres":"%s",' \
+        "$(date -u +%Y-%m-%dT%H:%M:%SZ)" "$STAMP" "$(nproc)" "$REV" "$PG_VERSION"
+    printf '"secs":%d,"rounds":%d,"pool":%d,"conns":%d,"gateway_workers":%d,"peer":%s,' \
+        "$SECS" "$ROUNDS" "$POOL" "$CONNS" "$GATEWAY_WORKERS" "$( ((PEER)) && echo true || echo false)"
+    printf '"background_busy_cores":{"before":%s,"after":%s},' "$BG_BEFORE" "$BG_AFTER"
+    printf '"compare_exit":"%s","compare":%s,' "$COMPARE_RC" "$COMPARE_JSON"
+    printf '"concurrency":%s,' "$(json_points conc concurrency "$CONCURRENCY")"
+    printf '"pool_size":%s,' "$(json_points pool pool_size "$POOL_SIZES")"
+    printf '"ceiling_pool_rps":%s,' "$(jnum "$(med ref.ceiling.rps)")"
+    printf '"pipeline_depth":%s,' "$(json_simple depth depth "$DEPTHS")"
+    printf '"workers":%s,' "$(json_simple workers workers "1 2")"
+    printf '"rss":{"start_kb":%s,"idle_base_kb":%s,"idle_kb":%s,"idle_conns":%d,"idle_conns_answered":%d,"idle_conns_established":%d,"idle_bytes_per_conn":%s,' \
+        "$(jnum "$RSS_START")" "$(jnum "$RSS_IDLE_BASE")" "$(jnum "$RSS_IDLE")" "$IDLE_CONNS" "$IDLE_OPEN" "$IDLE_SERVER_SIDE" "$RSS_PER_CONN"
+    printf '"run_secs":%d,"run_conns":%d,"before_kb":%s,"after_kb":%s,"requests":%s,"growth_bytes_per_request":%s,"samples_kb":[%s]},' \
+        "$RSS_SECS" "$CONNS" "$(jnum "$RSS_BEFORE")" "$(jnum "$RSS_AFTER")" "$(jnum "$RSS_REQ")" "$RSS_GROWTH_PER_REQ" \
+        "$(IFS=,; echo "${RSS_SAMPLES[*]}")"
+    printf '"bulk":{"rows":%d,"copy_rows_s":%s,"json_rows_s":%s,"csv_rows_s":%s,"json_vs_copy":%s,"csv_vs_copy":%s},' \
+        "$BULK_ROWS" "$(jnum "$(med bulk.copy)")" "$(jnum "$(med bulk.json)")" "$(jnum "$(med bulk.csv)")" \
+        "$(jnum "$(ratio "$(med bulk.json)" "$(med bulk.copy)")")" "$(jnum "$(ratio "$(med bulk.csv)" "$(med bulk.copy)")")"
+    printf '"failures":['
+    sep=""
+    for f in "${FAILURES[@]}"; do printf '%s"%s"' "$sep" "${f//\"/\'}"; sep=,; done
+    printf '],"ok":%s}\n' "$OK"
+} >"$RESULTS_DIR/$STAMP.json"
+
+if command -v gnuplot >/dev/null; then
+    gnuplot -e "conc='$CONC_CSV'; pool='$POOL_CSV'; outdir='$PLOTS_DIR'; label='$STAMP, $(nproc) cores'" \
+        "$BENCH/plot.gp" || fail "gnuplot failed"
+else
+    say "gnuplot is missing (apt-get install gnuplot-nox): plots not redrawn"
+fi
+
+{
+    echo
+    echo "sluice bench $STAMP: SECS=$SECS ROUNDS=$ROUNDS, $(nproc) cores (busy before/after: $BG_BEFORE/$BG_AFTER), PostgreSQL $PG_VERSION"
+    [[ -f $RESULTS_DIR/compare-$STAMP.txt ]] && sed -n '2,10p' "$RESULTS_DIR/compare-$STAMP.txt" | grep -v '^{'
+    echo
+    printf 'HTTP concurrency (pool %d)   ceiling: pgbench -c N                peer                         sluice               sluice/ceiling\n' "$POOL"
+    for c in $CONCURRENCY; do
+        printf '  c=%-4s %8s tps p50 %7s p99 %8s | %7s p50 %7s p99 %8s | %7s p50 %7s p99 %8s | %s\n' "$c" \
+            "$(med conc.$c.ceiling.rps)" "$(med conc.$c.ceiling.p50)" "$(med conc.$c.ceiling.p99)" \
+            "$(med conc.$c.peer.rps)" "$(med conc.$c.peer.p50)" "$(med conc.$c.peer.p99)" \
+            "$(med conc.$c.sluice.rps)" "$(med conc.$c.sluice.p50)" "$(med conc.$c.sluice.p99)" \
+            "$(ratio "$(med conc.$c.sluice.rps)" "$(med conc.$c.ceiling.rps)")"
+    done
+    printf 'pool size (%d HTTP conns)  ceiling: pgbench -c P                peer                         sluice               sluice/ceiling\n' "$CONNS"
+    for p in $POOL_SIZES; do
+        printf '  P=%-4s %8s tps p50 %7s p99 %8s | %7s p50 %7s p99 %8s | %7s p50 %7s p99 %8s | %s\n' "$p" \
+            "$(med pool.$p.ceiling.rps)" "$(med pool.$p.ceiling.p50)" "$(med pool.$p.ceiling.p99)" \
+            "$(med pool.$p.peer.rps)" "$(med pool.$p.peer.p50)" "$(med pool.$p.peer.p99)" \
+            "$(med pool.$p.sluice.rps)" "$(med pool.$p.sluice.p50)" "$(med pool.$p.sluice.p99)" \
+            "$(ratio "$(med pool.$p.sluice.rps)" "$(med pool.$p.ceiling.rps)")"
+    done
+    echo "pipeline_depth (pool $POOL, $CONNS conns; ceiling pgbench -c $POOL: $(med ref.ceiling.rps) tps)"
+    for d in $DEPTHS; do
+        printf '  depth %-3s %7s req/s p50 %7s p99 %8s  vs ceiling %s\n' "$d" "$(med depth.$d.rps)" "$(med depth.$d.p50)" \
+            "$(med depth.$d.p99)" "$(ratio "$(med depth.$d.rps)" "$(med ref.ceiling.rps)")"
+    done
+    for w in 1 2; do
+        printf '  workers %-2s %6s req/s p50 %7s p99 %8s  vs ceiling %s\n' "$w" "$(med workers.$w.rps)" "$(med workers.$w.p50)" \
+            "$(med workers.$w.p99)" "$(ratio "$(med workers.$w.rps)" "$(med ref.ceiling.rps)")"
+    done
+    echo "RSS: start $RSS_START kB; $RSS_IDLE_BASE -> $RSS_IDLE kB with $IDLE_OPEN idle keep-alive connections ($RSS_PER_CONN B each);"
+    echo "     ${RSS_SECS}s at $CONNS conns: $RSS_BEFORE -> $RSS_AFTER kB over $RSS_REQ requests ($RSS_GROWTH_PER_REQ B/request); samples ${RSS_SAMPLES[*]}"
+    echo "bulk $BULK_ROWS rows: \\copy $(med bulk.copy) rows/s, POST JSON $(med bulk.json) ($(ratio "$(med bulk.json)" "$(med bulk.copy)")x), POST CSV $(med bulk.csv) ($(ratio "$(med bulk.csv)" "$(med bulk.copy)")x)"
+    echo "results: $RESULTS_DIR/$STAMP.json, $CONC_CSV, $POOL_CSV; plots: $PLOTS_DIR/perf-concurrency.png, $PLOTS_DIR/perf-poolsize.png"
+    ((${#FAILURES[@]} == 0)) || printf 'FAILED: %s\n' "${FAILURES[@]}"
+} | tee "$RESULTS_DIR/$STAMP.txt"
+[[ $OK == true ]]

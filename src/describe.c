@@ -1,0 +1,218 @@
+/* describe.c — learns parameter types and result columns of every named query and bulk endpoint
+ * at start-up. Synchronous libpq: it runs once, before any worker serves. */
+#include "describe.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "util.h"
+
+/* One connection per pool, opened on first need; failed = do not try that pool again. */
+struct conn_slot {
+    PGconn *pg;
+    bool failed;
+};
+
+static PGconn *pool_conn(const struct config *cfg, struct conn_slot *slots, int idx, char *err, size_t errlen)
+{
+    struct conn_slot *s = &slots[idx];
+    if (s->pg != NULL || s->failed) return s->pg;
+    /* Keys before dbname are defaults that the pool's URL may override. */
+    const char *keys[] = {"application_name", "connect_timeout", "dbname", NULL};
+    const char *vals[] = {"sluice-describe", "2", cfg->pools[idx].url, NULL};
+    s->pg = PQconnectdbParams(keys, vals, 1);
+    if (PQstatus(s->pg) != CONNECTION_OK) {
+        char *msg = PQerrorMessage(s->pg);
+        size_t n = strlen(msg);
+        while (n > 0 && (msg[n - 1] == '\n' || msg[n - 1] == ' ')) n--;
+        snprintf(err, errlen, "pool %s: cannot connect: %.*s", cfg->pools[idx].name, (int)n, msg);
+        PQfinish(s->pg);
+        s->pg = NULL;
+        s->failed = true;
+        return NULL;
+    }
+    /* A table locked by a running migration must not stall start-up. */
+    PQclear(PQexec(s->pg, "SET statement_timeout = 5000"));
+    PQclear(PQexec(s->pg, "SET lock_timeout = 5000"));
+    return s->pg;
+}
+
+static char *server_message(PGconn *pg, const PGresult *r)
+{
+    const char *m = r ? PQresultErrorField(r, PG_DIAG_MESSAGE_PRIMARY) : NULL;
+    if (m == NULL) m = PQerrorMessage(pg);
+    size_t n = strlen(m);
+    while (n > 0 && m[n - 1] == '\n') n--;
+    return xstrndup(m, n);
+}
+
+/* Prepares sql as the unnamed statement and describes it into e. Returns 0 or -1 (e->error set). */
+static int describe_sql(PGconn *pg, const char *sql, struct describe_entry *e)
+{
+    /* Preparing inside a rolled-back transaction leaves nothing behind. */
+    PQclear(PQexec(pg, "BEGIN"));
+    PGresult *r = PQprepare(pg, "", sql, 0, NULL);
+    int rc = -1;
+    if (PQresultStatus(r) != PGRES_COMMAND_OK) {
+        e->error = server_message(pg, r);
+        PQclear(r);
+        PQclear(PQexec(pg, "ROLLBACK"));
+        return -1;
+    }
+    PQclear(r);
+    r = PQdescribePrepared(pg, "");
+    if (PQresultStatus(r) == PGRES_COMMAND_OK) {
+        e->nparams = PQnparams(r);
+        e->param_types = xcalloc((size_t)(e->nparams ? e->nparams : 1), sizeof(Oid));
+        for (int i = 0; i < e->nparams; i++) e->param_types[i] = PQparamtype(r, i);
+        e->ncols = PQnfields(r);
+        e->returns_rows = e->ncols > 0;
+        e->cols = xcalloc((size_t)(e->ncols ? e->ncols : 1), sizeof *e->cols);
+        for (int i = 0; i < e->ncols; i++) {
+            e->cols[i].name = xstrdup(PQfname(r, i));
+            e->cols[i].type = PQftype(r, i);
+        }
+        e->ok = true;
+        rc = 0;
+    } else {
+        e->error = server_message(pg, r);
+    }
+    PQclear(r);
+    PQclear(PQexec(pg, "ROLLBACK"));
+    return rc;
+}
+
+static void note_first(char *err, size_t errlen, bool *noted, const char *fmt, const char *name, const char *msg)
+{
+    if (*noted) return;
+    snprintf(err, errlen, fmt, name, msg);
+    *noted = true;
+}
+
+int describe_all(const struct config *cfg, struct registry *reg, struct describe_result *out, char *err,
+                 size_t errlen)
+{
+    memset(out, 0, sizeof *out);
+    out->nqueries = reg->nqueries;
+    out->queries = xcalloc((size_t)(reg->nqueries ? reg->nqueries : 1), sizeof *out->queries);
+    out->nbulks = reg->nbulks;
+    out->bulks = xcalloc((size_t)(reg->nbulks ? reg->nbulks : 1), sizeof *out->bulks);
+    struct conn_slot *slots = xcalloc(cfg->npools ? cfg->npools : 1, sizeof *slots);
+    bool noted = false;
+    char cerr[512];
+
+    for (int i = 0; i < reg->nqueries; i++) {
+        struct query_def *q = reg->queries[i];
+        struct describe_entry *e = &out->queries[i];
+        e->name = xstrdup(q->name);
+        PGconn *pg = pool_conn(cfg, slots, q->pool_idx, cerr, sizeof cerr);
+        if (pg == NULL) {
+            if (!noted) snprintf(err, errlen, "%s", cerr);
+            noted = true;
+            continue;
+        }
+        if (describe_sql(pg, q->sql_numbered, e) != 0) {
+            note_first(err, errlen, &noted, "query %s: %s", q->name, e->error);
+            continue;
+        }
+        if (e->nparams != q->nparams) { /* cannot happen: $n come from the :name rewrite */
+            e->ok = false;
+            note_first(err, errlen, &noted, "query %s: %s", q->name, "parameter count differs");
+            continue;
+        }
+        free(q->param_types);
+        q->param_types = xcalloc((size_t)(q->nparams ? q->nparams : 1), sizeof(Oid));
+        memcpy(q->param_types, e->param_types, (size_t)q->nparams * sizeof(Oid));
+        q->described = true;
+    }
+
+    for (int i = 0; i < reg->nbulks; i++) {
+        struct bulk_def *b = reg->bulks[i];
+        struct describe_entry *e = &out->bulks[i];
+        e->name = xstrdup(b->name);
+        PGconn *pg = pool_conn(cfg, slots, b->pool_idx, cerr, sizeof cerr);
+        if (pg == NULL) {
+            if (!noted) snprintf(err, errlen, "%s", cerr);
+            noted = true;
+            continue;
+        }
+        if (describe_sql(pg, b->sql_describe, e) != 0) {
+            note_first(err, errlen, &noted, "bulk %s: %s", b->name, e->error);
+            continue;
+        }
+        if (e->ncols != b->ncolumns) {
+            e->ok = false;
+            note_first(err, errlen, &noted, "bulk %s: %s", b->name, "column count differs");
+            continue;
+        }
+        free(b->types);
+        b->types = xcalloc((size_t)b->ncolumns, sizeof(Oid));
+        for (int k = 0; k < b->ncolumns; k++) b->types[k] = e->cols[k].type;
+        b->described = true;
+    }
+
+    for (size_t i = 0; i < cfg->npools; i++)
+        if (slots[i].pg) PQfinish(slots[i].pg);
+    free(slots);
+    return noted ? -1 : 0;
+}
+
+void describe_apply(const struct describe_result *d, struct registry *reg)
+{
+    if (d == NULL) return;
+    for (int i = 0; i < reg->nqueries; i++) {
+        struct query_def *q = reg->queries[i];
+        const struct describe_entry *e = describe_find_query(d, q->name);
+        if (e == NULL || !e->ok || e->nparams != q->nparams) continue;
+        free(q->param_types);
+        q->param_types = xcalloc((size_t)(q->nparams ? q->nparams : 1), sizeof(Oid));
+        memcpy(q->param_types, e->param_types, (size_t)q->nparams * sizeof(Oid));
+        q->described = true;
+    }
+    for (int i = 0; i < reg->nbulks; i++) {
+        struct bulk_def *b = reg->bulks[i];
+        const struct describe_entry *e = describe_find_bulk(d, b->name);
+        if (e == NULL || !e->ok || e->ncols != b->ncolumns) continue;
+        free(b->types);
+        b->types = xcalloc((size_t)b->ncolumns, sizeof(Oid));
+        for (int k = 0; k < b->ncolumns; k++) b->types[k] = e->cols[k].type;
+        b->described = true;
+    }
+}
+
+static const struct describe_entry *find(const struct describe_entry *v, int n, const char *name)
+{
+    for (int i = 0; i < n; i++)
+        if (v[i].name && strcmp(v[i].name, name) == 0) return &v[i];
+    return NULL;
+}
+
+const struct describe_entry *describe_find_query(const struct describe_result *d, const char *name)
+{
+    return d ? find(d->queries, d->nqueries, name) : NULL;
+}
+
+const struct describe_entry *describe_find_bulk(const struct describe_result *d, const char *name)
+{
+    return d ? find(d->bulks, d->nbulks, name) : NULL;
+}
+
+static void entry_free(struct describe_entry *e)
+{
+    free(e->name);
+    free(e->error);
+    free(e->param_types);
+    for (int i = 0; i < e->ncols; i++) free(e->cols[i].name);
+    free(e->cols);
+}
+
+void describe_free(struct describe_result *d)
+{
+    if (d == NULL) return;
+    for (int i = 0; i < d->nqueries; i++) entry_free(&d->queries[i]);
+    for (int i = 0; i < d->nbulks; i++) entry_free(&d->bulks[i]);
+    free(d->queries);
+    free(d->bulks);
+    memset(d, 0, sizeof *d);
+}

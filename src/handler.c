@@ -1,0 +1,587 @@
+/* handler.c — Lua handlers run as coroutines on the worker's Lua state. A sluice.db call starts a
+ * job (or a transaction step) and yields; its completion resumes the coroutine with the result.
+ * A coroutine is anchored in the Lua registry exactly once and released exactly once. Errors
+ * raised with a table {status=, code=, message=} become that HTTP error; any other Lua error is a
+ * 500 with the traceback in the log. A handler that computes for HANDLER_CPU_LIMIT_MS without
+ * yielding is stopped by an instruction-count hook. */
+#include "handler.h"
+
+#include <lauxlib.h>
+#include <luajit.h>
+#include <lualib.h>
+#include <stdio.h>
+#include <string.h>
+
+#include "call.h"
+#include "http.h"
+#include "jsonw.h"
+#include "log.h"
+#include "luajson.h"
+#include "server.h"
+#include "txn.h"
+#include "util.h"
+
+#define HANDLER_CPU_LIMIT_MS 1000
+#define HOOK_EVERY 10000 /* instructions between checks of the limit */
+
+struct hreq {
+    h2o_req_t *req;
+    struct worker *w;
+    struct handler_def *h;
+    lua_State *co;
+    int co_ref;          /* LUA_NOREF once released */
+    json_t *body;
+    struct pgjob *job;   /* a pending sluice.db.query */
+    json_t *params;      /* its parameters (kept alive for the bind) */
+    json_t **vals;
+    struct txn txn;
+    bool in_txn;
+    bool calling;        /* inside a sluice.db C function: an outcome now must not resume */
+    bool sync;           /* ...and one arrived: sync_n values are on the stack */
+    int sync_n;
+    uint64_t resumed_ms;
+};
+
+static __thread struct hreq *running; /* the handler being resumed on this worker */
+
+static void resume(struct hreq *hr, int nargs);
+
+/* Hands n values (pushed on the coroutine) to the waiting sluice.db call: resumes it, or, when the
+ * outcome arrived while the call was still starting, lets the call return them directly. */
+static void deliver(struct hreq *hr, int n)
+{
+    if (hr->calling) {
+        hr->sync = true;
+        hr->sync_n = n;
+        return;
+    }
+    resume(hr, n);
+}
+
+/* The end of every sluice.db C function that started something. */
+static int wait_outcome(lua_State *co, struct hreq *hr)
+{
+    hr->calling = false;
+    if (hr->sync) {
+        hr->sync = false;
+        return hr->sync_n;
+    }
+    return lua_yield(co, 0);
+}
+
+/* --- answering -------------------------------------------------------------------------------- */
+
+static void release(struct hreq *hr)
+{
+    if (hr->co_ref != LUA_NOREF) luaL_unref(hr->w->L, LUA_REGISTRYINDEX, hr->co_ref);
+    hr->co_ref = LUA_NOREF;
+    hr->co = NULL;
+}
+
+static void on_dispose(void *p)
+{
+    struct hreq *hr = p;
+    if (hr->job) pool_abandon(hr->job);
+    if (hr->in_txn) txn_abandon(&hr->txn);
+    release(hr);
+    if (hr->params) json_decref(hr->params);
+    free(hr->vals);
+    if (hr->body) json_decref(hr->body);
+    hr->w->inflight--;
+}
+
+static void send_body(struct hreq *hr, int status, json_t *body)
+{
+    struct buf *b = &hr->w->out;
+    buf_reset(b);
+    char *s = body ? json_dumps(body, JSON_COMPACT | JSON_ENCODE_ANY) : NULL;
+    if (s) buf_puts(b, s);
+    free(s);
+    http_send_json(hr->req, status, b->data ? b->data : "", b->len);
+}
+
+/* The coroutine returned: status, body [, headers]. */
+static void answer(struct hreq *hr)
+{
+    lua_State *co = hr->co;
+    int n = lua_gettop(co);
+    int status = n >= 1 && lua_isnumber(co, 1) ? (int)lua_tointeger(co, 1) : 200;
+    if (status < 100 || status > 599) status = 500;
+    if (n >= 3 && lua_istable(co, 3)) {
+        lua_pushnil(co);
+        while (lua_next(co, 3) != 0) {
+            if (lua_type(co, -2) == LUA_TSTRING && lua_type(co, -1) == LUA_TSTRING) {
+                size_t kl, vl;
+                const char *k = lua_tolstring(co, -2, &kl), *v = lua_tolstring(co, -1, &vl);
+                h2o_add_header_by_str(&hr->req->pool, &hr->req->res.headers, h2o_strdup(&hr->req->pool, k, kl).base, kl,
+                                      1, NULL, h2o_strdup(&hr->req->pool, v, vl).base, vl);
+            }
+            lua_pop(co, 1);
+        }
+    }
+    json_t *body = n >= 2 && !lua_isnil(co, 2) ? luajson_from_lua(co, 2) : NULL;
+    send_body(hr, status, body);
+    if (body) json_decref(body);
+}
+
+/* The coroutine raised: a {status, code, message} table is that error, anything else a 500. */
+static void answer_error(struct hreq *hr)
+{
+    lua_State *co = hr->co;
+    if (lua_istable(co, -1)) {
+        lua_getfield(co, -1, "status");
+        int status = (int)lua_tointeger(co, -1);
+        lua_getfield(co, -2, "code");
+        lua_getfield(co, -3, "message");
+        lua_getfield(co, -4, "query");
+        lua_getfield(co, -5, "sqlstate");
+        const char *code = lua_tostring(co, -4), *msg = lua_tostring(co, -3);
+        if (status >= 400 && status <= 599 && msg) {
+            http_send_error(hr->req, status, code ? code : http_error_code(status), msg, lua_tostring(co, -2),
+                            lua_tostring(co, -1));
+            return;
+        }
+    }
+    const char *msg = lua_tostring(co, -1);
+    luaL_traceback(hr->w->L, co, msg ? msg : "(error object is not a string)", 0);
+    log_printf(LOG_ERROR, "handler %s failed: %s", hr->h->name, lua_tostring(hr->w->L, -1));
+    lua_pop(hr->w->L, 1);
+    http_send_error(hr->req, 500, "internal", "internal error", NULL, NULL);
+}
+
+static void on_hook(lua_State *L, lua_Debug *ar)
+{
+    if (running != NULL && now_ms() - running->resumed_ms > HANDLER_CPU_LIMIT_MS)
+        luaL_error(L, "handler ran for more than %d ms without waiting on the database", HANDLER_CPU_LIMIT_MS);
+}
+
+static void resume(struct hreq *hr, int nargs)
+{
+    running = hr;
+    hr->resumed_ms = now_ms();
+    int rc = lua_resume(hr->co, nargs);
+    running = NULL;
+    if (rc == LUA_YIELD) return; /* waiting on the database */
+    if (rc == 0) answer(hr);
+    else answer_error(hr);
+    release(hr);
+}
+
+/* --- sluice.db --------------------------------------------------------------------------------- */
+
+/* Pushes nil, {status, code, message, query, sqlstate} parsed from an error body. */
+static int push_error(lua_State *co, int status, const char *body, size_t len)
+{
+    lua_pushnil(co);
+    json_t *doc = json_loadb(body, len, 0, NULL);
+    json_t *err = json_object_get(doc, "error");
+    if (err) luajson_push(co, err);
+    else lua_newtable(co);
+    lua_pushinteger(co, status);
+    lua_setfield(co, -2, "status");
+    if (doc) json_decref(doc);
+    return 2;
+}
+
+static int push_outcome(lua_State *co, int status, struct buf *b)
+{
+    if (status != 200) return push_error(co, status, b->data, b->len);
+    json_t *doc = json_loadb(b->data, b->len, JSON_DECODE_ANY, NULL);
+    if (doc == NULL) return push_error(co, 500, "{}", 2);
+    luajson_push(co, doc);
+    json_decref(doc);
+    return 1;
+}
+
+static int raise(lua_State *co, int status, const char *msg)
+{
+    if (running) running->calling = false;
+    lua_newtable(co);
+    lua_pushinteger(co, status);
+    lua_setfield(co, -2, "status");
+    lua_pushstring(co, http_error_code(status));
+    lua_setfield(co, -2, "code");
+    lua_pushstring(co, msg);
+    lua_setfield(co, -2, "message");
+    return lua_error(co);
+}
+
+static struct query_def *named(lua_State *co, struct hreq *hr, int idx)
+{
+    size_t len;
+    const char *name = luaL_checklstring(co, idx, &len);
+    struct query_def *q = registry_find(&hr->w->reg, name, len);
+    if (q == NULL) {
+        char msg[160];
+        snprintf(msg, sizeof msg, "no query named \"%.100s\"", name);
+        raise(co, 500, msg);
+    }
+    return q;
+}
+
+/* Keeps the parameters alive on hr and orders them for q. Raises a 400 on a bad parameter. */
+static void take_params(lua_State *co, struct hreq *hr, struct query_def *q, int idx)
+{
+    if (hr->params) json_decref(hr->params);
+    free(hr->vals);
+    hr->params = lua_isnoneornil(co, idx) ? NULL : luajson_from_lua(co, idx);
+    hr->vals = xcalloc((size_t)(q->nparams ? q->nparams : 1), sizeof *hr->vals);
+    char err[256];
+    if (call_resolve(q, hr->params, hr->vals, err, sizeof err) != 0) raise(co, 400, err);
+}
+
+static int bind_job(struct pgjob *job)
+{
+    struct hreq *hr = job->owner;
+    return call_bind(job, hr->vals);
+}
+
+static void on_query_done(struct pgjob *job)
+{
+    struct hreq *hr = job->owner;
+    hr->job = NULL;
+    struct buf b = BUF_INIT;
+    int status = call_write(&b, job);
+    pgjob_free(job);
+    int n = push_outcome(hr->co, status, &b);
+    buf_free(&b);
+    deliver(hr, n);
+}
+
+static struct hreq *current(lua_State *co)
+{
+    if (running == NULL || running->co != co) luaL_error(co, "sluice.db can only be used inside a handler");
+    return running;
+}
+
+/* sluice.db._query(name, params) -> result | nil, err (yields) */
+static int l_query(lua_State *co)
+{
+    struct hreq *hr = current(co);
+    if (hr->in_txn) return raise(co, 500, "inside sluice.db.transaction use tx:query");
+    struct query_def *q = named(co, hr, 1);
+    take_params(co, hr, q, 2);
+    struct pool *pool = &hr->w->pools[q->pool_idx];
+    struct pgjob *job = pgjob_new(q, hr);
+    job->bind = bind_job;
+    job->on_done = on_query_done;
+    job->timeout_ms = q->timeout_ms ? q->timeout_ms : pool->cfg.statement_timeout_ms;
+    if (q->described && call_bind(job, hr->vals) != 0) {
+        char msg[sizeof job->errmsg];
+        snprintf(msg, sizeof msg, "%s", job->errmsg);
+        pgjob_free(job);
+        return raise(co, 400, msg);
+    }
+    hr->job = job;
+    hr->calling = true;
+    if (pool_submit(pool, job) != 0) {
+        hr->job = NULL;
+        char msg[sizeof job->errmsg];
+        snprintf(msg, sizeof msg, "%s", job->errmsg);
+        pgjob_free(job);
+        return raise(co, 503, msg);
+    }
+    return wait_outcome(co, hr);
+}
+
+static void push_unavailable(lua_State *co, const char *msg)
+{
+    lua_pushnil(co);
+    lua_newtable(co);
+    lua_pushinteger(co, 503);
+    lua_setfield(co, -2, "status");
+    lua_pushstring(co, "unavailable");
+    lua_setfield(co, -2, "code");
+    lua_pushstring(co, msg);
+    lua_setfield(co, -2, "message");
+}
+
+/* BEGIN completed, or the connection could not be had or was lost. */
+static void on_txn_step(struct txn *t, PGresult *r)
+{
+    struct hreq *hr = t->arg;
+    if (r == NULL || PQresultStatus(r) != PGRES_COMMAND_OK) {
+        if (hr->in_txn) txn_close(t);
+        hr->in_txn = false;
+        push_unavailable(hr->co, r == NULL ? t->errmsg : "cannot begin a transaction");
+        deliver(hr, 2);
+        return;
+    }
+    lua_pushboolean(hr->co, 1);
+    deliver(hr, 1);
+}
+
+/* sluice.db._begin() -> true | nil, err (yields) */
+static int l_begin(lua_State *co)
+{
+    struct hreq *hr = current(co);
+    if (hr->in_txn || hr->job) return raise(co, 500, "a transaction is already open in this handler");
+    struct pool *pool = &hr->w->pools[hr->h->pool_idx];
+    hr->in_txn = true;
+    hr->calling = true;
+    if (txn_open(&hr->txn, pool, on_txn_step, hr) != 0) {
+        hr->in_txn = false;
+        return raise(co, 503, hr->txn.errmsg);
+    }
+    return wait_outcome(co, hr);
+}
+
+static struct query_def *txn_query_def; /* the query of the step in flight (one worker thread) */
+
+static void on_txn_query(struct txn *t, PGresult *r)
+{
+    struct hreq *hr = t->arg;
+    if (r == NULL) {
+        on_txn_step(t, NULL);
+        return;
+    }
+    ExecStatusType st = PQresultStatus(r);
+    struct pgjob tmp = {.q = txn_query_def, .result = r,
+                        .status = st == PGRES_TUPLES_OK || st == PGRES_COMMAND_OK ? PGJOB_OK : PGJOB_DB_ERROR};
+    struct buf b = BUF_INIT;
+    int status = call_write(&b, &tmp);
+    int n = push_outcome(hr->co, status, &b);
+    buf_free(&b);
+    deliver(hr, n);
+}
+
+/* sluice.db._txquery(name, params) -> result | nil, err (yields) */
+static int l_txquery(lua_State *co)
+{
+    struct hreq *hr = current(co);
+    if (!hr->in_txn) return raise(co, 500, "the transaction is over");
+    struct query_def *q = named(co, hr, 1);
+    take_params(co, hr, q, 2);
+    txn_query_def = q;
+    hr->calling = true;
+    int rc = txn_query(&hr->txn, q, hr->vals, on_txn_query);
+    if (rc != 0) return raise(co, rc == -2 ? 503 : 400, hr->txn.errmsg);
+    return wait_outcome(co, hr);
+}
+
+static void on_txn_end(struct txn *t, PGresult *r)
+{
+    struct hreq *hr = t->arg;
+    bool ok = r != NULL && PQresultStatus(r) == PGRES_COMMAND_OK && strcmp(PQcmdStatus(r), "COMMIT") == 0;
+    txn_close(t);
+    hr->in_txn = false;
+    lua_pushboolean(hr->co, ok);
+    deliver(hr, 1);
+}
+
+/* sluice.db._finish(commit) -> committed (yields) */
+static int l_finish(lua_State *co)
+{
+    struct hreq *hr = current(co);
+    if (!hr->in_txn) {
+        lua_pushboolean(co, 0);
+        return 1;
+    }
+    hr->calling = true;
+    txn_finish(&hr->txn, lua_toboolean(co, 1), on_txn_end);
+    return wait_outcome(co, hr);
+}
+
+/* The public half, in Lua: errors become raised error objects, and a transaction's function runs
+ * under pcall (LuaJIT lets it yield across) so that any error rolls back. */
+static const char DB_LUA[] =
+    "local db = ...\n"
+    "function db.query(name, params)\n"
+    "  local r, e = db._query(name, params)\n"
+    "  if r == nil then error(e, 2) end\n"
+    "  return r\n"
+    "end\n"
+    "local tx = {}\n"
+    "tx.__index = tx\n"
+    "function tx:query(name, params)\n"
+    "  local r, e = db._txquery(name, params)\n"
+    "  if r == nil then error(e, 2) end\n"
+    "  return r\n"
+    "end\n"
+    "function db.transaction(fn)\n"
+    "  local ok, e = db._begin()\n"
+    "  if not ok then error(e, 2) end\n"
+    "  local res = { pcall(fn, setmetatable({}, tx)) }\n"
+    "  local committed = db._finish(res[1])\n"
+    "  if not res[1] then error(res[2], 0) end\n"
+    "  if not committed then error({ status = 409, code = 'conflict', message = 'the transaction did not commit' }, 2) end\n"
+    "  return unpack(res, 2, table.maxn(res))\n"
+    "end\n";
+
+void handler_api_install(lua_State *L)
+{
+    /* The instruction-count hook that stops a runaway handler never fires inside JIT-compiled
+     * traces, so handlers run interpreted: the guard must hold for any loop. */
+    luaJIT_setmode(L, 0, LUAJIT_MODE_ENGINE | LUAJIT_MODE_OFF);
+    static const luaL_Reg fns[] = {{"_query", l_query}, {"_begin", l_begin}, {"_txquery", l_txquery},
+                                   {"_finish", l_finish}, {NULL, NULL}};
+    lua_getglobal(L, "sluice");
+    lua_newtable(L);
+    luaL_register(L, NULL, fns);
+    lua_pushvalue(L, -1);
+    lua_setfield(L, -3, "db");
+    if (luaL_loadbuffer(L, DB_LUA, sizeof DB_LUA - 1, "=sluice.db") == 0) {
+        lua_insert(L, -2);
+        if (lua_pcall(L, 1, 0, 0) != 0) lua_pop(L, 1);
+    } else {
+        lua_pop(L, 2);
+    }
+    lua_pop(L, 1);
+}
+
+/* --- definitions and routing -------------------------------------------------------------------- */
+
+int handler_collect(lua_State *L, const struct config *cfg, struct registry *reg, char *err, size_t errlen)
+{
+    lua_getglobal(L, "sluice");
+    lua_getfield(L, -1, "_endpoints");
+    int rc = 0;
+    if (lua_istable(L, -1)) {
+        lua_pushnil(L);
+        while (rc == 0 && lua_next(L, -2) != 0) {
+            const char *name = lua_tostring(L, -2);
+            lua_getfield(L, -1, "route");
+            const char *route = lua_tostring(L, -1);
+            lua_getfield(L, -2, "handler");
+            lua_getfield(L, -3, "pool");
+            const char *pool = lua_tostring(L, -1);
+            int pool_idx = -1;
+            for (size_t i = 0; i < cfg->npools; i++)
+                if (strcmp(cfg->pools[i].name, pool ? pool : "primary") == 0) pool_idx = (int)i;
+            if (pool == NULL && pool_idx < 0) pool_idx = 0;
+            struct route_pattern *rp = NULL;
+            if (route == NULL || !lua_isfunction(L, -2)) {
+                snprintf(err, errlen, "endpoint \"%s\": route (\"METHOD /path\") and handler (a function) are required",
+                         name ? name : "?");
+                rc = -1;
+            } else if (pool_idx < 0) {
+                snprintf(err, errlen, "endpoint \"%s\": no pool named \"%s\" in the config", name, pool);
+                rc = -1;
+            } else if ((rp = route_parse(route, err, (unsigned)errlen)) == NULL) {
+                rc = -1;
+            } else {
+                struct handler_def *h = xcalloc(1, sizeof *h);
+                h->name = xstrdup(name);
+                h->route = rp;
+                h->pool_idx = pool_idx;
+                lua_pushvalue(L, -2);
+                h->fn_ref = luaL_ref(L, LUA_REGISTRYINDEX);
+                reg->handlers = xrealloc(reg->handlers, (size_t)(reg->nhandlers + 1) * sizeof *reg->handlers);
+                reg->handlers[reg->nhandlers++] = h;
+            }
+            lua_pop(L, 4);
+        }
+        if (rc != 0) lua_pop(L, 1); /* the key lua_next left */
+    }
+    lua_pop(L, 2);
+    return rc;
+}
+
+/* req.query: the query string decoded into a table (the last of repeated keys wins). */
+static void push_query(lua_State *co, h2o_req_t *req)
+{
+    lua_newtable(co);
+    if (req->query_at == SIZE_MAX) return;
+    const char *p = req->path.base + req->query_at + 1, *end = req->path.base + req->path.len;
+    while (p < end) {
+        const char *amp = memchr(p, '&', (size_t)(end - p)), *stop = amp ? amp : end;
+        const char *eq = memchr(p, '=', (size_t)(stop - p));
+        size_t kl, vl = 0;
+        char *k = http_unescape(req, p, (size_t)((eq ? eq : stop) - p), &kl);
+        char *v = eq ? http_unescape(req, eq + 1, (size_t)(stop - eq - 1), &vl) : "";
+        if (k && v && kl) {
+            lua_pushlstring(co, v, vl);
+            lua_setfield(co, -2, k);
+        }
+        p = stop + 1;
+    }
+}
+
+static void push_request(struct hreq *hr, const char **vals, const size_t *lens, int n)
+{
+    lua_State *co = hr->co;
+    h2o_req_t *req = hr->req;
+    lua_createtable(co, 0, 5);
+    lua_pushlstring(co, req->method.base, req->method.len);
+    lua_setfield(co, -2, "method");
+    lua_newtable(co);
+    for (int i = 0, k = 0; i < hr->h->route->nsegs && k < n; i++) {
+        const char *seg = hr->h->route->segs[i];
+        if (seg[0] != '{') continue;
+        size_t vl;
+        char *v = http_unescape(req, vals[k], lens[k], &vl);
+        k++;
+        lua_pushlstring(co, seg + 1, strlen(seg) - 2);
+        if (v) lua_pushlstring(co, v, vl);
+        else lua_pushnil(co);
+        lua_settable(co, -3);
+    }
+    lua_setfield(co, -2, "path");
+    lua_pushvalue(co, -1);
+    lua_getfield(co, -1, "path");
+    lua_setfield(co, -3, "params");
+    lua_pop(co, 1);
+    push_query(co, req);
+    lua_setfield(co, -2, "query");
+    lua_newtable(co);
+    for (size_t i = 0; i < req->headers.size; i++) {
+        h2o_header_t *hd = &req->headers.entries[i];
+        lua_pushlstring(co, hd->name->base, hd->name->len); /* h2o keeps names lower-case */
+        lua_pushlstring(co, hd->value.base, hd->value.len);
+        lua_settable(co, -3);
+    }
+    lua_setfield(co, -2, "headers");
+    if (hr->body) luajson_push(co, hr->body);
+    else lua_pushnil(co);
+    lua_setfield(co, -2, "body");
+}
+
+static void run(struct worker *w, h2o_req_t *req, struct handler_def *h, const char **vals, const size_t *lens, int n)
+{
+    json_t *body = NULL;
+    if (req->entity.base != NULL && req->entity.len > 0) {
+        if (!http_is_json(req)) {
+            http_send_error(req, 415, "unsupported_media_type", "the body must be application/json", NULL, NULL);
+            return;
+        }
+        json_error_t jerr;
+        body = json_loadb(req->entity.base, req->entity.len, JSON_DECODE_ANY | JSON_REJECT_DUPLICATES, &jerr);
+        if (body == NULL) {
+            char msg[256];
+            snprintf(msg, sizeof msg, "malformed JSON: %s (line %d, column %d)", jerr.text, jerr.line, jerr.column);
+            http_send_error(req, 400, "bad_request", msg, NULL, NULL);
+            return;
+        }
+    }
+    struct hreq *hr = h2o_mem_alloc_shared(&req->pool, sizeof *hr, on_dispose);
+    memset(hr, 0, sizeof *hr);
+    hr->req = req;
+    hr->w = w;
+    hr->h = h;
+    hr->body = body;
+    hr->co_ref = LUA_NOREF;
+    w->inflight++;
+
+    lua_State *L = w->L;
+    hr->co = lua_newthread(L);
+    hr->co_ref = luaL_ref(L, LUA_REGISTRYINDEX); /* anchors the coroutine until release() */
+    lua_sethook(hr->co, on_hook, LUA_MASKCOUNT, HOOK_EVERY);
+    lua_rawgeti(hr->co, LUA_REGISTRYINDEX, h->fn_ref);
+    push_request(hr, vals, lens, n);
+    resume(hr, 1);
+}
+
+int handler_route(struct worker *w, h2o_req_t *req, h2o_iovec_t path)
+{
+    const char *vals[16];
+    size_t lens[16];
+    for (int i = 0; i < w->reg.nhandlers; i++) {
+        struct handler_def *h = w->reg.handlers[i];
+        if (!h2o_memis(req->method.base, req->method.len, h->route->method, strlen(h->route->method))) continue;
+        int n = route_match(h->route, path.base, path.len, vals, lens, 16);
+        if (n < 0) continue;
+        run(w, req, h, vals, lens, n);
+        return 0;
+    }
+    return -1;
+}

@@ -1,0 +1,38 @@
+/* import.h — `sluice import`: turns the most expensive statements of pg_stat_statements into a
+ * Lua file of named queries that `sluice check` accepts and `sluice serve` serves as is. */
+#ifndef SLUICE_IMPORT_H
+#define SLUICE_IMPORT_H
+
+#include <stdbool.h>
+
+#include "config.h"
+
+/* One statement made into a named query. */
+struct import_query {
+    char *name;     /* derived from the statement: "select_quotes_by_pair" (not yet made unique) */
+    char *sql;      /* the statement with :name placeholders instead of $n */
+    bool readonly;  /* a plain SELECT (or WITH .. SELECT) that writes nothing and locks no row */
+    char **params;  /* the placeholder names, params[i] standing for $(i+1) of the statement */
+    int nparams;    /* the highest $n of the statement */
+};
+
+/* Converts one normalized statement (constants shown as $1, $2, ...). A $n compared with a
+ * column (col = $1, $1 < col, col IN ($1, $2), col BETWEEN $1 AND $2, SET col = $1), inserted
+ * into a named column (INSERT INTO t (col) VALUES ($1)) or given to LIMIT / OFFSET is named after
+ * it; two $n for one column get _min / _max (range bounds) or _2, _3; any other $n is :p<n>.
+ * A typed literal whose constant was replaced (interval $1) becomes CAST(:p1 AS interval).
+ * Returns 0 and fills *out (free with import_query_free); -1 when the statement is not a
+ * SELECT, INSERT, UPDATE, DELETE or WITH (a utility statement) or cannot be read (an
+ * unterminated literal). */
+int import_convert(const char *statement, struct import_query *out);
+void import_query_free(struct import_query *q);
+
+/* `sluice import`: reads pg_stat_statements in the database of the primary pool (the first pool
+ * without one), takes the top statements by total execution time that are not utility
+ * statements and not about the system catalogs, checks that each one prepares, and writes a Lua
+ * file of sluice.query definitions to output ("-" or NULL: stdout), each with a comment giving
+ * its calls and mean time. top: how many (>= 1). Progress and errors go to stderr. Returns the
+ * process exit code: 0, or 1 (no connection, no pg_stat_statements extension, a write error). */
+int import_run(const struct config *cfg, int top, const char *output);
+
+#endif
