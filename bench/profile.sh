@@ -13,14 +13,15 @@ BENCH=$ROOT/bench
 N=${N:-2000}
 SECS=${SECS:-5}
 DB_DIR=${PROFILE_DB_DIR:-/tmp/sluice-profile-db}
-DB_PORT=${PROFILE_DB_PORT:-55611}
-GW_PORT=${PROFILE_GATEWAY_PORT:-55612}
+DB_PORT=${PROFILE_DB_PORT:-55651}
+GW_PORT=${PROFILE_GATEWAY_PORT:-55652}
 SLUICE_BIN=${SLUICE_BIN:-$ROOT/build/sluice}
 RESULTS_DIR=${RESULTS_DIR:-$ROOT/bench/results}
 STAMP=${STAMP:-$(date -u +%Y-%m-%d-%H%M)}
 GW_URL=http://127.0.0.1:$GW_PORT
 PGBIN=/usr/lib/postgresql/15/bin
 
+top() { awk -v n="$1" 'NR <= n'; } # reads all its input: no SIGPIPE upstream
 say() { printf '== %s\n' "$*" >&2; }
 die() { printf 'profile: %s\n' "$*" >&2; exit 1; }
 for c in valgrind callgrind_annotate callgrind_control wrk curl luajit; do
@@ -116,7 +117,7 @@ sleep 1
 CG16_REQ=$(wrk_req "$T/wrk-cg.out")
 stop_gw
 mapfile -t DUMPS < <(ls -1 "$T"/cg.out.* 2>/dev/null | grep -E '\.[0-9]+$' | sort -t. -k3n)
-((${#DUMPS[@]} >= 2)) || DUMPS=($(ls -1tr "$T"/cg.out* | tail -3 | head -2))
+((${#DUMPS[@]} >= 2)) || DUMPS=($(ls -1tr "$T"/cg.out* | tail -3 | top 2))
 annotate() { # DUMP REQUESTS TITLE
     local total
     callgrind_annotate --inclusive=no "$1" 2>/dev/null >"$T/ann.txt"
@@ -124,7 +125,7 @@ annotate() { # DUMP REQUESTS TITLE
     echo
     echo "== $3: $(awk -v t="$total" -v n="$2" 'BEGIN { printf "%.0f", t / n }') instructions per request ($total over $2 requests)"
     echo "   top functions by own instructions (share of all):"
-    awk '/^-+$/ { sep++; next } sep >= 3 && NF >= 2 && $1 ~ /^[0-9,]+$/ { print }' "$T/ann.txt" | head -25 |
+    awk '/^-+$/ { sep++; next } sep >= 3 && NF >= 2 && $1 ~ /^[0-9,]+$/ { print }' "$T/ann.txt" | top 25 |
         awk -v t="$total" '{ n = $1; gsub(",", "", n); $1 = ""; sub(/\([^)]*\)$/, "", $NF);
                             printf "   %6.2f%%  %8.0f/req  %s\n", 100 * n / t, n / '"$2"', $0 }'
     callgrind_annotate --inclusive=yes "$1" 2>/dev/null | awk '/^-+$/ { sep++; next } sep >= 3 && NF >= 2 && $1 ~ /^[0-9,]+$/ { print }' |
@@ -173,9 +174,9 @@ if ((HAVE_PERF)); then
     {
         echo
         echo "== perf record, c=64: share of the gateway's CPU samples by library (kernel = syscalls and network stack)"
-        perf report -i "$T/perf.data" --stdio --sort dso 2>/dev/null | grep -E '^ +[0-9]' | head -12 | sed 's/^/  /'
+        perf report -i "$T/perf.data" --stdio --sort dso 2>/dev/null | grep -E '^ +[0-9]' | top 12 | sed 's/^/  /'
         echo "   top symbols:"
-        perf report -i "$T/perf.data" --stdio --sort dso,symbol 2>/dev/null | grep -E '^ +[0-9]' | head -30 | sed 's/^/  /'
+        perf report -i "$T/perf.data" --stdio --sort dso,symbol 2>/dev/null | grep -E '^ +[0-9]' | top 30 | sed 's/^/  /'
     } >>"$OUT"
     stop_gw
 fi

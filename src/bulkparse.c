@@ -715,7 +715,7 @@ static long fast_json_row(struct bulk_reader *r, const char *p, size_t n, bool e
     size_t start = out->len;
     memset(r->fv, 0, (size_t)r->ncolumns * sizeof *r->fv);
     const char *after = scan_object(r, p, end);
-
+    if (after && eof_check && skip_json_space(after, end) != end) after = NULL;
     for (int c = 0; after && c < r->ncolumns; c++) {
         if (c > 0) put_raw(out, "\t", 1);
         if (put_value(r, c, out) < 0) after = NULL;

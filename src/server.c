@@ -163,10 +163,12 @@ static void worker_dispose(struct worker *w)
 
 /* --- the process ---------------------------------------------------------------------------- */
 
+static struct server *the_server;
+
 int server_run(struct config *cfg)
 {
     char err[512];
-    struct server *srv = xcalloc(1, sizeof *srv);
+    struct server *srv = the_server = xcalloc(1, sizeof *srv);
     srv->cfg = cfg;
     srv->nworkers = cfg->workers;
 
@@ -262,9 +264,8 @@ int server_run(struct config *cfg)
     for (int i = 0; i < srv->nworkers; i++) worker_dispose(&srv->workers[i]);
     if (is_unix) unlink(cfg->listen + 5);
     cancel_stop();
-    free(srv->breakers);
-    free(srv->workers);
-    free(srv);
+    /* The workers' h2o contexts and loops live until exit (idle keep-alive connections still hold
+     * timers in them); the_server keeps them reachable. */
     log_info("stopped");
     return 0;
 }
