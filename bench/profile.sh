@@ -118,23 +118,30 @@ CG16_REQ=$(wrk_req "$T/wrk-cg.out")
 stop_gw
 mapfile -t DUMPS < <(ls -1 "$T"/cg.out.* 2>/dev/null | grep -E '\.[0-9]+$' | sort -t. -k3n)
 ((${#DUMPS[@]} >= 2)) || DUMPS=($(ls -1tr "$T"/cg.out* | tail -3 | top 2))
+# Function lines of callgrind_annotate: "1,234  file:function [lib]" -> "1234<TAB>function<TAB>lib".
+functions() { # DUMP INCLUSIVE(yes|no)
+    callgrind_annotate --auto=no --show-percs=no --threshold=100 --inclusive="$2" "$1" 2>/dev/null |
+        awk 'seen && $1 ~ /^[0-9,]+$/ && NF >= 2 {
+                 n = $1; gsub(",", "", n); $1 = ""; lib = "(inlined)"
+                 if (match($0, /\[[^]]*\]$/)) { lib = substr($0, RSTART + 1, RLENGTH - 2); sub(/.*\//, "", lib); $0 = substr($0, 1, RSTART - 1) }
+                 fn = $0; sub(/^ +/, "", fn); sub(/ +$/, "", fn); sub(/.*:/, "", fn)
+                 printf "%s\t%s\t%s\n", n, fn, lib }
+             /file:function/ { seen = 1 }'
+}
 annotate() { # DUMP REQUESTS TITLE
     local total
-    callgrind_annotate --inclusive=no "$1" 2>/dev/null >"$T/ann.txt"
-    total=$(awk '/PROGRAM TOTALS/ { gsub(",", "", $1); print $1; exit }' "$T/ann.txt")
+    total=$(callgrind_annotate --auto=no "$1" 2>/dev/null | awk '/PROGRAM TOTALS/ { gsub(",", "", $1); print $1; exit }')
+    functions "$1" no >"$T/excl.tsv"
+    functions "$1" yes >"$T/incl.tsv"
     echo
     echo "== $3: $(awk -v t="$total" -v n="$2" 'BEGIN { printf "%.0f", t / n }') instructions per request ($total over $2 requests)"
-    echo "   top functions by own instructions (share of all):"
-    awk '/^-+$/ { sep++; next } sep >= 3 && NF >= 2 && $1 ~ /^[0-9,]+$/ { print }' "$T/ann.txt" | top 25 |
-        awk -v t="$total" '{ n = $1; gsub(",", "", n); $1 = ""; sub(/\([^)]*\)$/, "", $NF);
-                            printf "   %6.2f%%  %8.0f/req  %s\n", 100 * n / t, n / '"$2"', $0 }'
-    callgrind_annotate --inclusive=yes "$1" 2>/dev/null | awk '/^-+$/ { sep++; next } sep >= 3 && NF >= 2 && $1 ~ /^[0-9,]+$/ { print }' |
-        grep -E ' (on_req|on_io|h2o_evloop_run|h2o_http1|PQconsumeInput|PQgetResult|PQsendQueryPrepared|jsonw_|http_|query_|pool_|pgconn_|send_job|malloc|free|json_|writev|epoll_wait|read|write|__libc_|sendto|recv)[A-Za-z_]*' |
-        head -25 >"$T/incl.txt" || true
-    if [[ -s $T/incl.txt ]]; then
-        echo "   selected functions, inclusive (with what they call):"
-        awk -v t="$total" '{ n = $1; gsub(",", "", n); $1 = ""; printf "   %6.2f%%  %8.0f/req  %s\n", 100 * n / t, n / '"$2"', $0 }' "$T/incl.txt"
-    fi
+    echo "   by library (own instructions):"
+    awk -F'\t' -v t="$total" -v r="$2" '{ s[$3] += $1 } END { for (l in s) printf "%s\t%s\n", s[l], l }' "$T/excl.tsv" |
+        sort -rn | top 8 | awk -F'\t' -v t="$total" -v r="$2" '{ printf "   %6.2f%%  %7.0f/req  %s\n", 100 * $1 / t, $1 / r, $2 }'
+    echo "   top functions by own instructions:"
+    top 25 <"$T/excl.tsv" | awk -F'\t' -v t="$total" -v r="$2" '{ printf "   %6.2f%%  %7.0f/req  %s  [%s]\n", 100 * $1 / t, $1 / r, $2, $3 }'
+    echo "   top functions with what they call (inclusive):"
+    top 40 <"$T/incl.tsv" | awk -F'\t' -v t="$total" -v r="$2" '{ printf "   %6.2f%%  %7.0f/req  %s  [%s]\n", 100 * $1 / t, $1 / r, $2, $3 }'
 }
 {
     annotate "${DUMPS[0]}" "$N" "callgrind, c=1 ($N requests on one keep-alive connection)"

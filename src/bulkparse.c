@@ -192,12 +192,16 @@ struct bulk_value {
 /* Byte classes inside a JSON string. */
 enum { SC_PLAIN, SC_QUOTE, SC_BACKSLASH, SC_CONTROL, SC_UTF8 };
 static const unsigned char string_class[256] = {
-    [0x00 ... 0x1f] = SC_CONTROL, ['"'] = SC_QUOTE, ['\\'] = SC_BACKSLASH, [0x80 ... 0xff] = SC_UTF8,
+    [0x00 ... 0x1f] = SC_CONTROL,
+    ['"'] = SC_QUOTE,
+    ['\\'] = SC_BACKSLASH,
+    [0x80 ... 0xff] = SC_UTF8,
 };
 
 /* The byte a one-letter escape stands for, 0 for a letter that is no escape (\u is apart). */
 static const char unescape_char[256] = {
-    ['"'] = '"', ['\\'] = '\\', ['/'] = '/', ['b'] = '\b', ['f'] = '\f', ['n'] = '\n', ['r'] = '\r', ['t'] = '\t',
+    ['"'] = '"',  ['\\'] = '\\', ['/'] = '/',  ['b'] = '\b',
+    ['f'] = '\f', ['n'] = '\n',  ['r'] = '\r', ['t'] = '\t',
 };
 
 static enum col_kind col_kind_of(Oid type)
@@ -241,7 +245,10 @@ static int hex4(const char *s)
     int v = 0;
     for (int i = 0; i < 4; i++) {
         char c = s[i];
-        int d = is_digit(c) ? c - '0' : (c >= 'a' && c <= 'f') ? c - 'a' + 10 : (c >= 'A' && c <= 'F') ? c - 'A' + 10 : -1;
+        int d = is_digit(c)              ? c - '0'
+                : (c >= 'a' && c <= 'f') ? c - 'a' + 10
+                : (c >= 'A' && c <= 'F') ? c - 'A' + 10
+                                         : -1;
         if (d < 0) return -1;
         v = v << 4 | d;
     }
@@ -424,7 +431,8 @@ static bool nests_deeper_than(const char *p, size_t n, int limit)
 static const char *scan_nested(const char *p, const char *end, struct bulk_value *v)
 {
     json_error_t e;
-    json_t *j = json_loadb(p, (size_t)(end - p), JSON_DISABLE_EOF_CHECK | JSON_REJECT_DUPLICATES | JSON_ALLOW_NUL, &e);
+    json_t *j = json_loadb(p, (size_t)(end - p),
+                           JSON_DISABLE_EOF_CHECK | JSON_REJECT_DUPLICATES | JSON_ALLOW_NUL, &e);
     if (j == NULL) return NULL;
     size_t used = (size_t)e.position;
     /* Inside the row the value sits one level deeper than jansson saw it here: near the depth
@@ -596,7 +604,8 @@ static int put_string_value(struct bulk_reader *r, int c, const struct bulk_valu
         buf_reset(&r->tmp);
         decode_string(v, &r->tmp, false);
         buf_reset(&r->scratch);
-        if (pgtype_param_text(PGT_BYTEA, r->tmp.data, r->tmp.len, &r->scratch, why, sizeof why) < 0) return -1;
+        if (pgtype_param_text(PGT_BYTEA, r->tmp.data, r->tmp.len, &r->scratch, why, sizeof why) < 0)
+            return -1;
         put_copy_text(out, r->scratch.data, r->scratch.len - 1);
         return 0;
     }

@@ -247,7 +247,8 @@ static int column_left_of(const struct lexed *lx, int k)
 struct pinfo {
     char *base;     /* the column (or "limit"), or NULL */
     enum bound bound;
-    bool in_where;  /* after the main WHERE: it names the query ("_by_col") */
+    bool in_where;  /* after the main WHERE: a compared column names the query ("_by_col") */
+    bool compared;  /* base is a column the $n is compared with (not LIMIT, OFFSET, VALUES) */
     bool seen;
 };
 
@@ -355,6 +356,7 @@ static void classify(const struct lexed *lx, int k, const struct frame *top, con
     if (col >= 0) {
         p->base = token_name(lx, col);
         p->bound = bound;
+        p->compared = !(top && top->kind == F_VALUES && first_in_tuple && last_in_tuple);
     }
 }
 
@@ -421,6 +423,9 @@ static char *query_name(const struct lexed *lx, int verb, const struct pinfo *in
     } else {
         rel = relation_at(lx, verb + 1);
     }
+    if (rel < 0) /* no relation: the first function called, as in select_now */
+        for (int k = verb + 1; k + 1 < lx->n && rel < 0; k++)
+            if (lx->v[k].kind == TK_WORD && is_tok(lx, k + 1, TK_PUNCT, "(")) rel = k;
     char *table = rel >= 0 ? token_name(lx, rel) : NULL;
     if (table) {
         buf_printf(&b, "_%s", table);
@@ -428,10 +433,11 @@ static char *query_name(const struct lexed *lx, int verb, const struct pinfo *in
     }
     int by = 0;
     for (int n = 1; n <= maxn && by < 3; n++) {
-        if (!info[n].seen || !info[n].in_where || info[n].base == NULL) continue;
+        if (!info[n].seen || !info[n].in_where || !info[n].compared || info[n].base == NULL) continue;
         bool dup = false;
         for (int m = 1; m < n && !dup; m++)
-            dup = info[m].seen && info[m].in_where && info[m].base && strcmp(info[m].base, info[n].base) == 0;
+            dup = info[m].seen && info[m].in_where && info[m].compared && info[m].base &&
+                  strcmp(info[m].base, info[n].base) == 0;
         if (dup) continue;
         buf_printf(&b, "%s%s", by++ ? "_" : "_by_", info[n].base);
     }
@@ -567,9 +573,9 @@ void import_query_free(struct import_query *q)
     memset(q, 0, sizeof *q);
 }
 
-/* True when the statement is about the system catalogs (pg_* relations, information_schema) or
- * sluice's own bookkeeping: not the service's SQL. Function calls such as pg_advisory_lock() are
- * the service's own. */
+/* True when the statement is about the system catalogs (pg_* relations, information_schema,
+ * pg_stat* functions) or sluice's own bookkeeping: not the service's SQL. Other pg_* function
+ * calls, such as pg_advisory_lock(), are the service's own. */
 static bool about_catalogs(const char *statement)
 {
     struct lexed lx;
@@ -579,7 +585,9 @@ static bool about_catalogs(const char *statement)
         if (lx.v[k].kind != TK_WORD) continue;
         const char *w = lx.s + lx.v[k].start;
         size_t n = lx.v[k].end - lx.v[k].start;
-        if (n > 3 && strncasecmp(w, "pg_", 3) == 0 && !is_tok(&lx, k + 1, TK_PUNCT, "(")) found = true;
+        if (n > 3 && strncasecmp(w, "pg_", 3) == 0 &&
+            (!is_tok(&lx, k + 1, TK_PUNCT, "(") || (n > 7 && strncasecmp(w, "pg_stat", 7) == 0)))
+            found = true;
         if (is_word(&lx, k, "information_schema") || is_word(&lx, k, "sluice_migrations")) found = true;
     }
     free(lx.v);
@@ -746,6 +754,7 @@ int import_run(const struct config *cfg, int top, const char *output)
         kept[nkept++] = im;
     }
     PQclear(r);
+    char *dbname = xstrdup(db ? db : "?");
     PQfinish(pg);
 
     struct buf out = BUF_INIT;
@@ -758,7 +767,7 @@ int import_run(const struct config *cfg, int top, const char *output)
                "-- and catalog queries left out). Constants became parameters; each statement prepared.\n"
                "-- Rename the queries as you like, set single = true where one row is expected, and add\n"
                "-- route aliases; clients call them at GET|POST /query/{name}.\n",
-               db ? db : "?", when, nkept);
+               dbname, when, nkept);
     for (int i = 0; i < nkept; i++) write_query(&out, &kept[i]);
     if (nleft > 0) {
         buf_printf(&out, "\n-- Left out: %d statement%s that did not prepare as named queries:\n", nleft,
@@ -774,11 +783,12 @@ int import_run(const struct config *cfg, int top, const char *output)
         fprintf(stderr, "import: cannot write %s\n", to_stdout ? "to stdout" : output);
         rc = 1;
     } else {
-        fprintf(stderr, "import: %d named queries written to %s (%d statements did not prepare, %d utility)\n", nkept,
-                to_stdout ? "stdout" : output, nleft, nutility);
+        fprintf(stderr, "import: %d named queries written to %s; %d statements left out (did not prepare), %d utility\n",
+                nkept, to_stdout ? "stdout" : output, nleft, nutility);
     }
     for (int i = 0; i < nkept; i++) import_query_free(&kept[i].q);
     free(kept);
+    free(dbname);
     buf_free(&left);
     buf_free(&out);
     return rc;

@@ -33,11 +33,18 @@ struct qreq {
     json_t *body;
     struct pvalue *vals;
     uint64_t started_us; /* arrival, for db_query_time_seconds */
+    h2o_timeout_entry_t deadline;
+    bool statement_deadline; /* the deadline is timeout_ms (plus grace), not request_timeout */
 };
+
+/* How long past timeout_ms the gateway waits for the server's own statement timeout before it
+ * cancels the statement itself and answers 504. */
+#define STATEMENT_GRACE_MS 1000
 
 static void on_dispose(void *p)
 {
     struct qreq *qr = p;
+    if (h2o_timeout_is_linked(&qr->deadline)) h2o_timeout_unlink(&qr->deadline);
     if (qr->job != NULL) {
         pool_abandon(qr->job);
         qr->job = NULL;
@@ -204,10 +211,24 @@ static void send_result(struct qreq *qr, struct pgjob *job)
 static void on_done(struct pgjob *job)
 {
     struct qreq *qr = job->owner;
+    if (h2o_timeout_is_linked(&qr->deadline)) h2o_timeout_unlink(&qr->deadline);
     qr->job = NULL;
     qr->w->inflight--;
     send_result(qr, job);
     pgjob_free(job);
+}
+
+/* The request deadline (or the statement's, when the server did not enforce it) passed: the
+ * statement is cancelled on the server and the client gets 504. */
+static void on_deadline(h2o_timeout_entry_t *entry)
+{
+    struct qreq *qr = container_of(entry, struct qreq, deadline);
+    if (qr->job == NULL) return;
+    pool_abandon(qr->job);
+    qr->job = NULL;
+    qr->w->inflight--;
+    answer_error(qr->w, qr->req, qr->q, qr, qr->started_us, 504,
+                 qr->statement_deadline ? "statement timeout" : "the request deadline passed", NULL, NULL);
 }
 
 static int set_value(struct qreq *qr, const char *name, size_t nlen, const char *text, size_t len, json_t *json,
@@ -341,9 +362,18 @@ int query_handle(struct worker *w, h2o_req_t *req, struct query_def *q, const ch
         pgjob_free(job);
         return 0;
     }
+    uint64_t deadline_ms = (uint64_t)(w->srv->cfg->request_timeout * 1000);
+    if (job->timeout_ms > 0 && (uint64_t)job->timeout_ms + STATEMENT_GRACE_MS < deadline_ms) {
+        deadline_ms = (uint64_t)job->timeout_ms + STATEMENT_GRACE_MS;
+        qr->statement_deadline = true;
+    }
+    job->deadline_us = qr->started_us + deadline_ms * 1000;
+    qr->deadline.cb = on_deadline;
+    h2o_timeout_link(w->ctx.loop, worker_timeout(w, deadline_ms), &qr->deadline);
     qr->job = job;
     w->inflight++;
     if (pool_submit(pool, job) != 0) {
+        h2o_timeout_unlink(&qr->deadline);
         qr->job = NULL;
         w->inflight--;
         answer_error(w, req, q, qr, started_us, 503, job->errmsg, NULL, NULL);

@@ -122,6 +122,25 @@ static void on_control(h2o_multithread_receiver_t *receiver, h2o_linklist_t *mes
     }
 }
 
+h2o_timeout_t *worker_timeout(struct worker *w, uint64_t ms)
+{
+    int best = -1;
+    for (int i = 0; i < w->ntimeouts; i++) {
+        if (w->timeouts[i].ms == ms) return &w->timeouts[i].timeout;
+        if (w->timeouts[i].ms > ms && (best < 0 || w->timeouts[i].ms < w->timeouts[best].ms)) best = i;
+    }
+    if (w->ntimeouts < (int)ARRAY_SIZE(w->timeouts)) {
+        int i = w->ntimeouts++;
+        w->timeouts[i].ms = ms;
+        h2o_timeout_init(w->ctx.loop, &w->timeouts[i].timeout, ms);
+        return &w->timeouts[i].timeout;
+    }
+    if (best < 0)
+        for (int i = 0; i < w->ntimeouts; i++)
+            if (best < 0 || w->timeouts[i].ms > w->timeouts[best].ms) best = i;
+    return &w->timeouts[best].timeout;
+}
+
 static void *worker_main(void *arg)
 {
     struct worker *w = arg;

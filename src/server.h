@@ -31,6 +31,11 @@ struct worker {
     lua_State *L;
     struct buf out;           /* response body scratch, reused by every request */
     h2o_timeout_t zero_timeout; /* runs its entries on the next loop turn: long work yields */
+    struct {
+        uint64_t ms;
+        h2o_timeout_t timeout;
+    } timeouts[32];               /* deadlines by duration (h2o 2.2.5 timeouts have one each) */
+    int ntimeouts;
     int inflight;             /* requests waiting on the database */
     bool stopping;
     uint64_t stop_deadline_ms;
@@ -47,6 +52,10 @@ struct server {
 /* Serves until SIGTERM/SIGINT, then drains in-flight requests up to shutdown_timeout.
  * Returns the process exit code (0 after a clean stop, 1 when start-up failed). */
 int server_run(struct config *cfg);
+
+/* The worker's timeout queue for deadlines of ms milliseconds (made on first use; past 32
+ * distinct durations the nearest longer one, or the longest, serves). */
+h2o_timeout_t *worker_timeout(struct worker *w, uint64_t ms);
 
 static inline struct worker *worker_of(h2o_req_t *req)
 {

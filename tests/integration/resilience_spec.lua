@@ -15,6 +15,7 @@ sluice.policy {
   retry = { attempts = %d, base_ms = 10, max_ms = 100 },
 }
 sluice.query "get" { readonly = true, single = true, sql = [[ SELECT id, v FROM kv WHERE id = :id ]] }
+sluice.query "record" { single = true, sql = [[ INSERT INTO ledger (id) VALUES (:id) RETURNING id ]] }
 sluice.query "pid" { readonly = true, single = true, sql = [[ SELECT pg_backend_pid() AS pid ]] }
 sluice.query "sleep" { readonly = true, single = true, sql = [[
   SELECT pg_backend_pid() AS pid FROM pg_sleep(:s::float8) ]] }
@@ -33,6 +34,7 @@ local SCHEMA = [[
 CREATE TABLE kv (id int4 PRIMARY KEY, v text NOT NULL);
 INSERT INTO kv VALUES (1, 'one');
 CREATE TABLE writes (tag text NOT NULL, n int4 NOT NULL);
+CREATE TABLE ledger (id int4 PRIMARY KEY);
 -- Fails with SQLSTATE code while the sequence seq has handed out at most `fails` values: the
 -- sequence is not rolled back with the failed statement, so it counts the attempts.
 CREATE FUNCTION flaky(seq text, fails int4, code text) RETURNS int4 LANGUAGE plpgsql AS $$
@@ -296,13 +298,25 @@ describe("resilience", function()
     local gw = start({ pool_size = 2, max_overflow = 0, pool_timeout = POOL_TIMEOUT, connect_timeout = 1 },
       { workers = 2 })
     local all, counts = {}, {}
+    local next_id, acked = 0, {}
+    -- the gateway's open descriptors, before and after the whole fault
+    local function fds() return tonumber((H.must("ls /proc/" .. gw.pid .. "/fd | wc -l"):gsub("%s", ""))) end
     local function round(phase, n)
       local reqs = {}
-      for i = 1, n or 4 do reqs[i] = { path = "/query/get?id=1" } end
+      -- half reads, half writes of unique ids (the ledger)
+      for i = 1, n or 4 do
+        if i % 2 == 0 then
+          next_id = next_id + 1
+          reqs[i] = { path = "/query/record", body = { id = next_id } }
+        else
+          reqs[i] = { path = "/query/get?id=1" }
+        end
+      end
       local t0 = H.now()
       local res = gw:parallel(reqs, { timeout = POOL_TIMEOUT + 8 })
       for i, r in ipairs(res) do
         r.started, r.phase = t0, phase
+        if reqs[i].body and r.status == 200 then acked[#acked + 1] = reqs[i].body.id end
         all[#all + 1] = r
         local k = phase .. " " .. tostring(r.status)
         counts[k] = (counts[k] or 0) + 1
@@ -320,6 +334,7 @@ describe("resilience", function()
     for _ = 1, 3 do
       for i, r in ipairs(round("before")) do assert(r.status == 200, "warm-up " .. i .. ": " .. r.body) end
     end
+    local fds_before = fds()
 
     local dir = H.tmpdir("sluice-down")
     H.must(("( %s >%s 2>&1; echo $? >%s/rc; date +%%s.%%N >%s.tmp; mv %s.tmp %s ) </dev/null >/dev/null 2>&1 &")
@@ -381,11 +396,23 @@ describe("resilience", function()
       assert(first_ok and first_ok < 5, "no request succeeds within 5 s of PostgreSQL being back")
       assert(back and back < 5, ("not every request succeeds within 5 s of PostgreSQL being back (%s)")
         :format(back and ("%.2f s"):format(back) or "not within 10 s"))
-      local reqs = {}
-      for i = 1, 20 do reqs[i] = { path = "/query/get?id=1" } end
-      for i, r in ipairs(gw:parallel(reqs, { timeout = 10 })) do
+      for i, r in ipairs(round("after", 20)) do
         assert(r.status == 200, "after recovery, request " .. i .. ": " .. tostring(r.status) .. " " .. r.body)
       end
+      -- every acknowledged write is there
+      local have = {}
+      for id in H.psql(db, "SELECT id FROM ledger"):gmatch("%d+") do have[tonumber(id)] = true end
+      local lost = {}
+      for _, id in ipairs(acked) do
+        if not have[id] then lost[#lost + 1] = id end
+      end
+      assert(#lost == 0, "acknowledged writes missing from the table: " .. table.concat(lost, ", "))
+      local fds_after = wait_for(function()
+        local n = fds()
+        return n <= fds_before + 2 and n
+      end, 3)
+      assert(fds_after, ("open descriptors before the fault %d, after it %d"):format(fds_before, fds()))
+      print(("# %d acknowledged writes all present; descriptors %d before, %d after"):format(#acked, fds_before, fds_after))
       local _, hb = gw:get_json("/health")
       assert(hb and hb.pools.primary.breaker == "closed", "after recovery: " .. H.encode(hb))
       local parts = {}

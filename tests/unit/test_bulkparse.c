@@ -453,28 +453,36 @@ static char *const num_cols[] = {"n", "d", "i", "s", "t", "j", "o"};
 static const Oid num_types[] = {PGT_NUMERIC, PGT_FLOAT8, PGT_INT4, PGT_INT2, PGT_TEXT, PGT_JSONB, PGT_OID};
 static const struct table nums = {num_cols, num_types, 7};
 
-#define NUMS(n, d, i, s, t, j)                                                                             \
+#define NUMS(n, d, i, s, t, j)                                                                               \
     "{\"n\":" n ",\"d\":" d ",\"i\":" i ",\"s\":" s ",\"t\":" t ",\"j\":" j ",\"o\":1}"
 
 static void test_fast_numbers_verbatim(void **state)
 {
     /* numeric, float and json columns get the number's own text: every digit, the scale (1.50), the
      * exponent form; valid input for those types, with no round trip through a double */
-    check_rows(&nums, BULK_JSON,
-               "[" NUMS("1.08345", "1.08345", "1", "1", "1", "1.08345") "," NUMS("-0", "-0", "0", "0", "0", "-0") ","
-               NUMS("1e5", "1E+5", "2", "2", "2", "1e5") ","
-               NUMS("12345678901234567890.123", "0.1e1", "3", "3", "3", "12345678901234567890.123") ","
-               NUMS("1.50", "-1.5e-7", "4", "4", "4", "1.50") "," NUMS("1e-400", "1e308", "5", "5", "5", "-0.0") "]",
-               "1.08345\t1.08345\t1\t1\t1\t1.08345\t1\n"
-               "-0\t-0\t0\t0\t0\t-0\t1\n"
-               "1e5\t1E+5\t2\t2\t2\t1e5\t1\n"
-               "12345678901234567890.123\t0.1e1\t3\t3\t3\t12345678901234567890.123\t1\n"
-               "1.50\t-1.5e-7\t4\t4\t4\t1.50\t1\n"
-               "1e-400\t1e308\t5\t5\t5\t-0.0\t1\n");
+    check_rows(
+        &nums, BULK_JSON,
+        "[" NUMS("1.08345", "1.08345", "1", "1", "1", "1.08345") "," NUMS(
+            "-0", "-0", "0", "0", "0",
+            "-0") "," NUMS("1e5", "1E+5", "2", "2", "2",
+                           "1e5") "," NUMS("12345678901234567890.123", "0.1e1", "3", "3", "3",
+                                           "12345678901234567890.123") "," NUMS("1.50", "-1.5e-7", "4", "4",
+                                                                                "4",
+                                                                                "1.50") "," NUMS("1e-400",
+                                                                                                 "1e308", "5",
+                                                                                                 "5", "5",
+                                                                                                 "-0.0") "]",
+        "1.08345\t1.08345\t1\t1\t1\t1.08345\t1\n"
+        "-0\t-0\t0\t0\t0\t-0\t1\n"
+        "1e5\t1E+5\t2\t2\t2\t1e5\t1\n"
+        "12345678901234567890.123\t0.1e1\t3\t3\t3\t12345678901234567890.123\t1\n"
+        "1.50\t-1.5e-7\t4\t4\t4\t1.50\t1\n"
+        "1e-400\t1e308\t5\t5\t5\t-0.0\t1\n");
     /* the limits jansson sets stay: an integer beyond int64, a real beyond a double */
-    check_next_err(&nums, BULK_JSON,
-                   "[" NUMS("1", "1", "1", "1", "1", "1") "," NUMS("12345678901234567890", "1", "1", "1", "1", "1") "]",
-                   "row 2: malformed JSON: too big integer near '12345678901234567890'");
+    check_next_err(
+        &nums, BULK_JSON,
+        "[" NUMS("1", "1", "1", "1", "1", "1") "," NUMS("12345678901234567890", "1", "1", "1", "1", "1") "]",
+        "row 2: malformed JSON: too big integer near '12345678901234567890'");
     check_next_err(&nums, BULK_JSON, "[" NUMS("1", "1", "1", "1", "1", "-9223372036854775809") "]",
                    "row 1: malformed JSON: too big negative integer near '-9223372036854775809'");
     check_next_err(&nums, BULK_JSON, "[" NUMS("1", "1e400", "1", "1", "1", "1") "]",
@@ -482,11 +490,14 @@ static void test_fast_numbers_verbatim(void **state)
     check_next_err(&nums, BULK_JSON, "[" NUMS("1", "1", "1", "1", "1", "-0.5e309") "]",
                    "row 1: malformed JSON: real number overflow near '-0.5e309'");
     /* and so does the grammar */
-    static const char *bad[] = {"01", "1.", ".5", "-", "+1", "1e", "1e+", "-01", "1.5x", "0x10", "1..2", "Infinity"};
+    static const char *bad[] = {"01",  "1.",  ".5",   "-",    "+1",   "1e",
+                                "1e+", "-01", "1.5x", "0x10", "1..2", "Infinity"};
     for (size_t k = 0; k < sizeof bad / sizeof bad[0]; k++) {
         char body[256];
-        snprintf(body, sizeof body, "[" NUMS("1", "1", "1", "1", "1", "1") ",{\"n\":%s,\"d\":1,\"i\":1,\"s\":1,"
-                 "\"t\":1,\"j\":1,\"o\":1}]", bad[k]);
+        snprintf(body, sizeof body,
+                 "[" NUMS("1", "1", "1", "1", "1", "1") ",{\"n\":%s,\"d\":1,\"i\":1,\"s\":1,"
+                                                        "\"t\":1,\"j\":1,\"o\":1}]",
+                 bad[k]);
         check_next_err_prefix(&nums, BULK_JSON, body, "row 2: malformed JSON: ");
     }
 }
@@ -495,14 +506,17 @@ static void test_fast_numbers_integer_columns(void **state)
 {
     /* integral numbers pass as written; an integral real is the integer (3.0 -> 3, 1e2 -> 100);
      * -0 is 0; a text column gets the number as pgtype writes it (the shortest form of a real) */
-    check_rows(&nums, BULK_NDJSON,
-               NUMS("1", "1", "3.0", "-7.0", "1.50", "1") "\n" NUMS("1", "1", "1e2", "-0", "1e5", "1") "\n"
-               NUMS("1", "1", "2147483647", "32767", "-0", "1") "\n" NUMS("1", "1", "-2147483648", "-32768", "42", "1"),
-               "1\t1\t3\t-7\t1.5\t1\t1\n"
-               "1\t1\t100\t0\t100000\t1\t1\n"
-               "1\t1\t2147483647\t32767\t0\t1\t1\n"
-               "1\t1\t-2147483648\t-32768\t42\t1\t1\n");
-    check_next_err(&nums, BULK_JSON, "[" NUMS("1", "1", "3.0", "1", "1", "1") "," NUMS("1", "1", "3.5", "1", "1", "1") "]",
+    check_rows(
+        &nums, BULK_NDJSON,
+        NUMS("1", "1", "3.0", "-7.0", "1.50", "1") "\n" NUMS("1", "1", "1e2", "-0", "1e5", "1") "\n" NUMS(
+            "1", "1", "2147483647", "32767", "-0", "1") "\n" NUMS("1", "1", "-2147483648", "-32768", "42",
+                                                                  "1"),
+        "1\t1\t3\t-7\t1.5\t1\t1\n"
+        "1\t1\t100\t0\t100000\t1\t1\n"
+        "1\t1\t2147483647\t32767\t0\t1\t1\n"
+        "1\t1\t-2147483648\t-32768\t42\t1\t1\n");
+    check_next_err(&nums, BULK_JSON,
+                   "[" NUMS("1", "1", "3.0", "1", "1", "1") "," NUMS("1", "1", "3.5", "1", "1", "1") "]",
                    "row 2, column \"i\": expected an integer");
     check_next_err(&nums, BULK_JSON, "[" NUMS("1", "1", "2147483648", "1", "1", "1") "]",
                    "row 1, column \"i\": out of range for integer");
@@ -515,17 +529,21 @@ static void test_fast_numbers_integer_columns(void **state)
     check_next_err(&nums, BULK_JSON, "[" NUMS("1", "1", "12345678901", "1", "1", "1") "]",
                    "row 1, column \"i\": out of range for integer");
     /* a number where the column takes none */
+    check_next_err(
+        &kinds, BULK_JSON,
+        "[{\"t\":\"x\",\"i\":1,\"n\":1,\"b\":0,\"j\":1,\"a\":[1],\"y\":\"\",\"ts\":\"t\",\"d\":1,\"big\":1}]",
+        "row 1, column \"b\": expected a boolean");
     check_next_err(&kinds, BULK_JSON,
-                   "[{\"t\":\"x\",\"i\":1,\"n\":1,\"b\":0,\"j\":1,\"a\":[1],\"y\":\"\",\"ts\":\"t\",\"d\":1,\"big\":1}]",
-                   "row 1, column \"b\": expected a boolean");
-    check_next_err(&kinds, BULK_JSON,
-                   "[{\"t\":\"x\",\"i\":1,\"n\":1,\"b\":true,\"j\":1,\"a\":1,\"y\":\"\",\"ts\":\"t\",\"d\":1,\"big\":1}]",
+                   "[{\"t\":\"x\",\"i\":1,\"n\":1,\"b\":true,\"j\":1,\"a\":1,\"y\":\"\",\"ts\":\"t\",\"d\":1,"
+                   "\"big\":1}]",
                    "row 1, column \"a\": expected an array");
+    check_next_err(
+        &kinds, BULK_JSON,
+        "[{\"t\":\"x\",\"i\":1,\"n\":1,\"b\":true,\"j\":1,\"a\":[],\"y\":1,\"ts\":\"t\",\"d\":1,\"big\":1}]",
+        "row 1, column \"y\": expected a base64 string");
     check_next_err(&kinds, BULK_JSON,
-                   "[{\"t\":\"x\",\"i\":1,\"n\":1,\"b\":true,\"j\":1,\"a\":[],\"y\":1,\"ts\":\"t\",\"d\":1,\"big\":1}]",
-                   "row 1, column \"y\": expected a base64 string");
-    check_next_err(&kinds, BULK_JSON,
-                   "[{\"t\":\"x\",\"i\":true,\"n\":1,\"b\":true,\"j\":1,\"a\":[],\"y\":\"\",\"ts\":\"t\",\"d\":1,\"big\":1}]",
+                   "[{\"t\":\"x\",\"i\":true,\"n\":1,\"b\":true,\"j\":1,\"a\":[],\"y\":\"\",\"ts\":\"t\","
+                   "\"d\":1,\"big\":1}]",
                    "row 1, column \"i\": expected an integer");
 }
 
@@ -534,16 +552,21 @@ static void test_fast_string_escapes(void **state)
     /* every escape; \u00e9 and a surrogate pair become UTF-8; escapes that decode to a COPY
      * special character are COPY-escaped (\u005c is a backslash, \u0009 a tab) */
     check_rows(&ticks, BULK_JSON,
-               "[" TICK("\\\"\\\\\\/\\b\\f\\n\\r\\t", "1") "," TICK("caf\\u00e9 \\u20AC \\ud83d\\ude00 \\uD834\\uDD1E", "2")
-               "," TICK("\\u005c\\u0009\\u000a\\u000D\\u0041", "3") "," TICK("\xc3\xa9\xe2\x82\xac\xf0\x9f\x98\x80\x7f", "4") "]",
-               TICK_LINE("\"\\\\/\b\f\\n\\r\\t", "1") TICK_LINE("caf\xc3\xa9 \xe2\x82\xac \xf0\x9f\x98\x80 \xf0\x9d\x84\x9e", "2")
-               TICK_LINE("\\\\\\t\\n\\rA", "3") TICK_LINE("\xc3\xa9\xe2\x82\xac\xf0\x9f\x98\x80\x7f", "4"));
+               "[" TICK("\\\"\\\\\\/\\b\\f\\n\\r\\t", "1") "," TICK(
+                   "caf\\u00e9 \\u20AC \\ud83d\\ude00 \\uD834\\uDD1E",
+                   "2") "," TICK("\\u005c\\u0009\\u000a\\u000D\\u0041",
+                                 "3") "," TICK("\xc3\xa9\xe2\x82\xac\xf0\x9f\x98\x80\x7f", "4") "]",
+               TICK_LINE("\"\\\\/\b\f\\n\\r\\t", "1")
+                   TICK_LINE("caf\xc3\xa9 \xe2\x82\xac \xf0\x9f\x98\x80 \xf0\x9d\x84\x9e", "2")
+                       TICK_LINE("\\\\\\t\\n\\rA", "3")
+                           TICK_LINE("\xc3\xa9\xe2\x82\xac\xf0\x9f\x98\x80\x7f", "4"));
     /* a key may be spelled with escapes; a json column keeps the string's own JSON text; a bytea
      * column decodes the string before the base64 */
-    check_rows(&kinds, BULK_JSON,
-               "[{\"\\u0074\":\"a\",\"i\":1,\"n\":1,\"b\":\"t\",\"j\":\"caf\\u00e9 \\ud83d\\ude00\\n\",\"a\":\"{}\","
-               "\"y\":\"\\/w\\u003d=\",\"t\\u0073\":\"t\",\"d\":1,\"big\":1}]",
-               "a\t1\t1\tt\t\"caf\\\\u00e9 \\\\ud83d\\\\ude00\\\\n\"\t{}\t\\\\xff\tt\t1\t1\n");
+    check_rows(
+        &kinds, BULK_JSON,
+        "[{\"\\u0074\":\"a\",\"i\":1,\"n\":1,\"b\":\"t\",\"j\":\"caf\\u00e9 \\ud83d\\ude00\\n\",\"a\":\"{}\","
+        "\"y\":\"\\/w\\u003d=\",\"t\\u0073\":\"t\",\"d\":1,\"big\":1}]",
+        "a\t1\t1\tt\t\"caf\\\\u00e9 \\\\ud83d\\\\ude00\\\\n\"\t{}\t\\\\xff\tt\t1\t1\n");
     /* \u0000 is allowed in JSON but not in text */
     check_next_err(&ticks, BULK_JSON, "[" TICK("A", "1") "," TICK("a\\u0000", "1") "]",
                    "row 2, column \"pair\": text must not contain NUL bytes");
@@ -579,7 +602,8 @@ static void test_fast_string_errors(void **state)
         check_next_err(&ticks, BULK_JSON, body, want);
     }
     /* in a key too */
-    check_next_err(&ticks, BULK_NDJSON, TICK("A", "1") "\n{\"pa\xffir\":\"A\",\"bid\":1,\"ask\":1,\"ts\":\"t\"}\n",
+    check_next_err(&ticks, BULK_NDJSON,
+                   TICK("A", "1") "\n{\"pa\xffir\":\"A\",\"bid\":1,\"ask\":1,\"ts\":\"t\"}\n",
                    "row 2: malformed JSON: unable to decode byte 0xff near '\"pa'");
 }
 
@@ -587,18 +611,22 @@ static void test_fast_duplicate_keys(void **state)
 {
     const char *want = "row 3: malformed JSON: duplicate object key near '\"pair\"'";
     check_next_err(&ticks, BULK_JSON,
-                   "[" TICK("A", "1") "," TICK("B", "2") ",{\"pair\":\"A\",\"bid\":1,\"ask\":1,\"ts\":\"t\",\"pair\":\"B\"}]",
+                   "[" TICK("A", "1") "," TICK(
+                       "B", "2") ",{\"pair\":\"A\",\"bid\":1,\"ask\":1,\"ts\":\"t\",\"pair\":\"B\"}]",
                    want);
     check_next_err(&ticks, BULK_NDJSON,
-                   TICK("A", "1") "\n" TICK("B", "2") "\n{\"pair\":\"A\",\"pair\":null,\"bid\":1,\"ask\":1,\"ts\":\"t\"}",
+                   TICK("A", "1") "\n" TICK(
+                       "B", "2") "\n{\"pair\":\"A\",\"pair\":null,\"bid\":1,\"ask\":1,\"ts\":\"t\"}",
                    want);
     /* the same key spelled two ways */
     check_next_err(&ticks, BULK_JSON,
-                   "[" TICK("A", "1") "," TICK("B", "2") ",{\"pair\":\"A\",\"bid\":1,\"ask\":1,\"ts\":\"t\",\"p\\u0061ir\":1}]",
+                   "[" TICK("A", "1") "," TICK(
+                       "B", "2") ",{\"pair\":\"A\",\"bid\":1,\"ask\":1,\"ts\":\"t\",\"p\\u0061ir\":1}]",
                    "row 3: malformed JSON: duplicate object key near '\"p\\u0061ir\"'");
     /* inside a nested value */
     check_next_err(&kinds, BULK_JSON,
-                   "[{\"t\":\"x\",\"i\":1,\"n\":1,\"b\":true,\"j\":{\"k\":1,\"k\":2},\"a\":[],\"y\":\"\",\"ts\":\"t\",\"d\":1,"
+                   "[{\"t\":\"x\",\"i\":1,\"n\":1,\"b\":true,\"j\":{\"k\":1,\"k\":2},\"a\":[],\"y\":\"\","
+                   "\"ts\":\"t\",\"d\":1,"
                    "\"big\":1}]",
                    "row 1: malformed JSON: duplicate object key near '\"k\"'");
 }
@@ -608,19 +636,25 @@ static void test_fast_nested_mixed(void **state)
     /* rows with nested values (parsed by jansson, converted by pgtype) between flat rows; the
      * numbers of those rows are copied as written all the same */
     check_rows(&kinds, BULK_JSON,
-               "[{\"t\":\"a\",\"i\":1,\"n\":1.50,\"b\":true,\"j\":\"x\",\"a\":\"{1}\",\"y\":\"\",\"ts\":\"t\",\"d\":1,\"big\":1},"
-               "{\"t\":\"b\",\"i\":2,\"n\":12345678901234567890.123,\"b\":false,\"j\":{ \"k\" : [ 1.50 , \"\\u00e9\" ] },"
+               "[{\"t\":\"a\",\"i\":1,\"n\":1.50,\"b\":true,\"j\":\"x\",\"a\":\"{1}\",\"y\":\"\",\"ts\":"
+               "\"t\",\"d\":1,\"big\":1},"
+               "{\"t\":\"b\",\"i\":2,\"n\":12345678901234567890.123,\"b\":false,\"j\":{ \"k\" : [ 1.50 , "
+               "\"\\u00e9\" ] },"
                "\"a\":[[1,2],[3,null]],\"y\":\"AQID\",\"ts\":\"t\",\"d\":2.5e3,\"big\":2},"
-               "{\"t\":\"c\",\"i\":3,\"n\":1e5,\"b\":null,\"j\":[],\"a\":[],\"y\":null,\"ts\":null,\"d\":-0,\"big\":3}]",
+               "{\"t\":\"c\",\"i\":3,\"n\":1e5,\"b\":null,\"j\":[],\"a\":[],\"y\":null,\"ts\":null,\"d\":-0,"
+               "\"big\":3}]",
                "a\t1\t1.50\tt\t\"x\"\t{1}\t\\\\x\tt\t1\t1\n"
-               "b\t2\t12345678901234567890.123\tf\t{\"k\":[1.5,\"\xc3\xa9\"]}\t{{\"1\",\"2\"},{\"3\",NULL}}\t\\\\x010203\tt\t2.5e3\t2\n"
+               "b\t2\t12345678901234567890.123\tf\t{\"k\":[1.5,\"\xc3\xa9\"]}\t{{\"1\",\"2\"},{\"3\",NULL}}"
+               "\t\\\\x010203\tt\t2.5e3\t2\n"
                "c\t3\t1e5\t\\N\t[]\t{}\t\\N\t\\N\t-0\t3\n");
     /* a nested value where the column takes none; a malformed one */
-    check_next_err(&ticks, BULK_NDJSON, TICK("A", "1") "\n" TICK("B", "[1]") "\n", "row 2, column \"bid\": expected a number");
-    check_next_err_prefix(&kinds, BULK_NDJSON,
-                          "{\"t\":\"x\",\"i\":1,\"n\":1,\"b\":true,\"j\":{\"k\":[1,]},\"a\":[],\"y\":\"\",\"ts\":\"t\",\"d\":1,"
-                          "\"big\":1}",
-                          "row 1: malformed JSON: ");
+    check_next_err(&ticks, BULK_NDJSON, TICK("A", "1") "\n" TICK("B", "[1]") "\n",
+                   "row 2, column \"bid\": expected a number");
+    check_next_err_prefix(
+        &kinds, BULK_NDJSON,
+        "{\"t\":\"x\",\"i\":1,\"n\":1,\"b\":true,\"j\":{\"k\":[1,]},\"a\":[],\"y\":\"\",\"ts\":\"t\",\"d\":1,"
+        "\"big\":1}",
+        "row 1: malformed JSON: ");
     /* jansson's depth limit holds for the row as a whole: the row is one level */
     static char *const j_col[] = {"j"};
     static const Oid j_type[] = {PGT_JSONB};
@@ -637,7 +671,8 @@ static void test_fast_nested_mixed(void **state)
             buf_putc(&want, '\n');
             check_rows_n(&jt, BULK_JSON, body.data, body.len, 10, want.data);
         } else {
-            check_next_err_prefix(&jt, BULK_JSON, body.data, "row 1: malformed JSON: maximum parsing depth reached");
+            check_next_err_prefix(&jt, BULK_JSON, body.data,
+                                  "row 1: malformed JSON: maximum parsing depth reached");
         }
         buf_free(&body);
         buf_free(&want);
@@ -647,24 +682,30 @@ static void test_fast_nested_mixed(void **state)
 static void test_fast_whitespace_everywhere(void **state)
 {
     const char *want = "P\t1.5\t-2\tt\nQ\t\\N\t3\t\\N\n";
-    check_rows(&ticks, BULK_JSON,
-               " \t\r\n[ \t\r\n{ \t\r\n\"pair\" \t\r\n: \t\r\n\"P\" \t\r\n, \t\r\n\"bid\" \t\r\n: \t\r\n1.5 \t\r\n, "
-               "\t\r\n\"ask\" \t\r\n: \t\r\n-2 \t\r\n, \t\r\n\"ts\" \t\r\n: \t\r\n\"t\" \t\r\n} \t\r\n, \t\r\n{\"ts\":null,"
-               "\"ask\" :3 ,\"bid\": null\t,\"pair\"\n:\n\"Q\"\n}\n]\n\t ",
-               want);
+    check_rows(
+        &ticks, BULK_JSON,
+        " \t\r\n[ \t\r\n{ \t\r\n\"pair\" \t\r\n: \t\r\n\"P\" \t\r\n, \t\r\n\"bid\" \t\r\n: \t\r\n1.5 \t\r\n, "
+        "\t\r\n\"ask\" \t\r\n: \t\r\n-2 \t\r\n, \t\r\n\"ts\" \t\r\n: \t\r\n\"t\" \t\r\n} \t\r\n, "
+        "\t\r\n{\"ts\":null,"
+        "\"ask\" :3 ,\"bid\": null\t,\"pair\"\n:\n\"Q\"\n}\n]\n\t ",
+        want);
     check_rows(&ticks, BULK_NDJSON,
-               " \t{ \t\"pair\" \t: \t\"P\" \t, \t\"bid\" \t: \t1.5 \t, \t\"ask\" \t: \t-2 \t, \t\"ts\" \t: \t\"t\" \t} \t\r\n"
+               " \t{ \t\"pair\" \t: \t\"P\" \t, \t\"bid\" \t: \t1.5 \t, \t\"ask\" \t: \t-2 \t, \t\"ts\" \t: "
+               "\t\"t\" \t} \t\r\n"
                "\r\n{\"ts\":null,\"ask\" :3 ,\"bid\": null\t,\"pair\"\r:\r\"Q\"\r}\r",
                want);
     /* whitespace is not allowed to be anything else */
-    check_next_err_prefix(&ticks, BULK_JSON, "[{\"pair\"\f:\"P\",\"bid\":1,\"ask\":1,\"ts\":\"t\"}]", "row 1: malformed JSON: ");
-    check_next_err_prefix(&ticks, BULK_JSON, "[{\"pair\":\"P\"\v,\"bid\":1,\"ask\":1,\"ts\":\"t\"}]", "row 1: malformed JSON: ");
+    check_next_err_prefix(&ticks, BULK_JSON, "[{\"pair\"\f:\"P\",\"bid\":1,\"ask\":1,\"ts\":\"t\"}]",
+                          "row 1: malformed JSON: ");
+    check_next_err_prefix(&ticks, BULK_JSON, "[{\"pair\":\"P\"\v,\"bid\":1,\"ask\":1,\"ts\":\"t\"}]",
+                          "row 1: malformed JSON: ");
 }
 
 static void test_fast_literals(void **state)
 {
     check_rows(&kinds, BULK_JSON,
-               "[{\"t\":true,\"i\":\"7\",\"n\":\"1.10\",\"b\":false,\"j\":true,\"a\":null,\"y\":null,\"ts\":false,\"d\":null,"
+               "[{\"t\":true,\"i\":\"7\",\"n\":\"1.10\",\"b\":false,\"j\":true,\"a\":null,\"y\":null,\"ts\":"
+               "false,\"d\":null,"
                "\"big\":null}]",
                "true\t7\t1.10\tf\ttrue\t\\N\t\\N\tfalse\t\\N\t\\N\n");
     static const char *bad[] = {"tru", "truex", "True", "nul", "NULL", "fals", "nulll"};
