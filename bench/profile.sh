@@ -131,8 +131,10 @@ functions() { # DUMP INCLUSIVE(yes|no)
 annotate() { # DUMP REQUESTS TITLE
     local total
     total=$(callgrind_annotate --auto=no "$1" 2>/dev/null | awk '/PROGRAM TOTALS/ { gsub(",", "", $1); print $1; exit }')
-    functions "$1" no >"$T/excl.tsv"
-    functions "$1" yes >"$T/incl.tsv"
+    # Thread entry points carry the whole run even in the exclusive list; inlined copies repeat
+    # their function in the inclusive one.
+    functions "$1" no | awk -F'\t' '$2 != "clone" && $2 != "start_thread"' >"$T/excl.tsv"
+    functions "$1" yes | awk -F'\t' '$3 != "(inlined)"' >"$T/incl.tsv"
     echo
     echo "== $3: $(awk -v t="$total" -v n="$2" 'BEGIN { printf "%.0f", t / n }') instructions per request ($total over $2 requests)"
     echo "   by library (own instructions):"

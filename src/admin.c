@@ -2,11 +2,15 @@
  * constant time and never logged. */
 #include "admin.h"
 
+#include <lua.h>
+#include <signal.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "http.h"
 #include "jsonw.h"
 #include "metrics.h"
+#include "script.h"
 #include "server.h"
 
 static bool same_secret(const char *a, size_t alen, const char *b, size_t blen)
@@ -44,8 +48,8 @@ static void send_queries(struct worker *w, h2o_req_t *req)
     struct buf *b = &w->out;
     buf_reset(b);
     buf_puts(b, "{\"queries\":[");
-    for (int i = 0; i < w->reg.nqueries; i++) {
-        struct query_def *q = w->reg.queries[i];
+    for (int i = 0; i < w->reg->nqueries; i++) {
+        struct query_def *q = w->reg->queries[i];
         struct query_totals t;
         metrics_query_totals(srv, q->name, &t);
         buf_puts(b, i ? ",{\"name\":" : "{\"name\":");
@@ -66,6 +70,34 @@ static void send_queries(struct worker *w, h2o_req_t *req)
     http_send_json(req, 200, b->data, b->len);
 }
 
+/* POST /admin/reload: the scripts are loaded once here to check them, so that a broken script is
+ * reported to the caller; then every worker reloads (SIGHUP semantics). */
+static void reload(struct worker *w, h2o_req_t *req)
+{
+    if (!h2o_memis(req->method.base, req->method.len, H2O_STRLIT("POST"))) {
+        h2o_add_header(&req->pool, &req->res.headers, H2O_TOKEN_ALLOW, NULL, H2O_STRLIT("POST"));
+        http_send_error(req, 405, "method_not_allowed", "use POST", NULL, NULL);
+        return;
+    }
+    char err[512];
+    struct registry probe;
+    registry_init(&probe);
+    lua_State *L = script_load(w->srv->cfg, &probe, err, sizeof err);
+    if (L == NULL) {
+        registry_free(&probe);
+        http_send_error(req, 400, "bad_request", err, NULL, NULL);
+        return;
+    }
+    struct buf *b = &w->out;
+    buf_reset(b);
+    buf_printf(b, "{\"status\":\"reloading\",\"queries\":%d,\"bulk\":%d,\"handlers\":%d}", probe.nqueries, probe.nbulks,
+               probe.nhandlers);
+    lua_close(L);
+    registry_free(&probe);
+    kill(getpid(), SIGHUP);
+    http_send_json(req, 200, b->data, b->len);
+}
+
 int admin_handle(struct worker *w, h2o_req_t *req, h2o_iovec_t path)
 {
     if (w->srv->cfg->admin_token == NULL) {
@@ -73,6 +105,10 @@ int admin_handle(struct worker *w, h2o_req_t *req, h2o_iovec_t path)
         return 0;
     }
     if (!authorize(w, req)) return 0;
+    if (h2o_memis(path.base, path.len, H2O_STRLIT("/admin/reload"))) {
+        reload(w, req);
+        return 0;
+    }
     if (h2o_memis(path.base, path.len, H2O_STRLIT("/admin/queries"))) {
         send_queries(w, req);
         return 0;

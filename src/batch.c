@@ -37,6 +37,7 @@ struct batch {
     bool transaction, answered;
     struct txn txn;
     bool txn_open;
+    struct registry *reg; /* the generation its queries come from */
 };
 
 static void on_dispose(void *p)
@@ -49,6 +50,7 @@ static void on_dispose(void *p)
     }
     if (b->txn_open) txn_abandon(&b->txn);
     free(b->items);
+    b->reg->refs--;
     if (b->doc) json_decref(b->doc);
     b->w->inflight--;
 }
@@ -260,7 +262,7 @@ static int parse(struct batch *b, char *err, size_t errlen)
                 return -1;
             }
         }
-        it->q = registry_find(&b->w->reg, name, strlen(name));
+        it->q = registry_find(b->reg, name, strlen(name));
         if (it->q == NULL) {
             it->status = 404;
             buf_puts(&it->body, "{\"error\":{\"code\":\"not_found\",\"message\":\"no such query\",\"query\":");
@@ -296,6 +298,8 @@ int batch_handle(struct worker *w, h2o_req_t *req)
     memset(b, 0, sizeof *b);
     b->req = req;
     b->w = w;
+    b->reg = w->reg;
+    b->reg->refs++;
     w->inflight++;
     if (req->query_at != SIZE_MAX) {
         h2o_iovec_t qs = h2o_iovec_init(req->path.base + req->query_at + 1, req->path.len - req->query_at - 1);

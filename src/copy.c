@@ -67,6 +67,7 @@ static void on_dispose(void *p)
     if (h2o_timeout_is_linked(&br->resume)) h2o_timeout_unlink(&br->resume);
     if (br->reader_open) bulk_reader_free(&br->rd);
     buf_free(&br->data);
+    br->d->reg->refs--;
     br->w->inflight--;
 }
 
@@ -380,6 +381,7 @@ int copy_handle(struct worker *w, h2o_req_t *req, struct bulk_def *d)
     br->req = req;
     br->w = w;
     br->d = d;
+    d->reg->refs++;
     br->format = format;
     br->started_us = now_us();
     br->owner = (struct pgconn_owner){on_result, on_writable, on_lost, br};

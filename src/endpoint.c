@@ -64,6 +64,7 @@ int registry_add(struct registry *r, struct query_def *q)
         r->queries = xrealloc(r->queries, r->cap * sizeof *r->queries);
     }
     r->queries[r->nqueries++] = q;
+    q->reg = r;
     /* keep the index at most half full */
     if ((unsigned)r->nqueries * 2 > r->index_mask) {
         free(r->index);
@@ -193,6 +194,7 @@ int registry_add_bulk(struct registry *r, struct bulk_def *b)
     if (registry_find_bulk(r, b->name, strlen(b->name)) != NULL) return -SLUICE_EINVAL;
     r->bulks = xrealloc(r->bulks, (size_t)(r->nbulks + 1) * sizeof *r->bulks);
     r->bulks[r->nbulks++] = b;
+    b->reg = r;
     return 0;
 }
 

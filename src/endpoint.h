@@ -17,6 +17,7 @@ struct route_pattern {
 };
 
 struct query_def {
+    struct registry *reg; /* the generation it belongs to */
     char *name;
     char *sql;          /* as written */
     char *sql_numbered; /* :name -> $n */
@@ -44,6 +45,7 @@ struct query_def {
 enum bulk_mode { BULK_INSERT, BULK_UPSERT, BULK_UPDATE, BULK_DELETE };
 
 struct bulk_def {
+    struct registry *reg;
     char *name;
     char *table;          /* as written: may be schema-qualified */
     char **columns;       /* declared columns, in COPY order */
@@ -69,13 +71,20 @@ struct bulk_def {
 
 /* A Lua handler (sluice.endpoint): its function lives in the worker's Lua registry. */
 struct handler_def {
+    struct registry *reg;
     char *name;
     struct route_pattern *route;
     int fn_ref; /* luaL_ref of the handler function */
     int pool_idx;
 };
 
+/* One generation of definitions: what one load of the scripts produced, with the Lua state that
+ * ran them. A reload makes a new one; the old one is retired and freed once nothing uses it. */
 struct registry {
+    struct lua_State *L;
+    int refs;                     /* requests and jobs still using these definitions */
+    uint64_t retired_ms;          /* 0 while current */
+    struct registry *next_retired;
     struct bulk_def **bulks;
     int nbulks;
     struct handler_def **handlers;

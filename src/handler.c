@@ -28,6 +28,7 @@ struct hreq {
     h2o_req_t *req;
     struct worker *w;
     struct handler_def *h;
+    lua_State *L;        /* the state of the generation the handler came from */
     lua_State *co;
     int co_ref;          /* LUA_NOREF once released */
     json_t *body;
@@ -73,7 +74,7 @@ static int wait_outcome(lua_State *co, struct hreq *hr)
 
 static void release(struct hreq *hr)
 {
-    if (hr->co_ref != LUA_NOREF) luaL_unref(hr->w->L, LUA_REGISTRYINDEX, hr->co_ref);
+    if (hr->co_ref != LUA_NOREF) luaL_unref(hr->L, LUA_REGISTRYINDEX, hr->co_ref);
     hr->co_ref = LUA_NOREF;
     hr->co = NULL;
 }
@@ -84,6 +85,7 @@ static void on_dispose(void *p)
     if (hr->job) pool_abandon(hr->job);
     if (hr->in_txn) txn_abandon(&hr->txn);
     release(hr);
+    hr->h->reg->refs--;
     if (hr->params) json_decref(hr->params);
     free(hr->vals);
     if (hr->body) json_decref(hr->body);
@@ -143,9 +145,9 @@ static void answer_error(struct hreq *hr)
         }
     }
     const char *msg = lua_tostring(co, -1);
-    luaL_traceback(hr->w->L, co, msg ? msg : "(error object is not a string)", 0);
-    log_printf(LOG_ERROR, "handler %s failed: %s", hr->h->name, lua_tostring(hr->w->L, -1));
-    lua_pop(hr->w->L, 1);
+    luaL_traceback(hr->L, co, msg ? msg : "(error object is not a string)", 0);
+    log_printf(LOG_ERROR, "handler %s failed: %s", hr->h->name, lua_tostring(hr->L, -1));
+    lua_pop(hr->L, 1);
     http_send_error(hr->req, 500, "internal", "internal error", NULL, NULL);
 }
 
@@ -210,7 +212,7 @@ static struct query_def *named(lua_State *co, struct hreq *hr, int idx)
 {
     size_t len;
     const char *name = luaL_checklstring(co, idx, &len);
-    struct query_def *q = registry_find(&hr->w->reg, name, len);
+    struct query_def *q = registry_find(hr->w->reg, name, len);
     if (q == NULL) {
         char msg[160];
         snprintf(msg, sizeof msg, "no query named \"%.100s\"", name);
@@ -461,6 +463,7 @@ int handler_collect(lua_State *L, const struct config *cfg, struct registry *reg
                 rc = -1;
             } else {
                 struct handler_def *h = xcalloc(1, sizeof *h);
+                h->reg = reg;
                 h->name = xstrdup(name);
                 h->route = rp;
                 h->pool_idx = pool_idx;
@@ -562,7 +565,8 @@ static void run(struct worker *w, h2o_req_t *req, struct handler_def *h, const c
     hr->co_ref = LUA_NOREF;
     w->inflight++;
 
-    lua_State *L = w->L;
+    lua_State *L = hr->L = w->reg->L;
+    h->reg->refs++;
     hr->co = lua_newthread(L);
     hr->co_ref = luaL_ref(L, LUA_REGISTRYINDEX); /* anchors the coroutine until release() */
     lua_sethook(hr->co, on_hook, LUA_MASKCOUNT, HOOK_EVERY);
@@ -575,8 +579,8 @@ int handler_route(struct worker *w, h2o_req_t *req, h2o_iovec_t path)
 {
     const char *vals[16];
     size_t lens[16];
-    for (int i = 0; i < w->reg.nhandlers; i++) {
-        struct handler_def *h = w->reg.handlers[i];
+    for (int i = 0; i < w->reg->nhandlers; i++) {
+        struct handler_def *h = w->reg->handlers[i];
         if (!h2o_memis(req->method.base, req->method.len, h->route->method, strlen(h->route->method))) continue;
         int n = route_match(h->route, path.base, path.len, vals, lens, 16);
         if (n < 0) continue;

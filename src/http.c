@@ -136,8 +136,8 @@ static int route_alias(struct worker *w, h2o_req_t *req, h2o_iovec_t path)
     const char *vals[16];
     size_t lens[16];
     bool path_matched = false;
-    for (int i = 0; i < w->reg.nqueries; i++) {
-        struct query_def *q = w->reg.queries[i];
+    for (int i = 0; i < w->reg->nqueries; i++) {
+        struct query_def *q = w->reg->queries[i];
         if (q->route == NULL) continue;
         int n = route_match(q->route, path.base, path.len, vals, lens, 16);
         if (n < 0) continue;
@@ -167,7 +167,7 @@ int http_on_req(h2o_handler_t *self, h2o_req_t *req)
     if (path_has_prefix(path, "/query/")) {
         const char *name = path.base + 7;
         size_t n = path.len - 7;
-        struct query_def *q = memchr(name, '/', n) ? NULL : registry_find(&w->reg, name, n);
+        struct query_def *q = memchr(name, '/', n) ? NULL : registry_find(w->reg, name, n);
         if (q == NULL) {
             http_send_error(req, 404, "not_found", "no such query", NULL, NULL);
             return 0;
@@ -175,7 +175,7 @@ int http_on_req(h2o_handler_t *self, h2o_req_t *req)
         return query_handle(w, req, q, NULL, NULL, 0);
     }
     if (path_has_prefix(path, "/bulk/")) {
-        struct bulk_def *d = registry_find_bulk(&w->reg, path.base + 6, path.len - 6);
+        struct bulk_def *d = registry_find_bulk(w->reg, path.base + 6, path.len - 6);
         if (d == NULL) {
             http_send_error(req, 404, "not_found", "no such bulk endpoint", NULL, NULL);
             return 0;

@@ -133,7 +133,20 @@ static const char *pool_name(const struct server *srv, int idx, const char *fall
     return fallback ? fallback : "";
 }
 
-/* Runs sluice.on_slow_query(ev) when the scripts define it. Only lua_pcall reaches Lua. */
+#define HOOK_LIMIT_MS 100 /* sluice.on_slow_query runs on the event loop: it must be quick */
+
+static __thread uint64_t hook_deadline_ms;
+
+/* Count hook (the worker states run interpreted, so it fires in any loop): a runaway
+ * on_slow_query errors out instead of stalling the worker. */
+static void on_guard(lua_State *L, lua_Debug *ar)
+{
+    if (now_ms() > hook_deadline_ms)
+        luaL_error(L, "sluice.on_slow_query ran for more than %d ms", HOOK_LIMIT_MS);
+}
+
+/* Runs sluice.on_slow_query(ev) when the scripts define it. Only lua_pcall reaches Lua; any hook
+ * already set on L is put back afterwards. */
 static void call_hook(lua_State *L, const struct query_def *q, const char *pool, int http_status, double ms)
 {
     int top = lua_gettop(L);
@@ -150,11 +163,16 @@ static void call_hook(lua_State *L, const struct query_def *q, const char *pool,
             lua_setfield(L, -2, "duration_ms");
             lua_pushinteger(L, http_status);
             lua_setfield(L, -2, "status");
+            lua_Hook saved = lua_gethook(L);
+            int saved_mask = lua_gethookmask(L), saved_count = lua_gethookcount(L);
+            hook_deadline_ms = now_ms() + HOOK_LIMIT_MS;
+            lua_sethook(L, on_guard, LUA_MASKCOUNT, 1000);
             if (lua_pcall(L, 1, 0, 0) != 0) {
                 const char *e = lua_tostring(L, -1);
                 log_printf(LOG_ERROR, "sluice.on_slow_query failed: %s",
                            e ? e : "(error object is not a string)");
             }
+            lua_sethook(L, saved, saved_mask, saved_count);
         }
     }
     lua_settop(L, top);
@@ -180,7 +198,7 @@ void metrics_slow_query(struct worker *w, const struct query_def *q, int http_st
         log_write(LOG_WARN, "slow query", f.data);
         buf_free(&f);
     }
-    if (w && w->L) call_hook(w->L, q, pool, http_status, ms);
+    if (w && w->reg->L) call_hook(w->reg->L, q, pool, http_status, ms);
 }
 
 void metrics_bulk_done(struct bulk_def *d, bool ok, long rows, uint64_t started_us)
@@ -237,7 +255,7 @@ void metrics_query_totals(struct server *srv, const char *name, struct query_tot
     uint64_t newest = 0;
     size_t len = strlen(name);
     for (int k = 0; k < srv->nworkers; k++) {
-        struct query_def *q = registry_find(&srv->workers[k].reg, name, len);
+        struct query_def *q = registry_find(srv->workers[k].reg, name, len);
         if (q == NULL) continue;
         const struct query_stats *s = &q->stats;
         histogram_add(&out->time, &s->time);
@@ -471,7 +489,7 @@ void metrics_render(struct server *srv, struct buf *b)
     struct pool_totals *pt = xcalloc((size_t)(npools ? npools : 1), sizeof *pt);
     sum_pools(srv, pt, npools);
     /* every worker loads the same scripts: the first one's registry names the series */
-    const struct registry *reg = &srv->workers[0].reg;
+    const struct registry *reg = srv->workers[0].reg;
     int nq = reg->nqueries, nb = reg->nbulks;
     struct query_totals *qt = xcalloc((size_t)(nq ? nq : 1), sizeof *qt);
     for (int i = 0; i < nq; i++) metrics_query_totals(srv, reg->queries[i]->name, &qt[i]);
@@ -479,7 +497,7 @@ void metrics_render(struct server *srv, struct buf *b)
     for (int i = 0; i < nb; i++) {
         const char *name = reg->bulks[i]->name;
         for (int k = 0; k < srv->nworkers; k++) {
-            const struct bulk_def *d = registry_find_bulk(&srv->workers[k].reg, name, strlen(name));
+            const struct bulk_def *d = registry_find_bulk(srv->workers[k].reg, name, strlen(name));
             if (d == NULL) continue;
             histogram_add(&bt[i].time, &d->stats.time);
             bt[i].rows += PEEK(d->stats.rows);

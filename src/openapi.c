@@ -777,7 +777,7 @@ int openapi_handle(struct worker *w, h2o_req_t *req)
     }
     struct buf *b = &w->out;
     buf_reset(b);
-    openapi_write(b, &w->reg, openapi_description(), w->srv->cfg);
+    openapi_write(b, w->reg, openapi_description(), w->srv->cfg);
     http_send_json(req, 200, b->data, b->len);
     return 0;
 }

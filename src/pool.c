@@ -22,6 +22,7 @@ struct pgjob *pgjob_new(struct query_def *q, void *owner)
 {
     struct pgjob *job = xcalloc(1, sizeof *job);
     job->q = q;
+    if (q) q->reg->refs++; /* its definitions outlive a reload while it runs */
     job->owner = owner;
     int n = q ? q->nparams : 0;
     job->param_off = xmalloc((size_t)(n ? n : 1) * sizeof *job->param_off);
@@ -32,6 +33,7 @@ struct pgjob *pgjob_new(struct query_def *q, void *owner)
 
 void pgjob_free(struct pgjob *job)
 {
+    if (job->q) job->q->reg->refs--;
     if (job->result) PQclear(job->result);
     buf_free(&job->params);
     free(job->param_off);

@@ -44,6 +44,7 @@ struct qreq {
 static void on_dispose(void *p)
 {
     struct qreq *qr = p;
+    qr->q->reg->refs--;
     if (h2o_timeout_is_linked(&qr->deadline)) h2o_timeout_unlink(&qr->deadline);
     if (qr->job != NULL) {
         pool_abandon(qr->job);
@@ -327,6 +328,7 @@ int query_handle(struct worker *w, h2o_req_t *req, struct query_def *q, const ch
     qr->req = req;
     qr->w = w;
     qr->q = q;
+    q->reg->refs++;
     qr->started_us = started_us;
     qr->vals = h2o_mem_alloc_pool(&req->pool, sizeof *qr->vals * (size_t)(q->nparams ? q->nparams : 1));
     memset(qr->vals, 0, sizeof *qr->vals * (size_t)(q->nparams ? q->nparams : 1));

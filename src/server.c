@@ -104,14 +104,20 @@ static void on_accept(h2o_socket_t *listener, const char *err)
     if (sock != NULL) h2o_accept(&w->accept_ctx, sock);
 }
 
-static void on_control(h2o_multithread_receiver_t *receiver, h2o_linklist_t *messages)
+struct control_msg {
+    h2o_multithread_message_t super;
+    enum control what;
+};
+
+static void send_control(struct worker *w, enum control what)
 {
-    struct worker *w = container_of(receiver, struct worker, control);
-    while (!h2o_linklist_is_empty(messages)) {
-        h2o_multithread_message_t *m = H2O_STRUCT_FROM_MEMBER(h2o_multithread_message_t, link, messages->next);
-        h2o_linklist_unlink(&m->link);
-        free(m);
-    }
+    struct control_msg *m = xcalloc(1, sizeof *m);
+    m->what = what;
+    h2o_multithread_send_message(&w->control, &m->super);
+}
+
+static void stop_accepting(struct worker *w)
+{
     if (w->stopping) return;
     w->stopping = true;
     w->stop_deadline_ms = now_ms() + (uint64_t)(w->srv->cfg->shutdown_timeout * 1000);
@@ -119,6 +125,76 @@ static void on_control(h2o_multithread_receiver_t *receiver, h2o_linklist_t *mes
         h2o_socket_read_stop(w->listener);
         h2o_socket_close(w->listener); /* closes listen_fd */
         w->listener = NULL;
+    }
+}
+
+/* Reads the breaker and retry policy of the current scripts into every pool. */
+static void apply_policy(struct worker *w)
+{
+    char err[256];
+    for (int i = 0; i < w->npools; i++)
+        if (policy_read(w->reg->L, &w->pools[i].breaker_policy, &w->pools[i].retry_policy, err, sizeof err) != 0)
+            log_warn("%s", err);
+}
+
+/* Loads the scripts into a new generation. On success it becomes current and the old one is
+ * retired: requests already running finish on it. On failure the old one keeps serving. */
+static void reload(struct worker *w)
+{
+    char err[512];
+    struct registry *next = xcalloc(1, sizeof *next);
+    registry_init(next);
+    next->L = script_load(w->srv->cfg, next, err, sizeof err);
+    if (next->L == NULL) {
+        if (w->index == 0) log_error("reload failed, the previous scripts keep serving: %s", err);
+        registry_free(next);
+        free(next);
+        return;
+    }
+    struct registry *old = w->reg;
+    old->retired_ms = now_ms();
+    old->next_retired = w->retired;
+    w->retired = old;
+    w->reg = next;
+    apply_policy(w);
+    if (w->index == 0) log_info("reloaded: %d named queries, %d bulk endpoints, %d handlers", next->nqueries, next->nbulks, next->nhandlers);
+}
+
+static void free_generation(struct registry *r)
+{
+    lua_State *L = r->L;
+    registry_free(r);
+    if (L) lua_close(L);
+    free(r);
+}
+
+/* Frees retired generations nothing uses any more. The 5 s grace covers a /metrics or
+ * /admin scrape on another worker that may still be reading one. */
+static void on_janitor(h2o_timeout_entry_t *entry)
+{
+    struct worker *w = container_of(entry, struct worker, janitor);
+    uint64_t now = now_ms();
+    for (struct registry **pp = &w->retired; *pp;) {
+        struct registry *r = *pp;
+        if (r->refs == 0 && now - r->retired_ms >= 5000) {
+            *pp = r->next_retired;
+            free_generation(r);
+        } else {
+            pp = &r->next_retired;
+        }
+    }
+    h2o_timeout_link(w->ctx.loop, &w->janitor_timeout, &w->janitor);
+}
+
+static void on_control(h2o_multithread_receiver_t *receiver, h2o_linklist_t *messages)
+{
+    struct worker *w = container_of(receiver, struct worker, control);
+    while (!h2o_linklist_is_empty(messages)) {
+        struct control_msg *m = (struct control_msg *)H2O_STRUCT_FROM_MEMBER(h2o_multithread_message_t, link, messages->next);
+        h2o_linklist_unlink(&m->super.link);
+        if (m->what == CONTROL_STOP) stop_accepting(w);
+        else if (!w->stopping) reload(w);
+        free(m);
     }
 }
 
@@ -153,9 +229,11 @@ static void *worker_main(void *arg)
     for (int i = 0; i < w->npools; i++) {
         struct pool *p = &w->pools[i];
         pool_init(p, &srv->cfg->pools[i], w->index, srv->nworkers, loop, &srv->breakers[i]);
-        char err[256];
-        if (policy_read(w->L, &p->breaker_policy, &p->retry_policy, err, sizeof err) != 0) log_warn("%s", err);
     }
+    apply_policy(w);
+    h2o_timeout_init(loop, &w->janitor_timeout, 1000);
+    w->janitor.cb = on_janitor;
+    h2o_timeout_link(loop, &w->janitor_timeout, &w->janitor);
 
     w->listener = h2o_evloop_socket_create(loop, w->listen_fd, H2O_SOCKET_FLAG_DONT_READ);
     w->listener->data = w;
@@ -175,8 +253,12 @@ static void *worker_main(void *arg)
 static void worker_dispose(struct worker *w)
 {
     free(w->pools);
-    registry_free(&w->reg);
-    if (w->L) lua_close(w->L);
+    free_generation(w->reg);
+    while (w->retired) {
+        struct registry *r = w->retired;
+        w->retired = r->next_retired;
+        free_generation(r);
+    }
     buf_free(&w->out);
 }
 
@@ -241,7 +323,8 @@ int server_run(struct config *cfg)
         struct worker *w = &srv->workers[i];
         w->srv = srv;
         w->index = i;
-        registry_init(&w->reg);
+        w->reg = xcalloc(1, sizeof *w->reg);
+        registry_init(w->reg);
         if (is_unix && shared_fd >= 0) w->listen_fd = dup(shared_fd);
         else w->listen_fd = open_listener(cfg->listen, err, sizeof err);
         if (w->listen_fd < 0) {
@@ -250,8 +333,8 @@ int server_run(struct config *cfg)
             break;
         }
         if (is_unix && shared_fd < 0) shared_fd = w->listen_fd;
-        w->L = script_load(cfg, &w->reg, err, sizeof err);
-        if (w->L == NULL) {
+        w->reg->L = script_load(cfg, w->reg, err, sizeof err);
+        if (w->reg->L == NULL) {
             fprintf(stderr, "sluice: %s\n", err);
             rc = 1;
             break;
@@ -271,14 +354,14 @@ int server_run(struct config *cfg)
         int sig = 0;
         if (sigwait(&sigs, &sig) != 0) continue;
         if (sig == SIGHUP) {
-            log_warn("SIGHUP: live reload is not supported yet; restart to load changed scripts");
+            log_info("SIGHUP: reloading the scripts");
+            for (int i = 0; i < srv->nworkers; i++) send_control(&srv->workers[i], CONTROL_RELOAD);
             continue;
         }
         log_info("signal %d: draining in-flight requests (up to %gs)", sig, cfg->shutdown_timeout);
         break;
     }
-    for (int i = 0; i < srv->nworkers; i++)
-        h2o_multithread_send_message(&srv->workers[i].control, xcalloc(1, sizeof(h2o_multithread_message_t)));
+    for (int i = 0; i < srv->nworkers; i++) send_control(&srv->workers[i], CONTROL_STOP);
     for (int i = 0; i < srv->nworkers; i++) pthread_join(srv->workers[i].thread, NULL);
     for (int i = 0; i < srv->nworkers; i++) worker_dispose(&srv->workers[i]);
     if (is_unix) unlink(cfg->listen + 5);

@@ -27,8 +27,10 @@ struct worker {
     h2o_multithread_receiver_t control; /* stop messages from the main thread */
     struct pool *pools;       /* one per configured pool, in config order */
     int npools;
-    struct registry reg;
-    lua_State *L;
+    struct registry *reg;     /* the current generation of definitions (reg->L runs them) */
+    struct registry *retired; /* older generations, freed once unused */
+    h2o_timeout_t janitor_timeout;
+    h2o_timeout_entry_t janitor;
     struct buf out;           /* response body scratch, reused by every request */
     h2o_timeout_t zero_timeout; /* runs its entries on the next loop turn: long work yields */
     struct {
@@ -48,6 +50,9 @@ struct server {
     struct worker *workers;
     int nworkers;
 };
+
+/* Control messages from the main thread to a worker. */
+enum control { CONTROL_STOP, CONTROL_RELOAD };
 
 /* Serves until SIGTERM/SIGINT, then drains in-flight requests up to shutdown_timeout.
  * Returns the process exit code (0 after a clean stop, 1 when start-up failed). */

@@ -17,6 +17,8 @@ sluice.query "pid" { readonly = true, single = true, sql = [[ SELECT pg_backend_
 sluice.query "row" { readonly = true, single = true, sql = [[ SELECT * FROM t WHERE id = :id ]] }
 sluice.query "rows" { readonly = true, sql = [[ SELECT * FROM t ORDER BY id ]] }
 sluice.query "row_w" { single = true, sql = [[ SELECT * FROM t WHERE id = :id ]] }
+sluice.query "begin" { sql = [[ BEGIN ]] }
+sluice.query "put" { single = true, sql = [[ INSERT INTO t (id, a) VALUES (:id, :a) RETURNING id, a ]] }
 sluice.query "nprep" { readonly = true, single = true, sql = [[
   SELECT count(*)::int4 AS n FROM pg_prepared_statements ]] }
 for k = 1, 5 do
@@ -371,6 +373,23 @@ describe("pool", function()
     local row = H.assert_ok(gw:get_json("/query/nprep"))
     assert(row.n <= 2, "prepared statements on the backend: " .. row.n)
     assert.equal(1, backends())
+    gw:stop()
+  end)
+
+  it("discards a connection left inside a transaction instead of reusing it", function()
+    local gw = start { pool_size = 1, max_overflow = 0, pool_timeout = 5 }
+    local first = H.assert_ok(gw:get_json("/query/pid")).pid
+    local s = gw:post("/query/begin", {})
+    assert(s == 200 or s == 500, "BEGIN: " .. tostring(s))
+    -- the next statements run on a clean connection and commit on their own
+    local row = H.assert_ok(gw:post_json("/query/put", { id = 100, a = "committed" }))
+    assert.equal(100, row.id)
+    assert.equal("committed", H.psql1(db, "SELECT a FROM t WHERE id = 100"))
+    assert(H.assert_ok(gw:get_json("/query/pid")).pid ~= first, "the connection inside a transaction was reused")
+    assert.equal("0", H.psql1(H.admin_dsn(), ([[
+      SELECT count(*) FROM pg_stat_activity WHERE application_name = 'sluice' AND datname = '%s'
+         AND state LIKE 'idle in transaction%%']]):format(dbname)))
+    H.psql(db, "DELETE FROM t WHERE id = 100")
     gw:stop()
   end)
 

@@ -8,6 +8,7 @@
 #include <cmocka.h>
 
 #include <lauxlib.h>
+#include <luajit.h>
 #include <lualib.h>
 #include <regex.h>
 #include <stdio.h>
@@ -402,6 +403,17 @@ static void test_slow_query_log_and_hook(void **state)
     out = capture_stderr(report_slow, w);
     assert_non_null(strstr(out, "sluice.on_slow_query failed"));
     assert_non_null(strstr(out, "hook broke"));
+    assert_int_equal(lua_gettop(w->L), 0);
+    free(out);
+
+    /* a hook that never returns is stopped (the worker states run with the JIT off) */
+    luaJIT_setmode(w->L, 0, LUAJIT_MODE_ENGINE | LUAJIT_MODE_OFF);
+    assert_int_equal(luaL_dostring(w->L, "function sluice.on_slow_query(ev) while true do end end"), 0);
+    uint64_t t0 = now_ms();
+    out = capture_stderr(report_slow, w);
+    assert_true(now_ms() - t0 < 2000);
+    assert_non_null(strstr(out, "ran for more than"));
+    assert_null(lua_gethook(w->L)); /* no hook is left behind */
     assert_int_equal(lua_gettop(w->L), 0);
     free(out);
 

@@ -1,0 +1,143 @@
+/* test_import.c — how `sluice import` reads a normalized statement of pg_stat_statements: which
+ * statements it takes, the names it gives them and their $n, and the SQL it writes. */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <cmocka.h>
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "import.h"
+
+/* Converts stmt, expects success with that query name, SQL, readonly flag and comma-joined
+ * parameter names ($1 first). */
+static void check(const char *stmt, const char *name, const char *sql, bool readonly, const char *params)
+{
+    struct import_query q;
+    if (import_convert(stmt, &q) != 0) fail_msg("[%s] was refused", stmt);
+    assert_string_equal(q.name, name);
+    assert_string_equal(q.sql, sql);
+    if (q.readonly != readonly) fail_msg("[%s]: readonly is %d", stmt, q.readonly);
+    char joined[512] = "";
+    for (int i = 0; i < q.nparams; i++) {
+        if (i) strcat(joined, ",");
+        strcat(joined, q.params[i] ? q.params[i] : "(none)");
+    }
+    assert_string_equal(joined, params);
+    import_query_free(&q);
+    assert_null(q.sql);
+}
+
+static void refused(const char *stmt)
+{
+    struct import_query q;
+    if (import_convert(stmt, &q) == 0) fail_msg("[%s] was taken as %s", stmt, q.name);
+    assert_null(q.sql);
+}
+
+static void test_column_comparisons(void **state)
+{
+    check("SELECT pair, bid, ask, ts FROM quotes WHERE pair = $1 ORDER BY ts DESC LIMIT $2", "select_quotes_by_pair",
+          "SELECT pair, bid, ask, ts FROM quotes WHERE pair = :pair ORDER BY ts DESC LIMIT :limit", true, "pair,limit");
+    /* qualified and quoted columns, the column on the right, NOT LIKE, casts on the column */
+    check("SELECT * FROM public.orders o WHERE o.account_id = $1 AND $2 < o.qty AND o.pair NOT LIKE $3",
+          "select_orders_by_account_id_qty_pair",
+          "SELECT * FROM public.orders o WHERE o.account_id = :account_id AND :qty < o.qty AND o.pair NOT LIKE :pair",
+          true, "account_id,qty,pair");
+    check("SELECT 1 FROM t WHERE \"Created At\"::date <> $1", "select_t_by_created_at",
+          "SELECT 1 FROM t WHERE \"Created At\"::date <> :created_at", true, "created_at");
+    /* a $n with no column beside it is p<n> */
+    check("SELECT $1 + 1, lower(name) = $2 FROM t", "select_t", "SELECT :p1 + 1, lower(name) = :p2 FROM t", true,
+          "p1,p2");
+}
+
+static void test_ranges_and_lists(void **state)
+{
+    check("SELECT * FROM quotes WHERE pair = $1 AND ts >= $2 AND ts < $3", "select_quotes_by_pair_ts",
+          "SELECT * FROM quotes WHERE pair = :pair AND ts >= :ts_min AND ts < :ts_max", true, "pair,ts_min,ts_max");
+    check("SELECT * FROM orders WHERE qty BETWEEN $1 AND $2 OFFSET $3", "select_orders_by_qty",
+          "SELECT * FROM orders WHERE qty BETWEEN :qty_min AND :qty_max OFFSET :offset", true, "qty_min,qty_max,offset");
+    check("SELECT * FROM instruments WHERE symbol IN ($1, $2, $3)", "select_instruments_by_symbol",
+          "SELECT * FROM instruments WHERE symbol IN (:symbol, :symbol_2, :symbol_3)", true, "symbol,symbol_2,symbol_3");
+    check("SELECT * FROM instruments WHERE symbol = ANY($1)", "select_instruments_by_symbol",
+          "SELECT * FROM instruments WHERE symbol = ANY(:symbol)", true, "symbol");
+    /* a $n used twice keeps one name */
+    check("SELECT * FROM t WHERE a = $1 OR b = $1", "select_t_by_a", "SELECT * FROM t WHERE a = :a OR b = :a", true, "a");
+}
+
+static void test_writes(void **state)
+{
+    check("INSERT INTO orders (account_id, pair, side, qty, price) VALUES ($1, $2, $3, $4, $5) RETURNING id",
+          "insert_orders",
+          "INSERT INTO orders (account_id, pair, side, qty, price) VALUES (:account_id, :pair, :side, :qty, :price) "
+          "RETURNING id",
+          false, "account_id,pair,side,qty,price");
+    check("INSERT INTO ticks (pair, bid) VALUES ($1, $2), ($3, $4)", "insert_ticks",
+          "INSERT INTO ticks (pair, bid) VALUES (:pair, :bid), (:pair_2, :bid_2)", false, "pair,bid,pair_2,bid_2");
+    check("INSERT INTO t (a, b) VALUES ($1, now() - $2::interval) ON CONFLICT (a) DO UPDATE SET b = $3",
+          "insert_t", "INSERT INTO t (a, b) VALUES (:a, now() - :b::interval) ON CONFLICT (a) DO UPDATE SET b = :b_2",
+          false, "a,b,b_2");
+    check("UPDATE orders SET status = $1 WHERE id = $2 AND status = $3", "update_orders_by_id_status",
+          "UPDATE orders SET status = :status WHERE id = :id AND status = :status_2", false, "status,id,status_2");
+    check("DELETE FROM ONLY sessions WHERE expires_at < $1", "delete_sessions_by_expires_at",
+          "DELETE FROM ONLY sessions WHERE expires_at < :expires_at", false, "expires_at");
+}
+
+static void test_readonly(void **state)
+{
+    check("WITH t AS (SELECT account_id, sum(qty) AS q FROM orders GROUP BY 1) SELECT * FROM t WHERE q > $1",
+          "select_t_by_q", "WITH t AS (SELECT account_id, sum(qty) AS q FROM orders GROUP BY 1) SELECT * FROM t WHERE q > :q",
+          true, "q");
+    check("WITH d AS (DELETE FROM q WHERE id = $1 RETURNING *) SELECT * FROM d", "select_d",
+          "WITH d AS (DELETE FROM q WHERE id = :id RETURNING *) SELECT * FROM d", false, "id");
+    check("SELECT * FROM accounts WHERE id = $1 FOR UPDATE", "select_accounts_by_id",
+          "SELECT * FROM accounts WHERE id = :id FOR UPDATE", false, "id");
+    check("SELECT nextval($1)", "select_nextval", "SELECT nextval(:p1)", false, "p1");
+    check("select now()", "select_now", "select now()", true, "");
+}
+
+static void test_typed_literals(void **state)
+{
+    check("SELECT count(*) FROM quotes WHERE ts > now() - interval $1", "select_quotes_by_ts",
+          "SELECT count(*) FROM quotes WHERE ts > now() - CAST(:p1 AS interval)", true, "p1");
+    check("SELECT * FROM t WHERE ts < timestamp with time zone $1 AND d = date $2", "select_t_by_ts",
+          "SELECT * FROM t WHERE ts < CAST(:p1 AS timestamp with time zone) AND d = CAST(:p2 AS date)", true, "p1,p2");
+    /* AT TIME ZONE $1 is an operand, not a typed literal */
+    check("SELECT ts AT TIME ZONE $1 FROM t", "select_t", "SELECT ts AT TIME ZONE :p1 FROM t", true, "p1");
+}
+
+static void test_lexing(void **state)
+{
+    /* $n inside literals, identifiers, comments and dollar quotes stay; trailing ';' goes */
+    check("SELECT '$1', \"$2\", $$ $3 $$, E'\\'$4' /* $5 */ FROM t WHERE a = $1 -- $6\n;", "select_t_by_a",
+          "SELECT '$1', \"$2\", $$ $3 $$, E'\\'$4' /* $5 */ FROM t WHERE a = :a -- $6", true, "a");
+    /* names are lower-case [a-z0-9_], never starting with a digit */
+    check("SELECT * FROM \"My Table\" WHERE \"2nd-Col\" = $1", "select_my_table_by_c_2nd_col",
+          "SELECT * FROM \"My Table\" WHERE \"2nd-Col\" = :c_2nd_col", true, "c_2nd_col");
+}
+
+static void test_refused(void **state)
+{
+    refused("BEGIN");
+    refused("SET statement_timeout = $1");
+    refused("CREATE TABLE t (a int)");
+    refused("COPY t FROM STDIN");
+    refused("VACUUM ANALYZE quotes");
+    refused("");
+    refused("SELECT 'unterminated");
+    refused("/* only a comment */");
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_column_comparisons), cmocka_unit_test(test_ranges_and_lists),
+        cmocka_unit_test(test_writes),             cmocka_unit_test(test_readonly),
+        cmocka_unit_test(test_typed_literals),     cmocka_unit_test(test_lexing),
+        cmocka_unit_test(test_refused),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
