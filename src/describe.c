@@ -6,6 +6,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "script.h"
 #include "util.h"
 
 /* One connection per pool, opened on first need; failed = do not try that pool again. */
@@ -106,6 +107,7 @@ int describe_all(const struct config *cfg, struct registry *reg, struct describe
         struct query_def *q = reg->queries[i];
         struct describe_entry *e = &out->queries[i];
         e->name = xstrdup(q->name);
+        e->sql = xstrdup(q->sql_numbered);
         PGconn *pg = pool_conn(cfg, slots, q->pool_idx, cerr, sizeof cerr);
         if (pg == NULL) {
             if (!noted) snprintf(err, errlen, "%s", cerr);
@@ -131,6 +133,7 @@ int describe_all(const struct config *cfg, struct registry *reg, struct describe
         struct bulk_def *b = reg->bulks[i];
         struct describe_entry *e = &out->bulks[i];
         e->name = xstrdup(b->name);
+        e->sql = xstrdup(b->sql_describe);
         PGconn *pg = pool_conn(cfg, slots, b->pool_idx, cerr, sizeof cerr);
         if (pg == NULL) {
             if (!noted) snprintf(err, errlen, "%s", cerr);
@@ -158,13 +161,30 @@ int describe_all(const struct config *cfg, struct registry *reg, struct describe
     return noted ? -1 : 0;
 }
 
+struct describe_result *describe_scripts(const struct config *cfg, char *err, size_t errlen)
+{
+    struct registry reg;
+    registry_init(&reg);
+    lua_State *L = script_load(cfg, &reg, err, errlen);
+    if (L == NULL) {
+        registry_free(&reg);
+        return NULL;
+    }
+    lua_close(L);
+    struct describe_result *d = xcalloc(1, sizeof *d);
+    err[0] = '\0';
+    describe_all(cfg, &reg, d, err, errlen);
+    registry_free(&reg);
+    return d;
+}
+
 void describe_apply(const struct describe_result *d, struct registry *reg)
 {
     if (d == NULL) return;
     for (int i = 0; i < reg->nqueries; i++) {
         struct query_def *q = reg->queries[i];
-        const struct describe_entry *e = describe_find_query(d, q->name);
-        if (e == NULL || !e->ok || e->nparams != q->nparams) continue;
+        const struct describe_entry *e = describe_find_query(d, q);
+        if (e == NULL || e->nparams != q->nparams) continue;
         free(q->param_types);
         q->param_types = xcalloc((size_t)(q->nparams ? q->nparams : 1), sizeof(Oid));
         memcpy(q->param_types, e->param_types, (size_t)q->nparams * sizeof(Oid));
@@ -172,8 +192,8 @@ void describe_apply(const struct describe_result *d, struct registry *reg)
     }
     for (int i = 0; i < reg->nbulks; i++) {
         struct bulk_def *b = reg->bulks[i];
-        const struct describe_entry *e = describe_find_bulk(d, b->name);
-        if (e == NULL || !e->ok || e->ncols != b->ncolumns) continue;
+        const struct describe_entry *e = describe_find_bulk(d, b);
+        if (e == NULL || e->ncols != b->ncolumns) continue;
         free(b->types);
         b->types = xcalloc((size_t)b->ncolumns, sizeof(Oid));
         for (int k = 0; k < b->ncolumns; k++) b->types[k] = e->cols[k].type;
@@ -181,26 +201,27 @@ void describe_apply(const struct describe_result *d, struct registry *reg)
     }
 }
 
-static const struct describe_entry *find(const struct describe_entry *v, int n, const char *name)
+static const struct describe_entry *find(const struct describe_entry *v, int n, const char *name, const char *sql)
 {
     for (int i = 0; i < n; i++)
-        if (v[i].name && strcmp(v[i].name, name) == 0) return &v[i];
+        if (v[i].ok && strcmp(v[i].name, name) == 0 && strcmp(v[i].sql, sql) == 0) return &v[i];
     return NULL;
 }
 
-const struct describe_entry *describe_find_query(const struct describe_result *d, const char *name)
+const struct describe_entry *describe_find_query(const struct describe_result *d, const struct query_def *q)
 {
-    return d ? find(d->queries, d->nqueries, name) : NULL;
+    return d ? find(d->queries, d->nqueries, q->name, q->sql_numbered) : NULL;
 }
 
-const struct describe_entry *describe_find_bulk(const struct describe_result *d, const char *name)
+const struct describe_entry *describe_find_bulk(const struct describe_result *d, const struct bulk_def *b)
 {
-    return d ? find(d->bulks, d->nbulks, name) : NULL;
+    return d ? find(d->bulks, d->nbulks, b->name, b->sql_describe) : NULL;
 }
 
 static void entry_free(struct describe_entry *e)
 {
     free(e->name);
+    free(e->sql);
     free(e->error);
     free(e->param_types);
     for (int i = 0; i < e->ncols; i++) free(e->cols[i].name);

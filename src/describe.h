@@ -19,6 +19,8 @@ struct describe_column {
 /* One named query or bulk endpoint. */
 struct describe_entry {
     char *name;
+    char *sql;                    /* the statement described: a reload that changes it makes the
+                                   * entry stale, and it is then not used */
     bool ok;                      /* described; false: columns and types are unknown */
     char *error;                  /* why not (the server's message), or NULL */
     int nparams;                  /* queries: the parameter types, in $n order */
@@ -50,14 +52,22 @@ struct describe_result {
 int describe_all(const struct config *cfg, struct registry *reg, struct describe_result *out, char *err,
                  size_t errlen);
 
-/* Copies the parameter and column types of d into reg (another worker's registry built from the
- * same scripts), matching by name; entries not described, or whose parameter or column count
- * differs, are left alone. */
+/* Loads cfg's scripts into a registry of its own and describes it (describe_all), for a reload:
+ * the main thread calls it on SIGHUP before the workers reload. Returns a malloc'd result (free
+ * it with describe_free and free, or hand it to openapi_set_description); err is "" when
+ * everything was described, else names the first failure. Returns NULL, with err, when the
+ * scripts do not load. */
+struct describe_result *describe_scripts(const struct config *cfg, char *err, size_t errlen);
+
+/* Copies the parameter and column types of d into reg (another worker's registry, or a reloaded
+ * one), for the queries and bulk endpoints whose entry in d is described and has the same SQL;
+ * the others are left to learn their types on first use. d may be NULL. */
 void describe_apply(const struct describe_result *d, struct registry *reg);
 
-/* The entry of the query (or bulk endpoint) called name, or NULL. */
-const struct describe_entry *describe_find_query(const struct describe_result *d, const char *name);
-const struct describe_entry *describe_find_bulk(const struct describe_result *d, const char *name);
+/* The described entry of q (or b): same name and same SQL; NULL when there is none, it was not
+ * described, or the definition changed since. d may be NULL. */
+const struct describe_entry *describe_find_query(const struct describe_result *d, const struct query_def *q);
+const struct describe_entry *describe_find_bulk(const struct describe_result *d, const struct bulk_def *b);
 
 /* Releases everything d holds; d is empty afterwards. NULL is harmless. */
 void describe_free(struct describe_result *d);

@@ -27,6 +27,7 @@ struct query_def {
     int timeout_ms;     /* 0 = the pool's statement_timeout_ms */
     char *pool;         /* NULL = sluice.route or "primary" */
     int pool_idx;       /* index of that pool in the worker's pools, resolved at load */
+    int route_info_ref; /* the table sluice.route gets for it (Lua registry ref), 0 until made */
     struct route_pattern *route; /* NULL when no alias */
     uint32_t id;        /* process-wide unique: the prepared statement is "s<id>" */
     char stmt_name[16];

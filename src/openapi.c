@@ -299,7 +299,7 @@ static json_t *fixed_item(struct doc *doc, const char *path)
 
 static Oid param_type(const struct query_def *q, const struct describe_entry *e, int i)
 {
-    if (e && e->ok && i < e->nparams) return e->param_types[i];
+    if (e && i < e->nparams) return e->param_types[i];
     if (q->described && q->param_types) return q->param_types[i];
     return 0;
 }
@@ -310,7 +310,7 @@ static void query_schemas(struct doc *doc, const struct query_def *q, const stru
 {
     char name[300];
     json_t *row;
-    if (e && e->ok && e->returns_rows) {
+    if (e && e->returns_rows) {
         json_t *props = json_object(), *required = json_array();
         for (int i = 0; i < e->ncols; i++) {
             if (json_object_get(props, e->cols[i].name)) continue; /* a repeated name: the first wins */
@@ -318,7 +318,7 @@ static void query_schemas(struct doc *doc, const struct query_def *q, const stru
             json_array_append_new(required, json_string(e->cols[i].name));
         }
         row = json_pack("{s:s,s:o,s:o}", "type", "object", "properties", props, "required", required);
-    } else if (e && e->ok && !q->single) {
+    } else if (e && !q->single) {
         row = NULL; /* no result set: rows is always empty */
     } else {
         /* Columns not known (or a single-row query without a result set, which only ever answers 404). */
@@ -431,7 +431,7 @@ static void add_queries(struct doc *doc, const struct registry *reg)
     char path[300], id[300], lower[16];
     for (int i = 0; i < reg->nqueries; i++) {
         const struct query_def *q = reg->queries[i];
-        const struct describe_entry *e = describe_find_query(doc->d, q->name);
+        const struct describe_entry *e = describe_find_query(doc->d, q);
         query_schemas(doc, q, e);
         snprintf(path, sizeof path, "/query/%s", q->name);
         json_t *item = fixed_item(doc, path);
@@ -449,7 +449,7 @@ static void add_queries(struct doc *doc, const struct registry *reg)
         if (item == NULL || json_object_get(item, lower) != NULL) continue;
         snprintf(id, sizeof id, "%s_route", q->name);
         json_object_set_new(item, lower,
-                            query_operation(doc, q, describe_find_query(doc->d, q->name), q->route->method, q->route, id));
+                            query_operation(doc, q, describe_find_query(doc->d, q), q->route->method, q->route, id));
     }
 }
 
@@ -461,11 +461,11 @@ static void add_bulks(struct doc *doc, const struct registry *reg)
     char name[300], path[300], id[300], text[600];
     for (int i = 0; i < reg->nbulks; i++) {
         const struct bulk_def *b = reg->bulks[i];
-        const struct describe_entry *e = describe_find_bulk(doc->d, b->name);
+        const struct describe_entry *e = describe_find_bulk(doc->d, b);
         json_t *props = json_object(), *required = json_array();
         struct buf header = BUF_INIT;
         for (int c = 0; c < b->ncolumns; c++) {
-            Oid t = e && e->ok && c < e->ncols ? e->cols[c].type : b->described && b->types ? b->types[c] : 0;
+            Oid t = e && c < e->ncols ? e->cols[c].type : b->described && b->types ? b->types[c] : 0;
             json_object_set_new(props, b->columns[c], type_schema(t, IN_BODY));
             json_array_append_new(required, json_string(b->columns[c]));
             buf_puts(&header, c ? "," : "");

@@ -12,6 +12,7 @@
 #include "log.h"
 #include "metrics.h"
 #include "pgtype.h"
+#include "route.h"
 #include "server.h"
 #include "util.h"
 
@@ -354,7 +355,7 @@ int query_handle(struct worker *w, h2o_req_t *req, struct query_def *q, const ch
             goto bad;
         }
 
-    struct pool *pool = &w->pools[q->pool_idx];
+    struct pool *pool = &w->pools[route_pool(w, q, req)];
     struct pgjob *job = pgjob_new(q, qr);
     job->bind = bind_params;
     job->on_done = on_done;

@@ -20,6 +20,7 @@
 #include "log.h"
 #include "cancel.h"
 #include "policy.h"
+#include "route.h"
 #include "script.h"
 #include "util.h"
 
@@ -174,6 +175,7 @@ static void on_janitor(h2o_timeout_entry_t *entry)
 {
     struct worker *w = container_of(entry, struct worker, janitor);
     uint64_t now = now_ms();
+    route_refresh_health(w);
     for (struct registry **pp = &w->retired; *pp;) {
         struct registry *r = *pp;
         if (r->refs == 0 && now - r->retired_ms >= 5000) {

@@ -522,6 +522,18 @@ static void test_fast_numbers_verbatim(void **state)
     };
     check_row_cases(&nums, cases, sizeof cases / sizeof cases[0]);
 
+    /* past what PostgreSQL takes as text (a float below its range, a numeric of more than 16383
+     * digits after the point), a number goes through a double as it always did */
+    static char *const edge_cols[] = {"n", "d", "f", "j"};
+    static const Oid edge_types[] = {PGT_NUMERIC, PGT_FLOAT8, PGT_FLOAT4, PGT_JSONB};
+    const struct table edges = {edge_cols, edge_types, 4};
+    static const struct row_case edge_cases[] = {
+        {"{\"n\":1e-16383,\"d\":1e-280,\"f\":1e-280,\"j\":1e-16383}", "1e-16383\t1e-280\t1e-280\t1e-16383\n"},
+        {"{\"n\":1e-16384,\"d\":1e-400,\"f\":1e-400,\"j\":0.5e-16383}", "0\t0\t0\t0.0\n"},
+        {"{\"n\":1.5e-16383,\"d\":1e-300,\"f\":-2.5e-300,\"j\":-1.5e-16382}", "0\t1e-300\t-2.5e-300\t-0.0\n"},
+    };
+    check_row_cases(&edges, edge_cases, sizeof edge_cases / sizeof edge_cases[0]);
+
     /* the limits jansson sets stay: an integer within int64, a real within a double */
     check_row_err(&nums, NUMS_OK, NUMS("12345678901234567890", "1", "1", "1", "1", "1"), true,
                   ": malformed JSON: too big integer near '12345678901234567890'");

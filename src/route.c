@@ -1,0 +1,96 @@
+/* route.c — calls sluice.route(query, req) on the worker's Lua state. query is a table built once
+ * per named query ({name, readonly, single, pool}); req carries method and path. The function
+ * is looked up per call, so a reload that adds or removes it takes effect at once. */
+#include "route.h"
+
+#include <lauxlib.h>
+#include <string.h>
+
+#include "breaker.h"
+#include "log.h"
+#include "server.h"
+#include "util.h"
+
+static void push_query(lua_State *L, struct query_def *q)
+{
+    if (q->route_info_ref > 0) {
+        lua_rawgeti(L, LUA_REGISTRYINDEX, q->route_info_ref);
+        return;
+    }
+    lua_createtable(L, 0, 4);
+    lua_pushstring(L, q->name);
+    lua_setfield(L, -2, "name");
+    lua_pushboolean(L, q->readonly);
+    lua_setfield(L, -2, "readonly");
+    lua_pushboolean(L, q->single);
+    lua_setfield(L, -2, "single");
+    lua_pushstring(L, q->pool);
+    lua_setfield(L, -2, "pool");
+    lua_pushvalue(L, -1);
+    q->route_info_ref = luaL_ref(L, LUA_REGISTRYINDEX);
+}
+
+#define ROUTE_LIMIT_MS 100
+
+static __thread uint64_t route_deadline_ms;
+
+/* A route function that does not return in time is stopped (the state runs without the JIT, so
+ * the count hook fires in every loop). */
+static void on_hook(lua_State *L, lua_Debug *ar)
+{
+    if (now_ms() > route_deadline_ms) luaL_error(L, "sluice.route ran for more than %d ms", ROUTE_LIMIT_MS);
+}
+
+int route_pool(struct worker *w, struct query_def *q, h2o_req_t *req)
+{
+    lua_State *L = w->reg->L;
+    lua_getglobal(L, "sluice");
+    lua_getfield(L, -1, "route");
+    if (!lua_isfunction(L, -1)) {
+        lua_pop(L, 2);
+        return q->pool_idx;
+    }
+    push_query(L, q);
+    lua_createtable(L, 0, 2);
+    lua_pushlstring(L, req->method.base, req->method.len);
+    lua_setfield(L, -2, "method");
+    lua_pushlstring(L, req->path_normalized.base, req->path_normalized.len);
+    lua_setfield(L, -2, "path");
+    int idx = q->pool_idx;
+    route_deadline_ms = now_ms() + ROUTE_LIMIT_MS;
+    lua_sethook(L, on_hook, LUA_MASKCOUNT, 10000);
+    int rc = lua_pcall(L, 2, 1, 0);
+    lua_sethook(L, NULL, 0, 0);
+    if (rc != 0) {
+        log_printf(LOG_ERROR, "sluice.route failed for %s: %s", q->name, lua_tostring(L, -1));
+    } else if (lua_type(L, -1) == LUA_TSTRING) {
+        const char *name = lua_tostring(L, -1);
+        int found = -1;
+        for (int i = 0; i < w->npools; i++)
+            if (strcmp(w->pools[i].cfg.name, name) == 0) found = i;
+        if (found < 0) log_printf(LOG_ERROR, "sluice.route returned \"%s\", which is not a pool", name);
+        else idx = found;
+    }
+    lua_pop(L, 2);
+    return idx;
+}
+
+void route_refresh_health(struct worker *w)
+{
+    lua_State *L = w->reg->L;
+    lua_getglobal(L, "sluice");
+    lua_getfield(L, -1, "pools");
+    if (lua_istable(L, -1)) {
+        for (int i = 0; i < w->npools; i++) {
+            struct pool *p = &w->pools[i];
+            lua_getfield(L, -1, p->cfg.name);
+            if (lua_istable(L, -1)) {
+                bool healthy = pool_healthy(p) && breaker_state(p->breaker) != BREAKER_OPEN;
+                lua_pushboolean(L, healthy);
+                lua_setfield(L, -2, "healthy");
+            }
+            lua_pop(L, 1);
+        }
+    }
+    lua_pop(L, 2);
+}
