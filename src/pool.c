@@ -84,7 +84,7 @@ static void on_retry_due(h2o_timeout_entry_t *entry)
     p->qtail = job;
     p->qlen++;
     job->wait_entry.cb = on_wait_timeout;
-    h2o_timeout_link(p->loop, &p->wait_timeout, &job->wait_entry);
+    h2o_timeout_link(p->loop, p->wait_timeout, &job->wait_entry);
     dispatch(p);
 }
 
@@ -166,7 +166,7 @@ static void enqueue(struct pool *p, struct pgjob *job, bool front)
     p->qlen++;
     job->queued_us = now_us();
     job->wait_entry.cb = on_wait_timeout;
-    h2o_timeout_link(p->loop, &p->wait_timeout, &job->wait_entry);
+    h2o_timeout_link(p->loop, p->wait_timeout, &job->wait_entry);
 }
 
 /* --- connections -------------------------------------------------------------------------- */
@@ -394,8 +394,9 @@ static void on_janitor(h2o_timeout_entry_t *entry)
     for (struct pgconn *c = p->conns, *next; c; c = next) {
         next = c->next;
         if (c->state != PGCONN_READY || c->njobs != 0) continue;
-        bool surplus = p->nconns > p->cfg.pool_size &&
-                       now - c->idle_since_ms >= (uint64_t)(p->cfg.idle_timeout * 1000);
+        bool surplus = (p->nconns > p->cfg.pool_size &&
+                        now - c->idle_since_ms >= (uint64_t)(p->cfg.idle_timeout * 1000)) ||
+                       p->nconns > p->cfg.pool_size + p->cfg.max_overflow; /* after a resize down */
         bool expired = c->expires_ms && now >= c->expires_ms;
         if (surplus || expired) drop(p, c);
     }
@@ -421,12 +422,48 @@ void pool_init(struct pool *p, const struct pool_config *cfg, int index, int nwo
     if (p->cfg.pool_size < 1) p->cfg.pool_size = 1;
     p->cfg.max_overflow = share(cfg->max_overflow, index, nworkers);
     p->loop = loop;
-    h2o_timeout_init(loop, &p->wait_timeout, (uint64_t)(cfg->pool_timeout * 1000));
+    p->wait_timeout = xmalloc(sizeof *p->wait_timeout);
+    h2o_timeout_init(loop, p->wait_timeout, (uint64_t)(cfg->pool_timeout * 1000));
     h2o_timeout_init(loop, &p->connect_timeout, (uint64_t)(cfg->connect_timeout * 1000));
     h2o_timeout_init(loop, &p->janitor_timeout, JANITOR_MS);
     p->janitor.cb = on_janitor;
     h2o_timeout_link(loop, &p->janitor_timeout, &p->janitor);
     for (int i = 0; i < p->cfg.pool_size; i++) start_connect(p);
+}
+
+int pool_reconfigure(struct pool *p, const struct pool_config *cfg, int index, int nworkers)
+{
+    int restart = 0;
+    if (strcmp(cfg->url, p->cfg.url) != 0) {
+        log_warn("pool %s: a new url takes effect after a restart", p->cfg.name);
+        restart++;
+    }
+    if (cfg->connect_timeout != p->cfg.connect_timeout) {
+        log_warn("pool %s: a new connect_timeout takes effect after a restart", p->cfg.name);
+        restart++;
+    }
+    if (cfg->pool_timeout != p->cfg.pool_timeout) {
+        /* Jobs already waiting keep their deadline in the old queue, which stays registered with
+         * the loop; new ones use the new duration. */
+        p->wait_timeout = xmalloc(sizeof *p->wait_timeout);
+        h2o_timeout_init(p->loop, p->wait_timeout, (uint64_t)(cfg->pool_timeout * 1000));
+    }
+    char *name = p->cfg.name, *url = p->cfg.url;
+    double connect_timeout = p->cfg.connect_timeout;
+    p->cfg = *cfg;
+    p->cfg.name = name;
+    p->cfg.url = url;
+    p->cfg.connect_timeout = connect_timeout;
+    p->cfg.pool_size = share(cfg->pool_size, index, nworkers);
+    if (p->cfg.pool_size < 1) p->cfg.pool_size = 1;
+    p->cfg.max_overflow = share(cfg->max_overflow, index, nworkers);
+    /* A smaller pool: idle connections above the new size go now, busy ones when they finish
+     * (the janitor reaps surplus once idle). */
+    for (struct pgconn *c = p->conns, *next; c && p->nconns > p->cfg.pool_size + p->cfg.max_overflow; c = next) {
+        next = c->next;
+        if (c->state == PGCONN_READY && c->njobs == 0) drop(p, c);
+    }
+    return restart;
 }
 
 void pool_close(struct pool *p)

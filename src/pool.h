@@ -64,7 +64,8 @@ struct pool {
     int nconns, nconnecting, nbusy;
     struct pgjob *qhead, *qtail;
     int qlen;
-    h2o_timeout_t wait_timeout, connect_timeout, janitor_timeout;
+    h2o_timeout_t *wait_timeout;      /* pool_timeout; a reload that changes it makes a new one */
+    h2o_timeout_t connect_timeout, janitor_timeout;
     h2o_timeout_entry_t janitor;
     int connect_failures;    /* consecutive; reset by a successful connect */
     uint64_t next_connect_ms;
@@ -85,6 +86,11 @@ struct pool {
 /* Sets up the pool's share for worker `index` of `nworkers` and starts its resident connections. */
 void pool_init(struct pool *p, const struct pool_config *cfg, int index, int nworkers, h2o_loop_t *loop,
                struct breaker *breaker);
+/* Applies changed settings of a reloaded config without touching connections in use: sizes,
+ * timeouts, recycle, queue bound, statement timeout (sent to each connection before its next
+ * query). Idle connections above a smaller size are closed now. Returns the number of settings
+ * that need a restart instead (url, connect_timeout), after logging them. */
+int pool_reconfigure(struct pool *p, const struct pool_config *cfg, int index, int nworkers);
 /* Closes every connection; jobs still waiting complete with PGJOB_UNAVAILABLE. */
 void pool_close(struct pool *p);
 

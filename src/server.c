@@ -143,6 +143,8 @@ static void apply_policy(struct worker *w)
 static void reload(struct worker *w)
 {
     char err[512];
+    struct config *cfg = __atomic_load_n(&w->srv->cfg, __ATOMIC_ACQUIRE);
+    for (int i = 0; i < w->npools; i++) pool_reconfigure(&w->pools[i], &cfg->pools[i], w->index, w->srv->nworkers);
     struct registry *next = xcalloc(1, sizeof *next);
     registry_init(next);
     next->L = script_load(w->srv->cfg, next, err, sizeof err);
@@ -268,6 +270,29 @@ static void worker_dispose(struct worker *w)
 
 static struct server *the_server;
 
+/* Rereads the config file. The new config replaces the old for good (the old one is never freed:
+ * workers may be reading it), unless it is broken or changes what only a restart can. */
+static void reload_config(struct server *srv)
+{
+    struct config *old = srv->cfg, *next = xcalloc(1, sizeof *next);
+    char err[512];
+    if (config_load(old->path, next, err, sizeof err) != 0) {
+        log_error("reload: %s; the previous config stays", err);
+        free(next);
+        return;
+    }
+    bool same_pools = next->npools == old->npools;
+    for (size_t i = 0; same_pools && i < old->npools; i++) same_pools = strcmp(next->pools[i].name, old->pools[i].name) == 0;
+    if (!same_pools || next->workers != old->workers || strcmp(next->listen, old->listen) != 0) {
+        log_error("reload: pools, workers or listen changed; they take effect after a restart, the previous config stays");
+        config_free(next);
+        free(next);
+        return;
+    }
+    log_setup((enum log_level)next->log_level, next->log_json);
+    __atomic_store_n(&srv->cfg, next, __ATOMIC_RELEASE);
+}
+
 int server_run(struct config *cfg)
 {
     char err[512];
@@ -356,7 +381,8 @@ int server_run(struct config *cfg)
         int sig = 0;
         if (sigwait(&sigs, &sig) != 0) continue;
         if (sig == SIGHUP) {
-            log_info("SIGHUP: reloading the scripts");
+            log_info("SIGHUP: reloading the config and the scripts");
+            reload_config(srv);
             for (int i = 0; i < srv->nworkers; i++) send_control(&srv->workers[i], CONTROL_RELOAD);
             continue;
         }

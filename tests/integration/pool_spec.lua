@@ -14,9 +14,11 @@ sluice.query "fast" { readonly = true, single = true, sql = [[ SELECT 1 AS one ]
 sluice.query "echo" { readonly = true, single = true, sql = [[
   SELECT :i::int4 AS i, pg_backend_pid() AS pid FROM pg_sleep(:s::float8) ]] }
 sluice.query "pid" { readonly = true, single = true, sql = [[ SELECT pg_backend_pid() AS pid ]] }
-sluice.query "row" { readonly = true, single = true, sql = [[ SELECT * FROM t WHERE id = :id ]] }
+-- the 3 ms sleep keeps a connection busy past the pipelining window, so that requests queue
+sluice.query "row" { readonly = true, single = true, sql = [[
+  SELECT t.* FROM t, pg_sleep(0.003) WHERE t.id = :id ]] }
 sluice.query "rows" { readonly = true, sql = [[ SELECT * FROM t ORDER BY id ]] }
-sluice.query "row_w" { single = true, sql = [[ SELECT * FROM t WHERE id = :id ]] }
+sluice.query "row_w" { single = true, sql = [[ SELECT t.* FROM t, pg_sleep(0.003) WHERE t.id = :id ]] }
 sluice.query "begin" { sql = [[ BEGIN ]] }
 sluice.query "put" { single = true, sql = [[ INSERT INTO t (id, a) VALUES (:id, :a) RETURNING id, a ]] }
 sluice.query "nprep" { readonly = true, single = true, sql = [[

@@ -530,7 +530,7 @@ static void test_fast_numbers_verbatim(void **state)
     static const struct row_case edge_cases[] = {
         {"{\"n\":1e-16383,\"d\":1e-280,\"f\":1e-280,\"j\":1e-16383}", "1e-16383\t1e-280\t1e-280\t1e-16383\n"},
         {"{\"n\":1e-16384,\"d\":1e-400,\"f\":1e-400,\"j\":0.5e-16383}", "0\t0\t0\t0.0\n"},
-        {"{\"n\":1.5e-16383,\"d\":1e-300,\"f\":-2.5e-300,\"j\":-1.5e-16382}", "0\t1e-300\t-2.5e-300\t-0.0\n"},
+        {"{\"n\":1.5e-16383,\"d\":1e-300,\"f\":-2.5e-300,\"j\":-1.5e-16383}", "0\t1e-300\t-2.5e-300\t-0.0\n"},
     };
     check_row_cases(&edges, edge_cases, sizeof edge_cases / sizeof edge_cases[0]);
 

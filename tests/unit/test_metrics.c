@@ -196,15 +196,16 @@ static struct fake *fake_new(const char *pool_name)
         struct worker *w = &f->srv.workers[i];
         w->srv = &f->srv;
         w->index = i;
-        registry_init(&w->reg);
+        w->reg = xcalloc(1, sizeof *w->reg);
+        registry_init(w->reg);
         struct query_def *q = new_query("add_item", "INSERT INTO t VALUES (:id)");
         q->pool = xstrdup(pool_name);
         q->slow_ms = 250;
-        registry_add(&w->reg, q);
+        registry_add(w->reg, q);
         struct bulk_def *d = xcalloc(1, sizeof *d);
         d->name = xstrdup("ticks");
         d->pool = xstrdup(pool_name);
-        registry_add_bulk(&w->reg, d);
+        registry_add_bulk(w->reg, d);
         w->npools = 1;
         w->pools = xcalloc(1, sizeof *w->pools);
     }
@@ -214,9 +215,11 @@ static struct fake *fake_new(const char *pool_name)
 static void fake_free(struct fake *f)
 {
     for (int i = 0; i < 2; i++) {
-        registry_free(&f->srv.workers[i].reg);
+        lua_State *L = f->srv.workers[i].reg->L;
+        registry_free(f->srv.workers[i].reg);
+        free(f->srv.workers[i].reg);
         free(f->srv.workers[i].pools);
-        if (f->srv.workers[i].L) lua_close(f->srv.workers[i].L);
+        if (L) lua_close(L);
     }
     free(f->srv.workers);
     free(f->pc.name);
@@ -258,15 +261,15 @@ static void test_render_sums_workers(void **state)
 {
     struct fake *f = fake_new("pri\"m\\ary");
     struct worker *w0 = &f->srv.workers[0], *w1 = &f->srv.workers[1];
-    struct query_def *q0 = w0->reg.queries[0], *q1 = w1->reg.queries[0];
+    struct query_def *q0 = w0->reg->queries[0], *q1 = w1->reg->queries[0];
     uint64_t us;
     metrics_query_done(q0, 200, now_us(), NULL, &us);
     metrics_query_done(q1, 200, now_us(), NULL, &us);
     metrics_query_done(q1, 409, now_us(), "duplicate key value", &us);
     metrics_query_exec(q0, 1000);
     metrics_query_exec(q1, 1000);
-    metrics_bulk_done(w0->reg.bulks[0], true, 1000, now_us());
-    metrics_bulk_done(w1->reg.bulks[0], false, 10, now_us());
+    metrics_bulk_done(w0->reg->bulks[0], true, 1000, now_us());
+    metrics_bulk_done(w1->reg->bulks[0], false, 10, now_us());
     w0->pools[0].nbusy = 1;
     w1->pools[0].nbusy = 2;
     w0->pools[0].nconns = 3;
@@ -365,7 +368,7 @@ static char *capture_stderr(void (*fn)(void *), void *arg)
 static void report_slow(void *arg)
 {
     struct worker *w = arg;
-    metrics_slow_query(w, w->reg.queries[0], 200, 1500250, "[\"id\"]");
+    metrics_slow_query(w, w->reg->queries[0], 200, 1500250, "[\"id\"]");
 }
 
 static void test_slow_query_log_and_hook(void **state)
@@ -383,42 +386,42 @@ static void test_slow_query_log_and_hook(void **state)
     free(out);
 
     /* the hook gets {query, pool, duration_ms, status} */
-    w->L = luaL_newstate();
-    luaL_openlibs(w->L);
+    w->reg->L = luaL_newstate();
+    luaL_openlibs(w->reg->L);
     assert_int_equal(
-        luaL_dostring(w->L,
+        luaL_dostring(w->reg->L,
                       "sluice = {}\n"
                       "function sluice.on_slow_query(ev)\n"
                       "  seen = ev.query .. '|' .. ev.pool .. '|' .. ev.duration_ms .. '|' .. ev.status\n"
                       "end"),
         0);
     free(capture_stderr(report_slow, w));
-    lua_getglobal(w->L, "seen");
-    assert_string_equal(lua_tostring(w->L, -1), "add_item|primary|1500.25|200");
-    lua_pop(w->L, 1);
-    assert_int_equal(lua_gettop(w->L), 0);
+    lua_getglobal(w->reg->L, "seen");
+    assert_string_equal(lua_tostring(w->reg->L, -1), "add_item|primary|1500.25|200");
+    lua_pop(w->reg->L, 1);
+    assert_int_equal(lua_gettop(w->reg->L), 0);
 
     /* a hook that raises is logged; nothing else happens and the stack is left clean */
-    assert_int_equal(luaL_dostring(w->L, "function sluice.on_slow_query(ev) error('hook broke') end"), 0);
+    assert_int_equal(luaL_dostring(w->reg->L, "function sluice.on_slow_query(ev) error('hook broke') end"), 0);
     out = capture_stderr(report_slow, w);
     assert_non_null(strstr(out, "sluice.on_slow_query failed"));
     assert_non_null(strstr(out, "hook broke"));
-    assert_int_equal(lua_gettop(w->L), 0);
+    assert_int_equal(lua_gettop(w->reg->L), 0);
     free(out);
 
     /* a hook that never returns is stopped (the worker states run with the JIT off) */
-    luaJIT_setmode(w->L, 0, LUAJIT_MODE_ENGINE | LUAJIT_MODE_OFF);
-    assert_int_equal(luaL_dostring(w->L, "function sluice.on_slow_query(ev) while true do end end"), 0);
+    luaJIT_setmode(w->reg->L, 0, LUAJIT_MODE_ENGINE | LUAJIT_MODE_OFF);
+    assert_int_equal(luaL_dostring(w->reg->L, "function sluice.on_slow_query(ev) while true do end end"), 0);
     uint64_t t0 = now_ms();
     out = capture_stderr(report_slow, w);
     assert_true(now_ms() - t0 < 2000);
     assert_non_null(strstr(out, "ran for more than"));
-    assert_null(lua_gethook(w->L)); /* no hook is left behind */
-    assert_int_equal(lua_gettop(w->L), 0);
+    assert_null(lua_gethook(w->reg->L)); /* no hook is left behind */
+    assert_int_equal(lua_gettop(w->reg->L), 0);
     free(out);
 
     /* a non-function hook is ignored */
-    assert_int_equal(luaL_dostring(w->L, "sluice.on_slow_query = 42"), 0);
+    assert_int_equal(luaL_dostring(w->reg->L, "sluice.on_slow_query = 42"), 0);
     out = capture_stderr(report_slow, w);
     assert_null(strstr(out, "failed"));
     free(out);

@@ -1,0 +1,173 @@
+-- import_spec.lua — `sluice import` on a fresh database: a workload runs through psql, import
+-- reads pg_stat_statements and writes named queries; the file passes `sluice check` and the
+-- gateway serves it as is. The test server preloads pg_stat_statements (scripts/testdb.sh).
+local here = debug.getinfo(1, "S").source:match("^@(.*/)") or "./"
+package.path = here .. "?.lua;" .. package.path
+local H = require "helper"
+
+local schema = [[
+CREATE TABLE products (
+    id         bigserial PRIMARY KEY,
+    sku        text NOT NULL UNIQUE,
+    name       text NOT NULL,
+    price      numeric(10, 2) NOT NULL,
+    created_at timestamptz NOT NULL DEFAULT now()
+);
+INSERT INTO products (sku, name, price)
+SELECT 'sku-' || n, 'product ' || n, n * 0.5 FROM generate_series(1, 300) AS n;
+]]
+
+-- The workload: statements with literals, each run a known number of times.
+local function workload()
+  local lines = {}
+  for i = 1, 40 do lines[#lines + 1] = ("SELECT id, name, price FROM products WHERE sku = 'sku-%d';"):format(i) end
+  for i = 1, 15 do
+    lines[#lines + 1] = ("SELECT sku, price FROM products WHERE price BETWEEN %d AND %d ORDER BY price LIMIT 10;"):format(i, i + 20)
+  end
+  for i = 1, 8 do lines[#lines + 1] = ("UPDATE products SET price = price + 1 WHERE id = %d;"):format(i) end
+  for i = 1, 4 do
+    lines[#lines + 1] = ("INSERT INTO products (sku, name, price) VALUES ('new-%d', 'new %d', 9.99) RETURNING id;"):format(i, i)
+  end
+  for _ = 1, 3 do lines[#lines + 1] = "SELECT count(*) FROM products a JOIN products b ON a.price < b.price;" end
+  lines[#lines + 1] = "SELECT * FROM products WHERE created_at > now() - interval '1 day' AND sku LIKE 'sku-1%';"
+  lines[#lines + 1] = "DELETE FROM products WHERE sku = 'new-4';"
+  -- left out: utility statements, catalog queries, and one that cannot be a named query
+  lines[#lines + 1] = "CREATE INDEX products_name ON products (name);"
+  lines[#lines + 1] = "VACUUM ANALYZE products;"
+  lines[#lines + 1] = "SET work_mem = '8MB';"
+  lines[#lines + 1] = "SELECT relname FROM pg_class WHERE relname = 'products';"
+  lines[#lines + 1] = "SELECT 1 + 2 AS three;"
+  return table.concat(lines, "\n") .. "\n"
+end
+
+-- Runs `sluice <args>` in dir; returns stdout, exit code, stderr.
+local function sluice(args, dir)
+  return H.sh(("cd %s && %s %s"):format(H.q(dir), H.q(H.bin), args))
+end
+
+-- The queries of an imported file: list of { name, sql, readonly, calls, total }.
+local function parse(text)
+  local list = {}
+  for calls, total, name, body in text:gmatch("%-%- (%d+) calls, mean [%d.]+ ms, total ([%d.]+) ms, %d+ rows\nsluice%.query \"([^\"]+)\" {\n(.-)\n}") do
+    list[#list + 1] = { name = name, calls = tonumber(calls), total = tonumber(total),
+      sql = body:match("sql = %[=*%[(.-)%]=*%]"), readonly = body:find("readonly = true", 1, true) ~= nil }
+  end
+  return list
+end
+
+describe("sluice import", function()
+  local db, tmp, cfg, out, sku_query
+
+  setup(function()
+    db = H.createdb("import")
+    H.psql(db, schema)
+    tmp = H.tmpdir("sluice-import")
+    cfg = tmp .. "/config.lua"
+    H.write_config(cfg, { pools = { primary = { url = db } }, scripts = { tmp .. "/imported.lua" } })
+  end)
+
+  teardown(function()
+    H.cleanup()
+    if tmp then H.sh("rm -rf " .. H.q(tmp)) end
+    if db then H.dropdb(db) end
+  end)
+
+  it("says what to do when the pg_stat_statements extension is missing", function()
+    local stdout, rc, err = sluice("import --config " .. H.q(cfg), tmp)
+    assert.equal(1, rc)
+    assert.equal("", stdout)
+    assert.truthy(err:find("CREATE EXTENSION pg_stat_statements", 1, true), err)
+    assert.truthy(err:find(H.dsn_dbname(db), 1, true), err)
+  end)
+
+  it("refuses a bad --top", function()
+    local _, rc, err = sluice("import --config " .. H.q(cfg) .. " --top 0", tmp)
+    assert.equal(2, rc)
+    assert.truthy(err:find("--top", 1, true), err)
+  end)
+
+  it("writes the most expensive statements as named queries", function()
+    H.psql(db, "CREATE EXTENSION pg_stat_statements;")
+    H.psql(db, workload())
+    local stdout, rc, err = sluice("import --config " .. H.q(cfg) .. " --top 20 --output imported.lua", tmp)
+    assert(rc == 0, "import failed: " .. stdout .. err)
+    assert.truthy(err:find("named queries written to imported.lua", 1, true), err)
+    out = assert(H.readfile(tmp .. "/imported.lua"))
+    local list = parse(out)
+    local by, by_sql = {}, {}
+    for i, q in ipairs(list) do
+      by[q.name] = q
+      by_sql[q.sql] = q
+      if i > 1 then assert.is_true(q.total <= list[i - 1].total, "sorted by total time: " .. q.name) end
+    end
+
+    local q = by_sql["SELECT id, name, price FROM products WHERE sku = :sku"]
+    assert.is_table(q, out)
+    assert.equal(40, q.calls)
+    assert.truthy(q.name:match("^select_products_by_sku"), q.name)
+    assert.is_true(q.readonly)
+    sku_query = q.name
+    q = by.select_products_by_price
+    assert.is_table(q, out)
+    assert.equal(15, q.calls)
+    assert.equal("SELECT sku, price FROM products WHERE price BETWEEN :price_min AND :price_max ORDER BY price LIMIT :limit", q.sql)
+    q = by.update_products_by_id
+    assert.is_table(q, out)
+    assert.equal("UPDATE products SET price = price + :p1 WHERE id = :id", q.sql)
+    assert.is_false(q.readonly)
+    q = by.insert_products
+    assert.is_table(q, out)
+    assert.equal("INSERT INTO products (sku, name, price) VALUES (:sku, :name, :price) RETURNING id", q.sql)
+    assert.is_false(q.readonly)
+    -- a typed literal (interval '1 day') becomes a cast of a parameter; the name is made unique
+    q = by_sql["SELECT * FROM products WHERE created_at > now() - CAST(:p1 AS interval) AND sku LIKE :sku"]
+    assert.is_table(q, out)
+    assert.truthy(q.name:match("^select_products_by_sku_%d$"), q.name)
+    assert.is_table(by.delete_products_by_sku, out)
+    assert.is_table(by.select_products, out) -- the join: no parameter
+
+    -- utility statements and catalog queries are not there; what cannot prepare is listed apart
+    assert.is_nil(out:find("CREATE INDEX", 1, true))
+    assert.is_nil(out:find("VACUUM", 1, true))
+    assert.is_nil(out:find("work_mem", 1, true))
+    assert.is_nil(out:find("pg_class", 1, true))
+    assert.is_nil(out:find("pg_stat_statements", 1, true))
+    local left = out:match("\n%-%- Left out: [^\n]*\n(.*)$")
+    assert.truthy(left and left:find("SELECT $1 + $2 AS three", 1, true), out)
+  end)
+
+  it("takes only the top N, and writes to stdout without --output", function()
+    local all = parse(out)
+    local stdout, rc, err = sluice("import --config " .. H.q(cfg) .. " --top 2", tmp)
+    assert(rc == 0, err)
+    local two = parse(stdout)
+    assert.equal(2, #two)
+    -- the workload is done: the first two are the same as in the full list (totals may move a little)
+    local names = { [all[1].name] = true, [all[2].name] = true, [all[3].name] = true }
+    assert.truthy(names[two[1].name], stdout)
+    assert.truthy(names[two[2].name], stdout)
+  end)
+
+  it("the written file passes sluice check", function()
+    local stdout, rc, err = sluice("check --config " .. H.q(cfg), tmp)
+    assert(rc == 0, "check failed:\n" .. stdout .. err .. "\n" .. out)
+    assert.truthy(stdout:find(" 0 failed", 1, true), stdout)
+  end)
+
+  it("the written file is served as is", function()
+    local gw = H.start { dsn = db, config = { scripts = { tmp .. "/imported.lua" } } }
+    local s, b, h, raw = gw:get_json("/query/" .. sku_query .. "?sku=sku-7")
+    H.assert_ok(s, b, h, raw)
+    assert.equal(1, b.row_count)
+    assert.equal("product 7", b.rows[1].name)
+    assert.equal(H.psql1(db, "SELECT id FROM products WHERE sku = 'sku-7'"), tostring(b.rows[1].id))
+    s, b, h, raw = gw:post_json("/query/update_products_by_id", { id = 300, p1 = 2 })
+    H.assert_ok(s, b, h, raw)
+    assert.equal(1, b.row_count)
+    assert.equal("152.00", H.psql1(db, "SELECT price FROM products WHERE id = 300"))
+    s, b, h, raw = gw:get_json("/query/select_products_by_price?price_min=10&price_max=11&limit=5")
+    H.assert_ok(s, b, h, raw)
+    assert.equal(3, b.row_count) -- 10.00, 10.50, 11.00
+    gw:stop()
+  end)
+end)
