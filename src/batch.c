@@ -38,6 +38,8 @@ struct batch {
     struct txn txn;
     bool txn_open;
     struct registry *reg; /* the generation its queries come from */
+    int fail_status;      /* a failed transaction: its answer, sent once ROLLBACK is done */
+    struct buf fail_body;
 };
 
 static void on_dispose(void *p)
@@ -49,6 +51,7 @@ static void on_dispose(void *p)
         free(b->items[i].vals);
     }
     if (b->txn_open) txn_abandon(&b->txn);
+    buf_free(&b->fail_body);
     free(b->items);
     b->reg->refs--;
     if (b->doc) json_decref(b->doc);
@@ -123,20 +126,26 @@ static void run_pipelined(struct batch *b)
 
 static void txn_step(struct txn *t, PGresult *r);
 
+/* The failing item's error, with its index, becomes the answer; it is sent once the rollback is
+ * done, so the connection goes back to the pool clean instead of being discarded. */
 static void fail_txn(struct batch *b, int index, int status, struct buf *body)
 {
-    /* The failing item's error, with its index, is the answer. */
-    struct buf *out = &b->w->out;
-    buf_reset(out);
+    if (b->fail_status) return;
+    b->fail_status = status;
     if (body->len > 2 && strncmp(body->data, "{\"error\":{", 10) == 0) {
-        buf_append(out, body->data, body->len - 2);
-        buf_printf(out, ",\"index\":%d}}", index);
+        buf_append(&b->fail_body, body->data, body->len - 2);
+        buf_printf(&b->fail_body, ",\"index\":%d}}", index);
     } else {
-        buf_append(out, body->data, body->len);
+        buf_append(&b->fail_body, body->data, body->len);
     }
-    if (status == 503) h2o_add_header(&b->req->pool, &b->req->res.headers, H2O_TOKEN_RETRY_AFTER, NULL, H2O_STRLIT("1"));
+}
+
+static void answer_failure(struct batch *b)
+{
+    if (b->fail_status == 503)
+        h2o_add_header(&b->req->pool, &b->req->res.headers, H2O_TOKEN_RETRY_AFTER, NULL, H2O_STRLIT("1"));
     b->answered = true;
-    http_send_json(b->req, status, out->data, out->len);
+    http_send_json(b->req, b->fail_status, b->fail_body.data, b->fail_body.len);
 }
 
 static void on_finished(struct txn *t, PGresult *r)
@@ -146,6 +155,10 @@ static void on_finished(struct txn *t, PGresult *r)
     txn_close(t);
     b->txn_open = false;
     if (b->answered) return;
+    if (b->fail_status) {
+        answer_failure(b);
+        return;
+    }
     if (committed) {
         reply_items(b);
         return;
@@ -154,6 +167,7 @@ static void on_finished(struct txn *t, PGresult *r)
     buf_puts(&body, "{\"error\":{\"code\":\"unavailable\",\"message\":\"the transaction did not commit\"}}");
     fail_txn(b, b->n - 1, 503, &body);
     buf_free(&body);
+    answer_failure(b);
 }
 
 static void next_item(struct batch *b)
@@ -176,6 +190,7 @@ static void next_item(struct batch *b)
         if (rc == -2) {
             txn_close(&b->txn);
             b->txn_open = false;
+            answer_failure(b);
         } else {
             txn_finish(&b->txn, false, on_finished);
         }
@@ -196,6 +211,7 @@ static void txn_step(struct txn *t, PGresult *r)
         buf_puts(&body, "}}");
         fail_txn(b, b->cur, 503, &body);
         buf_free(&body);
+        answer_failure(b);
         return;
     }
     ExecStatusType st = PQresultStatus(r);

@@ -1,7 +1,8 @@
 /* bulkparse.c — reads a bulk body (JSON array of objects, NDJSON, CSV with a header row) a few rows
  * at a time and writes each row as one line of COPY text format. Only one row is ever decoded at
- * once: the JSON array is walked here and jansson parses one element at a time. Values convert
- * with the same rules as query parameters (pgtype.c). */
+ * once. A flat JSON row is scanned here straight from the body; jansson reads any other (and words
+ * its errors). Values convert with the same rules as query parameters (pgtype.c), except that
+ * JSON numbers reach numeric and float columns as written. */
 #include "bulkparse.h"
 
 #include <errno.h>
@@ -87,7 +88,7 @@ static int find_column(const struct bulk_reader *r, const char *s, size_t n)
     return -1;
 }
 
-/* ---- JSON rows (both the array and NDJSON) ---- */
+/* ---- JSON rows (both the array and NDJSON): the jansson path ---- */
 
 /* Appends the COPY line of one parsed JSON object. Returns 0, or -1 after fail(). */
 static int put_object_row(struct bulk_reader *r, json_t *obj, struct buf *out)

@@ -44,7 +44,9 @@ int bulk_reader_init(struct bulk_reader *r, enum bulk_format format, const char 
                      char *const *columns, const Oid *types, int ncolumns, char *err, size_t errlen);
 
 /* Appends up to max_rows rows to out as COPY text lines (columns in the declared order, fields
- * separated by \t, NULL as \N, backslash/tab/newline/CR escaped, each line ending in \n).
+ * separated by \t, NULL as \N, backslash/tab/newline/CR escaped, each line ending in \n). JSON
+ * values convert as query parameters do (pgtype_param_json), but numbers go to numeric, float,
+ * integer and json columns as the client wrote them (1.50, 1e5: exact, no double in between).
  * Returns the number of rows appended, 0 at the end of the body, or -1 with err naming the row
  * (1-based, counting data rows as the client does) and, where it applies, the column, e.g.
  * `row 12, column "bid": expected a number`, `row 3: malformed JSON: ...`, `row 5: unknown column

@@ -93,7 +93,7 @@ static void reply_error(struct bulkreq *br)
     buf_printf(b, ",\"committed_chunks\":%d,\"rows_committed\":%ld}}", br->committed_chunks, br->rows_committed);
     if (br->err_status == 503) h2o_add_header(&br->req->pool, &br->req->res.headers, H2O_TOKEN_RETRY_AFTER, NULL, H2O_STRLIT("1"));
     br->d->errors++;
-    metrics_bulk_done(br->d, false, br->rows_committed, br->started_us);
+    metrics_bulk_done(br->w, br->d, false, br->rows_committed, br->started_us);
     http_send_json(br->req, br->err_status, b->data, b->len);
 }
 
@@ -107,7 +107,7 @@ static void reply_ok(struct bulkreq *br)
     buf_putc(b, '}');
     br->d->calls++;
     br->d->rows += (uint64_t)br->rows_committed;
-    metrics_bulk_done(br->d, true, br->rows_committed, br->started_us);
+    metrics_bulk_done(br->w, br->d, true, br->rows_committed, br->started_us);
     http_send_json(br->req, 200, b->data, b->len);
 }
 
@@ -135,6 +135,12 @@ static void fail(struct bulkreq *br, int status, const char *msg, const PGresult
     snprintf(br->err, sizeof br->err, "%s", msg);
 }
 
+static void begin(struct bulkreq *br)
+{
+    br->step = ST_BEGIN;
+    pgconn_begin(br->conn); /* a failure reaches on_lost */
+}
+
 static void send_step(struct bulkreq *br, enum step step, const char *sql)
 {
     br->step = step;
@@ -157,7 +163,7 @@ static void start_chunk(struct bulkreq *br)
     br->chunk_first_row = bulk_reader_rows(&br->rd) + 1;
     br->chunk_sent = 0;
     if (!br->d->atomic) {
-        send_step(br, ST_BEGIN, "BEGIN");
+        begin(br);
         return;
     }
     if (br->d->sql_stage && br->chunks == 0) send_step(br, ST_STAGE, br->d->sql_stage);
@@ -193,7 +199,7 @@ static void next_step(struct bulkreq *br)
             return;
         }
         br->reader_open = true;
-        if (d->atomic) send_step(br, ST_BEGIN, "BEGIN");
+        if (d->atomic) begin(br);
         else start_chunk(br);
         return;
     case ST_BEGIN:

@@ -40,7 +40,7 @@ struct query_def {
     int slow_ms;          /* slower requests count in db_slow_query_count and are logged; 0 = off */
     bool slow_ms_set;     /* the query set slow_query_ms itself: sluice.policy does not change it */
     bool log_params;      /* the slow-query log shows parameter values, not only their names */
-    struct query_stats stats; /* this worker's; written by this worker only */
+    struct metrics_entry *metrics; /* this worker's statistics of the name, found at first use */
 };
 
 enum bulk_mode { BULK_INSERT, BULK_UPSERT, BULK_UPDATE, BULK_DELETE };
@@ -67,7 +67,7 @@ struct bulk_def {
     Oid *types;
     bool described;
     uint64_t calls, errors, rows;
-    struct bulk_stats stats; /* this worker's; written by this worker only (metrics.c) */
+    struct metrics_entry *metrics; /* this worker's statistics of the name (metrics.c), found at first use */
 };
 
 /* A Lua handler (sluice.endpoint): its function lives in the worker's Lua registry. */

@@ -29,9 +29,9 @@ static void view_pool(struct server *srv, int idx, struct pool_view *v)
         v->in_use += PEEK(p->nbusy);
         v->waiting += PEEK(p->qlen);
         if (PEEK(p->connect_failures) == 0 || PEEK(p->nconns) > PEEK(p->nconnecting)) v->healthy = true;
-        if (breaker_state(&srv->breakers[idx]) == BREAKER_OPEN) v->healthy = false;
-        else if (p->last_error[0]) v->last_error = p->last_error;
+        if (p->last_error[0]) v->last_error = p->last_error;
     }
+    if (breaker_state(&srv->breakers[idx]) == BREAKER_OPEN) v->healthy = false;
 }
 
 static int send_health(struct worker *w, h2o_req_t *req)

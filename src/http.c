@@ -18,6 +18,9 @@ static const char *reason(int status)
 {
     switch (status) {
     case 200: return "OK";
+    case 201: return "Created";
+    case 202: return "Accepted";
+    case 204: return "No Content";
     case 400: return "Bad Request";
     case 401: return "Unauthorized";
     case 403: return "Forbidden";
@@ -26,10 +29,15 @@ static const char *reason(int status)
     case 409: return "Conflict";
     case 413: return "Payload Too Large";
     case 415: return "Unsupported Media Type";
+    case 422: return "Unprocessable Entity";
+    case 429: return "Too Many Requests";
+    case 500: return "Internal Server Error";
+    case 502: return "Bad Gateway";
     case 503: return "Service Unavailable";
     case 504: return "Gateway Timeout";
-    default: return status < 500 ? "Bad Request" : "Internal Server Error";
+    default: break;
     }
+    return status < 300 ? "OK" : status < 400 ? "Redirect" : status < 500 ? "Client Error" : "Server Error";
 }
 
 const char *http_error_code(int status)
@@ -148,6 +156,18 @@ static int route_alias(struct worker *w, h2o_req_t *req, h2o_iovec_t path)
         return query_handle(w, req, q, vals, lens, n);
     }
     if (path_matched) {
+        /* Allow lists every method some alias takes on this path. */
+        char allow[64] = "";
+        for (int i = 0; i < w->reg->nqueries; i++) {
+            struct query_def *q = w->reg->queries[i];
+            if (q->route == NULL || route_match(q->route, path.base, path.len, vals, lens, 16) < 0 ||
+                strstr(allow, q->route->method) != NULL || strlen(allow) + strlen(q->route->method) + 3 > sizeof allow)
+                continue;
+            if (allow[0]) strcat(allow, ", ");
+            strcat(allow, q->route->method);
+        }
+        h2o_add_header(&req->pool, &req->res.headers, H2O_TOKEN_ALLOW, NULL, h2o_strdup(&req->pool, allow, SIZE_MAX).base,
+                       strlen(allow));
         http_send_error(req, 405, "method_not_allowed", "method not allowed on this route", NULL, NULL);
         return 0;
     }

@@ -1,7 +1,9 @@
 /* metrics.c — per-worker request statistics, the slow-query report, and GET /metrics in the
- * Prometheus text format 0.0.4. Workers write only their own counters; a scrape sums every
- * worker's with relaxed loads (a snapshot: a histogram's _count is taken from its buckets so
- * each series stays self-consistent). */
+ * Prometheus text format 0.0.4. Each worker has a slot (HTTP counters and a list of entries, one
+ * per query or bulk name, each with statistics per pool) that only it writes; the slots live for
+ * the process, so reloads and retired definitions never take counters away. A scrape sums every
+ * worker's with relaxed loads (a snapshot: a histogram's _count is taken from its buckets so each
+ * series stays self-consistent). */
 #include "metrics.h"
 
 #include <dirent.h>
@@ -100,21 +102,141 @@ static uint64_t get_last_error(const struct query_stats *s, char *out, size_t n)
     return 0;
 }
 
-bool metrics_query_done(struct query_def *q, int http_status, uint64_t started_us, const char *errmsg,
-                        uint64_t *duration_us)
+/* --- the per-worker store ------------------------------------------------------------------- */
+
+struct metrics_entry {
+    struct metrics_entry *next; /* the worker's list, newest first; published with a release store */
+    bool bulk;
+    uint32_t hash;
+    char *name;
+    int npools;
+    void *by_pool[]; /* struct query_stats * or struct bulk_stats *, made at first use, published */
+};
+
+#define HTTP_CODES 500 /* 100..599 */
+
+struct worker_slot {
+    uint64_t by_code[HTTP_CODES]; /* sluice_http_requests_total */
+    struct metrics_entry *entries;
+} __attribute__((aligned(64))); /* no false sharing between workers */
+
+struct table {
+    int nworkers, npools;
+    struct worker_slot slot[];
+};
+static struct table *table;
+
+static const struct config *config_of(const struct server *srv)
+{
+    return __atomic_load_n(&srv->cfg, __ATOMIC_ACQUIRE);
+}
+
+/* The process's table, made on first use by whichever worker comes first (pools and workers do
+ * not change without a restart). NULL without workers. */
+static struct table *table_for(const struct server *srv)
+{
+    struct table *t = __atomic_load_n(&table, __ATOMIC_ACQUIRE);
+    if (t != NULL || srv == NULL || srv->nworkers < 1) return t;
+    size_t size = sizeof *t + (size_t)srv->nworkers * sizeof(struct worker_slot);
+    size = (size + 63) / 64 * 64;
+    struct table *fresh = aligned_alloc(64, size);
+    if (fresh == NULL) abort();
+    memset(fresh, 0, size);
+    fresh->nworkers = srv->nworkers;
+    fresh->npools = (int)config_of(srv)->npools;
+    struct table *expected = NULL;
+    if (__atomic_compare_exchange_n(&table, &expected, fresh, false, __ATOMIC_ACQ_REL, __ATOMIC_ACQUIRE))
+        return fresh;
+    free(fresh); /* another worker was first */
+    return expected;
+}
+
+static uint32_t hash_name(const char *s)
+{
+    uint32_t h = 2166136261u; /* FNV-1a */
+    for (; *s; s++) h = (h ^ (uint8_t)*s) * 16777619u;
+    return h;
+}
+
+static struct metrics_entry *find_entry(const struct worker_slot *slot, uint32_t hash, const char *name,
+                                        bool bulk)
+{
+    for (struct metrics_entry *e = __atomic_load_n(&slot->entries, __ATOMIC_ACQUIRE); e;
+         e = __atomic_load_n(&e->next, __ATOMIC_ACQUIRE))
+        if (e->hash == hash && e->bulk == bulk && strcmp(e->name, name) == 0) return e;
+    return NULL;
+}
+
+/* w's entry for name, found once and cached in *cache (a field of w's own definition). */
+static struct metrics_entry *entry_of(struct worker *w, struct metrics_entry **cache, const char *name,
+                                      bool bulk)
+{
+    if (*cache != NULL) return *cache;
+    struct table *t = table_for(w->srv);
+    if (t == NULL || w->index < 0 || w->index >= t->nworkers) return NULL;
+    struct worker_slot *slot = &t->slot[w->index];
+    uint32_t hash = hash_name(name);
+    struct metrics_entry *e = find_entry(slot, hash, name, bulk);
+    if (e == NULL) {
+        e = xcalloc(1, sizeof *e + (size_t)t->npools * sizeof e->by_pool[0]);
+        e->bulk = bulk;
+        e->hash = hash;
+        e->name = xstrdup(name);
+        e->npools = t->npools;
+        e->next = slot->entries;
+        __atomic_store_n(&slot->entries, e, __ATOMIC_RELEASE);
+    }
+    *cache = e;
+    return e;
+}
+
+/* The statistics of pool in e, made on first use. NULL for a pool out of range. */
+static void *stats_of(struct metrics_entry *e, int pool, size_t size)
+{
+    if (e == NULL || pool < 0 || pool >= e->npools) return NULL;
+    void *s = e->by_pool[pool];
+    if (s == NULL) {
+        s = xcalloc(1, size);
+        __atomic_store_n(&e->by_pool[pool], s, __ATOMIC_RELEASE);
+    }
+    return s;
+}
+
+static struct query_stats *query_stats_of(struct worker *w, struct query_def *q, int pool)
+{
+    return stats_of(entry_of(w, &q->metrics, q->name, false), pool, sizeof(struct query_stats));
+}
+
+void metrics_reset(void)
+{
+    struct table *t = __atomic_exchange_n(&table, NULL, __ATOMIC_ACQ_REL);
+    if (t == NULL) return;
+    for (int k = 0; k < t->nworkers; k++)
+        for (struct metrics_entry *e = t->slot[k].entries, *next; e; e = next) {
+            next = e->next;
+            for (int i = 0; i < e->npools; i++) free(e->by_pool[i]);
+            free(e->name);
+            free(e);
+        }
+    free(t);
+}
+
+/* --- recording ---------------------------------------------------------------------------- */
+
+bool metrics_query_done(struct worker *w, struct query_def *q, int pool, int http_status, uint64_t started_us,
+                        const char *errmsg, uint64_t *duration_us)
 {
     uint64_t now = now_us();
     uint64_t us = now > started_us ? now - started_us : 0;
     *duration_us = us;
-    struct query_stats *s = &q->stats;
     int st = metrics_status_of(http_status);
+    q->calls++;
+    if (st != METRICS_OK) q->errors++;
+    struct query_stats *s = query_stats_of(w, q, pool);
+    if (s == NULL) return false;
     histogram_observe(&s->time, (double)us / 1e6);
     s->status[st]++;
-    q->calls++;
-    if (st != METRICS_OK) {
-        q->errors++;
-        set_last_error(s, errmsg && *errmsg ? errmsg : metrics_status_name(st));
-    }
+    if (st != METRICS_OK) set_last_error(s, errmsg && *errmsg ? errmsg : metrics_status_name(st));
     if (q->slow_ms > 0 && us > (uint64_t)q->slow_ms * 1000) {
         s->slow++;
         return true;
@@ -122,14 +244,16 @@ bool metrics_query_done(struct query_def *q, int http_status, uint64_t started_u
     return false;
 }
 
-void metrics_query_exec(struct query_def *q, uint64_t exec_us)
+void metrics_query_exec(struct worker *w, struct query_def *q, int pool, uint64_t exec_us)
 {
-    histogram_observe(&q->stats.exec, (double)exec_us / 1e6);
+    struct query_stats *s = query_stats_of(w, q, pool);
+    if (s != NULL) histogram_observe(&s->exec, (double)exec_us / 1e6);
 }
 
 static const char *pool_name(const struct server *srv, int idx, const char *fallback)
 {
-    if (srv && idx >= 0 && (size_t)idx < srv->cfg->npools) return srv->cfg->pools[idx].name;
+    const struct config *cfg = srv ? config_of(srv) : NULL;
+    if (cfg && idx >= 0 && (size_t)idx < cfg->npools) return cfg->pools[idx].name;
     return fallback ? fallback : "";
 }
 
@@ -178,17 +302,17 @@ static void call_hook(lua_State *L, const struct query_def *q, const char *pool,
     lua_settop(L, top);
 }
 
-void metrics_slow_query(struct worker *w, const struct query_def *q, int http_status, uint64_t duration_us,
-                        const char *params_json)
+void metrics_slow_query(struct worker *w, const struct query_def *q, int pool, int http_status,
+                        uint64_t duration_us, const char *params_json)
 {
-    const char *pool = pool_name(w ? w->srv : NULL, q->pool_idx, q->pool);
+    const char *pool_label = pool_name(w ? w->srv : NULL, pool, q->pool);
     double ms = (double)duration_us / 1000.0;
     if (log_enabled(LOG_WARN)) {
         struct buf f = BUF_INIT;
         buf_puts(&f, "\"query\":");
         jsonw_string(&f, q->name, strlen(q->name));
         buf_puts(&f, ",\"pool\":");
-        jsonw_string(&f, pool, strlen(pool));
+        jsonw_string(&f, pool_label, strlen(pool_label));
         buf_printf(&f, ",\"duration_ms\":%.3f,\"threshold_ms\":%d,\"status\":%d", ms, q->slow_ms,
                    http_status);
         if (params_json) {
@@ -198,79 +322,70 @@ void metrics_slow_query(struct worker *w, const struct query_def *q, int http_st
         log_write(LOG_WARN, "slow query", f.data);
         buf_free(&f);
     }
-    if (w && w->reg->L) call_hook(w->reg->L, q, pool, http_status, ms);
+    lua_State *L = w && w->reg ? w->reg->L : NULL;
+    if (L) call_hook(L, q, pool_label, http_status, ms);
 }
 
-void metrics_bulk_done(struct bulk_def *d, bool ok, long rows, uint64_t started_us)
+void metrics_bulk_done(struct worker *w, struct bulk_def *d, bool ok, long rows, uint64_t started_us)
 {
     uint64_t now = now_us();
-    if (rows > 0) d->stats.rows += (uint64_t)rows;
+    struct bulk_stats *s = stats_of(entry_of(w, &d->metrics, d->name, true), d->pool_idx, sizeof *s);
+    if (s == NULL) return;
+    if (rows > 0) s->rows += (uint64_t)rows;
     if (ok)
-        histogram_observe(&d->stats.time, (double)(now > started_us ? now - started_us : 0) / 1e6);
+        histogram_observe(&s->time, (double)(now > started_us ? now - started_us : 0) / 1e6);
     else
-        d->stats.errors++;
-}
-
-/* HTTP responses by status code, one slot per worker (indexed by w->index), allocated on first
- * use: struct worker is not this module's, and the hot path only increments. */
-#define HTTP_CODES 500 /* 100..599 */
-struct http_slot {
-    uint64_t by_code[HTTP_CODES];
-} __attribute__((aligned(64)));
-struct http_table {
-    int n;
-    struct http_slot slot[];
-};
-static struct http_table *http_table;
-
-static struct http_table *http_table_for(const struct server *srv)
-{
-    struct http_table *t = __atomic_load_n(&http_table, __ATOMIC_ACQUIRE);
-    if (t != NULL || srv == NULL || srv->nworkers < 1) return t;
-    size_t size = sizeof *t + (size_t)srv->nworkers * sizeof(struct http_slot);
-    size = (size + 63) / 64 * 64;
-    struct http_table *fresh = aligned_alloc(64, size);
-    if (fresh == NULL) abort();
-    memset(fresh, 0, size);
-    fresh->n = srv->nworkers;
-    struct http_table *expected = NULL;
-    if (__atomic_compare_exchange_n(&http_table, &expected, fresh, false, __ATOMIC_ACQ_REL, __ATOMIC_ACQUIRE))
-        return fresh;
-    free(fresh); /* another worker was first */
-    return expected;
+        s->errors++;
 }
 
 void metrics_http_status(struct worker *w, int http_status)
 {
-    struct http_table *t = http_table_for(w->srv);
-    if (t == NULL || w->index < 0 || w->index >= t->n || http_status < 100 || http_status > 599) return;
+    struct table *t = table_for(w->srv);
+    if (t == NULL || w->index < 0 || w->index >= t->nworkers || http_status < 100 || http_status > 599)
+        return;
     t->slot[w->index].by_code[http_status - 100]++;
 }
 
 /* --- reading ------------------------------------------------------------------------------ */
 
+/* Adds pool's statistics of e (NULL: nothing) into out; returns the time of e's newest error. */
+static uint64_t add_query(struct query_totals *out, const struct metrics_entry *e, int pool, uint64_t newest)
+{
+    const struct query_stats *s =
+        e && pool >= 0 && pool < e->npools ? __atomic_load_n(&e->by_pool[pool], __ATOMIC_ACQUIRE) : NULL;
+    if (s == NULL) return newest;
+    histogram_add(&out->time, &s->time);
+    histogram_add(&out->exec, &s->exec);
+    for (int i = 0; i < METRICS_NSTATUS; i++) out->status[i] += PEEK(s->status[i]);
+    out->slow += PEEK(s->slow);
+    char msg[METRICS_LAST_ERROR];
+    uint64_t at = get_last_error(s, msg, sizeof msg);
+    if (at > newest) {
+        newest = at;
+        memcpy(out->last_error, msg, sizeof msg);
+    }
+    return newest;
+}
+
+static void finish_totals(struct query_totals *out)
+{
+    out->calls = 0;
+    for (int i = 0; i < METRICS_NSTATUS; i++) out->calls += out->status[i];
+    out->errors = out->calls - out->status[METRICS_OK];
+}
+
 void metrics_query_totals(struct server *srv, const char *name, struct query_totals *out)
 {
     memset(out, 0, sizeof *out);
+    struct table *t = __atomic_load_n(&table, __ATOMIC_ACQUIRE);
+    if (t == NULL) return;
+    uint32_t hash = hash_name(name);
     uint64_t newest = 0;
-    size_t len = strlen(name);
-    for (int k = 0; k < srv->nworkers; k++) {
-        struct query_def *q = registry_find(srv->workers[k].reg, name, len);
-        if (q == NULL) continue;
-        const struct query_stats *s = &q->stats;
-        histogram_add(&out->time, &s->time);
-        histogram_add(&out->exec, &s->exec);
-        for (int i = 0; i < METRICS_NSTATUS; i++) out->status[i] += PEEK(s->status[i]);
-        out->slow += PEEK(s->slow);
-        char msg[METRICS_LAST_ERROR];
-        uint64_t at = get_last_error(s, msg, sizeof msg);
-        if (at > newest) {
-            newest = at;
-            memcpy(out->last_error, msg, sizeof msg);
-        }
+    for (int k = 0; k < t->nworkers; k++) {
+        const struct metrics_entry *e = find_entry(&t->slot[k], hash, name, false);
+        for (int p = 0; e && p < e->npools; p++) newest = add_query(out, e, p, newest);
     }
-    for (int i = 0; i < METRICS_NSTATUS; i++) out->calls += out->status[i];
-    out->errors = out->calls - out->status[METRICS_OK];
+    finish_totals(out);
 }
 
 /* The number of observations of h, from its buckets (what its _count shows). */
@@ -397,7 +512,7 @@ struct pool_totals {
 static void sum_pools(struct server *srv, struct pool_totals *pt, int npools)
 {
     for (int i = 0; i < npools; i++) {
-        int configured = srv->cfg->pools[i].pool_size;
+        int configured = config_of(srv)->pools[i].pool_size;
         /* every worker keeps at least one resident connection (pool.c shares the total out) */
         pt[i].size = configured > srv->nworkers ? configured : srv->nworkers;
     }
@@ -482,125 +597,166 @@ static void read_process(struct process_view *v)
     }
 }
 
+/* One (name, pool) series of a query or bulk family. */
+struct qrow {
+    const char *name;
+    int pool;
+    struct query_totals t;
+};
+struct brow {
+    const char *name;
+    int pool;
+    struct bulk_stats t;
+};
+
+/* The series to show: each name the scripts define now (worker 0's current generation names
+ * them: every worker loads the same scripts), on its own pool and on every other pool that
+ * sluice.route sent it to. Returns the count; *out is malloc'd. */
+static int query_rows(struct server *srv, const struct registry *reg, int npools, struct qrow **out)
+{
+    struct table *t = __atomic_load_n(&table, __ATOMIC_ACQUIRE);
+    int nw = t ? t->nworkers : 0, n = 0;
+    struct qrow *rows = xcalloc((size_t)(reg->nqueries * npools + 1), sizeof *rows);
+    const struct metrics_entry **es = xcalloc((size_t)(nw + 1), sizeof *es);
+    for (int i = 0; i < reg->nqueries; i++) {
+        const struct query_def *q = reg->queries[i];
+        uint32_t hash = hash_name(q->name);
+        for (int k = 0; k < nw; k++) es[k] = find_entry(&t->slot[k], hash, q->name, false);
+        for (int p = 0; p < npools; p++) {
+            struct qrow *r = &rows[n];
+            memset(r, 0, sizeof *r);
+            uint64_t newest = 0;
+            for (int k = 0; k < nw; k++) newest = add_query(&r->t, es[k], p, newest);
+            finish_totals(&r->t);
+            if (p != q->pool_idx && r->t.calls == 0 && hist_total(&r->t.exec) == 0) continue;
+            r->name = q->name;
+            r->pool = p;
+            n++;
+        }
+    }
+    free(es);
+    *out = rows;
+    return n;
+}
+
+static int bulk_rows(struct server *srv, const struct registry *reg, int npools, struct brow **out)
+{
+    struct table *t = __atomic_load_n(&table, __ATOMIC_ACQUIRE);
+    int nw = t ? t->nworkers : 0, n = 0;
+    struct brow *rows = xcalloc((size_t)(reg->nbulks * npools + 1), sizeof *rows);
+    for (int i = 0; i < reg->nbulks; i++) {
+        const struct bulk_def *d = reg->bulks[i];
+        uint32_t hash = hash_name(d->name);
+        for (int p = 0; p < npools; p++) {
+            struct brow *r = &rows[n];
+            memset(r, 0, sizeof *r);
+            for (int k = 0; k < nw; k++) {
+                const struct metrics_entry *e = find_entry(&t->slot[k], hash, d->name, true);
+                const struct bulk_stats *s =
+                    e && p < e->npools ? __atomic_load_n(&e->by_pool[p], __ATOMIC_ACQUIRE) : NULL;
+                if (s == NULL) continue;
+                histogram_add(&r->t.time, &s->time);
+                r->t.rows += PEEK(s->rows);
+                r->t.errors += PEEK(s->errors);
+            }
+            if (p != d->pool_idx && hist_total(&r->t.time) == 0 && r->t.errors == 0 && r->t.rows == 0)
+                continue;
+            r->name = d->name;
+            r->pool = p;
+            n++;
+        }
+    }
+    *out = rows;
+    return n;
+}
+
 void metrics_render(struct server *srv, struct buf *b)
 {
-    const struct config *cfg = srv->cfg;
+    const struct config *cfg = config_of(srv);
     int npools = (int)cfg->npools;
     struct pool_totals *pt = xcalloc((size_t)(npools ? npools : 1), sizeof *pt);
     sum_pools(srv, pt, npools);
-    /* every worker loads the same scripts: the first one's registry names the series */
-    const struct registry *reg = srv->workers[0].reg;
-    int nq = reg->nqueries, nb = reg->nbulks;
-    struct query_totals *qt = xcalloc((size_t)(nq ? nq : 1), sizeof *qt);
-    for (int i = 0; i < nq; i++) metrics_query_totals(srv, reg->queries[i]->name, &qt[i]);
-    struct bulk_stats *bt = xcalloc((size_t)(nb ? nb : 1), sizeof *bt);
-    for (int i = 0; i < nb; i++) {
-        const char *name = reg->bulks[i]->name;
-        for (int k = 0; k < srv->nworkers; k++) {
-            const struct bulk_def *d = registry_find_bulk(srv->workers[k].reg, name, strlen(name));
-            if (d == NULL) continue;
-            histogram_add(&bt[i].time, &d->stats.time);
-            bt[i].rows += PEEK(d->stats.rows);
-            bt[i].errors += PEEK(d->stats.errors);
-        }
-    }
+    const struct registry *reg = __atomic_load_n(&srv->workers[0].reg, __ATOMIC_ACQUIRE);
+    struct qrow *qr;
+    struct brow *br;
+    int nq = query_rows(srv, reg, npools, &qr), nb = bulk_rows(srv, reg, npools, &br);
     struct buf lb = BUF_INIT, lb2 = BUF_INIT;
+#define POOL(i) (cfg->pools[i].name)
 
     /* pools */
     metrics_family(b, "db_pool_size", "gauge",
                    "Resident connections of the pool: pool_size, at least one per worker.");
     for (int i = 0; i < npools; i++)
-        metrics_sample_u64(b, "db_pool_size", labels(&lb, "pool", cfg->pools[i].name, NULL, NULL),
-                           (uint64_t)pt[i].size);
+        metrics_sample_u64(b, "db_pool_size", labels(&lb, "pool", POOL(i), NULL, NULL), (uint64_t)pt[i].size);
     metrics_family(b, "db_pool_usage", "gauge", "Connections of the pool checked out (running statements).");
     for (int i = 0; i < npools; i++)
-        metrics_sample(b, "db_pool_usage", labels(&lb, "pool", cfg->pools[i].name, NULL, NULL), pt[i].busy);
+        metrics_sample(b, "db_pool_usage", labels(&lb, "pool", POOL(i), NULL, NULL), pt[i].busy);
     metrics_family(b, "db_connection_time_seconds", "histogram",
                    "Time a request waited for a connection of the pool.");
     for (int i = 0; i < npools; i++)
-        metrics_histogram(b, "db_connection_time_seconds",
-                          labels(&lb, "pool", cfg->pools[i].name, NULL, NULL), &pt[i].acquire);
+        metrics_histogram(b, "db_connection_time_seconds", labels(&lb, "pool", POOL(i), NULL, NULL),
+                          &pt[i].acquire);
     metrics_family(b, "prepared_stmt_cache_size", "gauge",
                    "Prepared statements held by all connections of the pool.");
     for (int i = 0; i < npools; i++)
-        metrics_sample(b, "prepared_stmt_cache_size", labels(&lb, "pool", cfg->pools[i].name, NULL, NULL),
-                       pt[i].stmts);
+        metrics_sample(b, "prepared_stmt_cache_size", labels(&lb, "pool", POOL(i), NULL, NULL), pt[i].stmts);
 
     /* named queries */
     metrics_family(b, "prepared_stmt_execution_time_seconds", "histogram",
                    "Time from sending a named query's execution to its result, successful executions.");
     for (int i = 0; i < nq; i++)
         metrics_histogram(b, "prepared_stmt_execution_time_seconds",
-                          labels(&lb, "pool",
-                                 pool_name(srv, reg->queries[i]->pool_idx, reg->queries[i]->pool), "query",
-                                 reg->queries[i]->name),
-                          &qt[i].exec);
+                          labels(&lb, "pool", POOL(qr[i].pool), "query", qr[i].name), &qr[i].t.exec);
     metrics_family(b, "prepared_stmt_executions_total", "counter", "Successful executions of a named query.");
     for (int i = 0; i < nq; i++)
         metrics_sample_u64(b, "prepared_stmt_executions_total",
-                           labels(&lb, "pool",
-                                  pool_name(srv, reg->queries[i]->pool_idx, reg->queries[i]->pool), "query",
-                                  reg->queries[i]->name),
-                           hist_total(&qt[i].exec));
+                           labels(&lb, "pool", POOL(qr[i].pool), "query", qr[i].name),
+                           hist_total(&qr[i].t.exec));
 
     /* bulk operations */
     metrics_family(b, "bulk_operation_time_seconds", "histogram",
                    "Duration of successful bulk loads, from the request to the answer.");
     for (int i = 0; i < nb; i++)
         metrics_histogram(b, "bulk_operation_time_seconds",
-                          labels(&lb, "pool", pool_name(srv, reg->bulks[i]->pool_idx, reg->bulks[i]->pool),
-                                 "operation", reg->bulks[i]->name),
-                          &bt[i].time);
+                          labels(&lb, "pool", POOL(br[i].pool), "operation", br[i].name), &br[i].t.time);
     metrics_family(b, "bulk_operation_rows_total", "counter", "Rows committed by bulk loads.");
     for (int i = 0; i < nb; i++)
         metrics_sample_u64(b, "bulk_operation_rows_total",
-                           labels(&lb, "pool", pool_name(srv, reg->bulks[i]->pool_idx, reg->bulks[i]->pool),
-                                  "operation", reg->bulks[i]->name),
-                           bt[i].rows);
+                           labels(&lb, "pool", POOL(br[i].pool), "operation", br[i].name), br[i].t.rows);
     metrics_family(b, "bulk_operation_executions_total", "counter", "Successful bulk loads.");
     for (int i = 0; i < nb; i++)
         metrics_sample_u64(b, "bulk_operation_executions_total",
-                           labels(&lb, "pool", pool_name(srv, reg->bulks[i]->pool_idx, reg->bulks[i]->pool),
-                                  "operation", reg->bulks[i]->name),
-                           hist_total(&bt[i].time));
+                           labels(&lb, "pool", POOL(br[i].pool), "operation", br[i].name),
+                           hist_total(&br[i].t.time));
     metrics_family(b, "sluice_bulk_operation_errors_total", "counter",
                    "Bulk loads answered with an error (after the body was accepted for loading).");
     for (int i = 0; i < nb; i++)
         metrics_sample_u64(b, "sluice_bulk_operation_errors_total",
-                           labels(&lb, "pool", pool_name(srv, reg->bulks[i]->pool_idx, reg->bulks[i]->pool),
-                                  "operation", reg->bulks[i]->name),
-                           bt[i].errors);
+                           labels(&lb, "pool", POOL(br[i].pool), "operation", br[i].name), br[i].t.errors);
 
     /* requests of named queries */
     metrics_family(b, "db_query_time_seconds", "histogram",
                    "Duration of requests for a named query, from arrival to answer, any status.");
     for (int i = 0; i < nq; i++)
         metrics_histogram(b, "db_query_time_seconds",
-                          labels(&lb, "pool",
-                                 pool_name(srv, reg->queries[i]->pool_idx, reg->queries[i]->pool), "query",
-                                 reg->queries[i]->name),
-                          &qt[i].time);
+                          labels(&lb, "pool", POOL(qr[i].pool), "query", qr[i].name), &qr[i].t.time);
     metrics_family(b, "db_query_count", "counter",
                    "Requests for a named query by outcome: ok or the error code the client got.");
     for (int i = 0; i < nq; i++) {
-        labels(&lb, "pool", pool_name(srv, reg->queries[i]->pool_idx, reg->queries[i]->pool), "query",
-               reg->queries[i]->name);
+        labels(&lb, "pool", POOL(qr[i].pool), "query", qr[i].name);
         for (int s = 0; s < METRICS_NSTATUS; s++) {
-            if (s != METRICS_OK && qt[i].status[s] == 0) continue;
+            if (s != METRICS_OK && qr[i].t.status[s] == 0) continue;
             buf_reset(&lb2);
             buf_puts(&lb2, lb.data);
             metrics_label(&lb2, "status", status_names[s]);
-            metrics_sample_u64(b, "db_query_count", lb2.data, qt[i].status[s]);
+            metrics_sample_u64(b, "db_query_count", lb2.data, qr[i].t.status[s]);
         }
     }
     metrics_family(b, "db_slow_query_count", "counter",
                    "Requests for a named query slower than its slow_query_ms.");
     for (int i = 0; i < nq; i++)
         metrics_sample_u64(b, "db_slow_query_count",
-                           labels(&lb, "pool",
-                                  pool_name(srv, reg->queries[i]->pool_idx, reg->queries[i]->pool), "query",
-                                  reg->queries[i]->name),
-                           qt[i].slow);
+                           labels(&lb, "pool", POOL(qr[i].pool), "query", qr[i].name), qr[i].t.slow);
 
     /* pool failures */
     metrics_family(b, "db_deadlock_count", "counter",
@@ -628,10 +784,10 @@ void metrics_render(struct server *srv, struct buf *b)
 
     /* the process */
     metrics_family(b, "sluice_http_requests_total", "counter", "HTTP responses sent, by status code.");
-    struct http_table *t = __atomic_load_n(&http_table, __ATOMIC_ACQUIRE);
+    struct table *t = __atomic_load_n(&table, __ATOMIC_ACQUIRE);
     for (int c = 0; t && c < HTTP_CODES; c++) {
         uint64_t n = 0;
-        for (int k = 0; k < t->n; k++) n += PEEK(t->slot[k].by_code[c]);
+        for (int k = 0; k < t->nworkers; k++) n += PEEK(t->slot[k].by_code[c]);
         if (n == 0) continue;
         char code[16];
         snprintf(code, sizeof code, "%d", c + 100);
@@ -660,10 +816,11 @@ void metrics_render(struct server *srv, struct buf *b)
         metrics_sample(b, "process_start_time_seconds", NULL, pv.start_time);
     }
 
+#undef POOL
     buf_free(&lb);
     buf_free(&lb2);
-    free(bt);
-    free(qt);
+    free(br);
+    free(qr);
     free(pt);
 }
 

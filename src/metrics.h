@@ -1,7 +1,9 @@
 /* metrics.h — request statistics of named queries and bulk operations, the slow-query report, and
  * GET /metrics in the Prometheus text format 0.0.4 (DESIGN §7). Each worker writes only its own
  * counters, without locks or atomic read-modify-writes; a scrape reads every worker's counters
- * with relaxed loads and sums them, so it is a snapshot, never a decision input. */
+ * with relaxed loads and sums them, so it is a snapshot, never a decision input. Statistics are
+ * kept per worker, per name and per pool for the life of the process: a reload's new definitions
+ * continue the same counters, and a query sluice.route sends elsewhere counts under that pool. */
 #ifndef SLUICE_METRICS_H
 #define SLUICE_METRICS_H
 
@@ -38,7 +40,7 @@ enum metrics_status {
 #define METRICS_LAST_ERROR   160  /* bytes kept of a query's newest error message */
 #define METRICS_DEFAULT_SLOW 1000 /* slow_query_ms when neither the query nor sluice.policy sets it */
 
-/* One named query's statistics on one worker (embedded in struct query_def). */
+/* One named query's statistics on one pool and one worker. */
 struct query_stats {
     struct histogram time;            /* db_query_time_seconds: arrival to answer, every status */
     struct histogram exec;            /* prepared_stmt_execution_time_seconds: sent to result, OK only */
@@ -51,39 +53,44 @@ struct query_stats {
     char last_error[METRICS_LAST_ERROR];
 };
 
-/* One bulk operation's statistics on one worker (embedded in struct bulk_def). */
+/* One bulk operation's statistics on one pool and one worker. */
 struct bulk_stats {
     struct histogram time; /* bulk_operation_time_seconds of successful loads; its count = executions */
     uint64_t rows;         /* bulk_operation_rows_total: rows committed, by failed loads too */
     uint64_t errors;       /* sluice_bulk_operation_errors_total */
 };
 
-/* --- recording (owning worker only; cheap: a few increments and one histogram) ------------ */
+/* The statistics of a name on one worker, one set per pool (opaque; struct query_def and struct
+ * bulk_def cache a pointer to theirs). */
+struct metrics_entry;
 
-/* Counts one answered request of q: http_status is what was sent, started_us when the request
- * reached the gateway (now_us clock), errmsg what went wrong (NULL for a 2xx; kept as the
- * query's newest error otherwise). Writes the duration to *duration_us. Returns true when the
- * request was slower than q->slow_ms (already counted): the caller then calls
- * metrics_slow_query. */
-bool metrics_query_done(struct query_def *q, int http_status, uint64_t started_us, const char *errmsg,
-                        uint64_t *duration_us);
-/* Counts one successful execution of q that took exec_us from send to result. */
-void metrics_query_exec(struct query_def *q, uint64_t exec_us);
+/* --- recording (the worker w that owns q or d only; a few increments and one histogram) ---- */
+
+/* Counts one answered request of q on pool (its index in config order): http_status is what was
+ * sent, started_us when the request reached the gateway (now_us clock), errmsg what went wrong
+ * (NULL for a 2xx; kept as the newest error otherwise). Writes the duration to *duration_us.
+ * Returns true when the request was slower than q->slow_ms (already counted): the caller then
+ * calls metrics_slow_query. */
+bool metrics_query_done(struct worker *w, struct query_def *q, int pool, int http_status, uint64_t started_us,
+                        const char *errmsg, uint64_t *duration_us);
+/* Counts one successful execution of q on pool that took exec_us from send to result. */
+void metrics_query_exec(struct worker *w, struct query_def *q, int pool, uint64_t exec_us);
 /* Writes the slow-query log line (warn, "slow query", with query, pool, duration_ms, status,
  * threshold_ms and params) and calls sluice.on_slow_query({query=, pool=, duration_ms=,
- * status=}) in w's Lua state when the scripts define it; an error in the hook is logged, never
- * raised. params_json: a JSON value (the parameter names, or their values when the query sets
- * log_params), or NULL. */
-void metrics_slow_query(struct worker *w, const struct query_def *q, int http_status, uint64_t duration_us,
-                        const char *params_json);
-/* Counts one finished bulk request of d: ok or not, rows committed, started_us as above. */
-void metrics_bulk_done(struct bulk_def *d, bool ok, long rows, uint64_t started_us);
+ * status=}) in w's current Lua state when the scripts define it; an error in the hook, or a hook
+ * running past 100 ms, is logged, never raised. params_json: a JSON value (the parameter names,
+ * or their values when the query sets log_params), or NULL. */
+void metrics_slow_query(struct worker *w, const struct query_def *q, int pool, int http_status,
+                        uint64_t duration_us, const char *params_json);
+/* Counts one finished bulk request of d (on its pool): ok or not, rows committed, started_us as
+ * above. */
+void metrics_bulk_done(struct worker *w, struct bulk_def *d, bool ok, long rows, uint64_t started_us);
 /* Counts one HTTP response of status (100..599) sent by worker w. */
 void metrics_http_status(struct worker *w, int http_status);
 
 /* --- reading ------------------------------------------------------------------------------ */
 
-/* A query's statistics summed over the workers (looked up by name in each worker's registry). */
+/* A query's statistics summed over the workers and pools. */
 struct query_totals {
     struct histogram time, exec;
     uint64_t status[METRICS_NSTATUS];
@@ -91,6 +98,9 @@ struct query_totals {
     char last_error[METRICS_LAST_ERROR]; /* the newest over the workers; "" when none */
 };
 void metrics_query_totals(struct server *srv, const char *name, struct query_totals *out);
+/* Frees every statistic (and the HTTP counters). Only while no worker records or scrapes: at exit,
+ * or between unit tests. */
+void metrics_reset(void);
 
 /* The label value of enum metrics_status s ("ok", "bad_request", ...). */
 const char *metrics_status_name(int s);

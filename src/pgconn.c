@@ -444,6 +444,20 @@ int pgconn_send(struct pgconn *c, const char *sql, int nparams, const char *cons
     return 0;
 }
 
+int pgconn_begin(struct pgconn *c)
+{
+    int want = c->pool->cfg.statement_timeout_ms;
+    if (c->session_timeout_ms == want) return pgconn_send(c, "BEGIN", 0, NULL);
+    char sql[80];
+    snprintf(sql, sizeof sql, "SET statement_timeout = %d; BEGIN", want);
+    c->session_timeout_ms = want;
+    if (!PQsendQuery(c->pg, sql) || pgconn_flush(c) < 0) {
+        lost(c, PQerrorMessage(c->pg));
+        return -1;
+    }
+    return 0;
+}
+
 int pgconn_put_copy(struct pgconn *c, const char *data, size_t len)
 {
     if (PQputCopyData(c->pg, data, (int)len) != 1) {

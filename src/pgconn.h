@@ -70,6 +70,10 @@ void pgconn_own(struct pgconn *c, struct pgconn_owner *owner);
 /* Sends one statement (text parameters, may be 0). Results come to owner->on_result, then NULL.
  * Returns 0, or -1 when the connection failed (on_lost follows). */
 int pgconn_send(struct pgconn *c, const char *sql, int nparams, const char *const *values);
+/* Sends BEGIN, first restoring the pool's statement_timeout when a query of this connection set
+ * another (one simple-protocol round trip: the owner sees the SET's result, then BEGIN's).
+ * Returns 0 or -1 like pgconn_send. */
+int pgconn_begin(struct pgconn *c);
 /* After a PGRES_COPY_IN result: queues data. Returns 0, or -1 on failure. */
 int pgconn_put_copy(struct pgconn *c, const char *data, size_t len);
 /* Ends the COPY (errmsg non-NULL aborts it on the server). Returns 0 or -1. */

@@ -34,6 +34,7 @@ struct qreq {
     json_t *body;
     struct pvalue *vals;
     uint64_t started_us; /* arrival, for db_query_time_seconds */
+    int pool_idx;        /* the pool it runs on: q's own until sluice.route chose */
     h2o_timeout_entry_t deadline;
     bool statement_deadline; /* the deadline is timeout_ms (plus grace), not request_timeout */
 };
@@ -124,16 +125,18 @@ static char *slow_params(const struct query_def *q, const struct pvalue *vals)
 /* What counting an answer found: a slow request is reported once the answer has left. */
 struct outcome {
     bool slow;
+    int pool;
     uint64_t us;
     char *params; /* slow only: for the log line */
 };
 
 /* Counts an answer of q in the metrics; runs before the answer is sent, so a scrape that follows
  * the response sees it. qr is NULL when the request failed before its state existed. */
-static void count(struct query_def *q, struct qreq *qr, int status, uint64_t started_us, const char *errmsg,
-                  struct outcome *o)
+static void count(struct worker *w, struct query_def *q, struct qreq *qr, int status, uint64_t started_us,
+                  const char *errmsg, struct outcome *o)
 {
-    o->slow = metrics_query_done(q, status, started_us, errmsg, &o->us);
+    o->pool = qr ? qr->pool_idx : q->pool_idx;
+    o->slow = metrics_query_done(w, q, o->pool, status, started_us, errmsg, &o->us);
     o->params = o->slow ? slow_params(q, qr ? qr->vals : NULL) : NULL;
 }
 
@@ -141,7 +144,7 @@ static void count(struct query_def *q, struct qreq *qr, int status, uint64_t sta
 static void report(struct worker *w, const struct query_def *q, int status, struct outcome *o)
 {
     if (!o->slow) return;
-    metrics_slow_query(w, q, status, o->us, o->params);
+    metrics_slow_query(w, q, o->pool, status, o->us, o->params);
     free(o->params);
 }
 
@@ -151,7 +154,7 @@ static void answer_error(struct worker *w, h2o_req_t *req, struct query_def *q, 
                          int status, const char *message, const char *sqlstate, const char *detail)
 {
     struct outcome o;
-    count(q, qr, status, started_us, detail ? detail : message, &o);
+    count(w, q, qr, status, started_us, detail ? detail : message, &o);
     http_send_error(req, status, http_error_code(status), message, q->name, sqlstate);
     report(w, q, status, &o);
 }
@@ -166,7 +169,7 @@ static void send_result(struct qreq *qr, struct pgjob *job)
 
     switch (job->status) {
     case PGJOB_OK:
-        metrics_query_exec(q, now_us() - job->sent_us);
+        metrics_query_exec(qr->w, q, qr->pool_idx, now_us() - job->sent_us);
         buf_reset(b);
         if (q->single) {
             if (PQresultStatus(job->result) != PGRES_TUPLES_OK || PQntuples(job->result) == 0) {
@@ -178,7 +181,7 @@ static void send_result(struct qreq *qr, struct pgjob *job)
             jsonw_result(b, job->result);
         }
         struct outcome o;
-        count(q, qr, 200, qr->started_us, NULL, &o);
+        count(qr->w, q, qr, 200, qr->started_us, NULL, &o);
         http_send_json(req, 200, b->data, b->len);
         report(qr->w, q, 200, &o);
         return;
@@ -331,6 +334,7 @@ int query_handle(struct worker *w, h2o_req_t *req, struct query_def *q, const ch
     qr->q = q;
     q->reg->refs++;
     qr->started_us = started_us;
+    qr->pool_idx = q->pool_idx;
     qr->vals = h2o_mem_alloc_pool(&req->pool, sizeof *qr->vals * (size_t)(q->nparams ? q->nparams : 1));
     memset(qr->vals, 0, sizeof *qr->vals * (size_t)(q->nparams ? q->nparams : 1));
 
@@ -355,7 +359,8 @@ int query_handle(struct worker *w, h2o_req_t *req, struct query_def *q, const ch
             goto bad;
         }
 
-    struct pool *pool = &w->pools[route_pool(w, q, req)];
+    qr->pool_idx = route_pool(w, q, req);
+    struct pool *pool = &w->pools[qr->pool_idx];
     struct pgjob *job = pgjob_new(q, qr);
     job->bind = bind_params;
     job->on_done = on_done;
@@ -365,18 +370,21 @@ int query_handle(struct worker *w, h2o_req_t *req, struct query_def *q, const ch
         pgjob_free(job);
         return 0;
     }
+    /* request_timeout 0 means no request deadline; timeout_ms 0 means the server's alone. */
     uint64_t deadline_ms = (uint64_t)(w->srv->cfg->request_timeout * 1000);
-    if (job->timeout_ms > 0 && (uint64_t)job->timeout_ms + STATEMENT_GRACE_MS < deadline_ms) {
+    if (job->timeout_ms > 0 && (deadline_ms == 0 || (uint64_t)job->timeout_ms + STATEMENT_GRACE_MS < deadline_ms)) {
         deadline_ms = (uint64_t)job->timeout_ms + STATEMENT_GRACE_MS;
         qr->statement_deadline = true;
     }
-    job->deadline_us = qr->started_us + deadline_ms * 1000;
     qr->deadline.cb = on_deadline;
-    h2o_timeout_link(w->ctx.loop, worker_timeout(w, deadline_ms), &qr->deadline);
+    if (deadline_ms > 0) {
+        job->deadline_us = qr->started_us + deadline_ms * 1000;
+        h2o_timeout_link(w->ctx.loop, worker_timeout(w, deadline_ms), &qr->deadline);
+    }
     qr->job = job;
     w->inflight++;
     if (pool_submit(pool, job) != 0) {
-        h2o_timeout_unlink(&qr->deadline);
+        if (h2o_timeout_is_linked(&qr->deadline)) h2o_timeout_unlink(&qr->deadline);
         qr->job = NULL;
         w->inflight--;
         answer_error(w, req, q, qr, started_us, 503, job->errmsg, NULL, NULL);

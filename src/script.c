@@ -280,13 +280,22 @@ static int l_bulk(lua_State *L)
 }
 
 /* sluice.endpoint: recorded in sluice._endpoints by name; handler.c builds the handlers from it. */
+/* Records def (at def_idx) under name in the table at rec_idx; a name defined twice is an error. */
+static void record_def(lua_State *L, int rec_idx, int name_idx, int def_idx)
+{
+    lua_pushvalue(L, name_idx);
+    lua_rawget(L, rec_idx);
+    if (!lua_isnil(L, -1)) luaL_error(L, "endpoint \"%s\" is defined twice", lua_tostring(L, name_idx));
+    lua_pop(L, 1);
+    lua_pushvalue(L, name_idx);
+    lua_pushvalue(L, def_idx);
+    lua_rawset(L, rec_idx);
+}
+
 static int l_record_body(lua_State *L)
 {
     luaL_checktype(L, 1, LUA_TTABLE);
-    lua_pushvalue(L, lua_upvalueindex(2)); /* the record table */
-    lua_pushvalue(L, lua_upvalueindex(1)); /* name */
-    lua_pushvalue(L, 1);
-    lua_rawset(L, -3);
+    record_def(L, lua_upvalueindex(2), lua_upvalueindex(1), 1);
     return 0;
 }
 
@@ -298,9 +307,7 @@ static int record(lua_State *L, const char *field)
     lua_getfield(L, -1, field);
     int rec = lua_gettop(L);
     if (nargs >= 2 && lua_istable(L, 2)) {
-        lua_pushvalue(L, 1);
-        lua_pushvalue(L, 2);
-        lua_rawset(L, rec);
+        record_def(L, rec, 1, 2);
         return 0;
     }
     lua_pushvalue(L, 1);

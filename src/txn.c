@@ -51,7 +51,7 @@ static void on_conn(struct pgjob *job)
     t->conn = job->conn;
     pgjob_free(job);
     pgconn_own(t->conn, &t->owner);
-    pgconn_send(t->conn, "BEGIN", 0, NULL);
+    pgconn_begin(t->conn);
 }
 
 int txn_open(struct txn *t, struct pool *p, txn_cb cb, void *arg)

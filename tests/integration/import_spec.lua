@@ -122,7 +122,8 @@ describe("sluice import", function()
     -- a typed literal (interval '1 day') becomes a cast of a parameter; the name is made unique
     q = by_sql["SELECT * FROM products WHERE created_at > now() - CAST(:p1 AS interval) AND sku LIKE :sku"]
     assert.is_table(q, out)
-    assert.truthy(q.name:match("^select_products_by_sku_%d$"), q.name)
+    assert.truthy(q.name:match("^select_products_by_sku"), q.name)
+    assert.are_not.equal(sku_query, q.name)
     assert.is_table(by.delete_products_by_sku, out)
     assert.is_table(by.select_products, out) -- the join: no parameter
 
@@ -131,7 +132,7 @@ describe("sluice import", function()
     assert.is_nil(out:find("VACUUM", 1, true))
     assert.is_nil(out:find("work_mem", 1, true))
     assert.is_nil(out:find("pg_class", 1, true))
-    assert.is_nil(out:find("pg_stat_statements", 1, true))
+    assert.is_nil(out:find("FROM pg_stat_statements", 1, true)) -- the import's own query
     local left = out:match("\n%-%- Left out: [^\n]*\n(.*)$")
     assert.truthy(left and left:find("SELECT $1 + $2 AS three", 1, true), out)
   end)

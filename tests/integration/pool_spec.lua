@@ -1,7 +1,8 @@
 -- pool_spec.lua — the pool against a real PostgreSQL: pool_timeout and the bounded wait queue,
 -- overflow connections under a burst and their reaping after idle_timeout, the connection cap,
--- the prepared-statement cache (eviction, DDL under a warm cache), terminated backends and
--- pool_recycle. Backends are counted in pg_stat_activity (application_name 'sluice').
+-- the prepared-statement cache (eviction, DDL under a warm cache), terminated backends,
+-- connections left inside a transaction and pool_recycle. Backends are counted in
+-- pg_stat_activity (application_name 'sluice').
 local here = debug.getinfo(1, "S").source:match("^@(.*/)") or "./"
 package.path = here .. "?.lua;" .. package.path
 local H = require "helper"
@@ -44,10 +45,6 @@ describe("pool", function()
     if db then H.dropdb(db) end
   end)
 
-  -- Each test starts its own gateway; one left running by a failed test is stopped here, and
-  -- the next test waits until its backends are gone, so that the counts below are its own.
-  after_each(function() H.cleanup() end)
-
   -- Backends the gateway holds open to the test database.
   local function backends()
     return tonumber(H.psql1(H.admin_dsn(), ([[
@@ -80,6 +77,16 @@ describe("pool", function()
     until H.now() - t0 > timeout
     return nil, H.now() - t0
   end
+
+  -- Each test starts its own gateway; one left running by a failed test is stopped here with
+  -- whatever it left running on the server, and the next test waits until its backends are
+  -- gone, so that the counts below are its own.
+  after_each(function()
+    H.cleanup()
+    pcall(H.psql, H.admin_dsn(), ([[
+      SELECT pg_terminate_backend(pid) FROM pg_stat_activity
+       WHERE application_name = 'sluice' AND datname = '%s']]):format(dbname))
+  end)
 
   local function start(pool, config)
     local gone = wait_for(function() return backends() == 0 end, 5)
@@ -117,9 +124,10 @@ describe("pool", function()
   end)
 
   it("fails fast once max_queue requests wait, and serves the queued ones in order", function()
-    local gw = start { pool_size = 1, max_overflow = 0, pool_timeout = 5, max_queue = 2 }
-    local slow = gw:async("GET", "/query/sleep?s=1", nil, nil, 10)
-    assert(wait_for(function() return active_sleeps() == 1 end, 3), "the slow query never ran")
+    local gw = start { pool_size = 1, max_overflow = 0, pool_timeout = 8, max_queue = 2 }
+    local slow = gw:async("GET", "/query/sleep?s=3", nil, nil, 10)
+    local t_slow = H.now()
+    assert(wait_for(function() return active_sleeps() == 1 end, 2), "the slow query never ran")
     local queued = gw:start_parallel({ { path = "/query/echo?i=1&s=0" }, { path = "/query/echo?i=2&s=0" } })
     -- both are in the queue before the next ones arrive
     assert(wait_for(function()
@@ -127,6 +135,7 @@ describe("pool", function()
       return hb and hb.pools.primary.waiting == 2
     end, 2), "the two requests are not waiting")
     local t0 = H.now()
+    assert(t0 - t_slow < 2.5, "too slow to test: the connection is about to be free")
     local res = gw:parallel({ { path = "/query/echo?i=3&s=0" }, { path = "/query/echo?i=4&s=0" } })
     for i, r in ipairs(res) do
       assert(r.status == 503, ("over the queue bound, request %d: %s %s"):format(i, tostring(r.status), r.body))
@@ -279,7 +288,7 @@ describe("pool", function()
     end
     local function no_b(row) return row.b == nil end
     for k = 1, 3 do round("warm-up " .. k, no_b) end
-    for cycle = 1, 3 do
+    for cycle = 1, 5 do
       H.psql(db, ("ALTER TABLE t ADD COLUMN b int4 NOT NULL DEFAULT %d"):format(cycle))
       round("after ADD COLUMN (cycle " .. cycle .. ")", function(row) return row.b == cycle end)
       -- one at a time as well, so that each connection meets the change on its own

@@ -148,47 +148,24 @@ static struct query_def *new_query(const char *name, const char *sql)
     return q;
 }
 
-static void test_query_accounting(void **state)
-{
-    struct query_def *q = new_query("q", "SELECT :a::int");
-    q->slow_ms = 1000;
-    uint64_t us = 0;
-    assert_false(metrics_query_done(q, 200, now_us(), NULL, &us));
-    assert_true(us < 1000000);
-    assert_true(metrics_query_done(q, 409, now_us() - 1500000, "duplicate key", &us)); /* 1.5 s: slow */
-    assert_true(us >= 1500000);
-    assert_false(metrics_query_done(q, 400, now_us() - 999000, "bad", &us)); /* under the threshold */
-    assert_int_equal(q->stats.status[METRICS_OK], 1);
-    assert_int_equal(q->stats.status[METRICS_CONFLICT], 1);
-    assert_int_equal(q->stats.status[METRICS_BAD_REQUEST], 1);
-    assert_int_equal(q->stats.slow, 1);
-    assert_int_equal(q->stats.time.count, 3);
-    assert_int_equal(q->stats.time.counts[HISTOGRAM_BUCKETS - 3], 1); /* 1.5 s: le 2.5 */
-    assert_int_equal(q->calls, 3);
-    assert_int_equal(q->errors, 2);
-    assert_string_equal(q->stats.last_error, "bad");
-    q->slow_ms = 0; /* off */
-    assert_false(metrics_query_done(q, 200, now_us() - 60000000, NULL, &us));
-    metrics_query_exec(q, 2000);
-    assert_int_equal(q->stats.exec.count, 1);
-    assert_int_equal(q->stats.exec.counts[2], 1); /* 2 ms: le 0.0025 */
-    query_def_free(q);
-}
-
-/* A server of two workers, each with its own registry and pool share, as the gateway has. */
+/* A server of two workers, each with its own registry and pool shares, as the gateway has; two
+ * pools: pool_name (where the definitions are) and "replica". Statistics start empty. */
 struct fake {
     struct server srv;
     struct config cfg;
-    struct pool_config pc;
+    struct pool_config pc[2];
 };
 
 static struct fake *fake_new(const char *pool_name)
 {
+    metrics_reset();
     struct fake *f = xcalloc(1, sizeof *f);
-    f->pc.name = xstrdup(pool_name);
-    f->pc.pool_size = 4;
-    f->cfg.pools = &f->pc;
-    f->cfg.npools = 1;
+    f->pc[0].name = xstrdup(pool_name);
+    f->pc[0].pool_size = 4;
+    f->pc[1].name = xstrdup("replica");
+    f->pc[1].pool_size = 1; /* less than the workers: each still keeps one */
+    f->cfg.pools = f->pc;
+    f->cfg.npools = 2;
     f->srv.cfg = &f->cfg;
     f->srv.nworkers = 2;
     f->srv.workers = xcalloc(2, sizeof *f->srv.workers);
@@ -206,8 +183,8 @@ static struct fake *fake_new(const char *pool_name)
         d->name = xstrdup("ticks");
         d->pool = xstrdup(pool_name);
         registry_add_bulk(w->reg, d);
-        w->npools = 1;
-        w->pools = xcalloc(1, sizeof *w->pools);
+        w->npools = 2;
+        w->pools = xcalloc(2, sizeof *w->pools);
     }
     return f;
 }
@@ -222,8 +199,57 @@ static void fake_free(struct fake *f)
         if (L) lua_close(L);
     }
     free(f->srv.workers);
-    free(f->pc.name);
+    free(f->pc[0].name);
+    free(f->pc[1].name);
     free(f);
+    metrics_reset();
+}
+
+static void test_query_accounting(void **state)
+{
+    struct fake *f = fake_new("primary");
+    struct worker *w = &f->srv.workers[0];
+    struct query_def *q = w->reg->queries[0];
+    q->slow_ms = 1000;
+    uint64_t us = 0;
+    assert_false(metrics_query_done(w, q, 0, 200, now_us(), NULL, &us));
+    assert_true(us < 1000000);
+    assert_true(metrics_query_done(w, q, 0, 409, now_us() - 1500000, "duplicate key", &us)); /* 1.5 s: slow */
+    assert_true(us >= 1500000);
+    assert_false(metrics_query_done(w, q, 0, 400, now_us() - 999000, "bad", &us)); /* under the threshold */
+    struct query_totals t;
+    metrics_query_totals(&f->srv, "add_item", &t);
+    assert_int_equal(t.status[METRICS_OK], 1);
+    assert_int_equal(t.status[METRICS_CONFLICT], 1);
+    assert_int_equal(t.status[METRICS_BAD_REQUEST], 1);
+    assert_int_equal(t.calls, 3);
+    assert_int_equal(t.errors, 2);
+    assert_int_equal(t.slow, 1);
+    assert_int_equal(t.time.count, 3);
+    assert_int_equal(t.time.counts[HISTOGRAM_BUCKETS - 3], 1); /* 1.5 s: le 2.5 */
+    assert_string_equal(t.last_error, "bad");
+    assert_int_equal(q->calls, 3);
+    assert_int_equal(q->errors, 2);
+    q->slow_ms = 0; /* off */
+    assert_false(metrics_query_done(w, q, 0, 200, now_us() - 60000000, NULL, &us));
+    metrics_query_exec(w, q, 0, 2000);
+    metrics_query_totals(&f->srv, "add_item", &t);
+    assert_int_equal(t.exec.count, 1);
+    assert_int_equal(t.exec.counts[2], 1); /* 2 ms: le 0.0025 */
+    assert_int_equal(t.slow, 1);
+
+    /* a reload's new definition of the same name continues the same counters */
+    struct query_def *again = new_query("add_item", "INSERT INTO t VALUES (:id)");
+    metrics_query_done(w, again, 0, 200, now_us(), NULL, &us);
+    metrics_query_totals(&f->srv, "add_item", &t);
+    assert_int_equal(t.calls, 5);
+    query_def_free(again);
+    /* pools out of range are ignored, not a crash */
+    assert_false(metrics_query_done(w, q, 7, 200, now_us() - 60000000, NULL, &us));
+    metrics_query_exec(w, q, -1, 10);
+    metrics_query_totals(&f->srv, "add_item", &t);
+    assert_int_equal(t.calls, 5);
+    fake_free(f);
 }
 
 /* Every line is a comment or `name{labels} value`; every family has HELP then TYPE. */
@@ -263,13 +289,15 @@ static void test_render_sums_workers(void **state)
     struct worker *w0 = &f->srv.workers[0], *w1 = &f->srv.workers[1];
     struct query_def *q0 = w0->reg->queries[0], *q1 = w1->reg->queries[0];
     uint64_t us;
-    metrics_query_done(q0, 200, now_us(), NULL, &us);
-    metrics_query_done(q1, 200, now_us(), NULL, &us);
-    metrics_query_done(q1, 409, now_us(), "duplicate key value", &us);
-    metrics_query_exec(q0, 1000);
-    metrics_query_exec(q1, 1000);
-    metrics_bulk_done(w0->reg->bulks[0], true, 1000, now_us());
-    metrics_bulk_done(w1->reg->bulks[0], false, 10, now_us());
+    metrics_query_done(w0, q0, 0, 200, now_us(), NULL, &us);
+    metrics_query_done(w1, q1, 0, 200, now_us(), NULL, &us);
+    metrics_query_done(w1, q1, 0, 409, now_us(), "duplicate key value", &us);
+    metrics_query_exec(w0, q0, 0, 1000);
+    metrics_query_exec(w1, q1, 0, 1000);
+    metrics_query_done(w1, q1, 1, 200, now_us(), NULL, &us); /* sluice.route sent one to the replica */
+    metrics_query_exec(w1, q1, 1, 1000);
+    metrics_bulk_done(w0, w0->reg->bulks[0], true, 1000, now_us());
+    metrics_bulk_done(w1, w1->reg->bulks[0], false, 10, now_us());
     w0->pools[0].nbusy = 1;
     w1->pools[0].nbusy = 2;
     w0->pools[0].nconns = 3;
@@ -298,6 +326,7 @@ static void test_render_sums_workers(void **state)
     } while (0)
     HAS("# TYPE db_pool_size gauge");
     HAS("db_pool_size{%s} 4", P);
+    HAS("db_pool_size{pool=\"replica\"} 2");
     HAS("db_pool_usage{%s} 3", P);
     HAS("db_connection_time_seconds_bucket{%s,le=\"0.0005\"} 1", P);
     HAS("db_connection_time_seconds_bucket{%s,le=\"+Inf\"} 2", P);
@@ -315,7 +344,11 @@ static void test_render_sums_workers(void **state)
     HAS("# TYPE db_query_count counter");
     HAS("db_query_count{%s,query=\"add_item\",status=\"ok\"} 2", P);
     HAS("db_query_count{%s,query=\"add_item\",status=\"conflict\"} 1", P);
-    assert_null(strstr(b.data, "status=\"timeout\"")); /* statuses never seen are left out */
+    HAS("db_query_count{pool=\"replica\",query=\"add_item\",status=\"ok\"} 1");
+    HAS("prepared_stmt_executions_total{pool=\"replica\",query=\"add_item\"} 1");
+    HAS("db_slow_query_count{pool=\"replica\",query=\"add_item\"} 0");
+    assert_null(strstr(b.data, "pool=\"replica\",operation=")); /* no bulk load ran there */
+    assert_null(strstr(b.data, "status=\"timeout\""));          /* statuses never seen are left out */
     HAS("db_slow_query_count{%s,query=\"add_item\"} 0", P);
     HAS("db_deadlock_count{%s} 1", P);
     HAS("db_connection_errors{%s} 3", P);
@@ -332,12 +365,12 @@ static void test_render_sums_workers(void **state)
 
     /* the newest error over the workers, and the totals /admin/queries shows */
     struct query_totals t;
-    metrics_query_done(q0, 503, now_us(), "no database connection within pool_timeout", &us);
+    metrics_query_done(w0, q0, 0, 503, now_us(), "no database connection within pool_timeout", &us);
     metrics_query_totals(&f->srv, "add_item", &t);
-    assert_int_equal(t.calls, 4);
+    assert_int_equal(t.calls, 5);
     assert_int_equal(t.errors, 2);
     assert_int_equal(t.status[METRICS_UNAVAILABLE], 1);
-    assert_int_equal(t.time.count, 4);
+    assert_int_equal(t.time.count, 5);
     assert_string_equal(t.last_error, "no database connection within pool_timeout");
     metrics_query_totals(&f->srv, "nope", &t);
     assert_int_equal(t.calls, 0);
@@ -368,7 +401,7 @@ static char *capture_stderr(void (*fn)(void *), void *arg)
 static void report_slow(void *arg)
 {
     struct worker *w = arg;
-    metrics_slow_query(w, w->reg->queries[0], 200, 1500250, "[\"id\"]");
+    metrics_slow_query(w, w->reg->queries[0], 0, 200, 1500250, "[\"id\"]");
 }
 
 static void test_slow_query_log_and_hook(void **state)
@@ -402,7 +435,8 @@ static void test_slow_query_log_and_hook(void **state)
     assert_int_equal(lua_gettop(w->reg->L), 0);
 
     /* a hook that raises is logged; nothing else happens and the stack is left clean */
-    assert_int_equal(luaL_dostring(w->reg->L, "function sluice.on_slow_query(ev) error('hook broke') end"), 0);
+    assert_int_equal(luaL_dostring(w->reg->L, "function sluice.on_slow_query(ev) error('hook broke') end"),
+                     0);
     out = capture_stderr(report_slow, w);
     assert_non_null(strstr(out, "sluice.on_slow_query failed"));
     assert_non_null(strstr(out, "hook broke"));
