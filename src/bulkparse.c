@@ -390,7 +390,8 @@ static const char *scan_number(struct bulk_reader *r, const char *p, const char 
     return s;
 }
 
-/* true, false or null at p. Sets v; returns the byte after it, or NULL. */
+/* true, false or null at p. Sets v; returns the byte after it, or NULL. What follows is the
+ * caller's to check ("truex" ends at x). */
 static const char *scan_literal(const char *p, const char *end, struct bulk_value *v)
 {
     static const struct {
@@ -410,7 +411,7 @@ static const char *scan_literal(const char *p, const char *end, struct bulk_valu
 }
 
 /* True when the JSON text p[0..n) (valid) nests limit or more arrays/objects deep. */
-static bool nests_deeper_than(const char *p, size_t n, int limit)
+static bool nests_at_least(const char *p, size_t n, int limit)
 {
     int depth = 0;
     bool in_string = false;
@@ -445,7 +446,7 @@ static const char *scan_nested(const char *p, const char *end, struct bulk_value
      * limit, let the whole row go to jansson so that the limit stays where it was. It takes two
      * bytes a level, so short values need no look. */
     int limit = JSON_PARSER_MAX_DEPTH - 1;
-    if (used >= 2 * (size_t)limit && nests_deeper_than(p, used, limit)) {
+    if (used >= 2 * (size_t)limit && nests_at_least(p, used, limit)) {
         json_decref(j);
         return NULL;
     }

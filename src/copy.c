@@ -10,6 +10,7 @@
 #include <string.h>
 
 #include "bulkparse.h"
+#include "clientwatch.h"
 #include "http.h"
 #include "jsonw.h"
 #include "log.h"
@@ -20,6 +21,7 @@
 #include "util.h"
 
 #define BATCH_ROWS 1000 /* rows encoded per loop turn */
+#define WATCH_AFTER_MS 500
 
 enum step {
     ST_DESCRIBE, /* learning the column types */
@@ -50,6 +52,9 @@ struct bulkreq {
     long rows_committed, affected;
     uint64_t started_us;
     h2o_timeout_entry_t resume;
+    h2o_timeout_entry_t watch_due; /* a load still running after WATCH_AFTER_MS watches its client */
+    struct clientwatch watch;
+    bool done;
     /* the first error; answered once the connection is clean again */
     int err_status;
     char err[320];
@@ -62,6 +67,8 @@ static void pump(struct bulkreq *br);
 static void on_dispose(void *p)
 {
     struct bulkreq *br = p;
+    if (h2o_timeout_is_linked(&br->watch_due)) h2o_timeout_unlink(&br->watch_due);
+    clientwatch_stop(&br->watch);
     if (br->job) pool_abandon(br->job);
     if (br->conn) pgconn_discard(br->conn); /* the server rolls back what was not committed */
     if (h2o_timeout_is_linked(&br->resume)) h2o_timeout_unlink(&br->resume);
@@ -79,6 +86,8 @@ static void detach(struct bulkreq *br)
 
 static void reply_error(struct bulkreq *br)
 {
+    br->done = true;
+    clientwatch_stop(&br->watch);
     struct buf *b = &br->w->out;
     const char *code = http_error_code(br->err_status);
     buf_reset(b);
@@ -99,6 +108,8 @@ static void reply_error(struct bulkreq *br)
 
 static void reply_ok(struct bulkreq *br)
 {
+    br->done = true;
+    clientwatch_stop(&br->watch);
     struct buf *b = &br->w->out;
     buf_reset(b);
     buf_printf(b, "{\"rows\":%ld,\"chunks\":%d,\"committed_chunks\":%d,\"took_ms\":%.1f", br->rows_committed,
@@ -365,6 +376,28 @@ static bool content_type_is(h2o_req_t *req, const char *type)
     return h2o_lcstris(v.base, n, type, strlen(type));
 }
 
+/* The client hung up mid-load: the connection is closed, so the server rolls back what was not
+ * committed; the answer only makes h2o free the request. */
+static void on_client_gone(void *arg)
+{
+    struct bulkreq *br = arg;
+    if (br->done) return;
+    if (br->job) pool_abandon(br->job);
+    br->job = NULL;
+    if (br->conn) pgconn_discard(br->conn);
+    br->conn = NULL;
+    if (h2o_timeout_is_linked(&br->resume)) h2o_timeout_unlink(&br->resume);
+    br->err_status = 0;
+    fail(br, 503, "the client closed the connection", NULL);
+    reply_error(br);
+}
+
+static void on_watch_due(h2o_timeout_entry_t *entry)
+{
+    struct bulkreq *br = container_of(entry, struct bulkreq, watch_due);
+    if (!br->done) clientwatch_start(&br->watch, br->req, br->w->ctx.loop, on_client_gone, br);
+}
+
 int copy_handle(struct worker *w, h2o_req_t *req, struct bulk_def *d)
 {
     if (!h2o_memis(req->method.base, req->method.len, H2O_STRLIT("POST"))) {
@@ -392,6 +425,8 @@ int copy_handle(struct worker *w, h2o_req_t *req, struct bulk_def *d)
     br->started_us = now_us();
     br->owner = (struct pgconn_owner){on_result, on_writable, on_lost, br};
     br->resume.cb = on_resume;
+    br->watch_due.cb = on_watch_due;
+    h2o_timeout_link(w->ctx.loop, worker_timeout(w, WATCH_AFTER_MS), &br->watch_due);
     w->inflight++;
 
     struct pgjob *job = pgjob_new(NULL, br);

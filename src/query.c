@@ -7,6 +7,7 @@
 #include <stdio.h>
 #include <string.h>
 
+#include "clientwatch.h"
 #include "http.h"
 #include "jsonw.h"
 #include "log.h"
@@ -36,18 +37,29 @@ struct qreq {
     uint64_t started_us; /* arrival, for db_query_time_seconds */
     int pool_idx;        /* the pool it runs on: q's own until sluice.route chose */
     h2o_timeout_entry_t deadline;
+    h2o_timeout_entry_t watch_due; /* a request still waiting after WATCH_AFTER_MS watches its client */
+    struct clientwatch watch;
     bool statement_deadline; /* the deadline is timeout_ms (plus grace), not request_timeout */
 };
 
 /* How long past timeout_ms the gateway waits for the server's own statement timeout before it
  * cancels the statement itself and answers 504. */
 #define STATEMENT_GRACE_MS 1000
+#define WATCH_AFTER_MS 500
+
+/* Stops the timers and the client watch of a request that is done waiting. */
+static void stop_waiting(struct qreq *qr)
+{
+    if (h2o_timeout_is_linked(&qr->deadline)) h2o_timeout_unlink(&qr->deadline);
+    if (h2o_timeout_is_linked(&qr->watch_due)) h2o_timeout_unlink(&qr->watch_due);
+    clientwatch_stop(&qr->watch);
+}
 
 static void on_dispose(void *p)
 {
     struct qreq *qr = p;
     qr->q->reg->refs--;
-    if (h2o_timeout_is_linked(&qr->deadline)) h2o_timeout_unlink(&qr->deadline);
+    stop_waiting(qr);
     if (qr->job != NULL) {
         pool_abandon(qr->job);
         qr->job = NULL;
@@ -216,7 +228,7 @@ static void send_result(struct qreq *qr, struct pgjob *job)
 static void on_done(struct pgjob *job)
 {
     struct qreq *qr = job->owner;
-    if (h2o_timeout_is_linked(&qr->deadline)) h2o_timeout_unlink(&qr->deadline);
+    stop_waiting(qr);
     qr->job = NULL;
     qr->w->inflight--;
     send_result(qr, job);
@@ -229,11 +241,31 @@ static void on_deadline(h2o_timeout_entry_t *entry)
 {
     struct qreq *qr = container_of(entry, struct qreq, deadline);
     if (qr->job == NULL) return;
+    stop_waiting(qr);
     pool_abandon(qr->job);
     qr->job = NULL;
     qr->w->inflight--;
     answer_error(qr->w, qr->req, qr->q, qr, qr->started_us, 504,
                  qr->statement_deadline ? "statement timeout" : "the request deadline passed", NULL, NULL);
+}
+
+/* The client hung up while its statement runs: cancel it. The answer only makes h2o notice the
+ * closed connection and free the request. */
+static void on_client_gone(void *arg)
+{
+    struct qreq *qr = arg;
+    if (qr->job == NULL) return;
+    stop_waiting(qr);
+    pool_abandon(qr->job);
+    qr->job = NULL;
+    qr->w->inflight--;
+    http_send_error(qr->req, 503, "unavailable", "the client closed the connection", qr->q->name, NULL);
+}
+
+static void on_watch_due(h2o_timeout_entry_t *entry)
+{
+    struct qreq *qr = container_of(entry, struct qreq, watch_due);
+    if (qr->job != NULL) clientwatch_start(&qr->watch, qr->req, qr->w->ctx.loop, on_client_gone, qr);
 }
 
 static int set_value(struct qreq *qr, const char *name, size_t nlen, const char *text, size_t len, json_t *json,
@@ -377,6 +409,8 @@ int query_handle(struct worker *w, h2o_req_t *req, struct query_def *q, const ch
         qr->statement_deadline = true;
     }
     qr->deadline.cb = on_deadline;
+    qr->watch_due.cb = on_watch_due;
+    h2o_timeout_link(w->ctx.loop, worker_timeout(w, WATCH_AFTER_MS), &qr->watch_due);
     if (deadline_ms > 0) {
         job->deadline_us = qr->started_us + deadline_ms * 1000;
         h2o_timeout_link(w->ctx.loop, worker_timeout(w, deadline_ms), &qr->deadline);
@@ -384,7 +418,7 @@ int query_handle(struct worker *w, h2o_req_t *req, struct query_def *q, const ch
     qr->job = job;
     w->inflight++;
     if (pool_submit(pool, job) != 0) {
-        if (h2o_timeout_is_linked(&qr->deadline)) h2o_timeout_unlink(&qr->deadline);
+        stop_waiting(qr);
         qr->job = NULL;
         w->inflight--;
         answer_error(w, req, q, qr, started_us, 503, job->errmsg, NULL, NULL);

@@ -279,6 +279,20 @@ describe("metrics", function()
     end
   end)
 
+  it("keeps counting across a reload of the scripts", function()
+    local before = value("db_query_count", { pool = "primary", query = "one", status = "ok" })
+    assert.is_true(before >= 3)
+    local s, _, _, raw = gw:post_json("/admin/reload", "", { Authorization = "Bearer s3cret" })
+    assert.equal(200, s, raw)
+    -- every worker swaps to the new generation on its own loop: wait for both to say so
+    local deadline = H.now() + 5
+    while select(2, gw:log():gsub('"msg":"reloaded', "")) < 1 and H.now() < deadline do H.sleep(0.05) end
+    assert.truthy(gw:log():find('"msg":"reloaded', 1, true), "no reload in the log")
+    H.sleep(0.2)
+    for _ = 1, 4 do H.assert_ok(gw:get_json("/query/one")) end
+    assert.equal(before + 4, value("db_query_count", { pool = "primary", query = "one", status = "ok" }))
+  end)
+
   it("passes promtool check metrics (seed names exempt from its naming lint)", function()
     local promtool = os.getenv("PROMTOOL")
     if not promtool or promtool == "" then
@@ -302,5 +316,46 @@ describe("metrics", function()
     end
     assert.is_true(rc == 0 or rc == 3, ("promtool exit %s: %s%s"):format(tostring(rc), out, err))
     assert.same({}, problems)
+  end)
+
+  describe("with sluice.route sending a query to another pool", function()
+    local gw2
+
+    setup(function()
+      gw2 = H.start {
+        dsn = db,
+        scripts = {
+          ["r.lua"] = [==[
+sluice.query "routed" { readonly = true, sql = [[ SELECT 1 AS x ]] }
+sluice.query "stays" { readonly = true, sql = [[ SELECT 2 AS x ]] }
+function sluice.route(query, req)
+  if query.name == "routed" then return "replica" end
+  return "primary"
+end
+]==],
+        },
+        config = { pools = { primary = { url = db }, replica = { url = db } } },
+      }
+    end)
+
+    teardown(function()
+      if gw2 then pcall(gw2.stop, gw2) end
+    end)
+
+    it("counts each request under the pool that ran it", function()
+      for _ = 1, 2 do H.assert_ok(gw2:get_json("/query/routed")) end
+      H.assert_ok(gw2:get_json("/query/stays"))
+      local s, body = gw2:get("/metrics")
+      assert.equal(200, s)
+      local samples = parse(body)
+      local function count(pool, q)
+        return samples[series("db_query_count", { pool = pool, query = q, status = "ok" })]
+      end
+      assert.equal(2, count("replica", "routed"))
+      assert.equal(2, samples[series("prepared_stmt_executions_total", { pool = "replica", query = "routed" })])
+      assert.equal(0, count("primary", "routed")) -- its own pool keeps its (empty) series
+      assert.equal(1, count("primary", "stays"))
+      assert.is_nil(count("replica", "stays")) -- never ran there
+    end)
   end)
 end)

@@ -1,5 +1,5 @@
 /* test_bulkparse.c — bulk bodies (JSON array, NDJSON, CSV) -> COPY text lines: values, escaping,
- * batching, and every error with its row and column. */
+ * batching, and every error with its row and column; the JSON fast path keeps jansson's rules. */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>

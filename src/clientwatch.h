@@ -1,0 +1,22 @@
+/* clientwatch.h — notices a client that hung up while its request waits on the database.
+ * h2o 2.2.5 does not read an HTTP/1 connection while a request is being served, so without this
+ * a departed client is only noticed when the answer is written. A watch costs a dup() and an
+ * epoll registration, so callers start it only for requests that have waited a while. */
+#ifndef SLUICE_CLIENTWATCH_H
+#define SLUICE_CLIENTWATCH_H
+
+#include <h2o.h>
+
+struct clientwatch {
+    h2o_socket_t *sock; /* our dup() of the client's socket, read-watched */
+    void (*on_gone)(void *arg);
+    void *arg;
+};
+
+/* Starts watching req's connection. on_gone runs at most once, when the peer closed. A no-op
+ * when the socket cannot be had. */
+void clientwatch_start(struct clientwatch *cw, h2o_req_t *req, h2o_loop_t *loop, void (*on_gone)(void *), void *arg);
+/* Stops watching (safe when not started). */
+void clientwatch_stop(struct clientwatch *cw);
+
+#endif
