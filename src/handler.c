@@ -13,6 +13,7 @@
 #include <string.h>
 
 #include "call.h"
+#include "clientwatch.h"
 #include "http.h"
 #include "jsonw.h"
 #include "log.h"
@@ -41,7 +42,11 @@ struct hreq {
     bool sync;           /* ...and one arrived: sync_n values are on the stack */
     int sync_n;
     uint64_t resumed_ms;
+    h2o_timeout_entry_t watch_due; /* a handler still waiting after WATCH_AFTER_MS watches its client */
+    struct clientwatch watch;
 };
+
+#define WATCH_AFTER_MS 500
 
 static __thread struct hreq *running; /* the handler being resumed on this worker */
 
@@ -82,6 +87,8 @@ static void release(struct hreq *hr)
 static void on_dispose(void *p)
 {
     struct hreq *hr = p;
+    if (h2o_timeout_is_linked(&hr->watch_due)) h2o_timeout_unlink(&hr->watch_due);
+    clientwatch_stop(&hr->watch);
     if (hr->job) pool_abandon(hr->job);
     if (hr->in_txn) txn_abandon(&hr->txn);
     release(hr);
@@ -164,9 +171,31 @@ static void resume(struct hreq *hr, int nargs)
     int rc = lua_resume(hr->co, nargs);
     running = NULL;
     if (rc == LUA_YIELD) return; /* waiting on the database */
+    clientwatch_stop(&hr->watch);
+    if (h2o_timeout_is_linked(&hr->watch_due)) h2o_timeout_unlink(&hr->watch_due);
     if (rc == 0) answer(hr);
     else answer_error(hr);
     release(hr);
+}
+
+/* The client hung up while the handler waits: its query is cancelled or its transaction rolled
+ * back (the connection is discarded), the coroutine released without resuming. */
+static void on_client_gone(void *arg)
+{
+    struct hreq *hr = arg;
+    if (hr->co == NULL) return;
+    if (hr->job) pool_abandon(hr->job);
+    hr->job = NULL;
+    if (hr->in_txn) txn_abandon(&hr->txn);
+    hr->in_txn = false;
+    release(hr);
+    http_send_error(hr->req, 503, "unavailable", "the client closed the connection", NULL, NULL);
+}
+
+static void on_watch_due(h2o_timeout_entry_t *entry)
+{
+    struct hreq *hr = container_of(entry, struct hreq, watch_due);
+    if (hr->co != NULL) clientwatch_start(&hr->watch, hr->req, hr->w->ctx.loop, on_client_gone, hr);
 }
 
 /* --- sluice.db --------------------------------------------------------------------------------- */
@@ -572,6 +601,8 @@ static void run(struct worker *w, h2o_req_t *req, struct handler_def *h, const c
     lua_sethook(hr->co, on_hook, LUA_MASKCOUNT, HOOK_EVERY);
     lua_rawgeti(hr->co, LUA_REGISTRYINDEX, h->fn_ref);
     push_request(hr, vals, lens, n);
+    hr->watch_due.cb = on_watch_due;
+    h2o_timeout_link(w->ctx.loop, worker_timeout(w, WATCH_AFTER_MS), &hr->watch_due);
     resume(hr, 1);
 }
 
