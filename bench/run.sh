@@ -11,8 +11,8 @@ set -Eeuo pipefail
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 BENCH=$ROOT/bench
 
-SECS=${SECS:-5}                    # seconds per measured run of the sweeps
-ROUNDS=${ROUNDS:-1}                # sweeps repeated; every figure is the median over rounds
+SECS=${SECS:-3}                    # seconds per measured run of the sweeps
+ROUNDS=${ROUNDS:-2}                # runs per contender and point, alternating; figures are medians
 WARMUP_SECS=${WARMUP_SECS:-1}      # unmeasured load before each measured run
 RSS_SECS=${RSS_SECS:-60}           # the long run whose RSS before/after is compared
 IDLE_CONNS=${IDLE_CONNS:-1000}     # idle keep-alive connections held open for the RSS figure
@@ -26,7 +26,7 @@ COMPARE_SH=${COMPARE_SH:-$ROOT/../shared/bench/compare.sh}
 COMPARE_SECS=${COMPARE_SECS:-10}
 COMPARE_ROUNDS=${COMPARE_ROUNDS:-2}
 PEER=${PEER:-auto}                 # the Node peer in the sweeps: auto (when compare.sh installed it) | 0
-PEER_WARMUP_SECS=${PEER_WARMUP_SECS:-6} # after each peer start: V8 compiles its hot paths (~3x req/s)
+PEER_WARMUP_SECS=${PEER_WARMUP_SECS:-5} # after each peer start: V8 compiles its hot paths (~3x req/s)
 PEER_CACHE=${PEER_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/sluice-bench/peer-node}
 GATEWAY_WORKERS=${GATEWAY_WORKERS:-$(nproc)}
 BENCH_DB_DIR=${BENCH_DB_DIR:-/tmp/sluice-bench-db}
@@ -133,6 +133,7 @@ med() { # KEY -> median, or NaN
         awk '{ a[NR] = $1 } END { if (NR == 0) print "NaN"; else if (NR % 2) print a[(NR + 1) / 2];
                                   else printf "%.3f\n", (a[NR / 2] + a[NR / 2 + 1]) / 2 }'
 }
+total() { tr ' ' '\n' <<<"${VAL[$1]:-}" | awk 'NF { s += $1; n++ } END { print n ? s : "null" }'; }
 last() { awk '{ print $NF }' <<<"${VAL[$1]:-}"; }
 ratio() { awk -v a="$1" -v b="$2" 'BEGIN { if (a == "NaN" || b == "NaN" || b + 0 == 0) print "NaN"; else printf "%.3f\n", a / b }'; }
 jnum() { [[ $1 == NaN || -z $1 ]] && echo null || echo "$1"; } # JSON has no NaN
@@ -152,7 +153,9 @@ rss_kb() { awk '/^VmRSS:/ { print $2 }' "/proc/$1/status" 2>/dev/null || echo Na
 # ---------------------------------------------------------------------------------------------
 # Load generators.
 
-# wrk on /query/quote_by_id; sets W_RPS (2xx per second), W_P50, W_P99 (ms), W_REQ.
+# wrk on /query/quote_by_id; sets W_RPS (2xx per second), W_P50, W_P99 (ms), W_REQ and W_ERR
+# (non-2xx + socket errors). Errors fail the run when they come from sluice; the peer's (wrk's
+# 2 s timeout when it falls behind at high concurrency) are only recorded.
 run_wrk() { # TAG BASE_URL CONNS SECS
     local tag=$1 url=$2 conns=$3 secs=$4 line
     if ((WARMUP_SECS > 0)); then
@@ -164,7 +167,11 @@ run_wrk() { # TAG BASE_URL CONNS SECS
     line=$(grep '^WRK_RESULT ' "$T/wrk.out") || die "no result from wrk ($tag): $(tail -3 "$T/wrk.out")"
     local req dur non2xx sockerr p50 p99
     IFS=' =' read -r _ _ req _ dur _ non2xx _ sockerr _ p50 _ p99 _ <<<"$line"
-    ((non2xx == 0 && sockerr == 0)) || fail "$tag: $non2xx non-2xx responses, $sockerr socket errors"
+    W_ERR=$((non2xx + sockerr))
+    if ((W_ERR)); then
+        if [[ $url == "$GW_URL" ]]; then fail "$tag: $non2xx non-2xx responses, $sockerr socket errors"
+        else say "  $tag: $non2xx non-2xx responses, $sockerr socket errors (recorded)"; fi
+    fi
     W_REQ=$req
     W_RPS=$(awk -v r="$req" -v e="$non2xx" -v d="$dur" 'BEGIN { printf "%.0f", (r - e) / (d / 1e6) }')
     W_P50=$(awk -v v="$p50" 'BEGIN { printf "%.3f", v / 1000 }')
@@ -340,34 +347,34 @@ luajit "$BENCH/gen_ticks.lua" "$T" "$BULK_ROWS" "$BULK_BATCH"
 say "warming up PostgreSQL (pgbench -c $POOL)"
 run_pgbench "$POOL" "$((WARMUP_SECS > 0 ? WARMUP_SECS + 1 : 1))"
 
+# One point of a sweep: ROUNDS x (ceiling, peer, sluice) in turn, so that the machine's drift
+# hits the three alike; stores rps/p50/p99/err under PREFIX.X.<who>.
+measure_point() { # PREFIX X PGBENCH_CLIENTS HTTP_CONNS LABEL
+    local pre=$1 x=$2 clients=$3 conns=$4 label=$5 round
+    for ((round = 1; round <= ROUNDS; round++)); do
+        say "$label, round $round/$ROUNDS"
+        run_pgbench "$clients" "$SECS"
+        add "$pre.$x.ceiling.rps" "$P_TPS"; add "$pre.$x.ceiling.p50" "$P_P50"; add "$pre.$x.ceiling.p99" "$P_P99"
+        add "$pre.$x.ceiling.err" 0
+        if ((PEER)); then
+            run_wrk "peer $label" "$PEER_URL" "$conns" "$SECS"
+            add "$pre.$x.peer.rps" "$W_RPS"; add "$pre.$x.peer.p50" "$W_P50"; add "$pre.$x.peer.p99" "$W_P99"
+            add "$pre.$x.peer.err" "$W_ERR"
+        fi
+        run_wrk "sluice $label" "$GW_URL" "$conns" "$SECS"
+        add "$pre.$x.sluice.rps" "$W_RPS"; add "$pre.$x.sluice.p50" "$W_P50"; add "$pre.$x.sluice.p99" "$W_P99"
+        add "$pre.$x.sluice.err" "$W_ERR"
+    done
+}
+
 # ---------------------------------------------------------------------------------------------
-# 1. HTTP concurrency 1..256 at pool 4: sluice and the peer with c HTTP connections, the
-#    ceiling with c pgbench clients (c backends: what PostgreSQL does with that many clients).
+# 1. RSS of a fresh gateway, then with IDLE_CONNS idle keep-alive connections (each has served
+#    one query; h2o closes idle ones after 10 s, so they are counted at once).
 
 gw_start "$POOL" "$GATEWAY_WORKERS" 16
-((PEER)) && peer_start "$POOL"
-RSS_START=$(rss_kb "$GW_PID")
-for ((round = 1; round <= ROUNDS; round++)); do
-    for c in $CONCURRENCY; do
-        say "round $round: HTTP concurrency $c, pool $POOL"
-        run_pgbench "$c" "$SECS"
-        add "conc.$c.ceiling.rps" "$P_TPS"; add "conc.$c.ceiling.p50" "$P_P50"; add "conc.$c.ceiling.p99" "$P_P99"
-        if ((PEER)); then
-            run_wrk "peer c=$c" "$PEER_URL" "$c" "$SECS"
-            add "conc.$c.peer.rps" "$W_RPS"; add "conc.$c.peer.p50" "$W_P50"; add "conc.$c.peer.p99" "$W_P99"
-        fi
-        run_wrk "sluice c=$c" "$GW_URL" "$c" "$SECS"
-        add "conc.$c.sluice.rps" "$W_RPS"; add "conc.$c.sluice.p50" "$W_P50"; add "conc.$c.sluice.p99" "$W_P99"
-    done
-done
-peer_stop
-
-# ---------------------------------------------------------------------------------------------
-# 2. RSS: with IDLE_CONNS idle keep-alive connections (each has served one query), and before
-#    and after a RSS_SECS run at CONNS connections (sampled every 5 s).
-
 say "RSS: $IDLE_CONNS idle keep-alive connections"
-RSS_IDLE_BASE=$(rss_kb "$GW_PID")
+RSS_START=$(rss_kb "$GW_PID")
+RSS_IDLE_BASE=$RSS_START
 luajit "$BENCH/idle_conns.lua" 127.0.0.1 "$GATEWAY_PORT" "$IDLE_CONNS" "/query/quote_by_id?id=42" 6 >"$T/idle.out" 2>&1 &
 IDLE_PID=$!
 track "$IDLE_PID"
@@ -385,6 +392,19 @@ untrack "$IDLE_PID"
 ((IDLE_OPEN == IDLE_CONNS)) || fail "idle connections: only $IDLE_OPEN of $IDLE_CONNS were answered ($(tail -2 "$T/idle.out"))"
 RSS_PER_CONN=$(awk -v a="$RSS_IDLE_BASE" -v b="$RSS_IDLE" -v n="$IDLE_OPEN" 'BEGIN { printf "%.0f", n ? (b - a) * 1024 / n : 0 }')
 say "  RSS $RSS_IDLE_BASE kB -> $RSS_IDLE kB with $IDLE_OPEN idle connections ($IDLE_SERVER_SIDE established at the server); $RSS_PER_CONN B each"
+
+# ---------------------------------------------------------------------------------------------
+# 2. HTTP concurrency 1..256 at pool POOL: sluice and the peer with c HTTP connections, the
+#    ceiling with c pgbench clients (c backends: what PostgreSQL does with that many clients).
+
+((PEER)) && peer_start "$POOL"
+for c in $CONCURRENCY; do
+    measure_point conc "$c" "$c" "$c" "HTTP concurrency $c, pool $POOL"
+done
+peer_stop
+
+# ---------------------------------------------------------------------------------------------
+# 3. RSS before and after a RSS_SECS run at CONNS connections (sampled every 5 s).
 
 say "RSS: ${RSS_SECS}s wrk run at $CONNS connections"
 run_bounded "$T/wrk-rsswarm.out" 40 wrk -t1 -c"$CONNS" -d5s -s "$BENCH/quote_by_id.lua" "$GW_URL" || true
@@ -410,7 +430,7 @@ RSS_GROWTH_PER_REQ=$(awk -v a="$RSS_BEFORE" -v b="$RSS_AFTER" -v n="$RSS_REQ" 'B
 say "  RSS $RSS_BEFORE kB before, $RSS_AFTER kB after $RSS_REQ requests ($RSS_GROWTH_PER_REQ B per request); samples: ${RSS_SAMPLES[*]}"
 
 # ---------------------------------------------------------------------------------------------
-# 3. Bulk: the same 200k rows through psql \copy, POST /bulk JSON and POST /bulk CSV (20 bodies
+# 4. Bulk: the same 200k rows through psql \copy, POST /bulk JSON and POST /bulk CSV (20 bodies
 #    of 10k rows, one after another on one keep-alive connection, like compare.sh).
 
 reset_ticks() { sql -c 'TRUNCATE bench_ticks' -c 'CHECKPOINT' >/dev/null; }
@@ -457,52 +477,46 @@ for ((round = 1; round <= ROUNDS; round++)); do
 done
 
 # ---------------------------------------------------------------------------------------------
-# 4. Pool size at CONNS connections: the ceiling is pgbench with as many clients as the pool.
+# 5. Pool size at CONNS connections: the ceiling is pgbench with as many clients as the pool.
 
 for p in $POOL_SIZES; do
     gw_start "$p" "$GATEWAY_WORKERS" 16
     ((PEER)) && peer_start "$p"
-    for ((round = 1; round <= ROUNDS; round++)); do
-        say "round $round: pool size $p, $CONNS HTTP connections"
-        run_pgbench "$p" "$SECS"
-        add "pool.$p.ceiling.rps" "$P_TPS"; add "pool.$p.ceiling.p50" "$P_P50"; add "pool.$p.ceiling.p99" "$P_P99"
-        if ((PEER)); then
-            run_wrk "peer pool=$p" "$PEER_URL" "$CONNS" "$SECS"
-            add "pool.$p.peer.rps" "$W_RPS"; add "pool.$p.peer.p50" "$W_P50"; add "pool.$p.peer.p99" "$W_P99"
-        fi
-        run_wrk "sluice pool=$p" "$GW_URL" "$CONNS" "$SECS"
-        add "pool.$p.sluice.rps" "$W_RPS"; add "pool.$p.sluice.p50" "$W_P50"; add "pool.$p.sluice.p99" "$W_P99"
-        if ((p == POOL)); then
-            # the reference row of the depth and workers tables, measured right beside the ceiling
-            add "ref.ceiling.rps" "$P_TPS"
-            add "depth.16.rps" "$W_RPS"; add "depth.16.p50" "$W_P50"; add "depth.16.p99" "$W_P99"
-            add "workers.$GATEWAY_WORKERS.rps" "$W_RPS"; add "workers.$GATEWAY_WORKERS.p50" "$W_P50"
-            add "workers.$GATEWAY_WORKERS.p99" "$W_P99"
-        fi
-    done
+    measure_point pool "$p" "$p" "$CONNS" "pool size $p, $CONNS HTTP connections"
+    if ((p == POOL)); then
+        # the reference rows of the depth and workers tables, measured right beside the ceiling
+        VAL[depth.16.ceil]=${VAL[pool.$p.ceiling.rps]}
+        VAL[workers.$GATEWAY_WORKERS.ceil]=${VAL[pool.$p.ceiling.rps]}
+        for k in rps p50 p99; do
+            VAL[depth.16.$k]=${VAL[pool.$p.sluice.$k]}
+            VAL[workers.$GATEWAY_WORKERS.$k]=${VAL[pool.$p.sluice.$k]}
+        done
+    fi
 done
 peer_stop
-# Without POOL among POOL_SIZES the reference ceiling is measured on its own.
-[[ " $POOL_SIZES " == *" $POOL "* ]] || { run_pgbench "$POOL" "$SECS"; add ref.ceiling.rps "$P_TPS"; }
 
 # ---------------------------------------------------------------------------------------------
-# 5. Pipelining depth, and workers 1 vs 2, at pool POOL and CONNS connections.
+# 6. Pipelining depth, and workers 1 vs 2, at pool POOL and CONNS connections.
 
+# Each point alternates with the ceiling at the same pool size (pgbench -c POOL).
+measure_variant() { # KEY LABEL
+    local round
+    for ((round = 1; round <= ROUNDS; round++)); do
+        run_pgbench "$POOL" "$SECS"
+        add "$1.ceil" "$P_TPS"
+        run_wrk "sluice $2" "$GW_URL" "$CONNS" "$SECS"
+        add "$1.rps" "$W_RPS"; add "$1.p50" "$W_P50"; add "$1.p99" "$W_P99"
+    done
+}
 for d in $DEPTHS; do
     [[ $d == 16 && -n ${VAL[depth.16.rps]:-} ]] && continue
     gw_start "$POOL" "$GATEWAY_WORKERS" "$d"
-    for ((round = 1; round <= ROUNDS; round++)); do
-        run_wrk "sluice pipeline_depth=$d" "$GW_URL" "$CONNS" "$SECS"
-        add "depth.$d.rps" "$W_RPS"; add "depth.$d.p50" "$W_P50"; add "depth.$d.p99" "$W_P99"
-    done
+    measure_variant "depth.$d" "pipeline_depth=$d"
 done
 for w in 1 2; do
     [[ -n ${VAL[workers.$w.rps]:-} ]] && continue
     gw_start "$POOL" "$w" 16
-    for ((round = 1; round <= ROUNDS; round++)); do
-        run_wrk "sluice workers=$w" "$GW_URL" "$CONNS" "$SECS"
-        add "workers.$w.rps" "$W_RPS"; add "workers.$w.p50" "$W_P50"; add "workers.$w.p99" "$W_P99"
-    done
+    measure_variant "workers.$w" "workers=$w"
 done
 gw_stop
 testdb stop >/dev/null
@@ -539,8 +553,8 @@ json_points() { # PREFIX XNAME XS
     for x in $3; do
         printf '%s{"%s":%s' "$sep" "$xname" "$x"
         for who in ceiling peer sluice; do
-            printf ',"%s":{"rps":%s,"p50_ms":%s,"p99_ms":%s}' "$who" "$(jnum "$(med "$pre.$x.$who.rps")")" \
-                "$(jnum "$(med "$pre.$x.$who.p50")")" "$(jnum "$(med "$pre.$x.$who.p99")")"
+            printf ',"%s":{"rps":%s,"p50_ms":%s,"p99_ms":%s,"errors":%s}' "$who" "$(jnum "$(med "$pre.$x.$who.rps")")" \
+                "$(jnum "$(med "$pre.$x.$who.p50")")" "$(jnum "$(med "$pre.$x.$who.p99")")" "$(total "$pre.$x.$who.err")"
         done
         printf ',"sluice_vs_ceiling":%s,"sluice_vs_peer":%s}' \
             "$(jnum "$(ratio "$(med "$pre.$x.sluice.rps")" "$(med "$pre.$x.ceiling.rps")")")" \
@@ -550,13 +564,12 @@ json_points() { # PREFIX XNAME XS
     printf ']'
 }
 json_simple() { # PREFIX XNAME XS
-    local pre=$1 xname=$2 x sep="" ref
-    ref=$(med ref.ceiling.rps)
+    local pre=$1 xname=$2 x sep=""
     printf '['
     for x in $3; do
-        printf '%s{"%s":%s,"rps":%s,"p50_ms":%s,"p99_ms":%s,"vs_ceiling":%s}' "$sep" "$xname" "$x" \
+        printf '%s{"%s":%s,"rps":%s,"p50_ms":%s,"p99_ms":%s,"ceiling_tps":%s,"vs_ceiling":%s}' "$sep" "$xname" "$x" \
             "$(jnum "$(med "$pre.$x.rps")")" "$(jnum "$(med "$pre.$x.p50")")" "$(jnum "$(med "$pre.$x.p99")")" \
-            "$(jnum "$(ratio "$(med "$pre.$x.rps")" "$ref")")"
+            "$(jnum "$(med "$pre.$x.ceil")")" "$(jnum "$(ratio "$(med "$pre.$x.rps")" "$(med "$pre.$x.ceil")")")"
         sep=,
     done
     printf ']'
@@ -573,7 +586,6 @@ REV=$(git -C "$ROOT" rev-parse --short HEAD 2>/dev/null || echo unknown)
     printf '"compare_exit":"%s","compare":%s,' "$COMPARE_RC" "$COMPARE_JSON"
     printf '"concurrency":%s,' "$(json_points conc concurrency "$CONCURRENCY")"
     printf '"pool_size":%s,' "$(json_points pool pool_size "$POOL_SIZES")"
-    printf '"ceiling_pool_rps":%s,' "$(jnum "$(med ref.ceiling.rps)")"
     printf '"pipeline_depth":%s,' "$(json_simple depth depth "$DEPTHS")"
     printf '"workers":%s,' "$(json_simple workers workers "1 2")"
     printf '"rss":{"start_kb":%s,"idle_base_kb":%s,"idle_kb":%s,"idle_conns":%d,"idle_conns_answered":%d,"idle_conns_established":%d,"idle_bytes_per_conn":%s,' \
@@ -618,14 +630,14 @@ fi
             "$(med pool.$p.sluice.rps)" "$(med pool.$p.sluice.p50)" "$(med pool.$p.sluice.p99)" \
             "$(ratio "$(med pool.$p.sluice.rps)" "$(med pool.$p.ceiling.rps)")"
     done
-    echo "pipeline_depth (pool $POOL, $CONNS conns; ceiling pgbench -c $POOL: $(med ref.ceiling.rps) tps)"
+    echo "sluice variants (pool $POOL, $CONNS conns), each beside pgbench -c $POOL"
     for d in $DEPTHS; do
-        printf '  depth %-3s %7s req/s p50 %7s p99 %8s  vs ceiling %s\n' "$d" "$(med depth.$d.rps)" "$(med depth.$d.p50)" \
-            "$(med depth.$d.p99)" "$(ratio "$(med depth.$d.rps)" "$(med ref.ceiling.rps)")"
+        printf '  pipeline_depth %-3s %7s req/s p50 %7s p99 %8s  ceiling %7s tps  ratio %s\n' "$d" "$(med depth.$d.rps)" \
+            "$(med depth.$d.p50)" "$(med depth.$d.p99)" "$(med depth.$d.ceil)" "$(ratio "$(med depth.$d.rps)" "$(med depth.$d.ceil)")"
     done
     for w in 1 2; do
-        printf '  workers %-2s %6s req/s p50 %7s p99 %8s  vs ceiling %s\n' "$w" "$(med workers.$w.rps)" "$(med workers.$w.p50)" \
-            "$(med workers.$w.p99)" "$(ratio "$(med workers.$w.rps)" "$(med ref.ceiling.rps)")"
+        printf '  workers %-10s %7s req/s p50 %7s p99 %8s  ceiling %7s tps  ratio %s\n' "$w" "$(med workers.$w.rps)" \
+            "$(med workers.$w.p50)" "$(med workers.$w.p99)" "$(med workers.$w.ceil)" "$(ratio "$(med workers.$w.rps)" "$(med workers.$w.ceil)")"
     done
     echo "RSS: start $RSS_START kB; $RSS_IDLE_BASE -> $RSS_IDLE kB with $IDLE_OPEN idle keep-alive connections ($RSS_PER_CONN B each);"
     echo "     ${RSS_SECS}s at $CONNS conns: $RSS_BEFORE -> $RSS_AFTER kB over $RSS_REQ requests ($RSS_GROWTH_PER_REQ B/request); samples ${RSS_SAMPLES[*]}"

@@ -325,7 +325,9 @@ static void pump(struct bulkreq *br)
         return;
     }
     int f = pgconn_flush(br->conn);
-    if (f == 0) h2o_timeout_link(br->w->ctx.loop, &br->w->zero_timeout, &br->resume);
+    /* A 1 ms timeout, not the zero one: h2o runs entries added while it runs the zero queue in the
+     * same pass, which would encode the whole chunk without letting other requests in. */
+    if (f == 0) h2o_timeout_link(br->w->ctx.loop, worker_timeout(br->w, 1), &br->resume);
     /* f == 1: on_writable resumes; f < 0: on_lost follows */
 }
 

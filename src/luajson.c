@@ -4,6 +4,31 @@
 #include <lauxlib.h>
 #include <stdbool.h>
 
+/* Arrays made from JSON carry this metatable, so an empty one stays an array on the way back. */
+static const char ARRAY_MT = 'a';
+
+static void push_array_mt(lua_State *L)
+{
+    lua_pushlightuserdata(L, (void *)&ARRAY_MT);
+    lua_rawget(L, LUA_REGISTRYINDEX);
+    if (lua_isnil(L, -1)) {
+        lua_pop(L, 1);
+        lua_newtable(L);
+        lua_pushlightuserdata(L, (void *)&ARRAY_MT);
+        lua_pushvalue(L, -2);
+        lua_rawset(L, LUA_REGISTRYINDEX);
+    }
+}
+
+static bool marked_array(lua_State *L, int idx)
+{
+    if (!lua_getmetatable(L, idx)) return false;
+    push_array_mt(L);
+    bool same = lua_rawequal(L, -1, -2);
+    lua_pop(L, 2);
+    return same;
+}
+
 static json_t *from_lua(lua_State *L, int idx, int depth)
 {
     switch (lua_type(L, idx)) {
@@ -30,7 +55,7 @@ static json_t *from_lua(lua_State *L, int idx, int depth)
         if (depth > 32) return json_string("...");
         if (idx < 0) idx = lua_gettop(L) + idx + 1;
         lua_rawgeti(L, idx, 1);
-        bool array = !lua_isnil(L, -1);
+        bool array = !lua_isnil(L, -1) || marked_array(L, idx);
         lua_pop(L, 1);
         if (array) {
             json_t *out = json_array();
@@ -83,6 +108,8 @@ void luajson_push(lua_State *L, const json_t *v)
             luajson_push(L, json_array_get(v, i));
             lua_rawseti(L, -2, (int)i + 1);
         }
+        push_array_mt(L);
+        lua_setmetatable(L, -2);
         return;
     }
     case JSON_STRING:

@@ -1,5 +1,6 @@
 /* luajson.h — Lua values <-> jansson values. sluice.null (a NULL light userdata) is JSON null; a
- * table whose [1] is set is an array, any other table an object (an empty table is {}). */
+ * table whose [1] is set is an array, and so is one that came from a JSON array (it carries a
+ * marker metatable, so [] stays []); any other table is an object (an empty table is {}). */
 #ifndef SLUICE_LUAJSON_H
 #define SLUICE_LUAJSON_H
 

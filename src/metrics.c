@@ -70,7 +70,7 @@ static uint64_t wall_ms(void)
     return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
 }
 
-/* --- recording ---------------------------------------------------------------------------- */
+/* --- a query's newest error --------------------------------------------------------------- */
 
 /* Seqlock writer: readers on other workers see the sequence odd while the text changes. */
 static void set_last_error(struct query_stats *s, const char *msg)

@@ -115,19 +115,49 @@ describe("resilience", function()
        WHERE application_name = 'sluice' AND datname = '%s']]):format(dbname))
   end
 
-  -- Each test starts its own gateway; one left running by a failed test is stopped here, and
-  -- statements it left running on the server are ended, so that the next test sees its own.
+  -- When the backend pid last changed state to idle (epoch seconds), or nil (busy or gone).
+  local function idle_since(pid)
+    return tonumber(H.psql1(H.admin_dsn(), ([[
+      SELECT extract(epoch FROM state_change) FROM pg_stat_activity WHERE pid = %d AND state = 'idle']]):format(pid)))
+  end
+
+  -- Processes stopped with SIGSTOP by a test; continued again whatever happens.
+  local stopped = {}
+  local function stop_procs(pids)
+    for _, pid in ipairs(pids) do
+      stopped[#stopped + 1] = pid
+      H.sh("kill -STOP " .. pid)
+    end
+  end
+  local function continue_procs()
+    for _, pid in ipairs(stopped) do H.sh("kill -CONT " .. pid) end
+    stopped = {}
+  end
+
+  -- Most tests start a gateway of their own (start); one left running by a failed test is
+  -- stopped here with whatever it left running on the server, so that the next test sees its own.
+  local own = {}
   after_each(function()
-    H.cleanup()
-    pcall(terminate_leftovers)
+    continue_procs()
+    if #own > 0 then
+      for _, gw in ipairs(own) do pcall(gw.stop, gw) end
+      own = {}
+      pcall(terminate_leftovers)
+    end
   end)
 
-  local function start(pool, config)
+  local function launch(pool, config)
     local gone = wait_for(function() return backends() == 0 end, 5)
     assert(gone, "backends of an earlier gateway are still open: " .. backends())
     local cfg = { workers = 1 }
     for k, v in pairs(config or {}) do cfg[k] = v end
     return H.start { dsn = db, scripts = scripts, config = cfg, pool = pool }
+  end
+
+  local function start(pool, config)
+    local gw = launch(pool, config)
+    own[#own + 1] = gw
+    return gw
   end
 
   -- Attempts counted by the sequence seq (see flaky()).
@@ -143,11 +173,10 @@ describe("resilience", function()
     local t0 = H.now()
     local s, b, h, raw = gw:get_json("/query/limited?s=2", nil, 10)
     local took = H.now() - t0
-    local e = H.assert_error(504, "timeout", s, b, h, raw)
+    H.assert_error(504, "timeout", s, b, h, raw)
     assert(took < 1, ("the 504 took %.2f s (timeout_ms 200)"):format(took))
     assert.equal("57014", b.error.sqlstate)
     print(("# 504 after %.2f s"):format(took))
-    assert(e.message)
     -- the backend is idle again at once, and the same connection serves the next request
     assert(wait_for(function() return #sleeping_pids() == 0 end, 1), "the statement still runs on the server")
     assert.equal(pid, H.assert_ok(gw:get_json("/query/pid")).pid)
@@ -173,14 +202,18 @@ describe("resilience", function()
     -- the client gives up after 1 s; the file "gone" gets the time it did
     H.must(("( curl -s -m 1 -o /dev/null %s; date +%%s.%%N >%s.tmp; mv %s.tmp %s ) </dev/null >/dev/null 2>&1 &")
       :format(H.q(gw:url("/query/sleep?s=5")), H.q(dir .. "/gone"), H.q(dir .. "/gone"), H.q(dir .. "/gone")))
-    local running = wait_for(function() return #sleeping_pids() == 1 end, 1, 0.02)
+    local running = wait_for(function()
+      local p = sleeping_pids()
+      return #p == 1 and p[1]
+    end, 1, 0.02)
     assert(running, "the statement did not start")
     local gone_at = wait_for(function() return tonumber(H.readfile(dir .. "/gone") or "") end, 5, 0.02)
     H.sh("rm -rf " .. H.q(dir))
     assert(gone_at, "the client did not finish")
-    local stopped = wait_for(function() return #sleeping_pids() == 0 end, 3, 0.05)
-    local after = H.now() - gone_at
-    assert(stopped, "pg_sleep(5) still runs on the server 3 s after its client left")
+    local ended = wait_for(function() return #sleeping_pids() == 0 end, 3, 0.05)
+    assert(ended, "pg_sleep(5) still runs on the server 3 s after its client left")
+    -- when the backend went idle, by the server's clock (the polling above lags under load)
+    local after = (idle_since(running) or H.now()) - gone_at
     print(("# the statement stopped %.2f s after its client left"):format(after))
     assert(after < 1.2, ("the statement stopped %.2f s after its client left (want within 1 s)"):format(after))
     -- the connection serves at once: nothing of the abandoned statement holds it
@@ -190,44 +223,45 @@ describe("resilience", function()
     gw:stop()
   end)
 
-  it("retries an idempotent query after 40001 and a readonly one after 40P01", function()
-    local gw = start { pool_size = 2, max_overflow = 0, pool_timeout = 5 }
-    sql1("CREATE SEQUENCE s_idem; CREATE SEQUENCE s_ro")
-    local s, b, h, raw = gw:post_json("/query/flaky_idem", { seq = "s_idem", fails = 1, code = "40001" })
-    H.assert_ok(s, b, h, raw)
-    assert.equal(2, b.n)
-    assert.equal(2, attempts("s_idem"))
-    s, b, h, raw = gw:get_json("/query/flaky_ro?seq=s_ro&fails=2&code=40P01")
-    H.assert_ok(s, b, h, raw)
-    assert.equal(3, b.n)
-    assert.equal(3, attempts("s_ro"))
-    gw:stop()
-  end)
+  describe("retries", function()
+    -- one gateway for these: a pool of 2 on one worker
+    local gw
+    setup(function() gw = launch { pool_size = 2, max_overflow = 0, pool_timeout = 5 } end)
+    teardown(function() if gw then pcall(gw.stop, gw) end end)
 
-  it("gives up after retry.attempts tries in all", function()
-    local gw = start { pool_size = 2, max_overflow = 0, pool_timeout = 5 }
-    sql1("CREATE SEQUENCE s_many")
-    local s, b, h, raw = gw:post_json("/query/flaky_idem", { seq = "s_many", fails = 100, code = "40001" })
-    H.assert_error(409, "conflict", s, b, h, raw)
-    assert.equal("40001", b.error.sqlstate)
-    assert.equal(RETRY_ATTEMPTS, attempts("s_many"))
-    gw:stop()
-  end)
+    it("resends an idempotent query after 40001 and a readonly one after 40P01", function()
+      sql1("CREATE SEQUENCE s_idem; CREATE SEQUENCE s_ro")
+      local s, b, h, raw = gw:post_json("/query/flaky_idem", { seq = "s_idem", fails = 1, code = "40001" })
+      H.assert_ok(s, b, h, raw)
+      assert.equal(2, b.n)
+      assert.equal(2, attempts("s_idem"))
+      s, b, h, raw = gw:get_json("/query/flaky_ro?seq=s_ro&fails=2&code=40P01")
+      H.assert_ok(s, b, h, raw)
+      assert.equal(3, b.n)
+      assert.equal(3, attempts("s_ro"))
+    end)
 
-  it("does not retry a write that is neither readonly nor idempotent", function()
-    local gw = start { pool_size = 2, max_overflow = 0, pool_timeout = 5 }
-    sql1("CREATE SEQUENCE s_write")
-    local s, b, h, raw = gw:post_json("/query/flaky_write", { seq = "s_write", fails = 1, code = "40001" })
-    H.assert_error(409, "conflict", s, b, h, raw)
-    assert.equal("40001", b.error.sqlstate)
-    assert.equal(1, attempts("s_write"))
-    assert.equal("0", sql1("SELECT count(*) FROM writes WHERE tag = 's_write'"))
-    -- the next call succeeds on its first try (the sequence is past `fails`)
-    s, b, h, raw = gw:post_json("/query/flaky_write", { seq = "s_write", fails = 1, code = "40001" })
-    H.assert_ok(s, b, h, raw)
-    assert.equal(2, b.n)
-    assert.equal(2, attempts("s_write"))
-    gw:stop()
+    it("gives up after retry.attempts tries in all", function()
+      sql1("CREATE SEQUENCE s_many")
+      local s, b, h, raw = gw:post_json("/query/flaky_idem", { seq = "s_many", fails = 100, code = "40001" })
+      H.assert_error(409, "conflict", s, b, h, raw)
+      assert.equal("40001", b.error.sqlstate)
+      assert.equal(RETRY_ATTEMPTS, attempts("s_many"))
+    end)
+
+    it("does not retry a write that is neither readonly nor idempotent", function()
+      sql1("CREATE SEQUENCE s_write")
+      local s, b, h, raw = gw:post_json("/query/flaky_write", { seq = "s_write", fails = 1, code = "40001" })
+      H.assert_error(409, "conflict", s, b, h, raw)
+      assert.equal("40001", b.error.sqlstate)
+      assert.equal(1, attempts("s_write"))
+      assert.equal("0", sql1("SELECT count(*) FROM writes WHERE tag = 's_write'"))
+      -- the next call succeeds on its first try (the sequence is past `fails`)
+      s, b, h, raw = gw:post_json("/query/flaky_write", { seq = "s_write", fails = 1, code = "40001" })
+      H.assert_ok(s, b, h, raw)
+      assert.equal(2, b.n)
+      assert.equal(2, attempts("s_write"))
+    end)
   end)
 
   it("answers a write whose connection is lost mid-statement with a clean 503, never resent", function()
@@ -254,12 +288,12 @@ describe("resilience", function()
   end)
 
   it("drains in-flight requests on SIGTERM and exits 0", function()
-    local gw = start({ pool_size = 4, max_overflow = 0, pool_timeout = 5 }, { workers = 2, shutdown_timeout = 5 })
+    -- one statement per connection, so that all three are seen running on the server
+    local gw = start({ pool_size = 4, max_overflow = 0, pool_timeout = 5, pipeline_depth = 1 }, { shutdown_timeout = 5 })
     local reqs = {}
     for i = 1, 3 do reqs[i] = { path = "/query/sleep?s=1" } end
     local batch = gw:start_parallel(reqs, { timeout = 10 })
-    assert(wait_for(function() return #sleeping_pids() >= 1 end, 2, 0.02), "the requests did not start")
-    H.sleep(0.1)
+    assert(wait_for(function() return #sleeping_pids() == 3 end, 0.8, 0.02), "the three requests are not all running")
     local t_term = H.now()
     H.must("kill -TERM " .. gw.pid)
     H.sleep(0.3)
@@ -293,6 +327,95 @@ describe("resilience", function()
     assert(took < 2, ("exited %.1f s after SIGTERM (shutdown_timeout 1)"):format(took))
     assert(r.status ~= 200, "the 10 s request cannot have completed")
     print(("# exited %.2f s after SIGTERM; the cut request got %s"):format(took, tostring(r.status)))
+  end)
+
+  it("answers 504 at the request deadline and cancels the statement on the server", function()
+    local gw = start({ pool_size = 1, max_overflow = 0, pool_timeout = 5 }, { request_timeout = 1 })
+    local pid = H.assert_ok(gw:get_json("/query/pid")).pid
+    local t0 = H.now()
+    local s, b, h, raw = gw:get_json("/query/sleep?s=5", nil, 10)
+    local took = H.now() - t0
+    H.assert_error(504, "timeout", s, b, h, raw)
+    assert(took >= 0.9 and took < 1.6, ("the 504 came after %.2f s (request_timeout 1 s)"):format(took))
+    local idle = wait_for(function() return #sleeping_pids() == 0 end, 3)
+    assert(idle, "pg_sleep(5) still runs on the server 3 s after the deadline")
+    local waited = (idle_since(pid) or H.now()) - (t0 + took)
+    assert(waited < 1, ("the statement stopped %.2f s after the deadline"):format(waited))
+    t0 = H.now()
+    H.assert_ok(gw:get_json("/query/get?id=1", nil, 5))
+    assert(H.now() - t0 < 0.5, ("the next request took %.2f s"):format(H.now() - t0))
+    print(("# 504 after %.2f s; the statement stopped %.2f s after it"):format(took, waited))
+    gw:stop()
+  end)
+
+  it("answers 504 on its own when the server does not answer past timeout_ms", function()
+    local gw = start { pool_size = 1, max_overflow = 0, pool_timeout = 5 }
+    local pid = H.assert_ok(gw:get_json("/query/pid")).pid
+    -- the backend is frozen: its statement_timeout cannot fire, only the gateway can answer
+    stop_procs({ pid })
+    local t0 = H.now()
+    local s, b, h, raw = gw:get_json("/query/limited?s=5", nil, 10)
+    local took = H.now() - t0
+    continue_procs()
+    H.assert_error(504, "timeout", s, b, h, raw)
+    assert(took >= 0.2 and took < 2, ("the 504 came after %.2f s (timeout_ms 200)"):format(took))
+    print(("# 504 after %.2f s with the backend frozen"):format(took))
+    -- once it runs again, the cancelled statement ends at once and the pool serves
+    assert(wait_for(function() return #sleeping_pids() == 0 end, 2), "the statement still runs on the server")
+    H.assert_ok(gw:get_json("/query/get?id=1", nil, 5))
+    gw:stop()
+  end)
+
+  it("answers 503/504 promptly while every PostgreSQL process is frozen, and recovers", function()
+    local dir = os.getenv("TESTDB_DIR")
+    assert(dir and dir ~= "", "TESTDB_DIR is not set (scripts/testdb.sh env)")
+    local LIMIT = 2 -- request_timeout and pool_timeout
+    local gw = start({ pool_size = 2, max_overflow = 0, pool_timeout = LIMIT, connect_timeout = 1 },
+      { workers = 2, request_timeout = LIMIT })
+    local function round(n)
+      local reqs = {}
+      for i = 1, n do reqs[i] = { path = "/query/get?id=1" } end
+      return gw:parallel(reqs, { timeout = LIMIT + 8 })
+    end
+    for i, r in ipairs(round(8)) do assert(r.status == 200, "warm-up " .. i .. ": " .. r.body) end
+    local postmaster = tonumber((H.readfile(dir .. "/data/postmaster.pid") or ""):match("^(%d+)"))
+    assert(postmaster, "no postmaster.pid in " .. dir .. "/data")
+    stop_procs({ postmaster })
+    local children = {}
+    for pid in H.sh("pgrep -P " .. postmaster):gmatch("%d+") do children[#children + 1] = tonumber(pid) end
+    stop_procs(children)
+    local seen = {}
+    local ok, err = pcall(function()
+      local t_end = H.now() + 3
+      while H.now() < t_end do
+        for i, r in ipairs(round(4)) do
+          seen[tostring(r.status)] = (seen[tostring(r.status)] or 0) + 1
+          assert(r.status == 503 or r.status == 504,
+            ("frozen server, request %d: %s %s"):format(i, tostring(r.status), r.body))
+          assert(r.time < LIMIT + 0.5, ("frozen server, request %d took %.2f s"):format(i, r.time))
+          assert(type(r.json) == "table" and type(r.json.error) == "table", "not a JSON error: " .. r.body)
+          if r.status == 503 then assert(r.headers["retry-after"], "503 without Retry-After") end
+        end
+        assert.is_true(gw:alive(), "the gateway died")
+      end
+    end)
+    continue_procs()
+    assert(ok, err)
+    local back_at, back = H.now(), nil
+    while H.now() < back_at + 10 do
+      local all_ok = true
+      for _, r in ipairs(round(8)) do all_ok = all_ok and r.status == 200 end
+      if all_ok then back = H.now() - back_at; break end
+      H.sleep(0.1)
+    end
+    local parts = {}
+    for k, n in pairs(seen) do parts[#parts + 1] = k .. " x" .. n end
+    table.sort(parts)
+    print(("# while frozen: %s; full service %s s after SIGCONT"):format(table.concat(parts, ", "),
+      back and ("%.2f"):format(back) or "never"))
+    assert(back and back < 5, "not every request succeeds within 5 s of the server running again")
+    for i, r in ipairs(round(20)) do assert(r.status == 200, "after recovery, request " .. i .. ": " .. r.body) end
+    gw:stop()
   end)
 
   it("fails fast while PostgreSQL is down (breaker open) and recovers when it is back", function()

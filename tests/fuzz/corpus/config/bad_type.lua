@@ -1,0 +1,1 @@
+return { pools = { primary = { pool_size = "many" } }, request_timeout = -1 }
