@@ -60,6 +60,7 @@ struct bulkreq {
     char err[320];
     char sqlstate[6];
     long err_row;
+    char err_column[64];
 };
 
 static void pump(struct bulkreq *br);
@@ -99,6 +100,10 @@ static void reply_error(struct bulkreq *br)
     jsonw_string(b, br->d->name, strlen(br->d->name));
     if (br->sqlstate[0]) buf_printf(b, ",\"sqlstate\":\"%s\"", br->sqlstate);
     if (br->err_row > 0) buf_printf(b, ",\"row\":%ld", br->err_row);
+    if (br->err_column[0]) {
+        buf_puts(b, ",\"column\":");
+        jsonw_string(b, br->err_column, strlen(br->err_column));
+    }
     buf_printf(b, ",\"committed_chunks\":%d,\"rows_committed\":%ld}}", br->committed_chunks, br->rows_committed);
     if (br->err_status == 503) h2o_add_header(&br->req->pool, &br->req->res.headers, H2O_TOKEN_RETRY_AFTER, NULL, H2O_STRLIT("1"));
     br->d->errors++;
@@ -134,6 +139,13 @@ static void fail(struct bulkreq *br, int status, const char *msg, const PGresult
         snprintf(br->sqlstate, sizeof br->sqlstate, "%s", state ? state : "");
         const char *line = context ? strstr(context, ", line ") : NULL;
         if (line && br->step == ST_COPIED) br->err_row = br->chunk_first_row + strtol(line + 7, NULL, 10) - 1;
+        /* "COPY t, line 3, column bid: ..." names the column too */
+        const char *col = line ? strstr(line, ", column ") : NULL;
+        if (col && br->step == ST_COPIED) {
+            col += 9;
+            size_t n = strcspn(col, ":");
+            snprintf(br->err_column, sizeof br->err_column, "%.*s", (int)(n < 63 ? n : 63), col);
+        }
         if (status == 500) {
             log_printf(LOG_ERROR, "bulk %s failed: %s (SQLSTATE %s)", br->d->name, primary ? primary : "?",
                        state ? state : "?");
