@@ -87,3 +87,6 @@ bench:
 
 docker:
 	docker compose -f docker/compose.yml up --build
+
+fuzz: deps
+	tests/fuzz/run.sh

@@ -6,7 +6,7 @@ set -euo pipefail
 
 BASE=(build-essential pkg-config libssl-dev libpq-dev postgresql-15 libh2o-evloop-dev
       libjansson-dev libluajit-5.1-dev luajit libcmocka-dev lua-busted lua-cjson lua-socket
-      curl clang-format)
+      curl clang-format clang libclang-rt-14-dev)
 BENCH=(wrk gnuplot-nox)
 
 want=("${BASE[@]}")

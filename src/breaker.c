@@ -62,7 +62,13 @@ bool breaker_failure(struct breaker *b, const struct breaker_policy *p, uint64_t
 
 bool breaker_success(struct breaker *b)
 {
-    if (atomic_load(&b->state) != BREAKER_HALF_OPEN) return false;
+    int s = atomic_load(&b->state);
+    if (s == BREAKER_CLOSED) {
+        /* failures must come in a row to open it */
+        if (atomic_load(&b->failures) != 0) atomic_store(&b->failures, 0);
+        return false;
+    }
+    if (s != BREAKER_HALF_OPEN) return false;
     if (!move(b, BREAKER_HALF_OPEN, BREAKER_CLOSED)) return false;
     atomic_store(&b->failures, 0);
     return true;

@@ -34,7 +34,8 @@ bool breaker_allow(struct breaker *b, const struct breaker_policy *p, uint64_t n
 /* A connection-class failure (connect refused, connection lost, 08xxx, 57P01..03, 53300).
  * Returns true when this failure opened the breaker. */
 bool breaker_failure(struct breaker *b, const struct breaker_policy *p, uint64_t now_ms);
-/* A success: a half-open breaker closes. Returns true when it closed now. */
+/* A success: a half-open breaker closes; a closed one forgets earlier failures (they must come
+ * in a row). Returns true when it closed now. */
 bool breaker_success(struct breaker *b);
 enum breaker_state breaker_state(const struct breaker *b);
 const char *breaker_state_name(enum breaker_state s);

@@ -213,6 +213,11 @@ static int send_job(struct pgconn *c, struct pgjob *job)
             s->cmds[s->ncmds++] = CMD_DESCRIBE;
             if (!PQsendDescribePrepared(c->pg, q->stmt_name)) return -1;
         }
+    } else if (!q->described) {
+        /* Prepared here, but another connection found the statement stale and asked for a new
+         * description: describe it here before binding. */
+        s->cmds[s->ncmds++] = CMD_DESCRIBE;
+        if (!PQsendDescribePrepared(c->pg, q->stmt_name)) return -1;
     }
     if (q->described) {
         if (!job->bound && (job->owner == NULL || job->bind(job) != 0)) {
@@ -299,8 +304,9 @@ static void on_segment_done(struct pgconn *c)
     c->seg_head = (c->seg_head + 1) % c->seg_cap;
     c->nsegs--;
 
-    if (job->status == PGJOB_OK && !executed && job->bound == false) {
-        /* The statement was described just now: bind and execute on the same connection. */
+    if (job->status == PGJOB_OK && !executed) {
+        /* The statement was described just now (or another job reset its description while this
+         * one waited): bind and execute on the same connection. */
         if (send_job(c, job) != 0) lost(c, PQerrorMessage(c->pg));
         return;
     }
@@ -323,6 +329,10 @@ static void on_segment_done(struct pgconn *c)
     if (--c->njobs == 0) {
         c->pool->nbusy--;
         c->idle_since_ms = now_ms();
+    }
+    if (job->status == PGJOB_OK && job->result == NULL) { /* never an empty success */
+        job->status = PGJOB_UNAVAILABLE;
+        snprintf(job->errmsg, sizeof job->errmsg, "the statement did not run");
     }
     pool_job_done(c->pool, job);
 }

@@ -14,7 +14,7 @@
 
 #define JANITOR_MS 250
 #define MAX_CONNECTING 2       /* connects in flight per pool and worker: no thundering herd */
-#define BACKOFF_MAX_MS 5000
+#define BACKOFF_MAX_MS 1000 /* a restarted server is back in service within about a second */
 
 static void dispatch(struct pool *p);
 
@@ -250,7 +250,9 @@ void pool_conn_failed(struct pool *p, struct pgconn *c, const char *why)
         p->conn_lost++;
         snprintf(p->last_error, sizeof p->last_error, "%s", why);
         if (!p->closing) log_warn("pool %s: connection lost: %s", p->cfg.name, why);
-        if (!p->closing && strcmp(why, "discarded by its owner") != 0 && strcmp(why, "closed") != 0 &&
+        /* Only a loss that fails requests counts: an idle connection the server ended (a terminated
+         * backend, idle_session_timeout) is simply replaced. */
+        if (!p->closing && c->njobs > 0 && strcmp(why, "discarded by its owner") != 0 &&
             breaker_failure(p->breaker, &p->breaker_policy, now_ms()))
             log_warn("pool %s: circuit breaker open", p->cfg.name);
     }
@@ -294,15 +296,17 @@ void pool_conn_has_room(struct pool *p, struct pgconn *c)
 
 /* --- dispatching -------------------------------------------------------------------------- */
 
+/* An idle connection first; else, while the pool may still grow, none (the job waits for a new
+ * connection or a free one, so a burst spreads over overflow connections); else the pipelined
+ * connection with the fewest jobs. */
 static struct pgconn *pick(struct pool *p, uint64_t now, bool exclusive)
 {
     struct pgconn *best = NULL;
-    for (struct pgconn *c = p->conns; c; c = c->next) {
-        if (c->state != PGCONN_READY) continue;
-        if (c->njobs == 0) return c;
-        if (exclusive) continue;
+    for (struct pgconn *c = p->conns; c; c = c->next)
+        if (c->state == PGCONN_READY && c->njobs == 0) return c;
+    if (exclusive || p->nconns < p->cfg.pool_size + p->cfg.max_overflow) return NULL;
+    for (struct pgconn *c = p->conns; c; c = c->next)
         if (pgconn_has_room(c, now) && (best == NULL || c->njobs < best->njobs)) best = c;
-    }
     return best;
 }
 
@@ -349,8 +353,11 @@ int pool_submit(struct pool *p, struct pgjob *job)
         return -SLUICE_EBUSY;
     }
     if (p->connect_failures > 0 && p->nconns == p->nconnecting) {
-        snprintf(job->errmsg, sizeof job->errmsg, "database unavailable: %.150s", p->last_error);
-        return -SLUICE_EBUSY;
+        if (breaker_state(p->breaker) != BREAKER_HALF_OPEN) {
+            snprintf(job->errmsg, sizeof job->errmsg, "database unavailable: %.150s", p->last_error);
+            return -SLUICE_EBUSY;
+        }
+        p->next_connect_ms = 0; /* the half-open probe: try a connection now */
     }
     if (p->qlen >= p->cfg.max_queue) {
         snprintf(job->errmsg, sizeof job->errmsg, "too many requests waiting for pool %s", p->cfg.name);

@@ -65,6 +65,19 @@ static void success_while_closed_changes_nothing(void **state)
     assert_int_equal(breaker_state(&b), BREAKER_CLOSED);
 }
 
+static void a_success_resets_the_count(void **state)
+{
+    struct breaker b;
+    struct breaker_policy p = policy();
+    breaker_init(&b);
+    breaker_failure(&b, &p, 10);
+    breaker_failure(&b, &p, 20);
+    assert_false(breaker_success(&b)); /* still closed: nothing to report */
+    assert_false(breaker_failure(&b, &p, 30));
+    assert_false(breaker_failure(&b, &p, 40));
+    assert_int_equal(breaker_state(&b), BREAKER_CLOSED); /* 2 in a row, not 4 */
+}
+
 static void retry_after_counts_down(void **state)
 {
     struct breaker b;
@@ -84,6 +97,7 @@ int main(void)
         cmocka_unit_test(failures_outside_the_window_do_not_add_up),
         cmocka_unit_test(half_open_probe_closes_or_reopens),
         cmocka_unit_test(success_while_closed_changes_nothing),
+        cmocka_unit_test(a_success_resets_the_count),
         cmocka_unit_test(retry_after_counts_down),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
