@@ -13,6 +13,7 @@
 #include "call.h"
 #include "http.h"
 #include "jsonw.h"
+#include "metrics.h"
 #include "server.h"
 #include "txn.h"
 #include "util.h"
@@ -38,6 +39,7 @@ struct batch {
     struct txn txn;
     bool txn_open;
     struct registry *reg; /* the generation its queries come from */
+    uint64_t started_us;
     int fail_status;      /* a failed transaction: its answer, sent once ROLLBACK is done */
     struct buf fail_body;
 };
@@ -73,6 +75,15 @@ static void reply_items(struct batch *b)
     http_send_json(b->req, 200, out->data, out->len);
 }
 
+/* Per-query metrics for a batch item, as /query/{name} counts its answers. */
+static void count_item(struct batch *b, struct item *it, const struct pgjob *job)
+{
+    uint64_t us;
+    int pool = job->pool ? (int)(job->pool - b->w->pools) : it->q->pool_idx;
+    if (job->status == PGJOB_OK) metrics_query_exec(b->w, it->q, pool, now_us() - job->sent_us);
+    metrics_query_done(b->w, it->q, pool, it->status, b->started_us, it->status == 200 ? NULL : job->errmsg, &us);
+}
+
 /* --- pipelined ------------------------------------------------------------------------------ */
 
 static int bind_item(struct pgjob *job)
@@ -86,6 +97,7 @@ static void on_item_done(struct pgjob *job)
     struct item *it = job->owner;
     it->job = NULL;
     it->status = call_write(&it->body, job);
+    count_item(it->b, it, job);
     pgjob_free(job);
     if (--it->b->pending == 0) reply_items(it->b);
 }
@@ -316,6 +328,7 @@ int batch_handle(struct worker *w, h2o_req_t *req)
     b->w = w;
     b->reg = w->reg;
     b->reg->refs++;
+    b->started_us = now_us();
     w->inflight++;
     if (req->query_at != SIZE_MAX) {
         h2o_iovec_t qs = h2o_iovec_init(req->path.base + req->query_at + 1, req->path.len - req->query_at - 1);

@@ -6,6 +6,7 @@
 #include "buf.h"
 #include "http.h"
 #include "jsonw.h"
+#include "metrics.h"
 
 struct json_ostream {
     h2o_ostream_t super;
@@ -30,6 +31,7 @@ static bool is_json(h2o_req_t *req)
 static void on_setup_ostream(h2o_filter_t *self, h2o_req_t *req, h2o_ostream_t **slot)
 {
     if (req->res.status >= 400 && !is_json(req)) {
+        metrics_http_status((struct worker *)req->conn->ctx, req->res.status); /* h2o answered it, not http.c */
         const char *msg = req->res.status == 413 ? "the request body is larger than max_body_bytes"
                                                  : req->res.reason ? req->res.reason : "error";
         const char *code = http_error_code(req->res.status);

@@ -18,6 +18,7 @@
 #include "jsonw.h"
 #include "log.h"
 #include "luajson.h"
+#include "metrics.h"
 #include "server.h"
 #include "txn.h"
 #include "util.h"
@@ -273,6 +274,11 @@ static void on_query_done(struct pgjob *job)
     hr->job = NULL;
     struct buf b = BUF_INIT;
     int status = call_write(&b, job);
+    int pool = (int)(job->pool - hr->w->pools);
+    uint64_t us;
+    if (job->status == PGJOB_OK) metrics_query_exec(hr->w, job->q, pool, now_us() - job->sent_us);
+    metrics_query_done(hr->w, job->q, pool, status, job->queued_us ? job->queued_us : now_us(),
+                       status == 200 ? NULL : job->errmsg, &us);
     pgjob_free(job);
     int n = push_outcome(hr->co, status, &b);
     buf_free(&b);

@@ -485,6 +485,11 @@ void pool_close(struct pool *p)
     }
     while (p->conns) pool_conn_failed(p, p->conns, "closed");
     if (h2o_timeout_is_linked(&p->janitor)) h2o_timeout_unlink(&p->janitor);
+    if (h2o_linklist_is_empty(&p->wait_timeout->_entries)) { /* the loop has stopped: nothing waits */
+        h2o_timeout_dispose(p->loop, p->wait_timeout);
+        free(p->wait_timeout);
+        p->wait_timeout = NULL;
+    }
     /* Jobs waiting for a retry fail now; then the timeouts can leave the loop. */
     for (int i = 0; i < 8; i++)
         while (!h2o_linklist_is_empty(&p->retry_timeouts[i]._entries)) {

@@ -405,7 +405,7 @@ static int log_at(lua_State *L, enum log_level level)
             json_object_set_new(o, "data", f);
             f = o;
         }
-        char *s = json_dumps(f, JSON_COMPACT | JSON_ENSURE_ASCII);
+        char *s = json_dumps(f, JSON_COMPACT | JSON_ENSURE_ASCII | JSON_REAL_PRECISION(15));
         json_decref(f);
         size_t n = s ? strlen(s) : 0;
         if (n >= 2) fields = xstrndup(s + 1, n - 2); /* the members without the braces */
