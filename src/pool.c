@@ -203,6 +203,20 @@ static void note_connect_failure(struct pool *p, const char *why)
     snprintf(p->last_error, sizeof p->last_error, "%s", why);
 }
 
+/* A connect failed and nothing else can serve: the jobs waiting for a connection fail now
+ * instead of at pool_timeout. */
+static void fail_waiting_if_down(struct pool *p)
+{
+    if (p->nconns > 0 || p->nconnecting > 0) return;
+    while (p->qhead) {
+        struct pgjob *job = p->qhead;
+        unqueue(p, job);
+        job->status = PGJOB_UNAVAILABLE;
+        snprintf(job->errmsg, sizeof job->errmsg, "database unavailable: %.150s", p->last_error);
+        deliver(job);
+    }
+}
+
 static void start_connect(struct pool *p)
 {
     if (p->closing || p->nconnecting >= MAX_CONNECTING || now_ms() < p->next_connect_ms) return;
@@ -211,6 +225,7 @@ static void start_connect(struct pool *p)
     struct pgconn *c = pgconn_connect(p, err, sizeof err);
     if (c == NULL) {
         note_connect_failure(p, err);
+        fail_waiting_if_down(p);
         return;
     }
     link_conn(p, c);
@@ -277,6 +292,7 @@ void pool_conn_failed(struct pool *p, struct pgconn *c, const char *why)
         failed = job->next;
         deliver(job);
     }
+    if (!was_up) fail_waiting_if_down(p);
     dispatch(p);
 }
 
