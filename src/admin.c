@@ -7,6 +7,7 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "explain.h"
 #include "http.h"
 #include "jsonw.h"
 #include "metrics.h"
@@ -105,6 +106,8 @@ int admin_handle(struct worker *w, h2o_req_t *req, h2o_iovec_t path)
         return 0;
     }
     if (!authorize(w, req)) return 0;
+    if (path.len > 15 && memcmp(path.base, "/admin/explain/", 15) == 0)
+        return explain_handle(w, req, path.base + 15, path.len - 15);
     if (h2o_memis(path.base, path.len, H2O_STRLIT("/admin/reload"))) {
         reload(w, req);
         return 0;

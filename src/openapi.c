@@ -609,6 +609,19 @@ static void add_fixed(struct doc *doc, const struct registry *reg, const struct 
         json_t *op = simple_op(doc, "admin_queries", "statistics of every named query", "admin", r);
         json_object_set_new(op, "security", json_pack("[{s:[]}]", "admin"));
         json_object_set_new(fixed_item(doc, "/admin/queries"), "get", op);
+
+        r = json_object();
+        json_object_set_new(
+            r, "200",
+            response("the scripts load: every worker reloads them (as on SIGHUP)",
+                     json_pack("{s:s,s:{s:{s:s},s:{s:s},s:{s:s},s:{s:s}}}", "type", "object", "properties", "status",
+                               "type", "string", "queries", "type", "integer", "bulk", "type", "integer", "handlers",
+                               "type", "integer")));
+        static const char *const reload_errs[] = {"400", "401", "403", NULL};
+        add_errors(doc->used_errors, r, reload_errs);
+        op = simple_op(doc, "admin_reload", "check and reload the scripts", "admin", r);
+        json_object_set_new(op, "security", json_pack("[{s:[]}]", "admin"));
+        json_object_set_new(fixed_item(doc, "/admin/reload"), "post", op);
     }
 }
 

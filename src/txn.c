@@ -77,6 +77,11 @@ int txn_open(struct txn *t, struct pool *p, txn_cb cb, void *arg)
 
 int txn_query(struct txn *t, struct query_def *q, json_t *const *vals, txn_cb cb)
 {
+    return txn_query_sql(t, q->sql_numbered, q, vals, cb);
+}
+
+int txn_query_sql(struct txn *t, const char *sql, struct query_def *q, json_t *const *vals, txn_cb cb)
+{
     int n = q->nparams > 0 ? q->nparams : 1;
     long offs[n];
     const char *values[n];
@@ -95,7 +100,7 @@ int txn_query(struct txn *t, struct query_def *q, json_t *const *vals, txn_cb cb
     /* pointers only now: the buffer may have moved while it grew */
     for (int i = 0; i < q->nparams; i++) values[i] = offs[i] < 0 ? NULL : t->params.data + offs[i];
     t->cb = cb;
-    if (!PQsendQueryParams(t->conn->pg, q->sql_numbered, q->nparams, q->described ? q->param_types : NULL, values,
+    if (!PQsendQueryParams(t->conn->pg, sql, q->nparams, q->described ? q->param_types : NULL, values,
                            NULL, NULL, 0) ||
         pgconn_flush(t->conn) < 0) {
         snprintf(t->errmsg, sizeof t->errmsg, "the database connection failed");

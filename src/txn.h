@@ -36,6 +36,8 @@ int txn_open(struct txn *t, struct pool *p, txn_cb cb, void *arg);
  * with a client-facing reason in t->errmsg when a value does not convert (nothing was sent); -2
  * when the connection failed (it is gone; cb never runs). */
 int txn_query(struct txn *t, struct query_def *q, json_t *const *vals, txn_cb cb);
+/* Like txn_query, but runs sql (which takes q's parameters as $1..$n), e.g. an EXPLAIN of q. */
+int txn_query_sql(struct txn *t, const char *sql, struct query_def *q, json_t *const *vals, txn_cb cb);
 /* COMMIT (or ROLLBACK); cb gets the result. */
 void txn_finish(struct txn *t, bool commit, txn_cb cb);
 /* Gives the connection back (after txn_finish completed) and frees what t holds. */

@@ -23,10 +23,11 @@
         }                                                                                                    \
     } while (0)
 
-static char *const columns[] = {"id", "name", "price", "ok", "data", "tags", "meta", "ts", "big", "r", "s", "n"};
+static char *const columns[] = {"id",   "name", "price", "ok", "data", "tags",
+                                "meta", "ts",   "big",   "r",  "s",    "n"};
 static const Oid types[] = {
-    PGT_INT4, PGT_TEXT, PGT_NUMERIC, PGT_BOOL, PGT_BYTEA, 1009 /* text[] */, PGT_JSONB, PGT_TIMESTAMPTZ,
-    PGT_INT8, PGT_FLOAT8, PGT_INT2, 1007 /* int4[] */,
+    PGT_INT4,  PGT_TEXT,        PGT_NUMERIC, PGT_BOOL,   PGT_BYTEA, 1009 /* text[] */,
+    PGT_JSONB, PGT_TIMESTAMPTZ, PGT_INT8,    PGT_FLOAT8, PGT_INT2,  1007 /* int4[] */,
 };
 #define NCOLS (int)(sizeof columns / sizeof columns[0])
 
@@ -77,11 +78,20 @@ static void put_copy(struct buf *out, const char *s, size_t n)
 {
     for (size_t i = 0; i < n; i++) {
         switch (s[i]) {
-        case '\\': buf_append(out, "\\\\", 2); break;
-        case '\t': buf_append(out, "\\t", 2); break;
-        case '\n': buf_append(out, "\\n", 2); break;
-        case '\r': buf_append(out, "\\r", 2); break;
-        default: buf_putc(out, s[i]);
+        case '\\':
+            buf_append(out, "\\\\", 2);
+            break;
+        case '\t':
+            buf_append(out, "\\t", 2);
+            break;
+        case '\n':
+            buf_append(out, "\\n", 2);
+            break;
+        case '\r':
+            buf_append(out, "\\r", 2);
+            break;
+        default:
+            buf_putc(out, s[i]);
         }
     }
 }

@@ -22,11 +22,11 @@
     } while (0)
 
 static const Oid oids[] = {
-    16,   17,   18,   19,   20,   21,   23,   25,   26,   114,  700,  701,  1042, 1043, 1082,
-    1083, 1114, 1184, 1186, 1266, 1700, 2950, 3802, 142,  650,  774,  790,  829,  869,  1560,
-    1562, 1000, 1001, 1002, 1003, 1005, 1007, 1009, 1014, 1015, 1016, 1021, 1022, 1028, 1182,
-    1183, 1115, 1185, 1187, 1231, 2951, 199,  3807, 1270, 143,  651,  775,  791,  1040, 1041,
-    1561, 1563, 0,    705,  2249, 4000000000u,
+    16,   17,   18,   19,   20,   21,   23,   25,   26,   114,         700,  701,  1042, 1043,
+    1082, 1083, 1114, 1184, 1186, 1266, 1700, 2950, 3802, 142,         650,  774,  790,  829,
+    869,  1560, 1562, 1000, 1001, 1002, 1003, 1005, 1007, 1009,        1014, 1015, 1016, 1021,
+    1022, 1028, 1182, 1183, 1115, 1185, 1187, 1231, 2951, 199,         3807, 1270, 143,  651,
+    775,  791,  1040, 1041, 1561, 1563, 0,    705,  2249, 4000000000u,
 };
 
 static const char PREFIX[] = "{\"a\":"; /* what the row writer has put before the value */
@@ -101,8 +101,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         /* A value that went out as a string is the text itself whenever it is valid UTF-8. */
         json_t *as_text = json_stringn(val, n); /* NULL for invalid UTF-8 */
         bool bytea_b64 = type == PGT_BYTEA && is_bytea_hex(val, n);
-        if (json_is_string(got) && as_text && !bytea_b64 && type != PGT_TIMESTAMP && type != PGT_TIMESTAMPTZ &&
-            type != PGT_BYTEA)
+        if (json_is_string(got) && as_text && !bytea_b64 && type != PGT_TIMESTAMP &&
+            type != PGT_TIMESTAMPTZ && type != PGT_BYTEA)
             CHECK(json_equal(got, as_text));
         if (bytea_b64) check_bytea_roundtrip(got, val, n);
         switch (type) {
@@ -117,17 +117,22 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
             CHECK(json_is_string(got) || (olen == n && memcmp(out, val, n) == 0));
             break;
         case PGT_BOOL:
-            if (n == 1 && val[0] == 't') CHECK(json_is_true(got));
-            else if (n == 1 && val[0] == 'f') CHECK(json_is_false(got));
-            else CHECK(json_is_string(got));
+            if (n == 1 && val[0] == 't')
+                CHECK(json_is_true(got));
+            else if (n == 1 && val[0] == 'f')
+                CHECK(json_is_false(got));
+            else
+                CHECK(json_is_string(got));
             break;
         case PGT_TIMESTAMP:
         case PGT_TIMESTAMPTZ:
             CHECK(json_is_string(got));
             break;
         default:
-            if (pgtype_array_elem(type) == 0) CHECK(json_is_string(got));
-            else CHECK(json_is_string(got) || json_is_array(got));
+            if (pgtype_array_elem(type) == 0)
+                CHECK(json_is_string(got));
+            else
+                CHECK(json_is_string(got) || json_is_array(got));
             break;
         }
         json_decref(as_text);

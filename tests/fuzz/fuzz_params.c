@@ -23,11 +23,11 @@
 
 /* Every type pgtype knows, its arrays, and a few it does not. */
 static const Oid oids[] = {
-    16,   17,   18,   19,   20,   21,   23,   25,   26,   114,  700,  701,  1042, 1043, 1082,
-    1083, 1114, 1184, 1186, 1266, 1700, 2950, 3802, 142,  650,  774,  790,  829,  869,  1560,
-    1562, 1000, 1001, 1002, 1003, 1005, 1007, 1009, 1014, 1015, 1016, 1021, 1022, 1028, 1182,
-    1183, 1115, 1185, 1187, 1231, 2951, 199,  3807, 1270, 143,  651,  775,  791,  1040, 1041,
-    1561, 1563, 0,    705,  2249, 4000000000u,
+    16,   17,   18,   19,   20,   21,   23,   25,   26,   114,         700,  701,  1042, 1043,
+    1082, 1083, 1114, 1184, 1186, 1266, 1700, 2950, 3802, 142,         650,  774,  790,  829,
+    869,  1560, 1562, 1000, 1001, 1002, 1003, 1005, 1007, 1009,        1014, 1015, 1016, 1021,
+    1022, 1028, 1182, 1183, 1115, 1185, 1187, 1231, 2951, 199,         3807, 1270, 143,  651,
+    775,  791,  1040, 1041, 1561, 1563, 0,    705,  2249, 4000000000u,
 };
 
 static const char PREFIX[] = "pre\0x"; /* earlier parameters in the buffer: 5 bytes */
@@ -142,6 +142,11 @@ static void check_array(Oid type, Oid elem, const json_t *v, const char *text, s
     jsonw_value(&j, type, text, tlen);
     json_error_t e;
     json_t *back = json_loadb(j.data, j.len, JSON_DECODE_ANY | JSON_ALLOW_NUL, &e);
+    if (back == NULL && (strstr(e.text, "overflow") || strstr(e.text, "too big"))) {
+        /* an element such as "99999999999999999999" in an int2[]: valid JSON, beyond jansson */
+        buf_free(&j);
+        return;
+    }
     CHECK(back != NULL);
     if (depth <= 16) CHECK(json_is_array(back)); /* jsonw reads 16 levels */
     if (json_is_array(back)) {

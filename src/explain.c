@@ -1,0 +1,181 @@
+/* explain.c — GET /admin/explain/{name}?params[&analyze=true]. The plan comes from a transaction
+ * that is always rolled back, so even EXPLAIN ANALYZE of a readonly query leaves nothing behind;
+ * writes are never analyzed. */
+#include "explain.h"
+
+#include <jansson.h>
+#include <stdio.h>
+#include <string.h>
+
+#include "buf.h"
+#include "call.h"
+#include "http.h"
+#include "jsonw.h"
+#include "server.h"
+#include "txn.h"
+#include "util.h"
+
+struct explain {
+    h2o_req_t *req;
+    struct worker *w;
+    struct query_def *q;
+    json_t *params;
+    json_t **vals;
+    struct txn txn;
+    bool open, analyze;
+    int status;
+    struct buf body; /* the answer, sent once the rollback is done */
+};
+
+static void on_dispose(void *p)
+{
+    struct explain *e = p;
+    if (e->open) txn_abandon(&e->txn);
+    if (e->params) json_decref(e->params);
+    free(e->vals);
+    buf_free(&e->body);
+    e->q->reg->refs--;
+    e->w->inflight--;
+}
+
+static void answer(struct explain *e)
+{
+    if (e->status == 503) h2o_add_header(&e->req->pool, &e->req->res.headers, H2O_TOKEN_RETRY_AFTER, NULL, H2O_STRLIT("1"));
+    http_send_json(e->req, e->status, e->body.data, e->body.len);
+}
+
+static void error_body(struct explain *e, int status, const char *msg, const char *sqlstate)
+{
+    const char *code = http_error_code(status);
+    e->status = status;
+    buf_reset(&e->body);
+    buf_printf(&e->body, "{\"error\":{\"code\":\"%s\",\"message\":", code);
+    jsonw_string(&e->body, msg, strlen(msg));
+    buf_puts(&e->body, ",\"query\":");
+    jsonw_string(&e->body, e->q->name, strlen(e->q->name));
+    if (sqlstate) buf_printf(&e->body, ",\"sqlstate\":\"%.5s\"", sqlstate);
+    buf_puts(&e->body, "}}");
+}
+
+static void on_rolled_back(struct txn *t, PGresult *r)
+{
+    struct explain *e = t->arg;
+    txn_close(t);
+    e->open = false;
+    answer(e);
+}
+
+static void on_plan(struct txn *t, PGresult *r)
+{
+    struct explain *e = t->arg;
+    if (r == NULL) {
+        txn_close(t);
+        e->open = false;
+        error_body(e, 503, t->errmsg, NULL);
+        answer(e);
+        return;
+    }
+    if (PQresultStatus(r) == PGRES_TUPLES_OK && PQntuples(r) == 1) {
+        e->status = 200;
+        buf_reset(&e->body);
+        buf_puts(&e->body, "{\"query\":");
+        jsonw_string(&e->body, e->q->name, strlen(e->q->name));
+        buf_puts(&e->body, ",\"plan\":");
+        buf_append(&e->body, PQgetvalue(r, 0, 0), (size_t)PQgetlength(r, 0, 0)); /* already JSON */
+        buf_putc(&e->body, '}');
+    } else {
+        const char *state = PQresultErrorField(r, PG_DIAG_SQLSTATE);
+        const char *msg = PQresultErrorField(r, PG_DIAG_MESSAGE_PRIMARY);
+        int status = state && strncmp(state, "22", 2) == 0 ? 400 : 500;
+        error_body(e, status, msg ? msg : "explain failed", state);
+    }
+    txn_finish(t, false, on_rolled_back);
+}
+
+static void on_begun(struct txn *t, PGresult *r)
+{
+    struct explain *e = t->arg;
+    if (r == NULL || PQresultStatus(r) != PGRES_COMMAND_OK) {
+        if (e->open) txn_close(t);
+        e->open = false;
+        error_body(e, 503, r == NULL ? t->errmsg : "cannot begin a transaction", NULL);
+        answer(e);
+        return;
+    }
+    struct buf sql = BUF_INIT;
+    buf_printf(&sql, "EXPLAIN (FORMAT JSON%s) %s", e->analyze ? ", ANALYZE, BUFFERS" : "", e->q->sql_numbered);
+    int rc = txn_query_sql(t, sql.data, e->q, e->vals, on_plan);
+    buf_free(&sql);
+    if (rc == 0) return;
+    error_body(e, rc == -2 ? 503 : 400, t->errmsg, NULL);
+    if (rc == -2) {
+        txn_close(t);
+        e->open = false;
+        answer(e);
+    } else {
+        txn_finish(t, false, on_rolled_back);
+    }
+}
+
+int explain_handle(struct worker *w, h2o_req_t *req, const char *name, size_t len)
+{
+    struct query_def *q = registry_find(w->reg, name, len);
+    if (q == NULL) {
+        http_send_error(req, 404, "not_found", "no such query", NULL, NULL);
+        return 0;
+    }
+    /* Parameters from the query string, as strings in PostgreSQL's input syntax. */
+    json_t *params = json_object();
+    bool analyze = false;
+    if (req->query_at != SIZE_MAX) {
+        const char *p = req->path.base + req->query_at + 1, *end = req->path.base + req->path.len;
+        while (p < end) {
+            const char *amp = memchr(p, '&', (size_t)(end - p)), *stop = amp ? amp : end;
+            const char *eq = memchr(p, '=', (size_t)(stop - p));
+            size_t kl, vl = 0;
+            char *k = http_unescape(req, p, (size_t)((eq ? eq : stop) - p), &kl);
+            char *v = eq ? http_unescape(req, eq + 1, (size_t)(stop - eq - 1), &vl) : "";
+            if (k == NULL || v == NULL) {
+                json_decref(params);
+                http_send_error(req, 400, "bad_request", "malformed percent-encoding in the query string", q->name, NULL);
+                return 0;
+            }
+            if (strcmp(k, "analyze") == 0) analyze = strcmp(v, "true") == 0 || strcmp(v, "1") == 0;
+            else if (kl) {
+                json_t *sv = json_stringn(v, vl); /* NULL for invalid UTF-8: the server would refuse it too */
+                json_object_set_new(params, k, sv ? sv : json_null());
+            }
+            p = stop + 1;
+        }
+    }
+    if (analyze && !q->readonly) {
+        json_decref(params);
+        http_send_error(req, 400, "bad_request", "analyze=true runs the query: only for readonly queries", q->name, NULL);
+        return 0;
+    }
+    json_t **vals = xcalloc((size_t)(q->nparams ? q->nparams : 1), sizeof *vals);
+    char err[256];
+    if (call_resolve(q, params, vals, err, sizeof err) != 0) {
+        json_decref(params);
+        free(vals);
+        http_send_error(req, 400, "bad_request", err, q->name, NULL);
+        return 0;
+    }
+    struct explain *e = h2o_mem_alloc_shared(&req->pool, sizeof *e, on_dispose);
+    memset(e, 0, sizeof *e);
+    e->req = req;
+    e->w = w;
+    e->q = q;
+    q->reg->refs++;
+    w->inflight++;
+    e->params = params;
+    e->vals = vals;
+    e->analyze = analyze;
+    if (txn_open(&e->txn, &w->pools[q->pool_idx], on_begun, e) != 0) {
+        error_body(e, 503, e->txn.errmsg, NULL);
+        answer(e);
+        return 0;
+    }
+    e->open = true;
+    return 0;
+}
