@@ -131,7 +131,8 @@ add() { VAL[$1]="${VAL[$1]:-} $2"; }
 med() { # KEY -> median, or NaN
     tr ' ' '\n' <<<"${VAL[$1]:-}" | { grep -E '^-?[0-9.]+$' || true; } | sort -g |
         awk '{ a[NR] = $1 } END { if (NR == 0) print "NaN"; else if (NR % 2) print a[(NR + 1) / 2];
-                                  else printf "%.3f\n", (a[NR / 2] + a[NR / 2 + 1]) / 2 }'
+                                  else { v = sprintf("%.3f", (a[NR / 2] + a[NR / 2 + 1]) / 2);
+                                         sub(/\.?0+$/, "", v); print v } }'
 }
 total() { tr ' ' '\n' <<<"${VAL[$1]:-}" | awk 'NF { s += $1; n++ } END { print n ? s : "null" }'; }
 last() { awk '{ print $NF }' <<<"${VAL[$1]:-}"; }
@@ -150,20 +151,39 @@ machine_busy() {
 
 rss_kb() { awk '/^VmRSS:/ { print $2 }' "/proc/$1/status" 2>/dev/null || echo NaN; }
 
+# CPU clock ticks used by a process and its live children, plus the children it already reaped
+# (postgres backends that exited): fields 14-17 of /proc/PID/stat.
+CLK_TCK=$(getconf CLK_TCK)
+ticks() { # PID
+    local pid sum=0 st f
+    for pid in "$1" $(pgrep -P "$1" 2>/dev/null || true); do
+        st=$(cat "/proc/$pid/stat" 2>/dev/null) || continue
+        read -ra f <<<"${st##*) }" # f[0] is field 3: the command name may hold spaces
+        sum=$((sum + f[11] + f[12]))
+        [[ $pid == "$1" ]] && sum=$((sum + f[13] + f[14]))
+    done
+    echo "$sum"
+}
+PG_PID=""
+
 # ---------------------------------------------------------------------------------------------
 # Load generators.
 
 # wrk on /query/quote_by_id; sets W_RPS (2xx per second), W_P50, W_P99 (ms), W_REQ and W_ERR
 # (non-2xx + socket errors). Errors fail the run when they come from sluice; the peer's (wrk's
 # 2 s timeout when it falls behind at high concurrency) are only recorded.
-run_wrk() { # TAG BASE_URL CONNS SECS
-    local tag=$1 url=$2 conns=$3 secs=$4 line
+# With APP_PID it also sets W_US_APP and W_US_PG: CPU microseconds per request in the app and in
+# PostgreSQL, which the machine's other load disturbs far less than req/s.
+run_wrk() { # TAG BASE_URL CONNS SECS [APP_PID]
+    local tag=$1 url=$2 conns=$3 secs=$4 app=${5:-} line a0=0 a1=0 p0=0 p1=0
     if ((WARMUP_SECS > 0)); then
         run_bounded "$T/wrk-warm.out" $((WARMUP_SECS + 30)) \
             wrk -t1 -c"$conns" -d"${WARMUP_SECS}s" -s "$BENCH/quote_by_id.lua" "$url" || true
     fi
+    [[ -z $app ]] || { a0=$(ticks "$app"); p0=$(ticks "$PG_PID"); }
     run_bounded "$T/wrk.out" $((secs + 30)) wrk -t1 -c"$conns" -d"${secs}s" --latency \
         -s "$BENCH/quote_by_id.lua" "$url" || die "wrk failed ($tag): $(tail -3 "$T/wrk.out")"
+    [[ -z $app ]] || { sleep 0.2; a1=$(ticks "$app"); p1=$(ticks "$PG_PID"); }
     line=$(grep '^WRK_RESULT ' "$T/wrk.out") || die "no result from wrk ($tag): $(tail -3 "$T/wrk.out")"
     local req dur non2xx sockerr p50 p99
     IFS=' =' read -r _ _ req _ dur _ non2xx _ sockerr _ p50 _ p99 _ <<<"$line"
@@ -176,7 +196,9 @@ run_wrk() { # TAG BASE_URL CONNS SECS
     W_RPS=$(awk -v r="$req" -v e="$non2xx" -v d="$dur" 'BEGIN { printf "%.0f", (r - e) / (d / 1e6) }')
     W_P50=$(awk -v v="$p50" 'BEGIN { printf "%.3f", v / 1000 }')
     W_P99=$(awk -v v="$p99" 'BEGIN { printf "%.3f", v / 1000 }')
-    say "  $tag: $W_RPS req/s, p50 $W_P50 ms, p99 $W_P99 ms"
+    W_US_APP=$(awk -v d="$((a1 - a0))" -v k="$CLK_TCK" -v r="$req" 'BEGIN { printf "%.1f", r ? d / k / r * 1e6 : 0 }')
+    W_US_PG=$(awk -v d="$((p1 - p0))" -v k="$CLK_TCK" -v r="$req" 'BEGIN { printf "%.1f", r ? d / k / r * 1e6 : 0 }')
+    say "  $tag: $W_RPS req/s, p50 $W_P50 ms, p99 $W_P99 ms${app:+; CPU us/request: app $W_US_APP, postgres $W_US_PG}"
 }
 
 # pgbench -M prepared on the same SELECT over TCP; sets P_TPS, P_P50, P_P99 (ms, from the
@@ -337,6 +359,7 @@ shared_preload_libraries = ''
 max_connections = 400
 CONF
 testdb restart
+PG_PID=$(head -1 "$BENCH_DB_DIR/data/postmaster.pid")
 PSQL=("$PGBIN/psql" -X -q -v ON_ERROR_STOP=1 -h 127.0.0.1 -p "$BENCH_DB_PORT" -U postgres -d postgres)
 sql() { "${PSQL[@]}" -At "$@"; }
 sql -v rows="$QUOTE_ROWS" -f "$BENCH/schema.sql" >/dev/null
@@ -357,13 +380,13 @@ measure_point() { # PREFIX X PGBENCH_CLIENTS HTTP_CONNS LABEL
         add "$pre.$x.ceiling.rps" "$P_TPS"; add "$pre.$x.ceiling.p50" "$P_P50"; add "$pre.$x.ceiling.p99" "$P_P99"
         add "$pre.$x.ceiling.err" 0
         if ((PEER)); then
-            run_wrk "peer $label" "$PEER_URL" "$conns" "$SECS"
+            run_wrk "peer $label" "$PEER_URL" "$conns" "$SECS" "$PEER_PID"
             add "$pre.$x.peer.rps" "$W_RPS"; add "$pre.$x.peer.p50" "$W_P50"; add "$pre.$x.peer.p99" "$W_P99"
-            add "$pre.$x.peer.err" "$W_ERR"
+            add "$pre.$x.peer.err" "$W_ERR"; add "$pre.$x.peer.us_app" "$W_US_APP"; add "$pre.$x.peer.us_pg" "$W_US_PG"
         fi
-        run_wrk "sluice $label" "$GW_URL" "$conns" "$SECS"
+        run_wrk "sluice $label" "$GW_URL" "$conns" "$SECS" "$GW_PID"
         add "$pre.$x.sluice.rps" "$W_RPS"; add "$pre.$x.sluice.p50" "$W_P50"; add "$pre.$x.sluice.p99" "$W_P99"
-        add "$pre.$x.sluice.err" "$W_ERR"
+        add "$pre.$x.sluice.err" "$W_ERR"; add "$pre.$x.sluice.us_app" "$W_US_APP"; add "$pre.$x.sluice.us_pg" "$W_US_PG"
     done
 }
 
@@ -491,6 +514,10 @@ for p in $POOL_SIZES; do
             VAL[depth.16.$k]=${VAL[pool.$p.sluice.$k]}
             VAL[workers.$GATEWAY_WORKERS.$k]=${VAL[pool.$p.sluice.$k]}
         done
+        for k in us_app us_pg; do
+            VAL[depth.16.$k]=${VAL[pool.$p.sluice.$k]}
+            VAL[workers.$GATEWAY_WORKERS.$k]=${VAL[pool.$p.sluice.$k]}
+        done
     fi
 done
 peer_stop
@@ -504,8 +531,9 @@ measure_variant() { # KEY LABEL
     for ((round = 1; round <= ROUNDS; round++)); do
         run_pgbench "$POOL" "$SECS"
         add "$1.ceil" "$P_TPS"
-        run_wrk "sluice $2" "$GW_URL" "$CONNS" "$SECS"
+        run_wrk "sluice $2" "$GW_URL" "$CONNS" "$SECS" "$GW_PID"
         add "$1.rps" "$W_RPS"; add "$1.p50" "$W_P50"; add "$1.p99" "$W_P99"
+        add "$1.us_app" "$W_US_APP"; add "$1.us_pg" "$W_US_PG"
     done
 }
 for d in $DEPTHS; do
@@ -553,8 +581,11 @@ json_points() { # PREFIX XNAME XS
     for x in $3; do
         printf '%s{"%s":%s' "$sep" "$xname" "$x"
         for who in ceiling peer sluice; do
-            printf ',"%s":{"rps":%s,"p50_ms":%s,"p99_ms":%s,"errors":%s}' "$who" "$(jnum "$(med "$pre.$x.$who.rps")")" \
+            printf ',"%s":{"rps":%s,"p50_ms":%s,"p99_ms":%s,"errors":%s' "$who" "$(jnum "$(med "$pre.$x.$who.rps")")" \
                 "$(jnum "$(med "$pre.$x.$who.p50")")" "$(jnum "$(med "$pre.$x.$who.p99")")" "$(total "$pre.$x.$who.err")"
+            [[ $who == ceiling ]] || printf ',"cpu_us_app":%s,"cpu_us_pg":%s' "$(jnum "$(med "$pre.$x.$who.us_app")")" \
+                "$(jnum "$(med "$pre.$x.$who.us_pg")")"
+            printf '}'
         done
         printf ',"sluice_vs_ceiling":%s,"sluice_vs_peer":%s}' \
             "$(jnum "$(ratio "$(med "$pre.$x.sluice.rps")" "$(med "$pre.$x.ceiling.rps")")")" \
@@ -567,8 +598,9 @@ json_simple() { # PREFIX XNAME XS
     local pre=$1 xname=$2 x sep=""
     printf '['
     for x in $3; do
-        printf '%s{"%s":%s,"rps":%s,"p50_ms":%s,"p99_ms":%s,"ceiling_tps":%s,"vs_ceiling":%s}' "$sep" "$xname" "$x" \
-            "$(jnum "$(med "$pre.$x.rps")")" "$(jnum "$(med "$pre.$x.p50")")" "$(jnum "$(med "$pre.$x.p99")")" \
+        printf '%s{"%s":%s,"rps":%s,"p50_ms":%s,"p99_ms":%s,"cpu_us_app":%s,"cpu_us_pg":%s,"ceiling_tps":%s,"vs_ceiling":%s}' \
+            "$sep" "$xname" "$x" "$(jnum "$(med "$pre.$x.rps")")" "$(jnum "$(med "$pre.$x.p50")")" "$(jnum "$(med "$pre.$x.p99")")" \
+            "$(jnum "$(med "$pre.$x.us_app")")" "$(jnum "$(med "$pre.$x.us_pg")")" \
             "$(jnum "$(med "$pre.$x.ceil")")" "$(jnum "$(ratio "$(med "$pre.$x.rps")" "$(med "$pre.$x.ceil")")")"
         sep=,
     done

@@ -506,7 +506,8 @@ void metrics_histogram(struct buf *b, const char *name, const char *labels, cons
 struct pool_totals {
     int size, busy, open, connecting, waiting, stmts;
     uint64_t deadlocks, conn_errors;
-    struct histogram acquire;
+    struct histogram acquire, txn_time;
+    uint64_t txn_outcomes[3];
 };
 
 static void sum_pools(struct server *srv, struct pool_totals *pt, int npools)
@@ -532,6 +533,8 @@ static void sum_pools(struct server *srv, struct pool_totals *pt, int npools)
             pt[i].deadlocks += PEEK(p->deadlocks);
             pt[i].conn_errors += PEEK(p->connect_errors) + PEEK(p->conn_lost);
             histogram_add(&pt[i].acquire, &p->acquire);
+            histogram_add(&pt[i].txn_time, &p->txn_time);
+            for (int o = 0; o < 3; o++) pt[i].txn_outcomes[o] += PEEK(p->txn_outcomes[o]);
         }
     }
 }
@@ -696,6 +699,18 @@ void metrics_render(struct server *srv, struct buf *b)
     for (int i = 0; i < npools; i++)
         metrics_histogram(b, "db_connection_time_seconds", labels(&lb, "pool", POOL(i), NULL, NULL),
                           &pt[i].acquire);
+    metrics_family(b, "sluice_transaction_duration_seconds", "histogram",
+                   "Transactions of handlers and /batch?transaction=true, from BEGIN to their end.");
+    for (int i = 0; i < npools; i++)
+        metrics_histogram(b, "sluice_transaction_duration_seconds", labels(&lb, "pool", POOL(i), NULL, NULL),
+                          &pt[i].txn_time);
+    metrics_family(b, "sluice_transactions_total", "counter",
+                   "Transactions by outcome: commit, rollback, or error (the connection was lost or the client left).");
+    static const char *const outcomes[3] = {"commit", "rollback", "error"};
+    for (int i = 0; i < npools; i++)
+        for (int o = 0; o < 3; o++)
+            metrics_sample_u64(b, "sluice_transactions_total", labels(&lb, "pool", POOL(i), "outcome", outcomes[o]),
+                               pt[i].txn_outcomes[o]);
     metrics_family(b, "prepared_stmt_cache_size", "gauge",
                    "Prepared statements held by all connections of the pool.");
     for (int i = 0; i < npools; i++)

@@ -81,6 +81,8 @@ struct pool {
     uint64_t deadlocks;         /* 40P01 results */
     int stmts_prepared;         /* statements prepared, all this worker's connections */
     struct histogram acquire;   /* seconds from submit to a connection (db_connection_time_seconds) */
+    struct histogram txn_time;  /* transactions (handlers, /batch?transaction=true): BEGIN to the end */
+    uint64_t txn_outcomes[3];   /* by enum txn_outcome (txn.h) */
 };
 
 /* Sets up the pool's share for worker `index` of `nworkers` and starts its resident connections. */

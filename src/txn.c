@@ -8,6 +8,16 @@
 
 #include "endpoint.h"
 #include "pgtype.h"
+#include "util.h"
+
+/* Counts the transaction once: committed, rolled back, or broken off (connection lost). */
+static void count(struct txn *t, enum txn_outcome outcome)
+{
+    if (t->counted || t->begun_us == 0) return;
+    t->counted = true;
+    t->pool->txn_outcomes[outcome]++;
+    histogram_observe(&t->pool->txn_time, (double)(now_us() - t->begun_us) / 1e6);
+}
 
 static void on_result(void *arg, PGresult *r)
 {
@@ -32,6 +42,7 @@ static void on_lost(void *arg, const char *why)
 {
     struct txn *t = arg;
     t->conn = NULL;
+    count(t, TXN_ERROR);
     if (t->last) PQclear(t->last);
     t->last = NULL;
     snprintf(t->errmsg, sizeof t->errmsg, "the database connection was lost: %s", why);
@@ -50,6 +61,7 @@ static void on_conn(struct pgjob *job)
     }
     t->conn = job->conn;
     pgjob_free(job);
+    t->begun_us = now_us();
     pgconn_own(t->conn, &t->owner);
     pgconn_begin(t->conn);
 }
@@ -114,6 +126,7 @@ int txn_query_sql(struct txn *t, const char *sql, struct query_def *q, json_t *c
 void txn_finish(struct txn *t, bool commit, txn_cb cb)
 {
     t->cb = cb;
+    count(t, commit && !t->failed ? TXN_COMMIT : TXN_ROLLBACK);
     pgconn_send(t->conn, commit && !t->failed ? "COMMIT" : "ROLLBACK", 0, NULL);
 }
 
@@ -126,6 +139,7 @@ void txn_close(struct txn *t)
 
 void txn_abandon(struct txn *t)
 {
+    count(t, TXN_ERROR);
     if (t->job) pool_abandon(t->job);
     t->job = NULL;
     if (t->conn) pgconn_discard(t->conn);

@@ -12,6 +12,9 @@
 #include "pool.h"
 
 struct txn;
+
+/* How a transaction ended, for the metrics. */
+enum txn_outcome { TXN_COMMIT, TXN_ROLLBACK, TXN_ERROR };
 /* r: the statement's last result (owned by the txn, valid during the call), or NULL when the
  * connection could not be had or was lost (t->errmsg says why). */
 typedef void (*txn_cb)(struct txn *t, PGresult *r);
@@ -27,6 +30,8 @@ struct txn {
     struct buf params;
     char errmsg[200];
     void *arg;
+    uint64_t begun_us;
+    bool counted;
 };
 
 /* Takes a connection and sends BEGIN; cb runs once BEGIN completed (or with NULL). Returns 0, or

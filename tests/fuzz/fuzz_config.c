@@ -136,17 +136,15 @@ static const char *const env_vars[] = {
 static char path[64];
 static int fd = -1;
 
-static void cleanup(void)
-{
-    if (path[0]) unlink(path);
-}
-
 int LLVMFuzzerInitialize(int *argc, char ***argv)
 {
-    snprintf(path, sizeof path, "/tmp/sluice-fuzz-config-XXXXXX");
-    fd = mkstemp(path);
+    char tmp[] = "/tmp/sluice-fuzz-config-XXXXXX";
+    fd = mkstemp(tmp);
     CHECK(fd >= 0);
-    atexit(cleanup);
+    /* Unlinked at once, so that nothing is left behind even after a crash: the file stays
+     * reachable through its descriptor. */
+    unlink(tmp);
+    snprintf(path, sizeof path, "/proc/self/fd/%d", fd);
     for (size_t i = 0; i < NVARS; i++) unsetenv(env_vars[i]);
     return 0;
 }
