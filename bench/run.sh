@@ -26,7 +26,7 @@ COMPARE_SH=${COMPARE_SH:-$ROOT/../shared/bench/compare.sh}
 COMPARE_SECS=${COMPARE_SECS:-10}
 COMPARE_ROUNDS=${COMPARE_ROUNDS:-2}
 PEER=${PEER:-auto}                 # the Node peer in the sweeps: auto (when compare.sh installed it) | 0
-PEER_WARMUP_SECS=${PEER_WARMUP_SECS:-5} # after each peer start: V8 compiles its hot paths (~3x req/s)
+PEER_WARMUP_SECS=${PEER_WARMUP_SECS:-4} # after each peer start: V8 compiles its hot paths (~3x req/s)
 PEER_CACHE=${PEER_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/sluice-bench/peer-node}
 GATEWAY_WORKERS=${GATEWAY_WORKERS:-$(nproc)}
 BENCH_DB_DIR=${BENCH_DB_DIR:-/tmp/sluice-bench-db}
@@ -653,6 +653,8 @@ fi
             "$(med conc.$c.peer.rps)" "$(med conc.$c.peer.p50)" "$(med conc.$c.peer.p99)" \
             "$(med conc.$c.sluice.rps)" "$(med conc.$c.sluice.p50)" "$(med conc.$c.sluice.p99)" \
             "$(ratio "$(med conc.$c.sluice.rps)" "$(med conc.$c.ceiling.rps)")"
+        printf '         CPU us/request: sluice %s + postgres %s; peer %s + postgres %s\n' "$(med conc.$c.sluice.us_app)" \
+            "$(med conc.$c.sluice.us_pg)" "$(med conc.$c.peer.us_app)" "$(med conc.$c.peer.us_pg)"
     done
     printf 'pool size (%d HTTP conns)  ceiling: pgbench -c P                peer                         sluice               sluice/ceiling\n' "$CONNS"
     for p in $POOL_SIZES; do
@@ -661,15 +663,19 @@ fi
             "$(med pool.$p.peer.rps)" "$(med pool.$p.peer.p50)" "$(med pool.$p.peer.p99)" \
             "$(med pool.$p.sluice.rps)" "$(med pool.$p.sluice.p50)" "$(med pool.$p.sluice.p99)" \
             "$(ratio "$(med pool.$p.sluice.rps)" "$(med pool.$p.ceiling.rps)")"
+        printf '         CPU us/request: sluice %s + postgres %s; peer %s + postgres %s\n' "$(med pool.$p.sluice.us_app)" \
+            "$(med pool.$p.sluice.us_pg)" "$(med pool.$p.peer.us_app)" "$(med pool.$p.peer.us_pg)"
     done
     echo "sluice variants (pool $POOL, $CONNS conns), each beside pgbench -c $POOL"
     for d in $DEPTHS; do
-        printf '  pipeline_depth %-3s %7s req/s p50 %7s p99 %8s  ceiling %7s tps  ratio %s\n' "$d" "$(med depth.$d.rps)" \
-            "$(med depth.$d.p50)" "$(med depth.$d.p99)" "$(med depth.$d.ceil)" "$(ratio "$(med depth.$d.rps)" "$(med depth.$d.ceil)")"
+        printf '  pipeline_depth %-3s %7s req/s p50 %7s p99 %8s  ceiling %7s tps  ratio %s  CPU us/req %s + pg %s\n' "$d" \
+            "$(med depth.$d.rps)" "$(med depth.$d.p50)" "$(med depth.$d.p99)" "$(med depth.$d.ceil)" \
+            "$(ratio "$(med depth.$d.rps)" "$(med depth.$d.ceil)")" "$(med depth.$d.us_app)" "$(med depth.$d.us_pg)"
     done
     for w in 1 2; do
-        printf '  workers %-10s %7s req/s p50 %7s p99 %8s  ceiling %7s tps  ratio %s\n' "$w" "$(med workers.$w.rps)" \
-            "$(med workers.$w.p50)" "$(med workers.$w.p99)" "$(med workers.$w.ceil)" "$(ratio "$(med workers.$w.rps)" "$(med workers.$w.ceil)")"
+        printf '  workers %-10s %7s req/s p50 %7s p99 %8s  ceiling %7s tps  ratio %s  CPU us/req %s + pg %s\n' "$w" \
+            "$(med workers.$w.rps)" "$(med workers.$w.p50)" "$(med workers.$w.p99)" "$(med workers.$w.ceil)" \
+            "$(ratio "$(med workers.$w.rps)" "$(med workers.$w.ceil)")" "$(med workers.$w.us_app)" "$(med workers.$w.us_pg)"
     done
     echo "RSS: start $RSS_START kB; $RSS_IDLE_BASE -> $RSS_IDLE kB with $IDLE_OPEN idle keep-alive connections ($RSS_PER_CONN B each);"
     echo "     ${RSS_SECS}s at $CONNS conns: $RSS_BEFORE -> $RSS_AFTER kB over $RSS_REQ requests ($RSS_GROWTH_PER_REQ B/request); samples ${RSS_SAMPLES[*]}"

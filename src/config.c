@@ -433,8 +433,15 @@ static int check_keys(struct loader *ld, lua_State *L, int t, const char *prefix
     }
     int rc = 0;
     size_t plen = strlen(prefix);
-    if (worst)
-        rc = fail(ld, "%s: unknown key \"%s%s\"", ld->path, prefix, worst);
+    if (worst) {
+        /* the key may hold anything, a newline included: the message stays one line */
+        char *full = xmalloc(plen + strlen(worst) + 1), q[80];
+        strcpy(full, prefix);
+        strcat(full, worst);
+        quote(q, sizeof q, full);
+        free(full);
+        rc = fail(ld, "%s: unknown key %s", ld->path, q);
+    }
     else if (other[0]) /* t[1] in "pools.primary." reads pools.primary[1] */
         rc = fail(ld, "%s: unknown key %.*s[%s]", ld->path, (int)(plen ? plen - 1 : 0), prefix, other);
     free(worst);
@@ -631,7 +638,8 @@ static int load_protected(lua_State *L)
 {
     struct loader *ld = lua_touserdata(L, 1);
     lua_settop(L, 0);
-    if (luaL_loadfile(L, ld->path) != 0) {
+    /* Text only: LuaJIT does not verify bytecode, and a damaged chunk could crash the loader. */
+    if (luaL_loadfilex(L, ld->path, "t") != 0) {
         lua_message(ld, L, -1);
         return 0;
     }

@@ -84,7 +84,8 @@ static int describe_sql(PGconn *pg, const char *sql, struct describe_entry *e)
     return rc;
 }
 
-static void note_first(char *err, size_t errlen, bool *noted, const char *fmt, const char *name, const char *msg)
+static void note_first(char *err, size_t errlen, bool *noted, const char *fmt, const char *name,
+                       const char *msg)
 {
     if (*noted) return;
     snprintf(err, errlen, fmt, name, msg);
@@ -201,7 +202,8 @@ void describe_apply(const struct describe_result *d, struct registry *reg)
     }
 }
 
-static const struct describe_entry *find(const struct describe_entry *v, int n, const char *name, const char *sql)
+static const struct describe_entry *find(const struct describe_entry *v, int n, const char *name,
+                                         const char *sql)
 {
     for (int i = 0; i < n; i++)
         if (v[i].ok && strcmp(v[i].name, name) == 0 && strcmp(v[i].sql, sql) == 0) return &v[i];

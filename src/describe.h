@@ -19,14 +19,14 @@ struct describe_column {
 /* One named query or bulk endpoint. */
 struct describe_entry {
     char *name;
-    char *sql;                    /* the statement described: a reload that changes it makes the
-                                   * entry stale, and it is then not used */
-    bool ok;                      /* described; false: columns and types are unknown */
-    char *error;                  /* why not (the server's message), or NULL */
-    int nparams;                  /* queries: the parameter types, in $n order */
+    char *sql;   /* the statement described: a reload that changes it makes the
+                  * entry stale, and it is then not used */
+    bool ok;     /* described; false: columns and types are unknown */
+    char *error; /* why not (the server's message), or NULL */
+    int nparams; /* queries: the parameter types, in $n order */
     Oid *param_types;
-    bool returns_rows;            /* the statement has a result set (SELECT, ... RETURNING) */
-    int ncols;                    /* queries: the result columns; bulks: the declared columns */
+    bool returns_rows; /* the statement has a result set (SELECT, ... RETURNING) */
+    int ncols;         /* queries: the result columns; bulks: the declared columns */
     struct describe_column *cols;
 };
 
@@ -35,7 +35,7 @@ struct describe_entry {
 struct describe_result {
     struct describe_entry *queries; /* in registry order */
     int nqueries;
-    struct describe_entry *bulks;   /* in registry order */
+    struct describe_entry *bulks; /* in registry order */
     int nbulks;
 };
 

@@ -31,9 +31,18 @@ struct lexed {
     int n;
 };
 
-static bool word_start(unsigned char c) { return isalpha(c) || c == '_' || c >= 0x80; }
-static bool word_char(unsigned char c) { return isalnum(c) || c == '_' || c == '$' || c >= 0x80; }
-static bool op_char(char c) { return c && strchr("+-*/<>=~!@#%^&|`?", c) != NULL; }
+static bool word_start(unsigned char c)
+{
+    return isalpha(c) || c == '_' || c >= 0x80;
+}
+static bool word_char(unsigned char c)
+{
+    return isalnum(c) || c == '_' || c == '$' || c >= 0x80;
+}
+static bool op_char(char c)
+{
+    return c && strchr("+-*/<>=~!@#%^&|`?", c) != NULL;
+}
 
 /* Index just past the literal or identifier quoted by q that opens at s[i], or 0. */
 static size_t close_quote(const char *s, size_t len, size_t i, char q, bool backslashes)
@@ -42,8 +51,10 @@ static size_t close_quote(const char *s, size_t len, size_t i, char q, bool back
         if (backslashes && s[j] == '\\') {
             j++;
         } else if (s[j] == q) {
-            if (j + 1 < len && s[j + 1] == q) j++;
-            else return j + 1;
+            if (j + 1 < len && s[j + 1] == q)
+                j++;
+            else
+                return j + 1;
         }
     }
     return 0;
@@ -72,8 +83,10 @@ static int lex(const char *s, struct lexed *out)
         if (c == '/' && s[i + 1] == '*') {
             int depth = 1;
             for (i += 2; i < len && depth > 0; i++) {
-                if (s[i] == '/' && s[i + 1] == '*') depth++, i++;
-                else if (s[i] == '*' && s[i + 1] == '/') depth--, i++;
+                if (s[i] == '/' && s[i + 1] == '*')
+                    depth++, i++;
+                else if (s[i] == '*' && s[i + 1] == '/')
+                    depth--, i++;
             }
             if (depth > 0) return -1;
             continue;
@@ -113,7 +126,8 @@ static int lex(const char *s, struct lexed *out)
             if (j == i + 1 && s[j] == '\'' && strchr("bBxXnN", c)) {
                 t.kind = TK_STRING;
                 t.end = close_quote(s, len, j, '\'', false);
-            } else if (j == i + 1 && (c == 'u' || c == 'U') && s[j] == '&' && (s[j + 1] == '\'' || s[j + 1] == '"')) {
+            } else if (j == i + 1 && (c == 'u' || c == 'U') && s[j] == '&' &&
+                       (s[j + 1] == '\'' || s[j + 1] == '"')) {
                 t.kind = s[j + 1] == '"' ? TK_QIDENT : TK_STRING;
                 t.end = close_quote(s, len, j + 1, s[j + 1], false);
             }
@@ -130,7 +144,8 @@ static int lex(const char *s, struct lexed *out)
             t.end = i + 2;
         } else if (op_char((char)c)) {
             size_t j = i;
-            while (j < len && op_char(s[j]) && !(s[j] == '-' && s[j + 1] == '-') && !(s[j] == '/' && s[j + 1] == '*'))
+            while (j < len && op_char(s[j]) && !(s[j] == '-' && s[j + 1] == '-') &&
+                   !(s[j] == '/' && s[j + 1] == '*'))
                 j++;
             t.kind = TK_OP;
             t.end = j;
@@ -169,19 +184,60 @@ static bool word_in(const struct lexed *lx, int k, const char *const *words)
 }
 
 /* Key words that are never the column a $n is compared with. */
-static const char *const reserved[] = {
-    "all", "and", "any", "array", "as", "between", "by", "case", "current_date", "current_time",
-    "current_timestamp", "current_user", "distinct", "else", "end", "exists", "false", "from", "having",
-    "ilike", "in", "is", "like", "limit", "localtime", "localtimestamp", "not", "null", "offset", "on", "or",
-    "returning", "row", "select", "session_user", "set", "some", "then", "to", "true", "user", "using",
-    "values", "when", "where", NULL};
+static const char *const reserved[] = {"all",
+                                       "and",
+                                       "any",
+                                       "array",
+                                       "as",
+                                       "between",
+                                       "by",
+                                       "case",
+                                       "current_date",
+                                       "current_time",
+                                       "current_timestamp",
+                                       "current_user",
+                                       "distinct",
+                                       "else",
+                                       "end",
+                                       "exists",
+                                       "false",
+                                       "from",
+                                       "having",
+                                       "ilike",
+                                       "in",
+                                       "is",
+                                       "like",
+                                       "limit",
+                                       "localtime",
+                                       "localtimestamp",
+                                       "not",
+                                       "null",
+                                       "offset",
+                                       "on",
+                                       "or",
+                                       "returning",
+                                       "row",
+                                       "select",
+                                       "session_user",
+                                       "set",
+                                       "some",
+                                       "then",
+                                       "to",
+                                       "true",
+                                       "user",
+                                       "using",
+                                       "values",
+                                       "when",
+                                       "where",
+                                       NULL};
 
 /* Type names that may open a typed literal: `interval '1 day'` is stored as `interval $1`. */
 static const char *const literal_types[] = {
-    "bigint", "bit", "bool", "boolean", "box", "bpchar", "bytea", "char", "cidr", "circle", "date", "decimal",
-    "float4", "float8", "inet", "int", "int2", "int4", "int8", "integer", "interval", "json", "jsonb", "line",
-    "macaddr", "money", "name", "numeric", "oid", "point", "real", "regclass", "smallint", "text", "time",
-    "timestamp", "timestamptz", "timetz", "tsquery", "tsvector", "uuid", "varbit", "varchar", "xml", NULL};
+    "bigint",      "bit",     "bool",     "boolean",  "box",      "bpchar",   "bytea",   "char",  "cidr",
+    "circle",      "date",    "decimal",  "float4",   "float8",   "inet",     "int",     "int2",  "int4",
+    "int8",        "integer", "interval", "json",     "jsonb",    "line",     "macaddr", "money", "name",
+    "numeric",     "oid",     "point",    "real",     "regclass", "smallint", "text",    "time",  "timestamp",
+    "timestamptz", "timetz",  "tsquery",  "tsvector", "uuid",     "varbit",   "varchar", "xml",   NULL};
 
 /* Index of the column token that ends at k (skipping ::casts after it), or -1. */
 static int column_at(const struct lexed *lx, int k)
@@ -201,8 +257,10 @@ static char *token_name(const struct lexed *lx, int k)
     for (size_t i = t->start; i < t->end; i++) {
         unsigned char c = (unsigned char)lx->s[i];
         if (t->kind == TK_QIDENT && (i == t->start || i + 1 == t->end)) continue;
-        if (isalnum(c)) buf_putc(&b, (char)tolower(c));
-        else if (b.len > 0 && b.data[b.len - 1] != '_') buf_putc(&b, '_');
+        if (isalnum(c))
+            buf_putc(&b, (char)tolower(c));
+        else if (b.len > 0 && b.data[b.len - 1] != '_')
+            buf_putc(&b, '_');
     }
     while (b.len > 0 && b.data[b.len - 1] == '_') b.data[--b.len] = '\0';
     if (b.len == 0) {
@@ -226,7 +284,8 @@ static int comparison(const struct lexed *lx, int k)
     static const struct {
         const char *op;
         enum bound b;
-    } ops[] = {{"=", B_EQ}, {"<>", B_EQ}, {"!=", B_EQ}, {"<", B_UPPER}, {"<=", B_UPPER}, {">", B_LOWER}, {">=", B_LOWER}};
+    } ops[] = {{"=", B_EQ},     {"<>", B_EQ},   {"!=", B_EQ},   {"<", B_UPPER},
+               {"<=", B_UPPER}, {">", B_LOWER}, {">=", B_LOWER}};
     for (size_t i = 0; i < ARRAY_SIZE(ops); i++)
         if (is_tok(lx, k, TK_OP, ops[i].op)) return (int)ops[i].b;
     if (is_word(lx, k, "like") || is_word(lx, k, "ilike")) return B_EQ;
@@ -245,10 +304,10 @@ static int column_left_of(const struct lexed *lx, int k)
 
 /* What the statement says about one $n. */
 struct pinfo {
-    char *base;     /* the column (or "limit"), or NULL */
+    char *base; /* the column (or "limit"), or NULL */
     enum bound bound;
-    bool in_where;  /* after the main WHERE: a compared column names the query ("_by_col") */
-    bool compared;  /* base is a column the $n is compared with (not LIMIT, OFFSET, VALUES) */
+    bool in_where; /* after the main WHERE: a compared column names the query ("_by_col") */
+    bool compared; /* base is a column the $n is compared with (not LIMIT, OFFSET, VALUES) */
     bool seen;
 };
 
@@ -266,9 +325,12 @@ static int main_verb(const struct lexed *lx)
     static const char *const verbs[] = {"select", "insert", "update", "delete", NULL};
     int depth = 0;
     for (int k = 0; k < lx->n; k++) {
-        if (is_tok(lx, k, TK_PUNCT, "(")) depth++;
-        else if (is_tok(lx, k, TK_PUNCT, ")")) depth--;
-        else if (depth == 0 && word_in(lx, k, verbs)) return k;
+        if (is_tok(lx, k, TK_PUNCT, "("))
+            depth++;
+        else if (is_tok(lx, k, TK_PUNCT, ")"))
+            depth--;
+        else if (depth == 0 && word_in(lx, k, verbs))
+            return k;
     }
     return -1;
 }
@@ -278,9 +340,12 @@ static int find_top(const struct lexed *lx, int from, const char *w)
 {
     int depth = 0;
     for (int k = from; k < lx->n; k++) {
-        if (is_tok(lx, k, TK_PUNCT, "(")) depth++;
-        else if (is_tok(lx, k, TK_PUNCT, ")")) depth--;
-        else if (depth == 0 && is_word(lx, k, w)) return k;
+        if (is_tok(lx, k, TK_PUNCT, "("))
+            depth++;
+        else if (is_tok(lx, k, TK_PUNCT, ")"))
+            depth--;
+        else if (depth == 0 && is_word(lx, k, w))
+            return k;
     }
     return -1;
 }
@@ -333,10 +398,12 @@ static void classify(const struct lexed *lx, int k, const struct frame *top, con
         col = top->column;
     } else if (top && top->kind == F_VALUES && first_in_tuple && last_in_tuple) {
         col = top->elem < ncols ? cols[top->elem] : -1;
-    } else if (is_word(lx, k - 1, "between") || (is_word(lx, k - 1, "symmetric") && is_word(lx, k - 2, "between"))) {
+    } else if (is_word(lx, k - 1, "between") ||
+               (is_word(lx, k - 1, "symmetric") && is_word(lx, k - 2, "between"))) {
         col = column_left_of(lx, is_word(lx, k - 1, "between") ? k - 1 : k - 2);
         bound = B_LOWER;
-    } else if (is_word(lx, k - 1, "and") && k >= 3 && (lx->v[k - 2].kind == TK_PARAM || lx->v[k - 2].kind == TK_NUMBER) &&
+    } else if (is_word(lx, k - 1, "and") && k >= 3 &&
+               (lx->v[k - 2].kind == TK_PARAM || lx->v[k - 2].kind == TK_NUMBER) &&
                (is_word(lx, k - 3, "between") || is_word(lx, k - 3, "symmetric"))) {
         col = column_left_of(lx, is_word(lx, k - 3, "between") ? k - 3 : k - 4);
         bound = B_UPPER;
@@ -366,7 +433,8 @@ static int typed_literal(const struct lexed *lx, int k)
 {
     int t = k - 1;
     if (t < 0 || lx->v[t].kind != TK_WORD || is_tok(lx, t - 1, TK_PUNCT, ".")) return -1;
-    if (is_word(lx, t, "zone") && is_word(lx, t - 1, "time") && (is_word(lx, t - 2, "with") || is_word(lx, t - 2, "without")) &&
+    if (is_word(lx, t, "zone") && is_word(lx, t - 1, "time") &&
+        (is_word(lx, t - 2, "with") || is_word(lx, t - 2, "without")) &&
         (is_word(lx, t - 3, "timestamp") || is_word(lx, t - 3, "time")))
         return t - 3;
     if (is_word(lx, t, "precision") && is_word(lx, t - 1, "double")) return t - 1;
@@ -387,14 +455,18 @@ static char **final_names(struct pinfo *info, int maxn)
         } else {
             int uses = 0, eq_before = 0;
             for (int m = 1; m <= maxn; m++) {
-                if (!info[m].seen || info[m].base == NULL || strcmp(info[m].base, info[n].base) != 0) continue;
+                if (!info[m].seen || info[m].base == NULL || strcmp(info[m].base, info[n].base) != 0)
+                    continue;
                 uses++;
                 if (m < n && info[m].bound == B_EQ) eq_before++;
             }
             if (uses == 1 || (info[n].bound == B_EQ && eq_before == 0))
                 snprintf(tmp, sizeof tmp, "%.140s", info[n].base);
-            else if (info[n].bound == B_EQ) snprintf(tmp, sizeof tmp, "%.140s_%d", info[n].base, eq_before + 1);
-            else snprintf(tmp, sizeof tmp, "%.140s_%s", info[n].base, info[n].bound == B_LOWER ? "min" : "max");
+            else if (info[n].bound == B_EQ)
+                snprintf(tmp, sizeof tmp, "%.140s_%d", info[n].base, eq_before + 1);
+            else
+                snprintf(tmp, sizeof tmp, "%.140s_%s", info[n].base,
+                         info[n].bound == B_LOWER ? "min" : "max");
         }
         char name[180];
         snprintf(name, sizeof name, "%s", tmp);
@@ -413,7 +485,8 @@ static char **final_names(struct pinfo *info, int maxn)
 static char *query_name(const struct lexed *lx, int verb, const struct pinfo *info, int maxn)
 {
     struct buf b = BUF_INIT;
-    for (size_t i = lx->v[verb].start; i < lx->v[verb].end; i++) buf_putc(&b, (char)tolower((unsigned char)lx->s[i]));
+    for (size_t i = lx->v[verb].start; i < lx->v[verb].end; i++)
+        buf_putc(&b, (char)tolower((unsigned char)lx->s[i]));
     int rel = -1;
     if (is_word(lx, verb, "select")) {
         int from = find_top(lx, verb, "from");
@@ -448,10 +521,12 @@ static char *query_name(const struct lexed *lx, int verb, const struct pinfo *in
 
 static bool writes_or_locks(const struct lexed *lx)
 {
-    static const char *const writers[] = {"insert", "update", "delete", "merge", "nextval", "setval", "into", NULL};
+    static const char *const writers[] = {"insert",  "update", "delete", "merge",
+                                          "nextval", "setval", "into",   NULL};
     for (int k = 0; k < lx->n; k++) {
         if (word_in(lx, k, writers)) return true;
-        if (is_word(lx, k, "for") && (is_word(lx, k + 1, "share") || is_word(lx, k + 1, "no") || is_word(lx, k + 1, "key")))
+        if (is_word(lx, k, "for") &&
+            (is_word(lx, k + 1, "share") || is_word(lx, k + 1, "no") || is_word(lx, k + 1, "key")))
             return true;
     }
     return false;
@@ -660,13 +735,16 @@ static void write_query(struct buf *b, const struct imported *im)
 {
     const struct import_query *q = &im->q;
     double mean = im->calls > 0 ? im->total_ms / (double)im->calls : 0;
-    buf_printf(b, "\n-- %lld calls, mean %.3f ms, total %.1f ms, %lld rows\n", im->calls, mean, im->total_ms, im->rows);
+    buf_printf(b, "\n-- %lld calls, mean %.3f ms, total %.1f ms, %lld rows\n", im->calls, mean, im->total_ms,
+               im->rows);
     buf_printf(b, "sluice.query \"%s\" {\n", q->name);
     int level = bracket_level(q->sql);
     char eq[16] = "";
     for (int i = 0; i < level && i < 12; i++) strcat(eq, "=");
-    if (strchr(q->sql, '\n')) buf_printf(b, "  sql = [%s[\n%s\n  ]%s],\n", eq, q->sql, eq);
-    else buf_printf(b, "  sql = [%s[%s]%s],\n", eq, q->sql, eq);
+    if (strchr(q->sql, '\n'))
+        buf_printf(b, "  sql = [%s[\n%s\n  ]%s],\n", eq, q->sql, eq);
+    else
+        buf_printf(b, "  sql = [%s[%s]%s],\n", eq, q->sql, eq);
     if (q->readonly) buf_puts(b, "  readonly = true,\n");
     buf_puts(b, "}\n");
 }
@@ -718,7 +796,8 @@ int import_run(const struct config *cfg, int top, const char *output)
     int nleft = 0;
     for (int i = 0; i < PQntuples(r) && nkept < top; i++) {
         const char *text = PQgetvalue(r, i, 0);
-        struct imported im = {.calls = atoll(PQgetvalue(r, i, 1)), .total_ms = atof(PQgetvalue(r, i, 2)),
+        struct imported im = {.calls = atoll(PQgetvalue(r, i, 1)),
+                              .total_ms = atof(PQgetvalue(r, i, 2)),
                               .rows = atoll(PQgetvalue(r, i, 3))};
         if (import_convert(text, &im.q) != 0) {
             nutility++;
@@ -783,8 +862,10 @@ int import_run(const struct config *cfg, int top, const char *output)
         fprintf(stderr, "import: cannot write %s\n", to_stdout ? "to stdout" : output);
         rc = 1;
     } else {
-        fprintf(stderr, "import: %d named queries written to %s; %d statements left out (did not prepare), %d utility\n",
-                nkept, to_stdout ? "stdout" : output, nleft, nutility);
+        fprintf(
+            stderr,
+            "import: %d named queries written to %s; %d statements left out (did not prepare), %d utility\n",
+            nkept, to_stdout ? "stdout" : output, nleft, nutility);
     }
     for (int i = 0; i < nkept; i++) import_query_free(&kept[i].q);
     free(kept);

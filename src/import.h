@@ -9,11 +9,11 @@
 
 /* One statement made into a named query. */
 struct import_query {
-    char *name;     /* derived from the statement: "select_quotes_by_pair" (not yet made unique) */
-    char *sql;      /* the statement with :name placeholders instead of $n */
-    bool readonly;  /* a plain SELECT (or WITH .. SELECT) that writes nothing and locks no row */
-    char **params;  /* the placeholder names, params[i] standing for $(i+1) of the statement */
-    int nparams;    /* the highest $n of the statement */
+    char *name;    /* derived from the statement: "select_quotes_by_pair" (not yet made unique) */
+    char *sql;     /* the statement with :name placeholders instead of $n */
+    bool readonly; /* a plain SELECT (or WITH .. SELECT) that writes nothing and locks no row */
+    char **params; /* the placeholder names, params[i] standing for $(i+1) of the statement */
+    int nparams;   /* the highest $n of the statement */
 };
 
 /* Converts one normalized statement (constants shown as $1, $2, ...). A $n compared with a

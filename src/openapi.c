@@ -105,8 +105,8 @@ static json_t *type_schema(Oid t, enum where where)
             s = typed("boolean", NULL);
             break;
         case PGT_INT2:
-            s = json_pack("{s:s,s:s,s:i,s:i}", "type", "integer", "format", "int32", "minimum", -32768, "maximum",
-                          32767);
+            s = json_pack("{s:s,s:s,s:i,s:i}", "type", "integer", "format", "int32", "minimum", -32768,
+                          "maximum", 32767);
             break;
         case PGT_INT4:
             s = typed("integer", "int32");
@@ -116,19 +116,21 @@ static json_t *type_schema(Oid t, enum where where)
             break;
         case PGT_INT8:
             /* Beyond 2^53 a result is a string, so that no digit is lost. */
-            if (url) s = typed("integer", "int64");
+            if (url)
+                s = typed("integer", "int64");
             else {
-                s = either(typed("integer", "int64"), json_pack("{s:s,s:s}", "type", "string", "pattern", "^-?[0-9]+$"),
-                           nullable);
+                s = either(typed("integer", "int64"),
+                           json_pack("{s:s,s:s}", "type", "string", "pattern", "^-?[0-9]+$"), nullable);
                 nullable = false;
             }
             break;
         case PGT_FLOAT4:
         case PGT_FLOAT8:
             if (where == IN_RESULT) { /* NaN and the infinities are strings */
-                s = either(typed("number", t == PGT_FLOAT4 ? "float" : "double"),
-                           json_pack("{s:s,s:[s,s,s]}", "type", "string", "enum", "NaN", "Infinity", "-Infinity"),
-                           nullable);
+                s = either(
+                    typed("number", t == PGT_FLOAT4 ? "float" : "double"),
+                    json_pack("{s:s,s:[s,s,s]}", "type", "string", "enum", "NaN", "Infinity", "-Infinity"),
+                    nullable);
                 nullable = false;
             } else {
                 s = typed("number", t == PGT_FLOAT4 ? "float" : "double");
@@ -136,7 +138,8 @@ static json_t *type_schema(Oid t, enum where where)
             break;
         case PGT_NUMERIC:
             /* A number when a double holds it exactly (at most 15 digits), else a string. */
-            if (url) s = typed("number", NULL);
+            if (url)
+                s = typed("number", NULL);
             else {
                 s = either(typed("number", NULL), typed("string", NULL), nullable);
                 nullable = false;
@@ -247,7 +250,8 @@ static bool method_has_body(const char *m)
 
 static bool openapi_method(const char *m, char *lower, size_t n)
 {
-    static const char *const known[] = {"GET", "PUT", "POST", "DELETE", "OPTIONS", "HEAD", "PATCH", "TRACE", NULL};
+    static const char *const known[] = {"GET",  "PUT",   "POST",  "DELETE", "OPTIONS",
+                                        "HEAD", "PATCH", "TRACE", NULL};
     for (const char *const *k = known; *k; k++)
         if (strcmp(*k, m) == 0) {
             size_t i = 0;
@@ -262,7 +266,7 @@ static bool openapi_method(const char *m, char *lower, size_t n)
 struct doc {
     json_t *root, *paths, *schemas, *used_ids;
     json_t *used_errors; /* "400" -> true for each error response referenced */
-    json_t *templates; /* template key -> the path it was first written as */
+    json_t *templates;   /* template key -> the path it was first written as */
     const struct describe_result *d;
 };
 
@@ -330,9 +334,9 @@ static void query_schemas(struct doc *doc, const struct query_def *q, const stru
         json_t *rows = row ? json_pack("{s:s,s:o}", "type", "array", "items", ref("schemas", name))
                            : json_pack("{s:s,s:i,s:{}}", "type", "array", "maxItems", 0, "items");
         json_t *result =
-            json_pack("{s:s,s:[s,s],s:{s:o,s:{s:s,s:i,s:s}}}", "type", "object", "required", "rows", "row_count",
-                      "properties", "rows", rows, "row_count", "type", "integer", "minimum", 0, "description",
-                      row ? "the number of rows" : "the number of rows affected");
+            json_pack("{s:s,s:[s,s],s:{s:o,s:{s:s,s:i,s:s}}}", "type", "object", "required", "rows",
+                      "row_count", "properties", "rows", rows, "row_count", "type", "integer", "minimum", 0,
+                      "description", row ? "the number of rows" : "the number of rows affected");
         snprintf(name, sizeof name, "query.%s.result", q->name);
         json_object_set_new(doc->schemas, name, result);
     }
@@ -358,7 +362,8 @@ static json_t *query_operation(struct doc *doc, const struct query_def *q, const
     json_t *op = json_object();
     char summary[400];
     snprintf(summary, sizeof summary, "named query %s%s", q->name,
-             q->readonly ? (q->single ? " (readonly, one row)" : " (readonly)") : (q->single ? " (one row)" : ""));
+             q->readonly ? (q->single ? " (readonly, one row)" : " (readonly)")
+                         : (q->single ? " (one row)" : ""));
     json_object_set_new(op, "summary", json_string(summary));
     json_object_set_new(op, "tags", json_pack("[s]", route ? "routes" : "queries"));
     set_operation_id(op, doc->used_ids, op_id);
@@ -372,7 +377,8 @@ static json_t *query_operation(struct doc *doc, const struct query_def *q, const
         snprintf(pname, sizeof pname, "%.*s", (int)strlen(seg) - 2, seg + 1);
         int k = query_def_param(q, pname, strlen(pname));
         if (k >= 0) bound[k] = true;
-        json_array_append_new(params, parameter(pname, "path", type_schema(k >= 0 ? param_type(q, e, k) : 0, IN_URL)));
+        json_array_append_new(
+            params, parameter(pname, "path", type_schema(k >= 0 ? param_type(q, e, k) : 0, IN_URL)));
     }
     int rest = 0;
     for (int i = 0; i < q->nparams; i++) rest += !bound[i];
@@ -380,15 +386,16 @@ static json_t *query_operation(struct doc *doc, const struct query_def *q, const
     if (!body) {
         for (int i = 0; i < q->nparams; i++)
             if (!bound[i])
-                json_array_append_new(params, parameter(q->param_names[i], "query", type_schema(param_type(q, e, i), IN_URL)));
+                json_array_append_new(
+                    params, parameter(q->param_names[i], "query", type_schema(param_type(q, e, i), IN_URL)));
     } else if (rest > 0) {
         json_t *schema;
         snprintf(name, sizeof name, "query.%s.params", q->name);
         if (route == NULL) {
             /* By name, or every parameter by position ($1 first). */
-            json_t *by_position = json_pack("{s:s,s:i,s:i,s:{},s:s}", "type", "array", "minItems", q->nparams,
-                                            "maxItems", q->nparams, "items", "description",
-                                            "the parameters by position, in the order the SQL first names them");
+            json_t *by_position = json_pack(
+                "{s:s,s:i,s:i,s:{},s:s}", "type", "array", "minItems", q->nparams, "maxItems", q->nparams,
+                "items", "description", "the parameters by position, in the order the SQL first names them");
             schema = json_pack("{s:[o,o]}", "oneOf", ref("schemas", name), by_position);
         } else if (rest == q->nparams) {
             schema = ref("schemas", name);
@@ -399,14 +406,17 @@ static json_t *query_operation(struct doc *doc, const struct query_def *q, const
                 json_object_set_new(props, q->param_names[i], type_schema(param_type(q, e, i), IN_BODY));
                 json_array_append_new(required, json_string(q->param_names[i]));
             }
-            schema = json_pack("{s:s,s:o,s:o,s:b}", "type", "object", "properties", props, "required", required,
-                               "additionalProperties", 0);
+            schema = json_pack("{s:s,s:o,s:o,s:b}", "type", "object", "properties", props, "required",
+                               required, "additionalProperties", 0);
         }
-        json_object_set_new(op, "requestBody", json_pack("{s:b,s:o}", "required", 1, "content", json_content(schema)));
+        json_object_set_new(op, "requestBody",
+                            json_pack("{s:b,s:o}", "required", 1, "content", json_content(schema)));
     }
     free(bound);
-    if (json_array_size(params) > 0) json_object_set_new(op, "parameters", params);
-    else json_decref(params);
+    if (json_array_size(params) > 0)
+        json_object_set_new(op, "parameters", params);
+    else
+        json_decref(params);
 
     json_t *responses = json_object();
     if (q->single) {
@@ -448,8 +458,9 @@ static void add_queries(struct doc *doc, const struct registry *reg)
         json_t *item = route_item(doc, q->route);
         if (item == NULL || json_object_get(item, lower) != NULL) continue;
         snprintf(id, sizeof id, "%s_route", q->name);
-        json_object_set_new(item, lower,
-                            query_operation(doc, q, describe_find_query(doc->d, q), q->route->method, q->route, id));
+        json_object_set_new(
+            item, lower,
+            query_operation(doc, q, describe_find_query(doc->d, q), q->route->method, q->route, id));
     }
 }
 
@@ -473,24 +484,28 @@ static void add_bulks(struct doc *doc, const struct registry *reg)
         }
         snprintf(name, sizeof name, "bulk.%s.row", b->name);
         json_object_set_new(doc->schemas, name,
-                            json_pack("{s:s,s:o,s:o,s:b}", "type", "object", "properties", props, "required", required,
-                                      "additionalProperties", 0));
+                            json_pack("{s:s,s:o,s:o,s:b}", "type", "object", "properties", props, "required",
+                                      required, "additionalProperties", 0));
         json_t *content = json_object();
-        json_object_set_new(content, "application/json",
-                            json_pack("{s:{s:s,s:o}}", "schema", "type", "array", "items", ref("schemas", name)));
+        json_object_set_new(
+            content, "application/json",
+            json_pack("{s:{s:s,s:o}}", "schema", "type", "array", "items", ref("schemas", name)));
         snprintf(text, sizeof text, "one JSON object per line, each a %s", name);
         json_object_set_new(content, "application/x-ndjson",
                             json_pack("{s:{s:s,s:s}}", "schema", "type", "string", "description", text));
-        snprintf(text, sizeof text, "a header row naming the columns (%.400s), then one record per row", header.data);
-        json_object_set_new(content, "text/csv", json_pack("{s:{s:s,s:s}}", "schema", "type", "string", "description", text));
+        snprintf(text, sizeof text, "a header row naming the columns (%.400s), then one record per row",
+                 header.data);
+        json_object_set_new(content, "text/csv",
+                            json_pack("{s:{s:s,s:s}}", "schema", "type", "string", "description", text));
         buf_free(&header);
 
         json_t *responses = json_object();
         json_object_set_new(responses, "200", response("every row was loaded", ref("schemas", "BulkResult")));
         static const char *const errs[] = {"400", "409", "413", "415", "500", "503", "504", NULL};
         add_errors(doc->used_errors, responses, errs);
-        snprintf(text, sizeof text, "bulk %s of table %.200s through COPY (%s%s)", mode_names[b->mode], b->table,
-                 b->atomic ? "one transaction" : "a transaction per chunk of ", b->atomic ? "" : "rows");
+        snprintf(text, sizeof text, "bulk %s of table %.200s through COPY (%s%s)", mode_names[b->mode],
+                 b->table, b->atomic ? "one transaction" : "a transaction per chunk of ",
+                 b->atomic ? "" : "rows");
         json_t *op = json_pack("{s:s,s:[s],s:{s:b,s:o},s:o}", "summary", text, "tags", "bulk", "requestBody",
                                "required", 1, "content", content, "responses", responses);
         snprintf(id, sizeof id, "bulk_%s", b->name);
@@ -519,21 +534,26 @@ static void add_handlers(struct doc *doc, const struct registry *reg)
             snprintf(pname, sizeof pname, "%.*s", (int)strlen(seg) - 2, seg + 1);
             json_array_append_new(params, parameter(pname, "path", typed("string", NULL)));
         }
-        if (json_array_size(params) > 0) json_object_set_new(op, "parameters", params);
-        else json_decref(params);
+        if (json_array_size(params) > 0)
+            json_object_set_new(op, "parameters", params);
+        else
+            json_decref(params);
         if (method_has_body(h->route->method))
-            json_object_set_new(op, "requestBody", json_pack("{s:b,s:o}", "required", 0, "content", json_content(json_object())));
+            json_object_set_new(
+                op, "requestBody",
+                json_pack("{s:b,s:o}", "required", 0, "content", json_content(json_object())));
         json_t *responses = json_object();
         json_object_set_new(responses, "200", response("what the handler returns", json_object()));
-        json_object_set_new(responses, "default",
-                            response("another status the handler chose; gateway errors have the Error shape",
-                                     json_object()));
+        json_object_set_new(
+            responses, "default",
+            response("another status the handler chose; gateway errors have the Error shape", json_object()));
         json_object_set_new(op, "responses", responses);
         json_object_set_new(item, lower, op);
     }
 }
 
-static json_t *simple_op(struct doc *doc, const char *id, const char *summary, const char *tag, json_t *responses)
+static json_t *simple_op(struct doc *doc, const char *id, const char *summary, const char *tag,
+                         json_t *responses)
 {
     json_t *op = json_pack("{s:s,s:[s],s:o}", "summary", summary, "tags", tag, "responses", responses);
     set_operation_id(op, doc->used_ids, id);
@@ -546,56 +566,69 @@ static void add_fixed(struct doc *doc, const struct registry *reg, const struct 
     json_t *names = json_array();
     for (int i = 0; i < reg->nqueries; i++) json_array_append_new(names, json_string(reg->queries[i]->name));
     json_t *query_name = json_pack("{s:s}", "type", "string");
-    if (json_array_size(names) > 0) json_object_set_new(query_name, "enum", names);
-    else json_decref(names);
-    json_t *item_schema = json_pack(
-        "{s:s,s:[s],s:{s:o,s:{s:[{s:s},{s:s}],s:s}},s:b}", "type", "object", "required", "query", "properties",
-        "query", query_name, "params", "oneOf", "type", "object", "type", "array", "description",
-        "the parameters by name or by position, as for POST /query/{name}", "additionalProperties", 0);
+    if (json_array_size(names) > 0)
+        json_object_set_new(query_name, "enum", names);
+    else
+        json_decref(names);
+    json_t *item_schema =
+        json_pack("{s:s,s:[s],s:{s:o,s:{s:[{s:s},{s:s}],s:s}},s:b}", "type", "object", "required", "query",
+                  "properties", "query", query_name, "params", "oneOf", "type", "object", "type", "array",
+                  "description", "the parameters by name or by position, as for POST /query/{name}",
+                  "additionalProperties", 0);
     json_t *batch_resp = json_object();
     json_object_set_new(
         batch_resp, "200",
         response("one answer per item, in order: its status and the body /query/{name} would give",
-                 json_pack("{s:s,s:{s:s,s:[s,s],s:{s:{s:s},s:{}}}}", "type", "array", "items", "type", "object",
-                           "required", "status", "body", "properties", "status", "type", "integer", "body")));
+                 json_pack("{s:s,s:{s:s,s:[s,s],s:{s:{s:s},s:{}}}}", "type", "array", "items", "type",
+                           "object", "required", "status", "body", "properties", "status", "type", "integer",
+                           "body")));
     static const char *const batch_errs[] = {"400", "409", "413", "415", "500", "503", "504", NULL};
     add_errors(doc->used_errors, batch_resp, batch_errs);
     json_t *batch = simple_op(doc, "batch", "several named queries in one request", "queries", batch_resp);
-    json_object_set_new(batch, "parameters",
-                        json_pack("[{s:s,s:s,s:b,s:s,s:{s:s,s:b}}]", "name", "transaction", "in", "query", "required",
-                                  0, "description",
-                                  "true: all in one transaction, in order; the first failure rolls back and is the answer",
-                                  "schema", "type", "boolean", "default", 0));
-    json_object_set_new(batch, "requestBody",
-                        json_pack("{s:b,s:o}", "required", 1, "content",
-                                  json_content(json_pack("{s:s,s:o}", "type", "array", "items", item_schema))));
+    json_object_set_new(
+        batch, "parameters",
+        json_pack("[{s:s,s:s,s:b,s:s,s:{s:s,s:b}}]", "name", "transaction", "in", "query", "required", 0,
+                  "description",
+                  "true: all in one transaction, in order; the first failure rolls back and is the answer",
+                  "schema", "type", "boolean", "default", 0));
+    json_object_set_new(
+        batch, "requestBody",
+        json_pack("{s:b,s:o}", "required", 1, "content",
+                  json_content(json_pack("{s:s,s:o}", "type", "array", "items", item_schema))));
     json_object_set_new(fixed_item(doc, "/batch"), "post", batch);
 
     json_t *r = json_object();
-    json_object_set_new(r, "200", response("every required pool can serve (some optional one may be down)",
-                                           ref("schemas", "Health")));
+    json_object_set_new(
+        r, "200",
+        response("every required pool can serve (some optional one may be down)", ref("schemas", "Health")));
     json_object_set_new(r, "503", response("a required pool is down", ref("schemas", "Health")));
-    json_object_set_new(fixed_item(doc, "/health"), "get", simple_op(doc, "health", "state of every pool", "health", r));
+    json_object_set_new(fixed_item(doc, "/health"), "get",
+                        simple_op(doc, "health", "state of every pool", "health", r));
 
     r = json_object();
     json_object_set_new(r, "200", response("the process serves", ref("schemas", "Status")));
     static const char *const unavailable[] = {"503", NULL};
     add_errors(doc->used_errors, r, unavailable);
-    json_object_set_new(fixed_item(doc, "/health/live"), "get", simple_op(doc, "health_live", "liveness", "health", r));
+    json_object_set_new(fixed_item(doc, "/health/live"), "get",
+                        simple_op(doc, "health_live", "liveness", "health", r));
 
     r = json_object();
-    json_object_set_new(r, "200", response("every pool that is not optional can serve", ref("schemas", "Status")));
+    json_object_set_new(r, "200",
+                        response("every pool that is not optional can serve", ref("schemas", "Status")));
     add_errors(doc->used_errors, r, unavailable);
-    json_object_set_new(fixed_item(doc, "/health/ready"), "get", simple_op(doc, "health_ready", "readiness", "health", r));
+    json_object_set_new(fixed_item(doc, "/health/ready"), "get",
+                        simple_op(doc, "health_ready", "readiness", "health", r));
 
-    r = json_pack("{s:{s:s,s:{s:{s:{s:s}}}}}", "200", "description", "Prometheus text format 0.0.4", "content",
-                  "text/plain; version=0.0.4", "schema", "type", "string");
-    json_object_set_new(fixed_item(doc, "/metrics"), "get", simple_op(doc, "metrics", "Prometheus metrics", "metrics", r));
+    r = json_pack("{s:{s:s,s:{s:{s:{s:s}}}}}", "200", "description", "Prometheus text format 0.0.4",
+                  "content", "text/plain; version=0.0.4", "schema", "type", "string");
+    json_object_set_new(fixed_item(doc, "/metrics"), "get",
+                        simple_op(doc, "metrics", "Prometheus metrics", "metrics", r));
 
     r = json_object();
     json_object_set_new(r, "200", response("this document", json_pack("{s:s}", "type", "object")));
-    json_object_set_new(fixed_item(doc, "/openapi.json"), "get",
-                        simple_op(doc, "openapi", "the OpenAPI document of the loaded endpoints", "metrics", r));
+    json_object_set_new(
+        fixed_item(doc, "/openapi.json"), "get",
+        simple_op(doc, "openapi", "the OpenAPI document of the loaded endpoints", "metrics", r));
 
     if (cfg->admin_token != NULL) {
         r = json_object();
@@ -614,9 +647,9 @@ static void add_fixed(struct doc *doc, const struct registry *reg, const struct 
         json_object_set_new(
             r, "200",
             response("the scripts load: every worker reloads them (as on SIGHUP)",
-                     json_pack("{s:s,s:{s:{s:s},s:{s:s},s:{s:s},s:{s:s}}}", "type", "object", "properties", "status",
-                               "type", "string", "queries", "type", "integer", "bulk", "type", "integer", "handlers",
-                               "type", "integer")));
+                     json_pack("{s:s,s:{s:{s:s},s:{s:s},s:{s:s},s:{s:s}}}", "type", "object", "properties",
+                               "status", "type", "string", "queries", "type", "integer", "bulk", "type",
+                               "integer", "handlers", "type", "integer")));
         static const char *const reload_errs[] = {"400", "401", "403", NULL};
         add_errors(doc->used_errors, r, reload_errs);
         op = simple_op(doc, "admin_reload", "check and reload the scripts", "admin", r);
@@ -632,33 +665,35 @@ static void add_components(struct doc *doc, const struct config *cfg)
     json_t *error = json_pack(
         "{s:s,s:[s],s:{s:{s:s,s:[s,s],s:{s:{s:s,s:[s,s,s,s,s,s,s,s,s,s,s]},s:{s:s},s:{s:s,s:s},s:{s:s,s:s},"
         "s:{s:s,s:s},s:{s:s,s:s},s:{s:s},s:{s:s}}}}}",
-        "type", "object", "required", "error", "properties", "error", "type", "object", "required", "code", "message",
-        "properties", "code", "type", "string", "enum", "bad_request", "unauthorized", "forbidden", "not_found",
-        "method_not_allowed", "conflict", "too_large", "unsupported_media_type", "unavailable", "timeout", "internal",
-        "message", "type", "string", "query", "type", "string", "description",
-        "the named query", "sqlstate", "type", "string", "description", "the SQLSTATE of a database error", "bulk",
-        "type", "string", "description", "the bulk endpoint", "row", "type", "integer", "description",
-        "the failing row of a bulk body, counted from 1", "committed_chunks", "type", "integer", "rows_committed",
-        "type", "integer");
+        "type", "object", "required", "error", "properties", "error", "type", "object", "required", "code",
+        "message", "properties", "code", "type", "string", "enum", "bad_request", "unauthorized", "forbidden",
+        "not_found", "method_not_allowed", "conflict", "too_large", "unsupported_media_type", "unavailable",
+        "timeout", "internal", "message", "type", "string", "query", "type", "string", "description",
+        "the named query", "sqlstate", "type", "string", "description", "the SQLSTATE of a database error",
+        "bulk", "type", "string", "description", "the bulk endpoint", "row", "type", "integer", "description",
+        "the failing row of a bulk body, counted from 1", "committed_chunks", "type", "integer",
+        "rows_committed", "type", "integer");
     json_t *schemas = doc->schemas;
     json_object_set_new(schemas, "Error", error);
     json_object_set_new(schemas, "BulkResult",
-                        json_pack("{s:s,s:[s],s:{s:{s:s},s:{s:s},s:{s:s},s:{s:s},s:{s:s,s:s}}}", "type", "object",
-                                  "required", "rows", "properties", "rows", "type", "integer", "chunks", "type",
-                                  "integer", "committed_chunks", "type", "integer", "took_ms", "type", "number",
-                                  "affected", "type", "integer", "description",
+                        json_pack("{s:s,s:[s],s:{s:{s:s},s:{s:s},s:{s:s},s:{s:s},s:{s:s,s:s}}}", "type",
+                                  "object", "required", "rows", "properties", "rows", "type", "integer",
+                                  "chunks", "type", "integer", "committed_chunks", "type", "integer",
+                                  "took_ms", "type", "number", "affected", "type", "integer", "description",
                                   "rows inserted, updated or deleted by upsert, update and delete"));
     json_object_set_new(
         schemas, "Health",
-        json_pack("{s:s,s:[s,s],s:{s:{s:s,s:[s,s,s]},s:{s:s,s:{s:s,s:{s:{s:s,s:[s,s]},s:{s:s},s:{s:s},s:{s:s},"
-                  "s:{s:s},s:{s:s},s:{s:s}}}}}}",
-                  "type", "object", "required", "status", "pools", "properties", "status", "type", "string", "enum",
-                  "ok", "degraded", "down", "pools", "type", "object", "additionalProperties", "type", "object",
-                  "properties", "status", "type", "string", "enum", "ok", "down", "size", "type", "integer", "open",
-                  "type", "integer", "in_use", "type", "integer", "waiting", "type", "integer", "breaker", "type",
-                  "string", "last_error", "type", "string"));
-    json_object_set_new(schemas, "Status",
-                        json_pack("{s:s,s:{s:{s:s}}}", "type", "object", "properties", "status", "type", "string"));
+        json_pack(
+            "{s:s,s:[s,s],s:{s:{s:s,s:[s,s,s]},s:{s:s,s:{s:s,s:{s:{s:s,s:[s,s]},s:{s:s},s:{s:s},s:{s:s},"
+            "s:{s:s},s:{s:s},s:{s:s}}}}}}",
+            "type", "object", "required", "status", "pools", "properties", "status", "type", "string", "enum",
+            "ok", "degraded", "down", "pools", "type", "object", "additionalProperties", "type", "object",
+            "properties", "status", "type", "string", "enum", "ok", "down", "size", "type", "integer", "open",
+            "type", "integer", "in_use", "type", "integer", "waiting", "type", "integer", "breaker", "type",
+            "string", "last_error", "type", "string"));
+    json_object_set_new(
+        schemas, "Status",
+        json_pack("{s:s,s:{s:{s:s}}}", "type", "object", "properties", "status", "type", "string"));
 
     static const struct {
         int status;
@@ -668,11 +703,13 @@ static void add_components(struct doc *doc, const struct config *cfg)
         {401, "no admin bearer token"},
         {403, "a wrong admin token"},
         {404, "no such endpoint, or no row for a single-row query"},
-        {409, "a unique, foreign-key or check violation (SQLSTATE 23xxx), a serialization failure or deadlock"},
+        {409,
+         "a unique, foreign-key or check violation (SQLSTATE 23xxx), a serialization failure or deadlock"},
         {413, "the body is larger than max_body_bytes"},
         {415, "a body content type the endpoint does not take"},
         {500, "anything else (the server log has the detail)"},
-        {503, "no connection within pool_timeout, the circuit breaker is open, or the database is unreachable"},
+        {503,
+         "no connection within pool_timeout, the circuit breaker is open, or the database is unreachable"},
         {504, "the statement timeout or the request deadline passed"},
     };
     json_t *responses = json_object();
@@ -683,8 +720,8 @@ static void add_components(struct doc *doc, const struct config *cfg)
         json_t *resp = response(errs[i].what, ref("schemas", "Error"));
         if (errs[i].status == 503)
             json_object_set_new(resp, "headers",
-                                json_pack("{s:{s:s,s:{s:s}}}", "Retry-After", "description", "seconds to wait",
-                                          "schema", "type", "integer"));
+                                json_pack("{s:{s:s,s:{s:s}}}", "Retry-After", "description",
+                                          "seconds to wait", "schema", "type", "integer"));
         json_object_set_new(responses, http_error_code(errs[i].status), resp);
     }
     json_t *components = json_pack("{s:o,s:o}", "schemas", schemas, "responses", responses);
@@ -698,10 +735,10 @@ static void add_components(struct doc *doc, const struct config *cfg)
 static void definitions_version(const struct registry *reg, char *out, size_t n)
 {
     uint64_t h = 1469598103934665603ull;
-#define MIX(s)                                                                                                         \
-    do {                                                                                                               \
-        for (const char *p_ = (s); p_ && *p_; p_++) h = (h ^ (unsigned char)*p_) * 1099511628211ull;                  \
-        h = (h ^ 0xff) * 1099511628211ull;                                                                             \
+#define MIX(s)                                                                                               \
+    do {                                                                                                     \
+        for (const char *p_ = (s); p_ && *p_; p_++) h = (h ^ (unsigned char)*p_) * 1099511628211ull;         \
+        h = (h ^ 0xff) * 1099511628211ull;                                                                   \
     } while (0)
     for (int i = 0; i < reg->nqueries; i++) {
         const struct query_def *q = reg->queries[i];
@@ -743,14 +780,16 @@ void openapi_write(struct buf *out, const struct registry *reg, const struct des
         .templates = json_object(),
         .d = d,
     };
-    doc.root = json_pack(
-        "{s:s,s:{s:s,s:s,s:s},s:[{s:s}]}", "openapi", "3.0.3", "info", "title", "sluice", "version", version,
-        "description",
-        "Named queries, bulk loads and handlers of this sluice gateway. A parameter takes a JSON value of its "
-        "type or a string in PostgreSQL's input syntax; bytea is base64. Results map PostgreSQL types to JSON: "
-        "int8 and numeric are numbers while a double holds them exactly, else strings; timestamps are ISO-8601. "
-        "Every error is {\"error\":{\"code\",\"message\"}}.",
-        "servers", "url", "/");
+    doc.root = json_pack("{s:s,s:{s:s,s:s,s:s},s:[{s:s}]}", "openapi", "3.0.3", "info", "title", "sluice",
+                         "version", version, "description",
+                         "Named queries, bulk loads and handlers of this sluice gateway. A parameter takes a "
+                         "JSON value of its "
+                         "type or a string in PostgreSQL's input syntax; bytea is base64. Results map "
+                         "PostgreSQL types to JSON: "
+                         "int8 and numeric are numbers while a double holds them exactly, else strings; "
+                         "timestamps are ISO-8601. "
+                         "Every error is {\"error\":{\"code\",\"message\"}}.",
+                         "servers", "url", "/");
     /* Only the admin paths need a credential; they say so themselves. */
     json_object_set_new(doc.root, "security", json_array());
 
@@ -761,14 +800,14 @@ void openapi_write(struct buf *out, const struct registry *reg, const struct des
 
     json_object_set_new(doc.root, "paths", doc.paths);
     add_components(&doc, cfg);
-    json_object_set_new(doc.root, "tags",
-                        json_pack("[{s:s,s:s},{s:s,s:s},{s:s,s:s},{s:s,s:s},{s:s,s:s},{s:s,s:s},{s:s,s:s}]", "name",
-                                  "queries", "description", "named queries: GET (readonly) or POST /query/{name}",
-                                  "name", "routes", "description", "REST-style aliases of named queries", "name",
-                                  "bulk", "description", "bulk loads through COPY", "name", "handlers",
-                                  "description", "Lua handlers", "name", "health", "description", "probes", "name",
-                                  "metrics", "description", "observability", "name", "admin", "description",
-                                  "operator endpoints (bearer token)"));
+    json_object_set_new(
+        doc.root, "tags",
+        json_pack("[{s:s,s:s},{s:s,s:s},{s:s,s:s},{s:s,s:s},{s:s,s:s},{s:s,s:s},{s:s,s:s}]", "name",
+                  "queries", "description", "named queries: GET (readonly) or POST /query/{name}", "name",
+                  "routes", "description", "REST-style aliases of named queries", "name", "bulk",
+                  "description", "bulk loads through COPY", "name", "handlers", "description", "Lua handlers",
+                  "name", "health", "description", "probes", "name", "metrics", "description",
+                  "observability", "name", "admin", "description", "operator endpoints (bearer token)"));
 
     char *text = json_dumps(doc.root, JSON_INDENT(1) | JSON_PRESERVE_ORDER);
     if (text == NULL) abort(); /* jansson only fails when out of memory */

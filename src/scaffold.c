@@ -60,7 +60,8 @@ static const char endpoints_tmpl[] =
     "\n"
     "-- Adds a note and returns it. A title that is empty violates a check: 409 conflict.\n"
     "sluice.query \"add_note\" {\n"
-    "  sql = [[INSERT INTO notes (title, body) VALUES (:title, :body) RETURNING id, title, body, created_at]],\n"
+    "  sql = [[INSERT INTO notes (title, body) VALUES (:title, :body) RETURNING id, title, body, "
+    "created_at]],\n"
     "  single = true,\n"
     "  route = \"POST /notes\",\n"
     "}\n";
@@ -119,7 +120,8 @@ static const char spec_tmpl[] =
     "\n"
     "describe(\"{{name}}\", function()\n"
     "  it(\"adds a note and reads it back\", function()\n"
-    "    local status, note = call(\"POST\", \"/notes\", { title = \"spec\", body = \"written by busted\" })\n"
+    "    local status, note = call(\"POST\", \"/notes\", { title = \"spec\", body = \"written by busted\" "
+    "})\n"
     "    assert.equal(200, status)\n"
     "    assert.equal(\"spec\", note.title)\n"
     "    local got\n"
@@ -197,8 +199,10 @@ static char *db_name(const char *name)
     struct buf b = BUF_INIT;
     for (const char *p = name; *p; p++) {
         unsigned char c = (unsigned char)*p;
-        if (isalnum(c)) buf_putc(&b, (char)tolower(c));
-        else if (b.len > 0 && b.data[b.len - 1] != '_') buf_putc(&b, '_');
+        if (isalnum(c))
+            buf_putc(&b, (char)tolower(c));
+        else if (b.len > 0 && b.data[b.len - 1] != '_')
+            buf_putc(&b, '_');
     }
     while (b.len > 0 && b.data[b.len - 1] == '_') b.data[--b.len] = '\0';
     if (b.len == 0 || isdigit((unsigned char)b.data[0])) {
@@ -247,8 +251,10 @@ static int write_file(const char *dir, const char *rel, const char *tmpl, const 
 static int make_dir(const char *dir, const char *rel)
 {
     struct buf path = BUF_INIT;
-    if (rel) buf_printf(&path, "%s/%s", dir, rel);
-    else buf_puts(&path, dir);
+    if (rel)
+        buf_printf(&path, "%s/%s", dir, rel);
+    else
+        buf_puts(&path, dir);
     int rc = mkdir(path.data, 0755);
     if (rc != 0) fprintf(stderr, "new: cannot create %s: %s\n", path.data, strerror(errno));
     buf_free(&path);
@@ -282,17 +288,15 @@ int scaffold_new(const char *name)
     static const struct {
         const char *path, *tmpl;
     } files[] = {
-        {"conf/sluice.lua", conf_tmpl},
-        {"lua/endpoints/example.lua", endpoints_tmpl},
-        {"lua/policy.lua", policy_tmpl},
-        {"migrations/0001_init.sql", migration_tmpl},
-        {"tests/example_spec.lua", spec_tmpl},
-        {"README.md", readme_tmpl},
+        {"conf/sluice.lua", conf_tmpl},        {"lua/endpoints/example.lua", endpoints_tmpl},
+        {"lua/policy.lua", policy_tmpl},       {"migrations/0001_init.sql", migration_tmpl},
+        {"tests/example_spec.lua", spec_tmpl}, {"README.md", readme_tmpl},
     };
     int rc = make_dir(dir, NULL);
     if (rc == 0) printf("created %s:\n", dir);
     for (const char *const *d = dirs; rc == 0 && *d; d++) rc = make_dir(dir, *d);
-    for (size_t i = 0; rc == 0 && i < ARRAY_SIZE(files); i++) rc = write_file(dir, files[i].path, files[i].tmpl, service, db);
+    for (size_t i = 0; rc == 0 && i < ARRAY_SIZE(files); i++)
+        rc = write_file(dir, files[i].path, files[i].tmpl, service, db);
     if (rc == 0)
         printf("next:\n"
                "  cd %s\n"

@@ -460,7 +460,8 @@ static int traceback(lua_State *L)
 static int run_file(lua_State *L, const char *path, char *err, size_t errlen)
 {
     lua_pushcfunction(L, traceback);
-    if (luaL_loadfile(L, path) != 0 || lua_pcall(L, 0, 0, -2) != 0) {
+    /* Text only: LuaJIT does not verify bytecode. */
+    if (luaL_loadfilex(L, path, "t") != 0 || lua_pcall(L, 0, 0, -2) != 0) {
         snprintf(err, errlen, "%s", lua_tostring(L, -1));
         lua_settop(L, 0);
         return -1;

@@ -40,49 +40,60 @@ static void refused(const char *stmt)
 
 static void test_column_comparisons(void **state)
 {
-    check("SELECT pair, bid, ask, ts FROM quotes WHERE pair = $1 ORDER BY ts DESC LIMIT $2", "select_quotes_by_pair",
-          "SELECT pair, bid, ask, ts FROM quotes WHERE pair = :pair ORDER BY ts DESC LIMIT :limit", true, "pair,limit");
+    check("SELECT pair, bid, ask, ts FROM quotes WHERE pair = $1 ORDER BY ts DESC LIMIT $2",
+          "select_quotes_by_pair",
+          "SELECT pair, bid, ask, ts FROM quotes WHERE pair = :pair ORDER BY ts DESC LIMIT :limit", true,
+          "pair,limit");
     /* qualified and quoted columns, the column on the right, NOT LIKE, casts on the column */
     check("SELECT * FROM public.orders o WHERE o.account_id = $1 AND $2 < o.qty AND o.pair NOT LIKE $3",
           "select_orders_by_account_id_qty_pair",
-          "SELECT * FROM public.orders o WHERE o.account_id = :account_id AND :qty < o.qty AND o.pair NOT LIKE :pair",
+          "SELECT * FROM public.orders o WHERE o.account_id = :account_id AND :qty < o.qty AND o.pair NOT "
+          "LIKE :pair",
           true, "account_id,qty,pair");
     check("SELECT 1 FROM t WHERE \"Created At\"::date <> $1", "select_t_by_created_at",
           "SELECT 1 FROM t WHERE \"Created At\"::date <> :created_at", true, "created_at");
     /* a $n with no column beside it is p<n> */
-    check("SELECT $1 + 1, lower(name) = $2 FROM t", "select_t", "SELECT :p1 + 1, lower(name) = :p2 FROM t", true,
-          "p1,p2");
+    check("SELECT $1 + 1, lower(name) = $2 FROM t", "select_t", "SELECT :p1 + 1, lower(name) = :p2 FROM t",
+          true, "p1,p2");
 }
 
 static void test_ranges_and_lists(void **state)
 {
     check("SELECT * FROM quotes WHERE pair = $1 AND ts >= $2 AND ts < $3", "select_quotes_by_pair_ts",
-          "SELECT * FROM quotes WHERE pair = :pair AND ts >= :ts_min AND ts < :ts_max", true, "pair,ts_min,ts_max");
+          "SELECT * FROM quotes WHERE pair = :pair AND ts >= :ts_min AND ts < :ts_max", true,
+          "pair,ts_min,ts_max");
     check("SELECT * FROM orders WHERE qty BETWEEN $1 AND $2 OFFSET $3", "select_orders_by_qty",
-          "SELECT * FROM orders WHERE qty BETWEEN :qty_min AND :qty_max OFFSET :offset", true, "qty_min,qty_max,offset");
+          "SELECT * FROM orders WHERE qty BETWEEN :qty_min AND :qty_max OFFSET :offset", true,
+          "qty_min,qty_max,offset");
     check("SELECT * FROM instruments WHERE symbol IN ($1, $2, $3)", "select_instruments_by_symbol",
-          "SELECT * FROM instruments WHERE symbol IN (:symbol, :symbol_2, :symbol_3)", true, "symbol,symbol_2,symbol_3");
+          "SELECT * FROM instruments WHERE symbol IN (:symbol, :symbol_2, :symbol_3)", true,
+          "symbol,symbol_2,symbol_3");
     check("SELECT * FROM instruments WHERE symbol = ANY($1)", "select_instruments_by_symbol",
           "SELECT * FROM instruments WHERE symbol = ANY(:symbol)", true, "symbol");
     /* a $n used twice keeps one name */
-    check("SELECT * FROM t WHERE a = $1 OR b = $1", "select_t_by_a", "SELECT * FROM t WHERE a = :a OR b = :a", true, "a");
+    check("SELECT * FROM t WHERE a = $1 OR b = $1", "select_t_by_a", "SELECT * FROM t WHERE a = :a OR b = :a",
+          true, "a");
 }
 
 static void test_writes(void **state)
 {
     check("INSERT INTO orders (account_id, pair, side, qty, price) VALUES ($1, $2, $3, $4, $5) RETURNING id",
           "insert_orders",
-          "INSERT INTO orders (account_id, pair, side, qty, price) VALUES (:account_id, :pair, :side, :qty, :price) "
+          "INSERT INTO orders (account_id, pair, side, qty, price) VALUES (:account_id, :pair, :side, :qty, "
+          ":price) "
           "RETURNING id",
           false, "account_id,pair,side,qty,price");
     check("INSERT INTO ticks (pair, bid) VALUES ($1, $2), ($3, $4)", "insert_ticks",
-          "INSERT INTO ticks (pair, bid) VALUES (:pair, :bid), (:pair_2, :bid_2)", false, "pair,bid,pair_2,bid_2");
+          "INSERT INTO ticks (pair, bid) VALUES (:pair, :bid), (:pair_2, :bid_2)", false,
+          "pair,bid,pair_2,bid_2");
     /* only a $n that is a whole value of the tuple takes the column's name */
     check("INSERT INTO t (a, b) VALUES ($1, now() - $2::interval) ON CONFLICT (a) DO UPDATE SET b = $3",
-          "insert_t", "INSERT INTO t (a, b) VALUES (:a, now() - :p2::interval) ON CONFLICT (a) DO UPDATE SET b = :b",
+          "insert_t",
+          "INSERT INTO t (a, b) VALUES (:a, now() - :p2::interval) ON CONFLICT (a) DO UPDATE SET b = :b",
           false, "a,p2,b");
     check("UPDATE orders SET status = $1 WHERE id = $2 AND status = $3", "update_orders_by_id_status",
-          "UPDATE orders SET status = :status WHERE id = :id AND status = :status_2", false, "status,id,status_2");
+          "UPDATE orders SET status = :status WHERE id = :id AND status = :status_2", false,
+          "status,id,status_2");
     check("DELETE FROM ONLY sessions WHERE expires_at < $1", "delete_sessions_by_expires_at",
           "DELETE FROM ONLY sessions WHERE expires_at < :expires_at", false, "expires_at");
 }
@@ -90,7 +101,8 @@ static void test_writes(void **state)
 static void test_readonly(void **state)
 {
     check("WITH t AS (SELECT account_id, sum(qty) AS q FROM orders GROUP BY 1) SELECT * FROM t WHERE q > $1",
-          "select_t_by_q", "WITH t AS (SELECT account_id, sum(qty) AS q FROM orders GROUP BY 1) SELECT * FROM t WHERE q > :q",
+          "select_t_by_q",
+          "WITH t AS (SELECT account_id, sum(qty) AS q FROM orders GROUP BY 1) SELECT * FROM t WHERE q > :q",
           true, "q");
     check("WITH d AS (DELETE FROM q WHERE id = $1 RETURNING *) SELECT * FROM d", "select_d",
           "WITH d AS (DELETE FROM q WHERE id = :id RETURNING *) SELECT * FROM d", false, "id");
@@ -105,7 +117,8 @@ static void test_typed_literals(void **state)
     check("SELECT count(*) FROM quotes WHERE ts > now() - interval $1", "select_quotes",
           "SELECT count(*) FROM quotes WHERE ts > now() - CAST(:p1 AS interval)", true, "p1");
     check("SELECT * FROM t WHERE ts < timestamp with time zone $1 AND d = date $2", "select_t",
-          "SELECT * FROM t WHERE ts < CAST(:p1 AS timestamp with time zone) AND d = CAST(:p2 AS date)", true, "p1,p2");
+          "SELECT * FROM t WHERE ts < CAST(:p1 AS timestamp with time zone) AND d = CAST(:p2 AS date)", true,
+          "p1,p2");
     /* AT TIME ZONE $1 is an operand, not a typed literal */
     check("SELECT ts AT TIME ZONE $1 FROM t", "select_t", "SELECT ts AT TIME ZONE :p1 FROM t", true, "p1");
 }
@@ -135,9 +148,12 @@ static void test_refused(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_column_comparisons), cmocka_unit_test(test_ranges_and_lists),
-        cmocka_unit_test(test_writes),             cmocka_unit_test(test_readonly),
-        cmocka_unit_test(test_typed_literals),     cmocka_unit_test(test_lexing),
+        cmocka_unit_test(test_column_comparisons),
+        cmocka_unit_test(test_ranges_and_lists),
+        cmocka_unit_test(test_writes),
+        cmocka_unit_test(test_readonly),
+        cmocka_unit_test(test_typed_literals),
+        cmocka_unit_test(test_lexing),
         cmocka_unit_test(test_refused),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);

@@ -80,8 +80,9 @@ static void test_described_types(void **state)
 {
     struct registry reg;
     registry_init(&reg);
-    struct query_def *q = add_query(&reg, "quote", "SELECT pair, bid, ts, n FROM quotes WHERE pair = :pair AND n > :n",
-                                    "GET /quotes/{pair}", true, true);
+    struct query_def *q =
+        add_query(&reg, "quote", "SELECT pair, bid, ts, n FROM quotes WHERE pair = :pair AND n > :n",
+                  "GET /quotes/{pair}", true, true);
     struct describe_result d = {0};
     d.nqueries = 1;
     d.queries = xcalloc(1, sizeof *d.queries);
@@ -100,8 +101,9 @@ static void test_described_types(void **state)
     assert_string_equal(json_string_value(at(row, "n", "items", "x-pg-type", NULL)), "bigint");
     /* single: 200 is the row, and 404 is documented; no result schema */
     json_t *get = at(doc, "paths", "/query/quote", "get", NULL);
-    assert_string_equal(json_string_value(at(get, "responses", "200", "content", "application/json", "schema", "$ref", NULL)),
-                        "#/components/schemas/query.quote.row");
+    assert_string_equal(
+        json_string_value(at(get, "responses", "200", "content", "application/json", "schema", "$ref", NULL)),
+        "#/components/schemas/query.quote.row");
     assert_non_null(at(get, "responses", "404", NULL));
     assert_null(at(doc, "components", "schemas", "query.quote.result", NULL));
     /* in the query string an int8 is a plain int64 integer */
@@ -148,12 +150,14 @@ static void test_without_description(void **state)
     assert_non_null(a);
     assert_null(at(a, "type", NULL));
     assert_non_null(strstr(json_string_value(at(a, "description", NULL)), "not known"));
-    assert_true(json_is_true(at(doc, "components", "schemas", "query.put.row", "additionalProperties", NULL)));
+    assert_true(
+        json_is_true(at(doc, "components", "schemas", "query.put.row", "additionalProperties", NULL)));
     assert_non_null(at(doc, "paths", "/query/put", "post", "responses", "415", NULL));
     assert_null(at(doc, "paths", "/query/put", "post", "responses", "404", NULL));
     /* the admin token brings the admin path and its bearer scheme */
     assert_non_null(at(doc, "paths", "/admin/queries", "get", "security", NULL));
-    assert_string_equal(str_at(at(doc, "components", "securitySchemes", NULL), "admin", "scheme", NULL), "bearer");
+    assert_string_equal(str_at(at(doc, "components", "securitySchemes", NULL), "admin", "scheme", NULL),
+                        "bearer");
     /* only the error responses in use are components */
     assert_non_null(at(doc, "components", "responses", "unauthorized", NULL));
     assert_non_null(at(doc, "components", "responses", "bad_request", NULL));
@@ -210,7 +214,8 @@ static void test_paths_and_ids(void **state)
     /* the handler, with its path parameter */
     json_t *hello = at(paths, "/hello/{who}", "post", NULL);
     assert_string_equal(json_string_value(at(hello, "operationId", NULL)), "hello");
-    assert_string_equal(json_string_value(at(json_array_get(at(hello, "parameters", NULL), 0), "name", NULL)), "who");
+    assert_string_equal(json_string_value(at(json_array_get(at(hello, "parameters", NULL), 0), "name", NULL)),
+                        "who");
     /* the fixed paths */
     assert_non_null(at(paths, "/batch", "post", NULL));
     assert_non_null(at(paths, "/health/ready", "get", NULL));
