@@ -11,6 +11,7 @@
 #include "health.h"
 #include "jsonw.h"
 #include "metrics.h"
+#include "openapi.h"
 #include "query.h"
 #include "server.h"
 
@@ -205,6 +206,7 @@ int http_on_req(h2o_handler_t *self, h2o_req_t *req)
     if (path_is(path, "/batch")) return batch_handle(w, req);
     if (path_is(path, "/health") || path_has_prefix(path, "/health/")) return health_handle(w, req, path);
     if (path_is(path, "/metrics")) return metrics_handle(w, req);
+    if (path_is(path, "/openapi.json")) return openapi_handle(w, req);
     if (path_is(path, "/admin") || path_has_prefix(path, "/admin/")) return admin_handle(w, req, path);
     if (handler_route(w, req, path) == 0) return 0;
     if (route_alias(w, req, path) == 0) return 0;

@@ -8,8 +8,10 @@
 
 #include "check.h"
 #include "config.h"
+#include "import.h"
 #include "log.h"
 #include "migrate.h"
+#include "scaffold.h"
 #include "server.h"
 
 #define SLUICE_VERSION "0.1.0"
@@ -20,6 +22,10 @@ static void usage(FILE *out)
                  "  sluice serve   [--config FILE]             run the gateway (default config: conf/sluice.lua)\n"
                  "  sluice migrate [--config FILE] [up|status] apply migrations/NNNN_name.sql in order\n"
                  "  sluice check   [--config FILE]             load every script, prepare every named query\n"
+                 "  sluice import  [--config FILE] [--top N] [--output FILE]\n"
+                 "                                             write named queries (Lua) for the N statements with the\n"
+                 "                                             most total time in pg_stat_statements (20; stdout)\n"
+                 "  sluice new     NAME                        create a service skeleton in the folder NAME\n"
                  "  sluice version | --help\n");
 }
 
@@ -34,13 +40,28 @@ int main(int argc, char **argv)
         printf("sluice %s (h2o %s, libpq %d)\n", SLUICE_VERSION, H2O_VERSION, PQlibVersion());
         return 0;
     }
+    if (strcmp(cmd, "new") == 0) {
+        if (argc != 3 || argv[2][0] == '-') {
+            fprintf(stderr, "usage: sluice new NAME\n");
+            return 2;
+        }
+        return scaffold_new(argv[2]);
+    }
     const char *config_path = "conf/sluice.lua";
-    const char *arg = NULL;
+    const char *arg = NULL, *top_arg = NULL, *output = NULL;
     for (int i = 2; i < argc; i++) {
         if (strcmp(argv[i], "--config") == 0 && i + 1 < argc) {
             config_path = argv[++i];
         } else if (strncmp(argv[i], "--config=", 9) == 0) {
             config_path = argv[i] + 9;
+        } else if (strcmp(argv[i], "--top") == 0 && i + 1 < argc) {
+            top_arg = argv[++i];
+        } else if (strncmp(argv[i], "--top=", 6) == 0) {
+            top_arg = argv[i] + 6;
+        } else if (strcmp(argv[i], "--output") == 0 && i + 1 < argc) {
+            output = argv[++i];
+        } else if (strncmp(argv[i], "--output=", 9) == 0) {
+            output = argv[i] + 9;
         } else if (arg == NULL && argv[i][0] != '-') {
             arg = argv[i];
         } else {
@@ -50,8 +71,8 @@ int main(int argc, char **argv)
         }
     }
     bool is_serve = strcmp(cmd, "serve") == 0, is_migrate = strcmp(cmd, "migrate") == 0,
-         is_check = strcmp(cmd, "check") == 0;
-    if (!is_serve && !is_migrate && !is_check) {
+         is_check = strcmp(cmd, "check") == 0, is_import = strcmp(cmd, "import") == 0;
+    if (!is_serve && !is_migrate && !is_check && !is_import) {
         fprintf(stderr, "sluice: unknown command \"%s\"\n", cmd);
         usage(stderr);
         return 2;
@@ -59,6 +80,20 @@ int main(int argc, char **argv)
     if (arg != NULL && !is_migrate) {
         fprintf(stderr, "sluice: unexpected argument \"%s\"\n", arg);
         return 2;
+    }
+    if ((top_arg != NULL || output != NULL) && !is_import) {
+        fprintf(stderr, "sluice: --top and --output belong to `sluice import`\n");
+        return 2;
+    }
+    int top = 20;
+    if (top_arg != NULL) {
+        char *end;
+        long v = strtol(top_arg, &end, 10);
+        if (*top_arg == '\0' || *end != '\0' || v < 1 || v > 10000) {
+            fprintf(stderr, "sluice: --top: expected a number from 1 to 10000, got \"%s\"\n", top_arg);
+            return 2;
+        }
+        top = (int)v;
     }
 
     struct config cfg;
@@ -73,6 +108,8 @@ int main(int argc, char **argv)
         rc = server_run(&cfg);
     } else if (is_check) {
         rc = check_run(&cfg);
+    } else if (is_import) {
+        rc = import_run(&cfg, top, output);
     } else {
         const char *sub = arg ? arg : "up";
         if (strcmp(sub, "up") != 0 && strcmp(sub, "status") != 0) {

@@ -19,6 +19,8 @@
 #include "http.h"
 #include "log.h"
 #include "cancel.h"
+#include "describe.h"
+#include "openapi.h"
 #include "policy.h"
 #include "route.h"
 #include "script.h"
@@ -154,6 +156,7 @@ static void reload(struct worker *w)
         free(next);
         return;
     }
+    describe_apply(openapi_description(), next); /* described by the main thread on SIGHUP */
     struct registry *old = w->reg;
     old->retired_ms = now_ms();
     old->next_retired = w->retired;
@@ -316,6 +319,11 @@ int server_run(struct config *cfg)
         return 1;
     }
     log_info("loaded %d named queries and %d bulk endpoints from the scripts", probe.nqueries, probe.nbulks);
+    /* Types of every parameter and result column, once: the first request binds at once, and
+     * /openapi.json shows them. Without the database the workers learn them on first use. */
+    struct describe_result *desc = xcalloc(1, sizeof *desc);
+    if (describe_all(cfg, &probe, desc, err, sizeof err) != 0) log_warn("describe: %s", err);
+    openapi_set_description(desc);
     lua_close(L);
     registry_free(&probe);
 
@@ -366,6 +374,7 @@ int server_run(struct config *cfg)
             rc = 1;
             break;
         }
+        describe_apply(desc, w->reg);
         h2o_context_init(&w->ctx, h2o_evloop_create(), &srv->globalconf);
         w->accept_ctx.ctx = &w->ctx;
         w->accept_ctx.hosts = srv->globalconf.hosts;
@@ -383,6 +392,10 @@ int server_run(struct config *cfg)
         if (sig == SIGHUP) {
             log_info("SIGHUP: reloading the config and the scripts");
             reload_config(srv);
+            /* Types for the reloaded definitions; the workers apply them as they reload. */
+            struct describe_result *d = describe_scripts(srv->cfg, err, sizeof err);
+            if (d != NULL) openapi_set_description(d);
+            if (err[0]) log_warn("describe: %s", err);
             for (int i = 0; i < srv->nworkers; i++) send_control(&srv->workers[i], CONTROL_RELOAD);
             continue;
         }
@@ -394,6 +407,7 @@ int server_run(struct config *cfg)
     for (int i = 0; i < srv->nworkers; i++) worker_dispose(&srv->workers[i]);
     if (is_unix) unlink(cfg->listen + 5);
     cancel_stop();
+    openapi_shutdown();
     /* The workers' h2o contexts and loops live until exit (idle keep-alive connections still hold
      * timers in them); the_server keeps them reachable. */
     log_info("stopped");
