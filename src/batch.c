@@ -10,6 +10,7 @@
 #include <stdio.h>
 #include <string.h>
 
+#include "auth.h"
 #include "call.h"
 #include "http.h"
 #include "jsonw.h"
@@ -338,6 +339,12 @@ int batch_handle(struct worker *w, h2o_req_t *req)
     if (parse(b, err, sizeof err) != 0) {
         http_send_error(req, 400, "bad_request", err, NULL, NULL);
         return 0;
+    }
+    /* A batch may run only what its caller may call on its own: the first refusal answers for all. */
+    for (int i = 0; i < b->n; i++) {
+        struct query_def *q = b->items[i].q;
+        if (q != NULL && q->auth != AUTH_NONE && !auth_allow(w, req, q->auth, q->reg->L, q->auth_ref, q->name))
+            return 0;
     }
     if (!b->transaction) {
         run_pipelined(b);

@@ -38,6 +38,15 @@ bool breaker_allow(struct breaker *b, const struct breaker_policy *p, uint64_t n
     return atomic_fetch_add(&b->probes, 1) < p->half_open;
 }
 
+bool breaker_would_allow(const struct breaker *b, const struct breaker_policy *p, uint64_t now_ms)
+{
+    struct breaker *m = (struct breaker *)b;
+    int s = atomic_load(&m->state);
+    if (s == BREAKER_CLOSED) return true;
+    if (s == BREAKER_OPEN) return now_ms >= atomic_load(&m->opened_ms) + p->open_ms;
+    return atomic_load(&m->probes) < p->half_open;
+}
+
 bool breaker_failure(struct breaker *b, const struct breaker_policy *p, uint64_t now_ms)
 {
     int s = atomic_load(&b->state);

@@ -31,6 +31,8 @@ void breaker_policy_default(struct breaker_policy *p);
 void breaker_init(struct breaker *b);
 /* True when a request may proceed now. Moves open -> half-open once open_ms has passed. */
 bool breaker_allow(struct breaker *b, const struct breaker_policy *p, uint64_t now_ms);
+/* What breaker_allow would answer, without taking a half-open probe. */
+bool breaker_would_allow(const struct breaker *b, const struct breaker_policy *p, uint64_t now_ms);
 /* A connection-class failure (connect refused, connection lost, 08xxx, 57P01..03, 53300).
  * Returns true when this failure opened the breaker. */
 bool breaker_failure(struct breaker *b, const struct breaker_policy *p, uint64_t now_ms);

@@ -54,12 +54,22 @@ static const struct field top_fields[] = {
     {TOP(shutdown_timeout), K_SECONDS},
     {TOP(request_timeout), K_SECONDS},
     {TOP(migrations), K_STRING},
+    {TOP(protect_metrics), K_BOOL},
+    {TOP(max_url_bytes), K_BYTES},
+    {TOP(max_params), K_POSITIVE},
+    {TOP(max_rows), K_COUNT},
+    {TOP(max_inflight), K_POSITIVE},
 };
 /* clang-format on */
 
 static const struct field log_fields[] = {
     {"level", offsetof(struct config, log_level), K_LEVEL},
     {"format", offsetof(struct config, log_json), K_FORMAT},
+};
+
+static const struct field jwt_fields[] = {
+    {"secret", offsetof(struct config, jwt_secret), K_STRING},
+    {"audience", offsetof(struct config, jwt_audience), K_STRING},
 };
 
 static const struct field pool_fields[] = {
@@ -78,7 +88,7 @@ static const struct field pool_fields[] = {
     {POOL(optional), K_BOOL},
 };
 
-enum scope { S_TOP, S_LOG, S_PRIMARY };
+enum scope { S_TOP, S_LOG, S_JWT, S_PRIMARY };
 
 /* Environment overrides; DATABASE_URL and SLUICE_POOL_* apply to the pool named "primary". */
 static const struct {
@@ -94,6 +104,13 @@ static const struct {
     {"SLUICE_MAX_BODY_BYTES", S_TOP, "max_body_bytes"},
     {"SLUICE_REQUEST_TIMEOUT", S_TOP, "request_timeout"},
     {"SLUICE_SHUTDOWN_TIMEOUT", S_TOP, "shutdown_timeout"},
+    {"SLUICE_PROTECT_METRICS", S_TOP, "protect_metrics"},
+    {"SLUICE_MAX_URL_BYTES", S_TOP, "max_url_bytes"},
+    {"SLUICE_MAX_PARAMS", S_TOP, "max_params"},
+    {"SLUICE_MAX_ROWS", S_TOP, "max_rows"},
+    {"SLUICE_MAX_INFLIGHT", S_TOP, "max_inflight"},
+    {"SLUICE_JWT_SECRET", S_JWT, "secret"},
+    {"SLUICE_JWT_AUDIENCE", S_JWT, "audience"},
     {"DATABASE_URL", S_PRIMARY, "url"},
     {"SLUICE_POOL_SIZE", S_PRIMARY, "pool_size"},
     {"SLUICE_MAX_OVERFLOW", S_PRIMARY, "max_overflow"},
@@ -396,6 +413,11 @@ static void config_defaults(struct config *c, const char *path)
     c->scripts = xcalloc(2, sizeof(char *));
     c->scripts[0] = xstrdup("lua/endpoints/*.lua");
     c->scripts[1] = xstrdup("lua/policy.lua");
+    c->protect_metrics = false;
+    c->max_url_bytes = 8192;
+    c->max_params = 1000;
+    c->max_rows = 100000;
+    c->max_inflight = 10000;
 }
 
 /* ---- the Lua table ---- */
@@ -531,6 +553,79 @@ static int read_scripts(struct loader *ld, lua_State *L, int idx)
     return 0;
 }
 
+static void free_tokens(struct config *c)
+{
+    for (size_t i = 0; i < c->ntokens; i++) free(c->tokens[i]);
+    free(c->tokens);
+    c->tokens = NULL;
+    c->ntokens = 0;
+}
+
+/* tokens = { "t1", "t2" }: an array of non-empty strings (a single string is one token). */
+static int read_tokens(struct loader *ld, lua_State *L, int idx)
+{
+    struct config *c = ld->cfg;
+    struct val v;
+    read_val(L, idx, &v);
+    char got[128];
+    size_t n = 1;
+    if (v.type == LUA_TTABLE) {
+        n = lua_objlen(L, idx);
+        size_t count = 0;
+        lua_pushnil(L);
+        while (lua_next(L, idx) != 0) {
+            lua_pop(L, 1);
+            count++;
+        }
+        if (count != n)
+            return fail(ld, "%s: tokens: expected an array of strings, got a table with other keys", ld->path);
+        for (size_t i = 1; i <= n; i++) {
+            lua_rawgeti(L, idx, (int)i);
+            struct val e;
+            read_val(L, -1, &e);
+            lua_pop(L, 1);
+            if (e.type != LUA_TSTRING || e.s[0] == '\0') {
+                /* the value is a secret: name its type only */
+                return fail(ld, "%s: tokens[%zu]: expected a non-empty string, got %s", ld->path, i,
+                            e.type == LUA_TSTRING ? "\"\"" : e.type_name);
+            }
+        }
+    } else if (v.type != LUA_TSTRING || v.s[0] == '\0') {
+        describe(&v, got, sizeof got);
+        return fail(ld, "%s: tokens: expected an array of non-empty strings, got %s", ld->path,
+                    v.type == LUA_TSTRING ? got : v.type_name);
+    }
+    free_tokens(c);
+    c->tokens = xcalloc(n ? n : 1, sizeof(char *));
+    c->ntokens = n;
+    if (v.type == LUA_TSTRING) {
+        c->tokens[0] = xstrdup(v.s);
+    } else {
+        for (size_t i = 1; i <= n; i++) {
+            lua_rawgeti(L, idx, (int)i);
+            c->tokens[i - 1] = xstrdup(lua_tostring(L, -1));
+            lua_pop(L, 1);
+        }
+    }
+    return 0;
+}
+
+/* SLUICE_TOKENS: comma-separated; blanks around a token are dropped, empty items skipped. */
+static void tokens_from_env(struct config *c, const char *s)
+{
+    free_tokens(c);
+    c->tokens = xcalloc(strlen(s) / 2 + 1, sizeof(char *));
+    while (*s) {
+        while (*s == ' ' || *s == '\t' || *s == ',') s++;
+        const char *e = s;
+        while (*e && *e != ',') e++;
+        const char *t = e;
+        while (t > s && (t[-1] == ' ' || t[-1] == '\t')) t--;
+        if (t > s) c->tokens[c->ntokens++] = xstrndup(s, (size_t)(t - s));
+        s = e;
+    }
+}
+
 static bool pool_name_ok(const char *s)
 {
     if (!((*s >= 'A' && *s <= 'Z') || (*s >= 'a' && *s <= 'z') || *s == '_')) return false;
@@ -593,7 +688,7 @@ static int read_pools(struct loader *ld, lua_State *L, int idx)
 
 static int read_root(struct loader *ld, lua_State *L, int t)
 {
-    static const char *const sections[] = {"log", "pools", "scripts", NULL};
+    static const char *const sections[] = {"jwt", "log", "pools", "scripts", "tokens", NULL};
     struct config *c = ld->cfg;
     if (check_keys(ld, L, t, "", top_fields, ARRAY_SIZE(top_fields), sections) < 0) return -1;
     if (read_fields(ld, L, t, "", top_fields, ARRAY_SIZE(top_fields), c) < 0) return -1;
@@ -605,6 +700,22 @@ static int read_root(struct loader *ld, lua_State *L, int t)
         if (rc == 0) rc = check_keys(ld, L, s, "log.", log_fields, ARRAY_SIZE(log_fields), NULL);
         if (rc == 0) rc = read_fields(ld, L, s, "log.", log_fields, ARRAY_SIZE(log_fields), c);
     }
+    lua_pop(L, 1);
+    if (rc < 0) return -1;
+
+    rawget(L, t, "jwt");
+    s = lua_gettop(L);
+    if (!lua_isnil(L, s)) {
+        rc = want_table(ld, L, s, "jwt");
+        if (rc == 0) rc = check_keys(ld, L, s, "jwt.", jwt_fields, ARRAY_SIZE(jwt_fields), NULL);
+        if (rc == 0) rc = read_fields(ld, L, s, "jwt.", jwt_fields, ARRAY_SIZE(jwt_fields), c);
+    }
+    lua_pop(L, 1);
+    if (rc < 0) return -1;
+
+    rawget(L, t, "tokens");
+    s = lua_gettop(L);
+    if (!lua_isnil(L, s)) rc = read_tokens(ld, L, s);
     lua_pop(L, 1);
     if (rc < 0) return -1;
 
@@ -689,6 +800,8 @@ static struct pool_config *primary_pool(struct config *c)
 static int apply_env(struct loader *ld)
 {
     struct config *c = ld->cfg;
+    const char *tokens = getenv("SLUICE_TOKENS");
+    if (tokens != NULL && *tokens != '\0') tokens_from_env(c, tokens);
     for (size_t i = 0; i < ARRAY_SIZE(env_overrides); i++) {
         const char *s = getenv(env_overrides[i].var);
         if (s == NULL || *s == '\0') continue;
@@ -702,6 +815,10 @@ static int apply_env(struct loader *ld)
             break;
         case S_LOG:
             f = find_field(log_fields, ARRAY_SIZE(log_fields), env_overrides[i].key);
+            base = c;
+            break;
+        case S_JWT:
+            f = find_field(jwt_fields, ARRAY_SIZE(jwt_fields), env_overrides[i].key);
             base = c;
             break;
         default:
@@ -737,6 +854,9 @@ void config_free(struct config *c)
     free(c->listen);
     free(c->admin_token);
     free(c->migrations);
+    free_tokens(c);
+    free(c->jwt_secret);
+    free(c->jwt_audience);
     for (size_t i = 0; i < c->npools; i++) {
         free(c->pools[i].name);
         free(c->pools[i].url);

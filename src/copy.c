@@ -9,6 +9,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "auth.h"
 #include "bulkparse.h"
 #include "clientwatch.h"
 #include "http.h"
@@ -414,6 +415,7 @@ static void on_watch_due(h2o_timeout_entry_t *entry)
 
 int copy_handle(struct worker *w, h2o_req_t *req, struct bulk_def *d)
 {
+    if (!auth_allow(w, req, d->auth, NULL, 0, d->name)) return 0;
     if (!h2o_memis(req->method.base, req->method.len, H2O_STRLIT("POST"))) {
         h2o_add_header(&req->pool, &req->res.headers, H2O_TOKEN_ALLOW, NULL, H2O_STRLIT("POST"));
         http_send_error(req, 405, "method_not_allowed", "bulk endpoints take POST", NULL, NULL);

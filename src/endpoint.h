@@ -10,6 +10,14 @@
 
 #include "metrics.h"
 
+/* Who may call an endpoint (auth.c checks it before anything else runs). */
+enum endpoint_auth {
+    AUTH_NONE = 0, /* anyone */
+    AUTH_BEARER,   /* Authorization: Bearer <one of the config's tokens> */
+    AUTH_JWT,      /* Authorization: Bearer <an HS256 JWT signed with jwt.secret> */
+    AUTH_LUA,      /* auth_ref: a Lua function(req) returning true to allow */
+};
+
 struct route_pattern {
     char *method;   /* "GET", "POST", ... */
     char **segs;    /* path segments; "{name}" segments bind a parameter */
@@ -41,6 +49,8 @@ struct query_def {
     bool slow_ms_set;     /* the query set slow_query_ms itself: sluice.policy does not change it */
     bool log_params;      /* the slow-query log shows parameter values, not only their names */
     struct metrics_entry *metrics; /* this worker's statistics of the name, found at first use */
+    enum endpoint_auth auth;
+    int auth_ref;       /* AUTH_LUA: luaL_ref of the policy function in reg->L */
 };
 
 enum bulk_mode { BULK_INSERT, BULK_UPSERT, BULK_UPDATE, BULK_DELETE };
@@ -68,6 +78,7 @@ struct bulk_def {
     bool described;
     uint64_t calls, errors, rows;
     struct metrics_entry *metrics; /* this worker's statistics of the name (metrics.c), found at first use */
+    enum endpoint_auth auth; /* AUTH_LUA is not offered for bulk endpoints */
 };
 
 /* A Lua handler (sluice.endpoint): its function lives in the worker's Lua registry. */
@@ -77,6 +88,8 @@ struct handler_def {
     struct route_pattern *route;
     int fn_ref; /* luaL_ref of the handler function */
     int pool_idx;
+    enum endpoint_auth auth;
+    int auth_ref; /* AUTH_LUA: luaL_ref of the policy function */
 };
 
 /* One generation of definitions: what one load of the scripts produced, with the Lua state that

@@ -6,12 +6,15 @@
  * yielding is stopped by an instruction-count hook. */
 #include "handler.h"
 
+#include "guard.h"
+
 #include <lauxlib.h>
 #include <luajit.h>
 #include <lualib.h>
 #include <stdio.h>
 #include <string.h>
 
+#include "auth.h"
 #include "call.h"
 #include "clientwatch.h"
 #include "http.h"
@@ -162,12 +165,13 @@ static void answer_error(struct hreq *hr)
 static void on_hook(lua_State *L, lua_Debug *ar)
 {
     if (running != NULL && now_ms() - running->resumed_ms > HANDLER_CPU_LIMIT_MS)
-        luaL_error(L, "handler ran for more than %d ms without waiting on the database", HANDLER_CPU_LIMIT_MS);
+        guard_trip(L, "handler ran for more than 1000 ms without waiting on the database");
 }
 
 static void resume(struct hreq *hr, int nargs)
 {
     running = hr;
+    guard_arm();
     hr->resumed_ms = now_ms();
     int rc = lua_resume(hr->co, nargs);
     running = NULL;
@@ -450,6 +454,7 @@ void handler_api_install(lua_State *L)
     /* The instruction-count hook that stops a runaway handler never fires inside JIT-compiled
      * traces, so handlers run interpreted: the guard must hold for any loop. */
     luaJIT_setmode(L, 0, LUAJIT_MODE_ENGINE | LUAJIT_MODE_OFF);
+    guard_install(L);
     static const luaL_Reg fns[] = {{"_query", l_query}, {"_begin", l_begin}, {"_txquery", l_txquery},
                                    {"_finish", l_finish}, {NULL, NULL}};
     lua_getglobal(L, "sluice");
@@ -486,13 +491,20 @@ int handler_collect(lua_State *L, const struct config *cfg, struct registry *reg
             for (size_t i = 0; i < cfg->npools; i++)
                 if (strcmp(cfg->pools[i].name, pool ? pool : "primary") == 0) pool_idx = (int)i;
             if (pool == NULL && pool_idx < 0) pool_idx = 0;
+            lua_getfield(L, -4, "auth"); /* stack: def, route, handler, pool, auth */
             struct route_pattern *rp = NULL;
-            if (route == NULL || !lua_isfunction(L, -2)) {
+            int auth_ref = LUA_NOREF, auth = AUTH_NONE;
+            if (route == NULL || !lua_isfunction(L, -3)) {
                 snprintf(err, errlen, "endpoint \"%s\": route (\"METHOD /path\") and handler (a function) are required",
                          name ? name : "?");
                 rc = -1;
             } else if (pool_idx < 0) {
                 snprintf(err, errlen, "endpoint \"%s\": no pool named \"%s\" in the config", name, pool);
+                rc = -1;
+            } else if ((auth = auth_parse(L, lua_gettop(L), true, cfg, &auth_ref, err, errlen)) < 0) {
+                char why[256];
+                snprintf(why, sizeof why, "%s", err);
+                snprintf(err, errlen, "endpoint \"%s\": %s", name, why);
                 rc = -1;
             } else if ((rp = route_parse(route, err, (unsigned)errlen)) == NULL) {
                 rc = -1;
@@ -502,12 +514,14 @@ int handler_collect(lua_State *L, const struct config *cfg, struct registry *reg
                 h->name = xstrdup(name);
                 h->route = rp;
                 h->pool_idx = pool_idx;
-                lua_pushvalue(L, -2);
+                h->auth = (enum endpoint_auth)auth;
+                h->auth_ref = auth_ref;
+                lua_pushvalue(L, -3);
                 h->fn_ref = luaL_ref(L, LUA_REGISTRYINDEX);
                 reg->handlers = xrealloc(reg->handlers, (size_t)(reg->nhandlers + 1) * sizeof *reg->handlers);
                 reg->handlers[reg->nhandlers++] = h;
             }
-            lua_pop(L, 4);
+            lua_pop(L, 5);
         }
         if (rc != 0) lua_pop(L, 1); /* the key lua_next left */
     }
@@ -576,6 +590,7 @@ static void push_request(struct hreq *hr, const char **vals, const size_t *lens,
 
 static void run(struct worker *w, h2o_req_t *req, struct handler_def *h, const char **vals, const size_t *lens, int n)
 {
+    if (!auth_allow(w, req, h->auth, h->reg->L, h->auth_ref, h->name)) return;
     json_t *body = NULL;
     if (req->entity.base != NULL && req->entity.len > 0) {
         if (!http_is_json(req)) {

@@ -5,6 +5,7 @@
 #include <string.h>
 
 #include "admin.h"
+#include "auth.h"
 #include "batch.h"
 #include "copy.h"
 #include "handler.h"
@@ -29,6 +30,7 @@ static const char *reason(int status)
     case 405: return "Method Not Allowed";
     case 409: return "Conflict";
     case 413: return "Payload Too Large";
+    case 414: return "URI Too Long";
     case 415: return "Unsupported Media Type";
     case 422: return "Unprocessable Entity";
     case 429: return "Too Many Requests";
@@ -50,7 +52,8 @@ const char *http_error_code(int status)
     case 404: return "not_found";
     case 405: return "method_not_allowed";
     case 409: return "conflict";
-    case 413: return "too_large";
+    case 413:
+    case 414: return "too_large";
     case 415: return "unsupported_media_type";
     case 503: return "unavailable";
     case 504: return "timeout";
@@ -175,6 +178,34 @@ static int route_alias(struct worker *w, h2o_req_t *req, h2o_iovec_t path)
     return -1;
 }
 
+/* The limits every request meets before routing (DESIGN §5 errors). Returns false once it has
+ * answered: 414 for a request target past max_url_bytes, 400 for more than max_params query-string
+ * items, 503 + Retry-After when the worker already has max_inflight requests in progress (probes
+ * and metrics are exempt, so an overloaded worker still reports). */
+static bool within_limits(struct worker *w, h2o_req_t *req, h2o_iovec_t path)
+{
+    const struct config *cfg = w->srv->cfg;
+    if (req->path.len > cfg->max_url_bytes) {
+        http_send_error(req, 414, "too_large", "the URL is longer than max_url_bytes", NULL, NULL);
+        return false;
+    }
+    if (req->query_at != SIZE_MAX) {
+        size_t items = 1;
+        for (size_t i = req->query_at + 1; i < req->path.len; i++) items += req->path.base[i] == '&';
+        if (items > (size_t)cfg->max_params) {
+            http_send_error(req, 400, "bad_request", "the query string has more than max_params parameters", NULL,
+                            NULL);
+            return false;
+        }
+    }
+    if (w->inflight >= cfg->max_inflight && !path_is(path, "/metrics") && !path_is(path, "/health") &&
+        !path_has_prefix(path, "/health/")) {
+        http_send_error(req, 503, "unavailable", "too many requests in progress: retry later", NULL, NULL);
+        return false;
+    }
+    return true;
+}
+
 int http_on_req(h2o_handler_t *self, h2o_req_t *req)
 {
     struct worker *w = worker_of(req);
@@ -184,6 +215,7 @@ int http_on_req(h2o_handler_t *self, h2o_req_t *req)
         http_send_error(req, 413, "too_large", "the request body is larger than max_body_bytes", NULL, NULL);
         return 0;
     }
+    if (!within_limits(w, req, path)) return 0;
 
     if (path_has_prefix(path, "/query/")) {
         const char *name = path.base + 7;
@@ -204,8 +236,11 @@ int http_on_req(h2o_handler_t *self, h2o_req_t *req)
         return copy_handle(w, req, d);
     }
     if (path_is(path, "/batch")) return batch_handle(w, req);
-    if (path_is(path, "/health") || path_has_prefix(path, "/health/")) return health_handle(w, req, path);
-    if (path_is(path, "/metrics")) return metrics_handle(w, req);
+    if (path_is(path, "/health") || path_has_prefix(path, "/health/")) {
+        if (!path_is(path, "/health/live") && !auth_metrics_allow(w, req)) return 0;
+        return health_handle(w, req, path);
+    }
+    if (path_is(path, "/metrics")) return auth_metrics_allow(w, req) ? metrics_handle(w, req) : 0;
     if (path_is(path, "/openapi.json")) return openapi_handle(w, req);
     if (path_is(path, "/admin") || path_has_prefix(path, "/admin/")) return admin_handle(w, req, path);
     if (handler_route(w, req, path) == 0) return 0;

@@ -6,6 +6,8 @@
  * series stays self-consistent). */
 #include "metrics.h"
 
+#include "guard.h"
+
 #include <dirent.h>
 #include <h2o.h>
 #include <lauxlib.h>
@@ -265,8 +267,7 @@ static __thread uint64_t hook_deadline_ms;
  * on_slow_query errors out instead of stalling the worker. */
 static void on_guard(lua_State *L, lua_Debug *ar)
 {
-    if (now_ms() > hook_deadline_ms)
-        luaL_error(L, "sluice.on_slow_query ran for more than %d ms", HOOK_LIMIT_MS);
+    if (now_ms() > hook_deadline_ms) guard_trip(L, "sluice.on_slow_query ran for more than 100 ms");
 }
 
 /* Runs sluice.on_slow_query(ev) when the scripts define it. Only lua_pcall reaches Lua; any hook
@@ -290,6 +291,7 @@ static void call_hook(lua_State *L, const struct query_def *q, const char *pool,
             lua_Hook saved = lua_gethook(L);
             int saved_mask = lua_gethookmask(L), saved_count = lua_gethookcount(L);
             hook_deadline_ms = now_ms() + HOOK_LIMIT_MS;
+            guard_arm();
             lua_sethook(L, on_guard, LUA_MASKCOUNT, 1000);
             if (lua_pcall(L, 1, 0, 0) != 0) {
                 const char *e = lua_tostring(L, -1);

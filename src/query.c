@@ -7,6 +7,7 @@
 #include <stdio.h>
 #include <string.h>
 
+#include "auth.h"
 #include "clientwatch.h"
 #include "http.h"
 #include "jsonw.h"
@@ -190,6 +191,15 @@ static void send_result(struct qreq *qr, struct pgjob *job)
             }
             jsonw_row(b, job->result, 0);
         } else {
+            int max_rows = qr->w->srv->cfg->max_rows;
+            if (max_rows > 0 && PQntuples(job->result) > max_rows) {
+                /* refused before encoding: a huge result never takes the worker's memory */
+                snprintf(msg, sizeof msg,
+                         "the result has %d rows, more than max_rows (%d): page it (LIMIT/OFFSET or keyset parameters)",
+                         PQntuples(job->result), max_rows);
+                answer_error(qr->w, req, q, qr, qr->started_us, 413, msg, NULL, NULL);
+                return;
+            }
             jsonw_result(b, job->result);
         }
         struct outcome o;
@@ -321,6 +331,13 @@ static int parse_body(struct qreq *qr, char *err, size_t errlen, int *status)
         snprintf(err, errlen, "malformed JSON: %s (line %d, column %d)", jerr.text, jerr.line, jerr.column);
         return -1;
     }
+    size_t given = json_is_object(qr->body) ? json_object_size(qr->body)
+                   : json_is_array(qr->body)  ? json_array_size(qr->body)
+                                              : 0;
+    if (given > (size_t)qr->w->srv->cfg->max_params) {
+        snprintf(err, errlen, "the body has more than max_params (%d) parameters", qr->w->srv->cfg->max_params);
+        return -1;
+    }
     if (json_is_object(qr->body)) {
         const char *key;
         json_t *v;
@@ -346,6 +363,7 @@ static int parse_body(struct qreq *qr, char *err, size_t errlen, int *status)
 int query_handle(struct worker *w, h2o_req_t *req, struct query_def *q, const char **path_vals,
                  const size_t *path_lens, int npath)
 {
+    if (!auth_allow(w, req, q->auth, q->reg->L, q->auth_ref, q->name)) return 0;
     uint64_t started_us = now_us();
     bool is_get = h2o_memis(req->method.base, req->method.len, H2O_STRLIT("GET")) ||
                   h2o_memis(req->method.base, req->method.len, H2O_STRLIT("HEAD"));

@@ -7,6 +7,7 @@
 #include <string.h>
 
 #include "breaker.h"
+#include "guard.h"
 #include "log.h"
 #include "server.h"
 #include "util.h"
@@ -38,7 +39,7 @@ static __thread uint64_t route_deadline_ms;
  * the count hook fires in every loop). */
 static void on_hook(lua_State *L, lua_Debug *ar)
 {
-    if (now_ms() > route_deadline_ms) luaL_error(L, "sluice.route ran for more than %d ms", ROUTE_LIMIT_MS);
+    if (now_ms() > route_deadline_ms) guard_trip(L, "sluice.route ran for more than 100 ms");
 }
 
 int route_pool(struct worker *w, struct query_def *q, h2o_req_t *req)
@@ -58,6 +59,7 @@ int route_pool(struct worker *w, struct query_def *q, h2o_req_t *req)
     lua_setfield(L, -2, "path");
     int idx = q->pool_idx;
     route_deadline_ms = now_ms() + ROUTE_LIMIT_MS;
+    guard_arm();
     lua_sethook(L, on_hook, LUA_MASKCOUNT, 10000);
     int rc = lua_pcall(L, 2, 1, 0);
     lua_sethook(L, NULL, 0, 0);
@@ -85,7 +87,9 @@ void route_refresh_health(struct worker *w)
             struct pool *p = &w->pools[i];
             lua_getfield(L, -1, p->cfg.name);
             if (lua_istable(L, -1)) {
-                bool healthy = pool_healthy(p) && breaker_state(p->breaker) != BREAKER_OPEN;
+                /* An open breaker past open_ms counts as healthy: the next request routed here is
+                 * the half-open probe that can close it. */
+                bool healthy = pool_healthy(p) && breaker_would_allow(p->breaker, &p->breaker_policy, now_ms());
                 lua_pushboolean(L, healthy);
                 lua_setfield(L, -2, "healthy");
             }

@@ -11,6 +11,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "auth.h"
 #include "handler.h"
 #include "log.h"
 #include "metrics.h"
@@ -117,7 +118,8 @@ static int policy_slow_ms(lua_State *L)
 static void define_query(lua_State *L, const char *name, int t)
 {
     static const char *const keys[] = {"sql",   "readonly",    "single",        "idempotent", "timeout_ms", "pool",
-                                       "route", "description", "slow_query_ms", "log_params", NULL};
+                                       "route", "description", "slow_query_ms", "log_params", "auth",
+                                       NULL};
     char what[160];
     snprintf(what, sizeof what, "query \"%s\"", name);
     if (!valid_name(name)) luaL_error(L, "%s: a name is letters, digits, '_', '-' or '.'", what);
@@ -141,6 +143,14 @@ static void define_query(lua_State *L, const char *name, int t)
     q->slow_ms = opt_int(L, t, "slow_query_ms", what, policy_ms >= 0 ? policy_ms : METRICS_DEFAULT_SLOW);
     q->log_params = opt_bool(L, t, "log_params", what);
     struct load_ctx *ctx = ctx_of(L);
+    lua_getfield(L, t, "auth");
+    int auth = auth_parse(L, lua_gettop(L), true, ctx->cfg, &q->auth_ref, err, sizeof err);
+    lua_pop(L, 1);
+    if (auth < 0) {
+        query_def_free(q);
+        luaL_error(L, "%s: %s", what, err);
+    }
+    q->auth = (enum endpoint_auth)auth;
     q->pool_idx = resolve_pool(L, pool, what, &q->pool); /* on error q leaks: start-up stops anyway */
     if (registry_add(ctx->reg, q) != 0) {
         query_def_free(q);
@@ -215,7 +225,7 @@ static int resolve_pool(lua_State *L, const char *pool, const char *what, char *
 static void define_bulk(lua_State *L, const char *name, int t)
 {
     static const char *const keys[] = {"table", "columns", "mode", "key", "chunk_rows", "atomic", "pool",
-                                       "description", NULL};
+                                       "description", "auth", NULL};
     static const char *const modes[] = {"insert", "upsert", "update", "delete", NULL};
     char what[160];
     snprintf(what, sizeof what, "bulk \"%s\"", name);
@@ -236,8 +246,15 @@ static void define_bulk(lua_State *L, const char *name, int t)
     if (!lua_isnil(L, -1) && !lua_isboolean(L, -1)) luaL_error(L, "%s: atomic: expected a boolean", what);
     lua_pop(L, 1);
     const char *pool = opt_string(L, t, "pool", what);
+    char err[256];
+    int auth_ref;
+    lua_getfield(L, t, "auth");
+    int auth = auth_parse(L, lua_gettop(L), false, ctx_of(L)->cfg, &auth_ref, err, sizeof err);
+    lua_pop(L, 1);
+    if (auth < 0) luaL_error(L, "%s: %s", what, err);
 
     struct bulk_def *d = xcalloc(1, sizeof *d);
+    d->auth = (enum endpoint_auth)auth;
     d->ncolumns = opt_strings(L, t, "columns", what, &d->columns); /* on error d leaks: start-up stops anyway */
     d->nkey = opt_strings(L, t, "key", what, &d->key);
     d->name = xstrdup(name);
@@ -245,7 +262,6 @@ static void define_bulk(lua_State *L, const char *name, int t)
     d->mode = (enum bulk_mode)m;
     d->chunk_rows = chunk_rows;
     d->atomic = atomic;
-    char err[256];
     if (d->ncolumns == 0) {
         bulk_def_free(d);
         luaL_error(L, "%s: columns is required", what);

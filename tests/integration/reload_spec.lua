@@ -231,8 +231,8 @@ sluice.query "never" { readonly = true, single = true, sql = [[ SELECT 1 AS x ]]
   describe("requests in flight", function()
     it("finish on the definitions they started with", function()
       H.writefile(sdir .. "/slow.lua", [==[
-sluice.query "slow_changed" { readonly = true, single = true, sql = [[ SELECT 'old' AS v FROM pg_sleep(1.5) ]] }
-sluice.query "slow_removed" { readonly = true, single = true, sql = [[ SELECT 'old' AS v FROM pg_sleep(1.5) ]] }
+sluice.query "slow_changed" { readonly = true, single = true, sql = [[ SELECT 'old' AS v FROM pg_sleep(2) ]] }
+sluice.query "slow_removed" { readonly = true, single = true, sql = [[ SELECT 'old' AS v FROM pg_sleep(2) ]] }
 ]==])
       hup(gw)
       -- an unknown parameter (400) shows the query is defined, without running it
@@ -242,8 +242,8 @@ sluice.query "slow_removed" { readonly = true, single = true, sql = [[ SELECT 'o
       local running = wait_for(function()
         return tonumber(H.psql1(H.admin_dsn(), ([[
           SELECT count(*) FROM pg_stat_activity WHERE datname = '%s' AND application_name = 'sluice'
-             AND state = 'active' AND query LIKE '%%pg_sleep(1.5)%%']]):format(dbname))) == 2
-      end, 1.2, 0.02)
+             AND state = 'active' AND query LIKE '%%pg_sleep(2)%%']]):format(dbname))) == 2
+      end, 1.5, 0.02)
       assert.truthy(running, "the two slow queries did not start")
       H.writefile(sdir .. "/slow.lua", [==[
 sluice.query "slow_changed" { readonly = true, single = true, sql = [[ SELECT 'new' AS v ]] }

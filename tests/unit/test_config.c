@@ -32,6 +32,14 @@ static const char *const env_vars[] = {
     "SLUICE_ECHO",
     "SLUICE_PREPARED_STATEMENT_CACHE_SIZE",
     "SLUICE_STATEMENT_TIMEOUT_MS",
+    "SLUICE_TOKENS",
+    "SLUICE_JWT_SECRET",
+    "SLUICE_JWT_AUDIENCE",
+    "SLUICE_PROTECT_METRICS",
+    "SLUICE_MAX_URL_BYTES",
+    "SLUICE_MAX_PARAMS",
+    "SLUICE_MAX_ROWS",
+    "SLUICE_MAX_INFLIGHT",
 };
 #define NVARS (sizeof env_vars / sizeof env_vars[0])
 
@@ -452,6 +460,71 @@ static void test_env_errors(void **state)
     }
 }
 
+/* tokens, jwt, protect_metrics and the request limits: defaults, the file, the environment. */
+static void test_access_and_limits(void **state)
+{
+    struct config c;
+    load_ok("return {}\n", &c);
+    assert_int_equal(c.ntokens, 0);
+    assert_null(c.jwt_secret);
+    assert_null(c.jwt_audience);
+    assert_false(c.protect_metrics);
+    assert_int_equal(c.max_url_bytes, 8192);
+    assert_int_equal(c.max_params, 1000);
+    assert_int_equal(c.max_rows, 100000);
+    assert_int_equal(c.max_inflight, 10000);
+    config_free(&c);
+
+    load_ok("return { tokens = { 'a1', 'b2' }, jwt = { secret = 'k', audience = 'api' }, protect_metrics = true,\n"
+            "  max_url_bytes = 100, max_params = 3, max_rows = 0, max_inflight = 7 }\n",
+            &c);
+    assert_int_equal(c.ntokens, 2);
+    assert_string_equal(c.tokens[0], "a1");
+    assert_string_equal(c.tokens[1], "b2");
+    assert_string_equal(c.jwt_secret, "k");
+    assert_string_equal(c.jwt_audience, "api");
+    assert_true(c.protect_metrics);
+    assert_int_equal(c.max_url_bytes, 100);
+    assert_int_equal(c.max_params, 3);
+    assert_int_equal(c.max_rows, 0);
+    assert_int_equal(c.max_inflight, 7);
+    config_free(&c);
+
+    load_ok("return { tokens = 'only' }\n", &c);
+    assert_int_equal(c.ntokens, 1);
+    assert_string_equal(c.tokens[0], "only");
+    config_free(&c);
+
+    /* the environment wins; SLUICE_TOKENS is comma-separated, blanks and empty items dropped */
+    setenv("SLUICE_TOKENS", " x1 ,, y2,z3 ,", 1);
+    setenv("SLUICE_JWT_SECRET", "from-env", 1);
+    setenv("SLUICE_PROTECT_METRICS", "1", 1);
+    setenv("SLUICE_MAX_ROWS", "50", 1);
+    load_ok("return { tokens = { 'file' }, jwt = { secret = 'file' } }\n", &c);
+    assert_int_equal(c.ntokens, 3);
+    assert_string_equal(c.tokens[0], "x1");
+    assert_string_equal(c.tokens[1], "y2");
+    assert_string_equal(c.tokens[2], "z3");
+    assert_string_equal(c.jwt_secret, "from-env");
+    assert_true(c.protect_metrics);
+    assert_int_equal(c.max_rows, 50);
+    config_free(&c);
+    clear_env();
+
+    /* errors never show a token's value */
+    expect_error("return { tokens = { 'a', 5 } }\n", "%s: tokens[2]: expected a non-empty string, got number");
+    expect_error("return { tokens = { 'a', '' } }\n", "%s: tokens[2]: expected a non-empty string, got \"\"");
+    expect_error("return { tokens = { x = 'a' } }\n",
+                 "%s: tokens: expected an array of strings, got a table with other keys");
+    expect_error("return { tokens = 5 }\n", "%s: tokens: expected an array of non-empty strings, got number");
+    expect_error("return { jwt = 'k' }\n", "%s: jwt: expected a table, got \"k\"");
+    expect_error("return { jwt = { secrt = 'k' } }\n", "%s: unknown key \"jwt.secrt\"");
+    expect_error("return { jwt = { secret = '' } }\n", "%s: jwt.secret: expected a non-empty string, got \"\"");
+    expect_error("return { max_params = 0 }\n", "%s: max_params: expected a positive integer, got 0");
+    expect_error("return { max_rows = -1 }\n", "%s: max_rows: expected an integer >= 0, got -1");
+    expect_error("return { protect_metrics = 'yes' }\n", "%s: protect_metrics: expected true or false, got \"yes\"");
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -465,6 +538,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_bad_enum, test_setup, test_teardown),
         cmocka_unit_test_setup_teardown(test_file_errors, test_setup, test_teardown),
         cmocka_unit_test_setup_teardown(test_env_errors, test_setup, test_teardown),
+        cmocka_unit_test_setup_teardown(test_access_and_limits, test_setup, test_teardown),
     };
     return cmocka_run_group_tests(tests, group_setup, group_teardown);
 }

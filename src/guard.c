@@ -1,0 +1,57 @@
+/* guard.c — an uncatchable stop for runaway Lua. The flag is per worker thread: one Lua function
+ * runs at a time on a worker. */
+#include "guard.h"
+
+#include <lauxlib.h>
+#include <stdbool.h>
+
+static __thread bool tripped;
+static __thread char stop_message[160];
+
+void guard_arm(void)
+{
+    tripped = false;
+}
+
+int guard_trip(lua_State *L, const char *message)
+{
+    tripped = true;
+    snprintf(stop_message, sizeof stop_message, "%s", message);
+    return luaL_error(L, "%s", message);
+}
+
+/* sluice._stopped() -> message | nil */
+static int l_stopped(lua_State *L)
+{
+    if (!tripped) return 0;
+    lua_pushstring(L, stop_message);
+    return 1;
+}
+
+static const char GUARD_LUA[] =
+    "local stopped, pcall0, xpcall0, resume0, unpack, select = ...\n"
+    "local function check(...)\n"
+    "  local m = stopped()\n"
+    "  if m then error(m, 0) end\n"
+    "  return ...\n"
+    "end\n"
+    "pcall = function(...) return check(pcall0(...)) end\n"
+    "xpcall = function(...) return check(xpcall0(...)) end\n"
+    "coroutine.resume = function(...) return check(resume0(...)) end\n";
+
+void guard_install(lua_State *L)
+{
+    if (luaL_loadbuffer(L, GUARD_LUA, sizeof GUARD_LUA - 1, "=guard") != 0) {
+        lua_pop(L, 1);
+        return;
+    }
+    lua_pushcfunction(L, l_stopped);
+    lua_getglobal(L, "pcall");
+    lua_getglobal(L, "xpcall");
+    lua_getglobal(L, "coroutine");
+    lua_getfield(L, -1, "resume");
+    lua_remove(L, -2);
+    lua_getglobal(L, "unpack");
+    lua_getglobal(L, "select");
+    if (lua_pcall(L, 6, 0, 0) != 0) lua_pop(L, 1);
+}
