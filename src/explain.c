@@ -117,6 +117,24 @@ static void on_begun(struct txn *t, PGresult *r)
     }
 }
 
+/* Parameters come from the query string as strings in PostgreSQL's input syntax; analyze is ours. */
+struct explain_args {
+    json_t *params;
+    bool analyze;
+};
+
+static int on_query_pair(void *arg, const char *key, size_t klen, const char *val, size_t vlen)
+{
+    struct explain_args *a = arg;
+    if (strcmp(key, "analyze") == 0) {
+        a->analyze = strcmp(val, "true") == 0 || strcmp(val, "1") == 0;
+    } else {
+        json_t *v = json_stringn(val, vlen); /* NULL for invalid UTF-8: the server would refuse it too */
+        json_object_set_new(a->params, key, v ? v : json_null());
+    }
+    return 0;
+}
+
 int explain_handle(struct worker *w, h2o_req_t *req, const char *name, size_t len)
 {
     struct query_def *q = registry_find(w->reg, name, len);
@@ -125,29 +143,14 @@ int explain_handle(struct worker *w, h2o_req_t *req, const char *name, size_t le
         return 0;
     }
     /* Parameters from the query string, as strings in PostgreSQL's input syntax. */
-    json_t *params = json_object();
-    bool analyze = false;
-    if (req->query_at != SIZE_MAX) {
-        const char *p = req->path.base + req->query_at + 1, *end = req->path.base + req->path.len;
-        while (p < end) {
-            const char *amp = memchr(p, '&', (size_t)(end - p)), *stop = amp ? amp : end;
-            const char *eq = memchr(p, '=', (size_t)(stop - p));
-            size_t kl, vl = 0;
-            char *k = http_unescape(req, p, (size_t)((eq ? eq : stop) - p), &kl);
-            char *v = eq ? http_unescape(req, eq + 1, (size_t)(stop - eq - 1), &vl) : "";
-            if (k == NULL || v == NULL) {
-                json_decref(params);
-                http_send_error(req, 400, "bad_request", "malformed percent-encoding in the query string", q->name, NULL);
-                return 0;
-            }
-            if (strcmp(k, "analyze") == 0) analyze = strcmp(v, "true") == 0 || strcmp(v, "1") == 0;
-            else if (kl) {
-                json_t *sv = json_stringn(v, vl); /* NULL for invalid UTF-8: the server would refuse it too */
-                json_object_set_new(params, k, sv ? sv : json_null());
-            }
-            p = stop + 1;
-        }
+    struct explain_args a = {json_object(), false};
+    if (http_query_foreach(req, on_query_pair, &a) < 0) {
+        json_decref(a.params);
+        http_send_error(req, 400, "bad_request", "malformed percent-encoding in the query string", q->name, NULL);
+        return 0;
     }
+    json_t *params = a.params;
+    bool analyze = a.analyze;
     if (analyze && !q->readonly) {
         json_decref(params);
         http_send_error(req, 400, "bad_request", "analyze=true runs the query: only for readonly queries", q->name, NULL);

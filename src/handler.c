@@ -529,24 +529,21 @@ int handler_collect(lua_State *L, const struct config *cfg, struct registry *reg
     return rc;
 }
 
-/* req.query: the query string decoded into a table (the last of repeated keys wins). */
+static int on_query_pair(void *arg, const char *key, size_t klen, const char *val, size_t vlen)
+{
+    lua_State *co = arg;
+    lua_pushlstring(co, key, klen);
+    lua_pushlstring(co, val, vlen);
+    lua_settable(co, -3);
+    return 0;
+}
+
+/* req.query: the query string decoded into a table (the last of repeated keys wins; pairs
+ * after a malformed escape are left out). */
 static void push_query(lua_State *co, h2o_req_t *req)
 {
     lua_newtable(co);
-    if (req->query_at == SIZE_MAX) return;
-    const char *p = req->path.base + req->query_at + 1, *end = req->path.base + req->path.len;
-    while (p < end) {
-        const char *amp = memchr(p, '&', (size_t)(end - p)), *stop = amp ? amp : end;
-        const char *eq = memchr(p, '=', (size_t)(stop - p));
-        size_t kl, vl = 0;
-        char *k = http_unescape(req, p, (size_t)((eq ? eq : stop) - p), &kl);
-        char *v = eq ? http_unescape(req, eq + 1, (size_t)(stop - eq - 1), &vl) : "";
-        if (k && v && kl) {
-            lua_pushlstring(co, v, vl);
-            lua_setfield(co, -2, k);
-        }
-        p = stop + 1;
-    }
+    http_query_foreach(req, on_query_pair, co);
 }
 
 static void push_request(struct hreq *hr, const char **vals, const size_t *lens, int n)

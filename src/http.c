@@ -130,6 +130,27 @@ char *http_unescape(h2o_req_t *req, const char *s, size_t n, size_t *outlen)
     return out;
 }
 
+int http_query_foreach(h2o_req_t *req, int (*fn)(void *arg, const char *key, size_t klen, const char *val, size_t vlen),
+                       void *arg)
+{
+    if (req->query_at == SIZE_MAX) return 0;
+    const char *p = req->path.base + req->query_at + 1, *end = req->path.base + req->path.len;
+    for (; p < end; p++) {
+        const char *amp = memchr(p, '&', (size_t)(end - p)), *stop = amp ? amp : end;
+        if (stop > p) {
+            const char *eq = memchr(p, '=', (size_t)(stop - p));
+            size_t klen, vlen = 0;
+            char *key = http_unescape(req, p, (size_t)((eq ? eq : stop) - p), &klen);
+            char *val = eq ? http_unescape(req, eq + 1, (size_t)(stop - eq - 1), &vlen) : "";
+            if (key == NULL || val == NULL) return -1;
+            int rc = fn(arg, key, klen, val, vlen);
+            if (rc != 0) return rc;
+        }
+        p = stop;
+    }
+    return 0;
+}
+
 static bool path_is(h2o_iovec_t path, const char *lit)
 {
     size_t n = strlen(lit);

@@ -290,29 +290,24 @@ static int set_value(struct qreq *qr, const char *name, size_t nlen, const char 
     return 0;
 }
 
+struct qs_ctx {
+    struct qreq *qr;
+    char *err;
+    size_t errlen;
+};
+
+static int on_query_pair(void *arg, const char *key, size_t klen, const char *val, size_t vlen)
+{
+    struct qs_ctx *c = arg;
+    return set_value(c->qr, key, klen, val, vlen, NULL, c->err, c->errlen) != 0 ? 1 : 0;
+}
+
 static int parse_query_string(struct qreq *qr, char *err, size_t errlen)
 {
-    h2o_req_t *req = qr->req;
-    if (req->query_at == SIZE_MAX) return 0;
-    const char *p = req->path.base + req->query_at + 1, *end = req->path.base + req->path.len;
-    while (p < end) {
-        const char *amp = memchr(p, '&', (size_t)(end - p));
-        const char *stop = amp ? amp : end;
-        if (stop > p) {
-            const char *eq = memchr(p, '=', (size_t)(stop - p));
-            const char *kend = eq ? eq : stop;
-            size_t klen, vlen = 0;
-            char *key = http_unescape(req, p, (size_t)(kend - p), &klen);
-            char *val = eq ? http_unescape(req, eq + 1, (size_t)(stop - eq - 1), &vlen) : "";
-            if (key == NULL || val == NULL) {
-                snprintf(err, errlen, "malformed percent-encoding in the query string");
-                return -1;
-            }
-            if (set_value(qr, key, klen, val, vlen, NULL, err, errlen) != 0) return -1;
-        }
-        p = stop + 1;
-    }
-    return 0;
+    struct qs_ctx c = {qr, err, errlen};
+    int rc = http_query_foreach(qr->req, on_query_pair, &c);
+    if (rc < 0) snprintf(err, errlen, "malformed percent-encoding in the query string");
+    return rc != 0 ? -1 : 0;
 }
 
 static int parse_body(struct qreq *qr, char *err, size_t errlen, int *status)
