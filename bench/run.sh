@@ -52,7 +52,7 @@ for v in WARMUP_SECS PEER_WARMUP_SECS; do
     [[ ${!v} =~ ^[0-9]+$ ]] || { echo "bench: $v must be an integer >= 0, got '${!v}'" >&2; exit 2; }
 done
 
-say() { printf '== %s\n' "$*" >&2; }
+say() { printf '== [%3ds] %s\n' "$SECONDS" "$*" >&2; }
 die() { printf 'bench: %s\n' "$*" >&2; exit 1; }
 FAILURES=()
 fail() { FAILURES+=("$1"); printf '!!!!! %s\n' "$1" >&2; }
@@ -176,7 +176,7 @@ PG_PID=""
 # PostgreSQL, which the machine's other load disturbs far less than req/s.
 run_wrk() { # TAG BASE_URL CONNS SECS [APP_PID]
     local tag=$1 url=$2 conns=$3 secs=$4 app=${5:-} line a0=0 a1=0 p0=0 p1=0
-    if ((WARMUP_SECS > 0)); then
+    if ((WARMUP_SECS > 0 && ROUND <= 1)); then
         run_bounded "$T/wrk-warm.out" $((WARMUP_SECS + 30)) \
             wrk -t1 -c"$conns" -d"${WARMUP_SECS}s" -s "$BENCH/quote_by_id.lua" "$url" || true
     fi
@@ -207,6 +207,7 @@ run_wrk() { # TAG BASE_URL CONNS SECS [APP_PID]
 # 5-90 ms here), so -T gets an allowance from the connection time seen so far; tps and the log
 # exclude that phase. A run that ended before any transaction is retried with more allowance.
 CONN_MS=20
+ROUND=1 # the round of the current point: wrk warms up in the first only
 run_pgbench() { # CLIENTS SECS
     local clients=$1 secs=$2 pgb try allow conn
     pgb=("$PGBIN/pgbench" -n -M prepared -c "$clients" -j 1 -h 127.0.0.1 -p "$BENCH_DB_PORT" -U postgres -f "$T/quote_by_id.sql")
@@ -372,13 +373,18 @@ run_pgbench "$POOL" "$((WARMUP_SECS > 0 ? WARMUP_SECS + 1 : 1))"
 
 # One point of a sweep: ROUNDS x (ceiling, peer, sluice) in turn, so that the machine's drift
 # hits the three alike; stores rps/p50/p99/err under PREFIX.X.<who>.
-measure_point() { # PREFIX X PGBENCH_CLIENTS HTTP_CONNS LABEL
-    local pre=$1 x=$2 clients=$3 conns=$4 label=$5 round
-    for ((round = 1; round <= ROUNDS; round++)); do
-        say "$label, round $round/$ROUNDS"
+measure_point() { # PREFIX X PGBENCH_CLIENTS HTTP_CONNS LABEL [ALSO_CLIENTS ALSO_KEY]
+    local pre=$1 x=$2 clients=$3 conns=$4 label=$5 also=${6:-} also_key=${7:-}
+    for ((ROUND = 1; ROUND <= ROUNDS; ROUND++)); do
+        say "$label, round $ROUND/$ROUNDS"
         run_pgbench "$clients" "$SECS"
         add "$pre.$x.ceiling.rps" "$P_TPS"; add "$pre.$x.ceiling.p50" "$P_P50"; add "$pre.$x.ceiling.p99" "$P_P99"
         add "$pre.$x.ceiling.err" 0
+        if [[ -n $also ]]; then # a second ceiling, for another sweep that shares this point's HTTP runs
+            run_pgbench "$also" "$SECS"
+            add "$also_key.ceiling.rps" "$P_TPS"; add "$also_key.ceiling.p50" "$P_P50"; add "$also_key.ceiling.p99" "$P_P99"
+            add "$also_key.ceiling.err" 0
+        fi
         if ((PEER)); then
             run_wrk "peer $label" "$PEER_URL" "$conns" "$SECS" "$PEER_PID"
             add "$pre.$x.peer.rps" "$W_RPS"; add "$pre.$x.peer.p50" "$W_P50"; add "$pre.$x.peer.p99" "$W_P99"
@@ -388,6 +394,7 @@ measure_point() { # PREFIX X PGBENCH_CLIENTS HTTP_CONNS LABEL
         add "$pre.$x.sluice.rps" "$W_RPS"; add "$pre.$x.sluice.p50" "$W_P50"; add "$pre.$x.sluice.p99" "$W_P99"
         add "$pre.$x.sluice.err" "$W_ERR"; add "$pre.$x.sluice.us_app" "$W_US_APP"; add "$pre.$x.sluice.us_pg" "$W_US_PG"
     done
+    ROUND=1
 }
 
 # ---------------------------------------------------------------------------------------------
@@ -421,8 +428,19 @@ say "  RSS $RSS_IDLE_BASE kB -> $RSS_IDLE kB with $IDLE_OPEN idle connections ($
 #    ceiling with c pgbench clients (c backends: what PostgreSQL does with that many clients).
 
 ((PEER)) && peer_start "$POOL"
+# The point c = CONNS is also the pool-size sweep's point POOL: its HTTP runs serve both, each
+# round also measuring pgbench -c POOL.
+SHARED=0
+[[ " $POOL_SIZES " == *" $POOL "* && " $CONCURRENCY " == *" $CONNS "* ]] && SHARED=1
 for c in $CONCURRENCY; do
-    measure_point conc "$c" "$c" "$c" "HTTP concurrency $c, pool $POOL"
+    if ((SHARED && c == CONNS)); then
+        measure_point conc "$c" "$c" "$c" "HTTP concurrency $c, pool $POOL" "$POOL" "pool.$POOL"
+        for k in "${!VAL[@]}"; do
+            if [[ $k == conc.$c.peer.* || $k == conc.$c.sluice.* ]]; then VAL[pool.$POOL.${k#conc.$c.}]=${VAL[$k]}; fi
+        done
+    else
+        measure_point conc "$c" "$c" "$c" "HTTP concurrency $c, pool $POOL"
+    fi
 done
 peer_stop
 
@@ -503,9 +521,11 @@ done
 # 5. Pool size at CONNS connections: the ceiling is pgbench with as many clients as the pool.
 
 for p in $POOL_SIZES; do
-    gw_start "$p" "$GATEWAY_WORKERS" 16
-    ((PEER)) && peer_start "$p"
-    measure_point pool "$p" "$p" "$CONNS" "pool size $p, $CONNS HTTP connections"
+    if ! ((SHARED && p == POOL)); then
+        gw_start "$p" "$GATEWAY_WORKERS" 16
+        ((PEER)) && peer_start "$p"
+        measure_point pool "$p" "$p" "$CONNS" "pool size $p, $CONNS HTTP connections"
+    fi
     if ((p == POOL)); then
         # the reference rows of the depth and workers tables, measured right beside the ceiling
         VAL[depth.16.ceil]=${VAL[pool.$p.ceiling.rps]}
@@ -527,14 +547,14 @@ peer_stop
 
 # Each point alternates with the ceiling at the same pool size (pgbench -c POOL).
 measure_variant() { # KEY LABEL
-    local round
-    for ((round = 1; round <= ROUNDS; round++)); do
+    for ((ROUND = 1; ROUND <= ROUNDS; ROUND++)); do
         run_pgbench "$POOL" "$SECS"
         add "$1.ceil" "$P_TPS"
         run_wrk "sluice $2" "$GW_URL" "$CONNS" "$SECS" "$GW_PID"
         add "$1.rps" "$W_RPS"; add "$1.p50" "$W_P50"; add "$1.p99" "$W_P99"
         add "$1.us_app" "$W_US_APP"; add "$1.us_pg" "$W_US_PG"
     done
+    ROUND=1
 }
 for d in $DEPTHS; do
     [[ $d == 16 && -n ${VAL[depth.16.rps]:-} ]] && continue
@@ -643,7 +663,7 @@ fi
 
 {
     echo
-    echo "sluice bench $STAMP: SECS=$SECS ROUNDS=$ROUNDS, $(nproc) cores (busy before/after: $BG_BEFORE/$BG_AFTER), PostgreSQL $PG_VERSION"
+    echo "sluice bench $STAMP ($((SECONDS / 60)) min $((SECONDS % 60)) s): SECS=$SECS ROUNDS=$ROUNDS, $(nproc) cores (busy before/after: $BG_BEFORE/$BG_AFTER), PostgreSQL $PG_VERSION"
     [[ -f $RESULTS_DIR/compare-$STAMP.txt ]] && sed -n '2,10p' "$RESULTS_DIR/compare-$STAMP.txt" | grep -v '^{'
     echo
     printf 'HTTP concurrency (pool %d)   ceiling: pgbench -c N                peer                         sluice               sluice/ceiling\n' "$POOL"

@@ -301,6 +301,9 @@ static void on_segment_done(struct pgconn *c)
     struct pgseg *s = &c->segs[c->seg_head];
     struct pgjob *job = s->job;
     bool executed = memchr(s->cmds, CMD_EXECUTE, s->ncmds) != NULL;
+    /* A segment runs as one implicit transaction: when anything in it failed, its SET of
+     * statement_timeout was rolled back with it. */
+    if (job->status != PGJOB_OK && memchr(s->cmds, CMD_SET, s->ncmds) != NULL) c->session_timeout_ms = -1;
     c->seg_head = (c->seg_head + 1) % c->seg_cap;
     c->nsegs--;
 

@@ -42,10 +42,9 @@ describe("limits", function()
     end)
 
     it("a request head past h2o's own limit (~400 KB) is answered or closed, and the gateway lives", function()
-      local status, body, headers, raw = gw:get_json("/query/echo?a=" .. ("x"):rep(600 * 1024))
-      if status ~= nil then
-        assert(status >= 400 and status < 500, "expected a 4xx, got " .. tostring(status) .. " " .. tostring(raw))
-      end
+      -- h2o 2.2.5 answers a plain-text 400 itself and closes (docs/http-api.md): a reset is fine too
+      local status, _, _, raw = gw:get_json("/query/echo?a=" .. ("x"):rep(600 * 1024))
+      assert(status == nil or status == 400, "expected 400 or a closed connection, got " .. tostring(status) .. " " .. tostring(raw))
       assert.truthy(gw:alive())
       H.assert_ok(gw:get_json("/query/one"))
     end)
@@ -70,6 +69,12 @@ describe("limits", function()
       local e = H.assert_error(400, "bad_request", gw:get_json("/query/echo?a=1&b=2&c=3&d=4&e=5"))
       assert.falsy(e.message:match("max_params"))
     end)
+  end)
+
+  it("JSON nested deeper than jansson's 2048 levels → 400", function()
+    local e = H.assert_error(400, "bad_request",
+      gw:post_json("/query/echo", '{"a":' .. ("["):rep(3000) .. ("]"):rep(3000) .. "}"))
+    assert.truthy(e.message:match("depth"))
   end)
 
   describe("max_rows", function()
