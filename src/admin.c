@@ -4,6 +4,7 @@
 
 #include <lua.h>
 #include <signal.h>
+#include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
 
@@ -65,6 +66,10 @@ static void send_queries(struct worker *w, h2o_req_t *req)
                    q->slow_ms);
         if (t.last_error[0]) jsonw_string(b, t.last_error, strlen(t.last_error));
         else buf_puts(b, "null");
+        char *plan = metrics_plan_get(srv, q->name); /* explain_slow: already JSON */
+        buf_puts(b, ",\"plan\":");
+        buf_puts(b, plan ? plan : "null");
+        free(plan);
         buf_putc(b, '}');
     }
     buf_puts(b, "]}");

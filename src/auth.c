@@ -90,23 +90,27 @@ static int check_claims(json_t *payload, const char *audience, int64_t now)
     if (has && (double)now + AUTH_JWT_LEEWAY < t) return AUTH_JWT_NOT_YET;
     if (audience == NULL) return AUTH_JWT_OK;
     json_t *aud = json_object_get(payload, "aud");
-    if (json_is_string(aud)) return strcmp(json_string_value(aud), audience) == 0 ? AUTH_JWT_OK : AUTH_JWT_AUDIENCE;
+    if (json_is_string(aud))
+        return strcmp(json_string_value(aud), audience) == 0 ? AUTH_JWT_OK : AUTH_JWT_AUDIENCE;
     if (json_is_array(aud)) {
         size_t i;
         json_t *a;
-        json_array_foreach(aud, i, a) if (json_is_string(a) && strcmp(json_string_value(a), audience) == 0) return AUTH_JWT_OK;
+        json_array_foreach(aud, i, a) if (json_is_string(a) &&
+                                          strcmp(json_string_value(a), audience) == 0) return AUTH_JWT_OK;
     }
     return AUTH_JWT_AUDIENCE;
 }
 
-int auth_jwt_verify(const char *token, size_t len, const char *secret, size_t secret_len, const char *audience,
-                    int64_t now)
+int auth_jwt_verify(const char *token, size_t len, const char *secret, size_t secret_len,
+                    const char *audience, int64_t now)
 {
     const char *dot1 = memchr(token, '.', len);
     if (dot1 == NULL) return AUTH_JWT_MALFORMED;
     const char *dot2 = memchr(dot1 + 1, '.', len - (size_t)(dot1 + 1 - token));
-    if (dot2 == NULL || memchr(dot2 + 1, '.', len - (size_t)(dot2 + 1 - token)) != NULL) return AUTH_JWT_MALFORMED;
-    size_t hlen = (size_t)(dot1 - token), plen = (size_t)(dot2 - dot1 - 1), slen = len - (size_t)(dot2 + 1 - token);
+    if (dot2 == NULL || memchr(dot2 + 1, '.', len - (size_t)(dot2 + 1 - token)) != NULL)
+        return AUTH_JWT_MALFORMED;
+    size_t hlen = (size_t)(dot1 - token), plen = (size_t)(dot2 - dot1 - 1),
+           slen = len - (size_t)(dot2 + 1 - token);
     if (hlen == 0 || plen == 0) return AUTH_JWT_MALFORMED;
     for (size_t i = 0; i < len; i++) /* the alphabet of every part before anything is decoded */
         if (token[i] != '.' && b64url_value((unsigned char)token[i]) < 0) return AUTH_JWT_MALFORMED;
@@ -126,8 +130,8 @@ int auth_jwt_verify(const char *token, size_t len, const char *secret, size_t se
     if (slen > 86) return AUTH_JWT_SIGNATURE; /* 86 characters encode 64 bytes: longer is never HS256 */
     long siglen = b64url_decode(dot2 + 1, slen, sig);
     if (siglen < 0) return AUTH_JWT_MALFORMED;
-    if (HMAC(EVP_sha256(), secret, (int)secret_len, (const unsigned char *)token, hlen + 1 + plen, mac, &maclen) ==
-            NULL ||
+    if (HMAC(EVP_sha256(), secret, (int)secret_len, (const unsigned char *)token, hlen + 1 + plen, mac,
+             &maclen) == NULL ||
         siglen != (long)maclen || CRYPTO_memcmp(sig, mac, maclen) != 0)
         return AUTH_JWT_SIGNATURE;
 
@@ -141,14 +145,22 @@ int auth_jwt_verify(const char *token, size_t len, const char *secret, size_t se
 const char *auth_jwt_reason(int rc)
 {
     switch (rc) {
-    case AUTH_JWT_OK: return "valid";
-    case AUTH_JWT_MALFORMED: return "malformed token";
-    case AUTH_JWT_ALG: return "unsupported algorithm (only HS256 is accepted)";
-    case AUTH_JWT_SIGNATURE: return "bad signature";
-    case AUTH_JWT_EXPIRED: return "token expired";
-    case AUTH_JWT_NOT_YET: return "token not valid yet";
-    case AUTH_JWT_AUDIENCE: return "wrong audience";
-    default: return "invalid token";
+    case AUTH_JWT_OK:
+        return "valid";
+    case AUTH_JWT_MALFORMED:
+        return "malformed token";
+    case AUTH_JWT_ALG:
+        return "unsupported algorithm (only HS256 is accepted)";
+    case AUTH_JWT_SIGNATURE:
+        return "bad signature";
+    case AUTH_JWT_EXPIRED:
+        return "token expired";
+    case AUTH_JWT_NOT_YET:
+        return "token not valid yet";
+    case AUTH_JWT_AUDIENCE:
+        return "wrong audience";
+    default:
+        return "invalid token";
     }
 }
 
@@ -167,7 +179,8 @@ bool auth_same_secret(const char *a, size_t alen, const char *b, size_t blen)
 
 static void deny_401(h2o_req_t *req, const char *challenge, const char *message)
 {
-    h2o_add_header(&req->pool, &req->res.headers, H2O_TOKEN_WWW_AUTHENTICATE, NULL, challenge, strlen(challenge));
+    h2o_add_header(&req->pool, &req->res.headers, H2O_TOKEN_WWW_AUTHENTICATE, NULL, challenge,
+                   strlen(challenge));
     http_send_error(req, 401, "unauthorized", message, NULL, NULL);
 }
 
@@ -240,7 +253,8 @@ static __thread uint64_t policy_deadline_ms;
 /* The state runs without the JIT (handler.c), so the count hook fires inside any loop. */
 static void on_hook(lua_State *L, lua_Debug *ar)
 {
-    if (now_ms() > policy_deadline_ms) luaL_error(L, "the auth policy ran for more than %d ms", POLICY_LIMIT_MS);
+    if (now_ms() > policy_deadline_ms)
+        luaL_error(L, "the auth policy ran for more than %d ms", POLICY_LIMIT_MS);
 }
 
 /* req for a policy: method, path (the path as a string), query (decoded query string), headers
@@ -311,13 +325,18 @@ static bool allow_lua(h2o_req_t *req, lua_State *L, int ref, const char *name)
 
 /* --- public ----------------------------------------------------------------------------------- */
 
-bool auth_allow(struct worker *w, h2o_req_t *req, enum endpoint_auth kind, lua_State *L, int ref, const char *name)
+bool auth_allow(struct worker *w, h2o_req_t *req, enum endpoint_auth kind, lua_State *L, int ref,
+                const char *name)
 {
     switch (kind) {
-    case AUTH_NONE: return true;
-    case AUTH_BEARER: return allow_bearer(w, req, name);
-    case AUTH_JWT: return allow_jwt(w, req, name);
-    case AUTH_LUA: return allow_lua(req, L, ref, name);
+    case AUTH_NONE:
+        return true;
+    case AUTH_BEARER:
+        return allow_bearer(w, req, name);
+    case AUTH_JWT:
+        return allow_jwt(w, req, name);
+    case AUTH_LUA:
+        return allow_lua(req, L, ref, name);
     }
     http_send_error(req, 500, "internal", "internal error", NULL, NULL);
     return false;
@@ -344,7 +363,8 @@ bool auth_metrics_allow(struct worker *w, h2o_req_t *req)
     return true;
 }
 
-int auth_parse(lua_State *L, int idx, bool allow_fn, const struct config *cfg, int *ref, char *err, size_t errlen)
+int auth_parse(lua_State *L, int idx, bool allow_fn, const struct config *cfg, int *ref, char *err,
+               size_t errlen)
 {
     *ref = LUA_NOREF;
     int t = lua_type(L, idx);
@@ -357,7 +377,8 @@ int auth_parse(lua_State *L, int idx, bool allow_fn, const struct config *cfg, i
     const char *s = t == LUA_TSTRING ? lua_tostring(L, idx) : NULL;
     if (s != NULL && strcmp(s, "bearer") == 0) {
         if (cfg->ntokens == 0) {
-            snprintf(err, errlen, "auth: \"bearer\" needs tokens in the config (tokens = { ... } or SLUICE_TOKENS)");
+            snprintf(err, errlen,
+                     "auth: \"bearer\" needs tokens in the config (tokens = { ... } or SLUICE_TOKENS)");
             return -1;
         }
         return AUTH_BEARER;

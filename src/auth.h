@@ -21,20 +21,20 @@ struct worker;
 /* Outcomes of auth_jwt_verify. */
 enum auth_jwt_result {
     AUTH_JWT_OK = 0,
-    AUTH_JWT_MALFORMED = -1,     /* not three base64url parts, or not JSON objects, or bad claim types */
-    AUTH_JWT_ALG = -2,           /* header alg is not "HS256" (none, RS256, ...) */
-    AUTH_JWT_SIGNATURE = -3,     /* HMAC-SHA256 does not match */
-    AUTH_JWT_EXPIRED = -4,       /* now > exp + leeway */
-    AUTH_JWT_NOT_YET = -5,       /* now + leeway < nbf */
-    AUTH_JWT_AUDIENCE = -6,      /* audience configured and aud neither equals nor contains it */
+    AUTH_JWT_MALFORMED = -1, /* not three base64url parts, or not JSON objects, or bad claim types */
+    AUTH_JWT_ALG = -2,       /* header alg is not "HS256" (none, RS256, ...) */
+    AUTH_JWT_SIGNATURE = -3, /* HMAC-SHA256 does not match */
+    AUTH_JWT_EXPIRED = -4,   /* now > exp + leeway */
+    AUTH_JWT_NOT_YET = -5,   /* now + leeway < nbf */
+    AUTH_JWT_AUDIENCE = -6,  /* audience configured and aud neither equals nor contains it */
 };
 
 /* Verifies a compact JWS token[0..len) signed with HS256 under secret[0..secret_len): the
  * signature first, then exp/nbf against now (Unix seconds) with AUTH_JWT_LEEWAY, then aud when
  * audience is not NULL. exp and nbf are optional; when present they must be numbers. Returns
  * AUTH_JWT_OK or the first failure (enum auth_jwt_result). Allocates nothing that outlives it. */
-int auth_jwt_verify(const char *token, size_t len, const char *secret, size_t secret_len, const char *audience,
-                    int64_t now);
+int auth_jwt_verify(const char *token, size_t len, const char *secret, size_t secret_len,
+                    const char *audience, int64_t now);
 /* A short English reason for a result of auth_jwt_verify (static string). */
 const char *auth_jwt_reason(int rc);
 
@@ -45,7 +45,8 @@ bool auth_same_secret(const char *a, size_t alen, const char *b, size_t blen);
  * the policy and the log). Returns true when it may proceed; otherwise it has answered: 401
  * unauthorized (no credentials, or a JWT that fails verification) with WWW-Authenticate, 403
  * forbidden (a token not configured, or the policy said no), or 500 (the policy raised). */
-bool auth_allow(struct worker *w, h2o_req_t *req, enum endpoint_auth kind, lua_State *L, int ref, const char *name);
+bool auth_allow(struct worker *w, h2o_req_t *req, enum endpoint_auth kind, lua_State *L, int ref,
+                const char *name);
 
 /* For /metrics and /health with protect_metrics: true when the request carries the admin token
  * (or protect_metrics is off); otherwise it has answered 401 or 403 (404 when no admin token is
@@ -56,6 +57,7 @@ bool auth_metrics_allow(struct worker *w, h2o_req_t *req);
  * "jwt", or (when allow_fn) a function, which is referenced in L's registry into *ref. Checks that
  * cfg supplies what the kind needs (tokens, jwt.secret). Returns the kind, or -1 with one line in
  * err. The stack is left as it was. */
-int auth_parse(lua_State *L, int idx, bool allow_fn, const struct config *cfg, int *ref, char *err, size_t errlen);
+int auth_parse(lua_State *L, int idx, bool allow_fn, const struct config *cfg, int *ref, char *err,
+               size_t errlen);
 
 #endif

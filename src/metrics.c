@@ -12,6 +12,7 @@
 #include <h2o.h>
 #include <lauxlib.h>
 #include <math.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -216,7 +217,10 @@ void metrics_reset(void)
     for (int k = 0; k < t->nworkers; k++)
         for (struct metrics_entry *e = t->slot[k].entries, *next; e; e = next) {
             next = e->next;
-            for (int i = 0; i < e->npools; i++) free(e->by_pool[i]);
+            for (int i = 0; i < e->npools; i++) {
+                if (e->by_pool[i] && !e->bulk) free(((struct query_stats *)e->by_pool[i])->plan);
+                free(e->by_pool[i]);
+            }
             free(e->name);
             free(e);
         }
@@ -346,6 +350,58 @@ void metrics_http_status(struct worker *w, int http_status)
     if (t == NULL || w->index < 0 || w->index >= t->nworkers || http_status < 100 || http_status > 599)
         return;
     t->slot[w->index].by_code[http_status - 100]++;
+}
+
+/* --- captured plans ---------------------------------------------------------------------- */
+
+/* Captures are rare (once a minute per query and worker at most) and reads are admin requests:
+ * one lock for every plan keeps the request path free of it. */
+static pthread_mutex_t plan_lock = PTHREAD_MUTEX_INITIALIZER;
+
+bool metrics_plan_due(struct worker *w, struct query_def *q, int pool)
+{
+    struct query_stats *s = query_stats_of(w, q, pool);
+    uint64_t now = now_ms();
+    if (s == NULL || (s->plan_tried_ms != 0 && now - s->plan_tried_ms < METRICS_PLAN_EVERY_MS)) return false;
+    s->plan_tried_ms = now;
+    return true;
+}
+
+bool metrics_plan_set(struct worker *w, struct query_def *q, int pool, const char *plan, size_t len)
+{
+    struct query_stats *s = query_stats_of(w, q, pool);
+    if (s == NULL || len > METRICS_PLAN_MAX) return false;
+    char *copy = xstrndup(plan, len);
+    pthread_mutex_lock(&plan_lock);
+    char *old = s->plan;
+    s->plan = copy;
+    s->plan_ms = wall_ms();
+    pthread_mutex_unlock(&plan_lock);
+    free(old);
+    return true;
+}
+
+char *metrics_plan_get(struct server *srv, const char *name)
+{
+    struct table *t = __atomic_load_n(&table, __ATOMIC_ACQUIRE);
+    if (t == NULL) return NULL;
+    uint32_t hash = hash_name(name);
+    char *out = NULL;
+    uint64_t newest = 0;
+    pthread_mutex_lock(&plan_lock);
+    for (int k = 0; k < t->nworkers; k++) {
+        const struct metrics_entry *e = find_entry(&t->slot[k], hash, name, false);
+        for (int p = 0; e && p < e->npools; p++) {
+            const struct query_stats *s = __atomic_load_n(&e->by_pool[p], __ATOMIC_ACQUIRE);
+            if (s && s->plan && s->plan_ms >= newest) {
+                newest = s->plan_ms;
+                free(out);
+                out = xstrdup(s->plan);
+            }
+        }
+    }
+    pthread_mutex_unlock(&plan_lock);
+    return out;
 }
 
 /* --- reading ------------------------------------------------------------------------------ */

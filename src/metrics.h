@@ -51,6 +51,11 @@ struct query_stats {
     unsigned last_error_seq;
     uint64_t last_error_ms; /* wall clock, so workers' errors compare */
     char last_error[METRICS_LAST_ERROR];
+    /* explain_slow: the newest captured plan (malloc'd JSON text, swapped under a mutex that only
+     * captures and /admin/queries take), when it was stored, and when the last capture began. */
+    char *plan;
+    uint64_t plan_ms;
+    uint64_t plan_tried_ms;
 };
 
 /* One bulk operation's statistics on one pool and one worker. */
@@ -87,6 +92,19 @@ void metrics_slow_query(struct worker *w, const struct query_def *q, int pool, i
 void metrics_bulk_done(struct worker *w, struct bulk_def *d, bool ok, long rows, uint64_t started_us);
 /* Counts one HTTP response of status (100..599) sent by worker w. */
 void metrics_http_status(struct worker *w, int http_status);
+
+#define METRICS_PLAN_MAX (64 * 1024) /* bytes of a captured plan kept; a larger plan is not kept */
+#define METRICS_PLAN_EVERY_MS 60000  /* explain_slow captures a query's plan at most this often per worker */
+
+/* explain_slow: true (and the capture time stamped) when w has not begun capturing q's plan on
+ * pool during the last METRICS_PLAN_EVERY_MS; false otherwise. */
+bool metrics_plan_due(struct worker *w, struct query_def *q, int pool);
+/* Stores plan (len bytes of JSON, copied) as the newest plan of q on pool for w. Returns false
+ * (nothing stored) when it is longer than METRICS_PLAN_MAX. */
+bool metrics_plan_set(struct worker *w, struct query_def *q, int pool, const char *plan, size_t len);
+/* The newest captured plan of the query named name over the workers and pools: a malloc'd JSON
+ * text the caller frees, or NULL when none. */
+char *metrics_plan_get(struct server *srv, const char *name);
 
 /* --- reading ------------------------------------------------------------------------------ */
 

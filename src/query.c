@@ -16,6 +16,7 @@
 #include "pgtype.h"
 #include "route.h"
 #include "server.h"
+#include "slowplan.h"
 #include "util.h"
 
 /* Where a parameter's value comes from. */
@@ -140,8 +141,28 @@ struct outcome {
     bool slow;
     int pool;
     uint64_t us;
-    char *params; /* slow only: for the log line */
+    char *params;        /* slow only: for the log line */
+    json_t **plan_vals;  /* slow, explain_slow and due: the values for the plan capture */
 };
+
+/* The request's parameter values as JSON (text values as strings, in PostgreSQL's input syntax),
+ * for an EXPLAIN of the same statement; NULL when one is missing. */
+static json_t **plan_values(const struct query_def *q, const struct pvalue *vals)
+{
+    json_t **out = xcalloc((size_t)(q->nparams ? q->nparams : 1), sizeof *out);
+    for (int i = 0; i < q->nparams; i++) {
+        const struct pvalue *v = &vals[i];
+        if (!v->set) {
+            for (int k = 0; k < i; k++)
+                if (out[k]) json_decref(out[k]);
+            free(out);
+            return NULL;
+        }
+        if (v->json) out[i] = json_is_null(v->json) ? NULL : json_incref(v->json);
+        else out[i] = json_stringn_nocheck(v->text, v->len);
+    }
+    return out;
+}
 
 /* Counts an answer of q in the metrics; runs before the answer is sent, so a scrape that follows
  * the response sees it. qr is NULL when the request failed before its state existed. */
@@ -151,14 +172,30 @@ static void count(struct worker *w, struct query_def *q, struct qreq *qr, int st
     o->pool = qr ? qr->pool_idx : q->pool_idx;
     o->slow = metrics_query_done(w, q, o->pool, status, started_us, errmsg, &o->us);
     o->params = o->slow ? slow_params(q, qr ? qr->vals : NULL) : NULL;
+    o->plan_vals = NULL;
+    if (o->slow && qr != NULL && slowplan_enabled(q) && metrics_plan_due(w, q, o->pool))
+        o->plan_vals = plan_values(q, qr->vals);
 }
 
 /* After the answer: logs a slow request and hands it to sluice.on_slow_query. */
-static void report(struct worker *w, const struct query_def *q, int status, struct outcome *o)
+static void report(struct worker *w, struct query_def *q, int status, struct outcome *o)
 {
+    if (o->pool >= 0 && (size_t)o->pool < w->srv->cfg->npools && w->pools[o->pool].cfg.echo && log_enabled(LOG_INFO)) {
+        /* echo = true: every statement of the pool with its duration */
+        const char *pool = w->srv->cfg->pools[o->pool].name;
+        struct buf f = BUF_INIT;
+        buf_puts(&f, "\"query\":");
+        jsonw_string(&f, q->name, strlen(q->name));
+        buf_puts(&f, ",\"pool\":");
+        jsonw_string(&f, pool, strlen(pool));
+        buf_printf(&f, ",\"duration_ms\":%.3f,\"status\":%d", (double)o->us / 1000.0, status);
+        log_write(LOG_INFO, "statement", f.data);
+        buf_free(&f);
+    }
     if (!o->slow) return;
     metrics_slow_query(w, q, o->pool, status, o->us, o->params);
     free(o->params);
+    if (o->plan_vals) slowplan_capture(w, q, o->pool, o->plan_vals);
 }
 
 /* Sends an error answer for q (code from the status) and accounts for it; detail is what

@@ -25,7 +25,11 @@ static void on_result(void *arg, PGresult *r)
     if (r != NULL) {
         if (t->last) PQclear(t->last);
         t->last = r; /* keep the last one: an error, or the statement's rows */
-        if (PQresultStatus(r) == PGRES_FATAL_ERROR) t->failed = true;
+        if (PQresultStatus(r) == PGRES_FATAL_ERROR) {
+            t->failed = true;
+            const char *state = PQresultErrorField(r, PG_DIAG_SQLSTATE);
+            if (state && strcmp(state, "40P01") == 0) t->pool->deadlocks++; /* db_deadlock_count */
+        }
         return;
     }
     PGresult *done = t->last;

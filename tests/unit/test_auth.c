@@ -14,7 +14,7 @@
 #include "auth.h"
 
 #define SECRET "test-secret-0123456789"
-#define NOW 1700000000
+#define NOW    1700000000
 
 static const char HS256[] = "{\"alg\":\"HS256\",\"typ\":\"JWT\"}";
 
@@ -155,13 +155,13 @@ static void malformed_tokens_are_refused(void **state)
         "a.b",
         "a.b.c.d",
         "..",
-        "eyJhbGciOiJIUzI1NiJ9..sig",           /* empty payload */
-        "eyJhbGciOiJIUzI1NiJ9=.e30.c2ln",      /* padding */
-        "eyJhbGciOiJIUzI1NiJ9.e3+0.c2ln",      /* '+' is base64, not base64url */
-        "eyJhbGciOiJIUzI1NiJ9.e30.c2l*",       /* '*' in the signature */
-        "eyJhbGciOiJIUzI1NiJ9x.e30.c2ln",      /* impossible length */
-        "bm90IGpzb24.e30.c2ln",                /* header is not JSON */
-        "WzFd.e30.c2ln",                       /* header is an array */
+        "eyJhbGciOiJIUzI1NiJ9..sig",      /* empty payload */
+        "eyJhbGciOiJIUzI1NiJ9=.e30.c2ln", /* padding */
+        "eyJhbGciOiJIUzI1NiJ9.e3+0.c2ln", /* '+' is base64, not base64url */
+        "eyJhbGciOiJIUzI1NiJ9.e30.c2l*",  /* '*' in the signature */
+        "eyJhbGciOiJIUzI1NiJ9x.e30.c2ln", /* impossible length */
+        "bm90IGpzb24.e30.c2ln",           /* header is not JSON */
+        "WzFd.e30.c2ln",                  /* header is an array */
     };
     for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
         int rc = verify(bad[i], NULL);
