@@ -8,6 +8,7 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "auth.h"
 #include "explain.h"
 #include "http.h"
 #include "jsonw.h"
@@ -15,12 +16,6 @@
 #include "script.h"
 #include "server.h"
 
-static bool same_secret(const char *a, size_t alen, const char *b, size_t blen)
-{
-    unsigned char diff = alen != blen;
-    for (size_t i = 0; i < alen; i++) diff |= (unsigned char)(a[i] ^ b[i % (blen ? blen : 1)]);
-    return diff == 0;
-}
 
 /* Returns true when authorized; otherwise it has answered 401 or 403. */
 static bool authorize(struct worker *w, h2o_req_t *req)
@@ -34,7 +29,7 @@ static bool authorize(struct worker *w, h2o_req_t *req)
     }
     h2o_iovec_t v = req->headers.entries[i].value;
     if (v.len < 7 || !h2o_lcstris(v.base, 7, H2O_STRLIT("bearer ")) ||
-        !same_secret(v.base + 7, v.len - 7, token, strlen(token))) {
+        !auth_same_secret(v.base + 7, v.len - 7, token, strlen(token))) {
         http_send_error(req, 403, "forbidden", "wrong admin token", NULL, NULL);
         return false;
     }
