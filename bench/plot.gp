@@ -2,6 +2,8 @@
 # bench/run.sh writes: req/s (left) and p99 latency (right) of PostgreSQL's ceiling (pgbench
 # -M prepared), the Node peer and sluice. Redraw a past run with:
 #   gnuplot -e "conc='bench/results/S-concurrency.csv'; pool='bench/results/S-poolsize.csv'; outdir='docs'; label='S'" bench/plot.gp
+# Optional: ref=TPS and refpool=N draw the ceiling with N clients (the gateway's pool size) as a
+# dotted line on the concurrency plot.
 if (!exists("outdir")) outdir = "docs"
 if (!exists("label")) label = ""
 
@@ -18,6 +20,8 @@ set tmargin 3
 set style line 1 lc rgb "#555555" dt 2 pt 5 ps 1.2 lw 2   # ceiling
 set style line 2 lc rgb "#e69f00" dt 1 pt 9 ps 1.4 lw 2   # peer
 set style line 3 lc rgb "#0072b2" dt 1 pt 7 ps 1.4 lw 2.5 # sluice
+set style line 4 lc rgb "#999999" dt 3 lw 1.5              # ceiling at the pool size
+if (!exists("refpool")) refpool = 4
 
 # Columns: x, ceiling rps p50 p99, peer rps p50 p99, sluice rps p50 p99.
 set output outdir."/perf-concurrency.png"
@@ -28,9 +32,16 @@ set xtics ("1" 1, "16" 16, "64" 64, "256" 256)
 set xlabel "concurrent clients (wrk -c N; pgbench -c N)"
 set ylabel "requests / s (higher is better)"
 set yrange [0:*]
-plot conc skip 1 using 1:2 with linespoints ls 1 title "ceiling (pgbench)", \
-     ''   skip 1 using 1:5 with linespoints ls 2 title "peer (Node)", \
-     ''   skip 1 using 1:8 with linespoints ls 3 title "sluice"
+if (exists("ref")) {
+  plot conc skip 1 using 1:2 with linespoints ls 1 title "ceiling (pgbench)", \
+       ''   skip 1 using 1:5 with linespoints ls 2 title "peer (Node)", \
+       ''   skip 1 using 1:8 with linespoints ls 3 title "sluice", \
+       ref with lines ls 4 title sprintf("ceiling, %d clients", refpool)
+} else {
+  plot conc skip 1 using 1:2 with linespoints ls 1 title "ceiling (pgbench)", \
+       ''   skip 1 using 1:5 with linespoints ls 2 title "peer (Node)", \
+       ''   skip 1 using 1:8 with linespoints ls 3 title "sluice"
+}
 set logscale y 10
 set yrange [*:*]
 set ylabel "p99 latency, ms (lower is better)"

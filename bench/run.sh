@@ -655,7 +655,9 @@ REV=$(git -C "$ROOT" rev-parse --short HEAD 2>/dev/null || echo unknown)
 } >"$RESULTS_DIR/$STAMP.json"
 
 if command -v gnuplot >/dev/null; then
-    gnuplot -e "conc='$CONC_CSV'; pool='$POOL_CSV'; outdir='$PLOTS_DIR'; label='$STAMP, $(nproc) cores'" \
+    ref=$(med "pool.$POOL.ceiling.rps")
+    [[ $ref == NaN ]] && ref="" || ref="; ref=$ref; refpool=$POOL"
+    gnuplot -e "conc='$CONC_CSV'; pool='$POOL_CSV'; outdir='$PLOTS_DIR'; label='$STAMP, $(nproc) cores'$ref" \
         "$BENCH/plot.gp" || fail "gnuplot failed"
 else
     say "gnuplot is missing (apt-get install gnuplot-nox): plots not redrawn"

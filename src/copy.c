@@ -52,7 +52,6 @@ struct bulkreq {
     int chunks, committed_chunks;
     long rows_committed, affected;
     uint64_t started_us;
-    h2o_timeout_entry_t resume;
     h2o_timeout_entry_t watch_due; /* a load still running after WATCH_AFTER_MS watches its client */
     struct clientwatch watch;
     bool done;
@@ -65,6 +64,7 @@ struct bulkreq {
 };
 
 static void pump(struct bulkreq *br);
+static bool streams_whole_body(const struct bulk_def *d);
 
 static void on_dispose(void *p)
 {
@@ -73,7 +73,6 @@ static void on_dispose(void *p)
     clientwatch_stop(&br->watch);
     if (br->job) pool_abandon(br->job);
     if (br->conn) pgconn_discard(br->conn); /* the server rolls back what was not committed */
-    if (h2o_timeout_is_linked(&br->resume)) h2o_timeout_unlink(&br->resume);
     if (br->reader_open) bulk_reader_free(&br->rd);
     buf_free(&br->data);
     br->d->reg->refs--;
@@ -240,7 +239,8 @@ static void next_step(struct bulkreq *br)
     case ST_COPY:
         return; /* COPY IN is handled as it arrives */
     case ST_COPIED:
-        if (br->chunk_sent > 0) br->chunks++;
+        if (streams_whole_body(d)) br->chunks += (int)((br->chunk_sent + d->chunk_rows - 1) / d->chunk_rows);
+        else if (br->chunk_sent > 0) br->chunks++;
         if (d->sql_merge && br->chunk_sent > 0) {
             send_step(br, ST_MERGE, d->sql_merge);
             return;
@@ -310,17 +310,21 @@ static void on_result(void *arg, PGresult *r)
     PQclear(r);
 }
 
-static void on_resume(h2o_timeout_entry_t *entry)
+/* Streams rows of the current chunk: one batch per loop turn. */
+/* One COPY streams the whole body when nothing has to happen between chunks (an atomic insert):
+ * the server then works while the gateway parses, with no round trip per chunk. chunk_rows still
+ * sets the reply's chunk count. Other loads end their COPY at each chunk. */
+static bool streams_whole_body(const struct bulk_def *d)
 {
-    pump(container_of(entry, struct bulkreq, resume));
+    return d->atomic && d->mode == BULK_INSERT;
 }
 
-/* Streams rows of the current chunk: one batch per loop turn. */
 static void pump(struct bulkreq *br)
 {
     char err[256];
     buf_reset(&br->data);
-    long room = br->d->chunk_rows - br->chunk_sent;
+    bool whole = streams_whole_body(br->d);
+    long room = whole ? BATCH_ROWS : br->d->chunk_rows - br->chunk_sent;
     int n = bulk_reader_next(&br->rd, &br->data, room < BATCH_ROWS ? (int)room : BATCH_ROWS, err, sizeof err);
     if (n < 0) {
         fail(br, 400, err, NULL);
@@ -332,29 +336,28 @@ static void pump(struct bulkreq *br)
     if (n == 0) br->eof = true;
     if (n > 0 && pgconn_put_copy(br->conn, br->data.data, br->data.len) != 0) return;
     br->chunk_sent += n;
-    if (n == 0 || br->chunk_sent >= br->d->chunk_rows) {
+    if (n == 0 || (!whole && br->chunk_sent >= br->d->chunk_rows)) {
         br->step = ST_COPIED;
         pgconn_end_copy(br->conn, NULL);
         return;
     }
     int f = pgconn_flush(br->conn);
-    /* A 1 ms timeout, not the zero one: h2o runs entries added while it runs the zero queue in the
-     * same pass, which would encode the whole chunk without letting other requests in. */
-    if (f == 0) h2o_timeout_link(br->w->ctx.loop, worker_timeout(br->w, 1), &br->resume);
+    /* Either way the next batch waits for the socket to be writable: a turn of the event loop,
+     * so other requests get in between batches, without a timer's delay. */
+    if (f == 0) pgconn_yield(br->conn);
     /* f == 1: on_writable resumes; f < 0: on_lost follows */
 }
 
 static void on_writable(void *arg)
 {
     struct bulkreq *br = arg;
-    if (br->step == ST_COPY && !h2o_timeout_is_linked(&br->resume)) pump(br);
+    if (br->step == ST_COPY) pump(br);
 }
 
 static void on_lost(void *arg, const char *why)
 {
     struct bulkreq *br = arg;
     br->conn = NULL;
-    if (h2o_timeout_is_linked(&br->resume)) h2o_timeout_unlink(&br->resume);
     br->err_status = 0; /* the lost connection is what the client must hear about */
     fail(br, 503, "the database connection was lost; nothing after the last committed chunk was applied", NULL);
     reply_error(br);
@@ -401,7 +404,6 @@ static void on_client_gone(void *arg)
     br->job = NULL;
     if (br->conn) pgconn_discard(br->conn);
     br->conn = NULL;
-    if (h2o_timeout_is_linked(&br->resume)) h2o_timeout_unlink(&br->resume);
     br->err_status = 0;
     fail(br, 503, "the client closed the connection", NULL);
     reply_error(br);
@@ -440,7 +442,6 @@ int copy_handle(struct worker *w, h2o_req_t *req, struct bulk_def *d)
     br->format = format;
     br->started_us = now_us();
     br->owner = (struct pgconn_owner){on_result, on_writable, on_lost, br};
-    br->resume.cb = on_resume;
     br->watch_due.cb = on_watch_due;
     h2o_timeout_link(w->ctx.loop, worker_timeout(w, WATCH_AFTER_MS), &br->watch_due);
     w->inflight++;

@@ -7,6 +7,7 @@
 #include "http.h"
 #include "jsonw.h"
 #include "pgconn.h"
+#include "probe.h"
 #include "server.h"
 
 #define PEEK(x) __atomic_load_n(&(x), __ATOMIC_RELAXED)
@@ -52,6 +53,11 @@ static int send_health(struct worker *w, h2o_req_t *req)
         jsonw_string(&pools, pc->name, strlen(pc->name));
         buf_printf(&pools, ":{\"status\":\"%s\",\"size\":%d,\"open\":%d,\"in_use\":%d,\"waiting\":%d,\"breaker\":\"%s\"",
                    v.healthy ? "ok" : "down", v.size, v.open, v.in_use, v.waiting, v.breaker);
+        double lag;
+        if (!probe_replication_lag(i, &lag) || lag < 0)
+            buf_puts(&pools, ",\"replication_lag_seconds\":null");
+        else
+            buf_printf(&pools, ",\"replication_lag_seconds\":%.3f", lag);
         if (!v.healthy && v.last_error) {
             buf_puts(&pools, ",\"last_error\":");
             jsonw_string(&pools, v.last_error, strlen(v.last_error));

@@ -501,6 +501,12 @@ int pgconn_flush(struct pgconn *c)
     return r;
 }
 
+void pgconn_yield(struct pgconn *c)
+{
+    c->wants_writable = true;
+    want_write(c);
+}
+
 void pgconn_release(struct pgconn *c)
 {
     c->owner = NULL;

@@ -80,6 +80,9 @@ int pgconn_put_copy(struct pgconn *c, const char *data, size_t len);
 int pgconn_end_copy(struct pgconn *c, const char *errmsg);
 /* Pushes queued output. Returns 0 when all is sent, 1 when on_writable will follow, -1 on failure. */
 int pgconn_flush(struct pgconn *c);
+/* Asks for on_writable at the next turn of the loop (the socket is watched for writability):
+ * a way to yield between batches that costs no timer delay. */
+void pgconn_yield(struct pgconn *c);
 /* Gives the connection back (discarded if it is inside a transaction). */
 void pgconn_release(struct pgconn *c);
 /* Closes it without any further callback (the owner went away mid-conversation). */

@@ -22,6 +22,7 @@
 #include "describe.h"
 #include "openapi.h"
 #include "policy.h"
+#include "probe.h"
 #include "route.h"
 #include "script.h"
 #include "util.h"
@@ -230,7 +231,6 @@ static void *worker_main(void *arg)
     struct server *srv = w->srv;
     h2o_loop_t *loop = w->ctx.loop;
 
-    h2o_timeout_init(loop, &w->zero_timeout, 0);
     w->npools = (int)srv->cfg->npools;
     w->pools = xcalloc((size_t)w->npools, sizeof *w->pools);
     for (int i = 0; i < w->npools; i++) {
@@ -241,6 +241,7 @@ static void *worker_main(void *arg)
     h2o_timeout_init(loop, &w->janitor_timeout, 1000);
     w->janitor.cb = on_janitor;
     h2o_timeout_link(loop, &w->janitor_timeout, &w->janitor);
+    if (w->index == 0) probe_start(w); /* replication lag for /health, off the pools */
 
     w->listener = h2o_evloop_socket_create(loop, w->listen_fd, H2O_SOCKET_FLAG_DONT_READ);
     w->listener->data = w;

@@ -32,7 +32,6 @@ struct worker {
     h2o_timeout_t janitor_timeout;
     h2o_timeout_entry_t janitor;
     struct buf out;           /* response body scratch, reused by every request */
-    h2o_timeout_t zero_timeout; /* runs its entries on the next loop turn: long work yields */
     struct {
         uint64_t ms;
         h2o_timeout_t timeout;

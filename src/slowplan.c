@@ -73,7 +73,8 @@ static void on_plan(struct txn *t, PGresult *r)
     }
     if (PQresultStatus(r) == PGRES_TUPLES_OK && PQntuples(r) == 1) {
         if (!metrics_plan_set(c->w, c->q, c->pool, PQgetvalue(r, 0, 0), (size_t)PQgetlength(r, 0, 0)))
-            log_printf(LOG_DEBUG, "explain_slow %s: the plan is larger than %d bytes", c->q->name, METRICS_PLAN_MAX);
+            log_printf(LOG_DEBUG, "explain_slow %s: the plan is larger than %d bytes", c->q->name,
+                       METRICS_PLAN_MAX);
     } else {
         const char *msg = PQresultErrorField(r, PG_DIAG_MESSAGE_PRIMARY);
         log_printf(LOG_DEBUG, "explain_slow %s: %s", c->q->name, msg ? msg : "explain failed");

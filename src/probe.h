@@ -1,0 +1,23 @@
+/* probe.h — replication lag of each pool, measured on a timer (every PROBE_EVERY_MS) over a
+ * dedicated connection per pool, never through the pool itself, so it neither queues behind
+ * user queries nor takes a connection from them. Read by /health. */
+#ifndef SLUICE_PROBE_H
+#define SLUICE_PROBE_H
+
+#include <stdbool.h>
+
+struct worker;
+
+#define PROBE_EVERY_MS  2000
+#define PROBE_MAX_POOLS 64 /* pools past this many are not probed */
+
+/* Starts probing every pool of w's server on w's loop (call once, from one worker). Never
+ * blocks: connecting and querying run on the loop. */
+void probe_start(struct worker *w);
+/* Reads the newest probe of pool idx (any thread). Returns true when the pool's server is in
+ * recovery (a replica): *lag_seconds is then its replication lag, or negative when it cannot be
+ * known (nothing replayed yet). Returns false for a primary and while unknown (no probe answered,
+ * or the probe connection is down). */
+bool probe_replication_lag(int idx, double *lag_seconds);
+
+#endif
