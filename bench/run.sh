@@ -12,7 +12,7 @@ ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 BENCH=$ROOT/bench
 
 SECS=${SECS:-3}                    # seconds per measured run of the sweeps
-ROUNDS=${ROUNDS:-2}                # runs per contender and point, alternating; figures are medians
+ROUNDS=${ROUNDS:-1}                # runs per contender and point, alternating; figures are medians
 WARMUP_SECS=${WARMUP_SECS:-1}      # unmeasured load before each measured run
 RSS_SECS=${RSS_SECS:-60}           # the long run whose RSS before/after is compared
 IDLE_CONNS=${IDLE_CONNS:-1000}     # idle keep-alive connections held open for the RSS figure

@@ -32,9 +32,17 @@ bool breaker_allow(struct breaker *b, const struct breaker_policy *p, uint64_t n
     if (s == BREAKER_CLOSED) return true;
     if (s == BREAKER_OPEN) {
         if (now_ms < atomic_load(&b->opened_ms) + p->open_ms) return false;
-        if (move(b, BREAKER_OPEN, BREAKER_HALF_OPEN)) atomic_store(&b->probes, 0);
+        if (move(b, BREAKER_OPEN, BREAKER_HALF_OPEN)) {
+            atomic_store(&b->probes, 0);
+            atomic_store(&b->opened_ms, now_ms); /* half-open since */
+        }
     }
-    /* half-open: a bounded number of probes */
+    /* half-open: a bounded number of probes; if they all ended without a verdict (abandoned by
+     * their clients), new ones are let through after another open_ms */
+    if (atomic_load(&b->probes) >= p->half_open && now_ms >= atomic_load(&b->opened_ms) + p->open_ms) {
+        atomic_store(&b->probes, 0);
+        atomic_store(&b->opened_ms, now_ms);
+    }
     return atomic_fetch_add(&b->probes, 1) < p->half_open;
 }
 

@@ -118,8 +118,12 @@ void pool_job_done(struct pool *p, struct pgjob *job)
     job->conn = NULL;
     if (job->status == PGJOB_DB_ERROR) {
         const char *state = PQresultErrorField(job->result, PG_DIAG_SQLSTATE);
-        if (retry_sqlstate_connection(state) && breaker_failure(p->breaker, &p->breaker_policy, now_ms()))
-            log_warn("pool %s: circuit breaker open", p->cfg.name);
+        if (retry_sqlstate_connection(state)) {
+            if (breaker_failure(p->breaker, &p->breaker_policy, now_ms()))
+                log_warn("pool %s: circuit breaker open", p->cfg.name);
+        } else if (breaker_success(p->breaker)) { /* the server answered: it is reachable */
+            log_info("pool %s: circuit breaker closed", p->cfg.name);
+        }
         if (retry_sqlstate_transient(state) && retry_later(p, job)) return;
     } else if (job->status == PGJOB_OK && breaker_success(p->breaker)) {
         log_info("pool %s: circuit breaker closed", p->cfg.name);

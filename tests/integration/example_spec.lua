@@ -232,4 +232,33 @@ describe("example service", function()
     local rc = gw:stop()
     assert(rc == 0, "exit code " .. tostring(rc) .. " after SIGTERM; log tail:\n" .. gw:log():sub(-3000))
   end)
+
+  it("POST /trade places an order the balance covers (201) and refuses an oversized one (409)", function()
+    -- The gateway above has been stopped: serve the same scripts again.
+    local g = H.start { dsn = db, config = {
+      scripts = { H.root .. "/lua/endpoints/*.lua", H.root .. "/lua/policy.lua" },
+    } }
+    local before = num("SELECT count(*) FROM orders")
+    local s, b, h, raw = g:post_json("/trade", { account = 3, pair = "AUDUSD", side = "buy", qty = 2000, price = 1.25 })
+    assert(s == 201, "expected 201, got " .. tostring(s) .. " " .. tostring(raw))
+    assert.truthy((h["content-type"] or ""):match("^application/json"))
+    assert.equal("number", type(b.id))
+    assert.equal(3, b.account_id)
+    assert.equal("AUDUSD", b.pair)
+    assert.equal(2000, b.qty)
+    assert.equal(1.25, b.price)
+    assert.equal("open", b.status)
+    assert.equal("3|AUDUSD|buy|2000.00|1.25000|open",
+      H.psql1(db, "SELECT concat_ws('|', account_id, pair, side, qty, price, status) FROM orders WHERE id = " .. b.id))
+    -- carol has 2500.00: 2000 * 1.3 = 2600 is more than that.
+    local e = H.assert_error(409, "conflict", g:post_json("/trade", { account = 3, pair = "AUDUSD", side = "buy", qty = 2000, price = 1.3 }))
+    assert.equal("insufficient balance", e.message)
+    H.assert_error(400, "bad_request", g:post_json("/trade", { account = 3, pair = "AUDUSD", side = "buy" }))
+    H.assert_error(404, "not_found", g:post_json("/trade", { account = 424242, pair = "AUDUSD", side = "buy", qty = 1, price = 1 }))
+    assert.equal(before + 1, num("SELECT count(*) FROM orders"))
+    assert.equal("0", H.psql1(db, "SELECT count(*) FROM orders WHERE account_id = 3 AND price = 1.3"))
+    assert.equal("2500.00", H.psql1(db, "SELECT balance FROM accounts WHERE id = 3"))
+    local rc = g:stop()
+    assert(rc == 0, "exit code " .. tostring(rc))
+  end)
 end)

@@ -78,6 +78,18 @@ static void a_success_resets_the_count(void **state)
     assert_int_equal(breaker_state(&b), BREAKER_CLOSED); /* 2 in a row, not 4 */
 }
 
+static void unanswered_probes_are_replaced_after_open_ms(void **state)
+{
+    struct breaker b;
+    struct breaker_policy p = policy();
+    breaker_init(&b);
+    for (int i = 0; i < 3; i++) breaker_failure(&b, &p, 0);
+    assert_true(breaker_allow(&b, &p, 500)); /* the probe, whose client then leaves */
+    assert_false(breaker_allow(&b, &p, 700));
+    assert_true(breaker_allow(&b, &p, 1000)); /* another open_ms: a new probe */
+    assert_int_equal(breaker_state(&b), BREAKER_HALF_OPEN);
+}
+
 static void retry_after_counts_down(void **state)
 {
     struct breaker b;
@@ -98,6 +110,7 @@ int main(void)
         cmocka_unit_test(half_open_probe_closes_or_reopens),
         cmocka_unit_test(success_while_closed_changes_nothing),
         cmocka_unit_test(a_success_resets_the_count),
+        cmocka_unit_test(unanswered_probes_are_replaced_after_open_ms),
         cmocka_unit_test(retry_after_counts_down),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
