@@ -8,6 +8,7 @@ local S = require "stub_sluice"
 -- The params of each named query, as documented in its script; the scripts must define
 -- exactly these queries with exactly these :name placeholders.
 local documented = {
+  account_for_update = { "account" },
   latest_quote = { "pair" },
   quotes_range = { "pair", "from", "to", "limit" },
   instruments = {},
