@@ -628,10 +628,15 @@ json_simple() { # PREFIX XNAME XS
 }
 OK=true
 ((${#FAILURES[@]} == 0)) || OK=false
-REV=$(git -C "$ROOT" rev-parse --short HEAD 2>/dev/null || echo unknown)
+# The commit the binary was built from: SLUICE_REV, else the checkout's HEAD for its own build.
+REV=${SLUICE_REV:-unknown}
+if [[ -z ${SLUICE_REV:-} && $SLUICE_BIN == "$ROOT/build/sluice" ]]; then
+    REV=$(git -C "$ROOT" rev-parse --short HEAD 2>/dev/null || echo unknown)
+fi
+VERSION=$("$SLUICE_BIN" version 2>/dev/null | head -1 || true)
 {
-    printf '{"date":"%s","stamp":"%s","cores":%d,"rev":"%s","postgres":"%s",' \
-        "$(date -u +%Y-%m-%dT%H:%M:%SZ)" "$STAMP" "$(nproc)" "$REV" "$PG_VERSION"
+    printf '{"date":"%s","stamp":"%s","cores":%d,"rev":"%s","version":"%s","postgres":"%s","elapsed_s":%d,' \
+        "$(date -u +%Y-%m-%dT%H:%M:%SZ)" "$STAMP" "$(nproc)" "$REV" "${VERSION//\"/}" "$PG_VERSION" "$SECONDS"
     printf '"secs":%d,"rounds":%d,"pool":%d,"conns":%d,"gateway_workers":%d,"peer":%s,' \
         "$SECS" "$ROUNDS" "$POOL" "$CONNS" "$GATEWAY_WORKERS" "$( ((PEER)) && echo true || echo false)"
     printf '"background_busy_cores":{"before":%s,"after":%s},' "$BG_BEFORE" "$BG_AFTER"
@@ -665,7 +670,7 @@ fi
 
 {
     echo
-    echo "sluice bench $STAMP ($((SECONDS / 60)) min $((SECONDS % 60)) s): SECS=$SECS ROUNDS=$ROUNDS, $(nproc) cores (busy before/after: $BG_BEFORE/$BG_AFTER), PostgreSQL $PG_VERSION"
+    echo "sluice bench $STAMP ($((SECONDS / 60)) min $((SECONDS % 60)) s), $VERSION rev $REV: SECS=$SECS ROUNDS=$ROUNDS, $(nproc) cores (busy before/after: $BG_BEFORE/$BG_AFTER), PostgreSQL $PG_VERSION"
     [[ -f $RESULTS_DIR/compare-$STAMP.txt ]] && sed -n '2,10p' "$RESULTS_DIR/compare-$STAMP.txt" | grep -v '^{'
     echo
     printf 'HTTP concurrency (pool %d)   ceiling: pgbench -c N                peer                         sluice               sluice/ceiling\n' "$POOL"
