@@ -16,7 +16,6 @@
 #include "script.h"
 #include "server.h"
 
-
 /* Returns true when authorized; otherwise it has answered 401 or 403. */
 static bool authorize(struct worker *w, h2o_req_t *req)
 {
@@ -59,8 +58,10 @@ static void send_queries(struct worker *w, h2o_req_t *req)
                    histogram_quantile(&t.time, 0.95) * 1000, histogram_quantile(&t.time, 0.99) * 1000);
         buf_printf(b, ",\"slow\":%llu,\"slow_query_ms\":%d,\"last_error\":", (unsigned long long)t.slow,
                    q->slow_ms);
-        if (t.last_error[0]) jsonw_string(b, t.last_error, strlen(t.last_error));
-        else buf_puts(b, "null");
+        if (t.last_error[0])
+            jsonw_string(b, t.last_error, strlen(t.last_error));
+        else
+            buf_puts(b, "null");
         char *plan = metrics_plan_get(srv, q->name); /* explain_slow: already JSON */
         buf_puts(b, ",\"plan\":");
         buf_puts(b, plan ? plan : "null");
@@ -91,8 +92,8 @@ static void reload(struct worker *w, h2o_req_t *req)
     }
     struct buf *b = &w->out;
     buf_reset(b);
-    buf_printf(b, "{\"status\":\"reloading\",\"queries\":%d,\"bulk\":%d,\"handlers\":%d}", probe.nqueries, probe.nbulks,
-               probe.nhandlers);
+    buf_printf(b, "{\"status\":\"reloading\",\"queries\":%d,\"bulk\":%d,\"handlers\":%d}", probe.nqueries,
+               probe.nbulks, probe.nhandlers);
     lua_close(L);
     registry_free(&probe);
     kill(getpid(), SIGHUP);

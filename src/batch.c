@@ -27,7 +27,7 @@ struct item {
     json_t **vals;
     struct pgjob *job; /* in flight */
     int status;
-    struct buf body;   /* the item's answer once known */
+    struct buf body; /* the item's answer once known */
 };
 
 struct batch {
@@ -41,7 +41,7 @@ struct batch {
     bool txn_open;
     struct registry *reg; /* the generation its queries come from */
     uint64_t started_us;
-    int fail_status;      /* a failed transaction: its answer, sent once ROLLBACK is done */
+    int fail_status; /* a failed transaction: its answer, sent once ROLLBACK is done */
     struct buf fail_body;
 };
 
@@ -82,7 +82,8 @@ static void count_item(struct batch *b, struct item *it, const struct pgjob *job
     uint64_t us;
     int pool = job->pool ? (int)(job->pool - b->w->pools) : it->q->pool_idx;
     if (job->status == PGJOB_OK) metrics_query_exec(b->w, it->q, pool, now_us() - job->sent_us);
-    metrics_query_done(b->w, it->q, pool, it->status, b->started_us, it->status == 200 ? NULL : job->errmsg, &us);
+    metrics_query_done(b->w, it->q, pool, it->status, b->started_us, it->status == 200 ? NULL : job->errmsg,
+                       &us);
 }
 
 /* --- pipelined ------------------------------------------------------------------------------ */
@@ -195,7 +196,8 @@ static void next_item(struct batch *b)
         int rc = txn_query(&b->txn, it->q, it->vals, txn_step);
         if (rc == 0) return;
         struct buf body = BUF_INIT;
-        buf_printf(&body, "{\"error\":{\"code\":\"%s\",\"message\":", rc == -2 ? "unavailable" : "bad_request");
+        buf_printf(&body,
+                   "{\"error\":{\"code\":\"%s\",\"message\":", rc == -2 ? "unavailable" : "bad_request");
         jsonw_string(&body, b->txn.errmsg, strlen(b->txn.errmsg));
         buf_puts(&body, "}}");
         fail_txn(b, b->cur, rc == -2 ? 503 : 400, &body);
@@ -257,7 +259,8 @@ static int parse(struct batch *b, char *err, size_t errlen)
 {
     h2o_req_t *req = b->req;
     json_error_t jerr;
-    b->doc = json_loadb(req->entity.base ? req->entity.base : "", req->entity.len, JSON_REJECT_DUPLICATES, &jerr);
+    b->doc =
+        json_loadb(req->entity.base ? req->entity.base : "", req->entity.len, JSON_REJECT_DUPLICATES, &jerr);
     if (b->doc == NULL) {
         snprintf(err, errlen, "malformed JSON: %s (line %d, column %d)", jerr.text, jerr.line, jerr.column);
         return -1;
@@ -294,7 +297,8 @@ static int parse(struct batch *b, char *err, size_t errlen)
         it->q = registry_find(b->reg, name, strlen(name));
         if (it->q == NULL) {
             it->status = 404;
-            buf_puts(&it->body, "{\"error\":{\"code\":\"not_found\",\"message\":\"no such query\",\"query\":");
+            buf_puts(&it->body,
+                     "{\"error\":{\"code\":\"not_found\",\"message\":\"no such query\",\"query\":");
             jsonw_string(&it->body, name, strlen(name));
             buf_puts(&it->body, "}}");
             continue;
@@ -332,7 +336,8 @@ int batch_handle(struct worker *w, h2o_req_t *req)
     b->started_us = now_us();
     w->inflight++;
     if (req->query_at != SIZE_MAX) {
-        h2o_iovec_t qs = h2o_iovec_init(req->path.base + req->query_at + 1, req->path.len - req->query_at - 1);
+        h2o_iovec_t qs =
+            h2o_iovec_init(req->path.base + req->query_at + 1, req->path.len - req->query_at - 1);
         b->transaction = h2o_memis(qs.base, qs.len, H2O_STRLIT("transaction=true"));
     }
     char err[256];
@@ -343,7 +348,8 @@ int batch_handle(struct worker *w, h2o_req_t *req)
     /* A batch may run only what its caller may call on its own: the first refusal answers for all. */
     for (int i = 0; i < b->n; i++) {
         struct query_def *q = b->items[i].q;
-        if (q != NULL && q->auth != AUTH_NONE && !auth_allow(w, req, q->auth, q->reg->L, q->auth_ref, q->name))
+        if (q != NULL && q->auth != AUTH_NONE &&
+            !auth_allow(w, req, q->auth, q->reg->L, q->auth_ref, q->name))
             return 0;
     }
     if (!b->transaction) {

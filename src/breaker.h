@@ -20,11 +20,11 @@ struct breaker_policy {
 
 struct breaker {
     _Atomic int state;
-    _Atomic int failures;          /* within the current window */
+    _Atomic int failures; /* within the current window */
     _Atomic uint64_t window_start_ms;
     _Atomic uint64_t opened_ms;
-    _Atomic int probes;            /* probes let through since half-open */
-    _Atomic uint64_t transitions;  /* for metrics */
+    _Atomic int probes;           /* probes let through since half-open */
+    _Atomic uint64_t transitions; /* for metrics */
 };
 
 void breaker_policy_default(struct breaker_policy *p);

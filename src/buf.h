@@ -11,12 +11,15 @@ struct buf {
     size_t len, cap;
 };
 
-#define BUF_INIT {NULL, 0, 0}
+#define BUF_INIT                                                                                             \
+    {                                                                                                        \
+        NULL, 0, 0                                                                                           \
+    }
 
 void buf_init(struct buf *b);
-void buf_free(struct buf *b);                    /* releases memory; b is empty afterwards */
-void buf_reset(struct buf *b);                   /* len = 0, keeps the memory */
-void buf_reserve(struct buf *b, size_t extra);   /* room for extra more bytes plus the NUL */
+void buf_free(struct buf *b);                  /* releases memory; b is empty afterwards */
+void buf_reset(struct buf *b);                 /* len = 0, keeps the memory */
+void buf_reserve(struct buf *b, size_t extra); /* room for extra more bytes plus the NUL */
 void buf_append(struct buf *b, const void *p, size_t n);
 void buf_puts(struct buf *b, const char *s);
 void buf_putc(struct buf *b, char c);

@@ -20,7 +20,8 @@ int call_resolve(const struct query_def *q, json_t *params, json_t **vals, char 
     }
     if (json_is_array(params)) {
         if ((int)json_array_size(params) != q->nparams) {
-            snprintf(err, errlen, "expected %d parameters by position, got %zu", q->nparams, json_array_size(params));
+            snprintf(err, errlen, "expected %d parameters by position, got %zu", q->nparams,
+                     json_array_size(params));
             return -1;
         }
         for (int i = 0; i < q->nparams; i++) vals[i] = json_array_get(params, (size_t)i);
@@ -68,7 +69,8 @@ int call_bind(struct pgjob *job, json_t *const *vals)
     return 0;
 }
 
-static int write_error(struct buf *b, int status, const char *message, const char *query, const char *sqlstate)
+static int write_error(struct buf *b, int status, const char *message, const char *query,
+                       const char *sqlstate)
 {
     const char *code = http_error_code(status);
     buf_puts(b, "{\"error\":{\"code\":");
@@ -108,9 +110,13 @@ int call_write(struct buf *b, const struct pgjob *job)
     const char *primary = PQresultErrorField(job->result, PG_DIAG_MESSAGE_PRIMARY);
     int status = query_status_for_sqlstate(state);
     if (status == 500) {
-        log_printf(LOG_ERROR, "query %s failed: %s (SQLSTATE %s)", q->name, primary ? primary : "?", state ? state : "?");
+        log_printf(LOG_ERROR, "query %s failed: %s (SQLSTATE %s)", q->name, primary ? primary : "?",
+                   state ? state : "?");
         return write_error(b, 500, "internal error", q->name, state);
     }
-    return write_error(b, status, status == 504 ? "statement timeout" : primary ? primary : "database error", q->name,
-                       state);
+    return write_error(b, status,
+                       status == 504 ? "statement timeout"
+                       : primary     ? primary
+                                     : "database error",
+                       q->name, state);
 }

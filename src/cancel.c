@@ -69,8 +69,10 @@ void cancel_request(PGconn *pg)
     it->next = NULL;
     it->cancel = c;
     pthread_mutex_lock(&lock);
-    if (tail) tail->next = it;
-    else head = it;
+    if (tail)
+        tail->next = it;
+    else
+        head = it;
     tail = it;
     pthread_cond_signal(&wake);
     pthread_mutex_unlock(&lock);

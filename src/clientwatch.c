@@ -23,7 +23,8 @@ static void on_readable(h2o_socket_t *sock, const char *err)
     on_gone(arg);
 }
 
-void clientwatch_start(struct clientwatch *cw, h2o_req_t *req, h2o_loop_t *loop, void (*on_gone)(void *), void *arg)
+void clientwatch_start(struct clientwatch *cw, h2o_req_t *req, h2o_loop_t *loop, void (*on_gone)(void *),
+                       void *arg)
 {
     cw->sock = NULL;
     if (req->conn->callbacks->get_socket == NULL) return;

@@ -15,7 +15,8 @@ struct clientwatch {
 
 /* Starts watching req's connection. on_gone runs at most once, when the peer closed. A no-op
  * when the socket cannot be had. */
-void clientwatch_start(struct clientwatch *cw, h2o_req_t *req, h2o_loop_t *loop, void (*on_gone)(void *), void *arg);
+void clientwatch_start(struct clientwatch *cw, h2o_req_t *req, h2o_loop_t *loop, void (*on_gone)(void *),
+                       void *arg);
 /* Stops watching (safe when not started). */
 void clientwatch_stop(struct clientwatch *cw);
 

@@ -463,8 +463,7 @@ static int check_keys(struct loader *ld, lua_State *L, int t, const char *prefix
         quote(q, sizeof q, full);
         free(full);
         rc = fail(ld, "%s: unknown key %s", ld->path, q);
-    }
-    else if (other[0]) /* t[1] in "pools.primary." reads pools.primary[1] */
+    } else if (other[0]) /* t[1] in "pools.primary." reads pools.primary[1] */
         rc = fail(ld, "%s: unknown key %.*s[%s]", ld->path, (int)(plen ? plen - 1 : 0), prefix, other);
     free(worst);
     return rc;
@@ -578,7 +577,8 @@ static int read_tokens(struct loader *ld, lua_State *L, int idx)
             count++;
         }
         if (count != n)
-            return fail(ld, "%s: tokens: expected an array of strings, got a table with other keys", ld->path);
+            return fail(ld, "%s: tokens: expected an array of strings, got a table with other keys",
+                        ld->path);
         for (size_t i = 1; i <= n; i++) {
             lua_rawgeti(L, idx, (int)i);
             struct val e;

@@ -39,16 +39,16 @@ struct config {
     char **scripts; /* glob patterns as written; default: the two of DESIGN.md §3 */
     size_t nscripts;
     /* Access control (auth.c). */
-    char **tokens;         /* bearer tokens of auth = "bearer" endpoints (tokens / SLUICE_TOKENS) */
+    char **tokens; /* bearer tokens of auth = "bearer" endpoints (tokens / SLUICE_TOKENS) */
     size_t ntokens;
-    char *jwt_secret;      /* HS256 key of auth = "jwt" endpoints (jwt.secret / SLUICE_JWT_SECRET) */
-    char *jwt_audience;    /* NULL = aud is not checked */
-    bool protect_metrics;  /* /metrics and /health (not /health/live) need the admin token */
+    char *jwt_secret;     /* HS256 key of auth = "jwt" endpoints (jwt.secret / SLUICE_JWT_SECRET) */
+    char *jwt_audience;   /* NULL = aud is not checked */
+    bool protect_metrics; /* /metrics and /health (not /health/live) need the admin token */
     /* Limits on what a client controls. */
-    size_t max_url_bytes;  /* request target (path + query string), default 8192 -> 414 */
-    int max_params;        /* query-string pairs or body keys per request, default 1000 -> 400 */
-    int max_rows;          /* rows in one query response, default 100000 -> 413; 0 = no limit */
-    int max_inflight;      /* requests in progress per worker, default 10000 -> 503 */
+    size_t max_url_bytes; /* request target (path + query string), default 8192 -> 414 */
+    int max_params;       /* query-string pairs or body keys per request, default 1000 -> 400 */
+    int max_rows;         /* rows in one query response, default 100000 -> 413; 0 = no limit */
+    int max_inflight;     /* requests in progress per worker, default 10000 -> 503 */
 };
 
 /* Reads path, applies the environment overrides, validates. Returns 0, or -1 with one line in

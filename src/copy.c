@@ -21,7 +21,7 @@
 #include "server.h"
 #include "util.h"
 
-#define BATCH_ROWS 1000 /* rows encoded per loop turn */
+#define BATCH_ROWS     1000 /* rows encoded per loop turn */
 #define WATCH_AFTER_MS 500
 
 enum step {
@@ -104,8 +104,10 @@ static void reply_error(struct bulkreq *br)
         buf_puts(b, ",\"column\":");
         jsonw_string(b, br->err_column, strlen(br->err_column));
     }
-    buf_printf(b, ",\"committed_chunks\":%d,\"rows_committed\":%ld}}", br->committed_chunks, br->rows_committed);
-    if (br->err_status == 503) h2o_add_header(&br->req->pool, &br->req->res.headers, H2O_TOKEN_RETRY_AFTER, NULL, H2O_STRLIT("1"));
+    buf_printf(b, ",\"committed_chunks\":%d,\"rows_committed\":%ld}}", br->committed_chunks,
+               br->rows_committed);
+    if (br->err_status == 503)
+        h2o_add_header(&br->req->pool, &br->req->res.headers, H2O_TOKEN_RETRY_AFTER, NULL, H2O_STRLIT("1"));
     br->d->errors++;
     metrics_bulk_done(br->w, br->d, false, br->rows_committed, br->started_us);
     http_send_json(br->req, br->err_status, b->data, b->len);
@@ -189,13 +191,16 @@ static void start_chunk(struct bulkreq *br)
         begin(br);
         return;
     }
-    if (br->d->sql_stage && br->chunks == 0) send_step(br, ST_STAGE, br->d->sql_stage);
-    else send_step(br, ST_COPY, br->d->sql_copy);
+    if (br->d->sql_stage && br->chunks == 0)
+        send_step(br, ST_STAGE, br->d->sql_stage);
+    else
+        send_step(br, ST_COPY, br->d->sql_copy);
 }
 
 static void end_body(struct bulkreq *br)
 {
-    if (br->d->atomic) send_step(br, ST_COMMIT, "COMMIT");
+    if (br->d->atomic)
+        send_step(br, ST_COMMIT, "COMMIT");
     else {
         detach(br);
         reply_ok(br);
@@ -214,24 +219,28 @@ static void next_step(struct bulkreq *br)
             finish_failed(br);
             return;
         }
-        if (bulk_reader_init(&br->rd, br->format, br->req->entity.base, br->req->entity.len, d->columns, d->types,
-                             d->ncolumns, err, sizeof err) != 0) {
+        if (bulk_reader_init(&br->rd, br->format, br->req->entity.base, br->req->entity.len, d->columns,
+                             d->types, d->ncolumns, err, sizeof err) != 0) {
             br->reader_open = true;
             fail(br, 400, err, NULL);
             finish_failed(br);
             return;
         }
         br->reader_open = true;
-        if (d->atomic) begin(br);
-        else start_chunk(br);
+        if (d->atomic)
+            begin(br);
+        else
+            start_chunk(br);
         return;
     case ST_BEGIN:
         if (d->atomic) {
             start_chunk(br);
             return;
         }
-        if (d->sql_stage) send_step(br, ST_STAGE, d->sql_stage);
-        else send_step(br, ST_COPY, d->sql_copy);
+        if (d->sql_stage)
+            send_step(br, ST_STAGE, d->sql_stage);
+        else
+            send_step(br, ST_COPY, d->sql_copy);
         return;
     case ST_STAGE:
         send_step(br, ST_COPY, d->sql_copy);
@@ -239,8 +248,10 @@ static void next_step(struct bulkreq *br)
     case ST_COPY:
         return; /* COPY IN is handled as it arrives */
     case ST_COPIED:
-        if (streams_whole_body(d)) br->chunks += (int)((br->chunk_sent + d->chunk_rows - 1) / d->chunk_rows);
-        else if (br->chunk_sent > 0) br->chunks++;
+        if (streams_whole_body(d))
+            br->chunks += (int)((br->chunk_sent + d->chunk_rows - 1) / d->chunk_rows);
+        else if (br->chunk_sent > 0)
+            br->chunks++;
         if (d->sql_merge && br->chunk_sent > 0) {
             send_step(br, ST_MERGE, d->sql_merge);
             return;
@@ -257,8 +268,10 @@ static void next_step(struct bulkreq *br)
             send_step(br, ST_COMMIT, "COMMIT");
             return;
         }
-        if (br->eof) end_body(br);
-        else start_chunk(br);
+        if (br->eof)
+            end_body(br);
+        else
+            start_chunk(br);
         return;
     case ST_COMMIT:
         if (d->atomic) {
@@ -270,8 +283,10 @@ static void next_step(struct bulkreq *br)
         }
         if (br->chunk_sent > 0) br->committed_chunks++;
         br->rows_committed = bulk_reader_rows(&br->rd);
-        if (br->eof) end_body(br);
-        else start_chunk(br);
+        if (br->eof)
+            end_body(br);
+        else
+            start_chunk(br);
         return;
     case ST_ROLLBACK:
         detach(br);
@@ -284,8 +299,10 @@ static void on_result(void *arg, PGresult *r)
 {
     struct bulkreq *br = arg;
     if (r == NULL) {
-        if (br->err_status) finish_failed(br);
-        else if (br->step != ST_COPY) next_step(br);
+        if (br->err_status)
+            finish_failed(br);
+        else if (br->step != ST_COPY)
+            next_step(br);
         return;
     }
     switch (PQresultStatus(r)) {
@@ -359,7 +376,8 @@ static void on_lost(void *arg, const char *why)
     struct bulkreq *br = arg;
     br->conn = NULL;
     br->err_status = 0; /* the lost connection is what the client must hear about */
-    fail(br, 503, "the database connection was lost; nothing after the last committed chunk was applied", NULL);
+    fail(br, 503, "the database connection was lost; nothing after the last committed chunk was applied",
+         NULL);
     reply_error(br);
 }
 
@@ -424,9 +442,12 @@ int copy_handle(struct worker *w, h2o_req_t *req, struct bulk_def *d)
         return 0;
     }
     enum bulk_format format;
-    if (content_type_is(req, "application/json")) format = BULK_JSON;
-    else if (content_type_is(req, "application/x-ndjson")) format = BULK_NDJSON;
-    else if (content_type_is(req, "text/csv")) format = BULK_CSV;
+    if (content_type_is(req, "application/json"))
+        format = BULK_JSON;
+    else if (content_type_is(req, "application/x-ndjson"))
+        format = BULK_NDJSON;
+    else if (content_type_is(req, "text/csv"))
+        format = BULK_CSV;
     else {
         http_send_error(req, 415, "unsupported_media_type",
                         "the body must be application/json, application/x-ndjson or text/csv", NULL, NULL);

@@ -79,7 +79,8 @@ int registry_add(struct registry *r, struct query_def *q)
     return 0;
 }
 
-struct query_def *query_def_new(const char *name, const char *sql, const char *route, char *err, unsigned errlen)
+struct query_def *query_def_new(const char *name, const char *sql, const char *route, char *err,
+                                unsigned errlen)
 {
     struct sqlparams sp;
     if (sqlparam_rewrite(sql, &sp, err, errlen) != 0) return NULL;
@@ -162,8 +163,8 @@ void route_free(struct route_pattern *r)
     free(r);
 }
 
-int route_match(const struct route_pattern *r, const char *path, size_t len, const char **vals,
-                size_t *lens, int max)
+int route_match(const struct route_pattern *r, const char *path, size_t len, const char **vals, size_t *lens,
+                int max)
 {
     const char *p = path, *end = path + len;
     int nvals = 0;
@@ -247,7 +248,10 @@ int bulk_def_prepare(struct bulk_def *d, char *err, unsigned errlen)
         }
     }
     if (d->mode != BULK_INSERT && d->nkey == 0) {
-        snprintf(err, errlen, "mode %s needs key columns", d->mode == BULK_UPSERT ? "upsert" : d->mode == BULK_UPDATE ? "update" : "delete");
+        snprintf(err, errlen, "mode %s needs key columns",
+                 d->mode == BULK_UPSERT   ? "upsert"
+                 : d->mode == BULK_UPDATE ? "update"
+                                          : "delete");
         return -1;
     }
     struct buf b = BUF_INIT;
@@ -260,8 +264,10 @@ int bulk_def_prepare(struct bulk_def *d, char *err, unsigned errlen)
 
     const char *stage = "sluice_bulk_stage";
     buf_puts(&b, "COPY ");
-    if (d->mode == BULK_INSERT) quote_ident(&b, d->table);
-    else buf_puts(&b, stage);
+    if (d->mode == BULK_INSERT)
+        quote_ident(&b, d->table);
+    else
+        buf_puts(&b, stage);
     buf_puts(&b, " (");
     column_list(&b, d->columns, d->ncolumns, NULL);
     buf_puts(&b, ") FROM STDIN");

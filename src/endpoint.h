@@ -19,8 +19,8 @@ enum endpoint_auth {
 };
 
 struct route_pattern {
-    char *method;   /* "GET", "POST", ... */
-    char **segs;    /* path segments; "{name}" segments bind a parameter */
+    char *method; /* "GET", "POST", ... */
+    char **segs;  /* path segments; "{name}" segments bind a parameter */
     int nsegs;
 };
 
@@ -32,12 +32,12 @@ struct query_def {
     char **param_names; /* param_names[i] binds $(i+1) */
     int nparams;
     bool readonly, single, idempotent;
-    int timeout_ms;     /* 0 = the pool's statement_timeout_ms */
-    char *pool;         /* NULL = sluice.route or "primary" */
-    int pool_idx;       /* index of that pool in the worker's pools, resolved at load */
-    int route_info_ref; /* the table sluice.route gets for it (Lua registry ref), 0 until made */
+    int timeout_ms;              /* 0 = the pool's statement_timeout_ms */
+    char *pool;                  /* NULL = sluice.route or "primary" */
+    int pool_idx;                /* index of that pool in the worker's pools, resolved at load */
+    int route_info_ref;          /* the table sluice.route gets for it (Lua registry ref), 0 until made */
     struct route_pattern *route; /* NULL when no alias */
-    uint32_t id;        /* process-wide unique: the prepared statement is "s<id>" */
+    uint32_t id;                 /* process-wide unique: the prepared statement is "s<id>" */
     char stmt_name[16];
     /* Learned from the server on first prepare (PQdescribePrepared). */
     bool described;
@@ -45,12 +45,12 @@ struct query_def {
     /* Per worker counters, read by /admin/queries. */
     uint64_t calls, errors;
     /* Monitoring (metrics.c): set at load from the query's own keys, sluice.policy or defaults. */
-    int slow_ms;          /* slower requests count in db_slow_query_count and are logged; 0 = off */
-    bool slow_ms_set;     /* the query set slow_query_ms itself: sluice.policy does not change it */
-    bool log_params;      /* the slow-query log shows parameter values, not only their names */
+    int slow_ms;                   /* slower requests count in db_slow_query_count and are logged; 0 = off */
+    bool slow_ms_set;              /* the query set slow_query_ms itself: sluice.policy does not change it */
+    bool log_params;               /* the slow-query log shows parameter values, not only their names */
     struct metrics_entry *metrics; /* this worker's statistics of the name, found at first use */
     enum endpoint_auth auth;
-    int auth_ref;       /* AUTH_LUA: luaL_ref of the policy function in reg->L */
+    int auth_ref; /* AUTH_LUA: luaL_ref of the policy function in reg->L */
 };
 
 enum bulk_mode { BULK_INSERT, BULK_UPSERT, BULK_UPDATE, BULK_DELETE };
@@ -58,27 +58,27 @@ enum bulk_mode { BULK_INSERT, BULK_UPSERT, BULK_UPDATE, BULK_DELETE };
 struct bulk_def {
     struct registry *reg;
     char *name;
-    char *table;          /* as written: may be schema-qualified */
-    char **columns;       /* declared columns, in COPY order */
+    char *table;    /* as written: may be schema-qualified */
+    char **columns; /* declared columns, in COPY order */
     int ncolumns;
     enum bulk_mode mode;
-    char **key;           /* key columns (a subset of columns) for upsert / update / delete */
+    char **key; /* key columns (a subset of columns) for upsert / update / delete */
     int nkey;
-    int chunk_rows;       /* rows per COPY chunk, default 10000 */
-    bool atomic;          /* default true: one transaction for the whole body */
+    int chunk_rows; /* rows per COPY chunk, default 10000 */
+    bool atomic;    /* default true: one transaction for the whole body */
     char *pool;
     int pool_idx;
     /* SQL built once at load (identifiers quoted). */
-    char *sql_describe;   /* SELECT cols FROM table LIMIT 0 */
-    char *sql_copy;       /* COPY target (cols) FROM STDIN */
-    char *sql_stage;      /* CREATE TEMP TABLE ... (non-insert modes), else NULL */
-    char *sql_merge;      /* INSERT .. ON CONFLICT / UPDATE .. FROM / DELETE .. USING, else NULL */
+    char *sql_describe; /* SELECT cols FROM table LIMIT 0 */
+    char *sql_copy;     /* COPY target (cols) FROM STDIN */
+    char *sql_stage;    /* CREATE TEMP TABLE ... (non-insert modes), else NULL */
+    char *sql_merge;    /* INSERT .. ON CONFLICT / UPDATE .. FROM / DELETE .. USING, else NULL */
     /* Learned on first use. */
     Oid *types;
     bool described;
     uint64_t calls, errors, rows;
     struct metrics_entry *metrics; /* this worker's statistics of the name (metrics.c), found at first use */
-    enum endpoint_auth auth; /* AUTH_LUA is not offered for bulk endpoints */
+    enum endpoint_auth auth;       /* AUTH_LUA is not offered for bulk endpoints */
 };
 
 /* A Lua handler (sluice.endpoint): its function lives in the worker's Lua registry. */
@@ -96,8 +96,8 @@ struct handler_def {
  * ran them. A reload makes a new one; the old one is retired and freed once nothing uses it. */
 struct registry {
     struct lua_State *L;
-    int refs;                     /* requests and jobs still using these definitions */
-    uint64_t retired_ms;          /* 0 while current */
+    int refs;            /* requests and jobs still using these definitions */
+    uint64_t retired_ms; /* 0 while current */
     struct registry *next_retired;
     struct bulk_def **bulks;
     int nbulks;
@@ -126,7 +126,8 @@ void bulk_def_free(struct bulk_def *b);
 
 /* Builds a query definition; rewrites its SQL. Returns NULL with a message in err on bad SQL
  * or route. Strings are copied. */
-struct query_def *query_def_new(const char *name, const char *sql, const char *route, char *err, unsigned errlen);
+struct query_def *query_def_new(const char *name, const char *sql, const char *route, char *err,
+                                unsigned errlen);
 void query_def_free(struct query_def *q);
 /* Index of the parameter called name, or -1. */
 int query_def_param(const struct query_def *q, const char *name, size_t len);
@@ -136,7 +137,7 @@ struct route_pattern *route_parse(const char *spec, char *err, unsigned errlen);
 void route_free(struct route_pattern *r);
 /* Matches path (no query string) against r; on success fills vals/lens for each {param}
  * segment in order (at most max) and returns the count; -1 when it does not match. */
-int route_match(const struct route_pattern *r, const char *path, size_t len, const char **vals,
-                size_t *lens, int max);
+int route_match(const struct route_pattern *r, const char *path, size_t len, const char **vals, size_t *lens,
+                int max);
 
 #endif

@@ -13,12 +13,15 @@ struct json_ostream {
     h2o_iovec_t body;
 };
 
-static void do_send(h2o_ostream_t *self, h2o_req_t *req, h2o_iovec_t *bufs, size_t bufcnt, h2o_send_state_t state)
+static void do_send(h2o_ostream_t *self, h2o_req_t *req, h2o_iovec_t *bufs, size_t bufcnt,
+                    h2o_send_state_t state)
 {
     struct json_ostream *o = (struct json_ostream *)self;
     /* The original body is dropped; ours goes out with the final call. */
-    if (h2o_send_state_is_in_progress(state)) h2o_ostream_send_next(self, req, NULL, 0, state);
-    else h2o_ostream_send_next(self, req, &o->body, 1, state);
+    if (h2o_send_state_is_in_progress(state))
+        h2o_ostream_send_next(self, req, NULL, 0, state);
+    else
+        h2o_ostream_send_next(self, req, &o->body, 1, state);
 }
 
 static bool is_json(h2o_req_t *req)
@@ -31,9 +34,11 @@ static bool is_json(h2o_req_t *req)
 static void on_setup_ostream(h2o_filter_t *self, h2o_req_t *req, h2o_ostream_t **slot)
 {
     if (req->res.status >= 400 && !is_json(req)) {
-        metrics_http_status((struct worker *)req->conn->ctx, req->res.status); /* h2o answered it, not http.c */
+        metrics_http_status((struct worker *)req->conn->ctx,
+                            req->res.status); /* h2o answered it, not http.c */
         const char *msg = req->res.status == 413 ? "the request body is larger than max_body_bytes"
-                                                 : req->res.reason ? req->res.reason : "error";
+                          : req->res.reason      ? req->res.reason
+                                                 : "error";
         const char *code = http_error_code(req->res.status);
         struct buf b = BUF_INIT;
         buf_puts(&b, "{\"error\":{\"code\":");
@@ -45,7 +50,8 @@ static void on_setup_ostream(h2o_filter_t *self, h2o_req_t *req, h2o_ostream_t *
         o->body = h2o_strdup(&req->pool, b.data, b.len);
         o->super.do_send = do_send;
         buf_free(&b);
-        h2o_set_header(&req->pool, &req->res.headers, H2O_TOKEN_CONTENT_TYPE, H2O_STRLIT("application/json"), 1);
+        h2o_set_header(&req->pool, &req->res.headers, H2O_TOKEN_CONTENT_TYPE, H2O_STRLIT("application/json"),
+                       1);
         req->res.content_length = o->body.len;
         slot = &o->super.next;
     }

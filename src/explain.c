@@ -40,7 +40,8 @@ static void on_dispose(void *p)
 
 static void answer(struct explain *e)
 {
-    if (e->status == 503) h2o_add_header(&e->req->pool, &e->req->res.headers, H2O_TOKEN_RETRY_AFTER, NULL, H2O_STRLIT("1"));
+    if (e->status == 503)
+        h2o_add_header(&e->req->pool, &e->req->res.headers, H2O_TOKEN_RETRY_AFTER, NULL, H2O_STRLIT("1"));
     http_send_json(e->req, e->status, e->body.data, e->body.len);
 }
 
@@ -103,7 +104,8 @@ static void on_begun(struct txn *t, PGresult *r)
         return;
     }
     struct buf sql = BUF_INIT;
-    buf_printf(&sql, "EXPLAIN (FORMAT JSON%s) %s", e->analyze ? ", ANALYZE, BUFFERS" : "", e->q->sql_numbered);
+    buf_printf(&sql, "EXPLAIN (FORMAT JSON%s) %s", e->analyze ? ", ANALYZE, BUFFERS" : "",
+               e->q->sql_numbered);
     int rc = txn_query_sql(t, sql.data, e->q, e->vals, on_plan);
     buf_free(&sql);
     if (rc == 0) return;
@@ -146,14 +148,16 @@ int explain_handle(struct worker *w, h2o_req_t *req, const char *name, size_t le
     struct explain_args a = {json_object(), false};
     if (http_query_foreach(req, on_query_pair, &a) < 0) {
         json_decref(a.params);
-        http_send_error(req, 400, "bad_request", "malformed percent-encoding in the query string", q->name, NULL);
+        http_send_error(req, 400, "bad_request", "malformed percent-encoding in the query string", q->name,
+                        NULL);
         return 0;
     }
     json_t *params = a.params;
     bool analyze = a.analyze;
     if (analyze && !q->readonly) {
         json_decref(params);
-        http_send_error(req, 400, "bad_request", "analyze=true runs the query: only for readonly queries", q->name, NULL);
+        http_send_error(req, 400, "bad_request", "analyze=true runs the query: only for readonly queries",
+                        q->name, NULL);
         return 0;
     }
     json_t **vals = xcalloc((size_t)(q->nparams ? q->nparams : 1), sizeof *vals);

@@ -28,16 +28,15 @@ static int l_stopped(lua_State *L)
     return 1;
 }
 
-static const char GUARD_LUA[] =
-    "local stopped, pcall0, xpcall0, resume0, unpack, select = ...\n"
-    "local function check(...)\n"
-    "  local m = stopped()\n"
-    "  if m then error(m, 0) end\n"
-    "  return ...\n"
-    "end\n"
-    "pcall = function(...) return check(pcall0(...)) end\n"
-    "xpcall = function(...) return check(xpcall0(...)) end\n"
-    "coroutine.resume = function(...) return check(resume0(...)) end\n";
+static const char GUARD_LUA[] = "local stopped, pcall0, xpcall0, resume0, unpack, select = ...\n"
+                                "local function check(...)\n"
+                                "  local m = stopped()\n"
+                                "  if m then error(m, 0) end\n"
+                                "  return ...\n"
+                                "end\n"
+                                "pcall = function(...) return check(pcall0(...)) end\n"
+                                "xpcall = function(...) return check(xpcall0(...)) end\n"
+                                "coroutine.resume = function(...) return check(resume0(...)) end\n";
 
 void guard_install(lua_State *L)
 {

@@ -27,23 +27,23 @@
 #include "util.h"
 
 #define HANDLER_CPU_LIMIT_MS 1000
-#define HOOK_EVERY 10000 /* instructions between checks of the limit */
+#define HOOK_EVERY           10000 /* instructions between checks of the limit */
 
 struct hreq {
     h2o_req_t *req;
     struct worker *w;
     struct handler_def *h;
-    lua_State *L;        /* the state of the generation the handler came from */
+    lua_State *L; /* the state of the generation the handler came from */
     lua_State *co;
-    int co_ref;          /* LUA_NOREF once released */
+    int co_ref; /* LUA_NOREF once released */
     json_t *body;
-    struct pgjob *job;   /* a pending sluice.db.query */
-    json_t *params;      /* its parameters (kept alive for the bind) */
+    struct pgjob *job; /* a pending sluice.db.query */
+    json_t *params;    /* its parameters (kept alive for the bind) */
     json_t **vals;
     struct txn txn;
     bool in_txn;
-    bool calling;        /* inside a sluice.db C function: an outcome now must not resume */
-    bool sync;           /* ...and one arrived: sync_n values are on the stack */
+    bool calling; /* inside a sluice.db C function: an outcome now must not resume */
+    bool sync;    /* ...and one arrived: sync_n values are on the stack */
     int sync_n;
     uint64_t resumed_ms;
     h2o_timeout_entry_t watch_due; /* a handler still waiting after WATCH_AFTER_MS watches its client */
@@ -126,8 +126,9 @@ static void answer(struct hreq *hr)
             if (lua_type(co, -2) == LUA_TSTRING && lua_type(co, -1) == LUA_TSTRING) {
                 size_t kl, vl;
                 const char *k = lua_tolstring(co, -2, &kl), *v = lua_tolstring(co, -1, &vl);
-                h2o_add_header_by_str(&hr->req->pool, &hr->req->res.headers, h2o_strdup(&hr->req->pool, k, kl).base, kl,
-                                      1, NULL, h2o_strdup(&hr->req->pool, v, vl).base, vl);
+                h2o_add_header_by_str(&hr->req->pool, &hr->req->res.headers,
+                                      h2o_strdup(&hr->req->pool, k, kl).base, kl, 1, NULL,
+                                      h2o_strdup(&hr->req->pool, v, vl).base, vl);
             }
             lua_pop(co, 1);
         }
@@ -178,8 +179,10 @@ static void resume(struct hreq *hr, int nargs)
     if (rc == LUA_YIELD) return; /* waiting on the database */
     clientwatch_stop(&hr->watch);
     if (h2o_timeout_is_linked(&hr->watch_due)) h2o_timeout_unlink(&hr->watch_due);
-    if (rc == 0) answer(hr);
-    else answer_error(hr);
+    if (rc == 0)
+        answer(hr);
+    else
+        answer_error(hr);
     release(hr);
 }
 
@@ -211,8 +214,10 @@ static int push_error(lua_State *co, int status, const char *body, size_t len)
     lua_pushnil(co);
     json_t *doc = json_loadb(body, len, 0, NULL);
     json_t *err = json_object_get(doc, "error");
-    if (err) luajson_push(co, err);
-    else lua_newtable(co);
+    if (err)
+        luajson_push(co, err);
+    else
+        lua_newtable(co);
     lua_pushinteger(co, status);
     lua_setfield(co, -2, "status");
     if (doc) json_decref(doc);
@@ -377,8 +382,10 @@ static void on_txn_query(struct txn *t, PGresult *r)
         return;
     }
     ExecStatusType st = PQresultStatus(r);
-    struct pgjob tmp = {.q = txn_query_def, .result = r,
-                        .status = st == PGRES_TUPLES_OK || st == PGRES_COMMAND_OK ? PGJOB_OK : PGJOB_DB_ERROR};
+    struct pgjob tmp = {.q = txn_query_def,
+                        .result = r,
+                        .status =
+                            st == PGRES_TUPLES_OK || st == PGRES_COMMAND_OK ? PGJOB_OK : PGJOB_DB_ERROR};
     struct buf b = BUF_INIT;
     int status = call_write(&b, &tmp);
     int n = push_outcome(hr->co, status, &b);
@@ -425,29 +432,29 @@ static int l_finish(lua_State *co)
 
 /* The public half, in Lua: errors become raised error objects, and a transaction's function runs
  * under pcall (LuaJIT lets it yield across) so that any error rolls back. */
-static const char DB_LUA[] =
-    "local db = ...\n"
-    "function db.query(name, params)\n"
-    "  local r, e = db._query(name, params)\n"
-    "  if r == nil then error(e, 2) end\n"
-    "  return r\n"
-    "end\n"
-    "local tx = {}\n"
-    "tx.__index = tx\n"
-    "function tx:query(name, params)\n"
-    "  local r, e = db._txquery(name, params)\n"
-    "  if r == nil then error(e, 2) end\n"
-    "  return r\n"
-    "end\n"
-    "function db.transaction(fn)\n"
-    "  local ok, e = db._begin()\n"
-    "  if not ok then error(e, 2) end\n"
-    "  local res = { pcall(fn, setmetatable({}, tx)) }\n"
-    "  local committed = db._finish(res[1])\n"
-    "  if not res[1] then error(res[2], 0) end\n"
-    "  if not committed then error({ status = 409, code = 'conflict', message = 'the transaction did not commit' }, 2) end\n"
-    "  return unpack(res, 2, table.maxn(res))\n"
-    "end\n";
+static const char DB_LUA[] = "local db = ...\n"
+                             "function db.query(name, params)\n"
+                             "  local r, e = db._query(name, params)\n"
+                             "  if r == nil then error(e, 2) end\n"
+                             "  return r\n"
+                             "end\n"
+                             "local tx = {}\n"
+                             "tx.__index = tx\n"
+                             "function tx:query(name, params)\n"
+                             "  local r, e = db._txquery(name, params)\n"
+                             "  if r == nil then error(e, 2) end\n"
+                             "  return r\n"
+                             "end\n"
+                             "function db.transaction(fn)\n"
+                             "  local ok, e = db._begin()\n"
+                             "  if not ok then error(e, 2) end\n"
+                             "  local res = { pcall(fn, setmetatable({}, tx)) }\n"
+                             "  local committed = db._finish(res[1])\n"
+                             "  if not res[1] then error(res[2], 0) end\n"
+                             "  if not committed then error({ status = 409, code = 'conflict', message = "
+                             "'the transaction did not commit' }, 2) end\n"
+                             "  return unpack(res, 2, table.maxn(res))\n"
+                             "end\n";
 
 void handler_api_install(lua_State *L)
 {
@@ -455,8 +462,11 @@ void handler_api_install(lua_State *L)
      * traces, so handlers run interpreted: the guard must hold for any loop. */
     luaJIT_setmode(L, 0, LUAJIT_MODE_ENGINE | LUAJIT_MODE_OFF);
     guard_install(L);
-    static const luaL_Reg fns[] = {{"_query", l_query}, {"_begin", l_begin}, {"_txquery", l_txquery},
-                                   {"_finish", l_finish}, {NULL, NULL}};
+    static const luaL_Reg fns[] = {{"_query", l_query},
+                                   {"_begin", l_begin},
+                                   {"_txquery", l_txquery},
+                                   {"_finish", l_finish},
+                                   {NULL, NULL}};
     lua_getglobal(L, "sluice");
     lua_newtable(L);
     luaL_register(L, NULL, fns);
@@ -495,7 +505,8 @@ int handler_collect(lua_State *L, const struct config *cfg, struct registry *reg
             struct route_pattern *rp = NULL;
             int auth_ref = LUA_NOREF, auth = AUTH_NONE;
             if (route == NULL || !lua_isfunction(L, -3)) {
-                snprintf(err, errlen, "endpoint \"%s\": route (\"METHOD /path\") and handler (a function) are required",
+                snprintf(err, errlen,
+                         "endpoint \"%s\": route (\"METHOD /path\") and handler (a function) are required",
                          name ? name : "?");
                 rc = -1;
             } else if (pool_idx < 0) {
@@ -561,8 +572,10 @@ static void push_request(struct hreq *hr, const char **vals, const size_t *lens,
         char *v = http_unescape(req, vals[k], lens[k], &vl);
         k++;
         lua_pushlstring(co, seg + 1, strlen(seg) - 2);
-        if (v) lua_pushlstring(co, v, vl);
-        else lua_pushnil(co);
+        if (v)
+            lua_pushlstring(co, v, vl);
+        else
+            lua_pushnil(co);
         lua_settable(co, -3);
     }
     lua_setfield(co, -2, "path");
@@ -580,25 +593,30 @@ static void push_request(struct hreq *hr, const char **vals, const size_t *lens,
         lua_settable(co, -3);
     }
     lua_setfield(co, -2, "headers");
-    if (hr->body) luajson_push(co, hr->body);
-    else lua_pushnil(co);
+    if (hr->body)
+        luajson_push(co, hr->body);
+    else
+        lua_pushnil(co);
     lua_setfield(co, -2, "body");
 }
 
-static void run(struct worker *w, h2o_req_t *req, struct handler_def *h, const char **vals, const size_t *lens, int n)
+static void run(struct worker *w, h2o_req_t *req, struct handler_def *h, const char **vals,
+                const size_t *lens, int n)
 {
     if (!auth_allow(w, req, h->auth, h->reg->L, h->auth_ref, h->name)) return;
     json_t *body = NULL;
     if (req->entity.base != NULL && req->entity.len > 0) {
         if (!http_is_json(req)) {
-            http_send_error(req, 415, "unsupported_media_type", "the body must be application/json", NULL, NULL);
+            http_send_error(req, 415, "unsupported_media_type", "the body must be application/json", NULL,
+                            NULL);
             return;
         }
         json_error_t jerr;
         body = json_loadb(req->entity.base, req->entity.len, JSON_DECODE_ANY | JSON_REJECT_DUPLICATES, &jerr);
         if (body == NULL) {
             char msg[256];
-            snprintf(msg, sizeof msg, "malformed JSON: %s (line %d, column %d)", jerr.text, jerr.line, jerr.column);
+            snprintf(msg, sizeof msg, "malformed JSON: %s (line %d, column %d)", jerr.text, jerr.line,
+                     jerr.column);
             http_send_error(req, 400, "bad_request", msg, NULL, NULL);
             return;
         }
@@ -630,7 +648,8 @@ int handler_route(struct worker *w, h2o_req_t *req, h2o_iovec_t path)
     size_t lens[16];
     for (int i = 0; i < w->reg->nhandlers; i++) {
         struct handler_def *h = w->reg->handlers[i];
-        if (!h2o_memis(req->method.base, req->method.len, h->route->method, strlen(h->route->method))) continue;
+        if (!h2o_memis(req->method.base, req->method.len, h->route->method, strlen(h->route->method)))
+            continue;
         int n = route_match(h->route, path.base, path.len, vals, lens, 16);
         if (n < 0) continue;
         run(w, req, h, vals, lens, n);

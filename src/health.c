@@ -51,8 +51,10 @@ static int send_health(struct worker *w, h2o_req_t *req)
         }
         buf_puts(&pools, i ? "," : "");
         jsonw_string(&pools, pc->name, strlen(pc->name));
-        buf_printf(&pools, ":{\"status\":\"%s\",\"size\":%d,\"open\":%d,\"in_use\":%d,\"waiting\":%d,\"breaker\":\"%s\"",
-                   v.healthy ? "ok" : "down", v.size, v.open, v.in_use, v.waiting, v.breaker);
+        buf_printf(
+            &pools,
+            ":{\"status\":\"%s\",\"size\":%d,\"open\":%d,\"in_use\":%d,\"waiting\":%d,\"breaker\":\"%s\"",
+            v.healthy ? "ok" : "down", v.size, v.open, v.in_use, v.waiting, v.breaker);
         double lag;
         if (!probe_replication_lag(i, &lag) || lag < 0)
             buf_puts(&pools, ",\"replication_lag_seconds\":null");

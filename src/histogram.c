@@ -2,7 +2,7 @@
 #include "histogram.h"
 
 const double histogram_bounds[HISTOGRAM_BUCKETS] = {0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05,
-                                                    0.1,    0.25,  0.5,    1,     2.5,  5,    10};
+                                                    0.1,    0.25,  0.5,    1,     2.5,  5,     10};
 
 void histogram_observe(struct histogram *h, double seconds)
 {
@@ -15,7 +15,8 @@ void histogram_observe(struct histogram *h, double seconds)
 
 void histogram_add(struct histogram *dst, const struct histogram *src)
 {
-    for (int i = 0; i <= HISTOGRAM_BUCKETS; i++) dst->counts[i] += __atomic_load_n(&src->counts[i], __ATOMIC_RELAXED);
+    for (int i = 0; i <= HISTOGRAM_BUCKETS; i++)
+        dst->counts[i] += __atomic_load_n(&src->counts[i], __ATOMIC_RELAXED);
     dst->count += __atomic_load_n(&src->count, __ATOMIC_RELAXED);
     dst->sum += src->sum;
 }

@@ -19,26 +19,46 @@
 static const char *reason(int status)
 {
     switch (status) {
-    case 200: return "OK";
-    case 201: return "Created";
-    case 202: return "Accepted";
-    case 204: return "No Content";
-    case 400: return "Bad Request";
-    case 401: return "Unauthorized";
-    case 403: return "Forbidden";
-    case 404: return "Not Found";
-    case 405: return "Method Not Allowed";
-    case 409: return "Conflict";
-    case 413: return "Payload Too Large";
-    case 414: return "URI Too Long";
-    case 415: return "Unsupported Media Type";
-    case 422: return "Unprocessable Entity";
-    case 429: return "Too Many Requests";
-    case 500: return "Internal Server Error";
-    case 502: return "Bad Gateway";
-    case 503: return "Service Unavailable";
-    case 504: return "Gateway Timeout";
-    default: break;
+    case 200:
+        return "OK";
+    case 201:
+        return "Created";
+    case 202:
+        return "Accepted";
+    case 204:
+        return "No Content";
+    case 400:
+        return "Bad Request";
+    case 401:
+        return "Unauthorized";
+    case 403:
+        return "Forbidden";
+    case 404:
+        return "Not Found";
+    case 405:
+        return "Method Not Allowed";
+    case 409:
+        return "Conflict";
+    case 413:
+        return "Payload Too Large";
+    case 414:
+        return "URI Too Long";
+    case 415:
+        return "Unsupported Media Type";
+    case 422:
+        return "Unprocessable Entity";
+    case 429:
+        return "Too Many Requests";
+    case 500:
+        return "Internal Server Error";
+    case 502:
+        return "Bad Gateway";
+    case 503:
+        return "Service Unavailable";
+    case 504:
+        return "Gateway Timeout";
+    default:
+        break;
     }
     return status < 300 ? "OK" : status < 400 ? "Redirect" : status < 500 ? "Client Error" : "Server Error";
 }
@@ -46,18 +66,29 @@ static const char *reason(int status)
 const char *http_error_code(int status)
 {
     switch (status) {
-    case 400: return "bad_request";
-    case 401: return "unauthorized";
-    case 403: return "forbidden";
-    case 404: return "not_found";
-    case 405: return "method_not_allowed";
-    case 409: return "conflict";
+    case 400:
+        return "bad_request";
+    case 401:
+        return "unauthorized";
+    case 403:
+        return "forbidden";
+    case 404:
+        return "not_found";
+    case 405:
+        return "method_not_allowed";
+    case 409:
+        return "conflict";
     case 413:
-    case 414: return "too_large";
-    case 415: return "unsupported_media_type";
-    case 503: return "unavailable";
-    case 504: return "timeout";
-    default: return "internal";
+    case 414:
+        return "too_large";
+    case 415:
+        return "unsupported_media_type";
+    case 503:
+        return "unavailable";
+    case 504:
+        return "timeout";
+    default:
+        return "internal";
     }
 }
 
@@ -65,7 +96,8 @@ void http_send_json(h2o_req_t *req, int status, const char *body, size_t len)
 {
     req->res.status = status;
     req->res.reason = reason(status);
-    h2o_add_header(&req->pool, &req->res.headers, H2O_TOKEN_CONTENT_TYPE, NULL, H2O_STRLIT("application/json"));
+    h2o_add_header(&req->pool, &req->res.headers, H2O_TOKEN_CONTENT_TYPE, NULL,
+                   H2O_STRLIT("application/json"));
     req->res.content_length = len;
     metrics_http_status(worker_of(req), status);
     h2o_send_inline(req, body, len);
@@ -90,7 +122,8 @@ void http_send_error(h2o_req_t *req, int status, const char *code, const char *m
         jsonw_string(b, sqlstate, strlen(sqlstate));
     }
     buf_puts(b, "}}");
-    if (status == 503) h2o_add_header(&req->pool, &req->res.headers, H2O_TOKEN_RETRY_AFTER, NULL, H2O_STRLIT("1"));
+    if (status == 503)
+        h2o_add_header(&req->pool, &req->res.headers, H2O_TOKEN_RETRY_AFTER, NULL, H2O_STRLIT("1"));
     http_send_json(req, status, b->data, b->len);
 }
 
@@ -130,7 +163,8 @@ char *http_unescape(h2o_req_t *req, const char *s, size_t n, size_t *outlen)
     return out;
 }
 
-int http_query_foreach(h2o_req_t *req, int (*fn)(void *arg, const char *key, size_t klen, const char *val, size_t vlen),
+int http_query_foreach(h2o_req_t *req,
+                       int (*fn)(void *arg, const char *key, size_t klen, const char *val, size_t vlen),
                        void *arg)
 {
     if (req->query_at == SIZE_MAX) return 0;
@@ -176,7 +210,8 @@ static int route_alias(struct worker *w, h2o_req_t *req, h2o_iovec_t path)
         if (n < 0) continue;
         path_matched = true;
         const char *m = q->route->method;
-        bool head_as_get = strcmp(m, "GET") == 0 && h2o_memis(req->method.base, req->method.len, H2O_STRLIT("HEAD"));
+        bool head_as_get =
+            strcmp(m, "GET") == 0 && h2o_memis(req->method.base, req->method.len, H2O_STRLIT("HEAD"));
         if (!h2o_memis(req->method.base, req->method.len, m, strlen(m)) && !head_as_get) continue;
         return query_handle(w, req, q, vals, lens, n);
     }
@@ -186,13 +221,14 @@ static int route_alias(struct worker *w, h2o_req_t *req, h2o_iovec_t path)
         for (int i = 0; i < w->reg->nqueries; i++) {
             struct query_def *q = w->reg->queries[i];
             if (q->route == NULL || route_match(q->route, path.base, path.len, vals, lens, 16) < 0 ||
-                strstr(allow, q->route->method) != NULL || strlen(allow) + strlen(q->route->method) + 3 > sizeof allow)
+                strstr(allow, q->route->method) != NULL ||
+                strlen(allow) + strlen(q->route->method) + 3 > sizeof allow)
                 continue;
             if (allow[0]) strcat(allow, ", ");
             strcat(allow, q->route->method);
         }
-        h2o_add_header(&req->pool, &req->res.headers, H2O_TOKEN_ALLOW, NULL, h2o_strdup(&req->pool, allow, SIZE_MAX).base,
-                       strlen(allow));
+        h2o_add_header(&req->pool, &req->res.headers, H2O_TOKEN_ALLOW, NULL,
+                       h2o_strdup(&req->pool, allow, SIZE_MAX).base, strlen(allow));
         http_send_error(req, 405, "method_not_allowed", "method not allowed on this route", NULL, NULL);
         return 0;
     }
@@ -214,8 +250,8 @@ static bool within_limits(struct worker *w, h2o_req_t *req, h2o_iovec_t path)
         size_t items = 1;
         for (size_t i = req->query_at + 1; i < req->path.len; i++) items += req->path.base[i] == '&';
         if (items > (size_t)cfg->max_params) {
-            http_send_error(req, 400, "bad_request", "the query string has more than max_params parameters", NULL,
-                            NULL);
+            http_send_error(req, 400, "bad_request", "the query string has more than max_params parameters",
+                            NULL, NULL);
             return false;
         }
     }

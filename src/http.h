@@ -25,7 +25,8 @@ char *http_unescape(h2o_req_t *req, const char *s, size_t n, size_t *outlen);
 /* Calls fn for each key=value pair of the query string, both percent-decoded into the request
  * pool (a key without '=' has the value ""; empty pairs are skipped). Stops at the first non-zero
  * return of fn and returns it; returns -1 on a malformed escape, 0 after the last pair. */
-int http_query_foreach(h2o_req_t *req, int (*fn)(void *arg, const char *key, size_t klen, const char *val, size_t vlen),
+int http_query_foreach(h2o_req_t *req,
+                       int (*fn)(void *arg, const char *key, size_t klen, const char *val, size_t vlen),
                        void *arg);
 
 #endif

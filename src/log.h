@@ -17,8 +17,8 @@ void log_write(enum log_level level, const char *msg, const char *fields_json);
 void log_printf(enum log_level level, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 
 #define log_debug(...) (log_enabled(LOG_DEBUG) ? log_printf(LOG_DEBUG, __VA_ARGS__) : (void)0)
-#define log_info(...) log_printf(LOG_INFO, __VA_ARGS__)
-#define log_warn(...) log_printf(LOG_WARN, __VA_ARGS__)
+#define log_info(...)  log_printf(LOG_INFO, __VA_ARGS__)
+#define log_warn(...)  log_printf(LOG_WARN, __VA_ARGS__)
 #define log_error(...) log_printf(LOG_ERROR, __VA_ARGS__)
 
 #endif

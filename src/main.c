@@ -18,20 +18,24 @@
 
 static void usage(FILE *out)
 {
-    fprintf(out, "usage:\n"
-                 "  sluice serve   [--config FILE]             run the gateway (default config: conf/sluice.lua)\n"
-                 "  sluice migrate [--config FILE] [up|status] apply migrations/NNNN_name.sql in order\n"
-                 "  sluice check   [--config FILE]             load every script, prepare every named query\n"
-                 "  sluice import  [--config FILE] [--top N] [--output FILE]\n"
-                 "                                             write named queries (Lua) for the N statements with the\n"
-                 "                                             most total time in pg_stat_statements (20; stdout)\n"
-                 "  sluice new     NAME                        create a service skeleton in the folder NAME\n"
-                 "  sluice version | --help\n");
+    fprintf(
+        out,
+        "usage:\n"
+        "  sluice serve   [--config FILE]             run the gateway (default config: conf/sluice.lua)\n"
+        "  sluice migrate [--config FILE] [up|status] apply migrations/NNNN_name.sql in order\n"
+        "  sluice check   [--config FILE]             load every script, prepare every named query\n"
+        "  sluice import  [--config FILE] [--top N] [--output FILE]\n"
+        "                                             write named queries (Lua) for the N statements with "
+        "the\n"
+        "                                             most total time in pg_stat_statements (20; stdout)\n"
+        "  sluice new     NAME                        create a service skeleton in the folder NAME\n"
+        "  sluice version | --help\n");
 }
 
 int main(int argc, char **argv)
 {
-    if (argc < 2 || strcmp(argv[1], "--help") == 0 || strcmp(argv[1], "-h") == 0 || strcmp(argv[1], "help") == 0) {
+    if (argc < 2 || strcmp(argv[1], "--help") == 0 || strcmp(argv[1], "-h") == 0 ||
+        strcmp(argv[1], "help") == 0) {
         usage(argc < 2 ? stderr : stdout);
         return argc < 2 ? 2 : 0;
     }

@@ -762,13 +762,14 @@ void metrics_render(struct server *srv, struct buf *b)
     for (int i = 0; i < npools; i++)
         metrics_histogram(b, "sluice_transaction_duration_seconds", labels(&lb, "pool", POOL(i), NULL, NULL),
                           &pt[i].txn_time);
-    metrics_family(b, "sluice_transactions_total", "counter",
-                   "Transactions by outcome: commit, rollback, or error (the connection was lost or the client left).");
+    metrics_family(
+        b, "sluice_transactions_total", "counter",
+        "Transactions by outcome: commit, rollback, or error (the connection was lost or the client left).");
     static const char *const outcomes[3] = {"commit", "rollback", "error"};
     for (int i = 0; i < npools; i++)
         for (int o = 0; o < 3; o++)
-            metrics_sample_u64(b, "sluice_transactions_total", labels(&lb, "pool", POOL(i), "outcome", outcomes[o]),
-                               pt[i].txn_outcomes[o]);
+            metrics_sample_u64(b, "sluice_transactions_total",
+                               labels(&lb, "pool", POOL(i), "outcome", outcomes[o]), pt[i].txn_outcomes[o]);
     metrics_family(b, "prepared_stmt_cache_size", "gauge",
                    "Prepared statements held by all connections of the pool.");
     for (int i = 0; i < npools; i++)

@@ -93,8 +93,8 @@ void metrics_bulk_done(struct worker *w, struct bulk_def *d, bool ok, long rows,
 /* Counts one HTTP response of status (100..599) sent by worker w. */
 void metrics_http_status(struct worker *w, int http_status);
 
-#define METRICS_PLAN_MAX (64 * 1024) /* bytes of a captured plan kept; a larger plan is not kept */
-#define METRICS_PLAN_EVERY_MS 60000  /* explain_slow captures a query's plan at most this often per worker */
+#define METRICS_PLAN_MAX      (64 * 1024) /* bytes of a captured plan kept; a larger plan is not kept */
+#define METRICS_PLAN_EVERY_MS 60000 /* explain_slow captures a query's plan at most this often per worker */
 
 /* explain_slow: true (and the capture time stamped) when w has not begun capturing q's plan on
  * pool during the last METRICS_PLAN_EVERY_MS; false otherwise. */

@@ -268,8 +268,10 @@ static void on_cmd_result(struct pgconn *c, struct pgseg *s, PGresult *r)
     if (failed) {
         if (cmd == CMD_PREPARE) forget_stmt(c, s->prepared_id);
         if (cmd == CMD_SET) c->session_timeout_ms = -1;
-        if (st == PGRES_PIPELINE_ABORTED) PQclear(r);
-        else take_error(job, r);
+        if (st == PGRES_PIPELINE_ABORTED)
+            PQclear(r);
+        else
+            take_error(job, r);
         return;
     }
     if (cmd == CMD_DESCRIBE) {

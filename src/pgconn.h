@@ -30,8 +30,8 @@ struct pgseg {
 /* The owner of a connection taken for exclusive use (COPY, transactions). Callbacks never run
  * after pgconn_release or pgconn_discard. */
 struct pgconn_owner {
-    void (*on_result)(void *arg, PGresult *r); /* each result, the owner clears it; NULL: command done */
-    void (*on_writable)(void *arg);            /* after pgconn_flush returned 1: output drained */
+    void (*on_result)(void *arg, PGresult *r);   /* each result, the owner clears it; NULL: command done */
+    void (*on_writable)(void *arg);              /* after pgconn_flush returned 1: output drained */
     void (*on_lost)(void *arg, const char *why); /* the connection failed; it is gone afterwards */
     void *arg;
 };
@@ -40,13 +40,13 @@ struct pgconn {
     struct pgconn *prev, *next; /* pool list */
     struct pool *pool;
     PGconn *pg;
-    h2o_socket_t *sock;         /* h2o's dup() of libpq's fd */
+    h2o_socket_t *sock; /* h2o's dup() of libpq's fd */
     enum pgconn_state state;
-    struct pgseg *segs;         /* ring of in-flight segments */
+    struct pgseg *segs; /* ring of in-flight segments */
     unsigned seg_head, nsegs, seg_cap;
-    int njobs;                  /* jobs with a segment in flight */
+    int njobs; /* jobs with a segment in flight */
     struct stmt_cache stmts;
-    int session_timeout_ms;     /* statement_timeout now in force, -1 unknown */
+    int session_timeout_ms; /* statement_timeout now in force, -1 unknown */
     uint64_t created_ms, expires_ms, idle_since_ms;
     h2o_timeout_entry_t connect_entry;
     struct pgconn_owner *owner; /* set while taken for exclusive use */

@@ -12,11 +12,29 @@
 
 /* Built-in type OIDs (pg_type.dat). */
 enum {
-    PGT_BOOL = 16, PGT_BYTEA = 17, PGT_CHAR = 18, PGT_NAME = 19, PGT_INT8 = 20, PGT_INT2 = 21,
-    PGT_INT4 = 23, PGT_TEXT = 25, PGT_OID = 26, PGT_JSON = 114, PGT_FLOAT4 = 700, PGT_FLOAT8 = 701,
-    PGT_BPCHAR = 1042, PGT_VARCHAR = 1043, PGT_DATE = 1082, PGT_TIME = 1083, PGT_TIMESTAMP = 1114,
-    PGT_TIMESTAMPTZ = 1184, PGT_INTERVAL = 1186, PGT_TIMETZ = 1266, PGT_NUMERIC = 1700,
-    PGT_UUID = 2950, PGT_JSONB = 3802,
+    PGT_BOOL = 16,
+    PGT_BYTEA = 17,
+    PGT_CHAR = 18,
+    PGT_NAME = 19,
+    PGT_INT8 = 20,
+    PGT_INT2 = 21,
+    PGT_INT4 = 23,
+    PGT_TEXT = 25,
+    PGT_OID = 26,
+    PGT_JSON = 114,
+    PGT_FLOAT4 = 700,
+    PGT_FLOAT8 = 701,
+    PGT_BPCHAR = 1042,
+    PGT_VARCHAR = 1043,
+    PGT_DATE = 1082,
+    PGT_TIME = 1083,
+    PGT_TIMESTAMP = 1114,
+    PGT_TIMESTAMPTZ = 1184,
+    PGT_INTERVAL = 1186,
+    PGT_TIMETZ = 1266,
+    PGT_NUMERIC = 1700,
+    PGT_UUID = 2950,
+    PGT_JSONB = 3802,
 };
 
 /* Element type of a built-in array type (e.g. 1007 int4[] -> 23), or 0 when type is not one. */

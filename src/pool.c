@@ -12,8 +12,8 @@
 #include "pgconn.h"
 #include "util.h"
 
-#define JANITOR_MS 250
-#define MAX_CONNECTING 2       /* connects in flight per pool and worker: no thundering herd */
+#define JANITOR_MS     250
+#define MAX_CONNECTING 2    /* connects in flight per pool and worker: no thundering herd */
 #define BACKOFF_MAX_MS 1000 /* a restarted server is back in service within about a second */
 
 static void dispatch(struct pool *p);
@@ -79,8 +79,10 @@ static void on_retry_due(h2o_timeout_entry_t *entry)
     }
     job->queued_us = now_us();
     job->next = NULL;
-    if (p->qtail) p->qtail->next = job;
-    else p->qhead = job;
+    if (p->qtail)
+        p->qtail->next = job;
+    else
+        p->qhead = job;
     p->qtail = job;
     p->qlen++;
     job->wait_entry.cb = on_wait_timeout;
@@ -163,8 +165,10 @@ static void enqueue(struct pool *p, struct pgjob *job, bool front)
         if (p->qtail == NULL) p->qtail = job;
     } else {
         job->next = NULL;
-        if (p->qtail) p->qtail->next = job;
-        else p->qhead = job;
+        if (p->qtail)
+            p->qtail->next = job;
+        else
+            p->qhead = job;
         p->qtail = job;
     }
     p->qlen++;
@@ -186,8 +190,10 @@ static void link_conn(struct pool *p, struct pgconn *c)
 
 static void unlink_conn(struct pool *p, struct pgconn *c)
 {
-    if (c->prev) c->prev->next = c->next;
-    else p->conns = c->next;
+    if (c->prev)
+        c->prev->next = c->next;
+    else
+        p->conns = c->next;
     if (c->next) c->next->prev = c->prev;
     p->nconns--;
 }
@@ -408,7 +414,8 @@ void pool_abandon(struct pgjob *job)
     /* Cancel it on the server when it is what the connection runs now and nothing of another
      * request is pipelined behind it (a cancel hits whatever statement is running). */
     struct pgconn *c = job->conn;
-    if (c != NULL && !job->exclusive && c->state == PGCONN_READY && c->nsegs == 1 && c->segs[c->seg_head].job == job)
+    if (c != NULL && !job->exclusive && c->state == PGCONN_READY && c->nsegs == 1 &&
+        c->segs[c->seg_head].job == job)
         cancel_request(c->pg);
 }
 
@@ -486,7 +493,8 @@ int pool_reconfigure(struct pool *p, const struct pool_config *cfg, int index, i
     p->cfg.max_overflow = share(cfg->max_overflow, index, nworkers);
     /* A smaller pool: idle connections above the new size go now, busy ones when they finish
      * (the janitor reaps surplus once idle). */
-    for (struct pgconn *c = p->conns, *next; c && p->nconns > p->cfg.pool_size + p->cfg.max_overflow; c = next) {
+    for (struct pgconn *c = p->conns, *next; c && p->nconns > p->cfg.pool_size + p->cfg.max_overflow;
+         c = next) {
         next = c->next;
         if (c->state == PGCONN_READY && c->njobs == 0) drop(p, c);
     }
@@ -513,11 +521,11 @@ void pool_close(struct pool *p)
     /* Jobs waiting for a retry fail now; then the timeouts can leave the loop. */
     for (int i = 0; i < 8; i++)
         while (!h2o_linklist_is_empty(&p->retry_timeouts[i]._entries)) {
-            h2o_timeout_entry_t *e = H2O_STRUCT_FROM_MEMBER(h2o_timeout_entry_t, _link, p->retry_timeouts[i]._entries.next);
+            h2o_timeout_entry_t *e =
+                H2O_STRUCT_FROM_MEMBER(h2o_timeout_entry_t, _link, p->retry_timeouts[i]._entries.next);
             h2o_timeout_unlink(e);
             on_retry_due(e);
         }
-
 }
 
 bool pool_healthy(const struct pool *p)

@@ -35,17 +35,17 @@ struct pgjob {
     /* Fills params for q->param_types (known by then); returns 0, or -1 after writing errmsg. */
     int (*bind)(struct pgjob *job);
     void (*on_done)(struct pgjob *job);
-    struct buf params;     /* NUL-separated parameter texts */
-    int *param_off;        /* offset of each value in params, -1 for NULL */
+    struct buf params; /* NUL-separated parameter texts */
+    int *param_off;    /* offset of each value in params, -1 for NULL */
     bool bound;
-    bool exclusive;        /* wants a whole connection: on_done gets it in conn (status OK) */
-    struct pgconn *conn;   /* exclusive: the connection handed over; otherwise where it runs */
-    uint64_t deadline_us;  /* 0 = none: retries never go past it */
-    int attempts;          /* sends so far; readonly jobs are resent once after a lost connection */
-    bool replan;           /* the server dropped or invalidated the statement: prepare afresh */
-    int timeout_ms;        /* statement_timeout for this job */
+    bool exclusive;       /* wants a whole connection: on_done gets it in conn (status OK) */
+    struct pgconn *conn;  /* exclusive: the connection handed over; otherwise where it runs */
+    uint64_t deadline_us; /* 0 = none: retries never go past it */
+    int attempts;         /* sends so far; readonly jobs are resent once after a lost connection */
+    bool replan;          /* the server dropped or invalidated the statement: prepare afresh */
+    int timeout_ms;       /* statement_timeout for this job */
     enum pgjob_status status;
-    PGresult *result;      /* owned by the job; pgjob_free clears it */
+    PGresult *result; /* owned by the job; pgjob_free clears it */
     char errmsg[200];
     uint64_t queued_us, sent_us;
     h2o_timeout_entry_t wait_entry;
@@ -60,29 +60,29 @@ void pgjob_param(struct pgjob *job, int index, const char *text, size_t len);
 struct pool {
     struct pool_config cfg; /* this worker's share: pool_size and max_overflow divided */
     h2o_loop_t *loop;
-    struct pgconn *conns;   /* all connections, doubly linked */
+    struct pgconn *conns; /* all connections, doubly linked */
     int nconns, nconnecting, nbusy;
     struct pgjob *qhead, *qtail;
     int qlen;
-    h2o_timeout_t *wait_timeout;      /* pool_timeout; a reload that changes it makes a new one */
+    h2o_timeout_t *wait_timeout; /* pool_timeout; a reload that changes it makes a new one */
     h2o_timeout_t connect_timeout, janitor_timeout;
     h2o_timeout_entry_t janitor;
-    int connect_failures;    /* consecutive; reset by a successful connect */
+    int connect_failures; /* consecutive; reset by a successful connect */
     uint64_t next_connect_ms;
     char last_error[256];
     bool closing;
-    struct breaker *breaker;          /* shared by the workers of this pool */
+    struct breaker *breaker; /* shared by the workers of this pool */
     struct breaker_policy breaker_policy;
     struct retry_policy retry_policy;
-    h2o_timeout_t retry_timeouts[8];  /* backoff delays, quantized: 5 ms .. 640 ms */
+    h2o_timeout_t retry_timeouts[8]; /* backoff delays, quantized: 5 ms .. 640 ms */
     uint64_t retries;
     /* counters for /health and /metrics */
     uint64_t connects, connect_errors, conn_lost;
-    uint64_t deadlocks;         /* 40P01 results */
-    int stmts_prepared;         /* statements prepared, all this worker's connections */
-    struct histogram acquire;   /* seconds from submit to a connection (db_connection_time_seconds) */
-    struct histogram txn_time;  /* transactions (handlers, /batch?transaction=true): BEGIN to the end */
-    uint64_t txn_outcomes[3];   /* by enum txn_outcome (txn.h) */
+    uint64_t deadlocks;        /* 40P01 results */
+    int stmts_prepared;        /* statements prepared, all this worker's connections */
+    struct histogram acquire;  /* seconds from submit to a connection (db_connection_time_seconds) */
+    struct histogram txn_time; /* transactions (handlers, /batch?transaction=true): BEGIN to the end */
+    uint64_t txn_outcomes[3];  /* by enum txn_outcome (txn.h) */
 };
 
 /* Sets up the pool's share for worker `index` of `nworkers` and starts its resident connections. */

@@ -23,7 +23,7 @@
 struct pvalue {
     const char *text; /* from the path or query string (decoded, in the request pool) */
     size_t len;
-    json_t *json;     /* from the body (borrowed from qreq->body) */
+    json_t *json; /* from the body (borrowed from qreq->body) */
     bool set;
 };
 
@@ -47,7 +47,7 @@ struct qreq {
 /* How long past timeout_ms the gateway waits for the server's own statement timeout before it
  * cancels the statement itself and answers 504. */
 #define STATEMENT_GRACE_MS 1000
-#define WATCH_AFTER_MS 500
+#define WATCH_AFTER_MS     500
 
 /* Stops the timers and the client watch of a request that is done waiting. */
 static void stop_waiting(struct qreq *qr)
@@ -95,8 +95,10 @@ static int bind_params(struct pgjob *job)
         char err[128];
         int rc;
         bool is_null = false;
-        if (v->json) rc = pgtype_param_json(type, v->json, &job->params, &is_null, err, sizeof err);
-        else rc = pgtype_param_text(type, v->text, v->len, &job->params, err, sizeof err);
+        if (v->json)
+            rc = pgtype_param_json(type, v->json, &job->params, &is_null, err, sizeof err);
+        else
+            rc = pgtype_param_text(type, v->text, v->len, &job->params, err, sizeof err);
         if (rc != 0) {
             snprintf(job->errmsg, sizeof job->errmsg, "parameter \"%s\": %s", q->param_names[i], err);
             return -1;
@@ -125,8 +127,10 @@ static char *slow_params(const struct query_def *q, const struct pvalue *vals)
         } else if (v->json) {
             char *t = json_dumps(v->json, JSON_COMPACT | JSON_ENCODE_ANY | JSON_ENSURE_ASCII);
             size_t n = t ? strlen(t) : 0;
-            if (n > 0 && n <= 200) buf_puts(&b, t);
-            else jsonw_string(&b, t ? t : "", n > 200 ? 200 : n);
+            if (n > 0 && n <= 200)
+                buf_puts(&b, t);
+            else
+                jsonw_string(&b, t ? t : "", n > 200 ? 200 : n);
             free(t);
         } else {
             jsonw_string(&b, v->text, v->len > 200 ? 200 : v->len);
@@ -141,8 +145,8 @@ struct outcome {
     bool slow;
     int pool;
     uint64_t us;
-    char *params;        /* slow only: for the log line */
-    json_t **plan_vals;  /* slow, explain_slow and due: the values for the plan capture */
+    char *params;       /* slow only: for the log line */
+    json_t **plan_vals; /* slow, explain_slow and due: the values for the plan capture */
 };
 
 /* The request's parameter values as JSON (text values as strings, in PostgreSQL's input syntax),
@@ -158,8 +162,10 @@ static json_t **plan_values(const struct query_def *q, const struct pvalue *vals
             free(out);
             return NULL;
         }
-        if (v->json) out[i] = json_is_null(v->json) ? NULL : json_incref(v->json);
-        else out[i] = json_stringn_nocheck(v->text, v->len);
+        if (v->json)
+            out[i] = json_is_null(v->json) ? NULL : json_incref(v->json);
+        else
+            out[i] = json_stringn_nocheck(v->text, v->len);
     }
     return out;
 }
@@ -180,7 +186,8 @@ static void count(struct worker *w, struct query_def *q, struct qreq *qr, int st
 /* After the answer: logs a slow request and hands it to sluice.on_slow_query. */
 static void report(struct worker *w, struct query_def *q, int status, struct outcome *o)
 {
-    if (o->pool >= 0 && (size_t)o->pool < w->srv->cfg->npools && w->pools[o->pool].cfg.echo && log_enabled(LOG_INFO)) {
+    if (o->pool >= 0 && (size_t)o->pool < w->srv->cfg->npools && w->pools[o->pool].cfg.echo &&
+        log_enabled(LOG_INFO)) {
         /* echo = true: every statement of the pool with its duration */
         const char *pool = w->srv->cfg->pools[o->pool].name;
         struct buf f = BUF_INIT;
@@ -200,8 +207,9 @@ static void report(struct worker *w, struct query_def *q, int status, struct out
 
 /* Sends an error answer for q (code from the status) and accounts for it; detail is what
  * /admin/queries keeps (NULL: the message). */
-static void answer_error(struct worker *w, h2o_req_t *req, struct query_def *q, struct qreq *qr, uint64_t started_us,
-                         int status, const char *message, const char *sqlstate, const char *detail)
+static void answer_error(struct worker *w, h2o_req_t *req, struct query_def *q, struct qreq *qr,
+                         uint64_t started_us, int status, const char *message, const char *sqlstate,
+                         const char *detail)
 {
     struct outcome o;
     count(w, q, qr, status, started_us, detail ? detail : message, &o);
@@ -232,7 +240,8 @@ static void send_result(struct qreq *qr, struct pgjob *job)
             if (max_rows > 0 && PQntuples(job->result) > max_rows) {
                 /* refused before encoding: a huge result never takes the worker's memory */
                 snprintf(msg, sizeof msg,
-                         "the result has %d rows, more than max_rows (%d): page it (LIMIT/OFFSET or keyset parameters)",
+                         "the result has %d rows, more than max_rows (%d): page it (LIMIT/OFFSET or keyset "
+                         "parameters)",
                          PQntuples(job->result), max_rows);
                 answer_error(qr->w, req, q, qr, qr->started_us, 413, msg, NULL, NULL);
                 return;
@@ -265,7 +274,8 @@ static void send_result(struct qreq *qr, struct pgjob *job)
         }
         /* /admin/queries is for operators: it gets the server's message even when the client did not */
         char detail[METRICS_LAST_ERROR];
-        snprintf(detail, sizeof detail, "%.130s (SQLSTATE %.5s)", primary ? primary : msg, sqlstate ? sqlstate : "?");
+        snprintf(detail, sizeof detail, "%.130s (SQLSTATE %.5s)", primary ? primary : msg,
+                 sqlstate ? sqlstate : "?");
         answer_error(qr->w, req, q, qr, qr->started_us, status, msg, sqlstate, detail);
         return;
     }
@@ -315,8 +325,8 @@ static void on_watch_due(h2o_timeout_entry_t *entry)
     if (qr->job != NULL) clientwatch_start(&qr->watch, qr->req, qr->w->ctx.loop, on_client_gone, qr);
 }
 
-static int set_value(struct qreq *qr, const char *name, size_t nlen, const char *text, size_t len, json_t *json,
-                     char *err, size_t errlen)
+static int set_value(struct qreq *qr, const char *name, size_t nlen, const char *text, size_t len,
+                     json_t *json, char *err, size_t errlen)
 {
     int i = query_def_param(qr->q, name, nlen);
     if (i < 0) {
@@ -363,11 +373,12 @@ static int parse_body(struct qreq *qr, char *err, size_t errlen, int *status)
         snprintf(err, errlen, "malformed JSON: %s (line %d, column %d)", jerr.text, jerr.line, jerr.column);
         return -1;
     }
-    size_t given = json_is_object(qr->body) ? json_object_size(qr->body)
-                   : json_is_array(qr->body)  ? json_array_size(qr->body)
-                                              : 0;
+    size_t given = json_is_object(qr->body)  ? json_object_size(qr->body)
+                   : json_is_array(qr->body) ? json_array_size(qr->body)
+                                             : 0;
     if (given > (size_t)qr->w->srv->cfg->max_params) {
-        snprintf(err, errlen, "the body has more than max_params (%d) parameters", qr->w->srv->cfg->max_params);
+        snprintf(err, errlen, "the body has more than max_params (%d) parameters",
+                 qr->w->srv->cfg->max_params);
         return -1;
     }
     if (json_is_object(qr->body)) {
@@ -385,7 +396,8 @@ static int parse_body(struct qreq *qr, char *err, size_t errlen, int *status)
                      json_array_size(qr->body));
             return -1;
         }
-        for (int i = 0; i < q->nparams; i++) qr->vals[i] = (struct pvalue){NULL, 0, json_array_get(qr->body, (size_t)i), true};
+        for (int i = 0; i < q->nparams; i++)
+            qr->vals[i] = (struct pvalue){NULL, 0, json_array_get(qr->body, (size_t)i), true};
         return 0;
     }
     snprintf(err, errlen, "the body must be a JSON object (parameters by name) or array (by position)");
@@ -434,7 +446,8 @@ int query_handle(struct worker *w, h2o_req_t *req, struct query_def *q, const ch
             goto bad;
         }
     }
-    if (parse_query_string(qr, err, sizeof err) != 0 || parse_body(qr, err, sizeof err, &status) != 0) goto bad;
+    if (parse_query_string(qr, err, sizeof err) != 0 || parse_body(qr, err, sizeof err, &status) != 0)
+        goto bad;
     for (int i = 0; i < q->nparams; i++)
         if (!qr->vals[i].set) {
             snprintf(err, sizeof err, "missing parameter \"%s\"", q->param_names[i]);
@@ -454,7 +467,8 @@ int query_handle(struct worker *w, h2o_req_t *req, struct query_def *q, const ch
     }
     /* request_timeout 0 means no request deadline; timeout_ms 0 means the server's alone. */
     uint64_t deadline_ms = (uint64_t)(w->srv->cfg->request_timeout * 1000);
-    if (job->timeout_ms > 0 && (deadline_ms == 0 || (uint64_t)job->timeout_ms + STATEMENT_GRACE_MS < deadline_ms)) {
+    if (job->timeout_ms > 0 &&
+        (deadline_ms == 0 || (uint64_t)job->timeout_ms + STATEMENT_GRACE_MS < deadline_ms)) {
         deadline_ms = (uint64_t)job->timeout_ms + STATEMENT_GRACE_MS;
         qr->statement_deadline = true;
     }

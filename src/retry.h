@@ -7,9 +7,9 @@
 #include <stdint.h>
 
 struct retry_policy {
-    int attempts;  /* total tries including the first, default 3 */
-    int base_ms;   /* default 20 */
-    int max_ms;    /* default 1000 */
+    int attempts; /* total tries including the first, default 3 */
+    int base_ms;  /* default 20 */
+    int max_ms;   /* default 1000 */
 };
 
 void retry_policy_default(struct retry_policy *p);

@@ -70,8 +70,10 @@ int route_pool(struct worker *w, struct query_def *q, h2o_req_t *req)
         int found = -1;
         for (int i = 0; i < w->npools; i++)
             if (strcmp(w->pools[i].cfg.name, name) == 0) found = i;
-        if (found < 0) log_printf(LOG_ERROR, "sluice.route returned \"%s\", which is not a pool", name);
-        else idx = found;
+        if (found < 0)
+            log_printf(LOG_ERROR, "sluice.route returned \"%s\", which is not a pool", name);
+        else
+            idx = found;
     }
     lua_pop(L, 2);
     return idx;
@@ -89,7 +91,8 @@ void route_refresh_health(struct worker *w)
             if (lua_istable(L, -1)) {
                 /* An open breaker past open_ms counts as healthy: the next request routed here is
                  * the half-open probe that can close it. */
-                bool healthy = pool_healthy(p) && breaker_would_allow(p->breaker, &p->breaker_policy, now_ms());
+                bool healthy =
+                    pool_healthy(p) && breaker_would_allow(p->breaker, &p->breaker_policy, now_ms());
                 lua_pushboolean(L, healthy);
                 lua_setfield(L, -2, "healthy");
             }

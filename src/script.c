@@ -117,9 +117,9 @@ static int policy_slow_ms(lua_State *L)
 
 static void define_query(lua_State *L, const char *name, int t)
 {
-    static const char *const keys[] = {"sql",   "readonly",    "single",        "idempotent", "timeout_ms", "pool",
-                                       "route", "description", "slow_query_ms", "log_params", "auth",
-                                       NULL};
+    static const char *const keys[] = {"sql",           "readonly",   "single", "idempotent",
+                                       "timeout_ms",    "pool",       "route",  "description",
+                                       "slow_query_ms", "log_params", "auth",   NULL};
     char what[160];
     snprintf(what, sizeof what, "query \"%s\"", name);
     if (!valid_name(name)) luaL_error(L, "%s: a name is letters, digits, '_', '-' or '.'", what);
@@ -224,8 +224,8 @@ static int resolve_pool(lua_State *L, const char *pool, const char *what, char *
 
 static void define_bulk(lua_State *L, const char *name, int t)
 {
-    static const char *const keys[] = {"table", "columns", "mode", "key", "chunk_rows", "atomic", "pool",
-                                       "description", "auth", NULL};
+    static const char *const keys[] = {"table",  "columns", "mode",        "key",  "chunk_rows",
+                                       "atomic", "pool",    "description", "auth", NULL};
     static const char *const modes[] = {"insert", "upsert", "update", "delete", NULL};
     char what[160];
     snprintf(what, sizeof what, "bulk \"%s\"", name);
@@ -255,7 +255,8 @@ static void define_bulk(lua_State *L, const char *name, int t)
 
     struct bulk_def *d = xcalloc(1, sizeof *d);
     d->auth = (enum endpoint_auth)auth;
-    d->ncolumns = opt_strings(L, t, "columns", what, &d->columns); /* on error d leaks: start-up stops anyway */
+    d->ncolumns =
+        opt_strings(L, t, "columns", what, &d->columns); /* on error d leaks: start-up stops anyway */
     d->nkey = opt_strings(L, t, "key", what, &d->key);
     d->name = xstrdup(name);
     d->table = xstrdup(table);
@@ -358,8 +359,10 @@ static int l_policy(lua_State *L)
 static int l_env(lua_State *L)
 {
     const char *v = getenv(luaL_checkstring(L, 1));
-    if (v != NULL && *v) lua_pushstring(L, v);
-    else lua_settop(L, 2);
+    if (v != NULL && *v)
+        lua_pushstring(L, v);
+    else
+        lua_settop(L, 2);
     return 1;
 }
 
@@ -367,8 +370,10 @@ static int l_env(lua_State *L)
 static json_t *to_json(lua_State *L, int idx, int depth)
 {
     switch (lua_type(L, idx)) {
-    case LUA_TNIL: return json_null();
-    case LUA_TBOOLEAN: return json_boolean(lua_toboolean(L, idx));
+    case LUA_TNIL:
+        return json_null();
+    case LUA_TBOOLEAN:
+        return json_boolean(lua_toboolean(L, idx));
     case LUA_TNUMBER: {
         lua_Number n = lua_tonumber(L, idx);
         if (n == (lua_Number)(json_int_t)n) return json_integer((json_int_t)n);
@@ -404,7 +409,8 @@ static json_t *to_json(lua_State *L, int idx, int depth)
         }
         return out;
     }
-    default: break;
+    default:
+        break;
     }
     return json_string(luaL_typename(L, idx));
 }
@@ -432,17 +438,32 @@ static int log_at(lua_State *L, enum log_level level)
     return 0;
 }
 
-static int l_log_debug(lua_State *L) { return log_at(L, LOG_DEBUG); }
-static int l_log_info(lua_State *L) { return log_at(L, LOG_INFO); }
-static int l_log_warn(lua_State *L) { return log_at(L, LOG_WARN); }
-static int l_log_error(lua_State *L) { return log_at(L, LOG_ERROR); }
+static int l_log_debug(lua_State *L)
+{
+    return log_at(L, LOG_DEBUG);
+}
+static int l_log_info(lua_State *L)
+{
+    return log_at(L, LOG_INFO);
+}
+static int l_log_warn(lua_State *L)
+{
+    return log_at(L, LOG_WARN);
+}
+static int l_log_error(lua_State *L)
+{
+    return log_at(L, LOG_ERROR);
+}
 
 static void install_api(lua_State *L, const struct config *cfg)
 {
-    static const luaL_Reg fns[] = {{"query", l_query}, {"bulk", l_bulk}, {"endpoint", l_endpoint},
-                                   {"policy", l_policy}, {"env", l_env}, {NULL, NULL}};
-    static const luaL_Reg logfns[] = {{"debug", l_log_debug}, {"info", l_log_info}, {"warn", l_log_warn},
-                                      {"error", l_log_error}, {NULL, NULL}};
+    static const luaL_Reg fns[] = {{"query", l_query},   {"bulk", l_bulk}, {"endpoint", l_endpoint},
+                                   {"policy", l_policy}, {"env", l_env},   {NULL, NULL}};
+    static const luaL_Reg logfns[] = {{"debug", l_log_debug},
+                                      {"info", l_log_info},
+                                      {"warn", l_log_warn},
+                                      {"error", l_log_error},
+                                      {NULL, NULL}};
     lua_newtable(L);
     luaL_register(L, NULL, fns);
     lua_newtable(L);

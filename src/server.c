@@ -80,7 +80,8 @@ static int open_listener(const char *spec, char *err, size_t errlen)
         fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
     } else {
         if (parse_inet(spec, &ss, &len) != 0) {
-            snprintf(err, errlen, "listen: expected \"host:port\", \"[v6]:port\" or \"unix:/path\", got \"%s\"", spec);
+            snprintf(err, errlen,
+                     "listen: expected \"host:port\", \"[v6]:port\" or \"unix:/path\", got \"%s\"", spec);
             return -1;
         }
         fd = socket(ss.ss_family, SOCK_STREAM | SOCK_CLOEXEC, 0);
@@ -137,7 +138,8 @@ static void apply_policy(struct worker *w)
 {
     char err[256];
     for (int i = 0; i < w->npools; i++)
-        if (policy_read(w->reg->L, &w->pools[i].breaker_policy, &w->pools[i].retry_policy, err, sizeof err) != 0)
+        if (policy_read(w->reg->L, &w->pools[i].breaker_policy, &w->pools[i].retry_policy, err, sizeof err) !=
+            0)
             log_warn("%s", err);
 }
 
@@ -147,7 +149,8 @@ static void reload(struct worker *w)
 {
     char err[512];
     struct config *cfg = __atomic_load_n(&w->srv->cfg, __ATOMIC_ACQUIRE);
-    for (int i = 0; i < w->npools; i++) pool_reconfigure(&w->pools[i], &cfg->pools[i], w->index, w->srv->nworkers);
+    for (int i = 0; i < w->npools; i++)
+        pool_reconfigure(&w->pools[i], &cfg->pools[i], w->index, w->srv->nworkers);
     struct registry *next = xcalloc(1, sizeof *next);
     registry_init(next);
     next->L = script_load(w->srv->cfg, next, err, sizeof err);
@@ -164,7 +167,9 @@ static void reload(struct worker *w)
     w->retired = old;
     w->reg = next;
     apply_policy(w);
-    if (w->index == 0) log_info("reloaded: %d named queries, %d bulk endpoints, %d handlers", next->nqueries, next->nbulks, next->nhandlers);
+    if (w->index == 0)
+        log_info("reloaded: %d named queries, %d bulk endpoints, %d handlers", next->nqueries, next->nbulks,
+                 next->nhandlers);
 }
 
 static void free_generation(struct registry *r)
@@ -198,10 +203,13 @@ static void on_control(h2o_multithread_receiver_t *receiver, h2o_linklist_t *mes
 {
     struct worker *w = container_of(receiver, struct worker, control);
     while (!h2o_linklist_is_empty(messages)) {
-        struct control_msg *m = (struct control_msg *)H2O_STRUCT_FROM_MEMBER(h2o_multithread_message_t, link, messages->next);
+        struct control_msg *m =
+            (struct control_msg *)H2O_STRUCT_FROM_MEMBER(h2o_multithread_message_t, link, messages->next);
         h2o_linklist_unlink(&m->super.link);
-        if (m->what == CONTROL_STOP) stop_accepting(w);
-        else if (!w->stopping) reload(w);
+        if (m->what == CONTROL_STOP)
+            stop_accepting(w);
+        else if (!w->stopping)
+            reload(w);
         free(m);
     }
 }
@@ -286,9 +294,11 @@ static void reload_config(struct server *srv)
         return;
     }
     bool same_pools = next->npools == old->npools;
-    for (size_t i = 0; same_pools && i < old->npools; i++) same_pools = strcmp(next->pools[i].name, old->pools[i].name) == 0;
+    for (size_t i = 0; same_pools && i < old->npools; i++)
+        same_pools = strcmp(next->pools[i].name, old->pools[i].name) == 0;
     if (!same_pools || next->workers != old->workers || strcmp(next->listen, old->listen) != 0) {
-        log_error("reload: pools, workers or listen changed; they take effect after a restart, the previous config stays");
+        log_error("reload: pools, workers or listen changed; they take effect after a restart, the previous "
+                  "config stays");
         config_free(next);
         free(next);
         return;
@@ -334,7 +344,8 @@ int server_run(struct config *cfg)
      * sending gets a reset instead of the 413. Bodies up to 1 MiB over max_body_bytes are read
      * and refused by http.c instead, which ends cleanly. */
     srv->globalconf.max_request_entity_size = cfg->max_body_bytes + (1u << 20);
-    h2o_hostconf_t *host = h2o_config_register_host(&srv->globalconf, h2o_iovec_init(H2O_STRLIT("default")), 65535);
+    h2o_hostconf_t *host =
+        h2o_config_register_host(&srv->globalconf, h2o_iovec_init(H2O_STRLIT("default")), 65535);
     h2o_pathconf_t *path = h2o_config_register_path(host, "/", 0);
     h2o_create_handler(path, sizeof(h2o_handler_t))->on_req = http_on_req;
     errorfilter_register(path);
@@ -361,8 +372,10 @@ int server_run(struct config *cfg)
         w->index = i;
         w->reg = xcalloc(1, sizeof *w->reg);
         registry_init(w->reg);
-        if (is_unix && shared_fd >= 0) w->listen_fd = dup(shared_fd);
-        else w->listen_fd = open_listener(cfg->listen, err, sizeof err);
+        if (is_unix && shared_fd >= 0)
+            w->listen_fd = dup(shared_fd);
+        else
+            w->listen_fd = open_listener(cfg->listen, err, sizeof err);
         if (w->listen_fd < 0) {
             fprintf(stderr, "sluice: %s\n", err);
             rc = 1;
@@ -384,7 +397,8 @@ int server_run(struct config *cfg)
     }
     if (rc != 0) return rc;
 
-    for (int i = 0; i < srv->nworkers; i++) pthread_create(&srv->workers[i].thread, NULL, worker_main, &srv->workers[i]);
+    for (int i = 0; i < srv->nworkers; i++)
+        pthread_create(&srv->workers[i].thread, NULL, worker_main, &srv->workers[i]);
     log_info("serving on %s with %d workers", cfg->listen, srv->nworkers);
 
     for (;;) {

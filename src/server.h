@@ -16,7 +16,7 @@
 struct server;
 
 struct worker {
-    h2o_context_t ctx;        /* first: requests find their worker through req->conn->ctx */
+    h2o_context_t ctx; /* first: requests find their worker through req->conn->ctx */
     h2o_accept_ctx_t accept_ctx;
     struct server *srv;
     int index;
@@ -25,19 +25,19 @@ struct worker {
     h2o_socket_t *listener;
     h2o_multithread_queue_t *queue;
     h2o_multithread_receiver_t control; /* stop messages from the main thread */
-    struct pool *pools;       /* one per configured pool, in config order */
+    struct pool *pools;                 /* one per configured pool, in config order */
     int npools;
     struct registry *reg;     /* the current generation of definitions (reg->L runs them) */
     struct registry *retired; /* older generations, freed once unused */
     h2o_timeout_t janitor_timeout;
     h2o_timeout_entry_t janitor;
-    struct buf out;           /* response body scratch, reused by every request */
+    struct buf out; /* response body scratch, reused by every request */
     struct {
         uint64_t ms;
         h2o_timeout_t timeout;
-    } timeouts[32];               /* deadlines by duration (h2o 2.2.5 timeouts have one each) */
+    } timeouts[32]; /* deadlines by duration (h2o 2.2.5 timeouts have one each) */
     int ntimeouts;
-    int inflight;             /* requests waiting on the database */
+    int inflight; /* requests waiting on the database */
     bool stopping;
     uint64_t stop_deadline_ms;
 };

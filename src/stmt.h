@@ -7,8 +7,8 @@
 #include <stdint.h>
 
 struct stmt_cache {
-    uint32_t *ids;   /* ids[slot], 0 = free */
-    uint64_t *used;  /* last-use tick per slot */
+    uint32_t *ids;  /* ids[slot], 0 = free */
+    uint64_t *used; /* last-use tick per slot */
     int cap, count;
     uint64_t tick;
 };

@@ -38,9 +38,7 @@ static void on_result(void *arg, PGresult *r)
     if (done) PQclear(done);
 }
 
-static void on_writable(void *arg)
-{
-}
+static void on_writable(void *arg) {}
 
 static void on_lost(void *arg, const char *why)
 {
@@ -108,7 +106,8 @@ int txn_query_sql(struct txn *t, const char *sql, struct query_def *q, json_t *c
         size_t before = t->params.len;
         char err[128];
         if (!is_null && pgtype_param_json(type, vals[i], &t->params, &is_null, err, sizeof err) != 0) {
-            snprintf(t->errmsg, sizeof t->errmsg, "query %s: parameter \"%s\": %s", q->name, q->param_names[i], err);
+            snprintf(t->errmsg, sizeof t->errmsg, "query %s: parameter \"%s\": %s", q->name,
+                     q->param_names[i], err);
             return -1;
         }
         offs[i] = is_null ? -1 : (long)before;
@@ -116,8 +115,8 @@ int txn_query_sql(struct txn *t, const char *sql, struct query_def *q, json_t *c
     /* pointers only now: the buffer may have moved while it grew */
     for (int i = 0; i < q->nparams; i++) values[i] = offs[i] < 0 ? NULL : t->params.data + offs[i];
     t->cb = cb;
-    if (!PQsendQueryParams(t->conn->pg, sql, q->nparams, q->described ? q->param_types : NULL, values,
-                           NULL, NULL, 0) ||
+    if (!PQsendQueryParams(t->conn->pg, sql, q->nparams, q->described ? q->param_types : NULL, values, NULL,
+                           NULL, 0) ||
         pgconn_flush(t->conn) < 0) {
         snprintf(t->errmsg, sizeof t->errmsg, "the database connection failed");
         pgconn_discard(t->conn);

@@ -21,12 +21,12 @@ typedef void (*txn_cb)(struct txn *t, PGresult *r);
 
 struct txn {
     struct pool *pool;
-    struct pgjob *job;       /* while waiting for the connection */
+    struct pgjob *job; /* while waiting for the connection */
     struct pgconn *conn;
     struct pgconn_owner owner;
     txn_cb cb;
-    PGresult *last;          /* the result being collected */
-    bool failed;             /* a statement failed: only ROLLBACK remains */
+    PGresult *last; /* the result being collected */
+    bool failed;    /* a statement failed: only ROLLBACK remains */
     struct buf params;
     char errmsg[200];
     void *arg;

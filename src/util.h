@@ -8,15 +8,15 @@
 /* Error codes returned (negated) by calls that can fail. */
 enum {
     SLUICE_OK = 0,
-    SLUICE_EINVAL = 1,  /* bad input from a client or an operator */
-    SLUICE_ENOMEM = 2,  /* a configured limit was hit */
-    SLUICE_EIO = 3,     /* the database or a socket failed */
+    SLUICE_EINVAL = 1, /* bad input from a client or an operator */
+    SLUICE_ENOMEM = 2, /* a configured limit was hit */
+    SLUICE_EIO = 3,    /* the database or a socket failed */
     SLUICE_ETIMEDOUT = 4,
-    SLUICE_EBUSY = 5,   /* no capacity: pool queue full, breaker open */
+    SLUICE_EBUSY = 5, /* no capacity: pool queue full, breaker open */
 };
 
-#define container_of(ptr, type, member) ((type *)((char *)(ptr) - offsetof(type, member)))
-#define ARRAY_SIZE(a) (sizeof(a) / sizeof((a)[0]))
+#define container_of(ptr, type, member) ((type *)((char *)(ptr)-offsetof(type, member)))
+#define ARRAY_SIZE(a)                   (sizeof(a) / sizeof((a)[0]))
 
 /* These never return NULL: out of memory aborts the process, so call sites stay simple. */
 void *xmalloc(size_t n);

@@ -47,7 +47,7 @@ static void half_open_probe_closes_or_reopens(void **state)
     assert_false(breaker_allow(&b, &p, 599));
     assert_true(breaker_allow(&b, &p, 600)); /* open_ms passed: one probe */
     assert_int_equal(breaker_state(&b), BREAKER_HALF_OPEN);
-    assert_false(breaker_allow(&b, &p, 601)); /* only one */
+    assert_false(breaker_allow(&b, &p, 601));  /* only one */
     assert_true(breaker_failure(&b, &p, 650)); /* the probe failed: open again */
     assert_int_equal(breaker_state(&b), BREAKER_OPEN);
     assert_false(breaker_allow(&b, &p, 1000));

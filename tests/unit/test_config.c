@@ -475,7 +475,8 @@ static void test_access_and_limits(void **state)
     assert_int_equal(c.max_inflight, 10000);
     config_free(&c);
 
-    load_ok("return { tokens = { 'a1', 'b2' }, jwt = { secret = 'k', audience = 'api' }, protect_metrics = true,\n"
+    load_ok("return { tokens = { 'a1', 'b2' }, jwt = { secret = 'k', audience = 'api' }, protect_metrics = "
+            "true,\n"
             "  max_url_bytes = 100, max_params = 3, max_rows = 0, max_inflight = 7 }\n",
             &c);
     assert_int_equal(c.ntokens, 2);
@@ -512,17 +513,20 @@ static void test_access_and_limits(void **state)
     clear_env();
 
     /* errors never show a token's value */
-    expect_error("return { tokens = { 'a', 5 } }\n", "%s: tokens[2]: expected a non-empty string, got number");
+    expect_error("return { tokens = { 'a', 5 } }\n",
+                 "%s: tokens[2]: expected a non-empty string, got number");
     expect_error("return { tokens = { 'a', '' } }\n", "%s: tokens[2]: expected a non-empty string, got \"\"");
     expect_error("return { tokens = { x = 'a' } }\n",
                  "%s: tokens: expected an array of strings, got a table with other keys");
     expect_error("return { tokens = 5 }\n", "%s: tokens: expected an array of non-empty strings, got number");
     expect_error("return { jwt = 'k' }\n", "%s: jwt: expected a table, got \"k\"");
     expect_error("return { jwt = { secrt = 'k' } }\n", "%s: unknown key \"jwt.secrt\"");
-    expect_error("return { jwt = { secret = '' } }\n", "%s: jwt.secret: expected a non-empty string, got \"\"");
+    expect_error("return { jwt = { secret = '' } }\n",
+                 "%s: jwt.secret: expected a non-empty string, got \"\"");
     expect_error("return { max_params = 0 }\n", "%s: max_params: expected a positive integer, got 0");
     expect_error("return { max_rows = -1 }\n", "%s: max_rows: expected an integer >= 0, got -1");
-    expect_error("return { protect_metrics = 'yes' }\n", "%s: protect_metrics: expected true or false, got \"yes\"");
+    expect_error("return { protect_metrics = 'yes' }\n",
+                 "%s: protect_metrics: expected true or false, got \"yes\"");
 }
 
 int main(void)

@@ -57,7 +57,8 @@ static void registry_finds_by_name(void **state)
     registry_free(&reg);
 }
 
-static struct bulk_def *bulk(const char *const *cols, int n, const char *const *key, int nkey, enum bulk_mode mode)
+static struct bulk_def *bulk(const char *const *cols, int n, const char *const *key, int nkey,
+                             enum bulk_mode mode)
 {
     struct bulk_def *d = xcalloc(1, sizeof *d);
     d->name = xstrdup("t");
@@ -82,15 +83,17 @@ static void bulk_sql_quotes_identifiers(void **state)
 
     d = bulk(cols, 3, key, 2, BULK_UPSERT);
     assert_int_equal(bulk_def_prepare(d, err, sizeof err), 0);
-    assert_string_equal(d->sql_merge, "INSERT INTO \"public\".\"ticks\" (\"pair\", \"bid\", \"ts\") SELECT \"pair\", "
-                                      "\"bid\", \"ts\" FROM sluice_bulk_stage ON CONFLICT (\"pair\", \"ts\") DO "
-                                      "UPDATE SET \"bid\" = EXCLUDED.\"bid\"");
+    assert_string_equal(d->sql_merge,
+                        "INSERT INTO \"public\".\"ticks\" (\"pair\", \"bid\", \"ts\") SELECT \"pair\", "
+                        "\"bid\", \"ts\" FROM sluice_bulk_stage ON CONFLICT (\"pair\", \"ts\") DO "
+                        "UPDATE SET \"bid\" = EXCLUDED.\"bid\"");
     bulk_def_free(d);
 
     d = bulk(cols, 3, key, 2, BULK_DELETE);
     assert_int_equal(bulk_def_prepare(d, err, sizeof err), 0);
-    assert_string_equal(d->sql_merge, "DELETE FROM \"public\".\"ticks\" AS t USING sluice_bulk_stage AS s WHERE "
-                                      "t.\"pair\" = s.\"pair\" AND t.\"ts\" = s.\"ts\"");
+    assert_string_equal(d->sql_merge,
+                        "DELETE FROM \"public\".\"ticks\" AS t USING sluice_bulk_stage AS s WHERE "
+                        "t.\"pair\" = s.\"pair\" AND t.\"ts\" = s.\"ts\"");
     bulk_def_free(d);
 
     d = bulk(cols, 3, NULL, 0, BULK_UPDATE);
