@@ -54,6 +54,7 @@ deps:
 # The database is started fresh and always stopped, whatever the tests do.
 test: deps
 	@$(MAKE) --no-print-directory $(JOBS) all tests
+	@scripts/promtool.sh
 	scripts/testdb.sh run tests/run.sh $(T)
 
 asan: deps

@@ -15,6 +15,12 @@
 static enum log_level min_level = LOG_INFO;
 static bool as_json = true;
 static const char *const level_names[] = {"debug", "info", "warn", "error"};
+static __thread int worker_index = -1;
+
+void log_set_worker(int index)
+{
+    worker_index = index;
+}
 
 void log_setup(enum log_level level, bool json)
 {
@@ -47,7 +53,9 @@ void log_write(enum log_level level, const char *msg, const char *fields_json)
 
     struct buf b = BUF_INIT;
     if (as_json) {
-        buf_printf(&b, "{\"ts\":\"%s\",\"level\":\"%s\",\"msg\":", ts, level_names[level]);
+        buf_printf(&b, "{\"ts\":\"%s\",\"level\":\"%s\",", ts, level_names[level]);
+        if (worker_index >= 0) buf_printf(&b, "\"worker\":%d,", worker_index);
+        buf_puts(&b, "\"msg\":");
         jsonw_string(&b, msg, strlen(msg));
         if (fields_json && *fields_json) {
             buf_putc(&b, ',');

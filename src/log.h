@@ -6,6 +6,9 @@
 
 enum log_level { LOG_DEBUG, LOG_INFO, LOG_WARN, LOG_ERROR };
 
+/* Names the calling thread's worker in its lines ("worker":n); -1 (the default) for the main
+ * thread. */
+void log_set_worker(int index);
 /* Set once at start-up (and at reload); before it, level is info and format JSON. */
 void log_setup(enum log_level level, bool json);
 bool log_enabled(enum log_level level);

@@ -238,6 +238,7 @@ static void *worker_main(void *arg)
     struct worker *w = arg;
     struct server *srv = w->srv;
     h2o_loop_t *loop = w->ctx.loop;
+    log_set_worker(w->index);
 
     w->npools = (int)srv->cfg->npools;
     w->pools = xcalloc((size_t)w->npools, sizeof *w->pools);

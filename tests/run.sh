@@ -20,6 +20,8 @@ BUSTED=(busted --lua=luajit -o TAP)
 
 export SLUICE_ROOT=$ROOT
 export SLUICE_BIN=${SLUICE_BIN:-build/sluice}
+# promtool for the metrics spec: scripts/promtool.sh puts it here when it is not on PATH
+[ -z "${PROMTOOL:-}" ] && [ -x "$ROOT/build/tools/promtool" ] && export PROMTOOL=$ROOT/build/tools/promtool
 case $SLUICE_BIN in /*) ;; *) SLUICE_BIN=$ROOT/$SLUICE_BIN ;; esac
 
 # The files to run, as "label<TAB>path"; the label is what FILTER matches.
