@@ -13,7 +13,7 @@ BENCH=$ROOT/bench
 
 SECS=${SECS:-3}                    # seconds per measured run of the sweeps
 ROUNDS=${ROUNDS:-1}                # runs per contender and point, alternating; figures are medians
-WARMUP_SECS=${WARMUP_SECS:-1}      # unmeasured load before each measured run
+WARMUP_SECS=${WARMUP_SECS:-1}      # unmeasured wrk load before the first measured run of a point
 RSS_SECS=${RSS_SECS:-60}           # the long run whose RSS before/after is compared
 IDLE_CONNS=${IDLE_CONNS:-1000}     # idle keep-alive connections held open for the RSS figure
 CONCURRENCY=${CONCURRENCY:-"1 16 64 256"}
@@ -320,7 +320,7 @@ check_answer() { # WHO BASE_URL
 }
 
 # ---------------------------------------------------------------------------------------------
-# 0. compare.sh: the reference table (ceiling / peer / sluice at POOL=4, CONNS=64).
+# 0. compare.sh: the reference table (ceiling / peer / sluice at POOL and CONNS: 4 and 64).
 
 mkdir -p "$RESULTS_DIR"
 BG_BEFORE=$(machine_busy 2)
@@ -329,10 +329,10 @@ COMPARE_JSON=null
 COMPARE_RC=skipped
 if ((COMPARE)); then
     [[ -x $COMPARE_SH ]] || die "compare.sh not found at $COMPARE_SH (set COMPARE_SH or COMPARE=0)"
-    say "compare.sh: SECS=$COMPARE_SECS ROUNDS=$COMPARE_ROUNDS POOL=4 CONNS=64 (its progress follows)"
+    say "compare.sh: SECS=$COMPARE_SECS ROUNDS=$COMPARE_ROUNDS POOL=$POOL CONNS=$CONNS (its progress follows)"
     COMPARE_RC=0
     env SLUICE_BIN="$SLUICE_BIN" OUT_JSON="$T/compare.json" SECS="$COMPARE_SECS" ROUNDS="$COMPARE_ROUNDS" \
-        POOL=4 CONNS=64 GATEWAY_WORKERS="$GATEWAY_WORKERS" PEER_CACHE="$PEER_CACHE" \
+        POOL="$POOL" CONNS="$CONNS" GATEWAY_WORKERS="$GATEWAY_WORKERS" PEER_CACHE="$PEER_CACHE" \
         "$COMPARE_SH" >"$RESULTS_DIR/compare-$STAMP.txt" || COMPARE_RC=$?
     cat "$RESULTS_DIR/compare-$STAMP.txt" >&2
     ((COMPARE_RC == 0)) || fail "compare.sh exited with $COMPARE_RC (see bench/results/compare-$STAMP.txt)"

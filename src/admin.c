@@ -94,7 +94,7 @@ static void reload(struct worker *w, h2o_req_t *req)
     buf_reset(b);
     buf_printf(b, "{\"status\":\"reloading\",\"queries\":%d,\"bulk\":%d,\"handlers\":%d}", probe.nqueries,
                probe.nbulks, probe.nhandlers);
-    lua_close(L);
+    script_close(L);
     registry_free(&probe);
     kill(getpid(), SIGHUP);
     http_send_json(req, 200, b->data, b->len);

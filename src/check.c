@@ -21,7 +21,7 @@ int check_run(const struct config *cfg)
         fprintf(stderr, "check: %s\n", err);
         return 1;
     }
-    lua_close(L);
+    script_close(L);
 
     int failures = 0;
     PGconn **conns = calloc(cfg->npools, sizeof *conns);

@@ -45,10 +45,11 @@ struct config {
     char *jwt_audience;   /* NULL = aud is not checked */
     bool protect_metrics; /* /metrics and /health (not /health/live) need the admin token */
     /* Limits on what a client controls. */
-    size_t max_url_bytes; /* request target (path + query string), default 8192 -> 414 */
-    int max_params;       /* query-string pairs or body keys per request, default 1000 -> 400 */
-    int max_rows;         /* rows in one query response, default 100000 -> 413; 0 = no limit */
-    int max_inflight;     /* requests in progress per worker, default 10000 -> 503 */
+    size_t max_url_bytes;    /* request target (path + query string), default 8192 -> 414 */
+    size_t lua_memory_limit; /* bytes per worker Lua state, default 64 MiB */
+    int max_params;          /* query-string pairs or body keys per request, default 1000 -> 400 */
+    int max_rows;            /* rows in one query response, default 100000 -> 413; 0 = no limit */
+    int max_inflight;        /* requests in progress per worker, default 10000 -> 503 */
 };
 
 /* Reads path, applies the environment overrides, validates. Returns 0, or -1 with one line in

@@ -171,7 +171,7 @@ struct describe_result *describe_scripts(const struct config *cfg, char *err, si
         registry_free(&reg);
         return NULL;
     }
-    lua_close(L);
+    script_close(L);
     struct describe_result *d = xcalloc(1, sizeof *d);
     err[0] = '\0';
     describe_all(cfg, &reg, d, err, errlen);

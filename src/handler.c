@@ -22,6 +22,7 @@
 #include "log.h"
 #include "luajson.h"
 #include "metrics.h"
+#include "script.h"
 #include "server.h"
 #include "txn.h"
 #include "util.h"
@@ -174,7 +175,9 @@ static void resume(struct hreq *hr, int nargs)
     running = hr;
     guard_arm();
     hr->resumed_ms = now_ms();
+    script_enforce_limit(hr->L, true);
     int rc = lua_resume(hr->co, nargs);
+    script_enforce_limit(hr->L, false);
     running = NULL;
     if (rc == LUA_YIELD) return; /* waiting on the database */
     clientwatch_stop(&hr->watch);

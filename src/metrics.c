@@ -22,6 +22,7 @@
 #include "http.h"
 #include "jsonw.h"
 #include "log.h"
+#include "script.h"
 #include "server.h"
 #include "util.h"
 
@@ -869,6 +870,15 @@ void metrics_render(struct server *srv, struct buf *b)
     }
     metrics_family(b, "sluice_workers", "gauge", "Worker threads (event loops) serving requests.");
     metrics_sample(b, "sluice_workers", NULL, srv->nworkers);
+    metrics_family(b, "sluice_lua_memory_bytes", "gauge",
+                   "Memory held by each worker's current Lua state (bounded by lua_memory_limit).");
+    for (int k = 0; k < srv->nworkers; k++) {
+        struct registry *reg = __atomic_load_n(&srv->workers[k].reg, __ATOMIC_ACQUIRE);
+        char idx[16];
+        snprintf(idx, sizeof idx, "%d", k);
+        metrics_sample(b, "sluice_lua_memory_bytes", labels(&lb, "worker", idx, NULL, NULL),
+                       (double)script_memory(reg ? reg->L : NULL));
+    }
     struct process_view pv;
     read_process(&pv);
     if (pv.rss_bytes >= 0) {

@@ -507,10 +507,59 @@ static int run_file(lua_State *L, const char *path, char *err, size_t errlen)
     return 0;
 }
 
+/* Every script state allocates through this: it keeps the state under lua_memory_limit (Lua then
+ * raises "not enough memory" in the code that asked, a handler gets a 500) and counts what it
+ * holds for /metrics. */
+struct lua_mem {
+    size_t used, limit;
+    bool enforce; /* only while operator code runs: the gateway's own calls into the state must
+                   * not fail outside a protected call, where LuaJIT would panic */
+};
+
+static void *limited_alloc(void *ud, void *ptr, size_t osize, size_t nsize)
+{
+    struct lua_mem *m = ud;
+    if (nsize == 0) {
+        free(ptr);
+        __atomic_store_n(&m->used, m->used - osize, __ATOMIC_RELAXED);
+        return NULL;
+    }
+    if (nsize > osize && m->enforce && m->used - osize + nsize > m->limit) return NULL;
+    void *p = realloc(ptr, nsize);
+    if (p != NULL) __atomic_store_n(&m->used, m->used - osize + nsize, __ATOMIC_RELAXED);
+    return p;
+}
+
+void script_close(lua_State *L)
+{
+    if (L == NULL) return;
+    void *ud;
+    lua_getallocf(L, &ud);
+    lua_close(L);
+    free(ud);
+}
+
+void script_enforce_limit(lua_State *L, bool on)
+{
+    void *ud = NULL;
+    lua_getallocf(L, &ud);
+    if (ud) ((struct lua_mem *)ud)->enforce = on;
+}
+
+size_t script_memory(lua_State *L)
+{
+    void *ud = NULL;
+    if (L) lua_getallocf(L, &ud);
+    return ud ? __atomic_load_n(&((struct lua_mem *)ud)->used, __ATOMIC_RELAXED) : 0;
+}
+
 lua_State *script_load(const struct config *cfg, struct registry *reg, char *err, size_t errlen)
 {
-    lua_State *L = luaL_newstate();
+    struct lua_mem *mem = xcalloc(1, sizeof *mem);
+    mem->limit = cfg->lua_memory_limit ? cfg->lua_memory_limit : (size_t)64 << 20;
+    lua_State *L = lua_newstate(limited_alloc, mem);
     if (L == NULL) {
+        free(mem);
         snprintf(err, errlen, "cannot create a Lua state");
         return NULL;
     }
@@ -548,7 +597,7 @@ lua_State *script_load(const struct config *cfg, struct registry *reg, char *err
     lua_pushnil(L);
     lua_rawset(L, LUA_REGISTRYINDEX);
     if (rc != 0) {
-        lua_close(L);
+        script_close(L);
         return NULL;
     }
     return L;

@@ -4,6 +4,7 @@
 #define SLUICE_SCRIPT_H
 
 #include <lua.h>
+#include <stdbool.h>
 #include <stddef.h>
 
 #include "config.h"
@@ -13,5 +14,13 @@
  * sluice.query to reg, with its pool resolved against cfg. Returns the state (the caller closes
  * it with lua_close), or NULL with one line in err naming the file and line. */
 lua_State *script_load(const struct config *cfg, struct registry *reg, char *err, size_t errlen);
+
+/* Closes a state made by script_load (and its memory accounting). */
+void script_close(lua_State *L);
+/* Turns the lua_memory_limit on around operator code (a handler's resume); off, the gateway's
+ * own calls into the state cannot fail for memory. */
+void script_enforce_limit(lua_State *L, bool on);
+/* Bytes the state holds now, as its allocator counts them. */
+size_t script_memory(lua_State *L);
 
 #endif

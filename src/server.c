@@ -176,7 +176,7 @@ static void free_generation(struct registry *r)
 {
     lua_State *L = r->L;
     registry_free(r);
-    if (L) lua_close(L);
+    script_close(L);
     free(r);
 }
 
@@ -327,7 +327,7 @@ int server_run(struct config *cfg)
     struct retry_policy rp;
     if (policy_read(L, &bp, &rp, err, sizeof err) != 0) {
         fprintf(stderr, "sluice: %s\n", err);
-        lua_close(L);
+        script_close(L);
         return 1;
     }
     log_info("loaded %d named queries and %d bulk endpoints from the scripts", probe.nqueries, probe.nbulks);
@@ -336,7 +336,7 @@ int server_run(struct config *cfg)
     struct describe_result *desc = xcalloc(1, sizeof *desc);
     if (describe_all(cfg, &probe, desc, err, sizeof err) != 0) log_warn("describe: %s", err);
     openapi_set_description(desc);
-    lua_close(L);
+    script_close(L);
     registry_free(&probe);
 
     h2o_config_init(&srv->globalconf);
