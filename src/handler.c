@@ -42,6 +42,7 @@ struct hreq {
     json_t *params;    /* its parameters (kept alive for the bind) */
     json_t **vals;
     struct txn txn;
+    struct query_def *txn_query; /* the query of the transaction step in flight */
     bool in_txn;
     bool calling; /* inside a sluice.db C function: an outcome now must not resume */
     bool sync;    /* ...and one arrived: sync_n values are on the stack */
@@ -375,7 +376,6 @@ static int l_begin(lua_State *co)
     return wait_outcome(co, hr);
 }
 
-static struct query_def *txn_query_def; /* the query of the step in flight (one worker thread) */
 
 static void on_txn_query(struct txn *t, PGresult *r)
 {
@@ -385,7 +385,7 @@ static void on_txn_query(struct txn *t, PGresult *r)
         return;
     }
     ExecStatusType st = PQresultStatus(r);
-    struct pgjob tmp = {.q = txn_query_def,
+    struct pgjob tmp = {.q = hr->txn_query,
                         .result = r,
                         .status =
                             st == PGRES_TUPLES_OK || st == PGRES_COMMAND_OK ? PGJOB_OK : PGJOB_DB_ERROR};
@@ -403,7 +403,7 @@ static int l_txquery(lua_State *co)
     if (!hr->in_txn) return raise(co, 500, "the transaction is over");
     struct query_def *q = named(co, hr, 1);
     take_params(co, hr, q, 2);
-    txn_query_def = q;
+    hr->txn_query = q;
     hr->calling = true;
     int rc = txn_query(&hr->txn, q, hr->vals, on_txn_query);
     if (rc != 0) return raise(co, rc == -2 ? 503 : 400, hr->txn.errmsg);
