@@ -19,6 +19,7 @@ int check_run(const struct config *cfg)
     lua_State *L = script_load(cfg, &reg, err, sizeof err);
     if (L == NULL) {
         fprintf(stderr, "check: %s\n", err);
+        registry_free(&reg);
         return 1;
     }
     script_close(L);

@@ -376,7 +376,6 @@ static int l_begin(lua_State *co)
     return wait_outcome(co, hr);
 }
 
-
 static void on_txn_query(struct txn *t, PGresult *r)
 {
     struct hreq *hr = t->arg;

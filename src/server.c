@@ -281,7 +281,9 @@ static void worker_dispose(struct worker *w)
 
 /* --- the process ---------------------------------------------------------------------------- */
 
-static struct server *the_server;
+/* The running server. Not static: the contexts and loops the workers leave at exit stay reachable
+ * through it (a static that is only written could be optimized away). */
+struct server *server_instance;
 
 /* Rereads the config file. The new config replaces the old for good (the old one is never freed:
  * workers may be reading it), unless it is broken or changes what only a restart can. */
@@ -311,7 +313,7 @@ static void reload_config(struct server *srv)
 int server_run(struct config *cfg)
 {
     char err[512];
-    struct server *srv = the_server = xcalloc(1, sizeof *srv);
+    struct server *srv = server_instance = xcalloc(1, sizeof *srv);
     srv->cfg = cfg;
     srv->nworkers = cfg->workers;
 
@@ -321,6 +323,7 @@ int server_run(struct config *cfg)
     lua_State *L = script_load(cfg, &probe, err, sizeof err);
     if (L == NULL) {
         fprintf(stderr, "sluice: %s\n", err);
+        registry_free(&probe);
         return 1;
     }
     struct breaker_policy bp;
@@ -328,6 +331,7 @@ int server_run(struct config *cfg)
     if (policy_read(L, &bp, &rp, err, sizeof err) != 0) {
         fprintf(stderr, "sluice: %s\n", err);
         script_close(L);
+        registry_free(&probe);
         return 1;
     }
     log_info("loaded %d named queries and %d bulk endpoints from the scripts", probe.nqueries, probe.nbulks);
@@ -425,7 +429,7 @@ int server_run(struct config *cfg)
     cancel_stop();
     openapi_shutdown();
     /* The workers' h2o contexts and loops live until exit (idle keep-alive connections still hold
-     * timers in them); the_server keeps them reachable. */
+     * timers in them); server_instance keeps them reachable. */
     log_info("stopped");
     return 0;
 }
