@@ -109,7 +109,9 @@ static void send_body(struct hreq *hr, int status, json_t *body)
 {
     struct buf *b = &hr->w->out;
     buf_reset(b);
-    char *s = body ? json_dumps(body, JSON_COMPACT | JSON_ENCODE_ANY) : NULL;
+    /* 15 significant digits: what a double carries exactly, and the rule numeric results follow
+     * (a handler's 1.08 must not come out as 1.0800000000000001) */
+    char *s = body ? json_dumps(body, JSON_COMPACT | JSON_ENCODE_ANY | JSON_REAL_PRECISION(15)) : NULL;
     if (s) buf_puts(b, s);
     free(s);
     http_send_json(hr->req, status, b->data ? b->data : "", b->len);
