@@ -501,6 +501,24 @@ static int want_table(struct loader *ld, lua_State *L, int idx, const char *key)
     return fail(ld, "%s: %s: expected a table, got %s", ld->path, key, got);
 }
 
+
+/* Copies a validated string (v, at idx) or array of n strings into a new list *out; returns its
+ * length. */
+static size_t copy_strings(lua_State *L, int idx, const struct val *v, size_t n, char ***out)
+{
+    *out = xcalloc(n ? n : 1, sizeof(char *));
+    if (v->type == LUA_TSTRING) {
+        (*out)[0] = xstrdup(v->s);
+        return n;
+    }
+    for (size_t i = 1; i <= n; i++) {
+        lua_rawgeti(L, idx, (int)i);
+        (*out)[i - 1] = xstrdup(lua_tostring(L, -1));
+        lua_pop(L, 1);
+    }
+    return n;
+}
+
 static int read_scripts(struct loader *ld, lua_State *L, int idx)
 {
     struct config *c = ld->cfg;
@@ -541,17 +559,7 @@ static int read_scripts(struct loader *ld, lua_State *L, int idx)
     }
     for (size_t i = 0; i < c->nscripts; i++) free(c->scripts[i]);
     free(c->scripts);
-    c->scripts = xcalloc(n ? n : 1, sizeof(char *));
-    c->nscripts = n;
-    if (v.type == LUA_TSTRING) {
-        c->scripts[0] = xstrdup(v.s);
-    } else {
-        for (size_t i = 1; i <= n; i++) {
-            lua_rawgeti(L, idx, (int)i);
-            c->scripts[i - 1] = xstrdup(lua_tostring(L, -1));
-            lua_pop(L, 1);
-        }
-    }
+    c->nscripts = copy_strings(L, idx, &v, n, &c->scripts);
     return 0;
 }
 
@@ -599,17 +607,7 @@ static int read_tokens(struct loader *ld, lua_State *L, int idx)
                     v.type == LUA_TSTRING ? got : v.type_name);
     }
     free_tokens(c);
-    c->tokens = xcalloc(n ? n : 1, sizeof(char *));
-    c->ntokens = n;
-    if (v.type == LUA_TSTRING) {
-        c->tokens[0] = xstrdup(v.s);
-    } else {
-        for (size_t i = 1; i <= n; i++) {
-            lua_rawgeti(L, idx, (int)i);
-            c->tokens[i - 1] = xstrdup(lua_tostring(L, -1));
-            lua_pop(L, 1);
-        }
-    }
+    c->ntokens = copy_strings(L, idx, &v, n, &c->tokens);
     return 0;
 }
 
