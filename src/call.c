@@ -72,17 +72,7 @@ int call_bind(struct pgjob *job, json_t *const *vals)
 static int write_error(struct buf *b, int status, const char *message, const char *query,
                        const char *sqlstate)
 {
-    const char *code = http_error_code(status);
-    buf_puts(b, "{\"error\":{\"code\":");
-    jsonw_string(b, code, strlen(code));
-    buf_puts(b, ",\"message\":");
-    jsonw_string(b, message, strlen(message));
-    if (query) {
-        buf_puts(b, ",\"query\":");
-        jsonw_string(b, query, strlen(query));
-    }
-    if (sqlstate) buf_printf(b, ",\"sqlstate\":\"%.5s\"", sqlstate);
-    buf_puts(b, "}}");
+    http_error_body(b, http_error_code(status), message, query, sqlstate);
     return status;
 }
 

@@ -501,7 +501,6 @@ static int want_table(struct loader *ld, lua_State *L, int idx, const char *key)
     return fail(ld, "%s: %s: expected a table, got %s", ld->path, key, got);
 }
 
-
 /* Copies a validated string (v, at idx) or array of n strings into a new list *out; returns its
  * length. */
 static size_t copy_strings(lua_State *L, int idx, const struct val *v, size_t n, char ***out)

@@ -5,7 +5,6 @@
 
 #include "buf.h"
 #include "http.h"
-#include "jsonw.h"
 #include "metrics.h"
 
 struct json_ostream {
@@ -41,11 +40,7 @@ static void on_setup_ostream(h2o_filter_t *self, h2o_req_t *req, h2o_ostream_t *
                                                  : "error";
         const char *code = http_error_code(req->res.status);
         struct buf b = BUF_INIT;
-        buf_puts(&b, "{\"error\":{\"code\":");
-        jsonw_string(&b, code, strlen(code));
-        buf_puts(&b, ",\"message\":");
-        jsonw_string(&b, msg, strlen(msg));
-        buf_puts(&b, "}}");
+        http_error_body(&b, code, msg, NULL, NULL);
         struct json_ostream *o = (struct json_ostream *)h2o_add_ostream(req, sizeof *o, slot);
         o->body = h2o_strdup(&req->pool, b.data, b.len);
         o->super.do_send = do_send;

@@ -47,15 +47,9 @@ static void answer(struct explain *e)
 
 static void error_body(struct explain *e, int status, const char *msg, const char *sqlstate)
 {
-    const char *code = http_error_code(status);
     e->status = status;
     buf_reset(&e->body);
-    buf_printf(&e->body, "{\"error\":{\"code\":\"%s\",\"message\":", code);
-    jsonw_string(&e->body, msg, strlen(msg));
-    buf_puts(&e->body, ",\"query\":");
-    jsonw_string(&e->body, e->q->name, strlen(e->q->name));
-    if (sqlstate) buf_printf(&e->body, ",\"sqlstate\":\"%.5s\"", sqlstate);
-    buf_puts(&e->body, "}}");
+    http_error_body(&e->body, http_error_code(status), msg, e->q->name, sqlstate);
 }
 
 static void on_rolled_back(struct txn *t, PGresult *r)

@@ -103,12 +103,9 @@ void http_send_json(h2o_req_t *req, int status, const char *body, size_t len)
     h2o_send_inline(req, body, len);
 }
 
-void http_send_error(h2o_req_t *req, int status, const char *code, const char *message, const char *query,
+void http_error_body(struct buf *b, const char *code, const char *message, const char *query,
                      const char *sqlstate)
 {
-    struct worker *w = worker_of(req);
-    struct buf *b = &w->out;
-    buf_reset(b);
     buf_puts(b, "{\"error\":{\"code\":");
     jsonw_string(b, code, strlen(code));
     buf_puts(b, ",\"message\":");
@@ -119,9 +116,17 @@ void http_send_error(h2o_req_t *req, int status, const char *code, const char *m
     }
     if (sqlstate) {
         buf_puts(b, ",\"sqlstate\":");
-        jsonw_string(b, sqlstate, strlen(sqlstate));
+        jsonw_string(b, sqlstate, strnlen(sqlstate, 5));
     }
     buf_puts(b, "}}");
+}
+
+void http_send_error(h2o_req_t *req, int status, const char *code, const char *message, const char *query,
+                     const char *sqlstate)
+{
+    struct buf *b = &worker_of(req)->out;
+    buf_reset(b);
+    http_error_body(b, code, message, query, sqlstate);
     if (status == 503)
         h2o_add_header(&req->pool, &req->res.headers, H2O_TOKEN_RETRY_AFTER, NULL, H2O_STRLIT("1"));
     http_send_json(req, status, b->data, b->len);

@@ -3,6 +3,8 @@
 #define SLUICE_HTTP_H
 
 #include <h2o.h>
+
+#include "buf.h"
 #include <stdbool.h>
 
 /* The one h2o handler: routes by path to health, metrics, admin, /query and route aliases. */
@@ -10,6 +12,10 @@ int http_on_req(h2o_handler_t *self, h2o_req_t *req);
 
 /* Sends body (copied) with Content-Type application/json. */
 void http_send_json(h2o_req_t *req, int status, const char *body, size_t len);
+/* Appends {"error":{"code","message"[,"query"][,"sqlstate"]}} to b; query and sqlstate may be
+ * NULL. The one shape every error body has. */
+void http_error_body(struct buf *b, const char *code, const char *message, const char *query,
+                     const char *sqlstate);
 /* Sends {"error":{"code","message"[,"query"][,"sqlstate"]}}; query and sqlstate may be NULL.
  * A 503 carries Retry-After. */
 void http_send_error(h2o_req_t *req, int status, const char *code, const char *message, const char *query,
