@@ -92,6 +92,28 @@ static void note_first(char *err, size_t errlen, bool *noted, const char *fmt, c
     *noted = true;
 }
 
+/* Fills e (name, sql, description) from the database of pool pool_idx. Returns 0, or -1 after
+ * noting the first error in err (fmt names the definition: "query %s: %s"). */
+static int describe_on(const struct config *cfg, struct conn_slot *slots, int pool_idx, const char *fmt,
+                       const char *name, const char *sql, struct describe_entry *e, char *err, size_t errlen,
+                       bool *noted)
+{
+    char cerr[512];
+    e->name = xstrdup(name);
+    e->sql = xstrdup(sql);
+    PGconn *pg = pool_conn(cfg, slots, pool_idx, cerr, sizeof cerr);
+    if (pg == NULL) {
+        if (!*noted) snprintf(err, errlen, "%s", cerr);
+        *noted = true;
+        return -1;
+    }
+    if (describe_sql(pg, sql, e) != 0) {
+        note_first(err, errlen, noted, fmt, name, e->error);
+        return -1;
+    }
+    return 0;
+}
+
 int describe_all(const struct config *cfg, struct registry *reg, struct describe_result *out, char *err,
                  size_t errlen)
 {
@@ -102,23 +124,13 @@ int describe_all(const struct config *cfg, struct registry *reg, struct describe
     out->bulks = xcalloc((size_t)(reg->nbulks ? reg->nbulks : 1), sizeof *out->bulks);
     struct conn_slot *slots = xcalloc(cfg->npools ? cfg->npools : 1, sizeof *slots);
     bool noted = false;
-    char cerr[512];
 
     for (int i = 0; i < reg->nqueries; i++) {
         struct query_def *q = reg->queries[i];
         struct describe_entry *e = &out->queries[i];
-        e->name = xstrdup(q->name);
-        e->sql = xstrdup(q->sql_numbered);
-        PGconn *pg = pool_conn(cfg, slots, q->pool_idx, cerr, sizeof cerr);
-        if (pg == NULL) {
-            if (!noted) snprintf(err, errlen, "%s", cerr);
-            noted = true;
+        if (describe_on(cfg, slots, q->pool_idx, "query %s: %s", q->name, q->sql_numbered, e, err, errlen,
+                        &noted) != 0)
             continue;
-        }
-        if (describe_sql(pg, q->sql_numbered, e) != 0) {
-            note_first(err, errlen, &noted, "query %s: %s", q->name, e->error);
-            continue;
-        }
         if (e->nparams != q->nparams) { /* cannot happen: $n come from the :name rewrite */
             e->ok = false;
             note_first(err, errlen, &noted, "query %s: %s", q->name, "parameter count differs");
@@ -133,18 +145,9 @@ int describe_all(const struct config *cfg, struct registry *reg, struct describe
     for (int i = 0; i < reg->nbulks; i++) {
         struct bulk_def *b = reg->bulks[i];
         struct describe_entry *e = &out->bulks[i];
-        e->name = xstrdup(b->name);
-        e->sql = xstrdup(b->sql_describe);
-        PGconn *pg = pool_conn(cfg, slots, b->pool_idx, cerr, sizeof cerr);
-        if (pg == NULL) {
-            if (!noted) snprintf(err, errlen, "%s", cerr);
-            noted = true;
+        if (describe_on(cfg, slots, b->pool_idx, "bulk %s: %s", b->name, b->sql_describe, e, err, errlen,
+                        &noted) != 0)
             continue;
-        }
-        if (describe_sql(pg, b->sql_describe, e) != 0) {
-            note_first(err, errlen, &noted, "bulk %s: %s", b->name, e->error);
-            continue;
-        }
         if (e->ncols != b->ncolumns) {
             e->ok = false;
             note_first(err, errlen, &noted, "bulk %s: %s", b->name, "column count differs");
