@@ -60,6 +60,9 @@ static const struct field top_fields[] = {
     {TOP(max_params), K_POSITIVE},
     {TOP(max_rows), K_COUNT},
     {TOP(max_inflight), K_POSITIVE},
+    {TOP(max_header_bytes), K_BYTES},
+    {TOP(max_headers), K_POSITIVE},
+    {TOP(client_timeout), K_SECONDS},
 };
 /* clang-format on */
 
@@ -71,6 +74,11 @@ static const struct field log_fields[] = {
 static const struct field jwt_fields[] = {
     {"secret", offsetof(struct config, jwt_secret), K_STRING},
     {"audience", offsetof(struct config, jwt_audience), K_STRING},
+};
+
+static const struct field tls_fields[] = {
+    {"cert", offsetof(struct config, tls_cert), K_STRING},
+    {"key", offsetof(struct config, tls_key), K_STRING},
 };
 
 static const struct field pool_fields[] = {
@@ -89,7 +97,7 @@ static const struct field pool_fields[] = {
     {POOL(optional), K_BOOL},
 };
 
-enum scope { S_TOP, S_LOG, S_JWT, S_PRIMARY };
+enum scope { S_TOP, S_LOG, S_JWT, S_TLS, S_PRIMARY };
 
 /* Environment overrides; DATABASE_URL and SLUICE_POOL_* apply to the pool named "primary". */
 static const struct {
@@ -111,6 +119,11 @@ static const struct {
     {"SLUICE_MAX_PARAMS", S_TOP, "max_params"},
     {"SLUICE_MAX_ROWS", S_TOP, "max_rows"},
     {"SLUICE_MAX_INFLIGHT", S_TOP, "max_inflight"},
+    {"SLUICE_MAX_HEADER_BYTES", S_TOP, "max_header_bytes"},
+    {"SLUICE_MAX_HEADERS", S_TOP, "max_headers"},
+    {"SLUICE_CLIENT_TIMEOUT", S_TOP, "client_timeout"},
+    {"SLUICE_TLS_CERT", S_TLS, "cert"},
+    {"SLUICE_TLS_KEY", S_TLS, "key"},
     {"SLUICE_JWT_SECRET", S_JWT, "secret"},
     {"SLUICE_JWT_AUDIENCE", S_JWT, "audience"},
     {"DATABASE_URL", S_PRIMARY, "url"},
@@ -125,6 +138,10 @@ static const struct {
 
 #define MAX_WORKERS 1024
 #define MAX_SECONDS 1e9 /* keeps every duration convertible to integer milliseconds */
+/* h2o 2.2.5 parses at most 100 header lines and a request head of 8 KiB + 4 KiB per line; past
+ * those it answers a plain-text 400 of its own, so our limits stay below them. */
+#define MAX_HEADER_LINES 100
+#define MAX_HEADER_BYTES (400 * 1024)
 
 /* A value to validate: from the Lua table, or an environment variable (always a string). */
 struct val {
@@ -421,6 +438,9 @@ static void config_defaults(struct config *c, const char *path)
     c->max_params = 1000;
     c->max_rows = 100000;
     c->max_inflight = 10000;
+    c->max_header_bytes = 32 * 1024;
+    c->max_headers = 64;
+    c->client_timeout = 10;
 }
 
 /* ---- the Lua table ---- */
@@ -688,7 +708,7 @@ static int read_pools(struct loader *ld, lua_State *L, int idx)
 
 static int read_root(struct loader *ld, lua_State *L, int t)
 {
-    static const char *const sections[] = {"jwt", "log", "pools", "scripts", "tokens", NULL};
+    static const char *const sections[] = {"jwt", "log", "pools", "scripts", "tls", "tokens", NULL};
     struct config *c = ld->cfg;
     if (check_keys(ld, L, t, "", top_fields, ARRAY_SIZE(top_fields), sections) < 0) return -1;
     if (read_fields(ld, L, t, "", top_fields, ARRAY_SIZE(top_fields), c) < 0) return -1;
@@ -709,6 +729,16 @@ static int read_root(struct loader *ld, lua_State *L, int t)
         rc = want_table(ld, L, s, "jwt");
         if (rc == 0) rc = check_keys(ld, L, s, "jwt.", jwt_fields, ARRAY_SIZE(jwt_fields), NULL);
         if (rc == 0) rc = read_fields(ld, L, s, "jwt.", jwt_fields, ARRAY_SIZE(jwt_fields), c);
+    }
+    lua_pop(L, 1);
+    if (rc < 0) return -1;
+
+    rawget(L, t, "tls");
+    s = lua_gettop(L);
+    if (!lua_isnil(L, s)) {
+        rc = want_table(ld, L, s, "tls");
+        if (rc == 0) rc = check_keys(ld, L, s, "tls.", tls_fields, ARRAY_SIZE(tls_fields), NULL);
+        if (rc == 0) rc = read_fields(ld, L, s, "tls.", tls_fields, ARRAY_SIZE(tls_fields), c);
     }
     lua_pop(L, 1);
     if (rc < 0) return -1;
@@ -821,6 +851,10 @@ static int apply_env(struct loader *ld)
             f = find_field(jwt_fields, ARRAY_SIZE(jwt_fields), env_overrides[i].key);
             base = c;
             break;
+        case S_TLS:
+            f = find_field(tls_fields, ARRAY_SIZE(tls_fields), env_overrides[i].key);
+            base = c;
+            break;
         default:
             f = find_field(pool_fields, ARRAY_SIZE(pool_fields), env_overrides[i].key);
             base = primary_pool(c);
@@ -831,13 +865,32 @@ static int apply_env(struct loader *ld)
     return 0;
 }
 
+/* What no single key can check: limits h2o sets, and keys that go together. */
+static int check_combined(struct loader *ld)
+{
+    const struct config *c = ld->cfg;
+    if (c->max_headers > MAX_HEADER_LINES)
+        return fail(ld, "%s: max_headers: expected at most %d (the HTTP parser's limit), got %d", ld->path,
+                    MAX_HEADER_LINES, c->max_headers);
+    if (c->max_header_bytes > MAX_HEADER_BYTES)
+        return fail(ld, "%s: max_header_bytes: expected at most %d (the HTTP parser's limit), got %zu",
+                    ld->path, MAX_HEADER_BYTES, c->max_header_bytes);
+    if (c->client_timeout <= 0)
+        return fail(ld, "%s: client_timeout: expected a number of seconds above 0, got %g", ld->path,
+                    c->client_timeout);
+    if ((c->tls_cert == NULL) != (c->tls_key == NULL))
+        return fail(ld, "%s: tls: expected both cert and key, got only %s", ld->path,
+                    c->tls_cert ? "cert" : "key");
+    return 0;
+}
+
 /* ---- public ---- */
 
 int config_load(const char *path, struct config *out, char *err, size_t errlen)
 {
     struct loader ld = {.path = path, .cfg = out};
     config_defaults(out, path);
-    if (read_file(&ld) == 0 && apply_env(&ld) == 0) {
+    if (read_file(&ld) == 0 && apply_env(&ld) == 0 && check_combined(&ld) == 0) {
         if (out->npools == 0) primary_pool(out);
         if (err && errlen) err[0] = '\0';
         return 0;
@@ -857,6 +910,8 @@ void config_free(struct config *c)
     free_tokens(c);
     free(c->jwt_secret);
     free(c->jwt_audience);
+    free(c->tls_cert);
+    free(c->tls_key);
     for (size_t i = 0; i < c->npools; i++) {
         free(c->pools[i].name);
         free(c->pools[i].url);

@@ -50,6 +50,13 @@ struct config {
     int max_params;          /* query-string pairs or body keys per request, default 1000 -> 400 */
     int max_rows;            /* rows in one query response, default 100000 -> 413; 0 = no limit */
     int max_inflight;        /* requests in progress per worker, default 10000 -> 503 */
+    size_t max_header_bytes; /* request header names + values, default 32 KiB -> 431 */
+    int max_headers;         /* request header lines, default 64, at most 100 -> 431 */
+    double client_timeout;   /* seconds for a request's head and body to arrive, and for an idle
+                                keep-alive connection to be closed; default 10, > 0 */
+    /* TLS on the listener: both set, or neither (plain HTTP). */
+    char *tls_cert; /* PEM certificate chain (tls.cert / SLUICE_TLS_CERT) */
+    char *tls_key;  /* PEM private key (tls.key / SLUICE_TLS_KEY) */
 };
 
 /* Reads path, applies the environment overrides, validates. Returns 0, or -1 with one line in

@@ -43,6 +43,8 @@ static const char *reason(int status)
         return "Payload Too Large";
     case 414:
         return "URI Too Long";
+    case 431:
+        return "Request Header Fields Too Large";
     case 415:
         return "Unsupported Media Type";
     case 422:
@@ -241,7 +243,8 @@ static int route_alias(struct worker *w, h2o_req_t *req, h2o_iovec_t path)
 }
 
 /* The limits every request meets before routing (DESIGN §5 errors). Returns false once it has
- * answered: 414 for a request target past max_url_bytes, 400 for more than max_params query-string
+ * answered: 414 for a request target past max_url_bytes, 431 for more header lines than max_headers
+ * or more header bytes than max_header_bytes, 400 for more than max_params query-string
  * items, 503 + Retry-After when the worker already has max_inflight requests in progress (probes
  * and metrics are exempt, so an overloaded worker still reports). */
 static bool within_limits(struct worker *w, h2o_req_t *req, h2o_iovec_t path)
@@ -249,6 +252,20 @@ static bool within_limits(struct worker *w, h2o_req_t *req, h2o_iovec_t path)
     const struct config *cfg = w->srv->cfg;
     if (req->path.len > cfg->max_url_bytes) {
         http_send_error(req, 414, "too_large", "the URL is longer than max_url_bytes", NULL, NULL);
+        return false;
+    }
+    if (req->headers.size > (size_t)cfg->max_headers) {
+        http_send_error(req, 431, "too_large", "the request has more header lines than max_headers", NULL,
+                        NULL);
+        return false;
+    }
+    size_t header_bytes = 0;
+    for (size_t i = 0; i < req->headers.size; i++)
+        header_bytes +=
+            req->headers.entries[i].name->len + req->headers.entries[i].value.len + 4; /* ": ", CRLF */
+    if (header_bytes > cfg->max_header_bytes) {
+        http_send_error(req, 431, "too_large", "the request headers are larger than max_header_bytes", NULL,
+                        NULL);
         return false;
     }
     if (req->query_at != SIZE_MAX) {

@@ -25,6 +25,7 @@
 #include "probe.h"
 #include "route.h"
 #include "script.h"
+#include "tls.h"
 #include "util.h"
 
 /* --- listeners ------------------------------------------------------------------------------ */
@@ -143,6 +144,22 @@ static void apply_policy(struct worker *w)
             log_warn("%s", err);
 }
 
+/* Takes the server's current TLS context for new connections. Handshakes in progress keep theirs:
+ * each SSL holds a reference to its context. */
+static pthread_mutex_t tls_swap = PTHREAD_MUTEX_INITIALIZER; /* guards server.ssl_ctx's reference */
+
+static void adopt_tls(struct worker *w)
+{
+    pthread_mutex_lock(&tls_swap);
+    SSL_CTX *ctx = w->srv->ssl_ctx;
+    if (ctx != w->accept_ctx.ssl_ctx) {
+        SSL_CTX_up_ref(ctx);
+        SSL_CTX_free(w->accept_ctx.ssl_ctx);
+        w->accept_ctx.ssl_ctx = ctx;
+    }
+    pthread_mutex_unlock(&tls_swap);
+}
+
 /* Loads the scripts into a new generation. On success it becomes current and the old one is
  * retired: requests already running finish on it. On failure the old one keeps serving. */
 static void reload(struct worker *w)
@@ -161,6 +178,7 @@ static void reload(struct worker *w)
         return;
     }
     describe_apply(openapi_description(), next); /* described by the main thread on SIGHUP */
+    adopt_tls(w);
     struct registry *old = w->reg;
     old->retired_ms = now_ms();
     old->next_retired = w->retired;
@@ -299,12 +317,28 @@ static void reload_config(struct server *srv)
     bool same_pools = next->npools == old->npools;
     for (size_t i = 0; same_pools && i < old->npools; i++)
         same_pools = strcmp(next->pools[i].name, old->pools[i].name) == 0;
-    if (!same_pools || next->workers != old->workers || strcmp(next->listen, old->listen) != 0) {
-        log_error("reload: pools, workers or listen changed; they take effect after a restart, the previous "
-                  "config stays");
+    if (!same_pools || next->workers != old->workers || strcmp(next->listen, old->listen) != 0 ||
+        (next->tls_cert == NULL) != (old->tls_cert == NULL) || next->client_timeout != old->client_timeout) {
+        log_error("reload: pools, workers, listen, tls on or off or client_timeout changed; they take effect "
+                  "after a restart, the previous config stays");
         config_free(next);
         free(next);
         return;
+    }
+    if (next->tls_cert != NULL) {
+        /* The certificate and key files are read again: a renewed certificate needs no restart. */
+        SSL_CTX *ctx = tls_context_new(next->tls_cert, next->tls_key, err, sizeof err);
+        if (ctx == NULL) {
+            log_error("reload: %s; the previous config stays", err);
+            config_free(next);
+            free(next);
+            return;
+        }
+        pthread_mutex_lock(&tls_swap);
+        SSL_CTX *prev = srv->ssl_ctx;
+        srv->ssl_ctx = ctx;
+        SSL_CTX_free(prev); /* each worker holds its own reference until it adopts ctx */
+        pthread_mutex_unlock(&tls_swap);
     }
     log_setup((enum log_level)next->log_level, next->log_json);
     __atomic_store_n(&srv->cfg, next, __ATOMIC_RELEASE);
@@ -316,6 +350,14 @@ int server_run(struct config *cfg)
     struct server *srv = server_instance = xcalloc(1, sizeof *srv);
     srv->cfg = cfg;
     srv->nworkers = cfg->workers;
+
+    if (cfg->tls_cert != NULL) {
+        srv->ssl_ctx = tls_context_new(cfg->tls_cert, cfg->tls_key, err, sizeof err);
+        if (srv->ssl_ctx == NULL) {
+            fprintf(stderr, "sluice: %s\n", err);
+            return 1;
+        }
+    }
 
     /* Load the scripts once up front so that a broken one stops start-up with its message. */
     struct registry probe;
@@ -345,6 +387,12 @@ int server_run(struct config *cfg)
 
     h2o_config_init(&srv->globalconf);
     srv->globalconf.server_name = h2o_iovec_init(H2O_STRLIT("sluice"));
+    /* One budget for a client to finish a TLS handshake, to send a request's head and body, or to
+     * send its next request on a kept-alive connection: a slow or silent client is closed. */
+    uint64_t client_ms = (uint64_t)(cfg->client_timeout * 1000);
+    srv->globalconf.handshake_timeout = client_ms;
+    srv->globalconf.http1.req_timeout = client_ms;
+    srv->globalconf.http2.idle_timeout = client_ms;
     /* h2o answers a body past its limit and closes without reading the rest, so a client still
      * sending gets a reset instead of the 413. Bodies up to 1 MiB over max_body_bytes are read
      * and refused by http.c instead, which ends cleanly. */
@@ -397,6 +445,7 @@ int server_run(struct config *cfg)
         h2o_context_init(&w->ctx, h2o_evloop_create(), &srv->globalconf);
         w->accept_ctx.ctx = &w->ctx;
         w->accept_ctx.hosts = srv->globalconf.hosts;
+        adopt_tls(w);
         w->queue = h2o_multithread_create_queue(w->ctx.loop);
         h2o_multithread_register_receiver(w->queue, &w->control, on_control);
     }

@@ -5,6 +5,7 @@
 
 #include <h2o.h>
 #include <lua.h>
+#include <openssl/ssl.h>
 #include <pthread.h>
 #include <stdbool.h>
 
@@ -46,6 +47,7 @@ struct server {
     struct config *cfg;
     struct breaker *breakers; /* one per configured pool, shared by the workers */
     h2o_globalconf_t globalconf;
+    SSL_CTX *ssl_ctx; /* the listener's TLS context, NULL for plain HTTP; replaced on SIGHUP */
     struct worker *workers;
     int nworkers;
 };

@@ -40,6 +40,11 @@ static const char *const env_vars[] = {
     "SLUICE_MAX_PARAMS",
     "SLUICE_MAX_ROWS",
     "SLUICE_MAX_INFLIGHT",
+    "SLUICE_MAX_HEADER_BYTES",
+    "SLUICE_MAX_HEADERS",
+    "SLUICE_CLIENT_TIMEOUT",
+    "SLUICE_TLS_CERT",
+    "SLUICE_TLS_KEY",
 };
 #define NVARS (sizeof env_vars / sizeof env_vars[0])
 
@@ -529,6 +534,52 @@ static void test_access_and_limits(void **state)
                  "%s: protect_metrics: expected true or false, got \"yes\"");
 }
 
+static void test_tls_and_client_limits(void **state)
+{
+    struct config c;
+    load_ok("return {}\n", &c);
+    assert_null(c.tls_cert);
+    assert_null(c.tls_key);
+    assert_int_equal(c.max_header_bytes, 32 * 1024);
+    assert_int_equal(c.max_headers, 64);
+    assert_true(c.client_timeout == 10);
+    config_free(&c);
+
+    load_ok(
+        "return { tls = { cert = '/c.pem', key = '/k.pem' }, max_header_bytes = 4096, max_headers = 100,\n"
+        "  client_timeout = 0.5 }\n",
+        &c);
+    assert_string_equal(c.tls_cert, "/c.pem");
+    assert_string_equal(c.tls_key, "/k.pem");
+    assert_int_equal(c.max_header_bytes, 4096);
+    assert_int_equal(c.max_headers, 100);
+    assert_true(c.client_timeout == 0.5);
+    config_free(&c);
+
+    setenv("SLUICE_TLS_CERT", "/env.crt", 1);
+    setenv("SLUICE_TLS_KEY", "/env.key", 1);
+    setenv("SLUICE_CLIENT_TIMEOUT", "3", 1);
+    load_ok("return {}\n", &c);
+    assert_string_equal(c.tls_cert, "/env.crt");
+    assert_string_equal(c.tls_key, "/env.key");
+    assert_true(c.client_timeout == 3);
+    config_free(&c);
+    clear_env();
+
+    expect_error("return { tls = { cert = '/c.pem' } }\n",
+                 "%s: tls: expected both cert and key, got only cert");
+    expect_error("return { tls = { key = '/k.pem' } }\n",
+                 "%s: tls: expected both cert and key, got only key");
+    expect_error("return { tls = { cert = '/c', key = '/k', ca = '/x' } }\n", "%s: unknown key \"tls.ca\"");
+    expect_error("return { tls = true }\n", "%s: tls: expected a table, got true");
+    expect_error("return { max_headers = 101 }\n",
+                 "%s: max_headers: expected at most 100 (the HTTP parser's limit), got 101");
+    expect_error("return { max_header_bytes = 500000 }\n",
+                 "%s: max_header_bytes: expected at most 409600 (the HTTP parser's limit), got 500000");
+    expect_error("return { client_timeout = 0 }\n",
+                 "%s: client_timeout: expected a number of seconds above 0, got 0");
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -543,6 +594,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_file_errors, test_setup, test_teardown),
         cmocka_unit_test_setup_teardown(test_env_errors, test_setup, test_teardown),
         cmocka_unit_test_setup_teardown(test_access_and_limits, test_setup, test_teardown),
+        cmocka_unit_test_setup_teardown(test_tls_and_client_limits, test_setup, test_teardown),
     };
     return cmocka_run_group_tests(tests, group_setup, group_teardown);
 }
