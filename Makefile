@@ -3,8 +3,10 @@
 #   make test         install missing packages, build, run every test against a throwaway PostgreSQL
 #                     (make test T=integration/types runs only the matching test files)
 #   make asan         the same built with AddressSanitizer + UBSan, in build/asan/
+#   make valgrind     the same under valgrind (memcheck), in build/valgrind/
+#   make fuzz-smoke   every libFuzzer target for 60 s; make fuzz runs them for FUZZ_SECS (10)
 #   make run          serve the example service (local PostgreSQL in .data/ unless DATABASE_URL is set)
-#   make lint|format|install|clean|deps|bench|docker
+#   make lint|format|install|clean|deps|bench|docker|fuzz
 
 SHELL   := /bin/bash
 PREFIX  ?= /usr/local
@@ -30,7 +32,7 @@ ASAN_ENV := ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 \
             UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
             SLUICE_BIN=build/asan/sluice UNIT_DIR=build/asan/tests
 
-.PHONY: all tests deps test asan lint format run install clean bench docker
+.PHONY: all tests deps test asan valgrind lint format run install clean bench docker fuzz fuzz-smoke
 all: $(BUILD)/sluice
 tests: $(TESTS)
 
@@ -60,7 +62,10 @@ test: deps
 asan: deps
 	@$(MAKE) --no-print-directory $(JOBS) BUILD=build/asan OPT="-O1 -g" \
 	    SAN="-fsanitize=address,undefined -fno-omit-frame-pointer" all tests
-	$(ASAN_ENV) scripts/testdb.sh run tests/run.sh $(T)
+	$(ASAN_ENV) FUZZ_SMOKE=0 scripts/testdb.sh run tests/run.sh $(T)
+
+valgrind: deps
+	tests/valgrind.sh $(T)
 
 lint: deps
 	clang-format --dry-run -Werror $(FORMAT)
@@ -91,3 +96,7 @@ docker:
 
 fuzz: deps
 	tests/fuzz/run.sh
+
+# Each fuzz target for 60 s (FUZZ_SECS), as TAP; `make test` ends with the same run.
+fuzz-smoke: deps
+	tests/fuzz/smoke.sh
