@@ -267,8 +267,34 @@ struct doc {
     json_t *root, *paths, *schemas, *used_ids;
     json_t *used_errors; /* "400" -> true for each error response referenced */
     json_t *templates;   /* template key -> the path it was first written as */
+    json_t *schemes;     /* security scheme name -> its definition, for each one referenced */
     const struct describe_result *d;
 };
+
+/* Marks op as needing scheme (see add_scheme) and lists its 401 and 403 answers. */
+static void require_scheme(struct doc *doc, json_t *op, json_t *responses, const char *scheme)
+{
+    static const char *const refusals[] = {"401", "403", NULL};
+    add_errors(doc->used_errors, responses, refusals);
+    json_object_set_new(op, "security", json_pack("[{s:[]}]", scheme));
+    json_t *def = strcmp(scheme, "jwt") == 0
+                      ? json_pack("{s:s,s:s,s:s}", "type", "http", "scheme", "bearer", "bearerFormat", "JWT")
+                      : json_pack("{s:s,s:s}", "type", "http", "scheme", "bearer");
+    json_object_set_new(doc->schemes, scheme, def);
+}
+
+/* The security of an endpoint with this auth. A Lua policy decides in code, so it names no
+ * scheme; it can still refuse. */
+static void endpoint_security(struct doc *doc, json_t *op, json_t *responses, enum endpoint_auth auth)
+{
+    static const char *const refusals[] = {"401", "403", NULL};
+    if (auth == AUTH_BEARER)
+        require_scheme(doc, op, responses, "bearer");
+    else if (auth == AUTH_JWT)
+        require_scheme(doc, op, responses, "jwt");
+    else if (auth == AUTH_LUA)
+        add_errors(doc->used_errors, responses, refusals);
+}
 
 /* The path item for a route's path, or NULL when an equivalent path was already written under
  * other parameter names (the router takes the first, so the later one is left out). */
@@ -432,6 +458,7 @@ static json_t *query_operation(struct doc *doc, const struct query_def *q, const
     add_errors(doc->used_errors, responses, common);
     if (body) add_errors(doc->used_errors, responses, post_only);
     if (q->single) add_errors(doc->used_errors, responses, single_only);
+    endpoint_security(doc, op, responses, q->auth);
     json_object_set_new(op, "responses", responses);
     return op;
 }
@@ -508,6 +535,7 @@ static void add_bulks(struct doc *doc, const struct registry *reg)
                  b->atomic ? "" : "rows");
         json_t *op = json_pack("{s:s,s:[s],s:{s:b,s:o},s:o}", "summary", text, "tags", "bulk", "requestBody",
                                "required", 1, "content", content, "responses", responses);
+        endpoint_security(doc, op, responses, b->auth);
         snprintf(id, sizeof id, "bulk_%s", b->name);
         set_operation_id(op, doc->used_ids, id);
         snprintf(path, sizeof path, "/bulk/%s", b->name);
@@ -547,6 +575,7 @@ static void add_handlers(struct doc *doc, const struct registry *reg)
         json_object_set_new(
             responses, "default",
             response("another status the handler chose; gateway errors have the Error shape", json_object()));
+        endpoint_security(doc, op, responses, h->auth);
         json_object_set_new(op, "responses", responses);
         json_object_set_new(item, lower, op);
     }
@@ -602,8 +631,11 @@ static void add_fixed(struct doc *doc, const struct registry *reg, const struct 
         r, "200",
         response("every required pool can serve (some optional one may be down)", ref("schemas", "Health")));
     json_object_set_new(r, "503", response("a required pool is down", ref("schemas", "Health")));
-    json_object_set_new(fixed_item(doc, "/health"), "get",
-                        simple_op(doc, "health", "state of every pool", "health", r));
+    /* protect_metrics puts /health and /metrics behind the admin token (auth.c). */
+    bool protect = cfg->protect_metrics && cfg->admin_token != NULL;
+    json_t *op = simple_op(doc, "health", "state of every pool", "health", r);
+    if (protect) require_scheme(doc, op, r, "admin");
+    json_object_set_new(fixed_item(doc, "/health"), "get", op);
 
     r = json_object();
     json_object_set_new(r, "200", response("the process serves", ref("schemas", "Status")));
@@ -621,8 +653,9 @@ static void add_fixed(struct doc *doc, const struct registry *reg, const struct 
 
     r = json_pack("{s:{s:s,s:{s:{s:{s:s}}}}}", "200", "description", "Prometheus text format 0.0.4",
                   "content", "text/plain; version=0.0.4", "schema", "type", "string");
-    json_object_set_new(fixed_item(doc, "/metrics"), "get",
-                        simple_op(doc, "metrics", "Prometheus metrics", "metrics", r));
+    op = simple_op(doc, "metrics", "Prometheus metrics", "metrics", r);
+    if (protect) require_scheme(doc, op, r, "admin");
+    json_object_set_new(fixed_item(doc, "/metrics"), "get", op);
 
     r = json_object();
     json_object_set_new(r, "200", response("this document", json_pack("{s:s}", "type", "object")));
@@ -637,10 +670,8 @@ static void add_fixed(struct doc *doc, const struct registry *reg, const struct 
             response("per named query: calls, errors, latency quantiles, slow count, last error",
                      json_pack("{s:s,s:[s],s:{s:{s:s,s:{s:s}}}}", "type", "object", "required", "queries",
                                "properties", "queries", "type", "array", "items", "type", "object")));
-        static const char *const auth[] = {"401", "403", NULL};
-        add_errors(doc->used_errors, r, auth);
-        json_t *op = simple_op(doc, "admin_queries", "statistics of every named query", "admin", r);
-        json_object_set_new(op, "security", json_pack("[{s:[]}]", "admin"));
+        op = simple_op(doc, "admin_queries", "statistics of every named query", "admin", r);
+        require_scheme(doc, op, r, "admin");
         json_object_set_new(fixed_item(doc, "/admin/queries"), "get", op);
 
         r = json_object();
@@ -650,10 +681,10 @@ static void add_fixed(struct doc *doc, const struct registry *reg, const struct 
                      json_pack("{s:s,s:{s:{s:s},s:{s:s},s:{s:s},s:{s:s}}}", "type", "object", "properties",
                                "status", "type", "string", "queries", "type", "integer", "bulk", "type",
                                "integer", "handlers", "type", "integer")));
-        static const char *const reload_errs[] = {"400", "401", "403", NULL};
+        static const char *const reload_errs[] = {"400", NULL};
         add_errors(doc->used_errors, r, reload_errs);
         op = simple_op(doc, "admin_reload", "check and reload the scripts", "admin", r);
-        json_object_set_new(op, "security", json_pack("[{s:[]}]", "admin"));
+        require_scheme(doc, op, r, "admin");
         json_object_set_new(fixed_item(doc, "/admin/reload"), "post", op);
     }
 }
@@ -725,9 +756,7 @@ static void add_components(struct doc *doc, const struct config *cfg)
         json_object_set_new(responses, http_error_code(errs[i].status), resp);
     }
     json_t *components = json_pack("{s:o,s:o}", "schemas", schemas, "responses", responses);
-    if (cfg->admin_token != NULL)
-        json_object_set_new(components, "securitySchemes",
-                            json_pack("{s:{s:s,s:s}}", "admin", "type", "http", "scheme", "bearer"));
+    if (json_object_size(doc->schemes) > 0) json_object_set(components, "securitySchemes", doc->schemes);
     json_object_set_new(doc->root, "components", components);
 }
 
@@ -778,6 +807,7 @@ void openapi_write(struct buf *out, const struct registry *reg, const struct des
         .used_ids = json_object(),
         .used_errors = json_object(),
         .templates = json_object(),
+        .schemes = json_object(),
         .d = d,
     };
     doc.root = json_pack("{s:s,s:{s:s,s:s,s:s},s:[{s:s}]}", "openapi", "3.0.3", "info", "title", "sluice",
@@ -790,7 +820,7 @@ void openapi_write(struct buf *out, const struct registry *reg, const struct des
                          "timestamps are ISO-8601. "
                          "Every error is {\"error\":{\"code\",\"message\"}}.",
                          "servers", "url", "/");
-    /* Only the admin paths need a credential; they say so themselves. */
+    /* No credential by default: each operation that needs one says so itself. */
     json_object_set_new(doc.root, "security", json_array());
 
     add_fixed(&doc, reg, cfg);
@@ -817,6 +847,7 @@ void openapi_write(struct buf *out, const struct registry *reg, const struct des
     json_decref(doc.used_ids);
     json_decref(doc.used_errors);
     json_decref(doc.templates);
+    json_decref(doc.schemes);
 }
 
 int openapi_handle(struct worker *w, h2o_req_t *req)

@@ -71,6 +71,10 @@ sluice.endpoint "echo" {
   route = "POST /echo/{word}",
   handler = function(req) return 200, { word = req.path.word } end,
 }
+-- One endpoint per kind of access control.
+sluice.query "guarded" { readonly = true, auth = "bearer", sql = [[SELECT 1 AS one]] }
+sluice.endpoint "whoami" { route = "GET /whoami", auth = "jwt", handler = function(req) return 200, {} end }
+sluice.query "by_policy" { readonly = true, sql = [[SELECT 1 AS one]], auth = function(req) return true end }
 ]==]
 
 describe("/openapi.json", function()
@@ -85,7 +89,7 @@ describe("/openapi.json", function()
     H.must(("cd %s && %s migrate --config %s up"):format(H.q(tmp), H.q(H.bin), H.q(cfg)))
     H.writefile(tmp .. "/extra.lua", extra)
     gw = H.start { dsn = db, config = {
-      admin_token = "tok",
+      admin_token = "tok", protect_metrics = true, tokens = { "t1" }, jwt = { secret = "s" },
       scripts = { H.root .. "/lua/endpoints/*.lua", H.root .. "/lua/policy.lua", tmp .. "/extra.lua" },
     } }
     local status, hdrs
@@ -206,6 +210,29 @@ describe("/openapi.json", function()
     local admin = doc.paths["/admin/queries"].get
     assert.same({ { admin = {} } }, admin.security)
     assert.equal("bearer", doc.components.securitySchemes.admin.scheme)
+  end)
+
+  it("names the credential each endpoint needs, with its 401 and 403", function()
+    local schemes = doc.components.securitySchemes
+    local guarded = doc.paths["/query/guarded"]
+    for _, op in ipairs { guarded.get, guarded.post } do
+      assert.same({ { bearer = {} } }, op.security)
+      assert.is_table(op.responses["401"])
+      assert.is_table(op.responses["403"])
+    end
+    assert.same({ type = "http", scheme = "bearer" }, schemes.bearer)
+    assert.same({ { jwt = {} } }, doc.paths["/whoami"].get.security)
+    assert.same({ type = "http", scheme = "bearer", bearerFormat = "JWT" }, schemes.jwt)
+    -- a Lua policy names no scheme, but may refuse
+    local policy = doc.paths["/query/by_policy"].get
+    assert.is_nil(policy.security)
+    assert.is_table(policy.responses["403"])
+    -- protect_metrics: /metrics and /health need the admin token; the probes do not
+    assert.same({ { admin = {} } }, doc.paths["/metrics"].get.security)
+    assert.same({ { admin = {} } }, doc.paths["/health"].get.security)
+    assert.is_nil(doc.paths["/health/live"].get.security)
+    assert.is_nil(doc.paths["/query/latest_quote"].post.security)
+    assert.same({}, doc.security)
   end)
 
   it("types parameters and result columns as the database described them", function()
