@@ -24,14 +24,15 @@ int check_run(const struct config *cfg)
     }
     script_close(L);
 
-    int failures = 0;
+    int failures = 0, checked = 0;
     PGconn **conns = calloc(cfg->npools, sizeof *conns);
     for (int i = 0; i < reg.nqueries; i++) {
         struct query_def *q = reg.queries[i];
         PGconn **pc = &conns[q->pool_idx];
         if (*pc == NULL) {
-            const char *keys[] = {"application_name", "dbname", NULL};
-            const char *vals[] = {"sluice-check", cfg->pools[q->pool_idx].url, NULL};
+            /* Keys before dbname are defaults the URL may override. */
+            const char *keys[] = {"application_name", "connect_timeout", "dbname", NULL};
+            const char *vals[] = {"sluice-check", "10", cfg->pools[q->pool_idx].url, NULL};
             *pc = PQconnectdbParams(keys, vals, 1);
             if (PQstatus(*pc) != CONNECTION_OK) {
                 fprintf(stderr, "check: pool %s: cannot connect: %s", q->pool, PQerrorMessage(*pc));
@@ -40,6 +41,7 @@ int check_run(const struct config *cfg)
             }
         }
         /* Preparing inside a rolled-back transaction leaves nothing behind. */
+        checked++;
         PQclear(PQexec(*pc, "BEGIN"));
         PGresult *r = PQprepare(*pc, "", q->sql_numbered, 0, NULL);
         if (PQresultStatus(r) != PGRES_COMMAND_OK) {
@@ -55,7 +57,10 @@ int check_run(const struct config *cfg)
     for (size_t i = 0; i < cfg->npools; i++)
         if (conns[i]) PQfinish(conns[i]);
     free(conns);
-    printf("%d queries checked, %d failed\n", reg.nqueries, failures);
+    if (checked < reg.nqueries) /* stopped at a pool it could not reach */
+        printf("%d of %d queries checked, %d failed\n", checked, reg.nqueries, failures);
+    else
+        printf("%d queries checked, %d failed\n", checked, failures);
     registry_free(&reg);
     return failures ? 1 : 0;
 }

@@ -284,9 +284,10 @@ static void on_notice(void *arg, const PGresult *res)
 
 static int connect_db(struct run *r, const char *conninfo)
 {
-    /* expand_dbname: conninfo may be a URL or key=value string; "" means libpq's defaults */
-    const char *keys[] = {"dbname", "fallback_application_name", NULL};
-    const char *vals[] = {conninfo ? conninfo : "", "sluice migrate", NULL};
+    /* expand_dbname: conninfo may be a URL or key=value string; "" means libpq's defaults. Keys
+     * before dbname are defaults it may override: a host that drops packets fails in 10 s. */
+    const char *keys[] = {"connect_timeout", "dbname", "fallback_application_name", NULL};
+    const char *vals[] = {"10", conninfo ? conninfo : "", "sluice migrate", NULL};
     r->conn = PQconnectdbParams(keys, vals, 1);
     if (r->conn == NULL || PQstatus(r->conn) != CONNECTION_OK) {
         char *msg = xstrdup(r->conn ? PQerrorMessage(r->conn) : "out of memory");

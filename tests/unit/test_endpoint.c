@@ -96,6 +96,14 @@ static void bulk_sql_quotes_identifiers(void **state)
                         "t.\"pair\" = s.\"pair\" AND t.\"ts\" = s.\"ts\"");
     bulk_def_free(d);
 
+    /* A double quote inside a name is doubled, as PQescapeIdentifier does: the name stays one
+     * identifier whatever it holds. */
+    const char *hostile[] = {"a\"); DROP TABLE x; --"};
+    d = bulk(hostile, 1, NULL, 0, BULK_INSERT);
+    assert_int_equal(bulk_def_prepare(d, err, sizeof err), 0);
+    assert_string_equal(d->sql_copy, "COPY \"public\".\"ticks\" (\"a\"\"); DROP TABLE x; --\") FROM STDIN");
+    bulk_def_free(d);
+
     d = bulk(cols, 3, NULL, 0, BULK_UPDATE);
     assert_int_not_equal(bulk_def_prepare(d, err, sizeof err), 0); /* update needs a key */
     bulk_def_free(d);
