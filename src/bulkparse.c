@@ -14,6 +14,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "jsonnum.h"
 #include "pgtype.h"
 #include "util.h"
 
@@ -144,8 +145,8 @@ static int put_object_row(struct bulk_reader *r, json_t *obj, struct buf *out)
 static long slow_json_row(struct bulk_reader *r, const char *p, size_t n, bool eof_check, struct buf *out)
 {
     json_error_t e;
-    size_t flags = JSON_REJECT_DUPLICATES | JSON_ALLOW_NUL | (eof_check ? 0 : JSON_DISABLE_EOF_CHECK);
-    json_t *obj = json_loadb(p, n, flags, &e);
+    size_t flags = JSON_REJECT_DUPLICATES | (eof_check ? 0 : JSON_DISABLE_EOF_CHECK);
+    json_t *obj = jsonnum_load(p, n, flags, &e); /* numbers past int64 or a double keep their digits */
     if (obj == NULL) {
         fail(r, "row %ld: malformed JSON: %s", r->rows + 1, e.text);
         return -1;
@@ -438,8 +439,7 @@ static bool nests_at_least(const char *p, size_t n, int limit)
 static const char *scan_nested(const char *p, const char *end, struct bulk_value *v)
 {
     json_error_t e;
-    json_t *j = json_loadb(p, (size_t)(end - p),
-                           JSON_DISABLE_EOF_CHECK | JSON_REJECT_DUPLICATES | JSON_ALLOW_NUL, &e);
+    json_t *j = jsonnum_load(p, (size_t)(end - p), JSON_DISABLE_EOF_CHECK | JSON_REJECT_DUPLICATES, &e);
     if (j == NULL) return NULL;
     size_t used = (size_t)e.position;
     /* Inside the row the value sits one level deeper than jansson saw it here: near the depth

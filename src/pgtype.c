@@ -8,7 +8,9 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "jsonnum.h"
 #include "jsonw.h"
+#include "util.h"
 
 /* Built-in types without a PGT_ constant, known here for their names and their arrays. */
 enum {
@@ -271,9 +273,15 @@ static void put_json_text(struct buf *out, const json_t *v)
         }
         buf_putc(out, ']');
         break;
-    case JSON_STRING:
-        jsonw_string(out, json_string_value(v), json_string_length(v));
+    case JSON_STRING: {
+        const char *lit;
+        size_t n;
+        if (jsonnum_literal(v, &lit, &n))
+            buf_append(out, lit, n); /* a number as the client wrote it: jsonb keeps its digits */
+        else
+            jsonw_string(out, json_string_value(v), json_string_length(v));
         break;
+    }
     case JSON_INTEGER:
         put_int(out, json_integer_value(v));
         break;
@@ -388,9 +396,47 @@ static int put_array(Oid elem, const json_t *arr, struct buf *out, char *path, s
     return 0;
 }
 
+/* A number literal jansson could not hold exactly (jsonnum.h) for type: as written wherever
+ * PostgreSQL reads numbers, so no digit is lost; integer types still take 2.0 or 1e3. */
+static int convert_literal(Oid type, const char *lit, size_t n, struct buf *out, char *err, size_t errlen)
+{
+    switch (type) {
+    case PGT_BOOL:
+        set_err(err, errlen, "expected a boolean");
+        return -1;
+    case PGT_BYTEA:
+        set_err(err, errlen, "expected a base64 string");
+        return -1;
+    case PGT_INT2:
+    case PGT_INT4:
+    case PGT_INT8:
+    case PGT_OID: {
+        if (jsonnum_is_integral(lit, n)) break; /* past 18 digits: PostgreSQL checks the range */
+        char *tmp = xstrndup(lit, n);
+        json_t *real = json_real(strtod(tmp, NULL)); /* NULL when it overflows a double */
+        free(tmp);
+        int rc = real ? put_integer(type, real, out, err, errlen) : -1;
+        if (real == NULL) set_err(err, errlen, "out of range for an integer");
+        json_decref(real);
+        return rc;
+    }
+    default:
+        if (pgtype_array_elem(type) != 0) {
+            set_err(err, errlen, "expected an array");
+            return -1;
+        }
+        break;
+    }
+    buf_append(out, lit, n);
+    return 0;
+}
+
 /* Appends the text form of the non-null JSON value v for type; -1 with err set otherwise. */
 static int convert(Oid type, const json_t *v, struct buf *out, char *err, size_t errlen)
 {
+    const char *lit;
+    size_t n;
+    if (jsonnum_literal(v, &lit, &n)) return convert_literal(type, lit, n, out, err, errlen);
     switch (type) {
     case PGT_BOOL:
         if (json_is_true(v))

@@ -10,6 +10,7 @@
 #include "auth.h"
 #include "clientwatch.h"
 #include "http.h"
+#include "jsonnum.h"
 #include "jsonw.h"
 #include "log.h"
 #include "metrics.h"
@@ -122,8 +123,12 @@ static char *slow_params(const struct query_def *q, const struct pvalue *vals)
         if (!q->log_params || vals == NULL) continue;
         buf_putc(&b, ':');
         const struct pvalue *v = &vals[i];
+        const char *lit;
+        size_t litlen;
         if (!v->set) {
             buf_puts(&b, "null");
+        } else if (v->json && jsonnum_literal(v->json, &lit, &litlen)) {
+            buf_append(&b, lit, litlen);
         } else if (v->json) {
             char *t = json_dumps(v->json, JSON_COMPACT | JSON_ENCODE_ANY | JSON_ENSURE_ASCII);
             size_t n = t ? strlen(t) : 0;
@@ -368,7 +373,7 @@ static int parse_body(struct qreq *qr, char *err, size_t errlen, int *status)
         return -1;
     }
     json_error_t jerr;
-    qr->body = json_loadb(req->entity.base, req->entity.len, JSON_REJECT_DUPLICATES | JSON_ALLOW_NUL, &jerr);
+    qr->body = jsonnum_load(req->entity.base, req->entity.len, JSON_REJECT_DUPLICATES, &jerr);
     if (qr->body == NULL) {
         snprintf(err, errlen, "malformed JSON: %s (line %d, column %d)", jerr.text, jerr.line, jerr.column);
         return -1;

@@ -13,6 +13,7 @@
 #include <string.h>
 
 #include "bulkparse.h"
+#include "jsonnum.h"
 #include "pgtype.h"
 
 #define CHECK(cond)                                                                                          \
@@ -161,7 +162,7 @@ static long ref_read_array(const char *p, const char *end, int ncols, struct buf
             while (p < end && is_space(*p)) p++;
         }
         json_error_t e;
-        json_t *obj = p < end ? json_loadb(p, (size_t)(end - p), JFLAGS | JSON_DISABLE_EOF_CHECK, &e) : NULL;
+        json_t *obj = p < end ? jsonnum_load(p, (size_t)(end - p), JFLAGS | JSON_DISABLE_EOF_CHECK, &e) : NULL;
         size_t before = out->len;
         int rc = obj ? ref_row(obj, ncols, out) : -1;
         json_decref(obj);
@@ -190,7 +191,7 @@ static long ref_read(enum bulk_format fmt, const char *body, size_t len, int nco
         if (*ok && !deeply_nested(body, len)) {
             /* the whole body is one valid JSON array as well */
             json_error_t e;
-            json_t *arr = json_loadb(body, len, JFLAGS, &e);
+            json_t *arr = jsonnum_load(body, len, JFLAGS, &e);
             *ok = arr != NULL && json_is_array(arr) && json_array_size(arr) == (size_t)rows;
             json_decref(arr);
         }
@@ -206,7 +207,7 @@ static long ref_read(enum bulk_format fmt, const char *body, size_t len, int nco
         p = nl ? nl + 1 : end;
         if (s == eol) continue;
         json_error_t e;
-        json_t *obj = json_loadb(s, (size_t)(eol - s), JFLAGS, &e);
+        json_t *obj = jsonnum_load(s, (size_t)(eol - s), JFLAGS, &e);
         size_t before = out->len;
         int rc = obj ? ref_row(obj, ncols, out) : -1;
         json_decref(obj);

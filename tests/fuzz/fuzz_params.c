@@ -10,6 +10,7 @@
 #include <string.h>
 
 #include "buf.h"
+#include "jsonnum.h"
 #include "jsonw.h"
 #include "pgtype.h"
 
@@ -111,7 +112,9 @@ static bool is_text_like(Oid t)
 static int array_depth(const json_t *v, bool *strings_only)
 {
     if (!json_is_array(v)) {
-        if (!json_is_string(v) && !json_is_null(v)) *strings_only = false;
+        const char *lit;
+        size_t n;
+        if ((!json_is_string(v) && !json_is_null(v)) || jsonnum_literal(v, &lit, &n)) *strings_only = false;
         return 0;
     }
     int d = 0;
@@ -171,6 +174,14 @@ static void check_integer(Oid type, const json_t *v, const char *text)
 static void check_json_value(Oid type, const json_t *v, const char *text, size_t tlen)
 {
     Oid elem = pgtype_array_elem(type);
+    const char *lit;
+    size_t litlen;
+    if (jsonnum_literal(v, &lit, &litlen)) {
+        /* a number jansson cannot hold travels as written; integer types round 2.0 or 1e3 */
+        bool int_type = type == PGT_INT2 || type == PGT_INT4 || type == PGT_INT8 || type == PGT_OID;
+        if (!int_type || jsonnum_is_integral(lit, litlen)) CHECK(tlen == litlen && memcmp(text, lit, tlen) == 0);
+        return;
+    }
     if (json_is_string(v) && type != PGT_JSON && type != PGT_JSONB && type != PGT_BYTEA) {
         /* strings pass through as they are */
         CHECK(tlen == json_string_length(v) && memcmp(text, json_string_value(v), tlen) == 0);
@@ -201,7 +212,7 @@ static void check_json_value(Oid type, const json_t *v, const char *text, size_t
     case PGT_JSON:
     case PGT_JSONB: {
         json_error_t e;
-        json_t *back = json_loadb(text, tlen, JSON_DECODE_ANY | JSON_ALLOW_NUL, &e);
+        json_t *back = jsonnum_load(text, tlen, JSON_DECODE_ANY, &e);
         CHECK(back != NULL);
         CHECK(json_equal(back, v));
         json_decref(back);
@@ -250,7 +261,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         }
     } else {
         json_error_t e;
-        json_t *v = json_loadb(val, n, JSON_DECODE_ANY | JSON_REJECT_DUPLICATES | JSON_ALLOW_NUL, &e);
+        json_t *v = jsonnum_load(val, n, JSON_DECODE_ANY | JSON_REJECT_DUPLICATES, &e); /* as query.c */
         if (v != NULL) {
             bool is_null = true;
             int rc = pgtype_param_json(type, v, &b, &is_null, err, sizeof err);

@@ -22,10 +22,10 @@ PKGS="luajit jansson libpq"
 # Target -> the src/*.c modules it links (src/main.c never) and its -max_len.
 declare -A MODULES=(
     [sqlparam]="sqlparam buf util"
-    [params]="pgtype jsonw buf util"
-    [jsonw]="jsonw pgtype buf util"
-    [bulkparse]="bulkparse pgtype jsonw buf util"
-    [config]="config log jsonw pgtype buf util"
+    [params]="pgtype jsonnum jsonw buf util"
+    [jsonw]="jsonw pgtype jsonnum buf util"
+    [bulkparse]="bulkparse pgtype jsonnum jsonw buf util"
+    [config]="config log jsonw pgtype jsonnum buf util"
 )
 declare -A MAXLEN=([sqlparam]=4096 [params]=4096 [jsonw]=4096 [bulkparse]=8192 [config]=3072)
 ALL=(sqlparam params jsonw bulkparse config)

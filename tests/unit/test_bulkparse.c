@@ -534,15 +534,14 @@ static void test_fast_numbers_verbatim(void **state)
     };
     check_row_cases(&edges, edge_cases, sizeof edge_cases / sizeof edge_cases[0]);
 
-    /* the limits jansson sets stay: an integer within int64, a real within a double */
-    check_row_err(&nums, NUMS_OK, NUMS("12345678901234567890", "1", "1", "1", "1", "1"), true,
-                  ": malformed JSON: too big integer near '12345678901234567890'");
-    check_row_err(&nums, NUMS_OK, NUMS("1", "1", "1", "1", "1", "-9223372036854775809"), true,
-                  ": malformed JSON: too big negative integer near '-9223372036854775809'");
-    check_row_err(&nums, NUMS_OK, NUMS("1", "1e400", "1", "1", "1", "1"), true,
-                  ": malformed JSON: real number overflow near '1e400'");
-    check_row_err(&nums, NUMS_OK, NUMS("1", "1", "1", "1", "1", "-0.5e309"), true,
-                  ": malformed JSON: real number overflow near '-0.5e309'");
+    /* past int64 or a double a number is still copied as written (jsonnum.h): PostgreSQL judges
+     * it, and no digit is lost on the way */
+    static const struct row_case big_cases[] = {
+        {NUMS("12345678901234567890", "1", "1", "1", "1", "1"), "12345678901234567890\t1\t1\t1\t1\t1\t1\n"},
+        {NUMS("1", "1", "1", "1", "1", "-9223372036854775809"), "1\t1\t1\t1\t1\t-9223372036854775809\t1\n"},
+        {NUMS("1", "1e400", "1", "1", "1", "-0.5e309"), "1\t1e400\t1\t1\t1\t-0.5e309\t1\n"},
+    };
+    check_row_cases(&nums, big_cases, sizeof big_cases / sizeof big_cases[0]);
     /* and so does the grammar */
     static const char *bad[] = {"01",  "1.",  ".5",   "-",    "+1",   "1e",
                                 "1e+", "-01", "1.5x", "0x10", "1..2", "Infinity"};
@@ -709,7 +708,7 @@ static void test_fast_nested_mixed(void **state)
         {"{\"t\":\"b\",\"i\":2,\"n\":12345678901234567890.123,\"b\":false,\"j\":{ \"k\" : [ 1.50 , "
          "\"\\u00e9\" ] },"
          "\"a\":[[1,2],[3,null]],\"y\":\"AQID\",\"ts\":\"t\",\"d\":2.5e3,\"big\":2}",
-         "b\t2\t12345678901234567890.123\tf\t{\"k\":[1.5,\"\xc3\xa9\"]}\t{{\"1\",\"2\"},{\"3\",NULL}}"
+         "b\t2\t12345678901234567890.123\tf\t{\"k\":[1.50,\"\xc3\xa9\"]}\t{{\"1\",\"2\"},{\"3\",NULL}}"
          "\t\\\\x010203\tt\t"
          "2.5e3\t2\n"},
         {"{\"t\":\"c\",\"i\":3,\"n\":1e5,\"b\":null,\"j\":[],\"a\":[],\"y\":null,\"ts\":null,\"d\":-0,"
