@@ -93,6 +93,21 @@ static size_t utf8_len(const unsigned char *s, size_t n)
     return 0;
 }
 
+bool jsonw_utf8_valid(const char *str, size_t n)
+{
+    const unsigned char *s = (const unsigned char *)str;
+    for (size_t i = 0; i < n;) {
+        if (s[i] < 0x80) {
+            i++;
+            continue;
+        }
+        size_t k = utf8_len(s + i, n - i);
+        if (k == 0) return false;
+        i += k;
+    }
+    return true;
+}
+
 static const char hexdig[] = "0123456789abcdef";
 
 /* The string body without quotes. */

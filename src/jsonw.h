@@ -9,6 +9,9 @@
 
 #include "buf.h"
 
+/* True when s[0..n) is well-formed UTF-8 (no overlongs, surrogates or code points past U+10FFFF). */
+bool jsonw_utf8_valid(const char *s, size_t n);
+
 /* Appends s[0..n) as a quoted JSON string; control characters and invalid UTF-8 are escaped
  * (invalid bytes become U+FFFD). */
 void jsonw_string(struct buf *b, const char *s, size_t n);

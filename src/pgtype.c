@@ -543,7 +543,15 @@ int pgtype_param_json(Oid type, const json_t *v, struct buf *out, bool *is_null,
 int pgtype_param_text(Oid type, const char *s, size_t n, struct buf *out, char *err, size_t errlen)
 {
     size_t start = out->len;
-    int rc = type == PGT_BYTEA ? put_base64_as_hex(out, s, n, err, errlen) : put_text(out, s, n, err, errlen);
+    int rc;
+    if (type == PGT_BYTEA) {
+        rc = put_base64_as_hex(out, s, n, err, errlen);
+    } else if (!jsonw_utf8_valid(s, n)) { /* JSON strings are checked by the parser; these here */
+        set_err(err, errlen, "text must be valid UTF-8");
+        rc = -1;
+    } else {
+        rc = put_text(out, s, n, err, errlen);
+    }
     if (rc < 0) {
         out->len = start;
         if (out->cap) out->data[start] = '\0';

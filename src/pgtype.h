@@ -51,7 +51,7 @@ const char *pgtype_name(Oid type);
 int pgtype_param_json(Oid type, const json_t *v, struct buf *out, bool *is_null, char *err, size_t errlen);
 
 /* The same for a query-string value, which is always text: passed through in PostgreSQL's input
- * syntax, except bytea, which takes base64. */
+ * syntax, except bytea, which takes base64. Text must be valid UTF-8 without NUL bytes. */
 int pgtype_param_text(Oid type, const char *s, size_t n, struct buf *out, char *err, size_t errlen);
 
 #endif

@@ -334,6 +334,10 @@ static int set_value(struct qreq *qr, const char *name, size_t nlen, const char 
                      json_t *json, char *err, size_t errlen)
 {
     int i = query_def_param(qr->q, name, nlen);
+    if (i < 0 && memchr(name, '\0', nlen) != NULL) { /* %00 in a query-string key */
+        snprintf(err, errlen, "parameter names must not contain NUL bytes");
+        return -1;
+    }
     if (i < 0) {
         snprintf(err, errlen, "unknown parameter \"%.*s\"", (int)(nlen > 64 ? 64 : nlen), name);
         return -1;

@@ -256,7 +256,9 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
             CHECK(valid == (rc == 0));
             if (text) check_bytea(text, tlen, val, n);
         } else {
-            CHECK((rc == 0) == (memchr(val, '\0', n) == NULL));
+            json_t *as_json = json_stringn(val, n); /* NULL unless valid UTF-8: the reference */
+            CHECK((rc == 0) == (memchr(val, '\0', n) == NULL && as_json != NULL));
+            json_decref(as_json);
             if (text) CHECK(tlen == n && memcmp(text, val, n) == 0);
         }
     } else {

@@ -299,6 +299,12 @@ static void test_query_string_text(void **state)
     check_text_err(PGT_BYTEA, "A", 1, "invalid base64");
     check_text_err(PGT_TEXT, "a\0b", 3, "text must not contain NUL bytes");
     check_text_err(PGT_INT4, "1\0", 2, "text must not contain NUL bytes");
+    /* query-string text must be UTF-8: a stray byte, an overlong form, a surrogate, a cut sequence */
+    check_text_err(PGT_TEXT, "a\xff", 2, "text must be valid UTF-8");
+    check_text_err(PGT_TEXT, "\xc0\xaf", 2, "text must be valid UTF-8");
+    check_text_err(PGT_TEXT, "\xed\xa0\x80", 3, "text must be valid UTF-8");
+    check_text_err(PGT_VARCHAR, "\xe2\x82", 2, "text must be valid UTF-8");
+    check_text(PGT_TEXT, "\xe2\x82\xac \xf0\x9f\x98\x80", 8, "\xe2\x82\xac \xf0\x9f\x98\x80");
 }
 
 static void test_small_error_buffer(void **state)
