@@ -64,7 +64,8 @@ asan: deps
 	    SAN="-fsanitize=address,undefined -fno-omit-frame-pointer" all tests
 	$(ASAN_ENV) FUZZ_SMOKE=0 scripts/testdb.sh run tests/run.sh $(T)
 
-valgrind: deps
+valgrind:
+	@scripts/deps.sh valgrind
 	tests/valgrind.sh $(T)
 
 lint: deps

@@ -1,16 +1,18 @@
 #!/usr/bin/env bash
 # Installs the Debian packages sluice needs to build and test (and, with `bench`, to benchmark).
 # Quick and silent when everything is present; apt-get runs only for what is missing.
-# Usage: scripts/deps.sh [bench]
+# Usage: scripts/deps.sh [bench|valgrind]
 set -euo pipefail
 
 BASE=(build-essential pkg-config libssl-dev libpq-dev postgresql-15 libh2o-evloop-dev
       libjansson-dev libluajit-5.1-dev luajit libcmocka-dev lua-busted lua-cjson lua-socket
-      curl clang-format clang libclang-rt-14-dev)
+      curl openssl clang-format clang libclang-rt-14-dev)
 BENCH=(wrk gnuplot-nox)
+VALGRIND=(valgrind)
 
 want=("${BASE[@]}")
 [ "${1:-}" = bench ] && want+=("${BENCH[@]}")
+[ "${1:-}" = valgrind ] && want+=("${VALGRIND[@]}")
 
 # One dpkg-query for all: it prints a line per package it knows of.
 installed=" $(dpkg-query -W -f='${Package}:${Status}\n' "${want[@]}" 2>/dev/null |

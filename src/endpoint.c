@@ -52,7 +52,7 @@ struct query_def *registry_find(const struct registry *r, const char *name, size
     if (r->index == NULL) return NULL;
     unsigned i = hash_name(name, len) & r->index_mask;
     for (struct query_def *q; (q = r->index[i]) != NULL; i = (i + 1) & r->index_mask)
-        if (strncmp(q->name, name, len) == 0 && q->name[len] == '\0') return q;
+        if (strlen(q->name) == len && memcmp(q->name, name, len) == 0) return q;
     return NULL;
 }
 
@@ -116,8 +116,9 @@ void query_def_free(struct query_def *q)
 
 int query_def_param(const struct query_def *q, const char *name, size_t len)
 {
+    /* name may hold a NUL (%00 in a query string): compare lengths first, then bytes */
     for (int i = 0; i < q->nparams; i++)
-        if (strncmp(q->param_names[i], name, len) == 0 && q->param_names[i][len] == '\0') return i;
+        if (strlen(q->param_names[i]) == len && memcmp(q->param_names[i], name, len) == 0) return i;
     return -1;
 }
 
@@ -202,7 +203,7 @@ int registry_add_bulk(struct registry *r, struct bulk_def *b)
 struct bulk_def *registry_find_bulk(const struct registry *r, const char *name, size_t len)
 {
     for (int i = 0; i < r->nbulks; i++)
-        if (strncmp(r->bulks[i]->name, name, len) == 0 && r->bulks[i]->name[len] == '\0') return r->bulks[i];
+        if (strlen(r->bulks[i]->name) == len && memcmp(r->bulks[i]->name, name, len) == 0) return r->bulks[i];
     return NULL;
 }
 

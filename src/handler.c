@@ -190,6 +190,7 @@ static void resume(struct hreq *hr, int nargs)
     else
         answer_error(hr);
     release(hr);
+    script_collect(hr->L, rc != 0); /* the coroutine is unanchored: its garbage goes too */
 }
 
 /* The client hung up while the handler waits: its query is cancelled or its transaction rolled

@@ -546,6 +546,18 @@ void script_enforce_limit(lua_State *L, bool on)
     if (ud) ((struct lua_mem *)ud)->enforce = on;
 }
 
+void script_collect(lua_State *L, bool always)
+{
+    void *ud = NULL;
+    lua_getallocf(L, &ud);
+    struct lua_mem *mem = ud;
+    if (mem == NULL || (!always && mem->used <= mem->limit / 2)) return;
+    bool was = mem->enforce;
+    mem->enforce = false; /* collecting allocates a little */
+    lua_gc(L, LUA_GCCOLLECT, 0);
+    mem->enforce = was;
+}
+
 size_t script_memory(lua_State *L)
 {
     void *ud = NULL;

@@ -15,6 +15,11 @@
  * it with lua_close), or NULL with one line in err naming the file and line. */
 lua_State *script_load(const struct config *cfg, struct registry *reg, char *err, size_t errlen);
 
+/* A full garbage collection of L when always, or when it holds more than half its
+ * lua_memory_limit. LuaJIT does not collect when an allocation fails: without this, the garbage
+ * of a handler stopped by the limit would keep every later one from allocating. */
+void script_collect(lua_State *L, bool always);
+
 /* Closes a state made by script_load (and its memory accounting). */
 void script_close(lua_State *L);
 /* Turns the lua_memory_limit on around operator code (a handler's resume); off, the gateway's

@@ -303,8 +303,9 @@ static void worker_dispose(struct worker *w)
  * through it (a static that is only written could be optimized away). */
 struct server *server_instance;
 
-/* Rereads the config file. The new config replaces the old for good (the old one is never freed:
- * workers may be reading it), unless it is broken or changes what only a restart can. */
+/* Rereads the config file. The new config replaces the old, unless it is broken or changes what
+ * only a restart can. Every config read here is kept until the server stops (a worker may still be
+ * reading an older one): a few hundred bytes per reload. */
 static void reload_config(struct server *srv)
 {
     struct config *old = srv->cfg, *next = xcalloc(1, sizeof *next);
@@ -341,6 +342,8 @@ static void reload_config(struct server *srv)
         pthread_mutex_unlock(&tls_swap);
     }
     log_setup((enum log_level)next->log_level, next->log_json);
+    srv->reloaded = xrealloc(srv->reloaded, (srv->nreloaded + 1) * sizeof *srv->reloaded);
+    srv->reloaded[srv->nreloaded++] = next;
     __atomic_store_n(&srv->cfg, next, __ATOMIC_RELEASE);
 }
 
@@ -476,6 +479,12 @@ int server_run(struct config *cfg)
     for (int i = 0; i < srv->nworkers; i++) worker_dispose(&srv->workers[i]);
     if (is_unix) unlink(cfg->listen + 5);
     cancel_stop();
+    for (size_t i = 0; i < srv->nreloaded; i++) {
+        config_free(srv->reloaded[i]);
+        free(srv->reloaded[i]);
+    }
+    free(srv->reloaded);
+    srv->cfg = cfg; /* main's, which it frees */
     openapi_shutdown();
     /* The workers' h2o contexts and loops live until exit (idle keep-alive connections still hold
      * timers in them); server_instance keeps them reachable. */

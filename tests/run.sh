@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # The one test runner. In order: the C unit tests (cmocka), the Lua specs (busted under LuaJIT),
-# then the integration specs against a real PostgreSQL and the real binary. Every file speaks
+# then the integration specs against a real PostgreSQL and the real binary, then the fuzz smoke
+# test (tests/fuzz/smoke.sh: each libFuzzer target for FUZZ_SECS, default 60). Every file speaks
 # TAP; its output is shown and its ok / not ok lines counted. A file that exits non-zero without
 # a `not ok`, prints no plan, or runs fewer tests than planned counts as one more failure.
 # The last line is "N passed, N failed"; the exit status is 1 when anything failed.
@@ -8,13 +9,15 @@
 # Usage: tests/run.sh [FILTER]     only files whose name contains FILTER, e.g. integration/types
 # Env: UNIT_DIR (build/tests), SLUICE_BIN (build/sluice), SLUICE_TEST_DSN, TESTDB_DIR, TESTDB_PORT
 #      (from scripts/testdb.sh; started here if integration specs run and none is given),
-#      TEST_TIMEOUT (seconds per file, default 900).
+#      TEST_TIMEOUT (seconds per file, default 900), UNIT_WRAPPER (a command prefix the unit test
+#      binaries run under, split on spaces, e.g. "valgrind --error-exitcode=99"; see tests/valgrind.sh).
 set -uo pipefail
 
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 cd "$ROOT" || exit 1
 FILTER=${1:-}
 UNIT_DIR=${UNIT_DIR:-build/tests}
+read -r -a unit_wrapper <<<"${UNIT_WRAPPER:-}"
 TEST_TIMEOUT=${TEST_TIMEOUT:-900}
 BUSTED=(busted --lua=luajit -o TAP)
 
@@ -33,6 +36,8 @@ done
 for f in tests/lua/*_spec.lua tests/integration/*_spec.lua; do
     [[ -f $f ]] && add "${f#tests/}" "$f"
 done
+# Last, the libFuzzer targets for FUZZ_SECS each (FUZZ_SMOKE=0 leaves them out).
+[[ ${FUZZ_SMOKE:-1} != 0 ]] && add "fuzz/smoke" tests/fuzz/smoke.sh
 if [[ ${#files[@]} -eq 0 ]]; then
     echo "tests/run.sh: no test files${FILTER:+ match '$FILTER'}" >&2
     echo "0 passed, 0 failed"
@@ -107,7 +112,8 @@ for entry in "${files[@]}"; do
     label=${entry%%$'\t'*}
     path=${entry#*$'\t'}
     case $label in
-    unit/*) CMOCKA_MESSAGE_OUTPUT=TAP run_one "$label" "$path" ;;
+    unit/*) CMOCKA_MESSAGE_OUTPUT=TAP run_one "$label" ${unit_wrapper[@]+"${unit_wrapper[@]}"} "$path" ;;
+    fuzz/*) run_one "$label" "$path" ;;
     *) run_one "$label" "${BUSTED[@]}" "$path" ;;
     esac
 done

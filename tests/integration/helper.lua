@@ -2,6 +2,11 @@
 -- the real binary (build/sluice) on a free port, an HTTP client, and concurrent requests via curl.
 -- Environment: SLUICE_BIN, SLUICE_ROOT, SLUICE_TEST_DSN (superuser conninfo of a throwaway
 -- PostgreSQL), TESTDB_DIR and TESTDB_PORT (for scripts/testdb.sh restart|down|up).
+-- SLUICE_WRAPPER: a shell command prefix put before the binary in H.start (tests/valgrind.sh sets
+-- a valgrind command line); "{log}" in it becomes <gateway dir>/wrapper.log. A wrapper exit code
+-- of 99 means it found a problem: observing that exit (stop, exit_code, cleanup) is an error that
+-- shows wrapper.log. SLUICE_TEST_TIMEOUT_SCALE multiplies the harness's own timeouts (start,
+-- stop, and HTTP/curl limits a spec leaves at their default); 1, or 4 when a wrapper is set.
 local ffi = require "ffi"
 local socket = require "socket"
 local http = require "socket.http"
@@ -25,6 +30,13 @@ end
 H.root = os.getenv("SLUICE_ROOT") or abspath(here .. "../..")
 H.bin = os.getenv("SLUICE_BIN") or (H.root .. "/build/sluice")
 H.pid = ffi.C.getpid()
+H.wrapper = os.getenv("SLUICE_WRAPPER")
+if H.wrapper == "" then H.wrapper = nil end
+H.WRAPPER_FAILED = 99
+H.timeout_scale = tonumber(os.getenv("SLUICE_TEST_TIMEOUT_SCALE") or "") or (H.wrapper and 4 or 1)
+
+-- A harness timeout (seconds) scaled for slow runs (SLUICE_TEST_TIMEOUT_SCALE).
+function H.scaled(s) return s * H.timeout_scale end
 
 math.randomseed(H.pid * 1000003 + math.floor((socket.gettime() % 100000) * 1000))
 
@@ -280,7 +292,7 @@ function H.http(method, url, body, headers, timeout)
     source = ltn12.source.string(body)
   end
   local chunks = {}
-  http.TIMEOUT = timeout or 20
+  http.TIMEOUT = timeout or H.scaled(20)
   local ok, status, rhdrs = http.request {
     url = url, method = method, headers = hdrs, source = source, sink = ltn12.sink.table(chunks),
   }
@@ -350,7 +362,11 @@ function H.start(opts)
   local envs = {}
   for _, k in ipairs(override_env) do envs[#envs + 1] = "-u " .. k end
   for k, v in pairs(opts.env or {}) do envs[#envs + 1] = H.q(k .. "=" .. v) end
-  local cmd = "env " .. table.concat(envs, " ") .. " " .. H.q(H.bin) .. " serve --config " .. H.q(cfgpath)
+  local wrap = ""
+  if H.wrapper then
+    wrap = H.wrapper:gsub("{log}", function() return H.q(dir .. "/wrapper.log") end) .. " "
+  end
+  local cmd = "env " .. table.concat(envs, " ") .. " " .. wrap .. H.q(H.bin) .. " serve --config " .. H.q(cfgpath)
   -- The subshell records the exit code; the watcher stops the gateway if this test process dies.
   local launcher = ([[
 (
@@ -371,7 +387,7 @@ function H.start(opts)
 
   local gw = setmetatable({ dir = dir, port = port, config_path = cfgpath, config = cfg,
     base = "http://127.0.0.1:" .. port }, Gateway)
-  local deadline = H.now() + 5
+  local deadline = H.now() + H.scaled(5)
   while not gw.pid and H.now() < deadline do
     gw.pid = tonumber(H.readfile(dir .. "/pid") or "")
     if not gw.pid then H.sleep(0.01) end
@@ -383,11 +399,21 @@ function H.start(opts)
   return gw
 end
 
--- The exit code when the process has exited, else nil.
+-- The exit code when the process has exited, else nil. Under SLUICE_WRAPPER, the first look at
+-- an exit with code 99 errors with the wrapper's report.
 function Gateway:exit_code()
   if self.rc then return self.rc end
   local rc = tonumber(H.readfile(self.dir .. "/rc") or "")
-  if rc then self.rc = rc; live[self] = nil end
+  if rc then
+    self.rc = rc
+    live[self] = nil
+    if H.wrapper and rc == H.WRAPPER_FAILED then
+      self.wrapper_failed = true
+      error(("the gateway's wrapper found problems (exit %d): %s\n%s\ngateway log tail:\n%s")
+        :format(rc, H.wrapper, H.readfile(self.dir .. "/wrapper.log") or "(no wrapper.log)",
+          self:log():sub(-2000)), 2)
+    end
+  end
   return rc
 end
 
@@ -404,7 +430,7 @@ end
 -- Waits until GET /health/live answers 200; errors (with the log) after timeout seconds or
 -- when the process exits.
 function Gateway:wait_live(timeout)
-  local deadline = H.now() + (timeout or 10)
+  local deadline = H.now() + H.scaled(timeout or 10)
   local last
   while H.now() < deadline do
     local rc = self:exit_code()
@@ -418,7 +444,7 @@ function Gateway:wait_live(timeout)
   end
   local log = self:log()
   self:stop()
-  error(("gateway not live after %ss (last: %s); log:\n%s"):format(timeout or 10, last, log), 2)
+  error(("gateway not live after %ss (last: %s); log:\n%s"):format(H.scaled(timeout or 10), last, log), 2)
 end
 
 -- Sends SIGTERM (or sig) and waits up to timeout (10) seconds; returns the exit code, or errors
@@ -426,7 +452,7 @@ end
 function Gateway:stop(timeout, sig)
   if self:exit_code() then return self.rc end
   H.sh("kill -" .. (sig or "TERM") .. " " .. self.pid)
-  local deadline = H.now() + (timeout or 10)
+  local deadline = H.now() + H.scaled(timeout or 10)
   while H.now() < deadline do
     if self:exit_code() then return self.rc end
     H.sleep(0.02)
@@ -435,7 +461,7 @@ function Gateway:stop(timeout, sig)
   local d2 = H.now() + 5
   while H.now() < d2 and not self:exit_code() do H.sleep(0.02) end
   live[self] = nil
-  error(("gateway did not exit within %ss of SIG%s; log:\n%s"):format(timeout or 10, sig or "TERM", self:log()), 2)
+  error(("gateway did not exit within %ss of SIG%s; log:\n%s"):format(H.scaled(timeout or 10), sig or "TERM", self:log()), 2)
 end
 
 function Gateway:url(path) return self.base .. path end
@@ -499,7 +525,7 @@ function Gateway:start_parallel(reqs, opts)
     lines[#lines + 1] = "output = " .. curl_str(dir .. "/o" .. i)
     lines[#lines + 1] = "dump-header = " .. curl_str(dir .. "/h" .. i)
     lines[#lines + 1] = "write-out = " .. curl_str("%{http_code} %{time_total} " .. i .. "\\n")
-    lines[#lines + 1] = "max-time = " .. (opts.timeout or 20)
+    lines[#lines + 1] = "max-time = " .. (opts.timeout or H.scaled(20))
     lines[#lines + 1] = "silent"
     if i < #reqs then lines[#lines + 1] = "next" end
   end
@@ -507,7 +533,7 @@ function Gateway:start_parallel(reqs, opts)
   local max = opts.max or #reqs
   H.must(("( curl --parallel --parallel-immediate --parallel-max %d -K %s >%s 2>%s; echo $? >%s ) >/dev/null 2>&1 </dev/null &")
     :format(max, H.q(dir .. "/curl.cfg"), H.q(dir .. "/out"), H.q(dir .. "/err"), H.q(dir .. "/done")))
-  return setmetatable({ dir = dir, n = #reqs, timeout = opts.timeout or 20, started = H.now() }, Batch)
+  return setmetatable({ dir = dir, n = #reqs, timeout = opts.timeout or H.scaled(20), started = H.now() }, Batch)
 end
 
 local function parse_headers(raw)
@@ -587,14 +613,20 @@ end
 ---------------------------------------------------------------------------------------------
 -- cleanup
 
--- Stops every gateway still running (errors are swallowed: it runs in teardown).
--- Removes their temp dirs unless SLUICE_TEST_KEEP is set.
+-- Stops every gateway still running (errors are swallowed: it runs in teardown), then errors
+-- if a SLUICE_WRAPPER found problems in one of them. Removes their temp dirs unless
+-- SLUICE_TEST_KEEP is set.
 function H.cleanup()
-  for gw in pairs(live) do pcall(gw.stop, gw) end
+  local failed = {}
+  for gw in pairs(live) do
+    local ok, err = pcall(gw.stop, gw)
+    if not ok and gw.wrapper_failed then failed[#failed + 1] = tostring(err) end
+  end
   if (os.getenv("SLUICE_TEST_KEEP") or "") == "" then
     for _, d in ipairs(all_dirs) do H.sh("rm -rf " .. H.q(d)) end
   end
   all_dirs = {}
+  if #failed > 0 then error(table.concat(failed, "\n"), 2) end
 end
 
 return H

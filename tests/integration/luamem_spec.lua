@@ -12,6 +12,13 @@ sluice.endpoint "hog" { route = "GET /hog", handler = function(req)
   for i = 1, 1e7 do t[i] = ("x"):rep(64) .. i end
   return 200, { n = #t }
 end }
+-- Holds ~10 MB of a 16 MB limit, then spins until the CPU guard stops it: its garbage must not
+-- stay behind and starve the handlers after it.
+sluice.endpoint "hold_and_spin" { route = "GET /hold", handler = function(req)
+  local t = {}
+  for i = 1, 120000 do t[i] = ("y"):rep(40) .. i end
+  while true do end
+end }
 sluice.endpoint "small" { route = "GET /small", handler = function(req)
   local t = {}
   for i = 1, 1000 do t[i] = i end
@@ -41,6 +48,13 @@ describe("lua_memory_limit", function()
     assert.equal(1000, b.n)
     H.assert_ok(gw:get_json("/query/one"))
     assert.truthy(gw:log():find("not enough memory", 1, true))
+  end)
+
+  it("a handler stopped while holding memory leaves none behind", function()
+    for _ = 1, 3 do H.assert_error(500, "internal", gw:get_json("/hold")) end
+    local s, b, h, raw = gw:get_json("/small")
+    H.assert_ok(s, b, h, raw)
+    assert.equal(1000, b.n)
   end)
 
   it("/metrics reports the state's memory, under the limit", function()
