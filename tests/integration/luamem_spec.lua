@@ -9,7 +9,7 @@ local scripts = {
 sluice.query "one" { readonly = true, sql = [[ SELECT 1 AS one ]] }
 sluice.endpoint "hog" { route = "GET /hog", handler = function(req)
   local t = {}
-  for i = 1, 1e7 do t[i] = ("x"):rep(64) .. i end
+  for i = 1, 1e7 do t[i] = ("x"):rep(4096) .. i end -- 4 kB a step: past 16 MB long before the CPU guard
   return 200, { n = #t }
 end }
 -- Holds ~10 MB of a 16 MB limit, then spins until the CPU guard stops it: its garbage must not
