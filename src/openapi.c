@@ -450,7 +450,16 @@ static json_t *query_operation(struct doc *doc, const struct query_def *q, const
         json_object_set_new(responses, "200", response("the row", ref("schemas", name)));
     } else {
         snprintf(name, sizeof name, "query.%s.result", q->name);
-        json_object_set_new(responses, "200", response("the rows", ref("schemas", name)));
+        json_t *rows = response("the rows", ref("schemas", name));
+        /* Accept: text/csv or application/x-ndjson streams them instead (stream.c) */
+        json_t *content = json_object_get(rows, "content");
+        json_object_set_new(content, "text/csv",
+                            json_pack("{s:{s:s,s:s}}", "schema", "type", "string", "description",
+                                      "a header row, then one line per row, as COPY ... CSV writes them"));
+        snprintf(name, sizeof name, "one JSON object per line, each a query.%s.row", q->name);
+        json_object_set_new(content, "application/x-ndjson",
+                            json_pack("{s:{s:s,s:s}}", "schema", "type", "string", "description", name));
+        json_object_set_new(responses, "200", rows);
     }
     static const char *const common[] = {"400", "409", "413", "500", "503", "504", NULL};
     static const char *const post_only[] = {"415", NULL};

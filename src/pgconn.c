@@ -380,7 +380,7 @@ static void on_io_exclusive(struct pgconn *c)
         if (c->state != PGCONN_READY || !c->exclusive) return;
     }
     /* While COPY IN runs, results only come after pgconn_end_copy. */
-    while (c->owner != NULL && !c->copying && !PQisBusy(c->pg)) {
+    while (c->owner != NULL && !c->copying && !c->paused && !PQisBusy(c->pg)) {
         PGresult *r = PQgetResult(c->pg);
         if (r != NULL && PQresultStatus(r) == PGRES_COPY_IN) c->copying = true;
         struct pgconn_owner *owner = c->owner;
@@ -459,6 +459,28 @@ int pgconn_send(struct pgconn *c, const char *sql, int nparams, const char *cons
     return 0;
 }
 
+int pgconn_send_rows(struct pgconn *c, const char *sql, int nparams, const char *const *values)
+{
+    if (!PQsendQueryParams(c->pg, sql, nparams, NULL, values, NULL, NULL, 0) || !PQsetSingleRowMode(c->pg) ||
+        pgconn_flush(c) < 0) {
+        lost(c, PQerrorMessage(c->pg));
+        return -1;
+    }
+    return 0;
+}
+
+void pgconn_pause(struct pgconn *c, bool paused)
+{
+    if (c->paused == paused || c->sock == NULL) return;
+    c->paused = paused;
+    if (paused) {
+        h2o_socket_read_stop(c->sock);
+    } else {
+        h2o_socket_read_start(c->sock, on_io);
+        pgconn_yield(c); /* libpq may hold results already read: on_io delivers them */
+    }
+}
+
 int pgconn_begin(struct pgconn *c)
 {
     int want = c->pool->cfg.statement_timeout_ms;
@@ -511,6 +533,7 @@ void pgconn_yield(struct pgconn *c)
 
 void pgconn_release(struct pgconn *c)
 {
+    pgconn_pause(c, false); /* idle connections are always read: a close is seen at once */
     c->owner = NULL;
     c->exclusive = false;
     c->copying = c->wants_writable = false;

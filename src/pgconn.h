@@ -51,6 +51,7 @@ struct pgconn {
     h2o_timeout_entry_t connect_entry;
     struct pgconn_owner *owner; /* set while taken for exclusive use */
     bool exclusive, copying, wants_writable;
+    bool paused; /* exclusive: results wait in libpq (the socket is not read) until resumed */
 };
 
 /* Starts connecting. Returns the connection (state CONNECTING) or NULL when libpq refused at
@@ -70,6 +71,13 @@ void pgconn_own(struct pgconn *c, struct pgconn_owner *owner);
 /* Sends one statement (text parameters, may be 0). Results come to owner->on_result, then NULL.
  * Returns 0, or -1 when the connection failed (on_lost follows). */
 int pgconn_send(struct pgconn *c, const char *sql, int nparams, const char *const *values);
+/* Like pgconn_send, in single-row mode: each row comes as its own PGRES_SINGLE_TUPLE result,
+ * then a PGRES_TUPLES_OK without rows (or the error), then NULL. */
+int pgconn_send_rows(struct pgconn *c, const char *sql, int nparams, const char *const *values);
+/* Stops (paused) or restarts handing results to the owner. While paused the socket is not read,
+ * so a server with more to send waits: a reader slower than the query holds no more than
+ * libpq's buffer. Resuming delivers what is buffered at the next turn of the loop. */
+void pgconn_pause(struct pgconn *c, bool paused);
 /* Sends BEGIN, first restoring the pool's statement_timeout when a query of this connection set
  * another (one simple-protocol round trip: the owner sees the SET's result, then BEGIN's).
  * Returns 0 or -1 like pgconn_send. */

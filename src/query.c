@@ -18,6 +18,7 @@
 #include "route.h"
 #include "server.h"
 #include "slowplan.h"
+#include "stream.h"
 #include "util.h"
 
 /* Where a parameter's value comes from. */
@@ -413,6 +414,22 @@ static int parse_body(struct qreq *qr, char *err, size_t errlen, int *status)
     return -1;
 }
 
+/* A streamed answer (stream.c) failed before its first byte, or ended. */
+static void stream_failed(void *arg, int status, const char *message, const char *sqlstate,
+                          const char *detail)
+{
+    struct qreq *qr = arg;
+    answer_error(qr->w, qr->req, qr->q, qr, qr->started_us, status, message, sqlstate, detail);
+}
+
+static void stream_ended(void *arg, int status, const char *errmsg)
+{
+    struct qreq *qr = arg;
+    struct outcome o;
+    count(qr->w, qr->q, qr, status, qr->started_us, errmsg, &o);
+    report(qr->w, qr->q, status, &o);
+}
+
 int query_handle(struct worker *w, h2o_req_t *req, struct query_def *q, const char **path_vals,
                  const size_t *path_lens, int npath)
 {
@@ -469,6 +486,18 @@ int query_handle(struct worker *w, h2o_req_t *req, struct query_def *q, const ch
     job->bind = bind_params;
     job->on_done = on_done;
     job->timeout_ms = q->timeout_ms ? q->timeout_ms : pool->cfg.statement_timeout_ms;
+    enum stream_format fmt = q->single ? STREAM_NONE : stream_wanted(req);
+    if (fmt != STREAM_NONE) {
+        /* Accept: text/csv or application/x-ndjson: rows as they come, on a connection of their own */
+        if (bind_params(job) != 0) {
+            answer_error(w, req, q, qr, started_us, 400, job->errmsg, NULL, NULL);
+        } else {
+            struct stream_hooks hooks = {stream_failed, stream_ended, qr};
+            stream_start(w, req, q, pool, fmt, job, &hooks);
+        }
+        pgjob_free(job);
+        return 0;
+    }
     if (q->described && bind_params(job) != 0) {
         answer_error(w, req, q, qr, started_us, 400, job->errmsg, NULL, NULL);
         pgjob_free(job);

@@ -1,0 +1,359 @@
+/* stream.c — rows as CSV or NDJSON, streamed. The query runs in single-row mode on a connection
+ * taken for the stream alone (a long result must not hold up pipelined queries). Rows gather in
+ * `out`; a chunk goes to h2o at FLUSH_AT bytes, and while h2o still writes the previous one and
+ * PAUSE_AT bytes are waiting, the connection is paused: the server then waits on its socket, so
+ * a slow client costs a bounded buffer, not the whole result. An error before the first row is
+ * the usual JSON error; after it, the response is cut short (the client sees no final chunk). */
+#include "stream.h"
+
+#include <string.h>
+
+#include "buf.h"
+#include "http.h"
+#include "jsonw.h"
+#include "log.h"
+#include "pgconn.h"
+#include "query.h"
+#include "server.h"
+#include "util.h"
+
+#define FLUSH_AT (64 * 1024)
+#define PAUSE_AT (256 * 1024)
+
+struct stream {
+    h2o_generator_t gen;
+    h2o_req_t *req;
+    struct worker *w;
+    struct query_def *q;
+    struct pool *pool;
+    enum stream_format fmt;
+    struct stream_hooks hooks;
+    struct pgjob *job;   /* waiting for a connection */
+    struct pgconn *conn; /* ours until the query is done */
+    struct pgconn_owner owner;
+    const char **values; /* parameter texts, NULL for SQL NULL (in the request's pool) */
+    int nvalues;
+    int timeout_ms;  /* statement_timeout for the query */
+    bool setting;    /* the SET statement_timeout result is still to come */
+    bool started;    /* the response head went out */
+    bool writing;    /* h2o holds `wire` until it calls proceed */
+    bool rows_done;  /* no more rows will come */
+    bool cut;        /* the query failed after rows went out */
+    bool finished;   /* the last send is made, or the client left */
+    bool reported;   /* a hook has accounted for the request */
+    bool db_busy;    /* counted in the worker's inflight */
+    struct buf out;  /* rows not yet handed to h2o */
+    struct buf wire; /* the chunk h2o is writing */
+};
+
+enum stream_format stream_wanted(h2o_req_t *req)
+{
+    ssize_t i = h2o_find_header(&req->headers, H2O_TOKEN_ACCEPT, -1);
+    if (i < 0) return STREAM_NONE;
+    h2o_iovec_t v = req->headers.entries[i].value;
+    const char *p = v.base, *end = v.base + v.len;
+    while (p < end) {
+        while (p < end && (*p == ' ' || *p == ',')) p++;
+        const char *s = p;
+        while (p < end && *p != ',' && *p != ';' && *p != ' ') p++;
+        size_t n = (size_t)(p - s);
+        if (h2o_lcstris(s, n, H2O_STRLIT("text/csv"))) return STREAM_CSV;
+        if (h2o_lcstris(s, n, H2O_STRLIT("application/x-ndjson"))) return STREAM_NDJSON;
+        while (p < end && *p != ',') p++; /* parameters such as ;q=0.9 */
+    }
+    return STREAM_NONE;
+}
+
+/* --- encoding ---------------------------------------------------------------------------------- */
+
+/* A CSV field as PostgreSQL's COPY ... CSV writes it: quoted when it holds a comma, a quote, CR
+ * or LF, or is empty (an unquoted empty field is NULL). */
+static void put_csv_field(struct buf *b, const char *s, size_t n)
+{
+    bool quote = n == 0;
+    for (size_t i = 0; i < n && !quote; i++)
+        quote = s[i] == ',' || s[i] == '"' || s[i] == '\r' || s[i] == '\n';
+    if (!quote) {
+        buf_append(b, s, n);
+        return;
+    }
+    buf_putc(b, '"');
+    for (size_t i = 0; i < n; i++) {
+        if (s[i] == '"') buf_putc(b, '"');
+        buf_putc(b, s[i]);
+    }
+    buf_putc(b, '"');
+}
+
+static void put_header(struct stream *s, const PGresult *r)
+{
+    if (s->fmt != STREAM_CSV || PQnfields(r) == 0) return;
+    for (int c = 0; c < PQnfields(r); c++) {
+        if (c) buf_putc(&s->out, ',');
+        const char *name = PQfname(r, c);
+        put_csv_field(&s->out, name, strlen(name));
+    }
+    buf_putc(&s->out, '\n');
+}
+
+static void put_row(struct stream *s, const PGresult *r)
+{
+    if (s->fmt == STREAM_NDJSON) {
+        jsonw_row(&s->out, r, 0);
+        buf_putc(&s->out, '\n');
+        return;
+    }
+    for (int c = 0; c < PQnfields(r); c++) {
+        if (c) buf_putc(&s->out, ',');
+        if (!PQgetisnull(r, 0, c)) put_csv_field(&s->out, PQgetvalue(r, 0, c), (size_t)PQgetlength(r, 0, c));
+    }
+    buf_putc(&s->out, '\n');
+}
+
+/* --- sending ----------------------------------------------------------------------------------- */
+
+static void report_end(struct stream *s, int status, const char *errmsg)
+{
+    if (s->reported) return;
+    s->reported = true;
+    s->hooks.ended(s->hooks.arg, status, errmsg);
+}
+
+static void report_fail(struct stream *s, int status, const char *message, const char *sqlstate,
+                        const char *detail)
+{
+    if (s->reported) return;
+    s->reported = true;
+    s->finished = true;
+    s->hooks.fail(s->hooks.arg, status, message, sqlstate, detail);
+}
+
+static void start_response(struct stream *s, const PGresult *r)
+{
+    h2o_req_t *req = s->req;
+    req->res.status = 200;
+    req->res.reason = "OK";
+    if (s->fmt == STREAM_CSV)
+        h2o_add_header(&req->pool, &req->res.headers, H2O_TOKEN_CONTENT_TYPE, NULL,
+                       H2O_STRLIT("text/csv; charset=utf-8"));
+    else
+        h2o_add_header(&req->pool, &req->res.headers, H2O_TOKEN_CONTENT_TYPE, NULL,
+                       H2O_STRLIT("application/x-ndjson"));
+    h2o_start_response(req, &s->gen);
+    s->started = true;
+    put_header(s, r);
+}
+
+/* Hands the gathered rows to h2o when it is free and there is a chunk's worth, or the end. */
+static void pump(struct stream *s)
+{
+    if (!s->started || s->writing || s->finished) return;
+    if (s->cut) {
+        s->finished = true;
+        h2o_send(s->req, NULL, 0, H2O_SEND_STATE_ERROR);
+        return;
+    }
+    bool last = s->rows_done;
+    if (!last && s->out.len < FLUSH_AT) return;
+    struct buf t = s->wire;
+    s->wire = s->out;
+    s->out = t;
+    buf_reset(&s->out);
+    s->writing = true;
+    if (last) {
+        s->finished = true;
+        report_end(s, 200, NULL);
+    }
+    h2o_iovec_t chunk = h2o_iovec_init(s->wire.data, s->wire.len);
+    h2o_send(s->req, &chunk, chunk.len ? 1 : 0, last ? H2O_SEND_STATE_FINAL : H2O_SEND_STATE_IN_PROGRESS);
+}
+
+static void on_proceed(h2o_generator_t *gen, h2o_req_t *req)
+{
+    struct stream *s = container_of(gen, struct stream, gen);
+    s->writing = false;
+    pump(s);
+    if (s->conn != NULL && s->conn->paused && s->out.len < PAUSE_AT) pgconn_pause(s->conn, false);
+}
+
+/* The database side is over: the connection goes back (or went away). */
+static void db_done(struct stream *s)
+{
+    if (s->conn != NULL) pgconn_release(s->conn);
+    s->conn = NULL;
+    if (s->db_busy) s->w->inflight--;
+    s->db_busy = false;
+}
+
+/* The client left mid-stream: closing the connection stops the query on the server. */
+static void on_stop(h2o_generator_t *gen, h2o_req_t *req)
+{
+    struct stream *s = container_of(gen, struct stream, gen);
+    s->finished = true;
+    if (s->conn != NULL) pgconn_discard(s->conn);
+    s->conn = NULL;
+    db_done(s);
+    report_end(s, 503, "the client closed the connection");
+}
+
+/* --- the query --------------------------------------------------------------------------------- */
+
+static void send_query(struct stream *s)
+{
+    s->setting = false;
+    pgconn_send_rows(s->conn, s->q->sql_numbered, s->nvalues, s->values); /* a failure reaches on_lost */
+}
+
+static void on_error_result(struct stream *s, PGresult *r)
+{
+    const char *sqlstate = PQresultErrorField(r, PG_DIAG_SQLSTATE);
+    const char *primary = PQresultErrorField(r, PG_DIAG_MESSAGE_PRIMARY);
+    int status = query_status_for_sqlstate(sqlstate);
+    char msg[256], detail[200];
+    if (status == 500) {
+        log_printf(LOG_ERROR, "query %s failed: %s (SQLSTATE %s)", s->q->name, primary ? primary : "?",
+                   sqlstate ? sqlstate : "?");
+        snprintf(msg, sizeof msg, "internal error");
+    } else if (status == 504) {
+        snprintf(msg, sizeof msg, "statement timeout");
+    } else {
+        snprintf(msg, sizeof msg, "%s", primary ? primary : "database error");
+    }
+    snprintf(detail, sizeof detail, "%.130s (SQLSTATE %.5s)", primary ? primary : msg,
+             sqlstate ? sqlstate : "?");
+    if (!s->started) {
+        report_fail(s, status, msg, sqlstate, detail);
+        return;
+    }
+    log_printf(LOG_WARN, "query %s: streamed response cut short: %s", s->q->name, detail);
+    s->cut = true;
+    s->rows_done = true;
+    report_end(s, status, detail);
+    pump(s);
+}
+
+static void on_result(void *arg, PGresult *r)
+{
+    struct stream *s = arg;
+    if (r == NULL) { /* the statement is over */
+        if (s->setting) {
+            send_query(s);
+            return;
+        }
+        db_done(s);
+        pump(s);
+        return;
+    }
+    if (s->setting || s->finished) { /* the SET's result; or rows nobody waits for */
+        PQclear(r);
+        return;
+    }
+    switch (PQresultStatus(r)) {
+    case PGRES_SINGLE_TUPLE:
+        if (!s->started) start_response(s, r);
+        put_row(s, r);
+        if (s->out.len >= FLUSH_AT) pump(s);
+        if (s->writing && s->out.len >= PAUSE_AT) pgconn_pause(s->conn, true);
+        break;
+    case PGRES_TUPLES_OK:  /* after the last row, or at once for none */
+    case PGRES_COMMAND_OK: /* a statement without a result set: an empty body */
+        if (!s->started) start_response(s, r);
+        s->rows_done = true;
+        pump(s);
+        break;
+    default:
+        on_error_result(s, r);
+        break;
+    }
+    PQclear(r);
+}
+
+static void on_writable(void *arg) {}
+
+static void on_lost(void *arg, const char *why)
+{
+    struct stream *s = arg;
+    s->conn = NULL;
+    db_done(s);
+    if (!s->started) {
+        report_fail(s, 503, "the connection to the database was lost", NULL, why);
+        return;
+    }
+    if (s->rows_done) return;
+    log_printf(LOG_WARN, "query %s: streamed response cut short: %s", s->q->name, why);
+    s->cut = true;
+    s->rows_done = true;
+    report_end(s, 503, why);
+    pump(s);
+}
+
+static void on_conn(struct pgjob *job)
+{
+    struct stream *s = job->owner;
+    s->job = NULL;
+    if (job->status != PGJOB_OK) {
+        db_done(s);
+        report_fail(s, 503, job->errmsg, NULL, NULL);
+        pgjob_free(job);
+        return;
+    }
+    s->conn = job->conn;
+    pgjob_free(job);
+    pgconn_own(s->conn, &s->owner);
+    if (s->conn->session_timeout_ms == s->timeout_ms) {
+        send_query(s);
+        return;
+    }
+    char sql[64];
+    snprintf(sql, sizeof sql, "SET statement_timeout = %d", s->timeout_ms);
+    s->conn->session_timeout_ms = s->timeout_ms;
+    s->setting = true;
+    pgconn_send(s->conn, sql, 0, NULL); /* a failure reaches on_lost */
+}
+
+static void on_dispose(void *p)
+{
+    struct stream *s = p;
+    if (s->job != NULL) pool_abandon(s->job);
+    s->job = NULL;
+    if (s->conn != NULL) pgconn_discard(s->conn);
+    s->conn = NULL;
+    db_done(s);
+    buf_free(&s->out);
+    buf_free(&s->wire);
+}
+
+void stream_start(struct worker *w, h2o_req_t *req, struct query_def *q, struct pool *pool,
+                  enum stream_format fmt, const struct pgjob *job, const struct stream_hooks *hooks)
+{
+    struct stream *s = h2o_mem_alloc_shared(&req->pool, sizeof *s, on_dispose);
+    memset(s, 0, sizeof *s);
+    s->gen = (h2o_generator_t){on_proceed, on_stop};
+    s->req = req;
+    s->w = w;
+    s->q = q;
+    s->pool = pool;
+    s->fmt = fmt;
+    s->hooks = *hooks;
+    s->owner = (struct pgconn_owner){on_result, on_writable, on_lost, s};
+    s->timeout_ms = q->timeout_ms ? q->timeout_ms : pool->cfg.statement_timeout_ms;
+    s->nvalues = q->nparams;
+    s->values = h2o_mem_alloc_pool(&req->pool, sizeof *s->values * (size_t)(q->nparams ? q->nparams : 1));
+    for (int i = 0; i < q->nparams; i++) /* job->params is the caller's: copies in the request's pool */
+        s->values[i] = job->param_off[i] < 0
+                           ? NULL
+                           : h2o_strdup(&req->pool, job->params.data + job->param_off[i], SIZE_MAX).base;
+
+    struct pgjob *ex = pgjob_new(NULL, s);
+    ex->exclusive = true;
+    ex->on_done = on_conn;
+    s->job = ex;
+    s->db_busy = true;
+    w->inflight++;
+    if (pool_submit(pool, ex) != 0) {
+        s->job = NULL;
+        db_done(s);
+        report_fail(s, 503, ex->errmsg, NULL, NULL);
+        pgjob_free(ex);
+    }
+}
