@@ -141,7 +141,7 @@ describe("TLS on the listener", function()
       rc = curl(gw, "/query/one", "--cacert " .. H.q(ca2.ca))
       if rc ~= 0 then H.sleep(0.1) end
     until rc == 0 or H.now() > deadline
-    assert.equal(0, rc)
+    assert(rc == 0, ("curl exit %s; alive: %s; log:\n%s"):format(rc, tostring(gw:alive()), gw:log()))
     assert.equal(60, (curl(gw, "/query/one", "--cacert " .. H.q(ca1.ca))))
   end)
 
