@@ -157,8 +157,7 @@ static void fail_txn(struct batch *b, int index, int status, struct buf *body)
 
 static void answer_failure(struct batch *b)
 {
-    if (b->fail_status == 503)
-        h2o_add_header(&b->req->pool, &b->req->res.headers, H2O_TOKEN_RETRY_AFTER, NULL, H2O_STRLIT("1"));
+    if (b->fail_status == 503) http_retry_after(b->req, 1);
     b->answered = true;
     http_send_json(b->req, b->fail_status, b->fail_body.data, b->fail_body.len);
 }

@@ -106,8 +106,7 @@ static void reply_error(struct bulkreq *br)
     }
     buf_printf(b, ",\"committed_chunks\":%d,\"rows_committed\":%ld}}", br->committed_chunks,
                br->rows_committed);
-    if (br->err_status == 503)
-        h2o_add_header(&br->req->pool, &br->req->res.headers, H2O_TOKEN_RETRY_AFTER, NULL, H2O_STRLIT("1"));
+    if (br->err_status == 503) http_retry_after(br->req, pool_retry_after(&br->w->pools[br->d->pool_idx]));
     br->d->errors++;
     metrics_bulk_done(br->w, br->d, false, br->rows_committed, br->started_us);
     http_send_json(br->req, br->err_status, b->data, b->len);

@@ -40,8 +40,7 @@ static void on_dispose(void *p)
 
 static void answer(struct explain *e)
 {
-    if (e->status == 503)
-        h2o_add_header(&e->req->pool, &e->req->res.headers, H2O_TOKEN_RETRY_AFTER, NULL, H2O_STRLIT("1"));
+    if (e->status == 503) http_retry_after(e->req, 1);
     http_send_json(e->req, e->status, e->body.data, e->body.len);
 }
 

@@ -129,9 +129,17 @@ void http_send_error(h2o_req_t *req, int status, const char *code, const char *m
     struct buf *b = &worker_of(req)->out;
     buf_reset(b);
     http_error_body(b, code, message, query, sqlstate);
-    if (status == 503)
-        h2o_add_header(&req->pool, &req->res.headers, H2O_TOKEN_RETRY_AFTER, NULL, H2O_STRLIT("1"));
+    if (status == 503) http_retry_after(req, 1);
     http_send_json(req, status, b->data, b->len);
+}
+
+void http_retry_after(h2o_req_t *req, int seconds)
+{
+    if (h2o_find_header(&req->res.headers, H2O_TOKEN_RETRY_AFTER, -1) >= 0) return;
+    char tmp[16];
+    int n = snprintf(tmp, sizeof tmp, "%d", seconds < 1 ? 1 : seconds);
+    h2o_add_header(&req->pool, &req->res.headers, H2O_TOKEN_RETRY_AFTER, NULL,
+                   h2o_strdup(&req->pool, tmp, (size_t)n).base, (size_t)n);
 }
 
 bool http_is_json(h2o_req_t *req)

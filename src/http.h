@@ -21,6 +21,9 @@ void http_error_body(struct buf *b, const char *code, const char *message, const
 void http_send_error(h2o_req_t *req, int status, const char *code, const char *message, const char *query,
                      const char *sqlstate);
 
+/* Sets Retry-After: seconds (at least 1) on the response, unless it has one already. */
+void http_retry_after(h2o_req_t *req, int seconds);
+
 /* The status's canonical error code of DESIGN §5, e.g. 409 -> "conflict". */
 const char *http_error_code(int status);
 /* True when the request has Content-Type application/json (parameters ignored). */

@@ -534,3 +534,8 @@ bool pool_healthy(const struct pool *p)
         if (c->state == PGCONN_READY) return true;
     return p->connect_failures == 0;
 }
+
+int pool_retry_after(const struct pool *p)
+{
+    return breaker_retry_after(p->breaker, &p->breaker_policy, now_ms());
+}

@@ -109,6 +109,9 @@ void pool_conn_has_room(struct pool *p, struct pgconn *c);
 /* A job finished (result set) on a connection: delivers it or resends it. */
 void pool_job_done(struct pool *p, struct pgjob *job);
 
+/* Seconds a refused client should wait (Retry-After): what is left of the breaker's open time,
+ * else 1. */
+int pool_retry_after(const struct pool *p);
 /* True when the pool can serve now: a connection is up or being established without errors. */
 bool pool_healthy(const struct pool *p);
 

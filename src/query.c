@@ -523,6 +523,7 @@ int query_handle(struct worker *w, h2o_req_t *req, struct query_def *q, const ch
         stop_waiting(qr);
         qr->job = NULL;
         w->inflight--;
+        http_retry_after(req, pool_retry_after(pool));
         answer_error(w, req, q, qr, started_us, 503, job->errmsg, NULL, NULL);
         pgjob_free(job);
     }

@@ -353,6 +353,7 @@ void stream_start(struct worker *w, h2o_req_t *req, struct query_def *q, struct 
     if (pool_submit(pool, ex) != 0) {
         s->job = NULL;
         db_done(s);
+        http_retry_after(req, pool_retry_after(pool));
         report_fail(s, 503, ex->errmsg, NULL, NULL);
         pgjob_free(ex);
     }

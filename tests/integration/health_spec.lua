@@ -82,6 +82,25 @@ describe("health", function()
       assert(H.now() - t0 < 3, "took " .. (H.now() - t0) .. " s")
     end)
 
+    it("while the breaker is open, Retry-After is the time it stays open", function()
+      local seen, deadline = {}, H.now() + 15
+      repeat -- failed connects open the breaker (5 failures, open_ms 5000 by default)
+        local s, b, h = gw2:get_json("/query/one", nil, 10)
+        if s == 503 and b.error.message:find("circuit breaker open", 1, true) then
+          seen[#seen + 1] = tonumber(h["retry-after"])
+        else
+          H.sleep(0.1)
+        end
+      until #seen >= 3 or H.now() > deadline
+      assert(#seen >= 3, "the breaker did not open")
+      local most = 0
+      for _, ra in ipairs(seen) do
+        assert(ra and ra >= 1 and ra <= 5, "Retry-After " .. tostring(ra))
+        most = math.max(most, ra)
+      end
+      assert(most > 1, "Retry-After stayed 1 while the breaker was open for up to 5 s")
+    end)
+
     it("/health is 503 down and /health/ready is 503", function()
       local s, b, h, raw
       local deadline = H.now() + 5
