@@ -72,7 +72,9 @@ void pgconn_own(struct pgconn *c, struct pgconn_owner *owner);
  * Returns 0, or -1 when the connection failed (on_lost follows). */
 int pgconn_send(struct pgconn *c, const char *sql, int nparams, const char *const *values);
 /* Like pgconn_send, in single-row mode: each row comes as its own PGRES_SINGLE_TUPLE result,
- * then a PGRES_TUPLES_OK without rows (or the error), then NULL. */
+ * then a PGRES_TUPLES_OK without rows (or the error), then NULL. libpq 15 leaves single-row mode
+ * on for the first query pipelined afterwards: send one more statement (an empty one will do)
+ * before pgconn_release. */
 int pgconn_send_rows(struct pgconn *c, const char *sql, int nparams, const char *const *values);
 /* Stops (paused) or restarts handing results to the owner. While paused the socket is not read,
  * so a server with more to send waits: a reader slower than the query holds no more than

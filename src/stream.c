@@ -35,6 +35,7 @@ struct stream {
     int nvalues;
     int timeout_ms;  /* statement_timeout for the query */
     bool setting;    /* the SET statement_timeout result is still to come */
+    bool resetting;  /* the empty statement that ends single-row mode is out (see on_result) */
     bool started;    /* the response head went out */
     bool writing;    /* h2o holds `wire` until it calls proceed */
     bool rows_done;  /* no more rows will come */
@@ -235,16 +236,21 @@ static void on_error_result(struct stream *s, PGresult *r)
 static void on_result(void *arg, PGresult *r)
 {
     struct stream *s = arg;
-    if (r == NULL) { /* the statement is over */
+    if (r == NULL) { /* a statement is over */
         if (s->setting) {
             send_query(s);
-            return;
+        } else if (!s->resetting) {
+            /* libpq 15 keeps single-row mode on for the first query pipelined after it: one empty
+             * statement outside the pipeline ends it before the connection goes back. */
+            s->resetting = true;
+            pgconn_send(s->conn, "", 0, NULL); /* a failure reaches on_lost */
+        } else {
+            db_done(s);
+            pump(s); /* the last chunk only now: the request cannot end before the connection is back */
         }
-        db_done(s);
-        pump(s);
         return;
     }
-    if (s->setting || s->finished) { /* the SET's result; or rows nobody waits for */
+    if (s->setting || s->resetting || s->finished) { /* SET's or the reset's result; rows nobody waits for */
         PQclear(r);
         return;
     }
@@ -259,7 +265,6 @@ static void on_result(void *arg, PGresult *r)
     case PGRES_COMMAND_OK: /* a statement without a result set: an empty body */
         if (!s->started) start_response(s, r);
         s->rows_done = true;
-        pump(s);
         break;
     default:
         on_error_result(s, r);
