@@ -284,7 +284,10 @@ static void on_lost(void *arg, const char *why)
         report_fail(s, 503, "the connection to the database was lost", NULL, why);
         return;
     }
-    if (s->rows_done) return;
+    if (s->rows_done) { /* every row is in: lost while ending single-row mode */
+        pump(s);
+        return;
+    }
     log_printf(LOG_WARN, "query %s: streamed response cut short: %s", s->q->name, why);
     s->cut = true;
     s->rows_done = true;
