@@ -144,19 +144,13 @@ static void apply_policy(struct worker *w)
             log_warn("%s", err);
 }
 
-/* Takes the server's current TLS context for new connections. Handshakes in progress keep theirs:
- * each SSL holds a reference to its context. */
-static pthread_mutex_t tls_swap = PTHREAD_MUTEX_INITIALIZER; /* guards server.ssl_ctx's reference */
+/* Takes the server's current TLS context for new connections. */
+static pthread_mutex_t tls_swap = PTHREAD_MUTEX_INITIALIZER; /* guards server.ssl_ctx */
 
 static void adopt_tls(struct worker *w)
 {
     pthread_mutex_lock(&tls_swap);
-    SSL_CTX *ctx = w->srv->ssl_ctx;
-    if (ctx != w->accept_ctx.ssl_ctx) {
-        SSL_CTX_up_ref(ctx);
-        SSL_CTX_free(w->accept_ctx.ssl_ctx);
-        w->accept_ctx.ssl_ctx = ctx;
-    }
+    w->accept_ctx.ssl_ctx = w->srv->ssl_ctx;
     pthread_mutex_unlock(&tls_swap);
 }
 
@@ -303,6 +297,15 @@ static void worker_dispose(struct worker *w)
  * through it (a static that is only written could be optimized away). */
 struct server *server_instance;
 
+/* Every TLS context lives until the process exits: h2o 2.2.5 keeps a plain pointer to the
+ * context of each accepted connection and creates its SSL object only when the client's first
+ * bytes arrive, so a context freed after a reload could still be used. A few KiB per reload. */
+static void keep_tls_context(struct server *srv, SSL_CTX *ctx)
+{
+    srv->ssl_ctxs = xrealloc(srv->ssl_ctxs, (srv->nssl_ctxs + 1) * sizeof *srv->ssl_ctxs);
+    srv->ssl_ctxs[srv->nssl_ctxs++] = ctx;
+}
+
 /* Rereads the config file. The new config replaces the old, unless it is broken or changes what
  * only a restart can. Every config read here is kept until the server stops (a worker may still be
  * reading an older one): a few hundred bytes per reload. */
@@ -335,10 +338,9 @@ static void reload_config(struct server *srv)
             free(next);
             return;
         }
+        keep_tls_context(srv, ctx);
         pthread_mutex_lock(&tls_swap);
-        SSL_CTX *prev = srv->ssl_ctx;
         srv->ssl_ctx = ctx;
-        SSL_CTX_free(prev); /* each worker holds its own reference until it adopts ctx */
         pthread_mutex_unlock(&tls_swap);
     }
     log_setup((enum log_level)next->log_level, next->log_json);
@@ -360,6 +362,7 @@ int server_run(struct config *cfg)
             fprintf(stderr, "sluice: %s\n", err);
             return 1;
         }
+        keep_tls_context(srv, srv->ssl_ctx);
     }
 
     /* Load the scripts once up front so that a broken one stops start-up with its message. */

@@ -47,7 +47,9 @@ struct server {
     struct config *cfg;
     struct breaker *breakers; /* one per configured pool, shared by the workers */
     h2o_globalconf_t globalconf;
-    SSL_CTX *ssl_ctx;         /* the listener's TLS context, NULL for plain HTTP; replaced on SIGHUP */
+    SSL_CTX *ssl_ctx;   /* the listener's TLS context, NULL for plain HTTP; replaced on SIGHUP */
+    SSL_CTX **ssl_ctxs; /* every context made, kept until exit (server.c says why) */
+    size_t nssl_ctxs;
     struct config **reloaded; /* every config read on SIGHUP, freed when the server stops */
     size_t nreloaded;
     struct worker *workers;

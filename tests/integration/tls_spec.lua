@@ -145,6 +145,50 @@ describe("TLS on the listener", function()
     assert.equal(60, (curl(gw, "/query/one", "--cacert " .. H.q(ca1.ca))))
   end)
 
+  it("a connection accepted before SIGHUP still completes its handshake afterwards", function()
+    -- h2o makes the TLS object only when the client's first bytes arrive: the context the
+    -- connection was accepted with must outlive the reload. A relay in this process holds a
+    -- silent connection to the gateway over the reload, then lets openssl s_client (through it, as
+    -- an HTTP proxy) speak.
+    local up = assert(socket.tcp())
+    up:settimeout(5)
+    assert(up:connect("127.0.0.1", gw.port))
+    H.must("kill -HUP " .. gw.pid)
+    local reloads = select(2, gw:log():gsub('"reloaded:', ""))
+    local deadline = H.now() + 5
+    while H.now() < deadline and select(2, gw:log():gsub('"reloaded:', "")) == reloads do H.sleep(0.02) end
+    H.sleep(0.2) -- every worker has taken the new context by now
+    local proxy = assert(socket.bind("127.0.0.1", 0))
+    local _, pport = proxy:getsockname()
+    local out = os.tmpname()
+    H.must(("openssl s_client -proxy 127.0.0.1:%d -connect 127.0.0.1:%d -brief </dev/null >%s 2>&1 &")
+      :format(pport, gw.port, H.q(out)))
+    proxy:settimeout(5)
+    local down = assert(proxy:accept())
+    down:settimeout(5)
+    repeat local line = assert(down:receive("*l")) until line == "" -- the CONNECT request
+    assert(down:send("HTTP/1.1 200 Connection established\r\n\r\n"))
+    down:settimeout(0)
+    up:settimeout(0)
+    local stop = H.now() + 3
+    while H.now() < stop do
+      local readable = socket.select({ down, up }, nil, 0.1)
+      for _, s in ipairs(readable) do
+        local data, err, partial = s:receive(65536)
+        data = data or partial
+        if data and #data > 0 then (s == down and up or down):send(data) end
+        if err == "closed" then stop = 0 end
+      end
+    end
+    down:close()
+    up:close()
+    proxy:close()
+    local report = H.readfile(out) or ""
+    os.remove(out)
+    assert.truthy(report:find("Protocol version: TLSv1.3", 1, true), report)
+    assert(gw:alive(), "the gateway died; log:\n" .. gw:log())
+  end)
+
   it("a broken certificate on SIGHUP leaves the previous one serving", function()
     H.writefile(dir .. "/live.crt", "not a certificate\n")
     H.must("kill -HUP " .. gw.pid)
