@@ -706,6 +706,23 @@ static int read_pools(struct loader *ld, lua_State *L, int idx)
     return 0;
 }
 
+/* A table of fields stored in the config itself (log, jwt, tls): t[name], when present. */
+static int read_section(struct loader *ld, lua_State *L, int t, const char *name, const struct field *fields,
+                        size_t nfields)
+{
+    char prefix[16];
+    snprintf(prefix, sizeof prefix, "%s.", name);
+    rawget(L, t, name);
+    int rc = 0, s = lua_gettop(L);
+    if (!lua_isnil(L, s)) {
+        rc = want_table(ld, L, s, name);
+        if (rc == 0) rc = check_keys(ld, L, s, prefix, fields, nfields, NULL);
+        if (rc == 0) rc = read_fields(ld, L, s, prefix, fields, nfields, ld->cfg);
+    }
+    lua_pop(L, 1);
+    return rc;
+}
+
 static int read_root(struct loader *ld, lua_State *L, int t)
 {
     static const char *const sections[] = {"jwt", "log", "pools", "scripts", "tls", "tokens", NULL};
@@ -713,36 +730,12 @@ static int read_root(struct loader *ld, lua_State *L, int t)
     if (check_keys(ld, L, t, "", top_fields, ARRAY_SIZE(top_fields), sections) < 0) return -1;
     if (read_fields(ld, L, t, "", top_fields, ARRAY_SIZE(top_fields), c) < 0) return -1;
 
-    rawget(L, t, "log");
-    int rc = 0, s = lua_gettop(L);
-    if (!lua_isnil(L, s)) {
-        rc = want_table(ld, L, s, "log");
-        if (rc == 0) rc = check_keys(ld, L, s, "log.", log_fields, ARRAY_SIZE(log_fields), NULL);
-        if (rc == 0) rc = read_fields(ld, L, s, "log.", log_fields, ARRAY_SIZE(log_fields), c);
-    }
-    lua_pop(L, 1);
-    if (rc < 0) return -1;
+    if (read_section(ld, L, t, "log", log_fields, ARRAY_SIZE(log_fields)) < 0 ||
+        read_section(ld, L, t, "jwt", jwt_fields, ARRAY_SIZE(jwt_fields)) < 0 ||
+        read_section(ld, L, t, "tls", tls_fields, ARRAY_SIZE(tls_fields)) < 0)
+        return -1;
 
-    rawget(L, t, "jwt");
-    s = lua_gettop(L);
-    if (!lua_isnil(L, s)) {
-        rc = want_table(ld, L, s, "jwt");
-        if (rc == 0) rc = check_keys(ld, L, s, "jwt.", jwt_fields, ARRAY_SIZE(jwt_fields), NULL);
-        if (rc == 0) rc = read_fields(ld, L, s, "jwt.", jwt_fields, ARRAY_SIZE(jwt_fields), c);
-    }
-    lua_pop(L, 1);
-    if (rc < 0) return -1;
-
-    rawget(L, t, "tls");
-    s = lua_gettop(L);
-    if (!lua_isnil(L, s)) {
-        rc = want_table(ld, L, s, "tls");
-        if (rc == 0) rc = check_keys(ld, L, s, "tls.", tls_fields, ARRAY_SIZE(tls_fields), NULL);
-        if (rc == 0) rc = read_fields(ld, L, s, "tls.", tls_fields, ARRAY_SIZE(tls_fields), c);
-    }
-    lua_pop(L, 1);
-    if (rc < 0) return -1;
-
+    int rc = 0, s;
     rawget(L, t, "tokens");
     s = lua_gettop(L);
     if (!lua_isnil(L, s)) rc = read_tokens(ld, L, s);

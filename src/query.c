@@ -223,6 +223,25 @@ static void answer_error(struct worker *w, h2o_req_t *req, struct query_def *q, 
     report(w, q, status, &o);
 }
 
+int query_db_error(const struct query_def *q, const PGresult *r, char *msg, size_t msglen, char *detail,
+                   size_t detaillen)
+{
+    const char *sqlstate = PQresultErrorField(r, PG_DIAG_SQLSTATE);
+    const char *primary = PQresultErrorField(r, PG_DIAG_MESSAGE_PRIMARY);
+    int status = query_status_for_sqlstate(sqlstate);
+    if (status == 500) {
+        log_printf(LOG_ERROR, "query %s failed: %s (SQLSTATE %s)", q->name, primary ? primary : "?",
+                   sqlstate ? sqlstate : "?");
+        snprintf(msg, msglen, "internal error");
+    } else if (status == 504) {
+        snprintf(msg, msglen, "statement timeout");
+    } else {
+        snprintf(msg, msglen, "%s", primary ? primary : "database error");
+    }
+    snprintf(detail, detaillen, "%.130s (SQLSTATE %.5s)", primary ? primary : msg, sqlstate ? sqlstate : "?");
+    return status;
+}
+
 static void send_result(struct qreq *qr, struct pgjob *job)
 {
     h2o_req_t *req = qr->req;
@@ -266,22 +285,9 @@ static void send_result(struct qreq *qr, struct pgjob *job)
         answer_error(qr->w, req, q, qr, qr->started_us, 503, job->errmsg, NULL, NULL);
         return;
     case PGJOB_DB_ERROR: {
-        sqlstate = PQresultErrorField(job->result, PG_DIAG_SQLSTATE);
-        const char *primary = PQresultErrorField(job->result, PG_DIAG_MESSAGE_PRIMARY);
-        int status = query_status_for_sqlstate(sqlstate);
-        if (status == 500) {
-            log_printf(LOG_ERROR, "query %s failed: %s (SQLSTATE %s)", q->name, primary ? primary : "?",
-                       sqlstate ? sqlstate : "?");
-            snprintf(msg, sizeof msg, "internal error");
-        } else if (status == 504) {
-            snprintf(msg, sizeof msg, "statement timeout");
-        } else {
-            snprintf(msg, sizeof msg, "%s", primary ? primary : "database error");
-        }
-        /* /admin/queries is for operators: it gets the server's message even when the client did not */
         char detail[METRICS_LAST_ERROR];
-        snprintf(detail, sizeof detail, "%.130s (SQLSTATE %.5s)", primary ? primary : msg,
-                 sqlstate ? sqlstate : "?");
+        int status = query_db_error(q, job->result, msg, sizeof msg, detail, sizeof detail);
+        sqlstate = PQresultErrorField(job->result, PG_DIAG_SQLSTATE);
         answer_error(qr->w, req, q, qr, qr->started_us, status, msg, sqlstate, detail);
         return;
     }

@@ -207,21 +207,9 @@ static void send_query(struct stream *s)
 
 static void on_error_result(struct stream *s, PGresult *r)
 {
-    const char *sqlstate = PQresultErrorField(r, PG_DIAG_SQLSTATE);
-    const char *primary = PQresultErrorField(r, PG_DIAG_MESSAGE_PRIMARY);
-    int status = query_status_for_sqlstate(sqlstate);
     char msg[256], detail[200];
-    if (status == 500) {
-        log_printf(LOG_ERROR, "query %s failed: %s (SQLSTATE %s)", s->q->name, primary ? primary : "?",
-                   sqlstate ? sqlstate : "?");
-        snprintf(msg, sizeof msg, "internal error");
-    } else if (status == 504) {
-        snprintf(msg, sizeof msg, "statement timeout");
-    } else {
-        snprintf(msg, sizeof msg, "%s", primary ? primary : "database error");
-    }
-    snprintf(detail, sizeof detail, "%.130s (SQLSTATE %.5s)", primary ? primary : msg,
-             sqlstate ? sqlstate : "?");
+    int status = query_db_error(s->q, r, msg, sizeof msg, detail, sizeof detail);
+    const char *sqlstate = PQresultErrorField(r, PG_DIAG_SQLSTATE);
     if (!s->started) {
         report_fail(s, status, msg, sqlstate, detail);
         return;
