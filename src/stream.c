@@ -25,7 +25,6 @@ struct stream {
     h2o_req_t *req;
     struct worker *w;
     struct query_def *q;
-    struct pool *pool;
     enum stream_format fmt;
     struct stream_hooks hooks;
     struct pgjob *job;   /* waiting for a connection */
@@ -328,7 +327,6 @@ void stream_start(struct worker *w, h2o_req_t *req, struct query_def *q, struct 
     s->req = req;
     s->w = w;
     s->q = q;
-    s->pool = pool;
     s->fmt = fmt;
     s->hooks = *hooks;
     s->owner = (struct pgconn_owner){on_result, on_writable, on_lost, s};
