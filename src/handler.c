@@ -49,6 +49,7 @@ struct hreq {
     int sync_n;
     uint64_t resumed_ms;
     h2o_timeout_entry_t watch_due; /* a handler still waiting after WATCH_AFTER_MS watches its client */
+    h2o_timeout_entry_t deadline;  /* request_timeout after arrival */
     struct clientwatch watch;
 };
 
@@ -94,6 +95,7 @@ static void on_dispose(void *p)
 {
     struct hreq *hr = p;
     if (h2o_timeout_is_linked(&hr->watch_due)) h2o_timeout_unlink(&hr->watch_due);
+    if (h2o_timeout_is_linked(&hr->deadline)) h2o_timeout_unlink(&hr->deadline);
     clientwatch_stop(&hr->watch);
     if (hr->job) pool_abandon(hr->job);
     if (hr->in_txn) txn_abandon(&hr->txn);
@@ -185,6 +187,7 @@ static void resume(struct hreq *hr, int nargs)
     if (rc == LUA_YIELD) return; /* waiting on the database */
     clientwatch_stop(&hr->watch);
     if (h2o_timeout_is_linked(&hr->watch_due)) h2o_timeout_unlink(&hr->watch_due);
+    if (h2o_timeout_is_linked(&hr->deadline)) h2o_timeout_unlink(&hr->deadline);
     if (rc == 0)
         answer(hr);
     else
@@ -193,18 +196,34 @@ static void resume(struct hreq *hr, int nargs)
     script_collect(hr->L, rc != 0); /* the coroutine is unanchored: its garbage goes too */
 }
 
-/* The client hung up while the handler waits: its query is cancelled or its transaction rolled
- * back (the connection is discarded), the coroutine released without resuming. */
-static void on_client_gone(void *arg)
+/* Ends a handler that waits on the database without resuming it: its query is cancelled or its
+ * transaction rolled back (the connection is discarded), and the request answered. */
+static void abandon(struct hreq *hr, int status, const char *message)
 {
-    struct hreq *hr = arg;
     if (hr->co == NULL) return;
     if (hr->job) pool_abandon(hr->job);
     hr->job = NULL;
     if (hr->in_txn) txn_abandon(&hr->txn);
     hr->in_txn = false;
+    clientwatch_stop(&hr->watch);
+    if (h2o_timeout_is_linked(&hr->watch_due)) h2o_timeout_unlink(&hr->watch_due);
+    if (h2o_timeout_is_linked(&hr->deadline)) h2o_timeout_unlink(&hr->deadline);
     release(hr);
-    http_send_error(hr->req, 503, "unavailable", "the client closed the connection", NULL, NULL);
+    script_collect(hr->L, false);
+    http_send_error(hr->req, status, http_error_code(status), message, NULL, NULL);
+}
+
+static void on_client_gone(void *arg)
+{
+    abandon(arg, 503, "the client closed the connection");
+}
+
+/* Timers only run while the handler waits (it computes on this thread), so this is a wait. */
+static void on_deadline(h2o_timeout_entry_t *entry)
+{
+    struct hreq *hr = container_of(entry, struct hreq, deadline);
+    log_printf(LOG_WARN, "handler %s: the request deadline passed", hr->h->name);
+    abandon(hr, 504, "the request deadline passed");
 }
 
 static void on_watch_due(h2o_timeout_entry_t *entry)
@@ -644,6 +663,11 @@ static void run(struct worker *w, h2o_req_t *req, struct handler_def *h, const c
     push_request(hr, vals, lens, n);
     hr->watch_due.cb = on_watch_due;
     h2o_timeout_link(w->ctx.loop, worker_timeout(w, WATCH_AFTER_MS), &hr->watch_due);
+    uint64_t deadline_ms = (uint64_t)(w->srv->cfg->request_timeout * 1000); /* 0: none */
+    if (deadline_ms > 0) {
+        hr->deadline.cb = on_deadline;
+        h2o_timeout_link(w->ctx.loop, worker_timeout(w, deadline_ms), &hr->deadline);
+    }
     resume(hr, 1);
 }
 

@@ -435,6 +435,37 @@ describe("handlers", function()
     end)
   end)
 
+  describe("the request deadline (request_timeout)", function()
+    local g2
+
+    setup(function()
+      g2 = H.start { dsn = db, scripts = scripts, config = { workers = 1, request_timeout = 1 } }
+    end)
+
+    teardown(function()
+      if g2 then pcall(g2.stop, g2) end
+    end)
+
+    it("a handler still waiting on a query gets 504 timeout; the statement stops", function()
+      local t0 = H.now()
+      local s, b, h, raw = g2:get_json("/sleepy/3", nil, 10)
+      H.assert_error(504, "timeout", s, b, h, raw)
+      assert.equal("the request deadline passed", b.error.message)
+      assert(H.now() - t0 < 2.5, ("answered after %.2f s"):format(H.now() - t0))
+      assert(wait_for(function() return sleeping() == 0 end, 2), "pg_sleep still runs 2 s after the deadline")
+      H.assert_ok(g2:get_json("/sleepy/0.1"))
+    end)
+
+    it("a transaction still open at the deadline is rolled back", function()
+      local s, b, h, raw = g2:get_json("/sleepy_tx/79/3", nil, 10)
+      H.assert_error(504, "timeout", s, b, h, raw)
+      assert(wait_for(function() return not_idle() == 0 end, 3), "the transaction still runs 3 s after the deadline")
+      assert.equal("0", H.psql1(db, "SELECT count(*) FROM items WHERE id = 79"))
+      H.assert_ok(g2:get_json("/sleepy_tx/80/0"))
+      assert.equal("1", H.psql1(db, "SELECT count(*) FROM items WHERE id = 80"))
+    end)
+  end)
+
   describe("concurrency", function()
     it("50 concurrent handler requests each get their own answer", function()
       local reqs = {}
