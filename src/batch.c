@@ -44,11 +44,18 @@ struct batch {
     uint64_t started_us;
     int fail_status; /* a failed transaction: its answer, sent once ROLLBACK is done */
     struct buf fail_body;
+    h2o_timeout_entry_t deadline; /* request_timeout after arrival */
 };
+
+static void stop_deadline(struct batch *b)
+{
+    if (h2o_timeout_is_linked(&b->deadline)) h2o_timeout_unlink(&b->deadline);
+}
 
 static void on_dispose(void *p)
 {
     struct batch *b = p;
+    stop_deadline(b);
     for (int i = 0; i < b->n; i++) {
         if (b->items[i].job) pool_abandon(b->items[i].job);
         buf_free(&b->items[i].body);
@@ -74,6 +81,7 @@ static void reply_items(struct batch *b)
     }
     buf_putc(out, ']');
     b->answered = true;
+    stop_deadline(b);
     http_send_json(b->req, 200, out->data, out->len);
 }
 
@@ -159,6 +167,7 @@ static void answer_failure(struct batch *b)
 {
     if (b->fail_status == 503) http_retry_after(b->req, 1);
     b->answered = true;
+    stop_deadline(b);
     http_send_json(b->req, b->fail_status, b->fail_body.data, b->fail_body.len);
 }
 
@@ -251,6 +260,22 @@ static void txn_step(struct txn *t, PGresult *r)
     }
     b->cur++;
     next_item(b);
+}
+
+/* request_timeout passed: what still waits is dropped (statements cancelled when they run alone
+ * on their connection, an open transaction's connection closed, so the server rolls it back). */
+static void on_deadline(h2o_timeout_entry_t *entry)
+{
+    struct batch *b = container_of(entry, struct batch, deadline);
+    if (b->answered) return;
+    for (int i = 0; i < b->n; i++) {
+        if (b->items[i].job) pool_abandon(b->items[i].job);
+        b->items[i].job = NULL;
+    }
+    if (b->txn_open) txn_abandon(&b->txn);
+    b->txn_open = false;
+    b->answered = true;
+    http_send_error(b->req, 504, "timeout", "the request deadline passed", NULL, NULL);
 }
 
 /* --- parsing ---------------------------------------------------------------------------------- */
@@ -353,6 +378,11 @@ int batch_handle(struct worker *w, h2o_req_t *req)
         if (q != NULL && q->auth != AUTH_NONE &&
             !auth_allow(w, req, q->auth, q->reg->L, q->auth_ref, q->name))
             return 0;
+    }
+    uint64_t deadline_ms = (uint64_t)(w->srv->cfg->request_timeout * 1000); /* 0: none */
+    if (deadline_ms > 0) {
+        b->deadline.cb = on_deadline;
+        h2o_timeout_link(w->ctx.loop, worker_timeout(w, deadline_ms), &b->deadline);
     }
     if (!b->transaction) {
         run_pipelined(b);

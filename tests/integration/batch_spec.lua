@@ -15,6 +15,7 @@ sluice.query "add_item" { sql = [[ INSERT INTO items (id, name) VALUES (:id, :na
 sluice.query "rename" { sql = [[ UPDATE items SET name = :name WHERE id = :id ]] }
 sluice.query "count_items" { readonly = true, single = true, sql = [[ SELECT count(*)::int4 AS n FROM items ]] }
 sluice.query "divide" { readonly = true, single = true, sql = [[ SELECT 10 / CAST(:d AS int4) AS q ]] }
+sluice.query "nap" { readonly = true, single = true, sql = [[ SELECT true AS slept FROM pg_sleep(:s) ]] }
 ]==],
 }
 
@@ -210,6 +211,47 @@ describe("batch", function()
       local s, b, h, raw = batch({ { query = "count_items" } }, "?transaction=true")
       H.assert_ok(s, b, h, raw)
       assert.same({ { status = 200, body = { n = 3 } } }, b)
+    end)
+  end)
+
+  describe("the request deadline (request_timeout)", function()
+    local g2
+
+    setup(function()
+      g2 = H.start { dsn = db, scripts = scripts, config = { workers = 1, request_timeout = 1 } }
+    end)
+
+    teardown(function()
+      if g2 then pcall(g2.stop, g2) end
+    end)
+
+    local function napping()
+      return tonumber(H.psql1(db, [[
+        SELECT count(*) FROM pg_stat_activity WHERE application_name = 'sluice' AND query LIKE '%pg_sleep%'
+          AND state <> 'idle']]))
+    end
+
+    it("pipelined: 504 timeout once it passes; the statements stop", function()
+      local t0 = H.now()
+      local s, b, h, raw = g2:post_json("/batch", H.encode(H.array {
+        { query = "one" }, { query = "nap", params = { s = 3 } } }))
+      H.assert_error(504, "timeout", s, b, h, raw)
+      assert(H.now() - t0 < 2.5, ("answered after %.2f s"):format(H.now() - t0))
+      local deadline = H.now() + 3
+      while napping() > 0 and H.now() < deadline do H.sleep(0.1) end
+      assert.equal(0, napping())
+    end)
+
+    it("in a transaction: 504, and nothing it wrote is committed", function()
+      local s, b, h, raw = g2:post_json("/batch?transaction=true", H.encode(H.array {
+        { query = "add_item", params = { id = 90, name = "late" } }, { query = "nap", params = { s = 3 } } }))
+      H.assert_error(504, "timeout", s, b, h, raw)
+      local deadline = H.now() + 3
+      while napping() > 0 and H.now() < deadline do H.sleep(0.1) end
+      assert.equal("0", H.psql1(db, "SELECT count(*) FROM items WHERE id = 90"))
+      local s2, b2 = g2:post_json("/batch", H.encode(H.array { { query = "one" } }))
+      assert.equal(200, s2)
+      assert.equal(200, b2[1].status)
     end)
   end)
 
