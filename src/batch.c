@@ -16,6 +16,7 @@
 #include "jsonnum.h"
 #include "jsonw.h"
 #include "metrics.h"
+#include "route.h"
 #include "server.h"
 #include "txn.h"
 #include "util.h"
@@ -122,7 +123,8 @@ static void run_pipelined(struct batch *b)
             b->pending--;
             continue;
         }
-        struct pool *pool = &b->w->pools[it->q->pool_idx];
+        /* each item on the pool sluice.route picks for it, as /query/{name} would */
+        struct pool *pool = &b->w->pools[route_pool(b->w, it->q, b->req)];
         struct pgjob *job = pgjob_new(it->q, it);
         job->bind = bind_item;
         job->on_done = on_item_done;

@@ -156,6 +156,18 @@ describe("route", function()
     assert.truthy(seen, "the replica did not show the 5 notes")
   end)
 
+  it("pipelined /batch items are routed one by one; a transaction stays on one pool", function()
+    local s, b, _, raw = gw:post_json("/batch", H.encode(H.array {
+      { query = "where" }, { query = "where_w" }, { query = "by_method" } }))
+    assert.equal(200, s, raw)
+    assert.same({ true, rport }, { b[1].body.in_recovery, b[1].body.port }) -- readonly: the replica
+    assert.same({ false, pport }, { b[2].body.in_recovery, b[2].body.port }) -- a write: the primary
+    assert.is_false(b[3].body.in_recovery) -- by_method: the route sees POST
+    s, b, _, raw = gw:post_json("/batch?transaction=true", H.encode(H.array { { query = "where" } }))
+    assert.equal(200, s, raw)
+    assert.is_false(b[1].body.in_recovery) -- one transaction, on the first query's own pool
+  end)
+
   it("the route function sees the request (method)", function()
     local b = where("/query/by_method")
     assert.is_true(b.in_recovery)
