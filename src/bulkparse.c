@@ -188,7 +188,6 @@ struct bulk_value {
     unsigned char kind; /* enum val_kind; V_NONE: the column's key has not come yet */
     bool escaped;       /* a string with a backslash escape: it must be decoded */
     bool integral;      /* a number without fraction or exponent */
-    long scale;         /* a number's digits after the point, written out: 1.50 2, 1e-3 3, 1e5 -5 */
     json_t *nested;     /* V_NESTED: jansson's reading, released once the row is done */
 };
 
@@ -355,13 +354,10 @@ static const char *scan_number(struct bulk_reader *r, const char *p, const char 
         while (s < end && is_digit(*s)) s++;
     size_t ndigits = (size_t)(s - digits);
     bool integral = true;
-    long frac = 0;
     if (s < end && *s == '.') {
         integral = false;
         if (++s == end || !is_digit(*s)) return NULL;
-        const char *f = s;
         while (s < end && is_digit(*s)) s++;
-        frac = (long)(s - f);
     }
     long exp = 0;
     if (s < end && (*s == 'e' || *s == 'E')) {
@@ -387,7 +383,6 @@ static const char *scan_number(struct bulk_reader *r, const char *p, const char 
     v->p = p;
     v->len = (size_t)(s - p);
     v->integral = integral;
-    v->scale = frac - exp;
     return s;
 }
 
@@ -626,9 +621,8 @@ static int put_string_value(struct bulk_reader *r, int c, const struct bulk_valu
     }
 }
 
-/* A number that is not an integer, for a column whose rule needs its double (pgtype's): an
- * integer column takes 3.0 as 3 and refuses 3.5; a text column gets the shortest form; see
- * scale_max for the others. */
+/* A number that is not an integer, for an integer column, which needs its double (pgtype's
+ * rule): 3.0 is 3, 3.5 is refused. */
 static int put_real_via_pgtype(struct bulk_reader *r, int c, const struct bulk_value *v, struct buf *out)
 {
     buf_reset(&r->tmp);
@@ -659,27 +653,21 @@ static bool int_in_range(Oid type, const struct bulk_value *v)
     return n >= lo && n <= hi;
 }
 
-/* The largest scale a column takes a number's text with. PostgreSQL refuses some numbers that a
- * double would have rounded: a float too small for its type ('1e-400'::float8 is out of range,
- * not 0), a numeric (or jsonb number) of more than 16383 digits after the point. Up to 280 digits
- * after the point a nonzero number is at least 1e-280, well within a double. Past these, numbers
- * go through a double as they did before there was a fast path. */
-static long scale_max(Oid type)
-{
-    return type == PGT_FLOAT4 || type == PGT_FLOAT8 ? 280 : 16383;
-}
-
 static int put_number_value(struct bulk_reader *r, int c, const struct bulk_value *v, struct buf *out)
 {
     switch ((enum col_kind)r->kind[c]) {
     case CK_NUMBER:
     case CK_JSON:
-        if (v->scale > scale_max(r->types[c])) return put_real_via_pgtype(r, c, v, out);
-        /* valid numeric, float and JSON input as it stands, and exact */
+        /* as written, like every number jansson cannot hold (jsonnum.h): exact, and PostgreSQL
+         * judges what it cannot take (1e-400 for a float8 is out of range, not 0) */
         put_raw(out, v->p, v->len);
         return 0;
-    case CK_INT:
     case CK_TEXT:
+    case CK_INT:
+        if (!v->integral && r->kind[c] == CK_TEXT) { /* 1e2 stays 1e2, as a query parameter would */
+            put_raw(out, v->p, v->len);
+            return 0;
+        }
         if (!v->integral) return put_real_via_pgtype(r, c, v, out);
         if (r->kind[c] == CK_INT && !int_in_range(r->types[c], v)) return -1;
         /* pgtype writes the integer's value: the same digits, but -0 is 0 */
