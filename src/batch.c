@@ -381,11 +381,7 @@ int batch_handle(struct worker *w, h2o_req_t *req)
             !auth_allow(w, req, q->auth, q->reg->L, q->auth_ref, q->name))
             return 0;
     }
-    uint64_t deadline_ms = (uint64_t)(w->srv->cfg->request_timeout * 1000); /* 0: none */
-    if (deadline_ms > 0) {
-        b->deadline.cb = on_deadline;
-        h2o_timeout_link(w->ctx.loop, worker_timeout(w, deadline_ms), &b->deadline);
-    }
+    worker_request_deadline(w, &b->deadline, on_deadline);
     if (!b->transaction) {
         run_pipelined(b);
         return 0;

@@ -8,6 +8,7 @@
 
 #include <libpq-fe.h>
 
+#include "dbconnect.h"
 #include "endpoint.h"
 #include "script.h"
 
@@ -30,12 +31,10 @@ int check_run(const struct config *cfg)
         struct query_def *q = reg.queries[i];
         PGconn **pc = &conns[q->pool_idx];
         if (*pc == NULL) {
-            /* Keys before dbname are defaults the URL may override. */
-            const char *keys[] = {"application_name", "connect_timeout", "dbname", NULL};
-            const char *vals[] = {"sluice-check", "10", cfg->pools[q->pool_idx].url, NULL};
-            *pc = PQconnectdbParams(keys, vals, 1);
-            if (PQstatus(*pc) != CONNECTION_OK) {
-                fprintf(stderr, "check: pool %s: cannot connect: %s", q->pool, PQerrorMessage(*pc));
+            char why[512];
+            *pc = dbconnect(cfg->pools[q->pool_idx].url, "sluice-check", 10, why, sizeof why);
+            if (*pc == NULL) {
+                fprintf(stderr, "check: pool %s: cannot connect: %s\n", q->pool, why);
                 failures++;
                 break;
             }

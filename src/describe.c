@@ -6,6 +6,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "dbconnect.h"
 #include "script.h"
 #include "util.h"
 
@@ -19,17 +20,10 @@ static PGconn *pool_conn(const struct config *cfg, struct conn_slot *slots, int 
 {
     struct conn_slot *s = &slots[idx];
     if (s->pg != NULL || s->failed) return s->pg;
-    /* Keys before dbname are defaults that the pool's URL may override. */
-    const char *keys[] = {"application_name", "connect_timeout", "dbname", NULL};
-    const char *vals[] = {"sluice-describe", "2", cfg->pools[idx].url, NULL};
-    s->pg = PQconnectdbParams(keys, vals, 1);
-    if (PQstatus(s->pg) != CONNECTION_OK) {
-        char *msg = PQerrorMessage(s->pg);
-        size_t n = strlen(msg);
-        while (n > 0 && (msg[n - 1] == '\n' || msg[n - 1] == ' ')) n--;
-        snprintf(err, errlen, "pool %s: cannot connect: %.*s", cfg->pools[idx].name, (int)n, msg);
-        PQfinish(s->pg);
-        s->pg = NULL;
+    char why[400];
+    s->pg = dbconnect(cfg->pools[idx].url, "sluice-describe", 2, why, sizeof why);
+    if (s->pg == NULL) {
+        snprintf(err, errlen, "pool %s: cannot connect: %s", cfg->pools[idx].name, why);
         s->failed = true;
         return NULL;
     }

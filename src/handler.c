@@ -91,12 +91,18 @@ static void release(struct hreq *hr)
     hr->co = NULL;
 }
 
+/* The request is no longer waiting: its client watch and timers stop. */
+static void stop_watching(struct hreq *hr)
+{
+    clientwatch_stop(&hr->watch);
+    if (h2o_timeout_is_linked(&hr->watch_due)) h2o_timeout_unlink(&hr->watch_due);
+    if (h2o_timeout_is_linked(&hr->deadline)) h2o_timeout_unlink(&hr->deadline);
+}
+
 static void on_dispose(void *p)
 {
     struct hreq *hr = p;
-    if (h2o_timeout_is_linked(&hr->watch_due)) h2o_timeout_unlink(&hr->watch_due);
-    if (h2o_timeout_is_linked(&hr->deadline)) h2o_timeout_unlink(&hr->deadline);
-    clientwatch_stop(&hr->watch);
+    stop_watching(hr);
     if (hr->job) pool_abandon(hr->job);
     if (hr->in_txn) txn_abandon(&hr->txn);
     release(hr);
@@ -185,9 +191,7 @@ static void resume(struct hreq *hr, int nargs)
     script_enforce_limit(hr->L, false);
     running = NULL;
     if (rc == LUA_YIELD) return; /* waiting on the database */
-    clientwatch_stop(&hr->watch);
-    if (h2o_timeout_is_linked(&hr->watch_due)) h2o_timeout_unlink(&hr->watch_due);
-    if (h2o_timeout_is_linked(&hr->deadline)) h2o_timeout_unlink(&hr->deadline);
+    stop_watching(hr);
     if (rc == 0)
         answer(hr);
     else
@@ -205,9 +209,7 @@ static void abandon(struct hreq *hr, int status, const char *message)
     hr->job = NULL;
     if (hr->in_txn) txn_abandon(&hr->txn);
     hr->in_txn = false;
-    clientwatch_stop(&hr->watch);
-    if (h2o_timeout_is_linked(&hr->watch_due)) h2o_timeout_unlink(&hr->watch_due);
-    if (h2o_timeout_is_linked(&hr->deadline)) h2o_timeout_unlink(&hr->deadline);
+    stop_watching(hr);
     release(hr);
     script_collect(hr->L, false);
     http_send_error(hr->req, status, http_error_code(status), message, NULL, NULL);
@@ -663,11 +665,7 @@ static void run(struct worker *w, h2o_req_t *req, struct handler_def *h, const c
     push_request(hr, vals, lens, n);
     hr->watch_due.cb = on_watch_due;
     h2o_timeout_link(w->ctx.loop, worker_timeout(w, WATCH_AFTER_MS), &hr->watch_due);
-    uint64_t deadline_ms = (uint64_t)(w->srv->cfg->request_timeout * 1000); /* 0: none */
-    if (deadline_ms > 0) {
-        hr->deadline.cb = on_deadline;
-        h2o_timeout_link(w->ctx.loop, worker_timeout(w, deadline_ms), &hr->deadline);
-    }
+    worker_request_deadline(w, &hr->deadline, on_deadline);
     resume(hr, 1);
 }
 

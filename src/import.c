@@ -12,6 +12,7 @@
 #include <libpq-fe.h>
 
 #include "buf.h"
+#include "dbconnect.h"
 #include "sqlparam.h"
 #include "util.h"
 
@@ -753,12 +754,10 @@ int import_run(const struct config *cfg, int top, const char *output)
 {
     const struct pool_config *pc = config_pool(cfg, "primary");
     if (pc == NULL) pc = &cfg->pools[0];
-    const char *keys[] = {"application_name", "connect_timeout", "dbname", NULL};
-    const char *vals[] = {"sluice-import", "10", pc->url, NULL};
-    PGconn *pg = PQconnectdbParams(keys, vals, 1);
-    if (PQstatus(pg) != CONNECTION_OK) {
-        fprintf(stderr, "import: pool %s: cannot connect: %s", pc->name, PQerrorMessage(pg));
-        PQfinish(pg);
+    char why[512];
+    PGconn *pg = dbconnect(pc->url, "sluice-import", 10, why, sizeof why);
+    if (pg == NULL) {
+        fprintf(stderr, "import: pool %s: cannot connect: %s\n", pc->name, why);
         return 1;
     }
     const char *db = PQdb(pg);

@@ -16,6 +16,7 @@
 #include <openssl/evp.h>
 
 #include "buf.h"
+#include "dbconnect.h"
 #include "util.h"
 
 /* pg_advisory_lock key: the bytes of "sluice_m" read as a big-endian integer. */
@@ -176,24 +177,6 @@ static int scan_dir(struct run *r)
 
 /* ---- the database ---- */
 
-/* Collapses a libpq message onto one line, in place. */
-static char *one_line(char *s)
-{
-    char *o = s;
-    bool space = false;
-    for (char *p = s; *p; p++) {
-        if (*p == '\n' || *p == '\r' || *p == '\t' || *p == ' ') {
-            space = o != s;
-            continue;
-        }
-        if (space) *o++ = ' ';
-        space = false;
-        *o++ = *p;
-    }
-    *o = '\0';
-    return s;
-}
-
 /* Prints "migrate: <what>: <message>" for a failed result (or the connection's error if r is NULL). */
 static void print_error(PGconn *conn, const PGresult *r, const char *what, const char *sql)
 {
@@ -201,7 +184,7 @@ static void print_error(PGconn *conn, const PGresult *r, const char *what, const
     if (text == NULL && r) text = PQresultErrorMessage(r);
     if (text == NULL || *text == '\0') text = PQerrorMessage(conn);
     char *msg = xstrdup(text);
-    one_line(msg);
+    dbconnect_one_line(msg);
     const char *pos = r ? PQresultErrorField(r, PG_DIAG_STATEMENT_POSITION) : NULL;
     if (pos && sql) {
         /* the position counts characters from 1; count UTF-8 lead bytes to find the line */
@@ -276,7 +259,7 @@ static void on_notice(void *arg, const PGresult *res)
     const char *sev = PQresultErrorField(res, PG_DIAG_SEVERITY);
     const char *msg = PQresultErrorField(res, PG_DIAG_MESSAGE_PRIMARY);
     char *line = xstrdup(msg ? msg : PQresultErrorMessage(res));
-    one_line(line);
+    dbconnect_one_line(line);
     fprintf(stderr, "migrate: %s%s%s: %s\n", r->current ? r->current : "", r->current ? ": " : "",
             sev ? sev : "NOTICE", line);
     free(line);
@@ -284,15 +267,10 @@ static void on_notice(void *arg, const PGresult *res)
 
 static int connect_db(struct run *r, const char *conninfo)
 {
-    /* expand_dbname: conninfo may be a URL or key=value string; "" means libpq's defaults. Keys
-     * before dbname are defaults it may override: a host that drops packets fails in 10 s. */
-    const char *keys[] = {"connect_timeout", "dbname", "fallback_application_name", NULL};
-    const char *vals[] = {"10", conninfo ? conninfo : "", "sluice migrate", NULL};
-    r->conn = PQconnectdbParams(keys, vals, 1);
-    if (r->conn == NULL || PQstatus(r->conn) != CONNECTION_OK) {
-        char *msg = xstrdup(r->conn ? PQerrorMessage(r->conn) : "out of memory");
-        fprintf(stderr, "migrate: cannot connect: %s\n", one_line(msg));
-        free(msg);
+    char err[512];
+    r->conn = dbconnect(conninfo, "sluice migrate", 10, err, sizeof err); /* a silent host: 10 s */
+    if (r->conn == NULL) {
+        fprintf(stderr, "migrate: cannot connect: %s\n", err);
         return -1;
     }
     PQsetNoticeReceiver(r->conn, on_notice, r);

@@ -67,6 +67,10 @@ int server_run(struct config *cfg);
  * distinct durations the nearest longer one, or the longest, serves). */
 h2o_timeout_t *worker_timeout(struct worker *w, uint64_t ms);
 
+/* Arms entry to run cb at the request deadline, request_timeout from now; does nothing when
+ * request_timeout is 0 (no deadline). */
+void worker_request_deadline(struct worker *w, h2o_timeout_entry_t *entry, h2o_timeout_cb cb);
+
 static inline struct worker *worker_of(h2o_req_t *req)
 {
     return (struct worker *)req->conn->ctx;
