@@ -90,7 +90,7 @@ static void reply_items(struct batch *b)
 static void count_item(struct batch *b, struct item *it, const struct pgjob *job)
 {
     uint64_t us;
-    int pool = job->pool ? (int)(job->pool - b->w->pools) : it->q->pool_idx;
+    int pool = job->wait.pool ? (int)(job->wait.pool - b->w->pools) : it->q->pool_idx;
     if (job->status == PGJOB_OK) metrics_query_exec(b->w, it->q, pool, now_us() - job->sent_us);
     metrics_query_done(b->w, it->q, pool, it->status, b->started_us, it->status == 200 ? NULL : job->errmsg,
                        &us);

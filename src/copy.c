@@ -40,8 +40,8 @@ struct bulkreq {
     h2o_req_t *req;
     struct worker *w;
     struct bulk_def *d;
-    struct pgjob *job;   /* while waiting for a connection */
-    struct pgconn *conn; /* once taken */
+    struct pool_lease lease; /* while waiting for a connection */
+    struct pgconn *conn;     /* once taken */
     struct pgconn_owner owner;
     enum bulk_format format;
     struct bulk_reader rd;
@@ -71,7 +71,7 @@ static void on_dispose(void *p)
     struct bulkreq *br = p;
     if (h2o_timeout_is_linked(&br->watch_due)) h2o_timeout_unlink(&br->watch_due);
     clientwatch_stop(&br->watch);
-    if (br->job) pool_abandon(br->job);
+    pool_cancel_lease(&br->lease);
     if (br->conn) pgconn_discard(br->conn); /* the server rolls back what was not committed */
     if (br->reader_open) bulk_reader_free(&br->rd);
     buf_free(&br->data);
@@ -380,18 +380,15 @@ static void on_lost(void *arg, const char *why)
     reply_error(br);
 }
 
-static void on_conn(struct pgjob *job)
+static void on_conn(void *arg, struct pgconn *c, const char *err)
 {
-    struct bulkreq *br = job->owner;
-    br->job = NULL;
-    if (job->status != PGJOB_OK) {
-        fail(br, 503, job->errmsg, NULL);
-        pgjob_free(job);
+    struct bulkreq *br = arg;
+    if (c == NULL) {
+        fail(br, 503, err, NULL);
         reply_error(br);
         return;
     }
-    br->conn = job->conn;
-    pgjob_free(job);
+    br->conn = c;
     pgconn_own(br->conn, &br->owner);
     if (br->d->described) {
         br->step = ST_DESCRIBE;
@@ -417,8 +414,7 @@ static void on_client_gone(void *arg)
 {
     struct bulkreq *br = arg;
     if (br->done) return;
-    if (br->job) pool_abandon(br->job);
-    br->job = NULL;
+    pool_cancel_lease(&br->lease);
     if (br->conn) pgconn_discard(br->conn);
     br->conn = NULL;
     br->err_status = 0;
@@ -466,14 +462,9 @@ int copy_handle(struct worker *w, h2o_req_t *req, struct bulk_def *d)
     h2o_timeout_link(w->ctx.loop, worker_timeout(w, WATCH_AFTER_MS), &br->watch_due);
     w->inflight++;
 
-    struct pgjob *job = pgjob_new(NULL, br);
-    job->exclusive = true;
-    job->on_done = on_conn;
-    br->job = job;
-    if (pool_submit(&w->pools[d->pool_idx], job) != 0) {
-        br->job = NULL;
-        fail(br, 503, job->errmsg, NULL);
-        pgjob_free(job);
+    char err[200];
+    if (pool_acquire(&w->pools[d->pool_idx], &br->lease, on_conn, br, err, sizeof err) != 0) {
+        fail(br, 503, err, NULL);
         reply_error(br);
     }
     return 0;

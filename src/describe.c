@@ -130,10 +130,7 @@ int describe_all(const struct config *cfg, struct registry *reg, struct describe
             note_first(err, errlen, &noted, "query %s: %s", q->name, "parameter count differs");
             continue;
         }
-        free(q->param_types);
-        q->param_types = xcalloc((size_t)(q->nparams ? q->nparams : 1), sizeof(Oid));
-        memcpy(q->param_types, e->param_types, (size_t)q->nparams * sizeof(Oid));
-        q->described = true;
+        query_def_learn_types(q, e->param_types, e->nparams);
     }
 
     for (int i = 0; i < reg->nbulks; i++) {
@@ -183,10 +180,7 @@ void describe_apply(const struct describe_result *d, struct registry *reg)
         struct query_def *q = reg->queries[i];
         const struct describe_entry *e = describe_find_query(d, q);
         if (e == NULL || e->nparams != q->nparams) continue;
-        free(q->param_types);
-        q->param_types = xcalloc((size_t)(q->nparams ? q->nparams : 1), sizeof(Oid));
-        memcpy(q->param_types, e->param_types, (size_t)q->nparams * sizeof(Oid));
-        q->described = true;
+        query_def_learn_types(q, e->param_types, e->nparams);
     }
     for (int i = 0; i < reg->nbulks; i++) {
         struct bulk_def *b = reg->bulks[i];

@@ -114,6 +114,19 @@ void query_def_free(struct query_def *q)
     free(q);
 }
 
+void query_def_learn_types(struct query_def *q, const Oid *types, int n)
+{
+    free(q->param_types);
+    q->param_types = xcalloc((size_t)(q->nparams ? q->nparams : 1), sizeof(Oid));
+    for (int i = 0; i < n && i < q->nparams; i++) q->param_types[i] = types[i];
+    q->described = true;
+}
+
+void query_def_forget_types(struct query_def *q)
+{
+    q->described = false;
+}
+
 int query_def_param(const struct query_def *q, const char *name, size_t len)
 {
     /* name may hold a NUL (%00 in a query string): compare lengths first, then bytes */

@@ -129,6 +129,11 @@ void bulk_def_free(struct bulk_def *b);
 struct query_def *query_def_new(const char *name, const char *sql, const char *route, char *err,
                                 unsigned errlen);
 void query_def_free(struct query_def *q);
+/* The one writer of what the server said of q's parameters: n types (extra ones ignored, missing
+ * ones left unknown as 0). q is described afterwards. */
+void query_def_learn_types(struct query_def *q, const Oid *types, int n);
+/* Forgets the learned types (the statement went stale): the next use describes it again. */
+void query_def_forget_types(struct query_def *q);
 /* Index of the parameter called name, or -1. */
 int query_def_param(const struct query_def *q, const char *name, size_t len);
 

@@ -311,10 +311,10 @@ static void on_query_done(struct pgjob *job)
     hr->job = NULL;
     struct buf b = BUF_INIT;
     int status = call_write(&b, job);
-    int pool = (int)(job->pool - hr->w->pools);
+    int pool = (int)(job->wait.pool - hr->w->pools);
     uint64_t us;
     if (job->status == PGJOB_OK) metrics_query_exec(hr->w, job->q, pool, now_us() - job->sent_us);
-    metrics_query_done(hr->w, job->q, pool, status, job->queued_us ? job->queued_us : now_us(),
+    metrics_query_done(hr->w, job->q, pool, status, job->wait.queued_us ? job->wait.queued_us : now_us(),
                        status == 200 ? NULL : job->errmsg, &us);
     pgjob_free(job);
     int n = push_outcome(hr->co, status, &b);

@@ -26,10 +26,11 @@ static void view_pool(struct server *srv, int idx, struct pool_view *v)
     v->breaker = breaker_state_name(breaker_state(&srv->breakers[idx]));
     for (int i = 0; i < srv->nworkers; i++) {
         struct pool *p = &srv->workers[i].pools[idx];
-        v->open += PEEK(p->nconns) - PEEK(p->nconnecting);
-        v->in_use += PEEK(p->nbusy);
+        int busy = pool_count(p, PGCONN_PIPELINE) + pool_count(p, PGCONN_LEASED);
+        v->open += pool_count(p, PGCONN_IDLE) + busy;
+        v->in_use += busy;
         v->waiting += PEEK(p->qlen);
-        if (PEEK(p->connect_failures) == 0 || PEEK(p->nconns) > PEEK(p->nconnecting)) v->healthy = true;
+        if (PEEK(p->connect_failures) == 0 || pool_count(p, PGCONN_IDLE) + busy > 0) v->healthy = true;
         if (p->last_error[0]) v->last_error = p->last_error;
     }
     if (breaker_state(&srv->breakers[idx]) == BREAKER_OPEN) v->healthy = false;

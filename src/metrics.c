@@ -583,10 +583,10 @@ static void sum_pools(struct server *srv, struct pool_totals *pt, int npools)
         int n = PEEK(w->npools) < npools ? PEEK(w->npools) : npools;
         for (int i = 0; i < n; i++) {
             struct pool *p = &pools[i];
-            int nconns = PEEK(p->nconns), nconnecting = PEEK(p->nconnecting);
-            pt[i].busy += PEEK(p->nbusy);
-            pt[i].open += nconns - nconnecting;
-            pt[i].connecting += nconnecting;
+            int busy = pool_count(p, PGCONN_PIPELINE) + pool_count(p, PGCONN_LEASED);
+            pt[i].busy += busy;
+            pt[i].open += pool_count(p, PGCONN_IDLE) + busy;
+            pt[i].connecting += pool_count(p, PGCONN_CONNECTING);
             pt[i].waiting += PEEK(p->qlen);
             pt[i].stmts += PEEK(p->stmts_prepared);
             pt[i].deadlocks += PEEK(p->deadlocks);

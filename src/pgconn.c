@@ -11,7 +11,6 @@
 
 #include "endpoint.h"
 #include "log.h"
-#include "pool.h"
 #include "util.h"
 
 /* A connection takes more jobs only while its oldest in-flight segment is this young: a slow
@@ -19,9 +18,23 @@
 #define PIPELINE_WINDOW_US 2000
 
 static void on_io(h2o_socket_t *sock, const char *err);
-static void on_io_exclusive(struct pgconn *c);
+static void on_io_leased(struct pgconn *c);
 static void forget_stmt(struct pgconn *c, uint32_t id);
 static void lost(struct pgconn *c, const char *why);
+
+/* The one place c->state changes; the holder moves c to the list of its new state. */
+static void set_state(struct pgconn *c, enum pgconn_state to, const char *why)
+{
+    enum pgconn_state from = c->state;
+    if (from == to) return;
+    c->state = to;
+    c->events->on_state(c->events_arg, c, from, why);
+}
+
+static bool ready(const struct pgconn *c)
+{
+    return c->state == PGCONN_IDLE || c->state == PGCONN_PIPELINE || c->state == PGCONN_LEASED;
+}
 
 static void attach(struct pgconn *c)
 {
@@ -29,7 +42,7 @@ static void attach(struct pgconn *c)
     c->sock = NULL;
     int fd = fcntl(PQsocket(c->pg), F_DUPFD_CLOEXEC, 0);
     if (fd < 0) return;
-    c->sock = h2o_evloop_socket_create(c->pool->loop, fd, H2O_SOCKET_FLAG_DONT_READ);
+    c->sock = h2o_evloop_socket_create(c->loop, fd, H2O_SOCKET_FLAG_DONT_READ);
     c->sock->data = c;
 }
 
@@ -44,7 +57,7 @@ static void on_notice(void *arg, const PGresult *res)
     const char *msg = PQresultErrorMessage(res);
     size_t n = strlen(msg);
     while (n > 0 && msg[n - 1] == '\n') n--;
-    log_printf(LOG_INFO, "pool %s: server notice: %.*s", c->pool->cfg.name, (int)n, msg);
+    log_printf(LOG_INFO, "pool %s: server notice: %.*s", c->cfg->name, (int)n, msg);
 }
 
 static void on_connect_timeout(h2o_timeout_entry_t *entry)
@@ -53,13 +66,14 @@ static void on_connect_timeout(h2o_timeout_entry_t *entry)
     lost(c, "connect timeout");
 }
 
-struct pgconn *pgconn_connect(struct pool *p, char *errbuf, size_t errlen)
+struct pgconn *pgconn_connect(h2o_loop_t *loop, const struct pool_config *cfg, h2o_timeout_t *connect_timeout,
+                              const struct pgconn_events *events, void *arg, char *errbuf, size_t errlen)
 {
     char opts[96];
-    snprintf(opts, sizeof opts, "-c statement_timeout=%d -c DateStyle=ISO,YMD", p->cfg.statement_timeout_ms);
+    snprintf(opts, sizeof opts, "-c statement_timeout=%d -c DateStyle=ISO,YMD", cfg->statement_timeout_ms);
     /* The URL comes last so that what it says wins over these defaults. */
     const char *keys[] = {"application_name", "client_encoding", "options", "dbname", NULL};
-    const char *vals[] = {"sluice", "UTF8", opts, p->cfg.url, NULL};
+    const char *vals[] = {"sluice", "UTF8", opts, cfg->url, NULL};
     PGconn *pg = PQconnectStartParams(keys, vals, 1);
     if (pg == NULL || PQstatus(pg) == CONNECTION_BAD) {
         snprintf(errbuf, errlen, "%s", pg ? PQerrorMessage(pg) : "out of memory");
@@ -67,13 +81,16 @@ struct pgconn *pgconn_connect(struct pool *p, char *errbuf, size_t errlen)
         return NULL;
     }
     struct pgconn *c = xcalloc(1, sizeof *c);
-    c->pool = p;
+    c->events = events;
+    c->events_arg = arg;
+    c->cfg = cfg;
+    c->loop = loop;
     c->pg = pg;
     c->state = PGCONN_CONNECTING;
-    c->session_timeout_ms = p->cfg.statement_timeout_ms;
-    c->seg_cap = (unsigned)p->cfg.pipeline_depth + 1;
+    c->session_timeout_ms = cfg->statement_timeout_ms;
+    c->seg_cap = (unsigned)cfg->pipeline_depth + 1;
     c->segs = xcalloc(c->seg_cap, sizeof *c->segs);
-    stmt_cache_init(&c->stmts, p->cfg.prepared_statement_cache_size);
+    stmt_cache_init(&c->stmts, cfg->prepared_statement_cache_size);
     PQsetNoticeReceiver(pg, on_notice, c);
     attach(c);
     if (c->sock == NULL) {
@@ -83,13 +100,12 @@ struct pgconn *pgconn_connect(struct pool *p, char *errbuf, size_t errlen)
     }
     want_write(c);
     c->connect_entry.cb = on_connect_timeout;
-    h2o_timeout_link(p->loop, &p->connect_timeout, &c->connect_entry);
+    h2o_timeout_link(loop, connect_timeout, &c->connect_entry);
     return c;
 }
 
 void pgconn_free(struct pgconn *c)
 {
-    c->pool->stmts_prepared -= c->stmts.count;
     if (h2o_timeout_is_linked(&c->connect_entry)) h2o_timeout_unlink(&c->connect_entry);
     if (c->sock != NULL) h2o_socket_close(c->sock);
     if (c->pg != NULL) PQfinish(c->pg);
@@ -121,8 +137,7 @@ static void connect_step(struct pgconn *c)
             return;
         }
         h2o_socket_read_start(c->sock, on_io); /* kept on for good: level-triggered */
-        c->state = PGCONN_READY;
-        pool_conn_ready(c->pool, c);
+        set_state(c, PGCONN_IDLE, NULL);
         return;
     default:
         lost(c, PQerrorMessage(c->pg));
@@ -133,9 +148,9 @@ static void connect_step(struct pgconn *c)
 
 bool pgconn_has_room(const struct pgconn *c, uint64_t now_us)
 {
-    if (c->state != PGCONN_READY) return false;
-    if (c->njobs == 0) return true;
-    if (c->nsegs + 1 >= c->seg_cap || c->njobs >= c->pool->cfg.pipeline_depth) return false;
+    if (c->state == PGCONN_IDLE) return true;
+    if (c->state != PGCONN_PIPELINE) return false;
+    if (c->nsegs + 1 >= c->seg_cap || c->njobs >= c->cfg->pipeline_depth) return false;
     return now_us - c->segs[c->seg_head].sent_us < PIPELINE_WINDOW_US;
 }
 
@@ -199,7 +214,6 @@ static int send_job(struct pgconn *c, struct pgjob *job)
     }
     if (!stmt_cache_touch(&c->stmts, q->id)) {
         uint32_t evicted = stmt_cache_insert(&c->stmts, q->id);
-        if (evicted == 0) c->pool->stmts_prepared++;
         if (evicted != 0) {
             snprintf(sql, sizeof sql, "DEALLOCATE s%u", evicted);
             if (send_simple(c, s, CMD_DEALLOCATE, sql) != 0) return -1;
@@ -233,19 +247,21 @@ static int send_job(struct pgconn *c, struct pgjob *job)
 
 void pgconn_start(struct pgconn *c, struct pgjob *job)
 {
-    if (c->njobs++ == 0) c->pool->nbusy++;
+    if (c->njobs++ == 0) set_state(c, PGCONN_PIPELINE, NULL);
     job->attempts++;
     job->conn = c;
     job->status = PGJOB_OK;
     if (send_job(c, job) != 0) lost(c, PQerrorMessage(c->pg));
 }
 
-/* The pool's count of prepared statements follows every cache change. */
 static void forget_stmt(struct pgconn *c, uint32_t id)
 {
-    int before = c->stmts.count;
     stmt_cache_remove(&c->stmts, id);
-    c->pool->stmts_prepared -= before - c->stmts.count;
+}
+
+struct pgjob *pgconn_job_at(const struct pgconn *c, unsigned i)
+{
+    return c->segs[(c->seg_head + i) % c->seg_cap].job;
 }
 
 static void take_error(struct pgjob *job, PGresult *r)
@@ -275,12 +291,10 @@ static void on_cmd_result(struct pgconn *c, struct pgseg *s, PGresult *r)
         return;
     }
     if (cmd == CMD_DESCRIBE) {
-        struct query_def *q = job->q;
         int n = PQnparams(r);
-        free(q->param_types);
-        q->param_types = xcalloc((size_t)(q->nparams ? q->nparams : 1), sizeof(Oid));
-        for (int i = 0; i < n && i < q->nparams; i++) q->param_types[i] = PQparamtype(r, i);
-        q->described = true;
+        Oid types[n > 0 ? n : 1];
+        for (int i = 0; i < n; i++) types[i] = PQparamtype(r, i);
+        query_def_learn_types(job->q, types, n);
         PQclear(r);
     } else if (cmd == CMD_EXECUTE) {
         if (job->result) PQclear(job->result);
@@ -315,15 +329,11 @@ static void on_segment_done(struct pgconn *c)
         if (send_job(c, job) != 0) lost(c, PQerrorMessage(c->pg));
         return;
     }
-    if (job->status == PGJOB_DB_ERROR) {
-        const char *state = PQresultErrorField(job->result, PG_DIAG_SQLSTATE);
-        if (state && strcmp(state, "40P01") == 0) c->pool->deadlocks++;
-    }
     if (stale_statement(job) && job->attempts < 3) {
         /* Dropped or invalidated by DDL: prepare afresh and run once more, unseen by the client. */
         PQclear(job->result);
         job->result = NULL;
-        job->q->described = false;
+        query_def_forget_types(job->q);
         job->bound = false;
         job->replan = true;
         job->status = PGJOB_OK;
@@ -332,19 +342,20 @@ static void on_segment_done(struct pgconn *c)
         return;
     }
     if (--c->njobs == 0) {
-        c->pool->nbusy--;
         c->idle_since_ms = now_ms();
+        set_state(c, PGCONN_IDLE, NULL);
     }
     if (job->status == PGJOB_OK && job->result == NULL) { /* never an empty success */
         job->status = PGJOB_UNAVAILABLE;
         snprintf(job->errmsg, sizeof job->errmsg, "the statement did not run");
     }
-    pool_job_done(c->pool, job);
+    job->conn = NULL;
+    c->events->on_job_done(c->events_arg, job);
 }
 
 static void read_results(struct pgconn *c)
 {
-    while (c->nsegs > 0 && c->state == PGCONN_READY) {
+    while (c->nsegs > 0 && ready(c)) {
         if (PQisBusy(c->pg)) return;
         PGresult *r = PQgetResult(c->pg);
         struct pgseg *s = &c->segs[c->seg_head];
@@ -364,8 +375,8 @@ static void read_results(struct pgconn *c)
     }
 }
 
-/* Exclusive use: results go to the owner one by one, in order. */
-static void on_io_exclusive(struct pgconn *c)
+/* Leased use: results go to the owner one by one, in order. */
+static void on_io_leased(struct pgconn *c)
 {
     int f = PQflush(c->pg);
     if (f < 0 || !PQconsumeInput(c->pg)) {
@@ -377,7 +388,7 @@ static void on_io_exclusive(struct pgconn *c)
     } else if (c->wants_writable && c->owner) {
         c->wants_writable = false;
         c->owner->on_writable(c->owner->arg);
-        if (c->state != PGCONN_READY || !c->exclusive) return;
+        if (c->state != PGCONN_LEASED) return;
     }
     /* While COPY IN runs, results only come after pgconn_end_copy. */
     while (c->owner != NULL && !c->copying && !c->paused && !PQisBusy(c->pg)) {
@@ -385,9 +396,9 @@ static void on_io_exclusive(struct pgconn *c)
         if (r != NULL && PQresultStatus(r) == PGRES_COPY_IN) c->copying = true;
         struct pgconn_owner *owner = c->owner;
         owner->on_result(owner->arg, r); /* may release, discard or send again */
-        if (r == NULL || c->state != PGCONN_READY || !c->exclusive || c->owner != owner) return;
+        if (r == NULL || c->state != PGCONN_LEASED || c->owner != owner) return;
     }
-    if (c->state == PGCONN_READY && PQstatus(c->pg) == CONNECTION_BAD) lost(c, PQerrorMessage(c->pg));
+    if (c->state == PGCONN_LEASED && PQstatus(c->pg) == CONNECTION_BAD) lost(c, PQerrorMessage(c->pg));
 }
 
 static void on_io(h2o_socket_t *sock, const char *err)
@@ -397,29 +408,30 @@ static void on_io(h2o_socket_t *sock, const char *err)
         connect_step(c);
         return;
     }
-    if (c->state != PGCONN_READY) return;
-    if (c->exclusive) {
-        on_io_exclusive(c);
+    if (c->state == PGCONN_LEASED) {
+        on_io_leased(c);
         return;
     }
+    if (!ready(c)) return;
     if (flush(c) != 0 || !PQconsumeInput(c->pg)) {
         lost(c, PQerrorMessage(c->pg));
         return;
     }
     read_results(c);
-    if (c->state != PGCONN_READY) return;
+    if (!ready(c)) return;
     if (PQstatus(c->pg) == CONNECTION_BAD) {
         lost(c, PQerrorMessage(c->pg));
         return;
     }
-    pool_conn_has_room(c->pool, c);
+    c->events->on_room(c->events_arg, c);
 }
 
-/* Takes the connection out of service; its in-flight jobs go back to the pool. */
+/* Takes the connection out of service: the owner of a lease hears first, then the holder, which
+ * takes back the in-flight jobs and frees c. */
 static void lost(struct pgconn *c, const char *why)
 {
-    if (c->state == PGCONN_CLOSED) return;
-    c->state = PGCONN_CLOSED;
+    if (c->state == PGCONN_CLOSED || c->closing) return;
+    c->closing = true; /* an owner that discards c from its on_lost changes nothing */
     char msg[256];
     snprintf(msg, sizeof msg, "%s", why && *why ? why : "connection lost");
     size_t n = strlen(msg);
@@ -427,7 +439,7 @@ static void lost(struct pgconn *c, const char *why)
     struct pgconn_owner *owner = c->owner;
     c->owner = NULL;
     if (owner != NULL) owner->on_lost(owner->arg, msg);
-    pool_conn_failed(c->pool, c, msg);
+    set_state(c, PGCONN_CLOSED, msg);
 }
 
 void pgconn_close(struct pgconn *c)
@@ -435,13 +447,12 @@ void pgconn_close(struct pgconn *c)
     lost(c, "closed");
 }
 
-/* --- exclusive use ------------------------------------------------------------------------- */
+/* --- leased use ---------------------------------------------------------------------------- */
 
-int pgconn_take(struct pgconn *c)
+int pgconn_lease(struct pgconn *c)
 {
     if (PQexitPipelineMode(c->pg) != 1) return -1;
-    c->exclusive = true;
-    if (c->njobs++ == 0) c->pool->nbusy++;
+    set_state(c, PGCONN_LEASED, NULL);
     return 0;
 }
 
@@ -483,7 +494,7 @@ void pgconn_pause(struct pgconn *c, bool paused)
 
 int pgconn_begin(struct pgconn *c)
 {
-    int want = c->pool->cfg.statement_timeout_ms;
+    int want = c->cfg->statement_timeout_ms;
     if (c->session_timeout_ms == want) return pgconn_send(c, "BEGIN", 0, NULL);
     char sql[80];
     snprintf(sql, sizeof sql, "SET statement_timeout = %d; BEGIN", want);
@@ -535,17 +546,14 @@ void pgconn_release(struct pgconn *c)
 {
     pgconn_pause(c, false); /* idle connections are always read: a close is seen at once */
     c->owner = NULL;
-    c->exclusive = false;
     c->copying = c->wants_writable = false;
-    if (--c->njobs == 0) {
-        c->pool->nbusy--;
-        c->idle_since_ms = now_ms();
-    }
     if (PQtransactionStatus(c->pg) != PQTRANS_IDLE || PQenterPipelineMode(c->pg) != 1) {
         lost(c, "released inside a transaction");
         return;
     }
-    pool_conn_has_room(c->pool, c);
+    c->idle_since_ms = now_ms();
+    set_state(c, PGCONN_IDLE, NULL);
+    c->events->on_room(c->events_arg, c);
 }
 
 void pgconn_discard(struct pgconn *c)

@@ -8,12 +8,32 @@
 #include <stdbool.h>
 #include <stdint.h>
 
+#include "config.h"
+#include "pgjob.h"
 #include "stmt.h"
 
-struct pool;
-struct pgjob;
+/* A connection's state is the list of its pool it sits on; every change is reported through
+ * pgconn_events.on_state, so the holder's lists always agree with c->state. */
+enum pgconn_state {
+    PGCONN_CONNECTING, /* connect in progress */
+    PGCONN_IDLE,       /* ready, nothing in flight */
+    PGCONN_PIPELINE,   /* ready, njobs pipelined jobs in flight */
+    PGCONN_LEASED,     /* out of pipeline mode, serving one owner (COPY, transaction, stream) */
+    PGCONN_CLOSED,     /* failed or closed: the holder frees it */
+};
+enum { PGCONN_NSTATES = PGCONN_CLOSED }; /* the states a holder keeps a list for */
 
-enum pgconn_state { PGCONN_CONNECTING, PGCONN_READY, PGCONN_CLOSED };
+/* How a connection reports to whoever holds it (its pool), as h2o's redis client does: the
+ * connection never reaches into its holder. */
+struct pgconn_events {
+    /* c->state changed from `from`. On PGCONN_CLOSED (why says why) the jobs that were in flight
+     * are still in c's segments (pgconn_job_at) and the holder frees c with pgconn_free. */
+    void (*on_state)(void *arg, struct pgconn *c, enum pgconn_state from, const char *why);
+    /* Input was processed: c may take more work, or has finished what it had. */
+    void (*on_room)(void *arg, struct pgconn *c);
+    /* A pipelined job finished (job->status and job->result are set). */
+    void (*on_job_done)(void *arg, struct pgjob *job);
+};
 
 /* One pipeline segment: the commands sent for one job, ended by a Sync. */
 enum { SEG_MAX_CMDS = 5 };
@@ -37,8 +57,11 @@ struct pgconn_owner {
 };
 
 struct pgconn {
-    struct pgconn *prev, *next; /* pool list */
-    struct pool *pool;
+    struct pgconn *prev, *next; /* the holder's list for its state */
+    const struct pgconn_events *events;
+    void *events_arg;
+    const struct pool_config *cfg; /* the holder's settings, read when they are needed */
+    h2o_loop_t *loop;
     PGconn *pg;
     h2o_socket_t *sock; /* h2o's dup() of libpq's fd */
     enum pgconn_state state;
@@ -49,24 +72,34 @@ struct pgconn {
     int session_timeout_ms; /* statement_timeout now in force, -1 unknown */
     uint64_t created_ms, expires_ms, idle_since_ms;
     h2o_timeout_entry_t connect_entry;
-    struct pgconn_owner *owner; /* set while taken for exclusive use */
-    bool exclusive, copying, wants_writable;
-    bool paused; /* exclusive: results wait in libpq (the socket is not read) until resumed */
+    int stmts_counted; /* the holder's: stmts.count as last added to its gauge */
+    bool closing;      /* lost() runs: a nested close (an owner discarding c) is a no-op */
+    /* PGCONN_LEASED only: */
+    struct pgconn_owner *owner;
+    bool copying;        /* COPY IN runs: results come only after pgconn_end_copy */
+    bool wants_writable; /* the owner waits for on_writable */
+    bool paused;         /* results wait in libpq (the socket is not read) until resumed */
 };
 
-/* Starts connecting. Returns the connection (state CONNECTING) or NULL when libpq refused at
- * once (errbuf says why). The pool hears of the outcome through pool_conn_ready/failed. */
-struct pgconn *pgconn_connect(struct pool *p, char *errbuf, size_t errlen);
-/* Sends job's commands. The job's result comes back through pool_job_done. */
+/* Starts connecting with cfg's url and settings (cfg must outlive c). Returns the connection
+ * (CONNECTING) or NULL when libpq refused at once (errbuf says why); the outcome is reported
+ * through events. connect_timeout bounds the whole connect. */
+struct pgconn *pgconn_connect(h2o_loop_t *loop, const struct pool_config *cfg, h2o_timeout_t *connect_timeout,
+                              const struct pgconn_events *events, void *arg, char *errbuf, size_t errlen);
+/* Sends job's commands (c is IDLE or PIPELINE, and becomes PIPELINE). The outcome comes back
+ * through events->on_job_done; a failure to send closes c. */
 void pgconn_start(struct pgconn *c, struct pgjob *job);
+/* The job of the i-th in-flight segment, oldest first (i < c->nsegs). */
+struct pgjob *pgconn_job_at(const struct pgconn *c, unsigned i);
 /* True when another job may be pipelined now. */
 bool pgconn_has_room(const struct pgconn *c, uint64_t now_us);
 /* Closes the connection; in-flight jobs are handed back with pool_conn_failed semantics. */
 void pgconn_close(struct pgconn *c);
 
-/* --- exclusive use: the connection leaves pipeline mode and serves one owner --------------- */
-/* Called by the pool when an exclusive job gets this (idle) connection. Returns 0 or -1. */
-int pgconn_take(struct pgconn *c);
+/* --- leased use: the connection leaves pipeline mode and serves one owner ------------------ */
+/* Leases an IDLE connection (it becomes LEASED). Returns 0, or -1 when it could not leave
+ * pipeline mode (the caller closes it). */
+int pgconn_lease(struct pgconn *c);
 void pgconn_own(struct pgconn *c, struct pgconn_owner *owner);
 /* Sends one statement (text parameters, may be 0). Results come to owner->on_result, then NULL.
  * Returns 0, or -1 when the connection failed (on_lost follows). */
@@ -93,7 +126,7 @@ int pgconn_flush(struct pgconn *c);
 /* Asks for on_writable at the next turn of the loop (the socket is watched for writability):
  * a way to yield between batches that costs no timer delay. */
 void pgconn_yield(struct pgconn *c);
-/* Gives the connection back (discarded if it is inside a transaction). */
+/* Gives the connection back: IDLE again, or closed if it is inside a transaction. */
 void pgconn_release(struct pgconn *c);
 /* Closes it without any further callback (the owner went away mid-conversation). */
 void pgconn_discard(struct pgconn *c);

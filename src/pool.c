@@ -1,5 +1,7 @@
-/* pool.c — one named pool's share on one worker. Jobs wait in a FIFO bounded by pool_timeout
- * and max_queue; connections come and go with backoff; the janitor refills, reaps and recycles. */
+/* pool.c — one named pool's share on one worker. Jobs and leases wait in one FIFO bounded by
+ * pool_timeout and max_queue; a connection sits on the list of its state (pgconn_events tell
+ * the pool of every change); connections come and go with backoff; the janitor refills, reaps
+ * and recycles. */
 #include "pool.h"
 
 #include <stdio.h>
@@ -17,76 +19,95 @@
 #define BACKOFF_MAX_MS 1000 /* a restarted server is back in service within about a second */
 
 static void dispatch(struct pool *p);
-
-struct pgjob *pgjob_new(struct query_def *q, void *owner)
-{
-    struct pgjob *job = xcalloc(1, sizeof *job);
-    job->q = q;
-    if (q) q->reg->refs++; /* its definitions outlive a reload while it runs */
-    job->owner = owner;
-    int n = q ? q->nparams : 0;
-    job->param_off = xmalloc((size_t)(n ? n : 1) * sizeof *job->param_off);
-    for (int i = 0; i < n; i++) job->param_off[i] = -1;
-    buf_init(&job->params);
-    return job;
-}
-
-void pgjob_free(struct pgjob *job)
-{
-    if (job->q) job->q->reg->refs--;
-    if (job->result) PQclear(job->result);
-    buf_free(&job->params);
-    free(job->param_off);
-    free(job);
-}
-
-void pgjob_param(struct pgjob *job, int index, const char *text, size_t len)
-{
-    if (text == NULL) {
-        job->param_off[index] = -1;
-        return;
-    }
-    job->param_off[index] = (int)job->params.len;
-    buf_append(&job->params, text, len);
-    buf_putc(&job->params, '\0');
-}
-
 static void on_wait_timeout(h2o_timeout_entry_t *entry);
+
+static int total(const struct pool *p)
+{
+    int n = 0;
+    for (int s = 0; s < PGCONN_NSTATES; s++) n += p->conns[s].n;
+    return n;
+}
+
+/* --- the wait queue ----------------------------------------------------------------------- */
+
+static void enqueue(struct pool *p, struct pool_wait *w, bool front)
+{
+    w->pool = p;
+    if (front) {
+        w->next = p->qhead;
+        p->qhead = w;
+        if (p->qtail == NULL) p->qtail = w;
+    } else {
+        w->next = NULL;
+        if (p->qtail)
+            p->qtail->next = w;
+        else
+            p->qhead = w;
+        p->qtail = w;
+    }
+    p->qlen++;
+    w->entry.cb = on_wait_timeout;
+    h2o_timeout_link(p->loop, p->wait_timeout, &w->entry);
+}
+
+static void unqueue(struct pool *p, struct pool_wait *w)
+{
+    struct pool_wait **pp = &p->qhead, *prev = NULL;
+    while (*pp && *pp != w) prev = *pp, pp = &(*pp)->next;
+    if (*pp == NULL) return;
+    *pp = w->next;
+    if (p->qtail == w) p->qtail = prev;
+    w->next = NULL;
+    p->qlen--;
+    if (h2o_timeout_is_linked(&w->entry)) h2o_timeout_unlink(&w->entry);
+}
 
 /* --- delivering --------------------------------------------------------------------------- */
 
 static void deliver(struct pgjob *job)
 {
-    if (job->owner != NULL) {
+    if (job->owner != NULL)
         job->on_done(job);
+    else
+        pgjob_free(job); /* its owner left */
+}
+
+/* Ends a wait without a connection: a job gets PGJOB_UNAVAILABLE, a lease its callback. */
+static void fail_wait(struct pool_wait *w, const char *msg)
+{
+    if (w->whole) {
+        struct pool_lease *lease = (struct pool_lease *)w;
+        lease->cb(lease->arg, NULL, msg);
         return;
     }
-    if (job->conn != NULL) pgconn_release(job->conn);
-    pgjob_free(job);
+    struct pgjob *job = (struct pgjob *)w;
+    job->status = PGJOB_UNAVAILABLE;
+    snprintf(job->errmsg, sizeof job->errmsg, "%s", msg);
+    deliver(job);
+}
+
+static void on_wait_timeout(h2o_timeout_entry_t *entry)
+{
+    struct pool_wait *w = container_of(entry, struct pool_wait, entry);
+    struct pool *p = w->pool;
+    unqueue(p, w);
+    char msg[96];
+    snprintf(msg, sizeof msg, "no database connection within pool_timeout (%gs)", p->cfg.pool_timeout);
+    fail_wait(w, msg);
 }
 
 static const uint32_t retry_steps_ms[8] = {5, 10, 20, 40, 80, 160, 320, 640};
 
 static void on_retry_due(h2o_timeout_entry_t *entry)
 {
-    struct pgjob *job = container_of(entry, struct pgjob, wait_entry);
-    struct pool *p = job->pool;
+    struct pgjob *job = container_of(entry, struct pgjob, wait.entry);
+    struct pool *p = job->wait.pool;
     if (p->closing) {
-        job->status = PGJOB_UNAVAILABLE;
-        snprintf(job->errmsg, sizeof job->errmsg, "the gateway is shutting down");
-        deliver(job);
+        fail_wait(&job->wait, "the gateway is shutting down");
         return;
     }
-    job->queued_us = now_us();
-    job->next = NULL;
-    if (p->qtail)
-        p->qtail->next = job;
-    else
-        p->qhead = job;
-    p->qtail = job;
-    p->qlen++;
-    job->wait_entry.cb = on_wait_timeout;
-    h2o_timeout_link(p->loop, p->wait_timeout, &job->wait_entry);
+    job->wait.queued_us = now_us();
+    enqueue(p, &job->wait, false);
     dispatch(p);
 }
 
@@ -94,7 +115,7 @@ static void on_retry_due(h2o_timeout_entry_t *entry)
  * policy, the attempts or the request deadline do not allow it. */
 static bool retry_later(struct pool *p, struct pgjob *job)
 {
-    if (job->owner == NULL || p->closing || job->q == NULL || !(job->q->readonly || job->q->idempotent) ||
+    if (job->owner == NULL || p->closing || !(job->q->readonly || job->q->idempotent) ||
         job->attempts >= p->retry_policy.attempts)
         return false;
     uint32_t delay = retry_delay_ms(&p->retry_policy, job->attempts, (uint32_t)rand());
@@ -107,19 +128,22 @@ static bool retry_later(struct pool *p, struct pgjob *job)
     int i = -1;
     while (i + 1 < 8 && retry_steps_ms[i + 1] <= delay) i++;
     if (i < 0) {
-        on_retry_due(&job->wait_entry);
+        on_retry_due(&job->wait.entry);
         return true;
     }
-    job->wait_entry.cb = on_retry_due;
-    h2o_timeout_link(p->loop, &p->retry_timeouts[i], &job->wait_entry);
+    job->wait.entry.cb = on_retry_due;
+    h2o_timeout_link(p->loop, &p->retry_timeouts[i], &job->wait.entry);
     return true;
 }
 
-void pool_job_done(struct pool *p, struct pgjob *job)
+/* pgconn_events.on_job_done: counts what the result says of the server, then delivers the job
+ * or resends it. */
+static void on_job_done(void *arg, struct pgjob *job)
 {
-    job->conn = NULL;
+    struct pool *p = arg;
     if (job->status == PGJOB_DB_ERROR) {
         const char *state = PQresultErrorField(job->result, PG_DIAG_SQLSTATE);
+        if (state && strcmp(state, "40P01") == 0) p->deadlocks++;
         if (retry_sqlstate_connection(state)) {
             if (breaker_failure(p->breaker, &p->breaker_policy, now_ms()))
                 log_warn("pool %s: circuit breaker open", p->cfg.name);
@@ -133,69 +157,43 @@ void pool_job_done(struct pool *p, struct pgjob *job)
     deliver(job);
 }
 
-static void unqueue(struct pool *p, struct pgjob *job)
-{
-    struct pgjob **pp = &p->qhead, *prev = NULL;
-    while (*pp && *pp != job) prev = *pp, pp = &(*pp)->next;
-    if (*pp == NULL) return;
-    *pp = job->next;
-    if (p->qtail == job) p->qtail = prev;
-    job->next = NULL;
-    p->qlen--;
-    if (h2o_timeout_is_linked(&job->wait_entry)) h2o_timeout_unlink(&job->wait_entry);
-}
+/* --- connections by state ----------------------------------------------------------------- */
 
-static void on_wait_timeout(h2o_timeout_entry_t *entry)
+static void list_add(struct pool *p, enum pgconn_state s, struct pgconn *c)
 {
-    struct pgjob *job = container_of(entry, struct pgjob, wait_entry);
-    struct pool *p = job->pool;
-    unqueue(p, job);
-    job->status = PGJOB_UNAVAILABLE;
-    snprintf(job->errmsg, sizeof job->errmsg, "no database connection within pool_timeout (%gs)",
-             p->cfg.pool_timeout);
-    deliver(job);
-}
-
-static void enqueue(struct pool *p, struct pgjob *job, bool front)
-{
-    job->pool = p;
-    if (front) {
-        job->next = p->qhead;
-        p->qhead = job;
-        if (p->qtail == NULL) p->qtail = job;
-    } else {
-        job->next = NULL;
-        if (p->qtail)
-            p->qtail->next = job;
-        else
-            p->qhead = job;
-        p->qtail = job;
-    }
-    p->qlen++;
-    job->queued_us = now_us();
-    job->wait_entry.cb = on_wait_timeout;
-    h2o_timeout_link(p->loop, p->wait_timeout, &job->wait_entry);
-}
-
-/* --- connections -------------------------------------------------------------------------- */
-
-static void link_conn(struct pool *p, struct pgconn *c)
-{
+    struct pgconn_list *l = &p->conns[s];
     c->prev = NULL;
-    c->next = p->conns;
-    if (p->conns) p->conns->prev = c;
-    p->conns = c;
-    p->nconns++;
+    c->next = l->head;
+    if (l->head) l->head->prev = c;
+    l->head = c;
+    __atomic_store_n(&l->n, l->n + 1, __ATOMIC_RELAXED);
 }
 
-static void unlink_conn(struct pool *p, struct pgconn *c)
+static void list_del(struct pool *p, enum pgconn_state s, struct pgconn *c)
 {
+    struct pgconn_list *l = &p->conns[s];
     if (c->prev)
         c->prev->next = c->next;
     else
-        p->conns = c->next;
+        l->head = c->next;
     if (c->next) c->next->prev = c->prev;
-    p->nconns--;
+    c->prev = c->next = NULL;
+    __atomic_store_n(&l->n, l->n - 1, __ATOMIC_RELAXED);
+}
+
+/* The gauge of prepared statements follows each connection's cache. */
+static void count_stmts(struct pool *p, struct pgconn *c, int now)
+{
+    p->stmts_prepared += now - c->stmts_counted;
+    c->stmts_counted = now;
+}
+
+/* Frees a connection that has nothing in flight (IDLE or CONNECTING) without callbacks. */
+static void drop(struct pool *p, struct pgconn *c)
+{
+    list_del(p, c->state, c);
+    count_stmts(p, c, 0);
+    pgconn_free(c);
 }
 
 static void note_connect_failure(struct pool *p, const char *why)
@@ -213,38 +211,40 @@ static void note_connect_failure(struct pool *p, const char *why)
     snprintf(p->last_error, sizeof p->last_error, "%s", why);
 }
 
-/* A connect failed and nothing else can serve: the jobs waiting for a connection fail now
- * instead of at pool_timeout. */
+/* A connect failed and nothing else can serve: what waits for a connection fails now instead
+ * of at pool_timeout. */
 static void fail_waiting_if_down(struct pool *p)
 {
-    if (p->nconns > 0 || p->nconnecting > 0) return;
+    if (total(p) > 0) return;
+    char msg[200];
+    snprintf(msg, sizeof msg, "database unavailable: %.150s", p->last_error);
     while (p->qhead) {
-        struct pgjob *job = p->qhead;
-        unqueue(p, job);
-        job->status = PGJOB_UNAVAILABLE;
-        snprintf(job->errmsg, sizeof job->errmsg, "database unavailable: %.150s", p->last_error);
-        deliver(job);
+        struct pool_wait *w = p->qhead;
+        unqueue(p, w);
+        fail_wait(w, msg);
     }
 }
 
+static const struct pgconn_events conn_events;
+
 static void start_connect(struct pool *p)
 {
-    if (p->closing || p->nconnecting >= MAX_CONNECTING || now_ms() < p->next_connect_ms) return;
-    if (p->nconns >= p->cfg.pool_size + p->cfg.max_overflow) return;
+    if (p->closing || p->conns[PGCONN_CONNECTING].n >= MAX_CONNECTING || now_ms() < p->next_connect_ms)
+        return;
+    if (total(p) >= p->cfg.pool_size + p->cfg.max_overflow) return;
     char err[256];
-    struct pgconn *c = pgconn_connect(p, err, sizeof err);
+    struct pgconn *c =
+        pgconn_connect(p->loop, &p->cfg, &p->connect_timeout, &conn_events, p, err, sizeof err);
     if (c == NULL) {
         note_connect_failure(p, err);
         fail_waiting_if_down(p);
         return;
     }
-    link_conn(p, c);
-    p->nconnecting++;
+    list_add(p, PGCONN_CONNECTING, c);
 }
 
-void pool_conn_ready(struct pool *p, struct pgconn *c)
+static void conn_ready(struct pool *p, struct pgconn *c)
 {
-    p->nconnecting--;
     if (p->connect_failures > 0) log_info("pool %s: connected again", p->cfg.name);
     if (breaker_success(p->breaker)) log_info("pool %s: circuit breaker closed", p->cfg.name);
     p->connect_failures = 0;
@@ -258,18 +258,10 @@ void pool_conn_ready(struct pool *p, struct pgconn *c)
     dispatch(p);
 }
 
-/* Closes a connection that has nothing in flight. */
-static void drop(struct pool *p, struct pgconn *c)
+/* c closed (it is on no list any more): its in-flight jobs are resent or fail, then it is freed. */
+static void conn_closed(struct pool *p, struct pgconn *c, enum pgconn_state from, const char *why)
 {
-    unlink_conn(p, c);
-    pgconn_free(c);
-}
-
-void pool_conn_failed(struct pool *p, struct pgconn *c, const char *why)
-{
-    bool was_up = c->created_ms != 0;
-    if (!was_up) {
-        p->nconnecting--;
+    if (from == PGCONN_CONNECTING) {
         note_connect_failure(p, why);
     } else {
         p->conn_lost++;
@@ -277,38 +269,55 @@ void pool_conn_failed(struct pool *p, struct pgconn *c, const char *why)
         if (!p->closing) log_warn("pool %s: connection lost: %s", p->cfg.name, why);
         /* Only a loss that fails requests counts: an idle connection the server ended (a terminated
          * backend, idle_session_timeout) is simply replaced. */
-        if (!p->closing && c->njobs > 0 && strcmp(why, "discarded by its owner") != 0 &&
+        if (!p->closing && from != PGCONN_IDLE && strcmp(why, "discarded by its owner") != 0 &&
             breaker_failure(p->breaker, &p->breaker_policy, now_ms()))
             log_warn("pool %s: circuit breaker open", p->cfg.name);
     }
-    /* Hand the in-flight jobs back: readonly ones are resent once, the others fail. */
+    /* Hand the in-flight jobs back: readonly ones are resent, the others fail. */
     struct pgjob *failed = NULL;
     for (unsigned i = 0; i < c->nsegs; i++) {
-        struct pgjob *job = c->segs[(c->seg_head + i) % c->seg_cap].job;
+        struct pgjob *job = pgconn_job_at(c, i);
         if (!retry_later(p, job)) {
             if (job->result) PQclear(job->result);
             job->result = NULL;
             job->conn = NULL;
             job->status = PGJOB_UNAVAILABLE;
             snprintf(job->errmsg, sizeof job->errmsg, "the database connection was lost");
-            job->next = failed;
+            job->wait.next = (struct pool_wait *)failed;
             failed = job;
         }
     }
     c->nsegs = 0;
-    if (c->njobs > 0) p->nbusy--;
-    drop(p, c);
+    count_stmts(p, c, 0);
+    pgconn_free(c);
     for (struct pgjob *job; (job = failed) != NULL;) {
-        failed = job->next;
+        failed = (struct pgjob *)job->wait.next;
+        job->wait.next = NULL;
         deliver(job);
     }
-    if (!was_up) fail_waiting_if_down(p);
+    if (from == PGCONN_CONNECTING) fail_waiting_if_down(p);
     dispatch(p);
 }
 
-void pool_conn_has_room(struct pool *p, struct pgconn *c)
+/* pgconn_events.on_state: the one place a connection moves between the pool's lists. */
+static void on_state(void *arg, struct pgconn *c, enum pgconn_state from, const char *why)
 {
-    if (c->njobs == 0) {
+    struct pool *p = arg;
+    list_del(p, from, c);
+    if (c->state != PGCONN_CLOSED) list_add(p, c->state, c);
+    if (from == PGCONN_CONNECTING && c->state == PGCONN_IDLE)
+        conn_ready(p, c);
+    else if (c->state == PGCONN_CLOSED)
+        conn_closed(p, c, from, why);
+}
+
+/* pgconn_events.on_room: an idle connection past its age, or left inside a transaction, goes;
+ * then whatever waits gets a turn. */
+static void on_room(void *arg, struct pgconn *c)
+{
+    struct pool *p = arg;
+    count_stmts(p, c, c->stmts.count);
+    if (c->state == PGCONN_IDLE) {
         bool expired = c->expires_ms && now_ms() >= c->expires_ms;
         bool dirty = PQtransactionStatus(c->pg) != PQTRANS_IDLE;
         if (expired || dirty) {
@@ -320,93 +329,129 @@ void pool_conn_has_room(struct pool *p, struct pgconn *c)
     dispatch(p);
 }
 
+static const struct pgconn_events conn_events = {on_state, on_room, on_job_done};
+
 /* --- dispatching -------------------------------------------------------------------------- */
 
-/* An idle connection first; else, while the pool may still grow, none (the job waits for a new
- * connection or a free one, so a burst spreads over overflow connections); else the pipelined
- * connection with the fewest jobs. */
-static struct pgconn *pick(struct pool *p, uint64_t now, bool exclusive)
+/* An idle connection first (the one idle most recently: its backend is warm); else, while the
+ * pool may still grow, none (the job waits for a new connection or a free one, so a burst spreads
+ * over overflow connections); else the pipelined connection with the fewest jobs. A lease only
+ * ever takes an idle connection. */
+static struct pgconn *pick(struct pool *p, uint64_t now, bool whole)
 {
+    if (p->conns[PGCONN_IDLE].head) return p->conns[PGCONN_IDLE].head;
+    if (whole || total(p) < p->cfg.pool_size + p->cfg.max_overflow) return NULL;
     struct pgconn *best = NULL;
-    for (struct pgconn *c = p->conns; c; c = c->next)
-        if (c->state == PGCONN_READY && c->njobs == 0) return c;
-    if (exclusive || p->nconns < p->cfg.pool_size + p->cfg.max_overflow) return NULL;
-    for (struct pgconn *c = p->conns; c; c = c->next)
+    for (struct pgconn *c = p->conns[PGCONN_PIPELINE].head; c; c = c->next)
         if (pgconn_has_room(c, now) && (best == NULL || c->njobs < best->njobs)) best = c;
     return best;
 }
 
-/* Hands job to c: pipelined, or the whole connection for an exclusive job. */
-static void start(struct pool *p, struct pgconn *c, struct pgjob *job)
+/* Hands c to what waited: a job is pipelined, a lease gets the whole connection. */
+static void start(struct pool *p, struct pgconn *c, struct pool_wait *w)
 {
-    histogram_observe(&p->acquire, (double)(now_us() - job->queued_us) / 1e6);
-    if (!job->exclusive) {
-        pgconn_start(c, job); /* may lose c, which re-enters dispatch */
+    histogram_observe(&p->acquire, (double)(now_us() - w->queued_us) / 1e6);
+    if (!w->whole) {
+        pgconn_start(c, (struct pgjob *)w); /* may lose c, which re-enters dispatch */
         return;
     }
-    if (pgconn_take(c) != 0) {
-        enqueue(p, job, true);
+    if (pgconn_lease(c) != 0) {
+        enqueue(p, w, true);
         pgconn_close(c);
         return;
     }
-    job->conn = c;
-    job->status = PGJOB_OK;
-    deliver(job);
+    struct pool_lease *lease = (struct pool_lease *)w;
+    lease->cb(lease->arg, c, NULL);
 }
 
 static void dispatch(struct pool *p)
 {
     uint64_t now = now_us();
     while (p->qhead != NULL) {
-        struct pgconn *c = pick(p, now, p->qhead->exclusive);
+        struct pgconn *c = pick(p, now, p->qhead->whole);
         if (c == NULL) break;
-        struct pgjob *job = p->qhead;
-        unqueue(p, job);
-        start(p, c, job); /* the loop re-reads everything: start may change the lists */
+        struct pool_wait *w = p->qhead;
+        unqueue(p, w);
+        start(p, c, w); /* the loop re-reads everything: start may change the lists */
     }
     if (p->qhead != NULL) start_connect(p);
 }
 
-int pool_submit(struct pool *p, struct pgjob *job)
+/* Whether the pool takes another waiter now. Returns 0, or -SLUICE_EBUSY with the reason in err. */
+static int admit(struct pool *p, char *err, size_t errlen)
 {
-    job->pool = p;
     if (p->closing) {
-        snprintf(job->errmsg, sizeof job->errmsg, "the gateway is shutting down");
+        snprintf(err, errlen, "the gateway is shutting down");
         return -SLUICE_EBUSY;
     }
     if (!breaker_allow(p->breaker, &p->breaker_policy, now_ms())) {
-        snprintf(job->errmsg, sizeof job->errmsg, "circuit breaker open for pool %s", p->cfg.name);
+        snprintf(err, errlen, "circuit breaker open for pool %s", p->cfg.name);
         return -SLUICE_EBUSY;
     }
-    if (p->connect_failures > 0 && p->nconns == p->nconnecting) {
+    if (p->connect_failures > 0 && total(p) == p->conns[PGCONN_CONNECTING].n) {
         if (breaker_state(p->breaker) != BREAKER_HALF_OPEN) {
-            snprintf(job->errmsg, sizeof job->errmsg, "database unavailable: %.150s", p->last_error);
+            snprintf(err, errlen, "database unavailable: %.150s", p->last_error);
             return -SLUICE_EBUSY;
         }
         p->next_connect_ms = 0; /* the half-open probe: try a connection now */
     }
     if (p->qlen >= p->cfg.max_queue) {
-        snprintf(job->errmsg, sizeof job->errmsg, "too many requests waiting for pool %s", p->cfg.name);
+        snprintf(err, errlen, "too many requests waiting for pool %s", p->cfg.name);
         return -SLUICE_EBUSY;
     }
-    /* Straight to a connection when one has room and nobody waits. */
-    struct pgconn *c = p->qhead == NULL ? pick(p, now_us(), job->exclusive) : NULL;
-    if (c != NULL) {
-        job->queued_us = now_us();
-        start(p, c, job);
-        return 0;
-    }
-    enqueue(p, job, false);
-    dispatch(p);
     return 0;
+}
+
+/* Straight to a connection when one fits and nobody waits; else into the queue. */
+static void wait_or_start(struct pool *p, struct pool_wait *w)
+{
+    w->pool = p;
+    w->queued_us = now_us();
+    struct pgconn *c = p->qhead == NULL ? pick(p, w->queued_us, w->whole) : NULL;
+    if (c != NULL) {
+        start(p, c, w);
+        return;
+    }
+    enqueue(p, w, false);
+    dispatch(p);
+}
+
+int pool_submit(struct pool *p, struct pgjob *job)
+{
+    job->wait.pool = p;
+    job->wait.whole = false;
+    int rc = admit(p, job->errmsg, sizeof job->errmsg);
+    if (rc != 0) return rc;
+    wait_or_start(p, &job->wait);
+    return 0;
+}
+
+int pool_acquire(struct pool *p, struct pool_lease *lease, pool_lease_cb cb, void *arg, char *err,
+                 size_t errlen)
+{
+    memset(lease, 0, sizeof *lease);
+    lease->wait.pool = p;
+    lease->wait.whole = true;
+    lease->cb = cb;
+    lease->arg = arg;
+    int rc = admit(p, err, errlen);
+    if (rc != 0) return rc;
+    wait_or_start(p, &lease->wait);
+    return 0;
+}
+
+void pool_cancel_lease(struct pool_lease *lease)
+{
+    if (lease->wait.pool != NULL && h2o_timeout_is_linked(&lease->wait.entry))
+        unqueue(lease->wait.pool, &lease->wait);
 }
 
 void pool_abandon(struct pgjob *job)
 {
-    struct pool *p = job->pool;
-    if (p != NULL && h2o_timeout_is_linked(&job->wait_entry)) {
-        unqueue(p, job); /* waiting for a connection, or for a retry */
-        if (h2o_timeout_is_linked(&job->wait_entry)) h2o_timeout_unlink(&job->wait_entry);
+    struct pool *p = job->wait.pool;
+    if (p != NULL && h2o_timeout_is_linked(&job->wait.entry)) {
+        unqueue(p, &job->wait); /* waiting for a connection, or for a retry */
+        if (h2o_timeout_is_linked(&job->wait.entry)) h2o_timeout_unlink(&job->wait.entry);
         pgjob_free(job);
         return;
     }
@@ -414,8 +459,7 @@ void pool_abandon(struct pgjob *job)
     /* Cancel it on the server when it is what the connection runs now and nothing of another
      * request is pipelined behind it (a cancel hits whatever statement is running). */
     struct pgconn *c = job->conn;
-    if (c != NULL && !job->exclusive && c->state == PGCONN_READY && c->nsegs == 1 &&
-        c->segs[c->seg_head].job == job)
+    if (c != NULL && c->state == PGCONN_PIPELINE && c->nsegs == 1 && pgconn_job_at(c, 0) == job)
         cancel_request(c->pg);
 }
 
@@ -425,16 +469,15 @@ static void on_janitor(h2o_timeout_entry_t *entry)
 {
     struct pool *p = container_of(entry, struct pool, janitor);
     uint64_t now = now_ms();
-    for (struct pgconn *c = p->conns, *next; c; c = next) {
+    for (struct pgconn *c = p->conns[PGCONN_IDLE].head, *next; c; c = next) {
         next = c->next;
-        if (c->state != PGCONN_READY || c->njobs != 0) continue;
-        bool surplus = (p->nconns > p->cfg.pool_size &&
+        bool surplus = (total(p) > p->cfg.pool_size &&
                         now - c->idle_since_ms >= (uint64_t)(p->cfg.idle_timeout * 1000)) ||
-                       p->nconns > p->cfg.pool_size + p->cfg.max_overflow; /* after a resize down */
+                       total(p) > p->cfg.pool_size + p->cfg.max_overflow; /* after a resize down */
         bool expired = c->expires_ms && now >= c->expires_ms;
         if (surplus || expired) drop(p, c);
     }
-    if (p->nconns < p->cfg.pool_size || p->qhead) start_connect(p);
+    if (total(p) < p->cfg.pool_size || p->qhead) start_connect(p);
     h2o_timeout_link(p->loop, &p->janitor_timeout, &p->janitor);
 }
 
@@ -493,11 +536,8 @@ int pool_reconfigure(struct pool *p, const struct pool_config *cfg, int index, i
     p->cfg.max_overflow = share(cfg->max_overflow, index, nworkers);
     /* A smaller pool: idle connections above the new size go now, busy ones when they finish
      * (the janitor reaps surplus once idle). */
-    for (struct pgconn *c = p->conns, *next; c && p->nconns > p->cfg.pool_size + p->cfg.max_overflow;
-         c = next) {
-        next = c->next;
-        if (c->state == PGCONN_READY && c->njobs == 0) drop(p, c);
-    }
+    while (p->conns[PGCONN_IDLE].head && total(p) > p->cfg.pool_size + p->cfg.max_overflow)
+        drop(p, p->conns[PGCONN_IDLE].head);
     return restart;
 }
 
@@ -505,13 +545,12 @@ void pool_close(struct pool *p)
 {
     p->closing = true;
     while (p->qhead) {
-        struct pgjob *job = p->qhead;
-        unqueue(p, job);
-        job->status = PGJOB_UNAVAILABLE;
-        snprintf(job->errmsg, sizeof job->errmsg, "the gateway is shutting down");
-        deliver(job);
+        struct pool_wait *w = p->qhead;
+        unqueue(p, w);
+        fail_wait(w, "the gateway is shutting down");
     }
-    while (p->conns) pool_conn_failed(p, p->conns, "closed");
+    for (int s = 0; s < PGCONN_NSTATES; s++)
+        while (p->conns[s].head) pgconn_close(p->conns[s].head);
     if (h2o_timeout_is_linked(&p->janitor)) h2o_timeout_unlink(&p->janitor);
     if (h2o_linklist_is_empty(&p->wait_timeout->_entries)) { /* the loop has stopped: nothing waits */
         h2o_timeout_dispose(p->loop, p->wait_timeout);
@@ -530,9 +569,7 @@ void pool_close(struct pool *p)
 
 bool pool_healthy(const struct pool *p)
 {
-    for (const struct pgconn *c = p->conns; c; c = c->next)
-        if (c->state == PGCONN_READY) return true;
-    return p->connect_failures == 0;
+    return total(p) > p->conns[PGCONN_CONNECTING].n || p->connect_failures == 0;
 }
 
 int pool_retry_after(const struct pool *p)

@@ -12,57 +12,33 @@
 #include "buf.h"
 #include "config.h"
 #include "histogram.h"
+#include "pgconn.h"
+#include "pgjob.h"
 #include "retry.h"
 
-struct pgconn;
-struct query_def;
+/* A lease's outcome: c is the connection (LEASED, the owner's until pgconn_release or
+ * pgconn_discard), or NULL when none could be had (err says why). */
+typedef void (*pool_lease_cb)(void *arg, struct pgconn *c, const char *err);
 
-enum pgjob_status {
-    PGJOB_OK,          /* result holds the statement's result */
-    PGJOB_DB_ERROR,    /* result holds the server's error (PQresultErrorField works) */
-    PGJOB_BIND_ERROR,  /* a parameter did not convert; errmsg says which */
-    PGJOB_UNAVAILABLE, /* no connection within pool_timeout, queue full, or the database is down */
+/* A wait for a whole connection (COPY, a transaction, a stream). The memory is the caller's and
+ * must stay put until the callback ran or pool_cancel_lease was called. */
+struct pool_lease {
+    struct pool_wait wait; /* first: the queue holds jobs and leases alike */
+    pool_lease_cb cb;
+    void *arg;
 };
 
-/* One execution of a named query. Allocated by pgjob_new, owned by the pool from pool_submit
- * until on_done, which runs exactly once (never from inside pool_submit) and must free the job
- * with pgjob_free. An owner that goes away calls pool_abandon instead of waiting. */
-struct pgjob {
-    struct pgjob *next; /* wait-queue link */
-    struct pool *pool;
-    struct query_def *q;
-    void *owner;
-    /* Fills params for q->param_types (known by then); returns 0, or -1 after writing errmsg. */
-    int (*bind)(struct pgjob *job);
-    void (*on_done)(struct pgjob *job);
-    struct buf params; /* NUL-separated parameter texts */
-    int *param_off;    /* offset of each value in params, -1 for NULL */
-    bool bound;
-    bool exclusive;       /* wants a whole connection: on_done gets it in conn (status OK) */
-    struct pgconn *conn;  /* exclusive: the connection handed over; otherwise where it runs */
-    uint64_t deadline_us; /* 0 = none: retries never go past it */
-    int attempts;         /* sends so far; readonly jobs are resent once after a lost connection */
-    bool replan;          /* the server dropped or invalidated the statement: prepare afresh */
-    int timeout_ms;       /* statement_timeout for this job */
-    enum pgjob_status status;
-    PGresult *result; /* owned by the job; pgjob_free clears it */
-    char errmsg[200];
-    uint64_t queued_us, sent_us;
-    h2o_timeout_entry_t wait_entry;
+/* The connections of one state, doubly linked (c->prev, c->next). */
+struct pgconn_list {
+    struct pgconn *head;
+    int n;
 };
-
-/* q may be NULL for an exclusive job. */
-struct pgjob *pgjob_new(struct query_def *q, void *owner);
-void pgjob_free(struct pgjob *job);
-/* Appends one parameter value (NULL for SQL NULL) in order. */
-void pgjob_param(struct pgjob *job, int index, const char *text, size_t len);
 
 struct pool {
     struct pool_config cfg; /* this worker's share: pool_size and max_overflow divided */
     h2o_loop_t *loop;
-    struct pgconn *conns; /* all connections, doubly linked */
-    int nconns, nconnecting, nbusy;
-    struct pgjob *qhead, *qtail;
+    struct pgconn_list conns[PGCONN_NSTATES]; /* by state: a connection sits on the list of its state */
+    struct pool_wait *qhead, *qtail;
     int qlen;
     h2o_timeout_t *wait_timeout; /* pool_timeout; a reload that changes it makes a new one */
     h2o_timeout_t connect_timeout, janitor_timeout;
@@ -79,7 +55,7 @@ struct pool {
     /* counters for /health and /metrics */
     uint64_t connects, connect_errors, conn_lost;
     uint64_t deadlocks;        /* 40P01 results */
-    int stmts_prepared;        /* statements prepared, all this worker's connections */
+    int stmts_prepared;        /* statements prepared, all this worker's connections (pgconn_events) */
     struct histogram acquire;  /* seconds from submit to a connection (db_connection_time_seconds) */
     struct histogram txn_time; /* transactions (handlers, /batch?transaction=true): BEGIN to the end */
     uint64_t txn_outcomes[3];  /* by enum txn_outcome (txn.h) */
@@ -102,12 +78,19 @@ int pool_submit(struct pool *p, struct pgjob *job);
 /* The owner left: a waiting job is dropped now, an in-flight one when its result arrives. */
 void pool_abandon(struct pgjob *job);
 
-/* Called by pgconn. */
-void pool_conn_ready(struct pool *p, struct pgconn *c);
-void pool_conn_failed(struct pool *p, struct pgconn *c, const char *why);
-void pool_conn_has_room(struct pool *p, struct pgconn *c);
-/* A job finished (result set) on a connection: delivers it or resends it. */
-void pool_job_done(struct pool *p, struct pgjob *job);
+/* Asks for a whole connection, in the same FIFO as jobs. Returns 0: cb runs exactly once, with
+ * a connection or an error, and may run before pool_acquire returns when one is idle. Returns
+ * -SLUICE_EBUSY when the pool refuses at once (cb never runs; err says why). */
+int pool_acquire(struct pool *p, struct pool_lease *lease, pool_lease_cb cb, void *arg, char *err,
+                 size_t errlen);
+/* The owner left while the lease still waits: cb never runs. */
+void pool_cancel_lease(struct pool_lease *lease);
+
+/* Connections in state s. */
+static inline int pool_count(const struct pool *p, enum pgconn_state s)
+{
+    return __atomic_load_n(&p->conns[s].n, __ATOMIC_RELAXED); /* /metrics reads other workers' pools */
+}
 
 /* Seconds a refused client should wait (Retry-After): what is left of the breaker's open time,
  * else 1. */

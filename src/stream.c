@@ -27,8 +27,8 @@ struct stream {
     struct query_def *q;
     enum stream_format fmt;
     struct stream_hooks hooks;
-    struct pgjob *job;   /* waiting for a connection */
-    struct pgconn *conn; /* ours until the query is done */
+    struct pool_lease lease; /* waiting for a connection */
+    struct pgconn *conn;     /* ours until the query is done */
     struct pgconn_owner owner;
     const char **values; /* parameter texts, NULL for SQL NULL (in the request's pool) */
     int nvalues;
@@ -282,18 +282,15 @@ static void on_lost(void *arg, const char *why)
     pump(s);
 }
 
-static void on_conn(struct pgjob *job)
+static void on_conn(void *arg, struct pgconn *c, const char *err)
 {
-    struct stream *s = job->owner;
-    s->job = NULL;
-    if (job->status != PGJOB_OK) {
+    struct stream *s = arg;
+    if (c == NULL) {
         db_done(s);
-        report_fail(s, 503, job->errmsg, NULL, NULL);
-        pgjob_free(job);
+        report_fail(s, 503, err, NULL, NULL);
         return;
     }
-    s->conn = job->conn;
-    pgjob_free(job);
+    s->conn = c;
     pgconn_own(s->conn, &s->owner);
     if (s->conn->session_timeout_ms == s->timeout_ms) {
         send_query(s);
@@ -309,8 +306,7 @@ static void on_conn(struct pgjob *job)
 static void on_dispose(void *p)
 {
     struct stream *s = p;
-    if (s->job != NULL) pool_abandon(s->job);
-    s->job = NULL;
+    pool_cancel_lease(&s->lease);
     if (s->conn != NULL) pgconn_discard(s->conn);
     s->conn = NULL;
     db_done(s);
@@ -338,17 +334,12 @@ void stream_start(struct worker *w, h2o_req_t *req, struct query_def *q, struct 
                            ? NULL
                            : h2o_strdup(&req->pool, job->params.data + job->param_off[i], SIZE_MAX).base;
 
-    struct pgjob *ex = pgjob_new(NULL, s);
-    ex->exclusive = true;
-    ex->on_done = on_conn;
-    s->job = ex;
     s->db_busy = true;
     w->inflight++;
-    if (pool_submit(pool, ex) != 0) {
-        s->job = NULL;
+    char err[200];
+    if (pool_acquire(pool, &s->lease, on_conn, s, err, sizeof err) != 0) {
         db_done(s);
         http_retry_after(req, pool_retry_after(pool));
-        report_fail(s, 503, ex->errmsg, NULL, NULL);
-        pgjob_free(ex);
+        report_fail(s, 503, err, NULL, NULL);
     }
 }

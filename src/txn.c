@@ -51,18 +51,15 @@ static void on_lost(void *arg, const char *why)
     t->cb(t, NULL);
 }
 
-static void on_conn(struct pgjob *job)
+static void on_conn(void *arg, struct pgconn *c, const char *err)
 {
-    struct txn *t = job->owner;
-    t->job = NULL;
-    if (job->status != PGJOB_OK) {
-        snprintf(t->errmsg, sizeof t->errmsg, "%s", job->errmsg);
-        pgjob_free(job);
+    struct txn *t = arg;
+    if (c == NULL) {
+        snprintf(t->errmsg, sizeof t->errmsg, "%s", err);
         t->cb(t, NULL);
         return;
     }
-    t->conn = job->conn;
-    pgjob_free(job);
+    t->conn = c;
     t->begun_us = now_us();
     pgconn_own(t->conn, &t->owner);
     pgconn_begin(t->conn);
@@ -76,17 +73,7 @@ int txn_open(struct txn *t, struct pool *p, txn_cb cb, void *arg)
     t->arg = arg;
     t->owner = (struct pgconn_owner){on_result, on_writable, on_lost, t};
     buf_init(&t->params);
-    struct pgjob *job = pgjob_new(NULL, t);
-    job->exclusive = true;
-    job->on_done = on_conn;
-    t->job = job;
-    if (pool_submit(p, job) != 0) {
-        snprintf(t->errmsg, sizeof t->errmsg, "%s", job->errmsg);
-        t->job = NULL;
-        pgjob_free(job);
-        return -1;
-    }
-    return 0;
+    return pool_acquire(p, &t->lease, on_conn, t, t->errmsg, sizeof t->errmsg) != 0 ? -1 : 0;
 }
 
 int txn_query(struct txn *t, struct query_def *q, json_t *const *vals, txn_cb cb)
@@ -143,8 +130,7 @@ void txn_close(struct txn *t)
 void txn_abandon(struct txn *t)
 {
     count(t, TXN_ERROR);
-    if (t->job) pool_abandon(t->job);
-    t->job = NULL;
+    pool_cancel_lease(&t->lease);
     if (t->conn) pgconn_discard(t->conn);
     t->conn = NULL;
     if (t->last) PQclear(t->last);

@@ -21,7 +21,7 @@ typedef void (*txn_cb)(struct txn *t, PGresult *r);
 
 struct txn {
     struct pool *pool;
-    struct pgjob *job; /* while waiting for the connection */
+    struct pool_lease lease; /* while waiting for the connection */
     struct pgconn *conn;
     struct pgconn_owner owner;
     txn_cb cb;

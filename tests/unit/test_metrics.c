@@ -298,11 +298,10 @@ static void test_render_sums_workers(void **state)
     metrics_query_exec(w1, q1, 1, 1000);
     metrics_bulk_done(w0, w0->reg->bulks[0], true, 1000, now_us());
     metrics_bulk_done(w1, w1->reg->bulks[0], false, 10, now_us());
-    w0->pools[0].nbusy = 1;
-    w1->pools[0].nbusy = 2;
-    w0->pools[0].nconns = 3;
-    w0->pools[0].nconnecting = 1;
-    w1->pools[0].nconns = 2;
+    w0->pools[0].conns[PGCONN_PIPELINE].n = 1; /* counts only: the lists stay empty */
+    w0->pools[0].conns[PGCONN_IDLE].n = 1;
+    w0->pools[0].conns[PGCONN_CONNECTING].n = 1;
+    w1->pools[0].conns[PGCONN_PIPELINE].n = 2;
     w1->pools[0].qlen = 5;
     w0->pools[0].stmts_prepared = 2;
     w1->pools[0].stmts_prepared = 1;
