@@ -16,6 +16,7 @@
 #include "jsonnum.h"
 #include "jsonw.h"
 #include "metrics.h"
+#include "reqlife.h"
 #include "route.h"
 #include "server.h"
 #include "txn.h"
@@ -33,46 +34,49 @@ struct item {
 };
 
 struct batch {
-    h2o_req_t *req;
-    struct worker *w;
+    struct reqlife life; /* first: the request's lifecycle */
     json_t *doc;
     struct item *items;
     int n, pending, cur;
     bool transaction, answered;
     struct txn txn;
     bool txn_open;
-    struct registry *reg; /* the generation its queries come from */
-    uint64_t started_us;
     int fail_status; /* a failed transaction: its answer, sent once ROLLBACK is done */
     struct buf fail_body;
-    h2o_timeout_entry_t deadline; /* request_timeout after arrival */
 };
 
-static void stop_deadline(struct batch *b)
+/* The wait ended early (deadline, client gone, request freed): what still waits is dropped
+ * (statements cancelled when they run alone on their connection, an open transaction's
+ * connection closed, so the server rolls it back). */
+static void cleanup(struct reqlife *life)
 {
-    if (h2o_timeout_is_linked(&b->deadline)) h2o_timeout_unlink(&b->deadline);
-}
-
-static void on_dispose(void *p)
-{
-    struct batch *b = p;
-    stop_deadline(b);
+    struct batch *b = (struct batch *)life;
     for (int i = 0; i < b->n; i++) {
         if (b->items[i].job) pool_abandon(b->items[i].job);
+        b->items[i].job = NULL;
+    }
+    if (b->txn_open) txn_abandon(&b->txn);
+    b->txn_open = false;
+    b->answered = true;
+}
+
+static void dispose(struct reqlife *life)
+{
+    struct batch *b = (struct batch *)life;
+    for (int i = 0; i < b->n; i++) {
         buf_free(&b->items[i].body);
         free(b->items[i].vals);
     }
-    if (b->txn_open) txn_abandon(&b->txn);
     buf_free(&b->fail_body);
     free(b->items);
-    b->reg->refs--;
     if (b->doc) json_decref(b->doc);
-    b->w->inflight--;
 }
+
+static const struct reqlife_kind batch_kind = {.cleanup = cleanup, .dispose = dispose};
 
 static void reply_items(struct batch *b)
 {
-    struct buf *out = &b->w->out;
+    struct buf *out = &b->life.w->out;
     buf_reset(out);
     buf_putc(out, '[');
     for (int i = 0; i < b->n; i++) {
@@ -82,18 +86,18 @@ static void reply_items(struct batch *b)
     }
     buf_putc(out, ']');
     b->answered = true;
-    stop_deadline(b);
-    http_send_json(b->req, 200, out->data, out->len);
+    reqlife_done(&b->life);
+    http_send_json(b->life.req, 200, out->data, out->len);
 }
 
 /* Per-query metrics for a batch item, as /query/{name} counts its answers. */
 static void count_item(struct batch *b, struct item *it, const struct pgjob *job)
 {
     uint64_t us;
-    int pool = job->wait.pool ? (int)(job->wait.pool - b->w->pools) : it->q->pool_idx;
-    if (job->status == PGJOB_OK) metrics_query_exec(b->w, it->q, pool, now_us() - job->sent_us);
-    metrics_query_done(b->w, it->q, pool, it->status, b->started_us, it->status == 200 ? NULL : job->errmsg,
-                       &us);
+    int pool = job->wait.pool ? (int)(job->wait.pool - b->life.w->pools) : it->q->pool_idx;
+    if (job->status == PGJOB_OK) metrics_query_exec(b->life.w, it->q, pool, now_us() - job->sent_us);
+    metrics_query_done(b->life.w, it->q, pool, it->status, b->life.started_us,
+                       it->status == 200 ? NULL : job->errmsg, &us);
 }
 
 /* --- pipelined ------------------------------------------------------------------------------ */
@@ -124,7 +128,7 @@ static void run_pipelined(struct batch *b)
             continue;
         }
         /* each item on the pool sluice.route picks for it, as /query/{name} would */
-        struct pool *pool = &b->w->pools[route_pool(b->w, it->q, b->req)];
+        struct pool *pool = &b->life.w->pools[route_pool(b->life.w, it->q, b->life.req)];
         struct pgjob *job = pgjob_new(it->q, it);
         job->bind = bind_item;
         job->on_done = on_item_done;
@@ -167,10 +171,10 @@ static void fail_txn(struct batch *b, int index, int status, struct buf *body)
 
 static void answer_failure(struct batch *b)
 {
-    if (b->fail_status == 503) http_retry_after(b->req, 1);
+    if (b->fail_status == 503) http_retry_after(b->life.req, 1);
     b->answered = true;
-    stop_deadline(b);
-    http_send_json(b->req, b->fail_status, b->fail_body.data, b->fail_body.len);
+    reqlife_done(&b->life);
+    http_send_json(b->life.req, b->fail_status, b->fail_body.data, b->fail_body.len);
 }
 
 static void on_finished(struct txn *t, PGresult *r)
@@ -264,27 +268,11 @@ static void txn_step(struct txn *t, PGresult *r)
     next_item(b);
 }
 
-/* request_timeout passed: what still waits is dropped (statements cancelled when they run alone
- * on their connection, an open transaction's connection closed, so the server rolls it back). */
-static void on_deadline(h2o_timeout_entry_t *entry)
-{
-    struct batch *b = container_of(entry, struct batch, deadline);
-    if (b->answered) return;
-    for (int i = 0; i < b->n; i++) {
-        if (b->items[i].job) pool_abandon(b->items[i].job);
-        b->items[i].job = NULL;
-    }
-    if (b->txn_open) txn_abandon(&b->txn);
-    b->txn_open = false;
-    b->answered = true;
-    http_send_error(b->req, 504, "timeout", "the request deadline passed", NULL, NULL);
-}
-
 /* --- parsing ---------------------------------------------------------------------------------- */
 
 static int parse(struct batch *b, char *err, size_t errlen)
 {
-    h2o_req_t *req = b->req;
+    h2o_req_t *req = b->life.req;
     json_error_t jerr;
     b->doc = jsonnum_load(req->entity.base ? req->entity.base : "", req->entity.len, JSON_REJECT_DUPLICATES,
                           &jerr);
@@ -323,7 +311,7 @@ static int parse(struct batch *b, char *err, size_t errlen)
                 return -1;
             }
         }
-        it->q = registry_find(b->reg, name, strlen(name));
+        it->q = registry_find(b->life.reg, name, strlen(name));
         if (it->q == NULL) {
             it->status = 404;
             buf_puts(&it->body,
@@ -356,14 +344,7 @@ int batch_handle(struct worker *w, h2o_req_t *req)
         http_send_error(req, 415, "unsupported_media_type", "the body must be application/json", NULL, NULL);
         return 0;
     }
-    struct batch *b = h2o_mem_alloc_shared(&req->pool, sizeof *b, on_dispose);
-    memset(b, 0, sizeof *b);
-    b->req = req;
-    b->w = w;
-    b->reg = w->reg;
-    b->reg->refs++;
-    b->started_us = now_us();
-    w->inflight++;
+    struct batch *b = reqlife_new(w, req, sizeof *b, &batch_kind, w->reg);
     if (req->query_at != SIZE_MAX) {
         h2o_iovec_t qs =
             h2o_iovec_init(req->path.base + req->query_at + 1, req->path.len - req->query_at - 1);
@@ -381,7 +362,7 @@ int batch_handle(struct worker *w, h2o_req_t *req)
             !auth_allow(w, req, q->auth, q->reg->L, q->auth_ref, q->name))
             return 0;
     }
-    worker_request_deadline(w, &b->deadline, on_deadline);
+    reqlife_wait(&b->life, reqlife_request_timeout_ms(w));
     if (!b->transaction) {
         run_pipelined(b);
         return 0;
@@ -392,6 +373,7 @@ int batch_handle(struct worker *w, h2o_req_t *req)
     struct pool *pool = &w->pools[first ? first->pool_idx : 0];
     b->cur = -1;
     if (txn_open(&b->txn, pool, txn_step, b) != 0) {
+        reqlife_done(&b->life);
         http_send_error(req, 503, "unavailable", b->txn.errmsg, NULL, NULL);
         return 0;
     }

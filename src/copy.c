@@ -11,18 +11,17 @@
 
 #include "auth.h"
 #include "bulkparse.h"
-#include "clientwatch.h"
 #include "http.h"
 #include "jsonw.h"
 #include "log.h"
 #include "metrics.h"
 #include "pgconn.h"
 #include "query.h"
+#include "reqlife.h"
 #include "server.h"
 #include "util.h"
 
-#define BATCH_ROWS     1000 /* rows encoded per loop turn */
-#define WATCH_AFTER_MS 500
+#define BATCH_ROWS 1000 /* rows encoded per loop turn */
 
 enum step {
     ST_DESCRIBE, /* learning the column types */
@@ -37,8 +36,7 @@ enum step {
 };
 
 struct bulkreq {
-    h2o_req_t *req;
-    struct worker *w;
+    struct reqlife life; /* first: the request's lifecycle */
     struct bulk_def *d;
     struct pool_lease lease; /* while waiting for a connection */
     struct pgconn *conn;     /* once taken */
@@ -51,10 +49,6 @@ struct bulkreq {
     long chunk_first_row, chunk_sent; /* rows of the current chunk */
     int chunks, committed_chunks;
     long rows_committed, affected;
-    uint64_t started_us;
-    h2o_timeout_entry_t watch_due; /* a load still running after WATCH_AFTER_MS watches its client */
-    struct clientwatch watch;
-    bool done;
     /* the first error; answered once the connection is clean again */
     int err_status;
     char err[320];
@@ -66,18 +60,26 @@ struct bulkreq {
 static void pump(struct bulkreq *br);
 static bool streams_whole_body(const struct bulk_def *d);
 
-static void on_dispose(void *p)
+/* The load ended early: the connection is closed, so the server rolls back what was not
+ * committed. */
+static void cleanup(struct reqlife *life)
 {
-    struct bulkreq *br = p;
-    if (h2o_timeout_is_linked(&br->watch_due)) h2o_timeout_unlink(&br->watch_due);
-    clientwatch_stop(&br->watch);
+    struct bulkreq *br = (struct bulkreq *)life;
     pool_cancel_lease(&br->lease);
-    if (br->conn) pgconn_discard(br->conn); /* the server rolls back what was not committed */
+    if (br->conn) pgconn_discard(br->conn);
+    br->conn = NULL;
+}
+
+static void dispose(struct reqlife *life)
+{
+    struct bulkreq *br = (struct bulkreq *)life;
     if (br->reader_open) bulk_reader_free(&br->rd);
     buf_free(&br->data);
-    br->d->reg->refs--;
-    br->w->inflight--;
 }
+
+static void on_client_gone(struct reqlife *life);
+static const struct reqlife_kind copy_kind = {
+    .cleanup = cleanup, .on_client_gone = on_client_gone, .dispose = dispose};
 
 static void detach(struct bulkreq *br)
 {
@@ -87,9 +89,8 @@ static void detach(struct bulkreq *br)
 
 static void reply_error(struct bulkreq *br)
 {
-    br->done = true;
-    clientwatch_stop(&br->watch);
-    struct buf *b = &br->w->out;
+    reqlife_done(&br->life);
+    struct buf *b = &br->life.w->out;
     const char *code = http_error_code(br->err_status);
     buf_reset(b);
     buf_puts(b, "{\"error\":{\"code\":");
@@ -106,26 +107,26 @@ static void reply_error(struct bulkreq *br)
     }
     buf_printf(b, ",\"committed_chunks\":%d,\"rows_committed\":%ld}}", br->committed_chunks,
                br->rows_committed);
-    if (br->err_status == 503) http_retry_after(br->req, pool_retry_after(&br->w->pools[br->d->pool_idx]));
+    if (br->err_status == 503)
+        http_retry_after(br->life.req, pool_retry_after(&br->life.w->pools[br->d->pool_idx]));
     br->d->errors++;
-    metrics_bulk_done(br->w, br->d, false, br->rows_committed, br->started_us);
-    http_send_json(br->req, br->err_status, b->data, b->len);
+    metrics_bulk_done(br->life.w, br->d, false, br->rows_committed, br->life.started_us);
+    http_send_json(br->life.req, br->err_status, b->data, b->len);
 }
 
 static void reply_ok(struct bulkreq *br)
 {
-    br->done = true;
-    clientwatch_stop(&br->watch);
-    struct buf *b = &br->w->out;
+    reqlife_done(&br->life);
+    struct buf *b = &br->life.w->out;
     buf_reset(b);
     buf_printf(b, "{\"rows\":%ld,\"chunks\":%d,\"committed_chunks\":%d,\"took_ms\":%.1f", br->rows_committed,
-               br->chunks, br->committed_chunks, (double)(now_us() - br->started_us) / 1000.0);
+               br->chunks, br->committed_chunks, (double)(now_us() - br->life.started_us) / 1000.0);
     if (br->d->mode != BULK_INSERT) buf_printf(b, ",\"affected\":%ld", br->affected);
     buf_putc(b, '}');
     br->d->calls++;
     br->d->rows += (uint64_t)br->rows_committed;
-    metrics_bulk_done(br->w, br->d, true, br->rows_committed, br->started_us);
-    http_send_json(br->req, 200, b->data, b->len);
+    metrics_bulk_done(br->life.w, br->d, true, br->rows_committed, br->life.started_us);
+    http_send_json(br->life.req, 200, b->data, b->len);
 }
 
 /* Records the first error: the client's (status given) or the server's (from r). */
@@ -218,8 +219,8 @@ static void next_step(struct bulkreq *br)
             finish_failed(br);
             return;
         }
-        if (bulk_reader_init(&br->rd, br->format, br->req->entity.base, br->req->entity.len, d->columns,
-                             d->types, d->ncolumns, err, sizeof err) != 0) {
+        if (bulk_reader_init(&br->rd, br->format, br->life.req->entity.base, br->life.req->entity.len,
+                             d->columns, d->types, d->ncolumns, err, sizeof err) != 0) {
             br->reader_open = true;
             fail(br, 400, err, NULL);
             finish_failed(br);
@@ -408,24 +409,14 @@ static bool content_type_is(h2o_req_t *req, const char *type)
     return h2o_lcstris(v.base, n, type, strlen(type));
 }
 
-/* The client hung up mid-load: the connection is closed, so the server rolls back what was not
- * committed; the answer only makes h2o free the request. */
-static void on_client_gone(void *arg)
+/* The client hung up mid-load (cleanup closed the connection): the answer, with what was
+ * committed, only makes h2o free the request. */
+static void on_client_gone(struct reqlife *life)
 {
-    struct bulkreq *br = arg;
-    if (br->done) return;
-    pool_cancel_lease(&br->lease);
-    if (br->conn) pgconn_discard(br->conn);
-    br->conn = NULL;
+    struct bulkreq *br = (struct bulkreq *)life;
     br->err_status = 0;
     fail(br, 503, "the client closed the connection", NULL);
     reply_error(br);
-}
-
-static void on_watch_due(h2o_timeout_entry_t *entry)
-{
-    struct bulkreq *br = container_of(entry, struct bulkreq, watch_due);
-    if (!br->done) clientwatch_start(&br->watch, br->req, br->w->ctx.loop, on_client_gone, br);
 }
 
 int copy_handle(struct worker *w, h2o_req_t *req, struct bulk_def *d)
@@ -449,18 +440,11 @@ int copy_handle(struct worker *w, h2o_req_t *req, struct bulk_def *d)
         return 0;
     }
 
-    struct bulkreq *br = h2o_mem_alloc_shared(&req->pool, sizeof *br, on_dispose);
-    memset(br, 0, sizeof *br);
-    br->req = req;
-    br->w = w;
+    struct bulkreq *br = reqlife_new(w, req, sizeof *br, &copy_kind, d->reg);
     br->d = d;
-    d->reg->refs++;
     br->format = format;
-    br->started_us = now_us();
     br->owner = (struct pgconn_owner){on_result, on_writable, on_lost, br};
-    br->watch_due.cb = on_watch_due;
-    h2o_timeout_link(w->ctx.loop, worker_timeout(w, WATCH_AFTER_MS), &br->watch_due);
-    w->inflight++;
+    reqlife_wait(&br->life, 0); /* no deadline: a load takes as long as its body */
 
     char err[200];
     if (pool_acquire(&w->pools[d->pool_idx], &br->lease, on_conn, br, err, sizeof err) != 0) {

@@ -11,13 +11,13 @@
 #include "call.h"
 #include "http.h"
 #include "jsonw.h"
+#include "reqlife.h"
 #include "server.h"
 #include "txn.h"
 #include "util.h"
 
 struct explain {
-    h2o_req_t *req;
-    struct worker *w;
+    struct reqlife life; /* first: the request's lifecycle */
     struct query_def *q;
     json_t *params;
     json_t **vals;
@@ -27,21 +27,29 @@ struct explain {
     struct buf body; /* the answer, sent once the rollback is done */
 };
 
-static void on_dispose(void *p)
+/* The wait ended early: the transaction's connection is closed, so the server rolls back. */
+static void cleanup(struct reqlife *life)
 {
-    struct explain *e = p;
+    struct explain *e = (struct explain *)life;
     if (e->open) txn_abandon(&e->txn);
+    e->open = false;
+}
+
+static void dispose(struct reqlife *life)
+{
+    struct explain *e = (struct explain *)life;
     if (e->params) json_decref(e->params);
     free(e->vals);
     buf_free(&e->body);
-    e->q->reg->refs--;
-    e->w->inflight--;
 }
+
+static const struct reqlife_kind explain_kind = {.cleanup = cleanup, .dispose = dispose};
 
 static void answer(struct explain *e)
 {
-    if (e->status == 503) http_retry_after(e->req, 1);
-    http_send_json(e->req, e->status, e->body.data, e->body.len);
+    reqlife_done(&e->life);
+    if (e->status == 503) http_retry_after(e->life.req, 1);
+    http_send_json(e->life.req, e->status, e->body.data, e->body.len);
 }
 
 static void error_body(struct explain *e, int status, const char *msg, const char *sqlstate)
@@ -161,16 +169,12 @@ int explain_handle(struct worker *w, h2o_req_t *req, const char *name, size_t le
         http_send_error(req, 400, "bad_request", err, q->name, NULL);
         return 0;
     }
-    struct explain *e = h2o_mem_alloc_shared(&req->pool, sizeof *e, on_dispose);
-    memset(e, 0, sizeof *e);
-    e->req = req;
-    e->w = w;
+    struct explain *e = reqlife_new(w, req, sizeof *e, &explain_kind, q->reg);
     e->q = q;
-    q->reg->refs++;
-    w->inflight++;
     e->params = params;
     e->vals = vals;
     e->analyze = analyze;
+    reqlife_wait(&e->life, reqlife_request_timeout_ms(w));
     if (txn_open(&e->txn, &w->pools[q->pool_idx], on_begun, e) != 0) {
         error_body(e, 503, e->txn.errmsg, NULL);
         answer(e);

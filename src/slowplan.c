@@ -10,6 +10,7 @@
 #include "buf.h"
 #include "log.h"
 #include "metrics.h"
+#include "reqlife.h"
 #include "server.h"
 #include "txn.h"
 #include "util.h"
@@ -50,8 +51,7 @@ static void free_vals(const struct query_def *q, json_t **vals)
 static void done(struct capture *c)
 {
     free_vals(c->q, c->vals);
-    c->q->reg->refs--;
-    c->w->inflight--;
+    reqlife_unhold(c->w, c->q->reg);
     free(c);
 }
 
@@ -111,8 +111,7 @@ void slowplan_capture(struct worker *w, struct query_def *q, int pool, json_t **
     c->q = q;
     c->pool = pool;
     c->vals = vals;
-    q->reg->refs++;
-    w->inflight++;
+    reqlife_hold(w, q->reg);
     if (txn_open(&c->txn, &w->pools[pool], on_begun, c) != 0) {
         log_printf(LOG_DEBUG, "explain_slow %s: %s", q->name, c->txn.errmsg);
         txn_close(&c->txn);
