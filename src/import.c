@@ -13,6 +13,7 @@
 
 #include "buf.h"
 #include "dbconnect.h"
+#include "luastr.h"
 #include "sqlparam.h"
 #include "util.h"
 
@@ -721,33 +722,27 @@ static char *try_prepare(PGconn *pg, const struct import_query *q)
     return why;
 }
 
-/* Lua long brackets that the text cannot close early: [[ ]] or [=[ ]=] ... */
-static int bracket_level(const char *s)
+void import_write_query(struct buf *b, const struct import_query *q, long long calls, double total_ms,
+                        long long rows)
 {
-    for (int level = 0;; level++) {
-        char close[16] = "]";
-        for (int i = 0; i < level && i < 12; i++) strcat(close, "=");
-        strcat(close, "]");
-        if (strstr(s, close) == NULL) return level;
-    }
-}
-
-static void write_query(struct buf *b, const struct imported *im)
-{
-    const struct import_query *q = &im->q;
-    double mean = im->calls > 0 ? im->total_ms / (double)im->calls : 0;
-    buf_printf(b, "\n-- %lld calls, mean %.3f ms, total %.1f ms, %lld rows\n", im->calls, mean, im->total_ms,
-               im->rows);
-    buf_printf(b, "sluice.query \"%s\" {\n", q->name);
-    int level = bracket_level(q->sql);
-    char eq[16] = "";
-    for (int i = 0; i < level && i < 12; i++) strcat(eq, "=");
-    if (strchr(q->sql, '\n'))
-        buf_printf(b, "  sql = [%s[\n%s\n  ]%s],\n", eq, q->sql, eq);
-    else
-        buf_printf(b, "  sql = [%s[%s]%s],\n", eq, q->sql, eq);
+    double mean = calls > 0 ? total_ms / (double)calls : 0;
+    buf_printf(b, "\n-- %lld calls, mean %.3f ms, total %.1f ms, %lld rows\n", calls, mean, total_ms, rows);
+    buf_puts(b, "sluice.query ");
+    luastr_quote(b, q->name, strlen(q->name));
+    buf_puts(b, " {\n  sql = ");
+    luastr_text(b, q->sql, strlen(q->sql));
+    buf_puts(b, ",\n");
     if (q->readonly) buf_puts(b, "  readonly = true,\n");
     buf_puts(b, "}\n");
+}
+
+void import_write_left(struct buf *b, const char *why, const char *statement)
+{
+    struct buf line = BUF_INIT;
+    buf_printf(&line, "  %s: ", why);
+    one_line(&line, statement, 160);
+    luastr_comment(b, line.data, line.len);
+    buf_free(&line);
 }
 
 int import_run(const struct config *cfg, int top, const char *output)
@@ -808,11 +803,7 @@ int import_run(const struct config *cfg, int top, const char *output)
         }
         char *why = try_prepare(pg, &im.q);
         if (why != NULL) {
-            if (nleft++ < top) {
-                buf_printf(&left, "--   %s: ", why);
-                one_line(&left, text, 160);
-                buf_putc(&left, '\n');
-            }
+            if (nleft++ < top) import_write_left(&left, why, text);
             free(why);
             import_query_free(&im.q);
             continue;
@@ -839,14 +830,20 @@ int import_run(const struct config *cfg, int top, const char *output)
     char when[32];
     time_t now = time(NULL);
     strftime(when, sizeof when, "%Y-%m-%d %H:%M:%S UTC", gmtime(&now));
+    /* The database's name may hold anything, line breaks included: one escaped comment line. */
+    struct buf first = BUF_INIT;
+    buf_printf(&first, "Named queries imported by `sluice import` from pg_stat_statements of database \"%s\"",
+               dbname);
+    luastr_comment(&out, first.data, first.len);
+    buf_free(&first);
     buf_printf(&out,
-               "-- Named queries imported by `sluice import` from pg_stat_statements of database \"%s\"\n"
                "-- on %s: the %d statements with the most total execution time (utility statements\n"
                "-- and catalog queries left out). Constants became parameters; each statement prepared.\n"
                "-- Rename the queries as you like, set single = true where one row is expected, and add\n"
                "-- route aliases; clients call them at GET|POST /query/{name}.\n",
-               dbname, when, nkept);
-    for (int i = 0; i < nkept; i++) write_query(&out, &kept[i]);
+               when, nkept);
+    for (int i = 0; i < nkept; i++)
+        import_write_query(&out, &kept[i].q, kept[i].calls, kept[i].total_ms, kept[i].rows);
     if (nleft > 0) {
         buf_printf(&out, "\n-- Left out: %d statement%s that did not prepare as named queries:\n", nleft,
                    nleft == 1 ? "" : "s");

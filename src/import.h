@@ -5,6 +5,7 @@
 
 #include <stdbool.h>
 
+#include "buf.h"
 #include "config.h"
 
 /* One statement made into a named query. */
@@ -26,6 +27,18 @@ struct import_query {
  * unterminated literal). */
 int import_convert(const char *statement, struct import_query *out);
 void import_query_free(struct import_query *q);
+
+/* Appends to b one definition of the imported file: a comment line with the statistics, then
+ * sluice.query "NAME" { sql = ..., readonly = true }. The name is a quoted Lua string and the
+ * SQL a luastr_text literal, so whatever they hold loads back as exactly those bytes. */
+void import_write_query(struct buf *b, const struct import_query *q, long long calls, double total_ms,
+                        long long rows);
+
+/* Appends to b one comment line for a statement that did not prepare: "--   WHY: STATEMENT",
+ * the statement's white space collapsed and cut after 160 bytes, every line break and control
+ * byte of either escaped (luastr_comment): PostgreSQL's reason quotes identifiers unchanged, and
+ * an identifier may hold a line break followed by Lua code. */
+void import_write_left(struct buf *b, const char *why, const char *statement);
 
 /* `sluice import`: reads pg_stat_statements in the database of the primary pool (the first pool
  * without one), takes the top statements by total execution time that are not utility

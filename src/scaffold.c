@@ -1,16 +1,19 @@
 /* scaffold.c — `sluice new NAME`: writes a small service (a notes table, three named queries, a
- * policy, a migration, a busted spec and a README) from the templates below; {{name}} and
- * {{db}} are replaced by the service's name and its default database. */
+ * policy, a migration, a busted spec and a README) from the templates below; {{name}},
+ * {{name_lua}} (the name as a Lua string literal) and {{db}} are replaced by the service's name
+ * and its default database. */
 #include "scaffold.h"
 
 #include <ctype.h>
 #include <errno.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
 
 #include "buf.h"
+#include "luastr.h"
 #include "util.h"
 
 static const char conf_tmpl[] =
@@ -118,7 +121,7 @@ static const char spec_tmpl[] =
     "  return status, cjson.decode(table.concat(out))\n"
     "end\n"
     "\n"
-    "describe(\"{{name}}\", function()\n"
+    "describe({{name_lua}}, function()\n"
     "  it(\"adds a note and reads it back\", function()\n"
     "    local status, note = call(\"POST\", \"/notes\", { title = \"spec\", body = \"written by busted\" "
     "})\n"
@@ -213,13 +216,36 @@ static char *db_name(const char *name)
     return buf_steal(&b);
 }
 
-static char *render(const char *tmpl, const char *name, const char *db)
+/* A service name goes into Lua, SQL, Markdown and shell lines of the skeleton: letters, digits,
+ * '_', '-' and '.', not starting with '-' or '.'. */
+static bool valid_service_name(const char *name)
+{
+    if (*name == '\0' || *name == '-' || *name == '.') return false;
+    for (const char *p = name; *p; p++) {
+        char c = *p; /* ASCII only, whatever the locale */
+        bool ok = (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '_' ||
+                  c == '-' || c == '.';
+        if (!ok) return false;
+    }
+    return true;
+}
+
+/* The template with its placeholders filled in. In a Lua file (lua) {{name}} stands on comment
+ * lines, so it is written without line breaks or control bytes whatever it holds; {{name_lua}}
+ * is a quoted Lua string. {{db}} is [a-z0-9_] only (db_name). */
+static char *render(const char *tmpl, const char *name, const char *db, bool lua)
 {
     struct buf b = BUF_INIT;
     for (const char *p = tmpl; *p;) {
         if (strncmp(p, "{{name}}", 8) == 0) {
-            buf_puts(&b, name);
+            if (lua)
+                luastr_escape(&b, name, strlen(name));
+            else
+                buf_puts(&b, name);
             p += 8;
+        } else if (strncmp(p, "{{name_lua}}", 12) == 0) {
+            luastr_quote(&b, name, strlen(name));
+            p += 12;
         } else if (strncmp(p, "{{db}}", 6) == 0) {
             buf_puts(&b, db);
             p += 6;
@@ -234,7 +260,8 @@ static int write_file(const char *dir, const char *rel, const char *tmpl, const 
 {
     struct buf path = BUF_INIT;
     buf_printf(&path, "%s/%s", dir, rel);
-    char *text = render(tmpl, name, db);
+    size_t n = strlen(rel);
+    char *text = render(tmpl, name, db, n > 4 && strcmp(rel + n - 4, ".lua") == 0);
     FILE *f = fopen(path.data, "w");
     int rc = 0;
     if (f == NULL || fputs(text, f) == EOF || fclose(f) != 0) {
@@ -274,6 +301,17 @@ int scaffold_new(const char *name)
     const char *service = slash ? slash + 1 : dir;
     if (*service == '\0' || strcmp(service, ".") == 0 || strcmp(service, "..") == 0) {
         fprintf(stderr, "new: \"%s\" does not name a new folder\n", name);
+        free(dir);
+        return 2;
+    }
+    if (!valid_service_name(service)) {
+        struct buf shown = BUF_INIT;
+        luastr_quote(&shown, service, strlen(service));
+        fprintf(stderr,
+                "new: the service name %s may hold only letters, digits, '_', '-' and '.', and may not start "
+                "with '-' or '.'\n",
+                shown.data);
+        buf_free(&shown);
         free(dir);
         return 2;
     }

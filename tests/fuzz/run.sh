@@ -4,7 +4,7 @@
 # its input is left in build/fuzz/ (crash-*, leak-*, timeout-*, oom-*) and the script exits 1
 # once every target has run.
 #
-# Usage: tests/fuzz/run.sh [TARGET...]      default: every target (sqlparam params jsonw bulkparse config)
+# Usage: tests/fuzz/run.sh [TARGET...]      default: every target (sqlparam params jsonw bulkparse config luastr)
 # Env:   FUZZ_SECS   seconds per target (default 10)
 #        FUZZ_ARGS   extra libFuzzer flags, e.g. "-seed=1 -only_ascii=1"
 #        CC          the compiler (default clang)
@@ -26,9 +26,10 @@ declare -A MODULES=(
     [jsonw]="jsonw pgtype jsonnum buf util"
     [bulkparse]="bulkparse pgtype jsonnum jsonw buf util"
     [config]="config log jsonw pgtype jsonnum buf util"
+    [luastr]="luastr buf util"
 )
-declare -A MAXLEN=([sqlparam]=4096 [params]=4096 [jsonw]=4096 [bulkparse]=8192 [config]=3072)
-ALL=(sqlparam params jsonw bulkparse config)
+declare -A MAXLEN=([sqlparam]=4096 [params]=4096 [jsonw]=4096 [bulkparse]=8192 [config]=3072 [luastr]=4096)
+ALL=(sqlparam params jsonw bulkparse config luastr)
 
 targets=("$@")
 [ ${#targets[@]} -eq 0 ] && targets=("${ALL[@]}")
@@ -88,7 +89,7 @@ run_target() {
     runs=$(awk '/stat::number_of_executed_units/ {s += $2} END {print s + 0}' "$log")
     if [ $rc -ne 0 ]; then
         echo "fuzz: $t FAILED (exit $rc) after $runs runs; the report:" >&2
-        grep -E -A30 '==ERROR|runtime error|^fuzz_[a-z]*: |Test unit written|deadly signal|ALARM' "$log" |
+        grep -a -E -A30 '==ERROR|runtime error|^fuzz_[a-z]*: |Test unit written|deadly signal|ALARM' "$log" |
             head -60 >&2 || tail -20 "$log" >&2
         return 1
     fi

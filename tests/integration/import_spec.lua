@@ -172,3 +172,87 @@ describe("sluice import", function()
     gw:stop()
   end)
 end)
+
+-- Runs the file's text with nothing in reach but a sluice.query stub (no os, io, require):
+-- returns its definitions as { name, sql, readonly }; errors when it does anything else.
+local function load_sandboxed(text)
+  local list = {}
+  local env = { sluice = { query = function(name)
+    return function(def) list[#list + 1] = { name = name, sql = def.sql, readonly = def.readonly == true } end
+  end } }
+  local fn = assert(loadstring(text, "=imported"))
+  setfenv(fn, env)
+  fn()
+  return list
+end
+
+-- Identifiers reach the file through pg_stat_statements and PostgreSQL's error messages, which
+-- copy them unchanged. A role with nothing but CONNECT and TEMP plants one that holds Lua code
+-- after a line break; what import writes must keep every text inside its string or comment.
+describe("sluice import of hostile statement texts", function()
+  local db, tmp, cfg, role
+  local evil = 'x\nos.execute([=[touch pwned]=])\n--'
+  local odd = 'odd]=]name'
+
+  -- Imports into tmp/imported.lua, runs `sluice check` on it (which loads it with every
+  -- library open): n queries prepare and the planted code did not run. Returns the file's
+  -- text and its definitions, read again with nothing in reach.
+  local function import(n)
+    local stdout, rc, err = sluice("import --config " .. H.q(cfg) .. " --output imported.lua", tmp)
+    assert(rc == 0, "import failed: " .. stdout .. err)
+    local out = assert(H.readfile(tmp .. "/imported.lua"))
+    stdout, rc, err = sluice("check --config " .. H.q(cfg), tmp)
+    assert.is_nil(H.readfile(tmp .. "/pwned"), "the planted os.execute ran:\n" .. out)
+    assert(rc == 0, "check failed:\n" .. stdout .. err .. "\n" .. out)
+    assert.truthy(stdout:find(n .. " queries checked, 0 failed", 1, true), stdout)
+    local ok, list = pcall(load_sandboxed, out)
+    assert(ok, tostring(list) .. "\n" .. out)
+    assert.equal(n, #list, out)
+    return out, list
+  end
+
+  setup(function()
+    db = H.createdb("import_hostile")
+    tmp = H.tmpdir("sluice-import-hostile")
+    cfg = tmp .. "/config.lua"
+    role = ("sluice_tempuser_%d"):format(H.pid)
+    H.write_config(cfg, { pools = { primary = { url = db } }, scripts = { tmp .. "/imported.lua" } })
+    H.psql(db, ("CREATE EXTENSION pg_stat_statements; CREATE ROLE %s;"):format(role))
+  end)
+
+  teardown(function()
+    if tmp then H.sh("rm -rf " .. H.q(tmp)) end
+    if db then H.dropdb(db) end
+    if role then H.psql(H.admin_dsn(), "DROP ROLE IF EXISTS " .. role .. ";") end
+  end)
+
+  it("keeps an identifier with a line break and Lua code on one comment line", function()
+    -- as the unprivileged role: a temp table named evil, and a SELECT from it, which does
+    -- not prepare in import's session: "relation ... does not exist" quotes evil
+    H.psql(db, ('SET ROLE %s; CREATE TEMP TABLE "%s" (a int); SELECT a FROM "%s";'):format(role, evil, evil))
+    local out = import(0)
+    local line = out:match("\n(%-%-   relation [^\n]*)\n")
+    assert.truthy(line, out)
+    assert.truthy(line:find('relation "x\\nos.execute([=[touch pwned]=])\\n--" does not exist', 1, true), line)
+    assert.is_nil(out:find("\nos.execute", 1, true), out)
+  end)
+
+  it("writes SQL holding ]] and ]=] or ending in ] so that it loads as it was", function()
+    H.psql(db, ([==[
+CREATE TABLE "%s" (id int PRIMARY KEY, tags text[], ids int[]);
+SELECT tags[ids[1]] FROM "%s" WHERE id = 1;
+SELECT id FROM "%s" WHERE tags[1] = tags[2];
+SELECT id,
+       tags
+  FROM "%s"
+ WHERE id = 1;
+]==]):format(odd, odd, odd, odd))
+    local out, list = import(3)
+    local by_sql = {}
+    for _, q in ipairs(list) do by_sql[q.sql] = q end
+    local q = ('"%s"'):format(odd)
+    assert.is_table(by_sql["SELECT tags[ids[:p1]] FROM " .. q .. " WHERE id = :id"], out)
+    assert.is_table(by_sql["SELECT id FROM " .. q .. " WHERE tags[:p1] = tags[:p2]"], out)
+    assert.is_table(by_sql["SELECT id,\n       tags\n  FROM " .. q .. "\n WHERE id = :id"], out)
+  end)
+end)

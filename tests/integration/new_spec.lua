@@ -53,6 +53,30 @@ describe("sluice new", function()
     assert.truthy(err:find("sluice new NAME", 1, true), err)
   end)
 
+  it("refuses a service name that could leave its string, and writes nothing", function()
+    for _, name in ipairs { 'x"); os.execute("touch pwned") --', "demo\nos.execute('touch pwned')\n--",
+      "a]]b", "na'me", "a b", ".hidden", "caf\195\169" } do
+      local _, rc, err = H.sh(("cd %s && %s new %s"):format(H.q(tmp), H.q(H.bin), H.q(name)))
+      assert.equal(2, rc, name)
+      assert.truthy(err:find("may hold only letters, digits", 1, true), err)
+      assert.is_nil(err:find("\n.", 1), err) -- one line, the name escaped
+      assert.equal("demo\n", H.must("ls " .. H.q(tmp)), name)
+    end
+  end)
+
+  it("writes Lua files that load and name the service as given", function()
+    local out = H.must(("cd %s && %s new my-svc.v2_x"):format(H.q(tmp), H.q(H.bin)))
+    assert.truthy(out:find("my-svc.v2_x/README.md", 1, true), out)
+    local d = tmp .. "/my-svc.v2_x/"
+    for _, f in ipairs { "conf/sluice.lua", "lua/endpoints/example.lua", "lua/policy.lua", "tests/example_spec.lua" } do
+      assert(loadfile(d .. f))
+    end
+    assert.truthy(H.readfile(d .. "tests/example_spec.lua"):find('\ndescribe("my-svc.v2_x", function()\n', 1, true))
+    assert.truthy(H.readfile(d .. "conf/sluice.lua"):find('5432/my_svc_v2_x"', 1, true))
+    assert.truthy(H.readfile(d .. "migrations/0001_init.sql"):find("'the first note of my-svc.v2_x'", 1, true))
+    H.must("rm -rf " .. H.q(d))
+  end)
+
   it("migrate up applies 0001_init.sql; a second run is a no-op", function()
     local out, rc, err = sluice("migrate up")
     assert(rc == 0, out .. err)

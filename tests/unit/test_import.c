@@ -1,5 +1,7 @@
 /* test_import.c — how `sluice import` reads a normalized statement of pg_stat_statements: which
- * statements it takes, the names it gives them and their $n, and the SQL it writes. */
+ * statements it takes, the names it gives them and their $n, and the SQL it writes; and that the
+ * file it writes loads as exactly those names and SQL, whatever they and the database's error
+ * messages hold. */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -11,6 +13,8 @@
 #include <string.h>
 
 #include "import.h"
+#include "luasandbox.h"
+#include "util.h"
 
 /* Converts stmt, expects success with that query name, SQL, readonly flag and comma-joined
  * parameter names ($1 first). */
@@ -145,6 +149,60 @@ static void test_refused(void **state)
     refused("/* only a comment */");
 }
 
+/* Definitions of an imported file, whatever their texts hold, load back as they were written and
+ * run nothing; the comment of a statement that did not prepare stays one comment line. */
+static void test_written_file(void **state)
+{
+    static const struct {
+        const char *name, *sql;
+        bool readonly;
+    } defs[] = {
+        {"select_t", "SELECT b FROM t WHERE a = c[1]", true}, /* ends in ]: [[...]]] would not load */
+        {"select_u", "SELECT ']]', ']=]', ']==]' FROM u WHERE b = :b", true},
+        {"update_t", "\nUPDATE t\n   SET a = :a]]\n--", false},
+        {"select_v", "SELECT 1\r\nFROM v -- \x01", true},
+        {"x\"\nos.execute('id')\n--", "]=]\nos.execute('id')\n--[[", false},
+    };
+    struct buf file = BUF_INIT;
+    for (size_t i = 0; i < ARRAY_SIZE(defs); i++) {
+        struct import_query q = {
+            .name = (char *)defs[i].name, .sql = (char *)defs[i].sql, .readonly = defs[i].readonly};
+        import_write_query(&file, &q, 40, 1.25, 40);
+    }
+    size_t before = file.len;
+    import_write_left(&file, "relation \"x\nos.execute([=[id > /tmp/pwned]=])\n--\" does not exist",
+                      "SELECT * FROM \"x\nos.execute([=[id > /tmp/pwned]=])\n--\"\r\n");
+    /* one line: "--   reason: statement" and its line break */
+    assert_memory_equal(file.data + before, "--   relation \"x\\nos.execute(", 29);
+    assert_ptr_equal(strchr(file.data + before, '\n'), file.data + file.len - 1);
+    assert_null(strchr(file.data + before, '\r'));
+
+    char err[512];
+    lua_State *L = sandbox_run(file.data, file.len,
+                               "got = {}\n"
+                               "sluice = { query = function(name) return function(def)\n"
+                               "  got[#got + 1] = { name, def.sql, def.readonly or false } end end }\n",
+                               err, sizeof err);
+    if (L == NULL) fail_msg("does not load: %s\n%s", err, file.data);
+    lua_getglobal(L, "got");
+    assert_int_equal(lua_objlen(L, -1), ARRAY_SIZE(defs));
+    for (size_t i = 0; i < ARRAY_SIZE(defs); i++) {
+        lua_rawgeti(L, -1, (int)i + 1);
+        lua_rawgeti(L, -1, 1);
+        lua_rawgeti(L, -2, 2);
+        lua_rawgeti(L, -3, 3);
+        assert_string_equal(lua_tostring(L, -3), defs[i].name);
+        assert_string_equal(lua_tostring(L, -2), defs[i].sql);
+        assert_int_equal(lua_toboolean(L, -1), defs[i].readonly);
+        lua_pop(L, 4);
+    }
+    lua_close(L);
+    /* readable SQL stays readable */
+    assert_non_null(strstr(file.data, "  sql = [=[SELECT b FROM t WHERE a = c[1]]=],\n"));
+    assert_non_null(strstr(file.data, "sluice.query \"update_t\" {\n  sql = [=[\n\nUPDATE t\n"));
+    buf_free(&file);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -155,6 +213,7 @@ int main(void)
         cmocka_unit_test(test_typed_literals),
         cmocka_unit_test(test_lexing),
         cmocka_unit_test(test_refused),
+        cmocka_unit_test(test_written_file),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
