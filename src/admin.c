@@ -19,7 +19,7 @@
 /* Returns true when authorized; otherwise it has answered 401 or 403. */
 static bool authorize(struct worker *w, h2o_req_t *req)
 {
-    const char *token = w->srv->cfg->admin_token;
+    const char *token = worker_config(w)->admin_token;
     ssize_t i = h2o_find_header(&req->headers, H2O_TOKEN_AUTHORIZATION, -1);
     if (i < 0) {
         h2o_add_header(&req->pool, &req->res.headers, H2O_TOKEN_WWW_AUTHENTICATE, NULL, H2O_STRLIT("Bearer"));
@@ -84,7 +84,7 @@ static void reload(struct worker *w, h2o_req_t *req)
     char err[512];
     struct registry probe;
     registry_init(&probe);
-    lua_State *L = script_load(w->srv->cfg, &probe, err, sizeof err);
+    lua_State *L = script_load(worker_config(w), &probe, err, sizeof err);
     if (L == NULL) {
         registry_free(&probe);
         http_send_error(req, 400, "bad_request", err, NULL, NULL);
@@ -102,7 +102,7 @@ static void reload(struct worker *w, h2o_req_t *req)
 
 int admin_handle(struct worker *w, h2o_req_t *req, h2o_iovec_t path)
 {
-    if (w->srv->cfg->admin_token == NULL) {
+    if (worker_config(w)->admin_token == NULL) {
         http_send_error(req, 404, "not_found", "no such endpoint", NULL, NULL);
         return 0;
     }

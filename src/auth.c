@@ -16,7 +16,7 @@
 
 #include "http.h"
 #include "log.h"
-#include "server.h"
+#include "worker.h"
 #include "util.h"
 
 /* --- JWT ------------------------------------------------------------------------------------ */
@@ -203,7 +203,7 @@ static bool bearer_token(h2o_req_t *req, const char **tok, size_t *len)
 
 static bool allow_bearer(struct worker *w, h2o_req_t *req, const char *name)
 {
-    const struct config *cfg = w->srv->cfg;
+    const struct config *cfg = worker_config(w);
     const char *tok;
     size_t len;
     if (!bearer_token(req, &tok, &len)) {
@@ -222,7 +222,7 @@ static bool allow_bearer(struct worker *w, h2o_req_t *req, const char *name)
 
 static bool allow_jwt(struct worker *w, h2o_req_t *req, const char *name)
 {
-    const struct config *cfg = w->srv->cfg;
+    const struct config *cfg = worker_config(w);
     const char *tok;
     size_t len;
     if (!bearer_token(req, &tok, &len)) {
@@ -344,7 +344,7 @@ bool auth_allow(struct worker *w, h2o_req_t *req, enum endpoint_auth kind, lua_S
 
 bool auth_metrics_allow(struct worker *w, h2o_req_t *req)
 {
-    const struct config *cfg = w->srv->cfg;
+    const struct config *cfg = worker_config(w);
     if (!cfg->protect_metrics) return true;
     if (cfg->admin_token == NULL) { /* protected with no way in: as absent as /admin is */
         http_send_error(req, 404, "not_found", "no such endpoint", NULL, NULL);

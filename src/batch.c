@@ -18,7 +18,7 @@
 #include "metrics.h"
 #include "reqlife.h"
 #include "route.h"
-#include "server.h"
+#include "worker.h"
 #include "txn.h"
 #include "util.h"
 

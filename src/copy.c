@@ -18,7 +18,7 @@
 #include "pgconn.h"
 #include "query.h"
 #include "reqlife.h"
-#include "server.h"
+#include "worker.h"
 #include "util.h"
 
 #define BATCH_ROWS 1000 /* rows encoded per loop turn */

@@ -12,7 +12,7 @@
 #include "http.h"
 #include "jsonw.h"
 #include "reqlife.h"
-#include "server.h"
+#include "worker.h"
 #include "txn.h"
 #include "util.h"
 

@@ -23,7 +23,7 @@
 #include "luajson.h"
 #include "metrics.h"
 #include "script.h"
-#include "server.h"
+#include "worker.h"
 #include "txn.h"
 #include "util.h"
 

@@ -80,7 +80,7 @@ static int send_ready(struct worker *w, h2o_req_t *req)
     for (int i = 0; i < w->npools; i++) {
         struct pool_view v;
         view_pool(w->srv, i, &v);
-        if (!v.healthy && !w->srv->cfg->pools[i].optional) {
+        if (!v.healthy && !worker_config(w)->pools[i].optional) {
             http_send_error(req, 503, "unavailable", "a required pool cannot serve", NULL, NULL);
             return 0;
         }

@@ -14,7 +14,7 @@
 #include "metrics.h"
 #include "openapi.h"
 #include "query.h"
-#include "server.h"
+#include "worker.h"
 
 static const char *reason(int status)
 {
@@ -257,7 +257,7 @@ static int route_alias(struct worker *w, h2o_req_t *req, h2o_iovec_t path)
  * and metrics are exempt, so an overloaded worker still reports). */
 static bool within_limits(struct worker *w, h2o_req_t *req, h2o_iovec_t path)
 {
-    const struct config *cfg = w->srv->cfg;
+    const struct config *cfg = worker_config(w);
     if (req->path.len > cfg->max_url_bytes) {
         http_send_error(req, 414, "too_large", "the URL is longer than max_url_bytes", NULL, NULL);
         return false;
@@ -298,7 +298,7 @@ int http_on_req(h2o_handler_t *self, h2o_req_t *req)
     struct worker *w = worker_of(req);
     h2o_iovec_t path = req->path_normalized;
 
-    if (req->entity.base != NULL && req->entity.len > w->srv->cfg->max_body_bytes) {
+    if (req->entity.base != NULL && req->entity.len > worker_config(w)->max_body_bytes) {
         http_send_error(req, 413, "too_large", "the request body is larger than max_body_bytes", NULL, NULL);
         return 0;
     }

@@ -13,7 +13,7 @@
 
 #include "http.h"
 #include "pgtype.h"
-#include "server.h"
+#include "worker.h"
 #include "util.h"
 
 /* --- the start-up description ---------------------------------------------------------------- */
@@ -869,7 +869,7 @@ int openapi_handle(struct worker *w, h2o_req_t *req)
     }
     struct buf *b = &w->out;
     buf_reset(b);
-    openapi_write(b, w->reg, openapi_description(), w->srv->cfg);
+    openapi_write(b, w->reg, openapi_description(), worker_config(w));
     http_send_json(req, 200, b->data, b->len);
     return 0;
 }

@@ -13,7 +13,7 @@
 #include <unistd.h>
 
 #include "log.h"
-#include "server.h"
+#include "worker.h"
 #include "util.h"
 
 /* When a probe (connect or query) has not finished after this long, its connection is dropped. */
@@ -214,7 +214,7 @@ static void on_tick(h2o_timeout_entry_t *entry)
 
 void probe_start(struct worker *w)
 {
-    const struct config *cfg = w->srv->cfg;
+    const struct config *cfg = worker_config(w);
     for (size_t i = 0; i < cfg->npools && i < PROBE_MAX_POOLS; i++) {
         struct probe *p = xcalloc(1, sizeof *p); /* lives as long as the loop */
         p->idx = (int)i;

@@ -16,7 +16,7 @@
 #include "metrics.h"
 #include "pgtype.h"
 #include "route.h"
-#include "server.h"
+#include "worker.h"
 #include "slowplan.h"
 #include "stream.h"
 #include "util.h"
@@ -192,10 +192,10 @@ static void count(struct worker *w, struct query_def *q, struct qreq *qr, int st
 /* After the answer: logs a slow request and hands it to sluice.on_slow_query. */
 static void report(struct worker *w, struct query_def *q, int status, struct outcome *o)
 {
-    if (o->pool >= 0 && (size_t)o->pool < w->srv->cfg->npools && w->pools[o->pool].cfg.echo &&
+    if (o->pool >= 0 && (size_t)o->pool < worker_config(w)->npools && w->pools[o->pool].cfg.echo &&
         log_enabled(LOG_INFO)) {
         /* echo = true: every statement of the pool with its duration */
-        const char *pool = w->srv->cfg->pools[o->pool].name;
+        const char *pool = worker_config(w)->pools[o->pool].name;
         struct buf f = BUF_INIT;
         buf_puts(&f, "\"query\":");
         jsonw_string(&f, q->name, strlen(q->name));
@@ -261,7 +261,7 @@ static void send_result(struct qreq *qr, struct pgjob *job)
             }
             jsonw_row(b, job->result, 0);
         } else {
-            int max_rows = qr->w->srv->cfg->max_rows;
+            int max_rows = worker_config(qr->w)->max_rows;
             if (max_rows > 0 && PQntuples(job->result) > max_rows) {
                 /* refused before encoding: a huge result never takes the worker's memory */
                 snprintf(msg, sizeof msg,
@@ -392,9 +392,9 @@ static int parse_body(struct qreq *qr, char *err, size_t errlen, int *status)
     size_t given = json_is_object(qr->body)  ? json_object_size(qr->body)
                    : json_is_array(qr->body) ? json_array_size(qr->body)
                                              : 0;
-    if (given > (size_t)qr->w->srv->cfg->max_params) {
+    if (given > (size_t)worker_config(qr->w)->max_params) {
         snprintf(err, errlen, "the body has more than max_params (%d) parameters",
-                 qr->w->srv->cfg->max_params);
+                 worker_config(qr->w)->max_params);
         return -1;
     }
     if (json_is_object(qr->body)) {
@@ -510,7 +510,7 @@ int query_handle(struct worker *w, h2o_req_t *req, struct query_def *q, const ch
         return 0;
     }
     /* request_timeout 0 means no request deadline; timeout_ms 0 means the server's alone. */
-    uint64_t deadline_ms = (uint64_t)(w->srv->cfg->request_timeout * 1000);
+    uint64_t deadline_ms = (uint64_t)(worker_config(w)->request_timeout * 1000);
     if (job->timeout_ms > 0 &&
         (deadline_ms == 0 || (uint64_t)job->timeout_ms + STATEMENT_GRACE_MS < deadline_ms)) {
         deadline_ms = (uint64_t)job->timeout_ms + STATEMENT_GRACE_MS;

@@ -5,7 +5,7 @@
 
 #include "endpoint.h"
 #include "http.h"
-#include "server.h"
+#include "worker.h"
 #include "util.h"
 
 /* A watch costs a dup() and an epoll registration: only requests that wait this long get one. */
@@ -107,5 +107,5 @@ void reqlife_wait(struct reqlife *life, uint64_t deadline_ms)
 
 uint64_t reqlife_request_timeout_ms(const struct worker *w)
 {
-    return (uint64_t)(w->srv->cfg->request_timeout * 1000);
+    return (uint64_t)(worker_config(w)->request_timeout * 1000);
 }

@@ -9,7 +9,7 @@
 #include "breaker.h"
 #include "guard.h"
 #include "log.h"
-#include "server.h"
+#include "worker.h"
 #include "util.h"
 
 static void push_query(lua_State *L, struct query_def *q)

@@ -226,33 +226,6 @@ static void on_control(h2o_multithread_receiver_t *receiver, h2o_linklist_t *mes
     }
 }
 
-h2o_timeout_t *worker_timeout(struct worker *w, uint64_t ms)
-{
-    int best = -1;
-    for (int i = 0; i < w->ntimeouts; i++) {
-        if (w->timeouts[i].ms == ms) return &w->timeouts[i].timeout;
-        if (w->timeouts[i].ms > ms && (best < 0 || w->timeouts[i].ms < w->timeouts[best].ms)) best = i;
-    }
-    if (w->ntimeouts < (int)ARRAY_SIZE(w->timeouts)) {
-        int i = w->ntimeouts++;
-        w->timeouts[i].ms = ms;
-        h2o_timeout_init(w->ctx.loop, &w->timeouts[i].timeout, ms);
-        return &w->timeouts[i].timeout;
-    }
-    if (best < 0)
-        for (int i = 0; i < w->ntimeouts; i++)
-            if (best < 0 || w->timeouts[i].ms > w->timeouts[best].ms) best = i;
-    return &w->timeouts[best].timeout;
-}
-
-void worker_request_deadline(struct worker *w, h2o_timeout_entry_t *entry, h2o_timeout_cb cb)
-{
-    uint64_t ms = (uint64_t)(w->srv->cfg->request_timeout * 1000);
-    if (ms == 0) return;
-    entry->cb = cb;
-    h2o_timeout_link(w->ctx.loop, worker_timeout(w, ms), entry);
-}
-
 static void *worker_main(void *arg)
 {
     struct worker *w = arg;

@@ -1,5 +1,5 @@
-/* server.h — the gateway process: one h2o event loop per worker thread, each with its own
- * listener, Lua state, registry and share of every pool. */
+/* server.h — the gateway process: the workers (worker.h), the shared TLS contexts and circuit
+ * breakers, start-up, reload and the drain at SIGTERM. */
 #ifndef SLUICE_SERVER_H
 #define SLUICE_SERVER_H
 
@@ -9,39 +9,8 @@
 #include <pthread.h>
 #include <stdbool.h>
 
-#include "buf.h"
 #include "config.h"
-#include "endpoint.h"
-#include "pool.h"
-
-struct server;
-
-struct worker {
-    h2o_context_t ctx; /* first: requests find their worker through req->conn->ctx */
-    h2o_accept_ctx_t accept_ctx;
-    struct server *srv;
-    int index;
-    pthread_t thread;
-    int listen_fd;
-    h2o_socket_t *listener;
-    h2o_multithread_queue_t *queue;
-    h2o_multithread_receiver_t control; /* stop messages from the main thread */
-    struct pool *pools;                 /* one per configured pool, in config order */
-    int npools;
-    struct registry *reg;     /* the current generation of definitions (reg->L runs them) */
-    struct registry *retired; /* older generations, freed once unused */
-    h2o_timeout_t janitor_timeout;
-    h2o_timeout_entry_t janitor;
-    struct buf out; /* response body scratch, reused by every request */
-    struct {
-        uint64_t ms;
-        h2o_timeout_t timeout;
-    } timeouts[32]; /* deadlines by duration (h2o 2.2.5 timeouts have one each) */
-    int ntimeouts;
-    int inflight; /* requests waiting on the database */
-    bool stopping;
-    uint64_t stop_deadline_ms;
-};
+#include "worker.h"
 
 struct server {
     struct config *cfg;
@@ -62,18 +31,5 @@ enum control { CONTROL_STOP, CONTROL_RELOAD };
 /* Serves until SIGTERM/SIGINT, then drains in-flight requests up to shutdown_timeout.
  * Returns the process exit code (0 after a clean stop, 1 when start-up failed). */
 int server_run(struct config *cfg);
-
-/* The worker's timeout queue for deadlines of ms milliseconds (made on first use; past 32
- * distinct durations the nearest longer one, or the longest, serves). */
-h2o_timeout_t *worker_timeout(struct worker *w, uint64_t ms);
-
-/* Arms entry to run cb at the request deadline, request_timeout from now; does nothing when
- * request_timeout is 0 (no deadline). */
-void worker_request_deadline(struct worker *w, h2o_timeout_entry_t *entry, h2o_timeout_cb cb);
-
-static inline struct worker *worker_of(h2o_req_t *req)
-{
-    return (struct worker *)req->conn->ctx;
-}
 
 #endif

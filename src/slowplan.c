@@ -11,7 +11,7 @@
 #include "log.h"
 #include "metrics.h"
 #include "reqlife.h"
-#include "server.h"
+#include "worker.h"
 #include "txn.h"
 #include "util.h"
 

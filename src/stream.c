@@ -14,7 +14,7 @@
 #include "log.h"
 #include "pgconn.h"
 #include "query.h"
-#include "server.h"
+#include "worker.h"
 #include "util.h"
 
 #define FLUSH_AT (64 * 1024)
