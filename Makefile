@@ -50,6 +50,9 @@ $(BUILD)/testobj/%.o: tests/unit/%.c | $(BUILD)/testobj
 $(BUILD)/tests/%: tests/unit/%.c $(LIBOBJS) $(TSUPOBJS) | $(BUILD)/tests
 	$(CC) $(ALL_CFLAGS) -Isrc -MMD -MP $(ALL_LDFLAGS) -o $@ $< $(LIBOBJS) $(TSUPOBJS) $(LIBS) -lcmocka
 
+# Named outside the pattern rule, or make deletes them after each build as intermediate files.
+$(TESTS): $(TSUPOBJS)
+
 $(BUILD)/obj $(BUILD)/tests $(BUILD)/testobj:
 	mkdir -p $@
 
