@@ -25,7 +25,9 @@ LIBS        = $(shell pkg-config --libs $(PKGS)) -lssl -lcrypto -lpthread -lm
 OBJS    := $(patsubst src/%.c,$(BUILD)/obj/%.o,$(wildcard src/*.c))
 LIBOBJS := $(filter-out $(BUILD)/obj/main.o,$(OBJS))
 TESTS   := $(patsubst tests/unit/%.c,$(BUILD)/tests/%,$(wildcard tests/unit/test_*.c))
-FORMAT  := $(wildcard src/*.c src/*.h tests/unit/*.c)
+# Test support code: every tests/unit/*.c that is not a test_*.c (fakepg.c) is linked into each test.
+TSUPOBJS := $(patsubst tests/unit/%.c,$(BUILD)/testobj/%.o,$(filter-out tests/unit/test_%.c,$(wildcard tests/unit/*.c)))
+FORMAT  := $(wildcard src/*.c src/*.h tests/unit/*.c tests/unit/*.h)
 
 ASAN_ENV := ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 \
             LSAN_OPTIONS=suppressions=$(CURDIR)/tests/lsan.supp:print_suppressions=0 \
@@ -42,13 +44,19 @@ $(BUILD)/sluice: $(OBJS)
 $(BUILD)/obj/%.o: src/%.c | $(BUILD)/obj
 	$(CC) $(ALL_CFLAGS) -MMD -MP -c -o $@ $<
 
-$(BUILD)/tests/%: tests/unit/%.c $(LIBOBJS) | $(BUILD)/tests
-	$(CC) $(ALL_CFLAGS) -Isrc -MMD -MP $(ALL_LDFLAGS) -o $@ $< $(LIBOBJS) $(LIBS) -lcmocka
+$(BUILD)/testobj/%.o: tests/unit/%.c | $(BUILD)/testobj
+	$(CC) $(ALL_CFLAGS) -Isrc -MMD -MP -c -o $@ $<
 
-$(BUILD)/obj $(BUILD)/tests:
+$(BUILD)/tests/%: tests/unit/%.c $(LIBOBJS) $(TSUPOBJS) | $(BUILD)/tests
+	$(CC) $(ALL_CFLAGS) -Isrc -MMD -MP $(ALL_LDFLAGS) -o $@ $< $(LIBOBJS) $(TSUPOBJS) $(LIBS) -lcmocka
+
+# Named outside the pattern rule, or make deletes them after each build as intermediate files.
+$(TESTS): $(TSUPOBJS)
+
+$(BUILD)/obj $(BUILD)/tests $(BUILD)/testobj:
 	mkdir -p $@
 
--include $(OBJS:.o=.d) $(TESTS:=.d)
+-include $(OBJS:.o=.d) $(TESTS:=.d) $(TSUPOBJS:.o=.d)
 
 deps:
 	@scripts/deps.sh
