@@ -18,6 +18,7 @@
 
 #include "endpoint.h"
 #include "log.h"
+#include "fakeserver.h"
 #include "metrics.h"
 #include "server.h"
 #include "util.h"
@@ -148,33 +149,12 @@ static struct query_def *new_query(const char *name, const char *sql)
     return q;
 }
 
-/* A server of two workers, each with its own registry and pool shares, as the gateway has; two
- * pools: pool_name (where the definitions are) and "replica". Statistics start empty. */
-struct fake {
-    struct server srv;
-    struct config cfg;
-    struct pool_config pc[2];
-};
-
-static struct fake *fake_new(const char *pool_name)
+/* The fake gateway, with an "add_item" query and a "ticks" bulk load on pool_name per worker. */
+static struct fakeserver *fake_new(const char *pool_name)
 {
-    metrics_reset();
-    struct fake *f = xcalloc(1, sizeof *f);
-    f->pc[0].name = xstrdup(pool_name);
-    f->pc[0].pool_size = 4;
-    f->pc[1].name = xstrdup("replica");
-    f->pc[1].pool_size = 1; /* less than the workers: each still keeps one */
-    f->cfg.pools = f->pc;
-    f->cfg.npools = 2;
-    f->srv.cfg = &f->cfg;
-    f->srv.nworkers = 2;
-    f->srv.workers = xcalloc(2, sizeof *f->srv.workers);
+    struct fakeserver *f = fakeserver_new(pool_name);
     for (int i = 0; i < 2; i++) {
         struct worker *w = &f->srv.workers[i];
-        w->srv = &f->srv;
-        w->index = i;
-        w->reg = xcalloc(1, sizeof *w->reg);
-        registry_init(w->reg);
         struct query_def *q = new_query("add_item", "INSERT INTO t VALUES (:id)");
         q->pool = xstrdup(pool_name);
         q->slow_ms = 250;
@@ -183,31 +163,13 @@ static struct fake *fake_new(const char *pool_name)
         d->name = xstrdup("ticks");
         d->pool = xstrdup(pool_name);
         registry_add_bulk(w->reg, d);
-        w->npools = 2;
-        w->pools = xcalloc(2, sizeof *w->pools);
     }
     return f;
 }
 
-static void fake_free(struct fake *f)
-{
-    for (int i = 0; i < 2; i++) {
-        lua_State *L = f->srv.workers[i].reg->L;
-        registry_free(f->srv.workers[i].reg);
-        free(f->srv.workers[i].reg);
-        free(f->srv.workers[i].pools);
-        if (L) lua_close(L);
-    }
-    free(f->srv.workers);
-    free(f->pc[0].name);
-    free(f->pc[1].name);
-    free(f);
-    metrics_reset();
-}
-
 static void test_query_accounting(void **state)
 {
-    struct fake *f = fake_new("primary");
+    struct fakeserver *f = fake_new("primary");
     struct worker *w = &f->srv.workers[0];
     struct query_def *q = w->reg->queries[0];
     q->slow_ms = 1000;
@@ -249,7 +211,7 @@ static void test_query_accounting(void **state)
     metrics_query_exec(w, q, -1, 10);
     metrics_query_totals(&f->srv, "add_item", &t);
     assert_int_equal(t.calls, 5);
-    fake_free(f);
+    fakeserver_free(f);
 }
 
 /* Every line is a comment or `name{labels} value`; every family has HELP then TYPE. */
@@ -285,7 +247,7 @@ static void assert_well_formed(const char *text)
 
 static void test_render_sums_workers(void **state)
 {
-    struct fake *f = fake_new("pri\"m\\ary");
+    struct fakeserver *f = fake_new("pri\"m\\ary");
     struct worker *w0 = &f->srv.workers[0], *w1 = &f->srv.workers[1];
     struct query_def *q0 = w0->reg->queries[0], *q1 = w1->reg->queries[0];
     uint64_t us;
@@ -375,7 +337,7 @@ static void test_render_sums_workers(void **state)
     assert_int_equal(t.calls, 0);
     assert_string_equal(t.last_error, "");
     buf_free(&b);
-    fake_free(f);
+    fakeserver_free(f);
 }
 
 /* Runs fn with stderr going to a temp file; returns what was written (malloc'd). */
@@ -405,7 +367,7 @@ static void report_slow(void *arg)
 
 static void test_slow_query_log_and_hook(void **state)
 {
-    struct fake *f = fake_new("primary");
+    struct fakeserver *f = fake_new("primary");
     struct worker *w = &f->srv.workers[0];
     log_setup(LOG_INFO, true);
 
@@ -458,7 +420,7 @@ static void test_slow_query_log_and_hook(void **state)
     out = capture_stderr(report_slow, w);
     assert_null(strstr(out, "failed"));
     free(out);
-    fake_free(f);
+    fakeserver_free(f);
 }
 
 int main(void)

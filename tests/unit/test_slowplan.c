@@ -14,111 +14,77 @@
 #include <unistd.h>
 
 #include "endpoint.h"
+#include "fakeserver.h"
 #include "metrics.h"
 #include "server.h"
 #include "slowplan.h"
 #include "util.h"
 
-struct fake {
-    struct server srv;
-    struct config cfg;
-    struct pool_config pc[2];
-    struct query_def *q[2];
-};
-
-static struct fake *fake_new(void)
+/* The fake gateway with a query "nap" per worker. */
+static struct fakeserver *fake_new(void)
 {
-    metrics_reset();
-    struct fake *f = xcalloc(1, sizeof *f);
-    f->pc[0].name = xstrdup("primary");
-    f->pc[1].name = xstrdup("replica");
-    f->cfg.pools = f->pc;
-    f->cfg.npools = 2;
-    f->srv.cfg = &f->cfg;
-    f->srv.nworkers = 2;
-    f->srv.workers = xcalloc(2, sizeof *f->srv.workers);
+    struct fakeserver *f = fakeserver_new("primary");
     for (int i = 0; i < 2; i++) {
-        struct worker *w = &f->srv.workers[i];
-        w->srv = &f->srv;
-        w->index = i;
-        w->reg = xcalloc(1, sizeof *w->reg);
-        registry_init(w->reg);
-        w->reg->L = luaL_newstate();
         char err[128];
         struct query_def *q = query_def_new("nap", "SELECT pg_sleep(:s)", NULL, err, sizeof err);
         assert_non_null(q);
-        assert_int_equal(registry_add(w->reg, q), 0);
-        f->q[i] = q;
-        w->npools = 2;
-        w->pools = xcalloc(2, sizeof *w->pools);
+        assert_int_equal(registry_add(f->srv.workers[i].reg, q), 0);
     }
     return f;
 }
 
-static void fake_free(struct fake *f)
+static struct query_def *nap(struct fakeserver *f, int worker)
 {
-    for (int i = 0; i < 2; i++) {
-        lua_State *L = f->srv.workers[i].reg->L;
-        registry_free(f->srv.workers[i].reg);
-        free(f->srv.workers[i].reg);
-        free(f->srv.workers[i].pools);
-        if (L) lua_close(L);
-    }
-    free(f->srv.workers);
-    free(f->pc[0].name);
-    free(f->pc[1].name);
-    free(f);
-    metrics_reset();
+    return f->srv.workers[worker].reg->queries[0];
 }
-
 static void test_enabled_reads_the_policy(void **state)
 {
-    struct fake *f = fake_new();
+    struct fakeserver *f = fake_new();
     lua_State *L = f->srv.workers[0].reg->L;
-    assert_false(slowplan_enabled(f->q[0])); /* no sluice table */
+    assert_false(slowplan_enabled(nap(f, 0))); /* no sluice table */
     assert_int_equal(luaL_dostring(L, "sluice = {}"), 0);
-    assert_false(slowplan_enabled(f->q[0]));
+    assert_false(slowplan_enabled(nap(f, 0)));
     assert_int_equal(luaL_dostring(L, "sluice._policy = { slow_query_ms = 5 }"), 0);
-    assert_false(slowplan_enabled(f->q[0]));
+    assert_false(slowplan_enabled(nap(f, 0)));
     assert_int_equal(luaL_dostring(L, "sluice._policy.explain_slow = true"), 0);
-    assert_true(slowplan_enabled(f->q[0]));
-    assert_int_equal(lua_gettop(L), 0);      /* the stack is left as it was */
-    assert_false(slowplan_enabled(f->q[1])); /* the other worker's state is its own */
-    fake_free(f);
+    assert_true(slowplan_enabled(nap(f, 0)));
+    assert_int_equal(lua_gettop(L), 0);        /* the stack is left as it was */
+    assert_false(slowplan_enabled(nap(f, 1))); /* the other worker's state is its own */
+    fakeserver_free(f);
 }
 
 static void test_due_once_a_minute_per_worker_and_pool(void **state)
 {
-    struct fake *f = fake_new();
+    struct fakeserver *f = fake_new();
     struct worker *w0 = &f->srv.workers[0], *w1 = &f->srv.workers[1];
-    assert_true(metrics_plan_due(w0, f->q[0], 0));
-    assert_false(metrics_plan_due(w0, f->q[0], 0));
-    assert_true(metrics_plan_due(w0, f->q[0], 1)); /* another pool */
-    assert_true(metrics_plan_due(w1, f->q[1], 0)); /* another worker */
-    assert_false(metrics_plan_due(w1, f->q[1], 0));
-    assert_false(metrics_plan_due(w0, f->q[0], 7)); /* no such pool */
-    fake_free(f);
+    assert_true(metrics_plan_due(w0, nap(f, 0), 0));
+    assert_false(metrics_plan_due(w0, nap(f, 0), 0));
+    assert_true(metrics_plan_due(w0, nap(f, 0), 1)); /* another pool */
+    assert_true(metrics_plan_due(w1, nap(f, 1), 0)); /* another worker */
+    assert_false(metrics_plan_due(w1, nap(f, 1), 0));
+    assert_false(metrics_plan_due(w0, nap(f, 0), 7)); /* no such pool */
+    fakeserver_free(f);
 }
 
 static void test_newest_plan_over_workers(void **state)
 {
-    struct fake *f = fake_new();
+    struct fakeserver *f = fake_new();
     struct worker *w0 = &f->srv.workers[0], *w1 = &f->srv.workers[1];
     assert_null(metrics_plan_get(&f->srv, "nap"));
     assert_null(metrics_plan_get(&f->srv, "nope"));
     const char *a = "[{\"Plan\":{\"Node Type\":\"Result\"}}]";
-    assert_true(metrics_plan_set(w0, f->q[0], 0, a, strlen(a)));
+    assert_true(metrics_plan_set(w0, nap(f, 0), 0, a, strlen(a)));
     char *got = metrics_plan_get(&f->srv, "nap");
     assert_string_equal(got, a);
     free(got);
     usleep(3000); /* plans are ordered by wall-clock milliseconds */
     const char *b = "[{\"Plan\":{\"Node Type\":\"Seq Scan\"}}]xyz";
-    assert_true(metrics_plan_set(w1, f->q[1], 1, b, strlen(b) - 3)); /* only len bytes are kept */
+    assert_true(metrics_plan_set(w1, nap(f, 1), 1, b, strlen(b) - 3)); /* only len bytes are kept */
     got = metrics_plan_get(&f->srv, "nap");
     assert_string_equal(got, "[{\"Plan\":{\"Node Type\":\"Seq Scan\"}}]");
     free(got);
     usleep(3000);
-    assert_true(metrics_plan_set(w0, f->q[0], 0, a, strlen(a))); /* replaces w0's own */
+    assert_true(metrics_plan_set(w0, nap(f, 0), 0, a, strlen(a))); /* replaces w0's own */
     got = metrics_plan_get(&f->srv, "nap");
     assert_string_equal(got, a);
     free(got);
@@ -126,12 +92,12 @@ static void test_newest_plan_over_workers(void **state)
     size_t big = METRICS_PLAN_MAX + 1;
     char *huge = xmalloc(big);
     memset(huge, ' ', big);
-    assert_false(metrics_plan_set(w0, f->q[0], 0, huge, big));
+    assert_false(metrics_plan_set(w0, nap(f, 0), 0, huge, big));
     free(huge);
     got = metrics_plan_get(&f->srv, "nap");
     assert_string_equal(got, a);
     free(got);
-    fake_free(f); /* metrics_reset frees the plans (checked by the leak sanitizer builds) */
+    fakeserver_free(f); /* metrics_reset frees the plans (checked by the leak sanitizer builds) */
 }
 
 int main(void)
