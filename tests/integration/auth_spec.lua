@@ -21,6 +21,15 @@ sluice.query "pol" { readonly = true, single = true, sql = [[ SELECT 4 AS four ]
   end }
 sluice.query "spin" { readonly = true, sql = [[ SELECT 1 AS x ]], auth = function(req) while true do end end }
 sluice.query "boom" { readonly = true, sql = [[ SELECT 1 AS x ]], auth = function(req) error("policy bug") end }
+sluice.query "pcall_spin" { readonly = true, sql = [[ SELECT 1 AS x ]],
+  auth = function(req) while true do pcall(function() while true do end end) end end }
+sluice.query "pcall_allow" { readonly = true, sql = [[ SELECT 1 AS x ]],
+  auth = function(req)
+    local ok = pcall(function() while true do end end)
+    local ok2 = xpcall(function() while true do end end, function(e) return e end)
+    local ok3 = coroutine.resume(coroutine.create(function() while true do end end))
+    return true
+  end }
 sluice.bulk "items" { table = "items", columns = { "id" }, auth = "bearer" }
 sluice.endpoint "hello" { route = "GET /hello", auth = "jwt", handler = function(req) return 200, { hi = true } end }
 sluice.endpoint "hpol" { route = "GET /hpol", auth = function(req) return req.query.key == "open" end,
@@ -155,6 +164,37 @@ describe("auth", function()
       H.assert_error(500, "internal", gw:get_json("/query/boom"))
       assert.truthy(gw:log():match("auth policy of boom failed"))
       H.assert_ok(gw:get_json("/query/open"))
+    end)
+
+    it("pcall, xpcall or a coroutine inside a policy cannot catch the time limit: refused in time", function()
+      for _, name in ipairs { "pcall_spin", "pcall_allow" } do
+        local t0 = H.now()
+        local status, body, headers, raw = gw:get_json("/query/" .. name, nil, 5)
+        H.assert_error(500, "internal", status, body, headers, raw)
+        assert.truthy(H.now() - t0 < 1, name .. " took " .. (H.now() - t0) .. " s")
+        assert.truthy(gw:log():find("auth policy of " .. name .. " failed: the auth policy ran for more than 100 ms",
+          1, true), name)
+      end
+      H.assert_ok(gw:get_json("/query/open"))
+    end)
+
+    it("a handler suspended on the database while a policy runs keeps its own time limit", function()
+      -- LuaJIT has one hook per state: the policy's limit must not replace the handler's for good
+      local g = H.start { dsn = db, config = { workers = 1 }, scripts = { ["a.lua"] = [==[
+sluice.query "nap" { readonly = true, single = true, sql = [[ SELECT pg_sleep(0.5) IS NULL AS x ]] }
+sluice.query "pol" { readonly = true, single = true, sql = [[ SELECT 1 AS x ]], auth = function(req) return true end }
+sluice.route = function(q, req) return nil end
+sluice.endpoint "spin" { route = "GET /spin", handler = function(req) sluice.db.query("nap", {}) while true do end end }
+]==] } }
+      local t0 = H.now()
+      local spin = g:async("GET", "/spin", nil, nil, 10)
+      H.sleep(0.2)
+      H.assert_ok(g:get_json("/query/pol"))
+      local r = spin:wait()
+      assert.equal(500, r.status)
+      assert.truthy(H.now() - t0 < 4)
+      H.assert_ok(g:get_json("/query/pol"))
+      g:stop()
     end)
   end)
 
