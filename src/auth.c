@@ -81,14 +81,37 @@ static bool numeric_claim(json_t *payload, const char *key, bool *present, doubl
     return isfinite(*out);
 }
 
-static int check_claims(json_t *payload, const char *audience, int64_t now)
+/* Without exp, max_age bounds the token's life from its iat; with neither, nothing does. */
+static int check_age(json_t *payload, double max_age, int64_t now)
 {
     bool has;
+    double iat;
+    if (!numeric_claim(payload, "iat", &has, &iat)) return AUTH_JWT_MALFORMED;
+    if (!has) return AUTH_JWT_NO_AGE;
+    if ((double)now + AUTH_JWT_LEEWAY < iat) return AUTH_JWT_NOT_YET; /* issued in the future */
+    if ((double)now > iat + max_age + AUTH_JWT_LEEWAY) return AUTH_JWT_TOO_OLD;
+    return AUTH_JWT_OK;
+}
+
+static int check_claims(json_t *payload, const struct auth_jwt_rules *rules, int64_t now)
+{
+    bool has_exp, has;
     double t;
-    if (!numeric_claim(payload, "exp", &has, &t)) return AUTH_JWT_MALFORMED;
-    if (has && (double)now > t + AUTH_JWT_LEEWAY) return AUTH_JWT_EXPIRED;
+    if (!numeric_claim(payload, "exp", &has_exp, &t)) return AUTH_JWT_MALFORMED;
+    if (has_exp && (double)now > t + AUTH_JWT_LEEWAY) return AUTH_JWT_EXPIRED;
     if (!numeric_claim(payload, "nbf", &has, &t)) return AUTH_JWT_MALFORMED;
     if (has && (double)now + AUTH_JWT_LEEWAY < t) return AUTH_JWT_NOT_YET;
+    if (rules == NULL) return AUTH_JWT_OK;
+    if (!has_exp && rules->max_age > 0) {
+        int rc = check_age(payload, rules->max_age, now);
+        if (rc != AUTH_JWT_OK) return rc;
+    }
+    if (rules->issuer != NULL) {
+        json_t *iss = json_object_get(payload, "iss");
+        if (!json_is_string(iss) || strcmp(json_string_value(iss), rules->issuer) != 0)
+            return AUTH_JWT_ISSUER;
+    }
+    const char *audience = rules->audience;
     if (audience == NULL) return AUTH_JWT_OK;
     json_t *aud = json_object_get(payload, "aud");
     if (json_is_string(aud))
@@ -103,7 +126,7 @@ static int check_claims(json_t *payload, const char *audience, int64_t now)
 }
 
 int auth_jwt_verify(const char *token, size_t len, const char *secret, size_t secret_len,
-                    const char *audience, int64_t now)
+                    const struct auth_jwt_rules *rules, int64_t now)
 {
     const char *dot1 = memchr(token, '.', len);
     if (dot1 == NULL) return AUTH_JWT_MALFORMED;
@@ -121,9 +144,13 @@ int auth_jwt_verify(const char *token, size_t len, const char *secret, size_t se
     json_t *alg = json_object_get(header, "alg");
     bool hs256 = json_is_string(alg) && strcmp(json_string_value(alg), "HS256") == 0;
     bool has_alg = alg != NULL;
+    /* crit names header parameters the recipient must understand or refuse the token; no
+     * extension is understood here, so any crit (even an empty or malformed one) refuses it. */
+    bool has_crit = json_object_get(header, "crit") != NULL;
     json_decref(header);
     if (!has_alg) return AUTH_JWT_MALFORMED;
     if (!hs256) return AUTH_JWT_ALG;
+    if (has_crit) return AUTH_JWT_CRIT;
 
     /* The signature before anything in the payload is believed. */
     unsigned char sig[64], mac[EVP_MAX_MD_SIZE];
@@ -138,7 +165,7 @@ int auth_jwt_verify(const char *token, size_t len, const char *secret, size_t se
 
     json_t *payload = decode_part(dot1 + 1, plen);
     if (payload == NULL) return AUTH_JWT_MALFORMED;
-    int rc = check_claims(payload, audience, now);
+    int rc = check_claims(payload, rules, now);
     json_decref(payload);
     return rc;
 }
@@ -160,6 +187,14 @@ const char *auth_jwt_reason(int rc)
         return "token not valid yet";
     case AUTH_JWT_AUDIENCE:
         return "wrong audience";
+    case AUTH_JWT_CRIT:
+        return "unsupported critical header parameter (crit)";
+    case AUTH_JWT_ISSUER:
+        return "wrong issuer";
+    case AUTH_JWT_TOO_OLD:
+        return "token too old (issued more than max_age ago)";
+    case AUTH_JWT_NO_AGE:
+        return "token without exp or iat";
     default:
         return "invalid token";
     }
@@ -234,8 +269,9 @@ static bool allow_jwt(struct worker *w, h2o_req_t *req, const char *name)
         http_send_error(req, 500, "internal", "internal error", NULL, NULL);
         return false;
     }
-    int rc = auth_jwt_verify(tok, len, cfg->jwt_secret, strlen(cfg->jwt_secret), cfg->jwt_audience,
-                             (int64_t)time(NULL));
+    struct auth_jwt_rules rules = {
+        .audience = cfg->jwt_audience, .issuer = cfg->jwt_issuer, .max_age = cfg->jwt_max_age};
+    int rc = auth_jwt_verify(tok, len, cfg->jwt_secret, strlen(cfg->jwt_secret), &rules, (int64_t)time(NULL));
     if (rc == AUTH_JWT_OK) return true;
     log_debug("auth: %s: JWT refused: %s", name, auth_jwt_reason(rc));
     /* RFC 6750: a token that fails verification is invalid_token, 401; the client needs a new one */

@@ -5,7 +5,8 @@ local here = debug.getinfo(1, "S").source:match("^@(.*/)") or "./"
 package.path = here .. "?.lua;" .. package.path
 local H = require "helper"
 
-local SECRET, AUDIENCE = "jwt-s3cret-for-tests", "sluice-test"
+local SECRET, AUDIENCE = "jwt-s3cret-for-tests-0123456789abcdef", "sluice-test"
+local ENV_SECRET = "env-secret-0123456789abcdef0123456789"
 
 local scripts = {
   ["auth.lua"] = [==[
@@ -47,9 +48,12 @@ local function hmac(key, data)
   return mac
 end
 
--- An HS256 JWT of claims (a table), signed with key (default SECRET); header overrides alg.
-local function jwt(claims, key, alg)
-  local signing = b64url(H.encode({ alg = alg or "HS256", typ = "JWT" })) .. "." .. b64url(H.encode(claims))
+-- An HS256 JWT of claims (a table), signed with key (default SECRET); alg replaces HS256 in the
+-- header, and header_extra's members are added to it.
+local function jwt(claims, key, alg, header_extra)
+  local header = { alg = alg or "HS256", typ = "JWT" }
+  for k, v in pairs(header_extra or {}) do header[k] = v end
+  local signing = b64url(H.encode(header)) .. "." .. b64url(H.encode(claims))
   return signing .. "." .. b64url(hmac(key or SECRET, signing))
 end
 
@@ -146,6 +150,58 @@ describe("auth", function()
       local t = jwt { aud = AUDIENCE, exp = now - 5 }
       H.assert_ok(gw:get_json("/query/jwtq", bearer(t)))
     end)
+
+    it("a header with crit is refused, whatever it lists", function()
+      for _, crit in ipairs { { "exp" }, { "b64" }, H.array() } do
+        local t = jwt({ aud = AUDIENCE, exp = now + 60 }, SECRET, nil, { crit = crit, b64 = false })
+        local status, body, headers, raw = gw:get_json("/query/jwtq", bearer(t))
+        assert_401(status, body, headers, raw)
+        assert.truthy(body.error.message:find("crit", 1, true), raw)
+      end
+    end)
+
+    it("jwt.issuer and jwt.max_age: iss must match; without exp, iat must be recent (and present)", function()
+      local g = H.start { dsn = db, scripts = scripts, config = { tokens = { "tok-one" },
+        jwt = { secret = SECRET, issuer = "https://auth.example", max_age = 600 } } }
+      local iss = "https://auth.example"
+      H.assert_ok(g:get_json("/query/jwtq", bearer(jwt { iss = iss, iat = now - 60 })))
+      H.assert_ok(g:get_json("/query/jwtq", bearer(jwt { iss = iss, exp = now + 60 })))
+      -- exp decides when present: an old iat does not matter then
+      H.assert_ok(g:get_json("/query/jwtq", bearer(jwt { iss = iss, iat = now - 86400, exp = now + 60 })))
+      local cases = {
+        ["wrong issuer"] = jwt { iss = "https://evil.example", iat = now },
+        ["no issuer"] = jwt { iat = now },
+        ["too old"] = jwt { iss = iss, iat = now - 700 },
+        ["without exp or iat"] = jwt { iss = iss },
+        ["not valid yet"] = jwt { iss = iss, iat = now + 600 },
+      }
+      for reason, t in pairs(cases) do
+        local status, body, headers, raw = g:get_json("/query/jwtq", bearer(t))
+        assert(status == 401, reason .. ": expected 401, got " .. tostring(status) .. " " .. tostring(raw))
+        assert_401(status, body, headers, raw)
+        assert.truthy(body.error.message:find(reason == "no issuer" and "wrong issuer" or reason, 1, true),
+          reason .. ": " .. raw)
+      end
+      g:stop()
+    end)
+
+    it("refuses to start with a secret shorter than 32 bytes, naming its length only", function()
+      for _, case in ipairs {
+        { config = { jwt = { secret = "short-s3cret-value" } }, where = "jwt.secret" },
+        { env = { SLUICE_JWT_SECRET = "short-s3cret-value" }, where = "SLUICE_JWT_SECRET" },
+      } do
+        local g = H.start { dsn = db, wait = false, scripts = scripts, config = case.config, env = case.env }
+        local deadline = H.now() + 10
+        while g:exit_code() == nil and H.now() < deadline do H.sleep(0.05) end
+        assert.equal(1, g:exit_code())
+        local log = g:log()
+        assert.truthy(log:find(case.where .. ": expected a string of at least 32 bytes", 1, true), log)
+        assert.truthy(log:find("got 18 bytes", 1, true), log)
+        assert.falsy(log:find("short-s3cret", 1, true), log)
+        local _, lines = log:gsub("\n", "")
+        assert.equal(1, lines, log)
+      end
+    end)
   end)
 
   describe("Lua policies", function()
@@ -222,10 +278,10 @@ sluice.endpoint "spin" { route = "GET /spin", handler = function(req) sluice.db.
 
   it("takes tokens and the JWT secret from SLUICE_TOKENS and SLUICE_JWT_SECRET", function()
     local g = H.start { dsn = db, scripts = scripts,
-      env = { SLUICE_TOKENS = "env-a, env-b", SLUICE_JWT_SECRET = "env-secret" } }
+      env = { SLUICE_TOKENS = "env-a, env-b", SLUICE_JWT_SECRET = ENV_SECRET } }
     H.assert_ok(g:get_json("/query/tok", bearer("env-b")))
     H.assert_error(403, "forbidden", g:get_json("/query/tok", bearer("tok-one")))
-    H.assert_ok(g:get_json("/query/jwtq", bearer(jwt({ sub = "x" }, "env-secret"))))
+    H.assert_ok(g:get_json("/query/jwtq", bearer(jwt({ sub = "x" }, ENV_SECRET))))
     g:stop()
   end)
 
