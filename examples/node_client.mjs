@@ -23,10 +23,9 @@ export async function connect(base) {
           delete rest[p.name];
         }
         const init = { method: method.toUpperCase() };
-        if (op.requestBody) {
-          init.headers = { "Content-Type": "application/json" };
-          init.body = JSON.stringify(rest);
-        }
+        // sluice refuses any method but GET and HEAD without this header, even with no body
+        if (init.method !== "GET" && init.method !== "HEAD") init.headers = { "Content-Type": "application/json" };
+        if (op.requestBody) init.body = JSON.stringify(rest);
         const qs = query.toString();
         const res = await fetch(`${base}${path}${qs ? `?${qs}` : ""}`, init);
         const body = await res.json();

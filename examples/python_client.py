@@ -40,8 +40,11 @@ class Client:
                 query[p["name"]] = value
         url = self.base + path + ("?" + urllib.parse.urlencode(query) if query else "")
         data, headers = None, {}
+        if method.upper() not in ("GET", "HEAD"):
+            # sluice refuses any other method without this header, even with no body
+            headers = {"Content-Type": "application/json"}
         if "requestBody" in op:
-            data, headers = json.dumps(params).encode(), {"Content-Type": "application/json"}
+            data = json.dumps(params).encode()
         elif params:
             raise TypeError(f"{op_id}: unknown parameters {sorted(params)}")
         req = urllib.request.Request(url, data=data, method=method, headers=headers)

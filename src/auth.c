@@ -14,6 +14,7 @@
 #include <string.h>
 #include <time.h>
 
+#include "guard.h"
 #include "http.h"
 #include "log.h"
 #include "worker.h"
@@ -80,14 +81,37 @@ static bool numeric_claim(json_t *payload, const char *key, bool *present, doubl
     return isfinite(*out);
 }
 
-static int check_claims(json_t *payload, const char *audience, int64_t now)
+/* Without exp, max_age bounds the token's life from its iat; with neither, nothing does. */
+static int check_age(json_t *payload, double max_age, int64_t now)
 {
     bool has;
+    double iat;
+    if (!numeric_claim(payload, "iat", &has, &iat)) return AUTH_JWT_MALFORMED;
+    if (!has) return AUTH_JWT_NO_AGE;
+    if ((double)now + AUTH_JWT_LEEWAY < iat) return AUTH_JWT_NOT_YET; /* issued in the future */
+    if ((double)now > iat + max_age + AUTH_JWT_LEEWAY) return AUTH_JWT_TOO_OLD;
+    return AUTH_JWT_OK;
+}
+
+static int check_claims(json_t *payload, const struct auth_jwt_rules *rules, int64_t now)
+{
+    bool has_exp, has;
     double t;
-    if (!numeric_claim(payload, "exp", &has, &t)) return AUTH_JWT_MALFORMED;
-    if (has && (double)now > t + AUTH_JWT_LEEWAY) return AUTH_JWT_EXPIRED;
+    if (!numeric_claim(payload, "exp", &has_exp, &t)) return AUTH_JWT_MALFORMED;
+    if (has_exp && (double)now > t + AUTH_JWT_LEEWAY) return AUTH_JWT_EXPIRED;
     if (!numeric_claim(payload, "nbf", &has, &t)) return AUTH_JWT_MALFORMED;
     if (has && (double)now + AUTH_JWT_LEEWAY < t) return AUTH_JWT_NOT_YET;
+    if (rules == NULL) return AUTH_JWT_OK;
+    if (!has_exp && rules->max_age > 0) {
+        int rc = check_age(payload, rules->max_age, now);
+        if (rc != AUTH_JWT_OK) return rc;
+    }
+    if (rules->issuer != NULL) {
+        json_t *iss = json_object_get(payload, "iss");
+        if (!json_is_string(iss) || strcmp(json_string_value(iss), rules->issuer) != 0)
+            return AUTH_JWT_ISSUER;
+    }
+    const char *audience = rules->audience;
     if (audience == NULL) return AUTH_JWT_OK;
     json_t *aud = json_object_get(payload, "aud");
     if (json_is_string(aud))
@@ -102,7 +126,7 @@ static int check_claims(json_t *payload, const char *audience, int64_t now)
 }
 
 int auth_jwt_verify(const char *token, size_t len, const char *secret, size_t secret_len,
-                    const char *audience, int64_t now)
+                    const struct auth_jwt_rules *rules, int64_t now)
 {
     const char *dot1 = memchr(token, '.', len);
     if (dot1 == NULL) return AUTH_JWT_MALFORMED;
@@ -120,9 +144,13 @@ int auth_jwt_verify(const char *token, size_t len, const char *secret, size_t se
     json_t *alg = json_object_get(header, "alg");
     bool hs256 = json_is_string(alg) && strcmp(json_string_value(alg), "HS256") == 0;
     bool has_alg = alg != NULL;
+    /* crit names header parameters the recipient must understand or refuse the token; no
+     * extension is understood here, so any crit (even an empty or malformed one) refuses it. */
+    bool has_crit = json_object_get(header, "crit") != NULL;
     json_decref(header);
     if (!has_alg) return AUTH_JWT_MALFORMED;
     if (!hs256) return AUTH_JWT_ALG;
+    if (has_crit) return AUTH_JWT_CRIT;
 
     /* The signature before anything in the payload is believed. */
     unsigned char sig[64], mac[EVP_MAX_MD_SIZE];
@@ -137,7 +165,7 @@ int auth_jwt_verify(const char *token, size_t len, const char *secret, size_t se
 
     json_t *payload = decode_part(dot1 + 1, plen);
     if (payload == NULL) return AUTH_JWT_MALFORMED;
-    int rc = check_claims(payload, audience, now);
+    int rc = check_claims(payload, rules, now);
     json_decref(payload);
     return rc;
 }
@@ -159,6 +187,14 @@ const char *auth_jwt_reason(int rc)
         return "token not valid yet";
     case AUTH_JWT_AUDIENCE:
         return "wrong audience";
+    case AUTH_JWT_CRIT:
+        return "unsupported critical header parameter (crit)";
+    case AUTH_JWT_ISSUER:
+        return "wrong issuer";
+    case AUTH_JWT_TOO_OLD:
+        return "token too old (issued more than max_age ago)";
+    case AUTH_JWT_NO_AGE:
+        return "token without exp or iat";
     default:
         return "invalid token";
     }
@@ -233,8 +269,9 @@ static bool allow_jwt(struct worker *w, h2o_req_t *req, const char *name)
         http_send_error(req, 500, "internal", "internal error", NULL, NULL);
         return false;
     }
-    int rc = auth_jwt_verify(tok, len, cfg->jwt_secret, strlen(cfg->jwt_secret), cfg->jwt_audience,
-                             (int64_t)time(NULL));
+    struct auth_jwt_rules rules = {
+        .audience = cfg->jwt_audience, .issuer = cfg->jwt_issuer, .max_age = cfg->jwt_max_age};
+    int rc = auth_jwt_verify(tok, len, cfg->jwt_secret, strlen(cfg->jwt_secret), &rules, (int64_t)time(NULL));
     if (rc == AUTH_JWT_OK) return true;
     log_debug("auth: %s: JWT refused: %s", name, auth_jwt_reason(rc));
     /* RFC 6750: a token that fails verification is invalid_token, 401; the client needs a new one */
@@ -246,16 +283,8 @@ static bool allow_jwt(struct worker *w, h2o_req_t *req, const char *name)
 
 /* --- Lua policies ------------------------------------------------------------------------------ */
 
+/* The state runs without the JIT (handler.c), so the guard's count hook fires inside any loop. */
 #define POLICY_LIMIT_MS 100
-
-static __thread uint64_t policy_deadline_ms;
-
-/* The state runs without the JIT (handler.c), so the count hook fires inside any loop. */
-static void on_hook(lua_State *L, lua_Debug *ar)
-{
-    if (now_ms() > policy_deadline_ms)
-        luaL_error(L, "the auth policy ran for more than %d ms", POLICY_LIMIT_MS);
-}
 
 /* req for a policy: method, path (the path as a string), query (decoded query string), headers
  * (lower-case names), endpoint (the definition's name). */
@@ -297,16 +326,14 @@ static void push_policy_request(lua_State *L, h2o_req_t *req, const char *name)
 }
 
 /* Runs the policy: true allows; false or nil answers 403, or 401 when its second value is 401;
- * an error (or running past POLICY_LIMIT_MS) answers 500 and is logged. */
+ * an error, or running past POLICY_LIMIT_MS (a stop that pcall inside cannot catch), answers
+ * 500 and is logged: a policy that did not finish never allows. */
 static bool allow_lua(h2o_req_t *req, lua_State *L, int ref, const char *name)
 {
     int top = lua_gettop(L);
     lua_rawgeti(L, LUA_REGISTRYINDEX, ref);
     push_policy_request(L, req, name);
-    policy_deadline_ms = now_ms() + POLICY_LIMIT_MS;
-    lua_sethook(L, on_hook, LUA_MASKCOUNT, 10000);
-    int rc = lua_pcall(L, 1, 2, 0);
-    lua_sethook(L, NULL, 0, 0);
+    int rc = guard_pcall(L, 1, 2, POLICY_LIMIT_MS, "the auth policy ran for more than 100 ms");
     bool ok = false;
     if (rc != 0) {
         log_printf(LOG_ERROR, "auth policy of %s failed: %s", name,

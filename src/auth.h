@@ -15,7 +15,7 @@
 
 struct worker;
 
-/* Seconds of clock skew allowed on exp and nbf. */
+/* Seconds of clock skew allowed on exp, nbf and iat. */
 #define AUTH_JWT_LEEWAY 30
 
 /* Outcomes of auth_jwt_verify. */
@@ -25,16 +25,30 @@ enum auth_jwt_result {
     AUTH_JWT_ALG = -2,       /* header alg is not "HS256" (none, RS256, ...) */
     AUTH_JWT_SIGNATURE = -3, /* HMAC-SHA256 does not match */
     AUTH_JWT_EXPIRED = -4,   /* now > exp + leeway */
-    AUTH_JWT_NOT_YET = -5,   /* now + leeway < nbf */
+    AUTH_JWT_NOT_YET = -5,   /* now + leeway < nbf (or < iat, when max_age applies) */
     AUTH_JWT_AUDIENCE = -6,  /* audience configured and aud neither equals nor contains it */
+    AUTH_JWT_CRIT = -7,      /* the header has crit: no extension is understood here (RFC 7515 4.1.11) */
+    AUTH_JWT_ISSUER = -8,    /* issuer configured and iss is not exactly it */
+    AUTH_JWT_TOO_OLD = -9,   /* max_age set, no exp, and now > iat + max_age + leeway */
+    AUTH_JWT_NO_AGE = -10,   /* max_age set and the token has neither exp nor iat */
 };
 
-/* Verifies a compact JWS token[0..len) signed with HS256 under secret[0..secret_len): the
- * signature first, then exp/nbf against now (Unix seconds) with AUTH_JWT_LEEWAY, then aud when
- * audience is not NULL. exp and nbf are optional; when present they must be numbers. Returns
- * AUTH_JWT_OK or the first failure (enum auth_jwt_result). Allocates nothing that outlives it. */
+/* What a token must say beyond its signature (the jwt section of the config). */
+struct auth_jwt_rules {
+    const char *audience; /* NULL: aud is not checked; else aud (a string or an array) must hold it */
+    const char *issuer;   /* NULL: iss is not checked; else iss must equal it */
+    double max_age;       /* 0: off; else a token without exp must have an iat at most this many
+                             seconds ago (with AUTH_JWT_LEEWAY) */
+};
+
+/* Verifies a compact JWS token[0..len) signed with HS256 under secret[0..secret_len): the header
+ * first (alg must be HS256; any crit refuses the token), then the signature, then exp/nbf against
+ * now (Unix seconds) with AUTH_JWT_LEEWAY, then iat when rules->max_age applies, then iss and aud
+ * as rules ask (rules may be NULL: no iss, aud or age checks). exp, nbf and iat are optional unless
+ * max_age needs one; when present and checked they must be numbers. Returns AUTH_JWT_OK or the
+ * first failure (enum auth_jwt_result). Allocates nothing that outlives it. */
 int auth_jwt_verify(const char *token, size_t len, const char *secret, size_t secret_len,
-                    const char *audience, int64_t now);
+                    const struct auth_jwt_rules *rules, int64_t now);
 /* A short English reason for a result of auth_jwt_verify (static string). */
 const char *auth_jwt_reason(int rc);
 

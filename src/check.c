@@ -8,6 +8,7 @@
 
 #include <libpq-fe.h>
 
+#include "conninfo.h"
 #include "dbconnect.h"
 #include "endpoint.h"
 #include "script.h"
@@ -34,7 +35,10 @@ int check_run(const struct config *cfg)
             char why[512];
             *pc = dbconnect(cfg->pools[q->pool_idx].url, "sluice-check", 10, why, sizeof why);
             if (*pc == NULL) {
-                fprintf(stderr, "check: pool %s: cannot connect: %s\n", q->pool, why);
+                char *url = url_redact(cfg->pools[q->pool_idx].url);
+                fprintf(stderr, "check: pool %s (%s): cannot connect: %s\n", q->pool,
+                        url[0] ? url : "libpq's defaults", why);
+                free(url);
                 failures++;
                 break;
             }

@@ -24,6 +24,7 @@
 enum kind {
     K_URL,       /* char *: any string, "" included */
     K_STRING,    /* char *: a non-empty string */
+    K_SECRET,    /* char *: a string of at least CONFIG_MIN_SECRET_BYTES, never echoed in an error */
     K_LISTEN,    /* char *: "host:port" or "unix:/path" */
     K_WORKERS,   /* int: positive integer or "auto" (cpu_count()) */
     K_POOL_SIZE, /* int: positive integer or "auto" (2 * cpu_count() + 1) */
@@ -72,8 +73,10 @@ static const struct field log_fields[] = {
 };
 
 static const struct field jwt_fields[] = {
-    {"secret", offsetof(struct config, jwt_secret), K_STRING},
+    {"secret", offsetof(struct config, jwt_secret), K_SECRET},
     {"audience", offsetof(struct config, jwt_audience), K_STRING},
+    {"issuer", offsetof(struct config, jwt_issuer), K_STRING},
+    {"max_age", offsetof(struct config, jwt_max_age), K_SECONDS},
 };
 
 static const struct field tls_fields[] = {
@@ -126,6 +129,8 @@ static const struct {
     {"SLUICE_TLS_KEY", S_TLS, "key"},
     {"SLUICE_JWT_SECRET", S_JWT, "secret"},
     {"SLUICE_JWT_AUDIENCE", S_JWT, "audience"},
+    {"SLUICE_JWT_ISSUER", S_JWT, "issuer"},
+    {"SLUICE_JWT_MAX_AGE", S_JWT, "max_age"},
     {"DATABASE_URL", S_PRIMARY, "url"},
     {"SLUICE_POOL_SIZE", S_PRIMARY, "pool_size"},
     {"SLUICE_MAX_OVERFLOW", S_PRIMARY, "max_overflow"},
@@ -226,6 +231,8 @@ static void read_val(lua_State *L, int idx, struct val *v)
         v->b = lua_toboolean(L, idx);
 }
 
+_Static_assert(CONFIG_MIN_SECRET_BYTES == 32, "expected() names the minimum length of a secret");
+
 static const char *expected(enum kind k, bool from_env)
 {
     switch (k) {
@@ -233,6 +240,8 @@ static const char *expected(enum kind k, bool from_env)
         return "a string";
     case K_STRING:
         return "a non-empty string";
+    case K_SECRET:
+        return "a string of at least 32 bytes";
     case K_LISTEN:
         return "\"host:port\", \"[ipv6]:port\" or \"unix:/path\"";
     case K_WORKERS:
@@ -326,6 +335,19 @@ static int set_field(struct loader *ld, const char *where, const struct field *f
         if (v->type != LUA_TSTRING) break;
         if (f->kind == K_STRING && v->s[0] == '\0') break;
         if (f->kind == K_LISTEN && !listen_ok(v->s)) break;
+        char **sp = (char **)slot;
+        free(*sp);
+        *sp = xstrdup(v->s);
+        return 0;
+    }
+    case K_SECRET: {
+        /* A secret is never echoed, not even a short one: only its length, or its type. */
+        if (v->type != LUA_TSTRING) return fail(ld, "%s: expected %s, got a %s", where, want, v->type_name);
+        size_t n = strlen(v->s);
+        if (n < CONFIG_MIN_SECRET_BYTES)
+            return fail(ld,
+                        "%s: expected %s (a random key, e.g. from openssl rand -base64 32), got %zu bytes",
+                        where, want, n);
         char **sp = (char **)slot;
         free(*sp);
         *sp = xstrdup(v->s);
@@ -903,6 +925,7 @@ void config_free(struct config *c)
     free_tokens(c);
     free(c->jwt_secret);
     free(c->jwt_audience);
+    free(c->jwt_issuer);
     free(c->tls_cert);
     free(c->tls_key);
     for (size_t i = 0; i < c->npools; i++) {

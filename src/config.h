@@ -6,6 +6,10 @@
 #include <stdbool.h>
 #include <stddef.h>
 
+/* The shortest jwt.secret accepted: an HS256 key of fewer bytes can be guessed offline from one
+ * token (RFC 7518 3.2 asks for at least the hash size, 32 bytes). */
+#define CONFIG_MIN_SECRET_BYTES 32
+
 struct pool_config {
     char *name;                        /* key in `pools`, e.g. "primary" */
     char *url;                         /* libpq URL or key=value conninfo; "" = libpq defaults (PG* env) */
@@ -41,8 +45,11 @@ struct config {
     /* Access control (auth.c). */
     char **tokens; /* bearer tokens of auth = "bearer" endpoints (tokens / SLUICE_TOKENS) */
     size_t ntokens;
-    char *jwt_secret;     /* HS256 key of auth = "jwt" endpoints (jwt.secret / SLUICE_JWT_SECRET) */
+    char *jwt_secret;     /* HS256 key of auth = "jwt" endpoints (jwt.secret / SLUICE_JWT_SECRET), at
+                             least CONFIG_MIN_SECRET_BYTES */
     char *jwt_audience;   /* NULL = aud is not checked */
+    char *jwt_issuer;     /* NULL = iss is not checked */
+    double jwt_max_age;   /* seconds; 0 = off: a token without exp may then be of any age */
     bool protect_metrics; /* /metrics and /health (not /health/live) need the admin token */
     /* Limits on what a client controls. */
     size_t max_url_bytes;    /* request target (path + query string), default 8192 -> 414 */

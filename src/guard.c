@@ -4,6 +4,10 @@
 
 #include <lauxlib.h>
 #include <stdbool.h>
+#include <stdint.h>
+#include <string.h>
+
+#include "util.h"
 
 static __thread bool tripped;
 static __thread char stop_message[160];
@@ -18,6 +22,43 @@ int guard_trip(lua_State *L, const char *message)
     tripped = true;
     snprintf(stop_message, sizeof stop_message, "%s", message);
     return luaL_error(L, "%s", message);
+}
+
+/* The limit of the innermost guard_pcall running on this thread. */
+static __thread uint64_t limit_deadline_ms;
+static __thread const char *limit_message;
+
+static void on_limit(lua_State *L, lua_Debug *ar)
+{
+    /* Raises again at every count after the first: the function never gets back in control. */
+    if (now_ms() > limit_deadline_ms) guard_trip(L, limit_message);
+}
+
+/* Instructions between two looks at the clock: a few microseconds of work. */
+#define LIMIT_HOOK_EVERY 1000
+
+int guard_pcall(lua_State *L, int nargs, int nresults, unsigned limit_ms, const char *message)
+{
+    lua_Hook hook = lua_gethook(L);
+    int mask = lua_gethookmask(L), count = lua_gethookcount(L);
+    uint64_t deadline = limit_deadline_ms;
+    const char *msg = limit_message;
+    bool was_tripped = tripped;
+    char was_message[sizeof stop_message];
+    memcpy(was_message, stop_message, sizeof stop_message);
+
+    limit_deadline_ms = now_ms() + limit_ms;
+    limit_message = message;
+    tripped = false;
+    lua_sethook(L, on_limit, LUA_MASKCOUNT, LIMIT_HOOK_EVERY);
+    int rc = lua_pcall(L, nargs, nresults, 0);
+    lua_sethook(L, hook, mask, count);
+
+    limit_deadline_ms = deadline;
+    limit_message = msg;
+    tripped = was_tripped;
+    memcpy(stop_message, was_message, sizeof stop_message);
+    return rc;
 }
 
 /* sluice._stopped() -> message | nil */

@@ -8,6 +8,7 @@
 #include "auth.h"
 #include "batch.h"
 #include "copy.h"
+#include "csrf.h"
 #include "handler.h"
 #include "health.h"
 #include "jsonw.h"
@@ -303,6 +304,7 @@ int http_on_req(h2o_handler_t *self, h2o_req_t *req)
         return 0;
     }
     if (!within_limits(w, req, path)) return 0;
+    if (!csrf_allow(req)) return 0; /* before any endpoint can act on another site's request */
 
     if (path_has_prefix(path, "/query/")) {
         const char *name = path.base + 7;

@@ -63,13 +63,62 @@ void log_write(enum log_level level, const char *msg, const char *fields_json)
         }
         buf_puts(&b, "}\n");
     } else {
-        buf_printf(&b, "%s %-5s %s", ts, level_names[level], msg);
-        if (fields_json && *fields_json) buf_printf(&b, " {%s}", fields_json);
+        /* A newline in a message must not start what reads as another line of the log. */
+        buf_printf(&b, "%s %-5s ", ts, level_names[level]);
+        log_text_escape(&b, msg, strlen(msg));
+        if (fields_json && *fields_json) {
+            buf_puts(&b, " {");
+            log_text_escape(&b, fields_json, strlen(fields_json));
+            buf_putc(&b, '}');
+        }
         buf_putc(&b, '\n');
     }
     ssize_t r = write(STDERR_FILENO, b.data, b.len);
     (void)r;
     buf_free(&b);
+}
+
+void log_text_escape(struct buf *b, const char *s, size_t n)
+{
+    size_t from = 0;
+    for (size_t i = 0; i < n; i++) {
+        unsigned char c = (unsigned char)s[i];
+        if (c >= 0x20 && c != 0x7f) continue;
+        buf_append(b, s + from, i - from);
+        from = i + 1;
+        if (c == '\n')
+            buf_puts(b, "\\n");
+        else if (c == '\r')
+            buf_puts(b, "\\r");
+        else if (c == '\t')
+            buf_puts(b, "\\t");
+        else
+            buf_printf(b, "\\x%02x", c);
+    }
+    buf_append(b, s + from, n - from);
+}
+
+void log_fields_rename_reserved(json_t *fields)
+{
+    if (!json_is_object(fields)) return;
+    static const char *const reserved[] = {"ts", "level", "worker", "msg"}; /* what log_write writes */
+    for (size_t i = 0; i < sizeof reserved / sizeof reserved[0]; i++) {
+        json_t *v = json_object_get(fields, reserved[i]);
+        if (v == NULL) continue;
+        json_incref(v);
+        json_object_del(fields, reserved[i]);
+        struct buf name = BUF_INIT;
+        buf_puts(&name, reserved[i]);
+        do { /* field_ts, or field_field_ts when the script also sent field_ts, ... */
+            struct buf longer = BUF_INIT;
+            buf_puts(&longer, "field_");
+            buf_puts(&longer, name.data);
+            buf_free(&name);
+            name = longer;
+        } while (json_object_get(fields, name.data) != NULL);
+        json_object_set_new(fields, name.data, v);
+        buf_free(&name);
+    }
 }
 
 void log_printf(enum log_level level, const char *fmt, ...)

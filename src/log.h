@@ -2,7 +2,11 @@
 #ifndef SLUICE_LOG_H
 #define SLUICE_LOG_H
 
+#include <jansson.h>
 #include <stdbool.h>
+#include <stddef.h>
+
+#include "buf.h"
 
 enum log_level { LOG_DEBUG, LOG_INFO, LOG_WARN, LOG_ERROR };
 
@@ -15,9 +19,20 @@ bool log_enabled(enum log_level level);
 /* Parses "debug" | "info" | "warn" | "error"; returns -1 for anything else. */
 int log_level_parse(const char *name);
 
-/* fields_json: NULL, or the members of a JSON object without braces, e.g. "\"pool\":\"primary\"". */
+/* fields_json: NULL, or the members of a JSON object without braces, e.g. "\"pool\":\"primary\"",
+ * none of them named as a member the line has already (log_fields_rename_reserved). In text
+ * format, control characters of msg and the fields are escaped, so one call is one line. */
 void log_write(enum log_level level, const char *msg, const char *fields_json);
 void log_printf(enum log_level level, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+
+/* Renames each member of the JSON object fields named as one that log_write writes itself ("ts",
+ * "level", "worker", "msg") to "field_<name>" (prefixed again while that name is taken too), so
+ * that fields from a script can neither replace nor duplicate them. Values are kept; fields stays
+ * the caller's. */
+void log_fields_rename_reserved(json_t *fields);
+/* Appends s[0..n) to b for a text-format line: \n, \r and \t as those two characters, any other
+ * control character (below 0x20, and 0x7f) as \xHH; every other byte as it is. */
+void log_text_escape(struct buf *b, const char *s, size_t n);
 
 #define log_debug(...) (log_enabled(LOG_DEBUG) ? log_printf(LOG_DEBUG, __VA_ARGS__) : (void)0)
 #define log_info(...)  log_printf(LOG_INFO, __VA_ARGS__)

@@ -264,19 +264,12 @@ static const char *pool_name(const struct server *srv, int idx, const char *fall
     return fallback ? fallback : "";
 }
 
-#define HOOK_LIMIT_MS 100 /* sluice.on_slow_query runs on the event loop: it must be quick */
+/* sluice.on_slow_query runs on the event loop: it must be quick. The guard's count hook (the
+ * worker states run interpreted, so it fires in any loop) stops a runaway one. */
+#define HOOK_LIMIT_MS 100
 
-static __thread uint64_t hook_deadline_ms;
-
-/* Count hook (the worker states run interpreted, so it fires in any loop): a runaway
- * on_slow_query errors out instead of stalling the worker. */
-static void on_guard(lua_State *L, lua_Debug *ar)
-{
-    if (now_ms() > hook_deadline_ms) guard_trip(L, "sluice.on_slow_query ran for more than 100 ms");
-}
-
-/* Runs sluice.on_slow_query(ev) when the scripts define it. Only lua_pcall reaches Lua; any hook
- * already set on L is put back afterwards. */
+/* Runs sluice.on_slow_query(ev) when the scripts define it, under the guard (which puts back any
+ * hook already set on L). */
 static void call_hook(lua_State *L, const struct query_def *q, const char *pool, int http_status, double ms)
 {
     int top = lua_gettop(L);
@@ -293,17 +286,11 @@ static void call_hook(lua_State *L, const struct query_def *q, const char *pool,
             lua_setfield(L, -2, "duration_ms");
             lua_pushinteger(L, http_status);
             lua_setfield(L, -2, "status");
-            lua_Hook saved = lua_gethook(L);
-            int saved_mask = lua_gethookmask(L), saved_count = lua_gethookcount(L);
-            hook_deadline_ms = now_ms() + HOOK_LIMIT_MS;
-            guard_arm();
-            lua_sethook(L, on_guard, LUA_MASKCOUNT, 1000);
-            if (lua_pcall(L, 1, 0, 0) != 0) {
+            if (guard_pcall(L, 1, 0, HOOK_LIMIT_MS, "sluice.on_slow_query ran for more than 100 ms") != 0) {
                 const char *e = lua_tostring(L, -1);
                 log_printf(LOG_ERROR, "sluice.on_slow_query failed: %s",
                            e ? e : "(error object is not a string)");
             }
-            lua_sethook(L, saved, saved_mask, saved_count);
         }
     }
     lua_settop(L, top);

@@ -16,6 +16,7 @@
 #include <openssl/evp.h>
 
 #include "buf.h"
+#include "conninfo.h"
 #include "dbconnect.h"
 #include "util.h"
 
@@ -270,7 +271,10 @@ static int connect_db(struct run *r, const char *conninfo)
     char err[512];
     r->conn = dbconnect(conninfo, "sluice migrate", 10, err, sizeof err); /* a silent host: 10 s */
     if (r->conn == NULL) {
-        fprintf(stderr, "migrate: cannot connect: %s\n", err);
+        char *url = url_redact(conninfo); /* which database: the primary pool's, or the first */
+        fprintf(stderr, "migrate: cannot connect to %s: %s\n",
+                url[0] ? url : "libpq's defaults (PG* variables)", err);
+        free(url);
         return -1;
     }
     PQsetNoticeReceiver(r->conn, on_notice, r);

@@ -462,10 +462,12 @@ static json_t *query_operation(struct doc *doc, const struct query_def *q, const
         json_object_set_new(responses, "200", rows);
     }
     static const char *const common[] = {"400", "409", "413", "500", "503", "504", NULL};
-    static const char *const post_only[] = {"415", NULL};
+    static const char *const not_get[] = {"415", NULL};
     static const char *const single_only[] = {"404", NULL};
     add_errors(doc->used_errors, responses, common);
-    if (body) add_errors(doc->used_errors, responses, post_only);
+    /* every method but GET and HEAD needs a Content-Type (csrf.c), with or without a body */
+    if (strcmp(method, "GET") != 0 && strcmp(method, "HEAD") != 0)
+        add_errors(doc->used_errors, responses, not_get);
     if (q->single) add_errors(doc->used_errors, responses, single_only);
     endpoint_security(doc, op, responses, q->auth);
     json_object_set_new(op, "responses", responses);
@@ -690,7 +692,7 @@ static void add_fixed(struct doc *doc, const struct registry *reg, const struct 
                      json_pack("{s:s,s:{s:{s:s},s:{s:s},s:{s:s},s:{s:s}}}", "type", "object", "properties",
                                "status", "type", "string", "queries", "type", "integer", "bulk", "type",
                                "integer", "handlers", "type", "integer")));
-        static const char *const reload_errs[] = {"400", NULL};
+        static const char *const reload_errs[] = {"400", "415", NULL};
         add_errors(doc->used_errors, r, reload_errs);
         op = simple_op(doc, "admin_reload", "check and reload the scripts", "admin", r);
         require_scheme(doc, op, r, "admin");
@@ -746,7 +748,8 @@ static void add_components(struct doc *doc, const struct config *cfg)
         {409,
          "a unique, foreign-key or check violation (SQLSTATE 23xxx), a serialization failure or deadlock"},
         {413, "the body is larger than max_body_bytes"},
-        {415, "a body content type the endpoint does not take"},
+        {415, "not GET or HEAD and no Content-Type application/json (or the body's own type, "
+              "e.g. text/csv for bulk), even without a body; or a body type the endpoint does not take"},
         {500, "anything else (the server log has the detail)"},
         {503,
          "no connection within pool_timeout, the circuit breaker is open, or the database is unreachable"},

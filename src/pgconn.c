@@ -9,6 +9,7 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "conninfo.h"
 #include "endpoint.h"
 #include "log.h"
 #include "util.h"
@@ -74,9 +75,11 @@ struct pgconn *pgconn_connect(h2o_loop_t *loop, const struct pool_config *cfg, h
     /* The URL comes last so that what it says wins over these defaults. */
     const char *keys[] = {"application_name", "client_encoding", "options", "dbname", NULL};
     const char *vals[] = {"sluice", "UTF8", opts, cfg->url, NULL};
-    PGconn *pg = PQconnectStartParams(keys, vals, 1);
+    /* libpq's text of a string it cannot use may quote it, password included: never shown */
+    bool usable = conninfo_usable(cfg->url);
+    PGconn *pg = usable ? PQconnectStartParams(keys, vals, 1) : NULL;
     if (pg == NULL || PQstatus(pg) == CONNECTION_BAD) {
-        snprintf(errbuf, errlen, "%s", pg ? PQerrorMessage(pg) : "out of memory");
+        snprintf(errbuf, errlen, "%s", usable && pg == NULL ? "out of memory" : CONNINFO_INVALID);
         if (pg) PQfinish(pg);
         return NULL;
     }

@@ -12,6 +12,7 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "conninfo.h"
 #include "log.h"
 #include "worker.h"
 #include "util.h"
@@ -188,10 +189,16 @@ static void start_connect(struct probe *p)
 {
     const char *keys[] = {"application_name", "client_encoding", "dbname", NULL};
     const char *vals[] = {"sluice-probe", "UTF8", p->url, NULL};
-    p->pg = PQconnectStartParams(keys, vals, 1);
+    /* libpq's text of a string it cannot use may quote it, password included: never shown */
+    bool usable = conninfo_usable(p->url);
+    p->pg = usable ? PQconnectStartParams(keys, vals, 1) : NULL;
     p->began_ms = now_ms();
-    if (p->pg == NULL || PQstatus(p->pg) == CONNECTION_BAD || !attach(p)) {
-        drop(p, p->pg ? PQerrorMessage(p->pg) : "out of memory");
+    if (p->pg == NULL || PQstatus(p->pg) == CONNECTION_BAD) {
+        drop(p, usable && p->pg == NULL ? "out of memory" : CONNINFO_INVALID);
+        return;
+    }
+    if (!attach(p)) {
+        drop(p, "cannot watch the database socket");
         return;
     }
     p->state = PROBE_CONNECTING;

@@ -31,16 +31,9 @@ static void push_query(lua_State *L, struct query_def *q)
     q->route_info_ref = luaL_ref(L, LUA_REGISTRYINDEX);
 }
 
-#define ROUTE_LIMIT_MS 100
-
-static __thread uint64_t route_deadline_ms;
-
 /* A route function that does not return in time is stopped (the state runs without the JIT, so
- * the count hook fires in every loop). */
-static void on_hook(lua_State *L, lua_Debug *ar)
-{
-    if (now_ms() > route_deadline_ms) guard_trip(L, "sluice.route ran for more than 100 ms");
-}
+ * the guard's count hook fires in every loop). */
+#define ROUTE_LIMIT_MS 100
 
 int route_pool(struct worker *w, struct query_def *q, h2o_req_t *req)
 {
@@ -58,11 +51,7 @@ int route_pool(struct worker *w, struct query_def *q, h2o_req_t *req)
     lua_pushlstring(L, req->path_normalized.base, req->path_normalized.len);
     lua_setfield(L, -2, "path");
     int idx = q->pool_idx;
-    route_deadline_ms = now_ms() + ROUTE_LIMIT_MS;
-    guard_arm();
-    lua_sethook(L, on_hook, LUA_MASKCOUNT, 10000);
-    int rc = lua_pcall(L, 2, 1, 0);
-    lua_sethook(L, NULL, 0, 0);
+    int rc = guard_pcall(L, 2, 1, ROUTE_LIMIT_MS, "sluice.route ran for more than 100 ms");
     if (rc != 0) {
         log_printf(LOG_ERROR, "sluice.route failed for %s: %s", q->name, lua_tostring(L, -1));
     } else if (lua_type(L, -1) == LUA_TSTRING) {

@@ -427,6 +427,7 @@ static int log_at(lua_State *L, enum log_level level)
             json_object_set_new(o, "data", f);
             f = o;
         }
+        log_fields_rename_reserved(f); /* a script's ts, level or msg does not replace the line's */
         char *s = json_dumps(f, JSON_COMPACT | JSON_ENSURE_ASCII | JSON_REAL_PRECISION(15));
         json_decref(f);
         size_t n = s ? strlen(s) : 0;

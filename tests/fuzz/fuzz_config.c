@@ -130,6 +130,11 @@ static const char *const env_vars[] = {
     "SLUICE_ECHO",
     "SLUICE_PREPARED_STATEMENT_CACHE_SIZE",
     "SLUICE_STATEMENT_TIMEOUT_MS",
+    "SLUICE_TOKENS",
+    "SLUICE_JWT_SECRET",
+    "SLUICE_JWT_AUDIENCE",
+    "SLUICE_JWT_ISSUER",
+    "SLUICE_JWT_MAX_AGE",
 };
 #define NVARS (sizeof env_vars / sizeof env_vars[0])
 
@@ -195,6 +200,10 @@ static void check_config(const struct config *c)
     CHECK(seconds_ok(c->shutdown_timeout) && seconds_ok(c->request_timeout));
     CHECK(c->migrations && c->migrations[0]);
     CHECK(c->log_level >= 0 && c->log_level <= 3);
+    CHECK(c->jwt_secret == NULL || strlen(c->jwt_secret) >= CONFIG_MIN_SECRET_BYTES);
+    CHECK(c->jwt_audience == NULL || c->jwt_audience[0]);
+    CHECK(c->jwt_issuer == NULL || c->jwt_issuer[0]);
+    CHECK(seconds_ok(c->jwt_max_age));
     CHECK(c->npools >= 1 && c->pools);
     for (size_t i = 0; i < c->npools; i++) {
         const struct pool_config *p = &c->pools[i];

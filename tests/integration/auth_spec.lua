@@ -5,7 +5,8 @@ local here = debug.getinfo(1, "S").source:match("^@(.*/)") or "./"
 package.path = here .. "?.lua;" .. package.path
 local H = require "helper"
 
-local SECRET, AUDIENCE = "jwt-s3cret-for-tests", "sluice-test"
+local SECRET, AUDIENCE = "jwt-s3cret-for-tests-0123456789abcdef", "sluice-test"
+local ENV_SECRET = "env-secret-0123456789abcdef0123456789"
 
 local scripts = {
   ["auth.lua"] = [==[
@@ -21,6 +22,15 @@ sluice.query "pol" { readonly = true, single = true, sql = [[ SELECT 4 AS four ]
   end }
 sluice.query "spin" { readonly = true, sql = [[ SELECT 1 AS x ]], auth = function(req) while true do end end }
 sluice.query "boom" { readonly = true, sql = [[ SELECT 1 AS x ]], auth = function(req) error("policy bug") end }
+sluice.query "pcall_spin" { readonly = true, sql = [[ SELECT 1 AS x ]],
+  auth = function(req) while true do pcall(function() while true do end end) end end }
+sluice.query "pcall_allow" { readonly = true, sql = [[ SELECT 1 AS x ]],
+  auth = function(req)
+    local ok = pcall(function() while true do end end)
+    local ok2 = xpcall(function() while true do end end, function(e) return e end)
+    local ok3 = coroutine.resume(coroutine.create(function() while true do end end))
+    return true
+  end }
 sluice.bulk "items" { table = "items", columns = { "id" }, auth = "bearer" }
 sluice.endpoint "hello" { route = "GET /hello", auth = "jwt", handler = function(req) return 200, { hi = true } end }
 sluice.endpoint "hpol" { route = "GET /hpol", auth = function(req) return req.query.key == "open" end,
@@ -38,9 +48,12 @@ local function hmac(key, data)
   return mac
 end
 
--- An HS256 JWT of claims (a table), signed with key (default SECRET); header overrides alg.
-local function jwt(claims, key, alg)
-  local signing = b64url(H.encode({ alg = alg or "HS256", typ = "JWT" })) .. "." .. b64url(H.encode(claims))
+-- An HS256 JWT of claims (a table), signed with key (default SECRET); alg replaces HS256 in the
+-- header, and header_extra's members are added to it.
+local function jwt(claims, key, alg, header_extra)
+  local header = { alg = alg or "HS256", typ = "JWT" }
+  for k, v in pairs(header_extra or {}) do header[k] = v end
+  local signing = b64url(H.encode(header)) .. "." .. b64url(H.encode(claims))
   return signing .. "." .. b64url(hmac(key or SECRET, signing))
 end
 
@@ -137,6 +150,58 @@ describe("auth", function()
       local t = jwt { aud = AUDIENCE, exp = now - 5 }
       H.assert_ok(gw:get_json("/query/jwtq", bearer(t)))
     end)
+
+    it("a header with crit is refused, whatever it lists", function()
+      for _, crit in ipairs { { "exp" }, { "b64" }, H.array() } do
+        local t = jwt({ aud = AUDIENCE, exp = now + 60 }, SECRET, nil, { crit = crit, b64 = false })
+        local status, body, headers, raw = gw:get_json("/query/jwtq", bearer(t))
+        assert_401(status, body, headers, raw)
+        assert.truthy(body.error.message:find("crit", 1, true), raw)
+      end
+    end)
+
+    it("jwt.issuer and jwt.max_age: iss must match; without exp, iat must be recent (and present)", function()
+      local g = H.start { dsn = db, scripts = scripts, config = { tokens = { "tok-one" },
+        jwt = { secret = SECRET, issuer = "https://auth.example", max_age = 600 } } }
+      local iss = "https://auth.example"
+      H.assert_ok(g:get_json("/query/jwtq", bearer(jwt { iss = iss, iat = now - 60 })))
+      H.assert_ok(g:get_json("/query/jwtq", bearer(jwt { iss = iss, exp = now + 60 })))
+      -- exp decides when present: an old iat does not matter then
+      H.assert_ok(g:get_json("/query/jwtq", bearer(jwt { iss = iss, iat = now - 86400, exp = now + 60 })))
+      local cases = {
+        ["wrong issuer"] = jwt { iss = "https://evil.example", iat = now },
+        ["no issuer"] = jwt { iat = now },
+        ["too old"] = jwt { iss = iss, iat = now - 700 },
+        ["without exp or iat"] = jwt { iss = iss },
+        ["not valid yet"] = jwt { iss = iss, iat = now + 600 },
+      }
+      for reason, t in pairs(cases) do
+        local status, body, headers, raw = g:get_json("/query/jwtq", bearer(t))
+        assert(status == 401, reason .. ": expected 401, got " .. tostring(status) .. " " .. tostring(raw))
+        assert_401(status, body, headers, raw)
+        assert.truthy(body.error.message:find(reason == "no issuer" and "wrong issuer" or reason, 1, true),
+          reason .. ": " .. raw)
+      end
+      g:stop()
+    end)
+
+    it("refuses to start with a secret shorter than 32 bytes, naming its length only", function()
+      for _, case in ipairs {
+        { config = { jwt = { secret = "short-s3cret-value" } }, where = "jwt.secret" },
+        { env = { SLUICE_JWT_SECRET = "short-s3cret-value" }, where = "SLUICE_JWT_SECRET" },
+      } do
+        local g = H.start { dsn = db, wait = false, scripts = scripts, config = case.config, env = case.env }
+        local deadline = H.now() + 10
+        while g:exit_code() == nil and H.now() < deadline do H.sleep(0.05) end
+        assert.equal(1, g:exit_code())
+        local log = g:log()
+        assert.truthy(log:find(case.where .. ": expected a string of at least 32 bytes", 1, true), log)
+        assert.truthy(log:find("got 18 bytes", 1, true), log)
+        assert.falsy(log:find("short-s3cret", 1, true), log)
+        local _, lines = log:gsub("\n", "")
+        assert.equal(1, lines, log)
+      end
+    end)
   end)
 
   describe("Lua policies", function()
@@ -155,6 +220,37 @@ describe("auth", function()
       H.assert_error(500, "internal", gw:get_json("/query/boom"))
       assert.truthy(gw:log():match("auth policy of boom failed"))
       H.assert_ok(gw:get_json("/query/open"))
+    end)
+
+    it("pcall, xpcall or a coroutine inside a policy cannot catch the time limit: refused in time", function()
+      for _, name in ipairs { "pcall_spin", "pcall_allow" } do
+        local t0 = H.now()
+        local status, body, headers, raw = gw:get_json("/query/" .. name, nil, 5)
+        H.assert_error(500, "internal", status, body, headers, raw)
+        assert.truthy(H.now() - t0 < 1, name .. " took " .. (H.now() - t0) .. " s")
+        assert.truthy(gw:log():find("auth policy of " .. name .. " failed: the auth policy ran for more than 100 ms",
+          1, true), name)
+      end
+      H.assert_ok(gw:get_json("/query/open"))
+    end)
+
+    it("a handler suspended on the database while a policy runs keeps its own time limit", function()
+      -- LuaJIT has one hook per state: the policy's limit must not replace the handler's for good
+      local g = H.start { dsn = db, config = { workers = 1 }, scripts = { ["a.lua"] = [==[
+sluice.query "nap" { readonly = true, single = true, sql = [[ SELECT pg_sleep(0.5) IS NULL AS x ]] }
+sluice.query "pol" { readonly = true, single = true, sql = [[ SELECT 1 AS x ]], auth = function(req) return true end }
+sluice.route = function(q, req) return nil end
+sluice.endpoint "spin" { route = "GET /spin", handler = function(req) sluice.db.query("nap", {}) while true do end end }
+]==] } }
+      local t0 = H.now()
+      local spin = g:async("GET", "/spin", nil, nil, 10)
+      H.sleep(0.2)
+      H.assert_ok(g:get_json("/query/pol"))
+      local r = spin:wait()
+      assert.equal(500, r.status)
+      assert.truthy(H.now() - t0 < 4)
+      H.assert_ok(g:get_json("/query/pol"))
+      g:stop()
     end)
   end)
 
@@ -182,10 +278,10 @@ describe("auth", function()
 
   it("takes tokens and the JWT secret from SLUICE_TOKENS and SLUICE_JWT_SECRET", function()
     local g = H.start { dsn = db, scripts = scripts,
-      env = { SLUICE_TOKENS = "env-a, env-b", SLUICE_JWT_SECRET = "env-secret" } }
+      env = { SLUICE_TOKENS = "env-a, env-b", SLUICE_JWT_SECRET = ENV_SECRET } }
     H.assert_ok(g:get_json("/query/tok", bearer("env-b")))
     H.assert_error(403, "forbidden", g:get_json("/query/tok", bearer("tok-one")))
-    H.assert_ok(g:get_json("/query/jwtq", bearer(jwt({ sub = "x" }, "env-secret"))))
+    H.assert_ok(g:get_json("/query/jwtq", bearer(jwt({ sub = "x" }, ENV_SECRET))))
     g:stop()
   end)
 

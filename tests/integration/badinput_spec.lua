@@ -433,13 +433,18 @@ describe("bad input", function()
   end)
 
   describe("methods and request lines", function()
-    it("unknown methods → 405 on a query, 404 on an unknown path", function()
+    it("unknown methods → 405 on a query, 404 on an unknown path (415 first without a Content-Type)", function()
       for _, m in ipairs { "FOO", "PROPFIND", "DELETE", "PUT", "PATCH", "TRACE", "get" } do
-        local r = exchange(gw, m .. " /query/one HTTP/1.1\r\nHost: x\r\nContent-Length: 0\r\nConnection: close\r\n\r\n")
+        local head = " HTTP/1.1\r\nHost: x\r\nContent-Length: 0\r\nConnection: close\r\n"
+        local json = "Content-Type: application/json\r\n"
+        local r = exchange(gw, m .. " /query/one" .. head .. json .. "\r\n")
         assert_json_error(405, "method_not_allowed", r)
         assert.equal("GET, POST", r.headers["allow"])
-        r = exchange(gw, m .. " /nope HTTP/1.1\r\nHost: x\r\nContent-Length: 0\r\nConnection: close\r\n\r\n")
+        r = exchange(gw, m .. " /nope" .. head .. json .. "\r\n")
         assert_json_error(404, "not_found", r)
+        -- the Content-Type rule comes before routing
+        assert_json_error(415, "unsupported_media_type", exchange(gw, m .. " /query/one" .. head .. "\r\n"))
+        assert_json_error(415, "unsupported_media_type", exchange(gw, m .. " /nope" .. head .. "\r\n"))
       end
     end)
 

@@ -276,15 +276,23 @@ end
 ---------------------------------------------------------------------------------------------
 -- HTTP
 
--- One request with luasocket. body: nil, a string, or a table (JSON-encoded); a body is sent
--- as application/json unless headers name another Content-Type. Returns status, body, headers
--- (lower-case names); on a transport failure (refused, reset, timeout) returns nil, error.
+-- True when a request goes out as application/json unless the caller names another type: one
+-- with a body, and any method but GET and HEAD (the gateway refuses those without a Content-Type,
+-- body or not).
+local function json_by_default(method, body)
+  return body ~= nil or (method ~= "GET" and method ~= "HEAD")
+end
+
+-- One request with luasocket. body: nil, a string, or a table (JSON-encoded); a body, and any
+-- method but GET and HEAD, is sent as application/json unless headers name another Content-Type
+-- (false: none). Returns status, body, headers (lower-case names); on a transport failure
+-- (refused, reset, timeout) returns nil, error.
 function H.http(method, url, body, headers, timeout)
   local hdrs = {}
   for k, v in pairs(headers or {}) do hdrs[k:lower()] = v end
   if type(body) == "table" then body = H.encode(body) end
-  -- any body is JSON unless the caller says otherwise (false: send no Content-Type)
-  if body ~= nil and hdrs["content-type"] == nil then hdrs["content-type"] = "application/json" end
+  -- JSON unless the caller says otherwise (false: send no Content-Type)
+  if json_by_default(method, body) and hdrs["content-type"] == nil then hdrs["content-type"] = "application/json" end
   if hdrs["content-type"] == false then hdrs["content-type"] = nil end
   local source
   if body ~= nil then
@@ -330,7 +338,7 @@ local override_env = {
   "SLUICE_MAX_OVERFLOW", "SLUICE_POOL_TIMEOUT", "SLUICE_POOL_RECYCLE", "SLUICE_ECHO",
   "SLUICE_PREPARED_STATEMENT_CACHE_SIZE", "SLUICE_STATEMENT_TIMEOUT_MS", "SLUICE_LOG_LEVEL",
   "SLUICE_LOG_FORMAT", "SLUICE_MAX_BODY_BYTES", "SLUICE_REQUEST_TIMEOUT", "SLUICE_SHUTDOWN_TIMEOUT",
-  "SLUICE_TOKENS", "SLUICE_JWT_SECRET", "SLUICE_JWT_AUDIENCE",
+  "SLUICE_TOKENS", "SLUICE_JWT_SECRET", "SLUICE_JWT_AUDIENCE", "SLUICE_JWT_ISSUER", "SLUICE_JWT_MAX_AGE",
 }
 
 local function merge(dst, src)
@@ -509,8 +517,8 @@ function Gateway:start_parallel(reqs, opts)
     for k, v in pairs(r.headers or {}) do hdrs[k:lower()] = v end
     local body = r.body
     if type(body) == "table" then body = H.encode(body) end
-    if body ~= nil and hdrs["content-type"] == nil then hdrs["content-type"] = "application/json" end
     local method = r.method or (body and "POST" or "GET")
+    if json_by_default(method, body) and hdrs["content-type"] == nil then hdrs["content-type"] = "application/json" end
     if method == "POST" and body == nil then body = "" end
     lines[#lines + 1] = "url = " .. curl_str(self.base .. r.path)
     lines[#lines + 1] = "request = " .. curl_str(method)

@@ -262,7 +262,8 @@ INSERT INTO quotes VALUES ('EURUSD', 1.0841, 1.0843);
     local rc, out, err = migrate("up", bad)
     assert.are.equal(1, rc)
     assert.are.equal("", out)
-    assert.truthy(err:match("^migrate: cannot connect: [^\n]+\n$"), err)
+    assert.truthy(err:match("^migrate: cannot connect to host=127.0.0.1 port=1 user=postgres dbname=nothing "
+      .. "connect_timeout=3: [^\n]+\n$"), err)
   end)
 
   it("reports a missing migrations folder", function()

@@ -89,7 +89,7 @@ describe("/openapi.json", function()
     H.must(("cd %s && %s migrate --config %s up"):format(H.q(tmp), H.q(H.bin), H.q(cfg)))
     H.writefile(tmp .. "/extra.lua", extra)
     gw = H.start { dsn = db, config = {
-      admin_token = "tok", protect_metrics = true, tokens = { "t1" }, jwt = { secret = "s" },
+      admin_token = "tok", protect_metrics = true, tokens = { "t1" }, jwt = { secret = ("s"):rep(32) },
       scripts = { H.root .. "/lua/endpoints/*.lua", H.root .. "/lua/policy.lua", tmp .. "/extra.lua" },
     } }
     local status, hdrs

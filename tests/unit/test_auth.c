@@ -1,5 +1,6 @@
-/* test_auth.c — the HS256 JWT verifier and the constant-time comparison. Tokens are built here
- * with OpenSSL's HMAC from a header and payload written out as JSON text. */
+/* test_auth.c — the HS256 JWT verifier (signature, header, claims and the configured rules) and the
+ * constant-time comparison. Tokens are built here with OpenSSL's HMAC from a header and payload
+ * written out as JSON text. */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -13,7 +14,7 @@
 
 #include "auth.h"
 
-#define SECRET "test-secret-0123456789"
+#define SECRET "test-secret-0123456789-abcdefghijk"
 #define NOW    1700000000
 
 static const char HS256[] = "{\"alg\":\"HS256\",\"typ\":\"JWT\"}";
@@ -52,9 +53,15 @@ static void make(char *out, const char *header, const char *payload, const char 
     b64url(out, mac, maclen);
 }
 
+static int verify_rules(const char *tok, const struct auth_jwt_rules *rules)
+{
+    return auth_jwt_verify(tok, strlen(tok), SECRET, strlen(SECRET), rules, NOW);
+}
+
 static int verify(const char *tok, const char *aud)
 {
-    return auth_jwt_verify(tok, strlen(tok), SECRET, strlen(SECRET), aud, NOW);
+    struct auth_jwt_rules rules = {.audience = aud};
+    return verify_rules(tok, &rules);
 }
 
 static void valid_tokens_pass(void **state)
@@ -182,6 +189,95 @@ static void malformed_tokens_are_refused(void **state)
     assert_int_equal(auth_jwt_verify(t, n - 1, SECRET, strlen(SECRET), NULL, NOW), AUTH_JWT_MALFORMED);
 }
 
+static void crit_in_the_header_is_refused(void **state)
+{
+    char t[1024];
+    /* no extension is understood, so any crit refuses the token, signature good or not */
+    make(t, "{\"alg\":\"HS256\",\"crit\":[\"exp\"]}", "{}", SECRET);
+    assert_int_equal(verify(t, NULL), AUTH_JWT_CRIT);
+    make(t, "{\"alg\":\"HS256\",\"crit\":[\"b64\"],\"b64\":false}", "{}", SECRET);
+    assert_int_equal(verify(t, NULL), AUTH_JWT_CRIT);
+    make(t, "{\"alg\":\"HS256\",\"crit\":[]}", "{}", SECRET);
+    assert_int_equal(verify(t, NULL), AUTH_JWT_CRIT);
+    make(t, "{\"alg\":\"HS256\",\"crit\":null}", "{}", SECRET);
+    assert_int_equal(verify(t, NULL), AUTH_JWT_CRIT);
+    make(t, "{\"alg\":\"HS256\",\"crit\":[\"x\"]}", "{}", "another-secret");
+    assert_int_equal(verify(t, NULL), AUTH_JWT_CRIT);
+    /* crit in the payload is only a claim */
+    make(t, HS256, "{\"crit\":[\"x\"]}", SECRET);
+    assert_int_equal(verify(t, NULL), AUTH_JWT_OK);
+    assert_string_equal(auth_jwt_reason(AUTH_JWT_CRIT), "unsupported critical header parameter (crit)");
+}
+
+static void issuer_must_match_when_configured(void **state)
+{
+    char t[1024];
+    struct auth_jwt_rules rules = {.issuer = "https://auth.example"};
+    make(t, HS256, "{\"iss\":\"https://auth.example\"}", SECRET);
+    assert_int_equal(verify_rules(t, &rules), AUTH_JWT_OK);
+    assert_int_equal(verify_rules(t, NULL), AUTH_JWT_OK);
+    const char *wrong[] = {
+        "{\"iss\":\"https://auth.example/\"}",
+        "{\"iss\":\"https://AUTH.example\"}",
+        "{\"iss\":\"\"}",
+        "{\"iss\":[\"https://auth.example\"]}",
+        "{\"iss\":1}",
+        "{\"sub\":\"no iss\"}",
+    };
+    for (size_t i = 0; i < sizeof wrong / sizeof wrong[0]; i++) {
+        make(t, HS256, wrong[i], SECRET);
+        int rc = verify_rules(t, &rules);
+        if (rc != AUTH_JWT_ISSUER) fail_msg("payload %s: got %d", wrong[i], rc);
+    }
+    /* with issuer and audience both configured, both are checked */
+    rules.audience = "api";
+    make(t, HS256, "{\"iss\":\"https://auth.example\",\"aud\":[\"web\",\"api\"]}", SECRET);
+    assert_int_equal(verify_rules(t, &rules), AUTH_JWT_OK);
+    make(t, HS256, "{\"iss\":\"https://auth.example\",\"aud\":\"web\"}", SECRET);
+    assert_int_equal(verify_rules(t, &rules), AUTH_JWT_AUDIENCE);
+    make(t, HS256, "{\"iss\":\"other\",\"aud\":\"api\"}", SECRET);
+    assert_int_equal(verify_rules(t, &rules), AUTH_JWT_ISSUER);
+}
+
+static void max_age_bounds_tokens_without_exp(void **state)
+{
+    char t[1024], p[128];
+    struct auth_jwt_rules rules = {.max_age = 3600};
+    snprintf(p, sizeof p, "{\"iat\":%d}", NOW - 3600);
+    make(t, HS256, p, SECRET);
+    assert_int_equal(verify_rules(t, &rules), AUTH_JWT_OK);
+    snprintf(p, sizeof p, "{\"iat\":%d}", NOW - 3600 - AUTH_JWT_LEEWAY + 1);
+    make(t, HS256, p, SECRET);
+    assert_int_equal(verify_rules(t, &rules), AUTH_JWT_OK);
+    snprintf(p, sizeof p, "{\"iat\":%d}", NOW - 3600 - AUTH_JWT_LEEWAY - 1);
+    make(t, HS256, p, SECRET);
+    assert_int_equal(verify_rules(t, &rules), AUTH_JWT_TOO_OLD);
+    /* without max_age the same token is good: its age is not limited */
+    assert_int_equal(verify_rules(t, NULL), AUTH_JWT_OK);
+    rules.max_age = 0;
+    assert_int_equal(verify_rules(t, &rules), AUTH_JWT_OK);
+    rules.max_age = 3600;
+    /* neither exp nor iat: refused while max_age is set */
+    make(t, HS256, "{\"sub\":\"forever\"}", SECRET);
+    assert_int_equal(verify_rules(t, &rules), AUTH_JWT_NO_AGE);
+    /* issued in the future, past the leeway */
+    snprintf(p, sizeof p, "{\"iat\":%d}", NOW + AUTH_JWT_LEEWAY + 10);
+    make(t, HS256, p, SECRET);
+    assert_int_equal(verify_rules(t, &rules), AUTH_JWT_NOT_YET);
+    make(t, HS256, "{\"iat\":\"yesterday\"}", SECRET);
+    assert_int_equal(verify_rules(t, &rules), AUTH_JWT_MALFORMED);
+    /* with exp, exp decides and an old iat (or none) does not matter */
+    snprintf(p, sizeof p, "{\"iat\":%d,\"exp\":%d}", NOW - 86400, NOW + 60);
+    make(t, HS256, p, SECRET);
+    assert_int_equal(verify_rules(t, &rules), AUTH_JWT_OK);
+    snprintf(p, sizeof p, "{\"exp\":%d}", NOW + 60);
+    make(t, HS256, p, SECRET);
+    assert_int_equal(verify_rules(t, &rules), AUTH_JWT_OK);
+    snprintf(p, sizeof p, "{\"iat\":%d,\"exp\":%d}", NOW - 10, NOW - 3600);
+    make(t, HS256, p, SECRET);
+    assert_int_equal(verify_rules(t, &rules), AUTH_JWT_EXPIRED);
+}
+
 static void same_secret_compares_whole_values(void **state)
 {
     assert_true(auth_same_secret("abc", 3, "abc", 3));
@@ -202,6 +298,9 @@ int main(void)
         cmocka_unit_test(wrong_audience_is_refused),
         cmocka_unit_test(other_algorithms_are_refused),
         cmocka_unit_test(malformed_tokens_are_refused),
+        cmocka_unit_test(crit_in_the_header_is_refused),
+        cmocka_unit_test(issuer_must_match_when_configured),
+        cmocka_unit_test(max_age_bounds_tokens_without_exp),
         cmocka_unit_test(same_secret_compares_whole_values),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);

@@ -35,6 +35,8 @@ static const char *const env_vars[] = {
     "SLUICE_TOKENS",
     "SLUICE_JWT_SECRET",
     "SLUICE_JWT_AUDIENCE",
+    "SLUICE_JWT_ISSUER",
+    "SLUICE_JWT_MAX_AGE",
     "SLUICE_PROTECT_METRICS",
     "SLUICE_MAX_URL_BYTES",
     "SLUICE_MAX_PARAMS",
@@ -473,6 +475,8 @@ static void test_access_and_limits(void **state)
     assert_int_equal(c.ntokens, 0);
     assert_null(c.jwt_secret);
     assert_null(c.jwt_audience);
+    assert_null(c.jwt_issuer);
+    assert_true(c.jwt_max_age == 0);
     assert_false(c.protect_metrics);
     assert_int_equal(c.max_url_bytes, 8192);
     assert_int_equal(c.max_params, 1000);
@@ -480,15 +484,19 @@ static void test_access_and_limits(void **state)
     assert_int_equal(c.max_inflight, 10000);
     config_free(&c);
 
-    load_ok("return { tokens = { 'a1', 'b2' }, jwt = { secret = 'k', audience = 'api' }, protect_metrics = "
-            "true,\n"
-            "  max_url_bytes = 100, max_params = 3, max_rows = 0, max_inflight = 7 }\n",
+    load_ok("return { tokens = { 'a1', 'b2' },\n"
+            "  jwt = { secret = 'k-0123456789abcdef0123456789abcdef', audience = 'api',\n"
+            "          issuer = 'https://auth.example', max_age = 600 },\n"
+            "  protect_metrics = true, max_url_bytes = 100, max_params = 3, max_rows = 0,\n"
+            "  max_inflight = 7 }\n",
             &c);
     assert_int_equal(c.ntokens, 2);
     assert_string_equal(c.tokens[0], "a1");
     assert_string_equal(c.tokens[1], "b2");
-    assert_string_equal(c.jwt_secret, "k");
+    assert_string_equal(c.jwt_secret, "k-0123456789abcdef0123456789abcdef");
     assert_string_equal(c.jwt_audience, "api");
+    assert_string_equal(c.jwt_issuer, "https://auth.example");
+    assert_true(c.jwt_max_age == 600);
     assert_true(c.protect_metrics);
     assert_int_equal(c.max_url_bytes, 100);
     assert_int_equal(c.max_params, 3);
@@ -503,15 +511,20 @@ static void test_access_and_limits(void **state)
 
     /* the environment wins; SLUICE_TOKENS is comma-separated, blanks and empty items dropped */
     setenv("SLUICE_TOKENS", " x1 ,, y2,z3 ,", 1);
-    setenv("SLUICE_JWT_SECRET", "from-env", 1);
+    setenv("SLUICE_JWT_SECRET", "from-env-0123456789abcdef01234567", 1);
+    setenv("SLUICE_JWT_ISSUER", "env-issuer", 1);
+    setenv("SLUICE_JWT_MAX_AGE", "90", 1);
     setenv("SLUICE_PROTECT_METRICS", "1", 1);
     setenv("SLUICE_MAX_ROWS", "50", 1);
-    load_ok("return { tokens = { 'file' }, jwt = { secret = 'file' } }\n", &c);
+    load_ok("return { tokens = { 'file' }, jwt = { secret = 'file-0123456789abcdef0123456789abcdef' } }\n",
+            &c);
     assert_int_equal(c.ntokens, 3);
     assert_string_equal(c.tokens[0], "x1");
     assert_string_equal(c.tokens[1], "y2");
     assert_string_equal(c.tokens[2], "z3");
-    assert_string_equal(c.jwt_secret, "from-env");
+    assert_string_equal(c.jwt_secret, "from-env-0123456789abcdef01234567");
+    assert_string_equal(c.jwt_issuer, "env-issuer");
+    assert_true(c.jwt_max_age == 90);
     assert_true(c.protect_metrics);
     assert_int_equal(c.max_rows, 50);
     config_free(&c);
@@ -526,8 +539,29 @@ static void test_access_and_limits(void **state)
     expect_error("return { tokens = 5 }\n", "%s: tokens: expected an array of non-empty strings, got number");
     expect_error("return { jwt = 'k' }\n", "%s: jwt: expected a table, got \"k\"");
     expect_error("return { jwt = { secrt = 'k' } }\n", "%s: unknown key \"jwt.secrt\"");
-    expect_error("return { jwt = { secret = '' } }\n",
-                 "%s: jwt.secret: expected a non-empty string, got \"\"");
+    /* a secret is never echoed, not even a short one: its length only */
+    expect_error(
+        "return { jwt = { secret = '' } }\n",
+        "%s: jwt.secret: expected a string of at least 32 bytes (a random key, e.g. from openssl rand "
+        "-base64 32), got 0 bytes");
+    expect_error(
+        "return { jwt = { secret = 'jwt-s3cret-for-tests-0123456' } }\n",
+        "%s: jwt.secret: expected a string of at least 32 bytes (a random key, e.g. from openssl rand "
+        "-base64 32), got 28 bytes");
+    expect_error("return { jwt = { secret = 12345678901234567890123456789012345 } }\n",
+                 "%s: jwt.secret: expected a string of at least 32 bytes, got a number");
+    setenv("SLUICE_JWT_SECRET", "short-env-secret", 1);
+    expect_error("return {}\n",
+                 "SLUICE_JWT_SECRET: expected a string of at least 32 bytes (a random key, e.g. "
+                 "from openssl rand -base64 32), got 16 bytes");
+    clear_env();
+    expect_error("return { jwt = { issuer = '' } }\n",
+                 "%s: jwt.issuer: expected a non-empty string, got \"\"");
+    expect_error("return { jwt = { max_age = -1 } }\n",
+                 "%s: jwt.max_age: expected a number of seconds >= 0, got -1");
+    setenv("SLUICE_JWT_MAX_AGE", "soon", 1);
+    expect_error("return {}\n", "SLUICE_JWT_MAX_AGE: expected a number of seconds >= 0, got \"soon\"");
+    clear_env();
     expect_error("return { max_params = 0 }\n", "%s: max_params: expected a positive integer, got 0");
     expect_error("return { max_rows = -1 }\n", "%s: max_rows: expected an integer >= 0, got -1");
     expect_error("return { protect_metrics = 'yes' }\n",
