@@ -594,14 +594,9 @@ static void push_request(struct hreq *hr, const char **vals, const size_t *lens,
     for (int i = 0, k = 0; i < hr->h->route->nsegs && k < n; i++) {
         const char *seg = hr->h->route->segs[i];
         if (seg[0] != '{') continue;
-        size_t vl;
-        char *v = http_unescape(req, vals[k], lens[k], &vl);
-        k++;
         lua_pushlstring(co, seg + 1, strlen(seg) - 2);
-        if (v)
-            lua_pushlstring(co, v, vl);
-        else
-            lua_pushnil(co);
+        lua_pushlstring(co, vals[k], lens[k]); /* decoded already, once */
+        k++;
         lua_settable(co, -3);
     }
     lua_setfield(co, -2, "path");
@@ -669,7 +664,7 @@ static void run(struct worker *w, h2o_req_t *req, struct handler_def *h, const c
     resume(hr, 1);
 }
 
-int handler_route(struct worker *w, h2o_req_t *req, h2o_iovec_t path)
+int handler_route(struct worker *w, h2o_req_t *req, const struct urlpath *path)
 {
     const char *vals[16];
     size_t lens[16];
@@ -677,7 +672,7 @@ int handler_route(struct worker *w, h2o_req_t *req, h2o_iovec_t path)
         struct handler_def *h = w->reg->handlers[i];
         if (!h2o_memis(req->method.base, req->method.len, h->route->method, strlen(h->route->method)))
             continue;
-        int n = route_match(h->route, path.base, path.len, vals, lens, 16);
+        int n = route_match(h->route, path, vals, lens, 16);
         if (n < 0) continue;
         run(w, req, h, vals, lens, n);
         return 0;

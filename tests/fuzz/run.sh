@@ -4,7 +4,8 @@
 # its input is left in build/fuzz/ (crash-*, leak-*, timeout-*, oom-*) and the script exits 1
 # once every target has run.
 #
-# Usage: tests/fuzz/run.sh [TARGET...]      default: every target (sqlparam params jsonw bulkparse config)
+# Usage: tests/fuzz/run.sh [TARGET...]      default: every target (sqlparam params jsonw bulkparse config
+#                                           urlpath)
 # Env:   FUZZ_SECS   seconds per target (default 10)
 #        FUZZ_ARGS   extra libFuzzer flags, e.g. "-seed=1 -only_ascii=1"
 #        CC          the compiler (default clang)
@@ -26,9 +27,11 @@ declare -A MODULES=(
     [jsonw]="jsonw pgtype jsonnum buf util"
     [bulkparse]="bulkparse pgtype jsonnum jsonw buf util"
     [config]="config log jsonw pgtype jsonnum buf util"
+    [urlpath]="urlpath"
 )
-declare -A MAXLEN=([sqlparam]=4096 [params]=4096 [jsonw]=4096 [bulkparse]=8192 [config]=3072)
-ALL=(sqlparam params jsonw bulkparse config)
+declare -A MAXLEN=([sqlparam]=4096 [params]=4096 [jsonw]=4096 [bulkparse]=8192 [config]=3072
+    [urlpath]=1024)
+ALL=(sqlparam params jsonw bulkparse config urlpath)
 
 targets=("$@")
 [ ${#targets[@]} -eq 0 ] && targets=("${ALL[@]}")

@@ -300,6 +300,31 @@ function H.http(method, url, body, headers, timeout)
   return status, table.concat(chunks), rhdrs or {}
 end
 
+-- One HTTP/1.1 request sent byte for byte as given (target is not re-encoded, unlike
+-- socket.http), on its own connection, read until the server closes it. Returns status, the
+-- header lines as a list of { name (lower-case), value }, the body, and the raw head; nil, error
+-- on a transport failure.
+function H.raw_request(port, method, target, timeout)
+  local c = socket.tcp()
+  c:settimeout(timeout or H.scaled(20))
+  local ok, err = c:connect("127.0.0.1", port)
+  if not ok then return nil, err end
+  c:send(method .. " " .. target .. " HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n")
+  local data, e, partial = c:receive("*a")
+  c:close()
+  data = data or partial
+  if not data or data == "" then return nil, e end
+  local head, body = data:match("^(.-)\r\n\r\n(.*)$")
+  if not head then return nil, "no end of head in: " .. data:sub(1, 200) end
+  local status = tonumber(head:match("^HTTP/1%.%d (%d%d%d)"))
+  local lines = {}
+  for line in head:gmatch("\r\n([^\r\n]*)") do
+    local k, v = line:match("^([^:]+):%s*(.-)%s*$")
+    lines[#lines + 1] = { (k or line):lower(), v }
+  end
+  return status, lines, body, head
+end
+
 ---------------------------------------------------------------------------------------------
 -- free ports
 
