@@ -58,6 +58,7 @@ static const struct field top_fields[] = {
     {TOP(protect_metrics), K_BOOL},
     {TOP(max_url_bytes), K_BYTES},
     {TOP(lua_memory_limit), K_BYTES},
+    {TOP(max_response_bytes), K_BYTES},
     {TOP(max_params), K_POSITIVE},
     {TOP(max_rows), K_COUNT},
     {TOP(max_inflight), K_POSITIVE},
@@ -119,6 +120,7 @@ static const struct {
     {"SLUICE_PROTECT_METRICS", S_TOP, "protect_metrics"},
     {"SLUICE_MAX_URL_BYTES", S_TOP, "max_url_bytes"},
     {"SLUICE_LUA_MEMORY_LIMIT", S_TOP, "lua_memory_limit"},
+    {"SLUICE_MAX_RESPONSE_BYTES", S_TOP, "max_response_bytes"},
     {"SLUICE_MAX_PARAMS", S_TOP, "max_params"},
     {"SLUICE_MAX_ROWS", S_TOP, "max_rows"},
     {"SLUICE_MAX_INFLIGHT", S_TOP, "max_inflight"},
@@ -457,6 +459,9 @@ static void config_defaults(struct config *c, const char *path)
     c->protect_metrics = false;
     c->max_url_bytes = 8192;
     c->lua_memory_limit = 64u * 1024 * 1024;
+    /* as large as the Lua state a handler builds its answer in: any answer that state can hold
+     * as distinct data fits, one made of repeated references to the same data does not */
+    c->max_response_bytes = 64u * 1024 * 1024;
     c->max_params = 1000;
     c->max_rows = 100000;
     c->max_inflight = 10000;

@@ -61,6 +61,8 @@ struct config {
     int max_headers;         /* request header lines, default 64, at most 100 -> 431 */
     double client_timeout;   /* seconds for a request's head and body to arrive, and for an idle
                                 keep-alive connection to be closed; default 10, > 0 */
+    /* Bytes of the JSON a Lua handler answers, default 64 MiB -> 500. */
+    size_t max_response_bytes;
     /* TLS on the listener: both set, or neither (plain HTTP). */
     char *tls_cert; /* PEM certificate chain (tls.cert / SLUICE_TLS_CERT) */
     char *tls_key;  /* PEM private key (tls.key / SLUICE_TLS_KEY) */

@@ -177,28 +177,25 @@ void route_free(struct route_pattern *r)
     free(r);
 }
 
-int route_match(const struct route_pattern *r, const char *path, size_t len, const char **vals, size_t *lens,
+int route_match(const struct route_pattern *r, const struct urlpath *path, const char **vals, size_t *lens,
                 int max)
 {
-    const char *p = path, *end = path + len;
+    int n = path->n;
+    if (n == r->nsegs + 1 && path->lens[n - 1] == 0) n--; /* a trailing '/' */
+    if (n != r->nsegs) return -1;
     int nvals = 0;
-    for (int i = 0; i < r->nsegs; i++) {
-        if (p >= end || *p != '/') return -1;
-        p++;
-        const char *s = p;
-        while (p < end && *p != '/') p++;
-        size_t n = (size_t)(p - s);
-        if (n == 0) return -1;
+    for (int i = 0; i < n; i++) {
+        size_t len = path->lens[i];
+        if (len == 0) return -1;
         const char *seg = r->segs[i];
         if (seg[0] == '{') {
             if (nvals == max) return -1;
-            vals[nvals] = s;
-            lens[nvals++] = n;
-        } else if (strlen(seg) != n || memcmp(seg, s, n) != 0) {
+            vals[nvals] = path->segs[i];
+            lens[nvals++] = len;
+        } else if (strlen(seg) != len || memcmp(seg, path->segs[i], len) != 0) {
             return -1;
         }
     }
-    if (p < end && !(p + 1 == end && *p == '/')) return -1;
     return nvals;
 }
 

@@ -9,6 +9,7 @@
 #include <stdint.h>
 
 #include "metrics.h"
+#include "urlpath.h"
 
 /* Who may call an endpoint (auth.c checks it before anything else runs). */
 enum endpoint_auth {
@@ -140,9 +141,11 @@ int query_def_param(const struct query_def *q, const char *name, size_t len);
 /* Parses "METHOD /a/{b}/c". Returns NULL with a message in err when malformed. */
 struct route_pattern *route_parse(const char *spec, char *err, unsigned errlen);
 void route_free(struct route_pattern *r);
-/* Matches path (no query string) against r; on success fills vals/lens for each {param}
- * segment in order (at most max) and returns the count; -1 when it does not match. */
-int route_match(const struct route_pattern *r, const char *path, size_t len, const char **vals, size_t *lens,
+/* Matches the decoded segments of a request path (urlpath_split) against r: a literal segment by
+ * its bytes, a {param} segment by any non-empty value; a last empty segment (a trailing '/') is
+ * allowed. On success fills vals/lens for each {param} in order (at most max; they point into
+ * path) and returns the count; -1 when it does not match. */
+int route_match(const struct route_pattern *r, const struct urlpath *path, const char **vals, size_t *lens,
                 int max);
 
 #endif

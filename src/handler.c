@@ -18,6 +18,7 @@
 #include "call.h"
 #include "clientwatch.h"
 #include "http.h"
+#include "httpheader.h"
 #include "jsonw.h"
 #include "log.h"
 #include "luajson.h"
@@ -113,41 +114,107 @@ static void on_dispose(void *p)
     hr->w->inflight--;
 }
 
-static void send_body(struct hreq *hr, int status, json_t *body)
+/* Tables in a handler's answer nest at most this deep (a table inside itself meets it too). */
+#define ANSWER_MAX_DEPTH 64
+
+/* A worker's output buffer grown past this by one big answer is released after it is sent. */
+#define KEEP_OUT_BYTES (1u << 20)
+
+/* Checks every header the handler returned (the table at index 3) before any is added: one
+ * refused header refuses the answer (logged with the endpoint and the header's name). Names and
+ * values that are not strings are skipped, as they always were. */
+static bool headers_ok(struct hreq *hr)
 {
-    struct buf *b = &hr->w->out;
-    buf_reset(b);
-    /* 15 significant digits: what a double carries exactly, and the rule numeric results follow
-     * (a handler's 1.08 must not come out as 1.0800000000000001) */
-    char *s = body ? json_dumps(body, JSON_COMPACT | JSON_ENCODE_ANY | JSON_REAL_PRECISION(15)) : NULL;
-    if (s) buf_puts(b, s);
-    free(s);
-    http_send_json(hr->req, status, b->data ? b->data : "", b->len);
+    lua_State *co = hr->co;
+    lua_pushnil(co);
+    while (lua_next(co, 3) != 0) {
+        if (lua_type(co, -2) == LUA_TSTRING && lua_type(co, -1) == LUA_TSTRING) {
+            size_t kl, vl;
+            const char *k = lua_tolstring(co, -2, &kl), *v = lua_tolstring(co, -1, &vl);
+            enum httpheader_check c = httpheader_check(k, kl, v, vl);
+            if (c != HTTPHEADER_OK) {
+                char name[96];
+                log_printf(LOG_ERROR, "handler %s: response header \"%s\" %s; answered 500", hr->h->name,
+                           httpheader_printable(name, sizeof name, k, kl), httpheader_problem(c));
+                lua_pop(co, 2);
+                return false;
+            }
+        }
+        lua_pop(co, 1);
+    }
+    return true;
 }
 
-/* The coroutine returned: status, body [, headers]. */
+/* Adds the checked headers, names in lower case (HTTP/2 requires it; h2o only recognises its
+ * own headers that way). */
+static void add_headers(struct hreq *hr)
+{
+    lua_State *co = hr->co;
+    h2o_mem_pool_t *pool = &hr->req->pool;
+    lua_pushnil(co);
+    while (lua_next(co, 3) != 0) {
+        if (lua_type(co, -2) == LUA_TSTRING && lua_type(co, -1) == LUA_TSTRING) {
+            size_t kl, vl;
+            const char *k = lua_tolstring(co, -2, &kl), *v = lua_tolstring(co, -1, &vl);
+            h2o_iovec_t name = h2o_strdup(pool, k, kl);
+            h2o_strtolower(name.base, name.len);
+            h2o_add_header_by_str(pool, &hr->req->res.headers, name.base, name.len, 1, NULL,
+                                  h2o_strdup(pool, v, vl).base, vl);
+        }
+        lua_pop(co, 1);
+    }
+}
+
+/* Writes the body (index 2; nil is an empty body) into b, within max_response_bytes and
+ * ANSWER_MAX_DEPTH. Returns NULL, or the client's message after logging what was refused. */
+static const char *write_body(struct hreq *hr, struct buf *b)
+{
+    lua_State *co = hr->co;
+    buf_reset(b);
+    if (lua_gettop(co) < 2 || lua_isnil(co, 2)) return NULL;
+    size_t max = worker_config(hr->w)->max_response_bytes;
+    struct luajson_limits lim = {.max_bytes = max, .max_depth = ANSWER_MAX_DEPTH, .cut = false};
+    enum luajson_status st = luajson_write(co, 2, b, &lim);
+    switch (st) {
+    case LUAJSON_OK:
+        return NULL;
+    case LUAJSON_TOO_LARGE:
+        log_printf(LOG_ERROR, "handler %s: the answer is larger than max_response_bytes (%zu); answered 500",
+                   hr->h->name, max);
+        return "the handler's answer is larger than max_response_bytes";
+    case LUAJSON_TOO_DEEP:
+    case LUAJSON_CYCLE:
+        break;
+    }
+    log_printf(LOG_ERROR, "handler %s: the answer %s (%d levels); answered 500", hr->h->name,
+               luajson_status_text(st), ANSWER_MAX_DEPTH);
+    return st == LUAJSON_CYCLE ? "the handler's answer holds a table inside itself"
+                               : "the handler's answer nests tables deeper than 64 levels";
+}
+
+/* The coroutine returned: status, body [, headers]. Headers are checked first and added only to
+ * an answer that is sent: a refused header or body is a 500 without them. */
 static void answer(struct hreq *hr)
 {
     lua_State *co = hr->co;
     int n = lua_gettop(co);
     int status = n >= 1 && lua_isnumber(co, 1) ? (int)lua_tointeger(co, 1) : 200;
     if (status < 100 || status > 599) status = 500;
-    if (n >= 3 && lua_istable(co, 3)) {
-        lua_pushnil(co);
-        while (lua_next(co, 3) != 0) {
-            if (lua_type(co, -2) == LUA_TSTRING && lua_type(co, -1) == LUA_TSTRING) {
-                size_t kl, vl;
-                const char *k = lua_tolstring(co, -2, &kl), *v = lua_tolstring(co, -1, &vl);
-                h2o_add_header_by_str(&hr->req->pool, &hr->req->res.headers,
-                                      h2o_strdup(&hr->req->pool, k, kl).base, kl, 1, NULL,
-                                      h2o_strdup(&hr->req->pool, v, vl).base, vl);
-            }
-            lua_pop(co, 1);
-        }
+    bool has_headers = n >= 3 && lua_istable(co, 3);
+    if (has_headers && !headers_ok(hr)) {
+        http_send_error(hr->req, 500, "internal",
+                        "the handler returned a response header that is not allowed", NULL, NULL);
+        return;
     }
-    json_t *body = n >= 2 && !lua_isnil(co, 2) ? luajson_from_lua(co, 2) : NULL;
-    send_body(hr, status, body);
-    if (body) json_decref(body);
+    struct buf *b = &hr->w->out;
+    const char *refused = write_body(hr, b);
+    if (refused) {
+        http_send_error(hr->req, 500, "internal", refused, NULL, NULL);
+    } else {
+        if (has_headers) add_headers(hr);
+        http_send_json(hr->req, status, b->data ? b->data : "", b->len);
+    }
+    if (b->cap > KEEP_OUT_BYTES) buf_free(b); /* h2o sent a copy */
 }
 
 /* The coroutine raised: a {status, code, message} table is that error, anything else a 500. */
@@ -288,13 +355,30 @@ static struct query_def *named(lua_State *co, struct hreq *hr, int idx)
     return q;
 }
 
-/* Keeps the parameters alive on hr and orders them for q. Raises a 400 on a bad parameter. */
+/* Keeps the parameters alive on hr and orders them for q. Raises a 400 on a bad parameter, a
+ * 500 when the table is past max_body_bytes (what a request body may be), nests deeper than
+ * ANSWER_MAX_DEPTH or holds itself. */
 static void take_params(lua_State *co, struct hreq *hr, struct query_def *q, int idx)
 {
     if (hr->params) json_decref(hr->params);
+    hr->params = NULL;
     free(hr->vals);
-    hr->params = lua_isnoneornil(co, idx) ? NULL : luajson_from_lua(co, idx);
     hr->vals = xcalloc((size_t)(q->nparams ? q->nparams : 1), sizeof *hr->vals);
+    if (!lua_isnoneornil(co, idx)) {
+        struct luajson_limits lim = {
+            .max_bytes = worker_config(hr->w)->max_body_bytes, .max_depth = ANSWER_MAX_DEPTH, .cut = false};
+        enum luajson_status st;
+        /* the walk grows the stack only: a memory error there would leak the half-built value */
+        bool was = script_enforce_limit(hr->L, false);
+        hr->params = luajson_from_lua(co, idx, &lim, &st);
+        script_enforce_limit(hr->L, was);
+        if (hr->params == NULL) {
+            char msg[160];
+            snprintf(msg, sizeof msg, "the parameters table of \"%.80s\" %s", q->name,
+                     st == LUAJSON_TOO_LARGE ? "is larger than max_body_bytes" : luajson_status_text(st));
+            raise(co, 500, msg);
+        }
+    }
     char err[256];
     if (call_resolve(q, hr->params, hr->vals, err, sizeof err) != 0) raise(co, 400, err);
 }
@@ -594,14 +678,9 @@ static void push_request(struct hreq *hr, const char **vals, const size_t *lens,
     for (int i = 0, k = 0; i < hr->h->route->nsegs && k < n; i++) {
         const char *seg = hr->h->route->segs[i];
         if (seg[0] != '{') continue;
-        size_t vl;
-        char *v = http_unescape(req, vals[k], lens[k], &vl);
-        k++;
         lua_pushlstring(co, seg + 1, strlen(seg) - 2);
-        if (v)
-            lua_pushlstring(co, v, vl);
-        else
-            lua_pushnil(co);
+        lua_pushlstring(co, vals[k], lens[k]); /* decoded already, once */
+        k++;
         lua_settable(co, -3);
     }
     lua_setfield(co, -2, "path");
@@ -669,7 +748,7 @@ static void run(struct worker *w, h2o_req_t *req, struct handler_def *h, const c
     resume(hr, 1);
 }
 
-int handler_route(struct worker *w, h2o_req_t *req, h2o_iovec_t path)
+int handler_route(struct worker *w, h2o_req_t *req, const struct urlpath *path)
 {
     const char *vals[16];
     size_t lens[16];
@@ -677,7 +756,7 @@ int handler_route(struct worker *w, h2o_req_t *req, h2o_iovec_t path)
         struct handler_def *h = w->reg->handlers[i];
         if (!h2o_memis(req->method.base, req->method.len, h->route->method, strlen(h->route->method)))
             continue;
-        int n = route_match(h->route, path.base, path.len, vals, lens, 16);
+        int n = route_match(h->route, path, vals, lens, 16);
         if (n < 0) continue;
         run(w, req, h, vals, lens, n);
         return 0;

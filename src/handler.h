@@ -18,7 +18,8 @@ void handler_api_install(lua_State *L);
 /* After the scripts ran: turns sluice._endpoints into handler definitions in reg. Returns 0, or
  * -1 with one line in err (a missing handler function, a bad route). */
 int handler_collect(lua_State *L, const struct config *cfg, struct registry *reg, char *err, size_t errlen);
-/* Runs the handler whose route matches; returns 0 when one did (it answers), -1 when none. */
-int handler_route(struct worker *w, h2o_req_t *req, h2o_iovec_t path);
+/* Runs the handler whose route matches path (the request's decoded segments); returns 0 when
+ * one did (it answers), -1 when none. */
+int handler_route(struct worker *w, h2o_req_t *req, const struct urlpath *path);
 
 #endif

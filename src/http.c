@@ -15,6 +15,7 @@
 #include "metrics.h"
 #include "openapi.h"
 #include "query.h"
+#include "urlpath.h"
 #include "worker.h"
 
 static const char *reason(int status)
@@ -153,29 +154,14 @@ bool http_is_json(h2o_req_t *req)
     return h2o_lcstris(v.base, n, H2O_STRLIT("application/json"));
 }
 
-static int hexval(char c)
-{
-    if (c >= '0' && c <= '9') return c - '0';
-    if (c >= 'a' && c <= 'f') return c - 'a' + 10;
-    if (c >= 'A' && c <= 'F') return c - 'A' + 10;
-    return -1;
-}
-
 char *http_unescape(h2o_req_t *req, const char *s, size_t n, size_t *outlen)
 {
-    char *out = h2o_mem_alloc_pool(&req->pool, n + 1), *o = out;
-    for (size_t i = 0; i < n; i++) {
-        if (s[i] == '%') {
-            int hi, lo;
-            if (i + 2 >= n || (hi = hexval(s[i + 1])) < 0 || (lo = hexval(s[i + 2])) < 0) return NULL;
-            *o++ = (char)(hi * 16 + lo);
-            i += 2;
-        } else {
-            *o++ = s[i] == '+' ? ' ' : s[i];
-        }
-    }
-    *o = '\0';
-    *outlen = (size_t)(o - out);
+    char *out = h2o_mem_alloc_pool(&req->pool, n + 1);
+    long len = urlpath_decode(s, n, out, true);
+    *outlen = 0;
+    if (len < 0) return NULL;
+    out[len] = '\0';
+    *outlen = (size_t)len;
     return out;
 }
 
@@ -213,8 +199,21 @@ static bool path_has_prefix(h2o_iovec_t path, const char *lit)
     return path.len > n && memcmp(path.base, lit, n) == 0;
 }
 
+/* The segments of the request's path, decoded once from the raw target (h2o's path_normalized
+ * is decoded already: decoding it again turned "%2527" into "'" and "a%2Bb" into "a b", and it has
+ * split "%2F" into two segments). Returns false on a malformed escape. */
+static bool split_path(h2o_req_t *req, struct urlpath *segs)
+{
+    size_t len = req->query_at != SIZE_MAX ? req->query_at : req->path.len;
+    size_t max = urlpath_max_segments(req->path.base, len);
+    segs->segs = h2o_mem_alloc_pool(&req->pool, max * sizeof *segs->segs);
+    segs->lens = h2o_mem_alloc_pool(&req->pool, max * sizeof *segs->lens);
+    char *out = h2o_mem_alloc_pool(&req->pool, len + 1);
+    return urlpath_split(req->path.base, len, out, segs) == 0;
+}
+
 /* Route aliases: "METHOD /path/{param}" of named queries. */
-static int route_alias(struct worker *w, h2o_req_t *req, h2o_iovec_t path)
+static int route_alias(struct worker *w, h2o_req_t *req, const struct urlpath *path)
 {
     const char *vals[16];
     size_t lens[16];
@@ -222,7 +221,7 @@ static int route_alias(struct worker *w, h2o_req_t *req, h2o_iovec_t path)
     for (int i = 0; i < w->reg->nqueries; i++) {
         struct query_def *q = w->reg->queries[i];
         if (q->route == NULL) continue;
-        int n = route_match(q->route, path.base, path.len, vals, lens, 16);
+        int n = route_match(q->route, path, vals, lens, 16);
         if (n < 0) continue;
         path_matched = true;
         const char *m = q->route->method;
@@ -236,7 +235,7 @@ static int route_alias(struct worker *w, h2o_req_t *req, h2o_iovec_t path)
         char allow[64] = "";
         for (int i = 0; i < w->reg->nqueries; i++) {
             struct query_def *q = w->reg->queries[i];
-            if (q->route == NULL || route_match(q->route, path.base, path.len, vals, lens, 16) < 0 ||
+            if (q->route == NULL || route_match(q->route, path, vals, lens, 16) < 0 ||
                 strstr(allow, q->route->method) != NULL ||
                 strlen(allow) + strlen(q->route->method) + 3 > sizeof allow)
                 continue;
@@ -332,8 +331,13 @@ int http_on_req(h2o_handler_t *self, h2o_req_t *req)
     if (path_is(path, "/metrics")) return auth_metrics_allow(w, req) ? metrics_handle(w, req) : 0;
     if (path_is(path, "/openapi.json")) return openapi_handle(w, req);
     if (path_is(path, "/admin") || path_has_prefix(path, "/admin/")) return admin_handle(w, req, path);
-    if (handler_route(w, req, path) == 0) return 0;
-    if (route_alias(w, req, path) == 0) return 0;
+    struct urlpath segs;
+    if (!split_path(req, &segs)) {
+        http_send_error(req, 400, "bad_request", "malformed percent-encoding in the path", NULL, NULL);
+        return 0;
+    }
+    if (handler_route(w, req, &segs) == 0) return 0;
+    if (route_alias(w, req, &segs) == 0) return 0;
     http_send_error(req, 404, "not_found", "no such endpoint", NULL, NULL);
     return 0;
 }

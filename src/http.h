@@ -28,7 +28,9 @@ void http_retry_after(h2o_req_t *req, int seconds);
 const char *http_error_code(int status);
 /* True when the request has Content-Type application/json (parameters ignored). */
 bool http_is_json(h2o_req_t *req);
-/* Percent-decodes s[0..n) into the request pool ('+' is a space). Returns NULL on a bad escape. */
+/* Percent-decodes a query-string component s[0..n) into the request pool ('+' is a space, as in
+ * form encoding; path segments are decoded by urlpath_split instead). Returns NULL on a bad
+ * escape. */
 char *http_unescape(h2o_req_t *req, const char *s, size_t n, size_t *outlen);
 
 /* Calls fn for each key=value pair of the query string, both percent-decoded into the request

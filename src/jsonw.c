@@ -166,6 +166,25 @@ static void put_escaped(struct buf *b, const char *str, size_t n)
     put(b, s + run, n - run);
 }
 
+size_t jsonw_string_size(const char *str, size_t n)
+{
+    const unsigned char *s = (const unsigned char *)str;
+    size_t size = n + 2;
+    for (size_t i = 0; i < n;) {
+        unsigned char c = s[i];
+        if (char_class[c] == 2) {
+            size_t k = utf8_len(s + i, n - i);
+            i += k > 0 ? k : 1;
+            size += k > 0 ? 0 : 2; /* one invalid byte -> U+FFFD, three bytes */
+            continue;
+        }
+        if (char_class[c] == 1)
+            size += c != 0 && strchr("\"\\\b\f\n\r\t", c) != NULL ? 1 : 5; /* \n or \u00XX */
+        i++;
+    }
+    return size;
+}
+
 static void put_string(struct buf *b, const char *s, size_t n)
 {
     need(b, n + 2);

@@ -16,6 +16,9 @@ bool jsonw_utf8_valid(const char *s, size_t n);
  * (invalid bytes become U+FFFD). */
 void jsonw_string(struct buf *b, const char *s, size_t n);
 
+/* The number of bytes jsonw_string(b, s, n) appends, without writing them. */
+size_t jsonw_string_size(const char *s, size_t n);
+
 /* Appends the JSON form of one non-NULL text-format value of type `type`. */
 void jsonw_value(struct buf *b, Oid type, const char *val, size_t len);
 

@@ -470,13 +470,9 @@ int query_handle(struct worker *w, h2o_req_t *req, struct query_def *q, const ch
     for (int i = 0, k = 0; q->route && i < q->route->nsegs && k < npath; i++) {
         const char *seg = q->route->segs[i];
         if (seg[0] != '{') continue;
-        size_t vlen;
-        char *val = http_unescape(req, path_vals[k], path_lens[k], &vlen);
+        int rc = set_value(qr, seg + 1, strlen(seg) - 2, path_vals[k], path_lens[k], NULL, err, sizeof err);
         k++;
-        if (val == NULL || set_value(qr, seg + 1, strlen(seg) - 2, val, vlen, NULL, err, sizeof err) != 0) {
-            if (val == NULL) snprintf(err, sizeof err, "malformed percent-encoding in the path");
-            goto bad;
-        }
+        if (rc != 0) goto bad;
     }
     if (parse_query_string(qr, err, sizeof err) != 0 || parse_body(qr, err, sizeof err, &status) != 0)
         goto bad;

@@ -10,7 +10,7 @@
 struct worker;
 
 /* Handles GET|POST for q. path_vals/path_lens are the {param} values of a route alias (npath of
- * them, in the route's order) or NULL. Always answers (now or when the database replies);
+ * them, in the route's order, percent-decoded) or NULL. Always answers (now or when the database replies);
  * returns 0. */
 int query_handle(struct worker *w, h2o_req_t *req, struct query_def *q, const char **path_vals,
                  const size_t *path_lens, int npath);

@@ -4,7 +4,6 @@
 #include "script.h"
 
 #include <glob.h>
-#include <jansson.h>
 #include <lauxlib.h>
 #include <lualib.h>
 #include <stdio.h>
@@ -14,6 +13,7 @@
 #include "auth.h"
 #include "handler.h"
 #include "log.h"
+#include "luajson.h"
 #include "metrics.h"
 #include "util.h"
 
@@ -366,76 +366,65 @@ static int l_env(lua_State *L)
     return 1;
 }
 
-/* Lua value -> JSON, for log fields. Tables with a [1] are arrays. Depth-limited. */
-static json_t *to_json(lua_State *L, int idx, int depth)
+/* Log fields: nesting past LOG_FIELDS_DEPTH (or a table inside itself) is cut to "...", and
+ * fields whose JSON would pass LOG_FIELDS_BYTES are left out of the line, which says so. */
+#define LOG_FIELDS_DEPTH 8
+#define LOG_FIELDS_BYTES (64 * 1024)
+
+/* True when the table at idx has a key the log line writes itself (ts, level, worker, msg). */
+static bool has_reserved_key(lua_State *L, int idx)
 {
-    switch (lua_type(L, idx)) {
-    case LUA_TNIL:
-        return json_null();
-    case LUA_TBOOLEAN:
-        return json_boolean(lua_toboolean(L, idx));
-    case LUA_TNUMBER: {
-        lua_Number n = lua_tonumber(L, idx);
-        if (n == (lua_Number)(json_int_t)n) return json_integer((json_int_t)n);
-        return json_real(n);
-    }
-    case LUA_TSTRING: {
-        size_t len;
-        const char *s = lua_tolstring(L, idx, &len);
-        return json_stringn_nocheck(s, len);
-    }
-    case LUA_TLIGHTUSERDATA:
-        if (lua_touserdata(L, idx) == NULL) return json_null();
-        break;
-    case LUA_TTABLE: {
-        if (depth > 8) return json_string("...");
-        if (idx < 0) idx = lua_gettop(L) + idx + 1;
-        lua_rawgeti(L, idx, 1);
-        bool array = !lua_isnil(L, -1);
+    static const char *const reserved[] = {"ts", "level", "worker", "msg"};
+    if (!lua_istable(L, idx)) return false;
+    bool found = false;
+    for (size_t i = 0; i < sizeof reserved / sizeof reserved[0] && !found; i++) {
+        lua_getfield(L, idx, reserved[i]);
+        found = !lua_isnil(L, -1);
         lua_pop(L, 1);
-        json_t *out = array ? json_array() : json_object();
-        lua_pushnil(L);
-        while (lua_next(L, idx) != 0) {
-            json_t *v = to_json(L, -1, depth + 1);
-            if (array) {
-                json_array_append_new(out, v);
-            } else {
-                lua_pushvalue(L, -2);
-                const char *k = lua_tostring(L, -1);
-                json_object_set_new(out, k ? k : "?", v);
-                lua_pop(L, 1);
-            }
-            lua_pop(L, 1);
-        }
-        return out;
     }
-    default:
-        break;
+    return found;
+}
+
+/* Appends the members of the fields object obj without its braces. A script's ts, level, worker
+ * or msg is renamed (log_fields_rename_reserved), so it cannot replace the line's own: that rare
+ * case goes through jansson. */
+static void append_members(struct buf *out, const struct buf *obj, bool reserved)
+{
+    json_t *f = reserved ? json_loadb(obj->data, obj->len, 0, NULL) : NULL;
+    if (f == NULL) {
+        buf_append(out, obj->data + 1, obj->len - 2);
+        return;
     }
-    return json_string(luaL_typename(L, idx));
+    log_fields_rename_reserved(f);
+    char *s = json_dumps(f, JSON_COMPACT | JSON_REAL_PRECISION(17));
+    json_decref(f);
+    size_t n = s ? strlen(s) : 0;
+    if (n >= 2) buf_append(out, s + 1, n - 2);
+    free(s);
 }
 
 static int log_at(lua_State *L, enum log_level level)
 {
     if (!log_enabled(level)) return 0;
     const char *msg = luaL_checkstring(L, 1);
-    char *fields = NULL;
+    struct buf text = BUF_INIT, fields = BUF_INIT;
     if (!lua_isnoneornil(L, 2)) {
-        json_t *f = to_json(L, 2, 0);
-        if (!json_is_object(f)) {
-            json_t *o = json_object();
-            json_object_set_new(o, "data", f);
-            f = o;
-        }
-        log_fields_rename_reserved(f); /* a script's ts, level or msg does not replace the line's */
-        char *s = json_dumps(f, JSON_COMPACT | JSON_ENSURE_ASCII | JSON_REAL_PRECISION(15));
-        json_decref(f);
-        size_t n = s ? strlen(s) : 0;
-        if (n >= 2) fields = xstrndup(s + 1, n - 2); /* the members without the braces */
-        free(s);
+        struct luajson_limits lim = {
+            .max_bytes = LOG_FIELDS_BYTES, .max_depth = LOG_FIELDS_DEPTH, .cut = true};
+        /* the walk grows the stack only: a memory error there would leak the buffer */
+        bool was = script_enforce_limit(L, false);
+        enum luajson_status st = luajson_write(L, 2, &text, &lim);
+        script_enforce_limit(L, was);
+        if (st != LUAJSON_OK)
+            buf_printf(&fields, "\"fields_dropped\":\"larger than %d bytes\"", LOG_FIELDS_BYTES);
+        else if (text.data[0] == '{')
+            append_members(&fields, &text, has_reserved_key(L, 2));
+        else
+            buf_printf(&fields, "\"data\":%s", text.data);
     }
-    log_write(level, msg, fields);
-    free(fields);
+    log_write(level, msg, fields.data);
+    buf_free(&text);
+    buf_free(&fields);
     return 0;
 }
 
@@ -540,11 +529,14 @@ void script_close(lua_State *L)
     free(ud);
 }
 
-void script_enforce_limit(lua_State *L, bool on)
+bool script_enforce_limit(lua_State *L, bool on)
 {
     void *ud = NULL;
     lua_getallocf(L, &ud);
-    if (ud) ((struct lua_mem *)ud)->enforce = on;
+    if (ud == NULL) return false;
+    bool was = ((struct lua_mem *)ud)->enforce;
+    ((struct lua_mem *)ud)->enforce = on;
+    return was;
 }
 
 void script_collect(lua_State *L, bool always)

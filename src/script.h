@@ -23,8 +23,8 @@ void script_collect(lua_State *L, bool always);
 /* Closes a state made by script_load (and its memory accounting). */
 void script_close(lua_State *L);
 /* Turns the lua_memory_limit on around operator code (a handler's resume); off, the gateway's
- * own calls into the state cannot fail for memory. */
-void script_enforce_limit(lua_State *L, bool on);
+ * own calls into the state cannot fail for memory. Returns the setting it replaced. */
+bool script_enforce_limit(lua_State *L, bool on);
 /* Bytes the state holds now, as its allocator counts them. */
 size_t script_memory(lua_State *L);
 

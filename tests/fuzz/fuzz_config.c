@@ -135,6 +135,7 @@ static const char *const env_vars[] = {
     "SLUICE_JWT_AUDIENCE",
     "SLUICE_JWT_ISSUER",
     "SLUICE_JWT_MAX_AGE",
+    "SLUICE_MAX_RESPONSE_BYTES",
 };
 #define NVARS (sizeof env_vars / sizeof env_vars[0])
 
@@ -197,6 +198,7 @@ static void check_config(const struct config *c)
     CHECK(c->workers >= 1 && c->workers <= 1024);
     CHECK(c->admin_token == NULL || c->admin_token[0]);
     CHECK(c->max_body_bytes >= 1);
+    CHECK(c->max_response_bytes >= 1);
     CHECK(seconds_ok(c->shutdown_timeout) && seconds_ok(c->request_timeout));
     CHECK(c->migrations && c->migrations[0]);
     CHECK(c->log_level >= 0 && c->log_level <= 3);

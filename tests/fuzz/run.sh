@@ -4,7 +4,8 @@
 # its input is left in build/fuzz/ (crash-*, leak-*, timeout-*, oom-*) and the script exits 1
 # once every target has run.
 #
-# Usage: tests/fuzz/run.sh [TARGET...]      default: every target (sqlparam params jsonw bulkparse config luastr)
+# Usage: tests/fuzz/run.sh [TARGET...]      default: every target (sqlparam params jsonw bulkparse config
+#                                           luastr urlpath httpheader luajson)
 # Env:   FUZZ_SECS   seconds per target (default 10)
 #        FUZZ_ARGS   extra libFuzzer flags, e.g. "-seed=1 -only_ascii=1"
 #        CC          the compiler (default clang)
@@ -27,9 +28,13 @@ declare -A MODULES=(
     [bulkparse]="bulkparse pgtype jsonnum jsonw buf util"
     [config]="config log jsonw pgtype jsonnum buf util"
     [luastr]="luastr buf util"
+    [urlpath]="urlpath"
+    [httpheader]="httpheader"
+    [luajson]="luajson jsonw pgtype jsonnum buf util"
 )
-declare -A MAXLEN=([sqlparam]=4096 [params]=4096 [jsonw]=4096 [bulkparse]=8192 [config]=3072 [luastr]=4096)
-ALL=(sqlparam params jsonw bulkparse config luastr)
+declare -A MAXLEN=([sqlparam]=4096 [params]=4096 [jsonw]=4096 [bulkparse]=8192 [config]=3072 [luastr]=4096
+    [urlpath]=1024 [httpheader]=512 [luajson]=2048)
+ALL=(sqlparam params jsonw bulkparse config luastr urlpath httpheader luajson)
 
 targets=("$@")
 [ ${#targets[@]} -eq 0 ] && targets=("${ALL[@]}")

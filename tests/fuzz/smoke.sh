@@ -5,7 +5,7 @@
 set -uo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/../.." || exit 1
 export FUZZ_SECS=${FUZZ_SECS:-60}
-targets=(sqlparam params jsonw bulkparse config luastr)
+targets=(sqlparam params jsonw bulkparse config luastr urlpath httpheader luajson)
 echo "1..${#targets[@]}"
 n=0 rc=0
 for t in "${targets[@]}"; do

@@ -308,6 +308,31 @@ function H.http(method, url, body, headers, timeout)
   return status, table.concat(chunks), rhdrs or {}
 end
 
+-- One HTTP/1.1 request sent byte for byte as given (target is not re-encoded, unlike
+-- socket.http), on its own connection, read until the server closes it. Returns status, the
+-- header lines as a list of { name (lower-case), value }, the body, and the raw head; nil, error
+-- on a transport failure.
+function H.raw_request(port, method, target, timeout)
+  local c = socket.tcp()
+  c:settimeout(timeout or H.scaled(20))
+  local ok, err = c:connect("127.0.0.1", port)
+  if not ok then return nil, err end
+  c:send(method .. " " .. target .. " HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n")
+  local data, e, partial = c:receive("*a")
+  c:close()
+  data = data or partial
+  if not data or data == "" then return nil, e end
+  local head, body = data:match("^(.-)\r\n\r\n(.*)$")
+  if not head then return nil, "no end of head in: " .. data:sub(1, 200) end
+  local status = tonumber(head:match("^HTTP/1%.%d (%d%d%d)"))
+  local lines = {}
+  for line in head:gmatch("\r\n([^\r\n]*)") do
+    local k, v = line:match("^([^:]+):%s*(.-)%s*$")
+    lines[#lines + 1] = { (k or line):lower(), v }
+  end
+  return status, lines, body, head
+end
+
 ---------------------------------------------------------------------------------------------
 -- free ports
 
@@ -339,6 +364,7 @@ local override_env = {
   "SLUICE_PREPARED_STATEMENT_CACHE_SIZE", "SLUICE_STATEMENT_TIMEOUT_MS", "SLUICE_LOG_LEVEL",
   "SLUICE_LOG_FORMAT", "SLUICE_MAX_BODY_BYTES", "SLUICE_REQUEST_TIMEOUT", "SLUICE_SHUTDOWN_TIMEOUT",
   "SLUICE_TOKENS", "SLUICE_JWT_SECRET", "SLUICE_JWT_AUDIENCE", "SLUICE_JWT_ISSUER", "SLUICE_JWT_MAX_AGE",
+  "SLUICE_MAX_RESPONSE_BYTES",
 }
 
 local function merge(dst, src)

@@ -47,6 +47,7 @@ static const char *const env_vars[] = {
     "SLUICE_CLIENT_TIMEOUT",
     "SLUICE_TLS_CERT",
     "SLUICE_TLS_KEY",
+    "SLUICE_MAX_RESPONSE_BYTES",
 };
 #define NVARS (sizeof env_vars / sizeof env_vars[0])
 
@@ -467,6 +468,33 @@ static void test_env_errors(void **state)
     }
 }
 
+/* max_response_bytes: the default, the file, the environment, and what is refused. */
+static void test_max_response_bytes(void **state)
+{
+    struct config c;
+    load_ok("return {}\n", &c);
+    assert_int_equal(c.max_response_bytes, 64 * 1024 * 1024);
+    config_free(&c);
+    load_ok("return { max_response_bytes = 4096 }\n", &c);
+    assert_int_equal(c.max_response_bytes, 4096);
+    config_free(&c);
+    setenv("SLUICE_MAX_RESPONSE_BYTES", "2048", 1);
+    load_ok("return { max_response_bytes = 4096 }\n", &c);
+    assert_int_equal(c.max_response_bytes, 2048);
+    config_free(&c);
+    clear_env();
+    expect_error("return { max_response_bytes = 0 }\n",
+                 "%s: max_response_bytes: expected a positive integer, got 0");
+    expect_error("return { max_response_bytes = '1MB' }\n",
+                 "%s: max_response_bytes: expected a positive integer, got \"1MB\"");
+    char err[512];
+    const char *path = write_conf("return {}\n");
+    setenv("SLUICE_MAX_RESPONSE_BYTES", "1.5", 1);
+    assert_int_equal(config_load(path, &c, err, sizeof err), -1);
+    assert_string_equal(err, "SLUICE_MAX_RESPONSE_BYTES: expected a positive integer, got \"1.5\"");
+    clear_env();
+}
+
 /* tokens, jwt, protect_metrics and the request limits: defaults, the file, the environment. */
 static void test_access_and_limits(void **state)
 {
@@ -629,6 +657,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_env_errors, test_setup, test_teardown),
         cmocka_unit_test_setup_teardown(test_access_and_limits, test_setup, test_teardown),
         cmocka_unit_test_setup_teardown(test_tls_and_client_limits, test_setup, test_teardown),
+        cmocka_unit_test_setup_teardown(test_max_response_bytes, test_setup, test_teardown),
     };
     return cmocka_run_group_tests(tests, group_setup, group_teardown);
 }

@@ -11,6 +11,18 @@
 #include "endpoint.h"
 #include "util.h"
 
+/* route_match on path as the gateway gives it: split and decoded by urlpath_split. */
+static int match(const struct route_pattern *r, const char *path, const char **vals, size_t *lens, int max)
+{
+    static char out[256];
+    static const char *segs[32];
+    static size_t seglens[32];
+    struct urlpath p = {segs, seglens, 0};
+    assert_true(strlen(path) < sizeof out && urlpath_max_segments(path, strlen(path)) <= 32);
+    assert_int_equal(urlpath_split(path, strlen(path), out, &p), 0);
+    return route_match(r, &p, vals, lens, max);
+}
+
 static void routes_parse_and_match(void **state)
 {
     char err[128];
@@ -20,17 +32,46 @@ static void routes_parse_and_match(void **state)
     assert_int_equal(r->nsegs, 3);
     const char *vals[4];
     size_t lens[4];
-    const char *path = "/accounts/42/orders";
-    assert_int_equal(route_match(r, path, strlen(path), vals, lens, 4), 1);
+    assert_int_equal(match(r, "/accounts/42/orders", vals, lens, 4), 1);
     assert_int_equal(lens[0], 2);
     assert_memory_equal(vals[0], "42", 2);
-    assert_int_equal(route_match(r, "/accounts/42/orders/", 20, vals, lens, 4), 1); /* trailing slash */
-    assert_int_equal(route_match(r, "/accounts//orders", 17, vals, lens, 4), -1);
-    assert_int_equal(route_match(r, "/accounts/42", 12, vals, lens, 4), -1);
-    assert_int_equal(route_match(r, "/accounts/42/orders/x", 21, vals, lens, 4), -1);
+    assert_int_equal(match(r, "/accounts/42/orders/", vals, lens, 4), 1); /* trailing slash */
+    assert_int_equal(match(r, "/accounts//orders", vals, lens, 4), -1);
+    assert_int_equal(match(r, "/accounts/42", vals, lens, 4), -1);
+    assert_int_equal(match(r, "/accounts/42/orders/x", vals, lens, 4), -1);
+    assert_int_equal(match(r, "/accounts/42/orders//", vals, lens, 4), -1);
     route_free(r);
     assert_null(route_parse("/no/method", err, sizeof err));
     assert_null(route_parse("get /lower", err, sizeof err));
+}
+
+/* A segment's value is decoded once, "+" stays, and "%2F" stays inside the one segment; literal
+ * segments compare decoded; dot segments are resolved before matching, as h2o does. */
+static void routes_match_decoded_segments(void **state)
+{
+    char err[128];
+    struct route_pattern *r = route_parse("GET /quotes/{pair}", err, sizeof err);
+    assert_non_null(r);
+    const char *vals[4];
+    size_t lens[4];
+    struct {
+        const char *path, *want;
+    } cases[] = {
+        {"/quotes/a%2Bb", "a+b"},   {"/quotes/a+b", "a+b"},   {"/quotes/%2527", "%27"},
+        {"/quotes/100%25", "100%"}, {"/quotes/a%2Fb", "a/b"}, {"/%71uotes/x", "x"},
+        {"/x/../quotes/y", "y"},    {"/quotes/./z", "z"},     {"/quotes/%2e%2E%2Fetc", "../etc"},
+        {"/quotes/a%20b/", "a b"},  {"/quotes/%00", "\0"},
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        size_t wl = strcmp(cases[i].path, "/quotes/%00") == 0 ? 1 : strlen(cases[i].want);
+        if (match(r, cases[i].path, vals, lens, 4) != 1 || lens[0] != wl ||
+            memcmp(vals[0], cases[i].want, wl) != 0)
+            fail_msg("%s: expected one value [%s]", cases[i].path, cases[i].want);
+    }
+    assert_int_equal(match(r, "/quotes/a/b", vals, lens, 4), -1);
+    assert_int_equal(match(r, "/quotes/x/..", vals, lens, 4), -1); /* is "/quotes/" */
+    assert_int_equal(match(r, "/quotes%2Fx", vals, lens, 4), -1);  /* one segment "quotes/x" */
+    route_free(r);
 }
 
 static void registry_finds_by_name(void **state)
@@ -119,6 +160,7 @@ int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(routes_parse_and_match),
+        cmocka_unit_test(routes_match_decoded_segments),
         cmocka_unit_test(registry_finds_by_name),
         cmocka_unit_test(bulk_sql_quotes_identifiers),
     };
