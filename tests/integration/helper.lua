@@ -317,7 +317,9 @@ function H.raw_request(port, method, target, timeout)
   c:settimeout(timeout or H.scaled(20))
   local ok, err = c:connect("127.0.0.1", port)
   if not ok then return nil, err end
-  c:send(method .. " " .. target .. " HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n")
+  -- a request other than GET/HEAD carries a JSON content type, as H.request's do
+  local ctype = (method == "GET" or method == "HEAD") and "" or "Content-Type: application/json\r\n"
+  c:send(method .. " " .. target .. " HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n" .. ctype .. "\r\n")
   local data, e, partial = c:receive("*a")
   c:close()
   data = data or partial
