@@ -12,6 +12,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
 #include <sys/un.h>
 #include <unistd.h>
 
@@ -61,6 +62,48 @@ static int parse_inet(const char *spec, struct sockaddr_storage *ss, socklen_t *
     return 0;
 }
 
+/* Makes way for a unix socket at path: nothing there is fine; a socket nobody accepts on (connect
+ * is refused: its server is gone) is removed. Anything else stays where it is: a file that is not
+ * a socket, or a socket another process still serves. Returns 0, or -1 with one line in err. */
+static int clear_unix_path(const struct sockaddr_un *a, char *err, size_t errlen)
+{
+    const char *path = a->sun_path;
+    struct stat st;
+    if (lstat(path, &st) != 0) {
+        if (errno == ENOENT) return 0;
+        snprintf(err, errlen, "listen unix:%s: %s", path, strerror(errno));
+        return -1;
+    }
+    if (!S_ISSOCK(st.st_mode)) {
+        snprintf(err, errlen, "listen unix:%s: the path exists and is not a socket; it is left alone", path);
+        return -1;
+    }
+    int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    if (fd < 0) {
+        snprintf(err, errlen, "listen unix:%s: %s", path, strerror(errno));
+        return -1;
+    }
+    int rc = connect(fd, (const struct sockaddr *)a, sizeof *a);
+    int e = errno;
+    close(fd);
+    if (rc == 0 || e == EAGAIN) { /* EAGAIN: its backlog is full, so someone listens */
+        snprintf(err, errlen, "listen unix:%s: another process is accepting connections on this socket",
+                 path);
+        return -1;
+    }
+    if (e != ECONNREFUSED) {
+        snprintf(err, errlen, "listen unix:%s: cannot tell whether the socket is in use: %s", path,
+                 strerror(e));
+        return -1;
+    }
+    if (unlink(path) != 0 && errno != ENOENT) {
+        snprintf(err, errlen, "listen unix:%s: cannot remove the stale socket: %s", path, strerror(errno));
+        return -1;
+    }
+    log_info("listen unix:%s: removed a stale socket nobody accepted on", path);
+    return 0;
+}
+
 /* Opens one listening socket. Returns the fd, or -1 with err set. */
 static int open_listener(const char *spec, char *err, size_t errlen)
 {
@@ -76,7 +119,7 @@ static int open_listener(const char *spec, char *err, size_t errlen)
             return -1;
         }
         strcpy(a->sun_path, spec + 5);
-        unlink(a->sun_path);
+        if (clear_unix_path(a, err, errlen) != 0) return -1;
         len = sizeof *a;
         fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
     } else {
@@ -463,7 +506,10 @@ int server_run(struct config *cfg)
         w->queue = h2o_multithread_create_queue(w->ctx.loop);
         h2o_multithread_register_receiver(w->queue, &w->control, on_control);
     }
-    if (rc != 0) return rc;
+    if (rc != 0) {
+        if (is_unix && shared_fd >= 0) unlink(cfg->listen + 5); /* ours: bound above */
+        return rc;
+    }
 
     for (int i = 0; i < srv->nworkers; i++)
         pthread_create(&srv->workers[i].thread, NULL, worker_main, &srv->workers[i]);
