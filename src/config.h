@@ -54,6 +54,7 @@ struct config {
     int max_headers;         /* request header lines, default 64, at most 100 -> 431 */
     double client_timeout;   /* seconds for a request's head and body to arrive, and for an idle
                                 keep-alive connection to be closed; default 10, > 0 */
+    bool http2;              /* serve HTTP/2 (ALPN h2, h2c); default false: HTTP/1.1 only */
     /* TLS on the listener: both set, or neither (plain HTTP). */
     char *tls_cert; /* PEM certificate chain (tls.cert / SLUICE_TLS_CERT) */
     char *tls_key;  /* PEM private key (tls.key / SLUICE_TLS_KEY) */

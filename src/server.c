@@ -21,6 +21,7 @@
 #include "log.h"
 #include "cancel.h"
 #include "describe.h"
+#include "h2reset.h"
 #include "openapi.h"
 #include "policy.h"
 #include "probe.h"
@@ -340,6 +341,7 @@ static void worker_dispose(struct worker *w)
         free_generation(r);
     }
     buf_free(&w->out);
+    h2reset_free(w);
 }
 
 /* --- the process ---------------------------------------------------------------------------- */
@@ -373,16 +375,17 @@ static void reload_config(struct server *srv)
     for (size_t i = 0; same_pools && i < old->npools; i++)
         same_pools = strcmp(next->pools[i].name, old->pools[i].name) == 0;
     if (!same_pools || next->workers != old->workers || strcmp(next->listen, old->listen) != 0 ||
-        (next->tls_cert == NULL) != (old->tls_cert == NULL) || next->client_timeout != old->client_timeout) {
-        log_error("reload: pools, workers, listen, tls on or off or client_timeout changed; they take effect "
-                  "after a restart, the previous config stays");
+        (next->tls_cert == NULL) != (old->tls_cert == NULL) || next->client_timeout != old->client_timeout ||
+        next->http2 != old->http2) {
+        log_error("reload: pools, workers, listen, tls on or off, client_timeout or http2 changed; they take "
+                  "effect after a restart, the previous config stays");
         config_free(next);
         free(next);
         return;
     }
     if (next->tls_cert != NULL) {
         /* The certificate and key files are read again: a renewed certificate needs no restart. */
-        SSL_CTX *ctx = tls_context_new(next->tls_cert, next->tls_key, err, sizeof err);
+        SSL_CTX *ctx = tls_context_new(next->tls_cert, next->tls_key, next->http2, err, sizeof err);
         if (ctx == NULL) {
             log_error("reload: %s; the previous config stays", err);
             config_free(next);
@@ -408,7 +411,7 @@ int server_run(struct config *cfg)
     srv->nworkers = cfg->workers;
 
     if (cfg->tls_cert != NULL) {
-        srv->ssl_ctx = tls_context_new(cfg->tls_cert, cfg->tls_key, err, sizeof err);
+        srv->ssl_ctx = tls_context_new(cfg->tls_cert, cfg->tls_key, cfg->http2, err, sizeof err);
         if (srv->ssl_ctx == NULL) {
             fprintf(stderr, "sluice: %s\n", err);
             return 1;
@@ -450,6 +453,11 @@ int server_run(struct config *cfg)
     srv->globalconf.handshake_timeout = client_ms;
     srv->globalconf.http1.req_timeout = client_ms;
     srv->globalconf.http2.idle_timeout = client_ms;
+    /* HTTP/2 only when asked for: off, plain HTTP refuses the h2c preface and Upgrade: h2c, and
+     * TLS offers only http/1.1 (tls.c). h2o 2.2.5 starts a request as soon as its HEADERS arrive
+     * and does not limit streams the client resets (Rapid Reset, docs/security.md); h2reset.c caps
+     * them when HTTP/2 is on. */
+    srv->globalconf.http1.upgrade_to_http2 = cfg->http2;
     /* h2o answers a body past its limit and closes without reading the rest, so a client still
      * sending gets a reset instead of the 413. Bodies up to 1 MiB over max_body_bytes are read
      * and refused by http.c instead, which ends cleanly. */

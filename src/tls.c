@@ -35,7 +35,10 @@ static void openssl_reason(char *out, size_t outlen)
     ERR_clear_error();
 }
 
-SSL_CTX *tls_context_new(const char *cert, const char *key, char *err, size_t errlen)
+/* ALPN without HTTP/2: a client that offers only h2 gets no ALPN answer and speaks HTTP/1.1. */
+static const h2o_iovec_t http1_only[] = {{H2O_STRLIT("http/1.1")}, {NULL}};
+
+SSL_CTX *tls_context_new(const char *cert, const char *key, bool http2, char *err, size_t errlen)
 {
     char why[256];
     ERR_clear_error();
@@ -74,7 +77,7 @@ SSL_CTX *tls_context_new(const char *cert, const char *key, char *err, size_t er
         snprintf(err, errlen, "tls.key: %s does not match the certificate in %s", key, cert);
         goto fail;
     }
-    h2o_ssl_register_alpn_protocols(ctx, h2o_http2_alpn_protocols);
+    h2o_ssl_register_alpn_protocols(ctx, http2 ? h2o_http2_alpn_protocols : http1_only);
     return ctx;
 fail:
     SSL_CTX_free(ctx);

@@ -1,7 +1,7 @@
 -- tls_spec.lua — TLS on the listener (tls = { cert, key }) through the real binary, with a CA made
--- by openssl in the test: curl trusting that CA gets JSON over HTTP/1.1 and HTTP/2, plain HTTP to
--- the TLS port is closed, TLS 1.0 and 1.1 are refused, TLS 1.2 offers only ECDHE with AEAD
--- ciphers, sessions resume without tickets, a silent client is closed after
+-- by openssl in the test: curl trusting that CA gets JSON over HTTP/1.1, and over HTTP/2 when
+-- http2 = true; plain HTTP to the TLS port is closed, TLS 1.0 and 1.1 are refused, TLS 1.2 offers
+-- only ECDHE with AEAD ciphers, sessions resume without tickets, a silent client is closed after
 -- client_timeout, SIGHUP reads a renewed certificate, and bad cert/key settings stop start-up
 -- with one line.
 local here = debug.getinfo(1, "S").source:match("^@(.*/)") or "./"
@@ -86,12 +86,20 @@ describe("TLS on the listener", function()
     assert.same({ one = 1 }, H.decode(body))
   end)
 
-  it("HTTP/2 is offered by ALPN", function()
-    local rc, status, version, body = curl(gw, "/query/one", "--http2 --cacert " .. H.q(ca1.ca))
+  it("HTTP/2 is offered by ALPN only with http2 = true", function()
+    local rc, status, version = curl(gw, "/query/one", "--http2 --cacert " .. H.q(ca1.ca))
     assert.equal(0, rc)
     assert.equal(200, status)
-    assert.equal("2", version)
-    assert.same({ one = 1 }, H.decode(body))
+    assert.equal("1.1", version) -- off by default
+    local g2 = H.start { dsn = db, scripts = scripts, wait = false, config = {
+      workers = 1, http2 = true, tls = { cert = ca1.cert, key = ca1.key } } }
+    wait_tls(g2, ca1.ca)
+    local rc2, status2, version2, body2 = curl(g2, "/query/one", "--http2 --cacert " .. H.q(ca1.ca))
+    g2:stop()
+    assert.equal(0, rc2)
+    assert.equal(200, status2)
+    assert.equal("2", version2)
+    assert.same({ one = 1 }, H.decode(body2))
   end)
 
   it("errors keep their JSON body over TLS", function()
