@@ -14,8 +14,9 @@ local scripts = {
 sluice.query "one" { readonly = true, single = true, sql = [[ SELECT 1 AS one ]] }
 sluice.query "slow" { readonly = true, single = true, sql = [[
   SELECT nextval('h2_hits') AS n, (SELECT 1 FROM pg_sleep(:s::float8)) AS slept ]] }
+-- generate_series in a select list yields rows as they are read (in FROM it would store them all first)
 sluice.query "wide" { readonly = true, sql = [[
-  SELECT g, repeat('x', 200) AS pad FROM generate_series(1, :n::int) AS g ]] }
+  SELECT g, repeat('x', 200) AS pad FROM (SELECT generate_series(1, :n::int) AS g) AS s ]] }
 ]==],
 }
 

@@ -19,10 +19,11 @@ sluice.query "typed" { readonly = true, sql = [[
 sluice.query "fails_at" { readonly = true, sql = [[
   SELECT g, 1 / (g - :at::int) AS x FROM generate_series(1, :n::int) AS g ]] }
 sluice.query "one" { readonly = true, single = true, sql = [[ SELECT 1 AS one ]] }
+-- generate_series in a select list yields rows as they are read (in FROM it would store them all first)
 sluice.query "wide" { readonly = true, sql = [[
-  SELECT g, repeat('x', 200) AS pad FROM generate_series(1, :n::int) AS g ]] }
+  SELECT g, repeat('x', 200) AS pad FROM (SELECT generate_series(1, :n::int) AS g) AS s ]] }
 sluice.query "wide_1s" { readonly = true, timeout_ms = 1000, sql = [[
-  SELECT g, repeat('x', 200) AS pad FROM generate_series(1, :n::int) AS g ]] }
+  SELECT g, repeat('x', 200) AS pad FROM (SELECT generate_series(1, :n::int) AS g) AS s ]] }
 sluice.query "activity" { readonly = true, sql = [[
   SELECT count(*)::int AS n FROM pg_stat_activity
   WHERE query LIKE '%generate_series(1, $1::int)%' AND state = 'active' AND pid <> pg_backend_pid() ]] }
