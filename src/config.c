@@ -65,6 +65,7 @@ static const struct field top_fields[] = {
     {TOP(max_header_bytes), K_BYTES},
     {TOP(max_headers), K_POSITIVE},
     {TOP(client_timeout), K_SECONDS},
+    {TOP(http2), K_BOOL},
 };
 /* clang-format on */
 
@@ -127,6 +128,7 @@ static const struct {
     {"SLUICE_MAX_HEADER_BYTES", S_TOP, "max_header_bytes"},
     {"SLUICE_MAX_HEADERS", S_TOP, "max_headers"},
     {"SLUICE_CLIENT_TIMEOUT", S_TOP, "client_timeout"},
+    {"SLUICE_HTTP2", S_TOP, "http2"},
     {"SLUICE_TLS_CERT", S_TLS, "cert"},
     {"SLUICE_TLS_KEY", S_TLS, "key"},
     {"SLUICE_JWT_SECRET", S_JWT, "secret"},
@@ -468,6 +470,7 @@ static void config_defaults(struct config *c, const char *path)
     c->max_header_bytes = 32 * 1024;
     c->max_headers = 64;
     c->client_timeout = 10;
+    c->http2 = false; /* h2o 2.2.5's HTTP/2 has no limit on reset streams (docs/security.md) */
 }
 
 /* ---- the Lua table ---- */

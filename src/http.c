@@ -9,6 +9,7 @@
 #include "batch.h"
 #include "copy.h"
 #include "csrf.h"
+#include "h2reset.h"
 #include "handler.h"
 #include "health.h"
 #include "jsonw.h"
@@ -297,6 +298,7 @@ int http_on_req(h2o_handler_t *self, h2o_req_t *req)
 {
     struct worker *w = worker_of(req);
     h2o_iovec_t path = req->path_normalized;
+    if (!h2reset_admit(w, req)) return 0;
 
     if (req->entity.base != NULL && req->entity.len > worker_config(w)->max_body_bytes) {
         http_send_error(req, 413, "too_large", "the request body is larger than max_body_bytes", NULL, NULL);

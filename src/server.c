@@ -12,6 +12,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
 #include <sys/un.h>
 #include <unistd.h>
 
@@ -20,6 +21,7 @@
 #include "log.h"
 #include "cancel.h"
 #include "describe.h"
+#include "h2reset.h"
 #include "openapi.h"
 #include "policy.h"
 #include "probe.h"
@@ -61,6 +63,48 @@ static int parse_inet(const char *spec, struct sockaddr_storage *ss, socklen_t *
     return 0;
 }
 
+/* Makes way for a unix socket at path: nothing there is fine; a socket nobody accepts on (connect
+ * is refused: its server is gone) is removed. Anything else stays where it is: a file that is not
+ * a socket, or a socket another process still serves. Returns 0, or -1 with one line in err. */
+static int clear_unix_path(const struct sockaddr_un *a, char *err, size_t errlen)
+{
+    const char *path = a->sun_path;
+    struct stat st;
+    if (lstat(path, &st) != 0) {
+        if (errno == ENOENT) return 0;
+        snprintf(err, errlen, "listen unix:%s: %s", path, strerror(errno));
+        return -1;
+    }
+    if (!S_ISSOCK(st.st_mode)) {
+        snprintf(err, errlen, "listen unix:%s: the path exists and is not a socket; it is left alone", path);
+        return -1;
+    }
+    int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    if (fd < 0) {
+        snprintf(err, errlen, "listen unix:%s: %s", path, strerror(errno));
+        return -1;
+    }
+    int rc = connect(fd, (const struct sockaddr *)a, sizeof *a);
+    int e = errno;
+    close(fd);
+    if (rc == 0 || e == EAGAIN) { /* EAGAIN: its backlog is full, so someone listens */
+        snprintf(err, errlen, "listen unix:%s: another process is accepting connections on this socket",
+                 path);
+        return -1;
+    }
+    if (e != ECONNREFUSED) {
+        snprintf(err, errlen, "listen unix:%s: cannot tell whether the socket is in use: %s", path,
+                 strerror(e));
+        return -1;
+    }
+    if (unlink(path) != 0 && errno != ENOENT) {
+        snprintf(err, errlen, "listen unix:%s: cannot remove the stale socket: %s", path, strerror(errno));
+        return -1;
+    }
+    log_info("listen unix:%s: removed a stale socket nobody accepted on", path);
+    return 0;
+}
+
 /* Opens one listening socket. Returns the fd, or -1 with err set. */
 static int open_listener(const char *spec, char *err, size_t errlen)
 {
@@ -76,7 +120,7 @@ static int open_listener(const char *spec, char *err, size_t errlen)
             return -1;
         }
         strcpy(a->sun_path, spec + 5);
-        unlink(a->sun_path);
+        if (clear_unix_path(a, err, errlen) != 0) return -1;
         len = sizeof *a;
         fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
     } else {
@@ -270,6 +314,7 @@ static void worker_dispose(struct worker *w)
         free_generation(r);
     }
     buf_free(&w->out);
+    h2reset_free(w);
 }
 
 /* --- the process ---------------------------------------------------------------------------- */
@@ -303,16 +348,17 @@ static void reload_config(struct server *srv)
     for (size_t i = 0; same_pools && i < old->npools; i++)
         same_pools = strcmp(next->pools[i].name, old->pools[i].name) == 0;
     if (!same_pools || next->workers != old->workers || strcmp(next->listen, old->listen) != 0 ||
-        (next->tls_cert == NULL) != (old->tls_cert == NULL) || next->client_timeout != old->client_timeout) {
-        log_error("reload: pools, workers, listen, tls on or off or client_timeout changed; they take effect "
-                  "after a restart, the previous config stays");
+        (next->tls_cert == NULL) != (old->tls_cert == NULL) || next->client_timeout != old->client_timeout ||
+        next->http2 != old->http2) {
+        log_error("reload: pools, workers, listen, tls on or off, client_timeout or http2 changed; they take "
+                  "effect after a restart, the previous config stays");
         config_free(next);
         free(next);
         return;
     }
     if (next->tls_cert != NULL) {
         /* The certificate and key files are read again: a renewed certificate needs no restart. */
-        SSL_CTX *ctx = tls_context_new(next->tls_cert, next->tls_key, err, sizeof err);
+        SSL_CTX *ctx = tls_context_new(next->tls_cert, next->tls_key, next->http2, err, sizeof err);
         if (ctx == NULL) {
             log_error("reload: %s; the previous config stays", err);
             config_free(next);
@@ -338,7 +384,7 @@ int server_run(struct config *cfg)
     srv->nworkers = cfg->workers;
 
     if (cfg->tls_cert != NULL) {
-        srv->ssl_ctx = tls_context_new(cfg->tls_cert, cfg->tls_key, err, sizeof err);
+        srv->ssl_ctx = tls_context_new(cfg->tls_cert, cfg->tls_key, cfg->http2, err, sizeof err);
         if (srv->ssl_ctx == NULL) {
             fprintf(stderr, "sluice: %s\n", err);
             return 1;
@@ -380,6 +426,11 @@ int server_run(struct config *cfg)
     srv->globalconf.handshake_timeout = client_ms;
     srv->globalconf.http1.req_timeout = client_ms;
     srv->globalconf.http2.idle_timeout = client_ms;
+    /* HTTP/2 only when asked for: off, plain HTTP refuses the h2c preface and Upgrade: h2c, and
+     * TLS offers only http/1.1 (tls.c). h2o 2.2.5 starts a request as soon as its HEADERS arrive
+     * and does not limit streams the client resets (Rapid Reset, docs/security.md); h2reset.c caps
+     * them when HTTP/2 is on. */
+    srv->globalconf.http1.upgrade_to_http2 = cfg->http2;
     /* h2o answers a body past its limit and closes without reading the rest, so a client still
      * sending gets a reset instead of the 413. Bodies up to 1 MiB over max_body_bytes are read
      * and refused by http.c instead, which ends cleanly. */
@@ -436,7 +487,10 @@ int server_run(struct config *cfg)
         w->queue = h2o_multithread_create_queue(w->ctx.loop);
         h2o_multithread_register_receiver(w->queue, &w->control, on_control);
     }
-    if (rc != 0) return rc;
+    if (rc != 0) {
+        if (is_unix && shared_fd >= 0) unlink(cfg->listen + 5); /* ours: bound above */
+        return rc;
+    }
 
     for (int i = 0; i < srv->nworkers; i++)
         pthread_create(&srv->workers[i].thread, NULL, worker_main, &srv->workers[i]);

@@ -2,13 +2,18 @@
  * taken for the stream alone (a long result must not hold up pipelined queries). Rows gather in
  * `out`; a chunk goes to h2o at FLUSH_AT bytes, and while h2o still writes the previous one and
  * PAUSE_AT bytes are waiting, the connection is paused: the server then waits on its socket, so
- * a slow client costs a bounded buffer, not the whole result. An error before the first row is
- * the usual JSON error; after it, the response is cut short (the client sees no final chunk). */
+ * a slow client costs a bounded buffer, not the whole result. A chunk the client does not take
+ * within the write deadline (client_timeout, or the statement timeout when that is shorter) cuts
+ * the stream: the client's connection is closed and the database connection discarded, so a
+ * client that stops reading cannot keep a pool connection. An error before the first row is the
+ * usual JSON error; after it, the response is cut short (the client sees no final chunk). */
 #include "stream.h"
 
 #include <string.h>
+#include <sys/socket.h>
 
 #include "buf.h"
+#include "cancel.h"
 #include "http.h"
 #include "jsonw.h"
 #include "log.h"
@@ -44,6 +49,8 @@ struct stream {
     bool db_busy;    /* counted in the worker's inflight */
     struct buf out;  /* rows not yet handed to h2o */
     struct buf wire; /* the chunk h2o is writing */
+    h2o_timeout_entry_t write_deadline; /* linked while h2o holds a chunk the client has not taken */
+    uint64_t deadline_ms;               /* its length */
 };
 
 enum stream_format stream_wanted(h2o_req_t *req)
@@ -144,6 +151,26 @@ static void start_response(struct stream *s, const PGresult *r)
     put_header(s, r);
 }
 
+static void on_write_deadline(h2o_timeout_entry_t *entry);
+
+/* Starts the wait for the client to take the chunk being handed to h2o: client_timeout, or the
+ * statement timeout while the database connection is held and that is shorter (a stalled
+ * client must not hold a connection longer than a statement may run). */
+static void arm_write_deadline(struct stream *s)
+{
+    if (h2o_timeout_is_linked(&s->write_deadline)) return;
+    uint64_t ms = (uint64_t)(worker_config(s->w)->client_timeout * 1000);
+    if (s->conn != NULL && s->timeout_ms > 0 && (uint64_t)s->timeout_ms < ms) ms = (uint64_t)s->timeout_ms;
+    s->deadline_ms = ms;
+    s->write_deadline.cb = on_write_deadline;
+    h2o_timeout_link(s->w->ctx.loop, worker_timeout(s->w, ms), &s->write_deadline);
+}
+
+static void disarm_write_deadline(struct stream *s)
+{
+    if (h2o_timeout_is_linked(&s->write_deadline)) h2o_timeout_unlink(&s->write_deadline);
+}
+
 /* Hands the gathered rows to h2o when it is free and there is a chunk's worth, or the end. */
 static void pump(struct stream *s)
 {
@@ -164,6 +191,7 @@ static void pump(struct stream *s)
         s->finished = true;
         report_end(s, 200, NULL);
     }
+    arm_write_deadline(s); /* before h2o_send: a final send may free the request inside it */
     h2o_iovec_t chunk = h2o_iovec_init(s->wire.data, s->wire.len);
     h2o_send(s->req, &chunk, chunk.len ? 1 : 0, last ? H2O_SEND_STATE_FINAL : H2O_SEND_STATE_IN_PROGRESS);
 }
@@ -172,6 +200,7 @@ static void on_proceed(h2o_generator_t *gen, h2o_req_t *req)
 {
     struct stream *s = container_of(gen, struct stream, gen);
     s->writing = false;
+    disarm_write_deadline(s);
     pump(s);
     if (s->conn != NULL && s->conn->paused && s->out.len < PAUSE_AT) pgconn_pause(s->conn, false);
 }
@@ -185,10 +214,36 @@ static void db_done(struct stream *s)
     s->db_busy = false;
 }
 
+/* The client did not take a chunk in time. The query is cancelled if it may still run and its
+ * connection discarded (never reused mid-result); the client's connection is shut down, so h2o
+ * fails the pending write and frees the request (over HTTP/2 that ends the whole connection:
+ * h2o 2.2.5 has no way to reset one stream with data queued). */
+static void on_write_deadline(h2o_timeout_entry_t *entry)
+{
+    struct stream *s = container_of(entry, struct stream, write_deadline);
+    char why[160];
+    snprintf(why, sizeof why, "the client took no data for %.3g s (%s)", (double)s->deadline_ms / 1000,
+             s->deadline_ms < (uint64_t)(worker_config(s->w)->client_timeout * 1000) ? "the statement timeout"
+                                                                                     : "client_timeout");
+    log_printf(LOG_WARN, "query %s: streamed response cut: %s%s", s->q->name, why,
+               s->conn != NULL ? "; its database connection is closed" : "");
+    if (s->conn != NULL) {
+        if (!s->rows_done) cancel_request(s->conn->pg); /* it may be computing, not blocked on us */
+        pgconn_discard(s->conn);
+        s->conn = NULL;
+    }
+    db_done(s);
+    s->cut = s->rows_done = s->finished = true;
+    report_end(s, 408, why);
+    h2o_socket_t *sock = s->req->conn->callbacks->get_socket(s->req->conn);
+    if (sock != NULL) shutdown(h2o_socket_get_fd(sock), SHUT_RDWR);
+}
+
 /* The client left mid-stream: closing the connection stops the query on the server. */
 static void on_stop(h2o_generator_t *gen, h2o_req_t *req)
 {
     struct stream *s = container_of(gen, struct stream, gen);
+    disarm_write_deadline(s);
     s->finished = true;
     if (s->conn != NULL) pgconn_discard(s->conn);
     s->conn = NULL;
@@ -306,6 +361,7 @@ static void on_conn(void *arg, struct pgconn *c, const char *err)
 static void on_dispose(void *p)
 {
     struct stream *s = p;
+    disarm_write_deadline(s);
     pool_cancel_lease(&s->lease);
     if (s->conn != NULL) pgconn_discard(s->conn);
     s->conn = NULL;

@@ -37,7 +37,8 @@ struct worker {
         h2o_timeout_t timeout;
     } timeouts[32]; /* deadlines by duration (h2o 2.2.5 timeouts have one each) */
     int ntimeouts;
-    int inflight; /* requests waiting on the database */
+    int inflight;            /* requests waiting on the database */
+    struct h2reset *h2reset; /* HTTP/2 reset budgets by connection (h2reset.c), made on first use */
     bool stopping;
     uint64_t stop_deadline_ms;
 };

@@ -574,7 +574,7 @@ describe("bad input", function()
 
     setup(function()
       gwt = H.start { dsn = db, scripts = scripts, pool = { pool_size = 2, max_overflow = 0 },
-        config = { workers = 1, max_header_bytes = 4096, max_headers = 20, client_timeout = 2 } }
+        config = { workers = 1, max_header_bytes = 4096, max_headers = 20, client_timeout = 2, http2 = true } }
     end)
 
     after_each(function()

@@ -1,10 +1,12 @@
 -- stream_spec.lua — Accept: text/csv and application/x-ndjson through the real binary: rows
 -- streamed in single-row mode (CSV as PostgreSQL's COPY writes it, NDJSON as the JSON rows),
 -- results past max_rows, flat memory for a large result read slowly, JSON errors before the
--- first row, a cut-short body after it, and a client that leaves mid-stream.
+-- first row, a cut-short body after it, a client that leaves mid-stream, and clients that stop
+-- reading: cut at the write deadline, their pool connections discarded.
 local here = debug.getinfo(1, "S").source:match("^@(.*/)") or "./"
 package.path = here .. "?.lua;" .. package.path
 local H = require "helper"
+local socket = require "socket"
 
 local scripts = {
   ["s.lua"] = [==[
@@ -17,6 +19,11 @@ sluice.query "typed" { readonly = true, sql = [[
 sluice.query "fails_at" { readonly = true, sql = [[
   SELECT g, 1 / (g - :at::int) AS x FROM generate_series(1, :n::int) AS g ]] }
 sluice.query "one" { readonly = true, single = true, sql = [[ SELECT 1 AS one ]] }
+-- generate_series in a select list yields rows as they are read (in FROM it would store them all first)
+sluice.query "wide" { readonly = true, sql = [[
+  SELECT g, repeat('x', 200) AS pad FROM (SELECT generate_series(1, :n::int) AS g) AS s ]] }
+sluice.query "wide_1s" { readonly = true, timeout_ms = 1000, sql = [[
+  SELECT g, repeat('x', 200) AS pad FROM (SELECT generate_series(1, :n::int) AS g) AS s ]] }
 sluice.query "activity" { readonly = true, sql = [[
   SELECT count(*)::int AS n FROM pg_stat_activity
   WHERE query LIKE '%generate_series(1, $1::int)%' AND state = 'active' AND pid <> pg_backend_pid() ]] }
@@ -31,6 +38,39 @@ local function curl(gw, path, accept, extra)
   return rc, tonumber(status), ctype, body, err
 end
 
+-- A client that asks for path as CSV and then reads nothing: a raw socket with the smallest
+-- receive buffer, so the gateway's writes stall after a few KiB.
+local function stalled_client(gw, path)
+  local c = assert(socket.tcp4())
+  assert(c:setoption("recv-buffer-size", 4096))
+  c:settimeout(5)
+  assert(c:connect("127.0.0.1", gw.port))
+  assert(c:send("GET " .. path .. " HTTP/1.1\r\nHost: x\r\nAccept: text/csv\r\n\r\n"))
+  return c
+end
+
+-- Everything the server sent on c until it closed (error if it stays open past timeout s): the
+-- data and whether it ended with the closing chunk of a complete chunked body.
+local function drain(c, timeout)
+  c:settimeout(timeout)
+  local parts = {}
+  while true do
+    local data, err, partial = c:receive(65536)
+    parts[#parts + 1] = data or partial
+    if err == "closed" then break end
+    assert(err == nil, "the gateway kept the connection open: " .. tostring(err))
+  end
+  c:close()
+  local all = table.concat(parts)
+  return all, all:sub(-5) == "0\r\n\r\n"
+end
+
+-- Connections of the test database running the wide query.
+local function wide_backends(db)
+  return tonumber(H.psql1(H.admin_dsn(), ("SELECT count(*) FROM pg_stat_activity WHERE datname = '%s'"
+    .. " AND query LIKE '%%repeat(''x'', 200)%%' AND pid <> pg_backend_pid()"):format(H.dsn_dbname(db))))
+end
+
 local function rss_kb(pid)
   return tonumber((H.readfile("/proc/" .. pid .. "/status") or ""):match("VmRSS:%s*(%d+)"))
 end
@@ -40,7 +80,7 @@ describe("streamed results", function()
 
   setup(function()
     db = H.createdb("stream")
-    gw = H.start { dsn = db, scripts = scripts, config = { workers = 1, max_rows = 10 } }
+    gw = H.start { dsn = db, scripts = scripts, config = { workers = 1, max_rows = 10, http2 = true } }
   end)
 
   teardown(function()
@@ -170,6 +210,79 @@ describe("streamed results", function()
     assert.equal(0, rc)
     assert.equal(200, status)
     assert.equal(100001, select(2, body:gsub("\n", "")))
+  end)
+
+  it("clients that stop reading are cut at client_timeout; their pool connections are discarded", function()
+    -- more stalled clients than connections: until the deadline every connection is pinned
+    local g = H.start { dsn = db, scripts = scripts, config = { workers = 1, client_timeout = 2 },
+      pool = { pool_size = 3, max_overflow = 0, pool_timeout = 1 } }
+    local t0 = H.now()
+    local clients = {}
+    for i = 1, 5 do clients[i] = stalled_client(g, "/query/wide?n=3000000") end
+    H.sleep(0.7)
+    local s_during = g:get_json("/query/one")
+    assert(s_during ~= 200, "a connection was free while the streams stalled")
+    -- after the deadline the pool serves again, quickly
+    local ok_at, fast
+    repeat
+      local t = H.now()
+      local s = g:get_json("/query/one", nil, 2)
+      if s == 200 and H.now() - t < 0.5 then ok_at, fast = H.now() - t0, H.now() - t end
+      if not ok_at then H.sleep(0.1) end
+    until ok_at or H.now() - t0 > 8
+    assert(ok_at, "no quick answer within 8 s of the stall; log:\n" .. g:log())
+    assert(ok_at >= 1.5 and ok_at < 4.5, ("served again after %.2f s"):format(ok_at))
+    assert(fast < 0.5)
+    -- /health shows the connections back (a discarded one is replaced by a new one)
+    local health, hdeadline = nil, H.now() + 3
+    repeat
+      health = select(2, g:get_json("/health")).pools.primary
+      if health.in_use ~= 0 or health.open ~= 3 then H.sleep(0.1) end
+    until (health.in_use == 0 and health.open == 3) or H.now() > hdeadline
+    assert(health.in_use == 0 and health.open == 3 and health.waiting == 0, H.encode(health))
+    -- the log says why; each pinned connection was closed, the queries stopped on the server
+    local log = g:log()
+    local _, cuts = log:gsub("streamed response cut: the client took no data for 2 s %(client_timeout%); its database "
+      .. "connection is closed", "")
+    assert.equal(3, cuts)
+    local deadline, n = H.now() + 5, nil
+    repeat
+      n = wide_backends(db)
+      if n ~= 0 then H.sleep(0.1) end
+    until n == 0 or H.now() > deadline
+    assert.equal(0, n)
+    -- the cut streams end without the closing chunk; the queued ones got 503 at pool_timeout
+    local cut, refused = 0, 0
+    for _, c in ipairs(clients) do
+      local data, complete = drain(c, 5)
+      if data:match("^HTTP/1.1 200") then
+        assert.is_false(complete)
+        cut = cut + 1
+      else
+        assert.truthy(data:match("^HTTP/1.1 503"), data:sub(1, 200))
+        refused = refused + 1
+      end
+    end
+    assert.equal(3, cut)
+    assert.equal(2, refused)
+    g:stop()
+  end)
+
+  it("a stalled stream is cut at the statement timeout when that is shorter than client_timeout", function()
+    local g = H.start { dsn = db, scripts = scripts, config = { workers = 1, client_timeout = 10 },
+      pool = { pool_size = 1, max_overflow = 0 } }
+    local t0 = H.now()
+    local c = stalled_client(g, "/query/wide_1s?n=3000000")
+    local deadline = H.now() + 8
+    while not g:log():find("streamed response cut", 1, true) and H.now() < deadline do H.sleep(0.05) end
+    local took = H.now() - t0
+    assert.truthy(g:log():find("query wide_1s: streamed response cut: the client took no data for 1 s (the statement "
+      .. "timeout); its database connection is closed", 1, true), g:log())
+    assert(took < 4, ("cut after %.2f s"):format(took))
+    local _, complete = drain(c, 5)
+    assert.is_false(complete)
+    H.assert_ok(g:get_json("/query/one"))
+    g:stop()
   end)
 
   it("a client that leaves mid-stream stops the query on the server", function()

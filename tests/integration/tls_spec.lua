@@ -1,6 +1,7 @@
 -- tls_spec.lua — TLS on the listener (tls = { cert, key }) through the real binary, with a CA made
--- by openssl in the test: curl trusting that CA gets JSON over HTTP/1.1 and HTTP/2, plain HTTP to
--- the TLS port is closed, TLS 1.0 and 1.1 are refused, a silent client is closed after
+-- by openssl in the test: curl trusting that CA gets JSON over HTTP/1.1, and over HTTP/2 when
+-- http2 = true; plain HTTP to the TLS port is closed, TLS 1.0 and 1.1 are refused, TLS 1.2 offers
+-- only ECDHE with AEAD ciphers, sessions resume without tickets, a silent client is closed after
 -- client_timeout, SIGHUP reads a renewed certificate, and bad cert/key settings stop start-up
 -- with one line.
 local here = debug.getinfo(1, "S").source:match("^@(.*/)") or "./"
@@ -45,12 +46,13 @@ local function wait_tls(gw, ca)
   error("the TLS listener did not answer; log:\n" .. gw:log())
 end
 
--- What `openssl s_client` negotiates with flags: the protocol, or nil when the handshake fails.
+-- What `openssl s_client` negotiates with flags: the protocol and the cipher, or nil when the
+-- handshake fails; then s_client's whole output.
 local function negotiated(gw, flags)
   local out = H.sh(("openssl s_client -connect 127.0.0.1:%d %s </dev/null 2>&1"):format(gw.port, flags))
-  local protocol, cipher = out:match("New, ([^,]+), Cipher is (%S+)")
-  if cipher == nil or cipher == "(NONE)" then return nil end
-  return protocol
+  local protocol, cipher = out:match("[NR]e[wu]s?e?d?, ([^,]+), Cipher is (%S+)")
+  if cipher == nil or cipher == "(NONE)" then return nil, nil, out end
+  return protocol, cipher, out
 end
 
 describe("TLS on the listener", function()
@@ -84,12 +86,20 @@ describe("TLS on the listener", function()
     assert.same({ one = 1 }, H.decode(body))
   end)
 
-  it("HTTP/2 is offered by ALPN", function()
-    local rc, status, version, body = curl(gw, "/query/one", "--http2 --cacert " .. H.q(ca1.ca))
+  it("HTTP/2 is offered by ALPN only with http2 = true", function()
+    local rc, status, version = curl(gw, "/query/one", "--http2 --cacert " .. H.q(ca1.ca))
     assert.equal(0, rc)
     assert.equal(200, status)
-    assert.equal("2", version)
-    assert.same({ one = 1 }, H.decode(body))
+    assert.equal("1.1", version) -- off by default
+    local g2 = H.start { dsn = db, scripts = scripts, wait = false, config = {
+      workers = 1, http2 = true, tls = { cert = ca1.cert, key = ca1.key } } }
+    wait_tls(g2, ca1.ca)
+    local rc2, status2, version2, body2 = curl(g2, "/query/one", "--http2 --cacert " .. H.q(ca1.ca))
+    g2:stop()
+    assert.equal(0, rc2)
+    assert.equal(200, status2)
+    assert.equal("2", version2)
+    assert.same({ one = 1 }, H.decode(body2))
   end)
 
   it("errors keep their JSON body over TLS", function()
@@ -118,6 +128,34 @@ describe("TLS on the listener", function()
     assert.is_nil(negotiated(gw, "-tls1_1 -cipher DEFAULT:@SECLEVEL=0"))
     assert.equal("TLSv1.2", negotiated(gw, "-tls1_2"))
     assert.equal("TLSv1.3", negotiated(gw, "-tls1_3"))
+  end)
+
+  it("TLS 1.2 offers only ECDHE suites with AEAD ciphers, in the server's order", function()
+    for _, weak in ipairs { "AES128-SHA", "AES256-SHA256", "AES128-GCM-SHA256", "ECDHE-RSA-AES128-SHA",
+      "ECDHE-RSA-AES256-SHA384", "DES-CBC3-SHA:@SECLEVEL=0" } do
+      local protocol, _, out = negotiated(gw, "-tls1_2 -cipher " .. weak)
+      assert(protocol == nil, weak .. " was accepted:\n" .. out)
+    end
+    for _, strong in ipairs { "ECDHE-RSA-AES128-GCM-SHA256", "ECDHE-RSA-AES256-GCM-SHA384",
+      "ECDHE-RSA-CHACHA20-POLY1305" } do
+      local protocol, cipher, out = negotiated(gw, "-tls1_2 -cipher " .. strong)
+      assert(protocol == "TLSv1.2" and cipher == strong, strong .. " was refused:\n" .. out)
+    end
+    -- OpenSSL's client lists AES-256 first: the server's order still picks AES-128-GCM ...
+    assert.equal("ECDHE-RSA-AES128-GCM-SHA256", select(2, negotiated(gw, "-tls1_2")))
+    -- ... unless the client puts ChaCha20 first (no AES instructions)
+    assert.equal("ECDHE-RSA-CHACHA20-POLY1305",
+      select(2, negotiated(gw, "-tls1_2 -cipher ECDHE-RSA-CHACHA20-POLY1305:ECDHE-RSA-AES128-GCM-SHA256")))
+  end)
+
+  it("no session tickets: a TLS 1.2 session resumes from the server's cache", function()
+    local sess = os.tmpname()
+    local protocol, _, out = negotiated(gw, "-tls1_2 -sess_out " .. H.q(sess))
+    assert.equal("TLSv1.2", protocol)
+    assert.is_nil(out:find("TLS session ticket:", 1, true), out)
+    local _, _, again = negotiated(gw, "-tls1_2 -sess_in " .. H.q(sess))
+    os.remove(sess)
+    assert.truthy(again:find("Reused, TLSv1.2", 1, true), again)
   end)
 
   it("a client that connects and says nothing is closed after client_timeout", function()

@@ -45,6 +45,7 @@ static const char *const env_vars[] = {
     "SLUICE_MAX_HEADER_BYTES",
     "SLUICE_MAX_HEADERS",
     "SLUICE_CLIENT_TIMEOUT",
+    "SLUICE_HTTP2",
     "SLUICE_TLS_CERT",
     "SLUICE_TLS_KEY",
     "SLUICE_MAX_RESPONSE_BYTES",
@@ -605,12 +606,14 @@ static void test_tls_and_client_limits(void **state)
     assert_int_equal(c.max_header_bytes, 32 * 1024);
     assert_int_equal(c.max_headers, 64);
     assert_true(c.client_timeout == 10);
+    assert_false(c.http2);
     config_free(&c);
 
     load_ok(
         "return { tls = { cert = '/c.pem', key = '/k.pem' }, max_header_bytes = 4096, max_headers = 100,\n"
-        "  client_timeout = 0.5 }\n",
+        "  client_timeout = 0.5, http2 = true }\n",
         &c);
+    assert_true(c.http2);
     assert_string_equal(c.tls_cert, "/c.pem");
     assert_string_equal(c.tls_key, "/k.pem");
     assert_int_equal(c.max_header_bytes, 4096);
@@ -621,7 +624,9 @@ static void test_tls_and_client_limits(void **state)
     setenv("SLUICE_TLS_CERT", "/env.crt", 1);
     setenv("SLUICE_TLS_KEY", "/env.key", 1);
     setenv("SLUICE_CLIENT_TIMEOUT", "3", 1);
+    setenv("SLUICE_HTTP2", "true", 1);
     load_ok("return {}\n", &c);
+    assert_true(c.http2);
     assert_string_equal(c.tls_cert, "/env.crt");
     assert_string_equal(c.tls_key, "/env.key");
     assert_true(c.client_timeout == 3);
@@ -634,6 +639,7 @@ static void test_tls_and_client_limits(void **state)
                  "%s: tls: expected both cert and key, got only key");
     expect_error("return { tls = { cert = '/c', key = '/k', ca = '/x' } }\n", "%s: unknown key \"tls.ca\"");
     expect_error("return { tls = true }\n", "%s: tls: expected a table, got true");
+    expect_error("return { http2 = 'on' }\n", "%s: http2: expected true or false, got \"on\"");
     expect_error("return { max_headers = 101 }\n",
                  "%s: max_headers: expected at most 100 (the HTTP parser's limit), got 101");
     expect_error("return { max_header_bytes = 500000 }\n",
