@@ -85,3 +85,15 @@ char *buf_steal(struct buf *b)
     buf_init(b);
     return p;
 }
+
+void buf_put_uint(struct buf *b, uint64_t v)
+{
+    char tmp[24];
+    int n = sizeof tmp;
+    do {
+        tmp[--n] = (char)('0' + v % 10);
+        v /= 10;
+    } while (v > 0);
+    buf_put_raw(b, tmp + n, sizeof tmp - (size_t)n);
+    buf_terminate(b);
+}

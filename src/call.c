@@ -6,6 +6,7 @@
 
 #include "http.h"
 #include "jsonw.h"
+#include "pgjson.h"
 #include "log.h"
 #include "pgtype.h"
 #include "query.h"
@@ -82,12 +83,12 @@ int call_write(struct buf *b, const struct pgjob *job)
     switch (job->status) {
     case PGJOB_OK:
         if (!q->single) {
-            jsonw_result(b, job->result);
+            pgjson_result(b, job->result);
             return 200;
         }
         if (PQresultStatus(job->result) != PGRES_TUPLES_OK || PQntuples(job->result) == 0)
             return write_error(b, 404, "no row", q->name, NULL);
-        jsonw_row(b, job->result, 0);
+        pgjson_row(b, job->result, 0);
         return 200;
     case PGJOB_BIND_ERROR:
         return write_error(b, 400, job->errmsg, q->name, NULL);

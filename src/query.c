@@ -12,6 +12,7 @@
 #include "http.h"
 #include "jsonnum.h"
 #include "jsonw.h"
+#include "pgjson.h"
 #include "log.h"
 #include "metrics.h"
 #include "pgtype.h"
@@ -259,7 +260,7 @@ static void send_result(struct qreq *qr, struct pgjob *job)
                 answer_error(qr->w, req, q, qr, qr->started_us, 404, "no row", NULL, NULL);
                 return;
             }
-            jsonw_row(b, job->result, 0);
+            pgjson_row(b, job->result, 0);
         } else {
             int max_rows = worker_config(qr->w)->max_rows;
             if (max_rows > 0 && PQntuples(job->result) > max_rows) {
@@ -271,7 +272,7 @@ static void send_result(struct qreq *qr, struct pgjob *job)
                 answer_error(qr->w, req, q, qr, qr->started_us, 413, msg, NULL, NULL);
                 return;
             }
-            jsonw_result(b, job->result);
+            pgjson_result(b, job->result);
         }
         struct outcome o;
         count(qr->w, q, qr, 200, qr->started_us, NULL, &o);

@@ -16,6 +16,7 @@
 #include "cancel.h"
 #include "http.h"
 #include "jsonw.h"
+#include "pgjson.h"
 #include "log.h"
 #include "pgconn.h"
 #include "query.h"
@@ -106,7 +107,7 @@ static void put_header(struct stream *s, const PGresult *r)
 static void put_row(struct stream *s, const PGresult *r)
 {
     if (s->fmt == STREAM_NDJSON) {
-        jsonw_row(&s->out, r, 0);
+        pgjson_row(&s->out, r, 0);
         buf_putc(&s->out, '\n');
         return;
     }

@@ -162,7 +162,8 @@ static long ref_read_array(const char *p, const char *end, int ncols, struct buf
             while (p < end && is_space(*p)) p++;
         }
         json_error_t e;
-        json_t *obj = p < end ? jsonnum_load(p, (size_t)(end - p), JFLAGS | JSON_DISABLE_EOF_CHECK, &e) : NULL;
+        json_t *obj =
+            p < end ? jsonnum_load(p, (size_t)(end - p), JFLAGS | JSON_DISABLE_EOF_CHECK, &e) : NULL;
         size_t before = out->len;
         int rc = obj ? ref_row(obj, ncols, out) : -1;
         json_decref(obj);

@@ -11,6 +11,7 @@
 
 #include "buf.h"
 #include "jsonw.h"
+#include "pgjson.h"
 #include "pgtype.h"
 
 #define CHECK(cond)                                                                                          \
@@ -79,7 +80,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 
     struct buf b = BUF_INIT;
     buf_puts(&b, PREFIX);
-    jsonw_value(&b, type, val, n);
+    pgjson_value(&b, type, val, n);
     CHECK(b.len >= sizeof PREFIX - 1 && memcmp(b.data, PREFIX, sizeof PREFIX - 1) == 0);
     CHECK(b.data[b.len] == '\0');
     const char *out = b.data + sizeof PREFIX - 1;

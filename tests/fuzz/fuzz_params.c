@@ -12,6 +12,7 @@
 #include "buf.h"
 #include "jsonnum.h"
 #include "jsonw.h"
+#include "pgjson.h"
 #include "pgtype.h"
 
 #define CHECK(cond)                                                                                          \
@@ -142,7 +143,7 @@ static void check_array(Oid type, Oid elem, const json_t *v, const char *text, s
     bool strings_only = true;
     int depth = array_depth(v, &strings_only);
     struct buf j = BUF_INIT;
-    jsonw_value(&j, type, text, tlen);
+    pgjson_value(&j, type, text, tlen);
     json_error_t e;
     json_t *back = json_loadb(j.data, j.len, JSON_DECODE_ANY | JSON_ALLOW_NUL, &e);
     if (back == NULL && (strstr(e.text, "overflow") || strstr(e.text, "too big"))) {
@@ -179,7 +180,8 @@ static void check_json_value(Oid type, const json_t *v, const char *text, size_t
     if (jsonnum_literal(v, &lit, &litlen)) {
         /* a number jansson cannot hold travels as written; integer types round 2.0 or 1e3 */
         bool int_type = type == PGT_INT2 || type == PGT_INT4 || type == PGT_INT8 || type == PGT_OID;
-        if (!int_type || jsonnum_is_integral(lit, litlen)) CHECK(tlen == litlen && memcmp(text, lit, tlen) == 0);
+        if (!int_type || jsonnum_is_integral(lit, litlen))
+            CHECK(tlen == litlen && memcmp(text, lit, tlen) == 0);
         return;
     }
     if (json_is_string(v) && type != PGT_JSON && type != PGT_JSONB && type != PGT_BYTEA) {

@@ -23,8 +23,8 @@ PKGS="luajit jansson libpq"
 # Target -> the src/*.c modules it links (src/main.c never) and its -max_len.
 declare -A MODULES=(
     [sqlparam]="sqlparam buf util"
-    [params]="pgtype jsonnum jsonw buf util"
-    [jsonw]="jsonw pgtype jsonnum buf util"
+    [params]="pgjson pgtype jsonnum jsonw buf util"
+    [jsonw]="pgjson jsonw pgtype jsonnum buf util"
     [bulkparse]="bulkparse pgtype jsonnum jsonw buf util"
     [config]="config log jsonw pgtype jsonnum buf util"
     [luastr]="luastr buf util"

@@ -11,6 +11,7 @@
 #include <string.h>
 
 #include "jsonw.h"
+#include "pgjson.h"
 #include "pgtype.h"
 
 /* Every output must also be JSON that a strict parser takes. */
@@ -25,7 +26,7 @@ static void assert_parses(const char *text)
 static void check_value_n(Oid type, const char *val, size_t len, const char *want)
 {
     struct buf b = BUF_INIT;
-    jsonw_value(&b, type, val, len);
+    pgjson_value(&b, type, val, len);
     assert_non_null(b.data);
     assert_int_equal(strlen(b.data), b.len); /* NUL-terminated, no stray NULs */
     if (strcmp(b.data, want) != 0) fail_msg("type %u [%s]: got [%s], want [%s]", type, val, b.data, want);
@@ -88,11 +89,11 @@ static void test_appends(void **state)
 {
     struct buf b = BUF_INIT;
     buf_puts(&b, "[");
-    jsonw_value(&b, PGT_INT4, "1", 1);
+    pgjson_value(&b, PGT_INT4, "1", 1);
     buf_putc(&b, ',');
     jsonw_string(&b, "x", 1);
     buf_putc(&b, ',');
-    jsonw_value(&b, PGT_BOOL, "t", 1);
+    pgjson_value(&b, PGT_BOOL, "t", 1);
     buf_putc(&b, ']');
     assert_string_equal(b.data, "[1,\"x\",true]");
     buf_free(&b);
@@ -370,7 +371,7 @@ static void test_result_rows(void **state)
     set(res, 1, 5, "-2");
 
     struct buf b = BUF_INIT;
-    jsonw_result(&b, res);
+    pgjson_result(&b, res);
     assert_string_equal(
         b.data, "{\"rows\":["
                 "{\"pair\":\"EURUSD\",\"bid\":1.08345,\"ok\":true,\"ts\":\"2024-01-02T03:04:05+00:00\","
@@ -381,7 +382,7 @@ static void test_result_rows(void **state)
     assert_parses(b.data);
 
     buf_reset(&b);
-    jsonw_row(&b, res, 1);
+    pgjson_row(&b, res, 1);
     assert_string_equal(b.data, "{\"pair\":\"GBPUSD\",\"bid\":null,\"ok\":false,\"ts\":null,\"meta\":null,"
                                 "\"we\\\"ird\":-2}");
     buf_free(&b);
@@ -394,21 +395,21 @@ static void test_result_empty_and_command(void **state)
     const Oid types[] = {PGT_INT4};
     PGresult *res = make_result(1, names, types);
     struct buf b = BUF_INIT;
-    jsonw_result(&b, res);
+    pgjson_result(&b, res);
     assert_string_equal(b.data, "{\"rows\":[],\"row_count\":0}");
     PQclear(res);
 
     /* no columns at all */
     res = make_result(0, names, types);
     buf_reset(&b);
-    jsonw_result(&b, res);
+    pgjson_result(&b, res);
     assert_string_equal(b.data, "{\"rows\":[],\"row_count\":0}");
     PQclear(res);
 
     /* a statement without rows; PQcmdTuples is empty for a result made by hand */
     res = PQmakeEmptyPGresult(NULL, PGRES_COMMAND_OK);
     buf_reset(&b);
-    jsonw_result(&b, res);
+    pgjson_result(&b, res);
     assert_string_equal(b.data, "{\"rows\":[],\"row_count\":0}");
     PQclear(res);
     buf_free(&b);
@@ -426,7 +427,7 @@ static void test_result_many_rows(void **state)
         set(res, r, 1, "x\ny");
     }
     struct buf b = BUF_INIT;
-    jsonw_result(&b, res);
+    pgjson_result(&b, res);
     assert_parses(b.data);
     assert_non_null(strstr(b.data, "{\"n\":999000,\"s\":\"x\\ny\"}],\"row_count\":1000}"));
     assert_non_null(strstr(b.data, "{\"rows\":[{\"n\":0,\"s\":\"x\\ny\"},{\"n\":1000,"));
