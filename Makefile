@@ -16,18 +16,21 @@ SAN     ?=
 PKGS    := libh2o-evloop luajit jansson libpq
 JOBS    := -j$(shell nproc 2>/dev/null || echo 2)
 
+# src/ by layer, lowest first: core, pg, lua, http, api, cli (docs/architecture.md).
+SRCDIRS := core pg lua http api cli
+
 # Recursive (=) so that pkg-config runs when a recipe needs it, after `deps` has installed it.
 ALL_CFLAGS  = -std=gnu11 $(OPT) $(SAN) -Wall -Wextra -Wno-unused-parameter -DH2O_USE_EPOLL=1 \
-              $(shell pkg-config --cflags $(PKGS)) $(CFLAGS)
+              $(addprefix -Isrc/,$(SRCDIRS)) $(shell pkg-config --cflags $(PKGS)) $(CFLAGS)
 ALL_LDFLAGS = $(SAN) $(LDFLAGS)
 LIBS        = $(shell pkg-config --libs $(PKGS)) -lssl -lcrypto -lpthread -lm
 
-OBJS    := $(patsubst src/%.c,$(BUILD)/obj/%.o,$(wildcard src/*.c))
-LIBOBJS := $(filter-out $(BUILD)/obj/main.o,$(OBJS))
+OBJS    := $(patsubst src/%.c,$(BUILD)/obj/%.o,$(wildcard $(addsuffix /*.c,$(addprefix src/,$(SRCDIRS)))))
+LIBOBJS := $(filter-out $(BUILD)/obj/cli/main.o,$(OBJS))
 TESTS   := $(patsubst tests/unit/%.c,$(BUILD)/tests/%,$(wildcard tests/unit/test_*.c))
 # Test support code: every tests/unit/*.c that is not a test_*.c (fakepg.c) is linked into each test.
 TSUPOBJS := $(patsubst tests/unit/%.c,$(BUILD)/testobj/%.o,$(filter-out tests/unit/test_%.c,$(wildcard tests/unit/*.c)))
-FORMAT  := $(wildcard src/*.c src/*.h tests/unit/*.c tests/unit/*.h)
+FORMAT  := $(wildcard src/*/*.c src/*/*.h tests/unit/*.c tests/unit/*.h)
 
 ASAN_ENV := ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 \
             LSAN_OPTIONS=suppressions=$(CURDIR)/tests/lsan.supp:print_suppressions=0 \
@@ -41,19 +44,20 @@ tests: $(TESTS)
 $(BUILD)/sluice: $(OBJS)
 	$(CC) $(ALL_LDFLAGS) -o $@ $^ $(LIBS)
 
-$(BUILD)/obj/%.o: src/%.c | $(BUILD)/obj
+$(BUILD)/obj/%.o: src/%.c
+	@mkdir -p $(@D)
 	$(CC) $(ALL_CFLAGS) -MMD -MP -c -o $@ $<
 
 $(BUILD)/testobj/%.o: tests/unit/%.c | $(BUILD)/testobj
-	$(CC) $(ALL_CFLAGS) -Isrc -MMD -MP -c -o $@ $<
+	$(CC) $(ALL_CFLAGS) -MMD -MP -c -o $@ $<
 
 $(BUILD)/tests/%: tests/unit/%.c $(LIBOBJS) $(TSUPOBJS) | $(BUILD)/tests
-	$(CC) $(ALL_CFLAGS) -Isrc -MMD -MP $(ALL_LDFLAGS) -o $@ $< $(LIBOBJS) $(TSUPOBJS) $(LIBS) -lcmocka
+	$(CC) $(ALL_CFLAGS) -MMD -MP $(ALL_LDFLAGS) -o $@ $< $(LIBOBJS) $(TSUPOBJS) $(LIBS) -lcmocka
 
 # Named outside the pattern rule, or make deletes them after each build as intermediate files.
 $(TESTS): $(TSUPOBJS)
 
-$(BUILD)/obj $(BUILD)/tests $(BUILD)/testobj:
+$(BUILD)/tests $(BUILD)/testobj:
 	mkdir -p $@
 
 -include $(OBJS:.o=.d) $(TESTS:=.d) $(TSUPOBJS:.o=.d)

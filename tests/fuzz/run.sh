@@ -20,7 +20,7 @@ FUZZ_SECS=${FUZZ_SECS:-10}
 OUT=build/fuzz
 PKGS="luajit jansson libpq"
 
-# Target -> the src/*.c modules it links (src/main.c never) and its -max_len.
+# Target -> the modules of src/*/ it links (never main) and its -max_len.
 declare -A MODULES=(
     [sqlparam]="sqlparam buf util"
     [params]="pgjson pgtype jsonnum jsonw buf util"
@@ -48,7 +48,8 @@ PKG_LIBS=$(pkg-config --libs $PKGS) || exit 2
 
 # Coverage for libFuzzer in every object; a UBSan report aborts like an ASan one.
 SAN="-fsanitize=address,undefined -fno-sanitize-recover=undefined -fno-omit-frame-pointer"
-CFLAGS_COMMON="-std=gnu11 -g -O1 -Wall -Wextra -Wno-unused-parameter -DH2O_USE_EPOLL=1 $PKG_CFLAGS"
+INCLUDES=$(for d in src/*/; do printf -- '-I%s ' "${d%/}"; done)
+CFLAGS_COMMON="-std=gnu11 -g -O1 -Wall -Wextra -Wno-unused-parameter -DH2O_USE_EPOLL=1 $INCLUDES $PKG_CFLAGS"
 
 mkdir -p "$OUT/obj" "$OUT/corpus" || exit 1
 
@@ -58,22 +59,23 @@ stale() {
     [ -f "$obj" ] || return 0
     [ "$src" -nt "$obj" ] && return 0
     local h
-    for h in src/*.h; do [ "$h" -nt "$obj" ] && return 0; done
+    for h in src/*/*.h; do [ "$h" -nt "$obj" ] && return 0; done
     return 1
 }
 
 build_target() {
     local t=$1 objs=() m
     for m in ${MODULES[$t]}; do
-        local o=$OUT/obj/$m.o
-        if stale "$o" "src/$m.c"; then
-            $CC $CFLAGS_COMMON $SAN -fsanitize=fuzzer-no-link -c -o "$o" "src/$m.c" || return 1
+        local o=$OUT/obj/$m.o c
+        c=$(echo src/*/"$m".c)
+        if stale "$o" "$c"; then
+            $CC $CFLAGS_COMMON $SAN -fsanitize=fuzzer-no-link -c -o "$o" "$c" || return 1
         fi
         objs+=("$o")
     done
     local bin=$OUT/fuzz_$t
     if stale "$bin" "tests/fuzz/fuzz_$t.c" || [ -n "$(find "${objs[@]}" -newer "$bin" 2>/dev/null)" ]; then
-        $CC $CFLAGS_COMMON $SAN -fsanitize=fuzzer -Isrc -o "$bin" "tests/fuzz/fuzz_$t.c" "${objs[@]}" \
+        $CC $CFLAGS_COMMON $SAN -fsanitize=fuzzer -o "$bin" "tests/fuzz/fuzz_$t.c" "${objs[@]}" \
             $PKG_LIBS -lm || return 1
     fi
 }
