@@ -90,8 +90,6 @@ void metrics_slow_query(struct worker *w, const struct query_def *q, int pool, i
 /* Counts one finished bulk request of d (on its pool): ok or not, rows committed, started_us as
  * above. */
 void metrics_bulk_done(struct worker *w, struct bulk_def *d, bool ok, long rows, uint64_t started_us);
-/* Counts one HTTP response of status (100..599) sent by worker w. */
-void metrics_http_status(struct worker *w, int http_status);
 
 #define METRICS_PLAN_MAX      (64 * 1024) /* bytes of a captured plan kept; a larger plan is not kept */
 #define METRICS_PLAN_EVERY_MS 60000 /* explain_slow captures a query's plan at most this often per worker */
