@@ -24,9 +24,9 @@
 #include "luajson.h"
 #include "metrics.h"
 #include "script.h"
-#include "worker.h"
 #include "txn.h"
 #include "util.h"
+#include "worker.h"
 
 #define HANDLER_CPU_LIMIT_MS 1000
 #define HOOK_EVERY           10000 /* instructions between checks of the limit */
@@ -303,32 +303,6 @@ static void on_watch_due(h2o_timeout_entry_t *entry)
 
 /* --- sluice.db --------------------------------------------------------------------------------- */
 
-/* Pushes nil, {status, code, message, query, sqlstate} parsed from an error body. */
-static int push_error(lua_State *co, int status, const char *body, size_t len)
-{
-    lua_pushnil(co);
-    json_t *doc = json_loadb(body, len, 0, NULL);
-    json_t *err = json_object_get(doc, "error");
-    if (err)
-        luajson_push(co, err);
-    else
-        lua_newtable(co);
-    lua_pushinteger(co, status);
-    lua_setfield(co, -2, "status");
-    if (doc) json_decref(doc);
-    return 2;
-}
-
-static int push_outcome(lua_State *co, int status, struct buf *b)
-{
-    if (status != 200) return push_error(co, status, b->data, b->len);
-    json_t *doc = json_loadb(b->data, b->len, JSON_DECODE_ANY, NULL);
-    if (doc == NULL) return push_error(co, 500, "{}", 2);
-    luajson_push(co, doc);
-    json_decref(doc);
-    return 1;
-}
-
 static int raise(lua_State *co, int status, const char *msg)
 {
     if (running) running->calling = false;
@@ -393,16 +367,16 @@ static void on_query_done(struct pgjob *job)
 {
     struct hreq *hr = job->owner;
     hr->job = NULL;
-    struct buf b = BUF_INIT;
-    int status = call_write(&b, job);
+    struct call_outcome o;
+    call_outcome(job, 0, &o);
+    int status = o.status;
     int pool = (int)(job->wait.pool - hr->w->pools);
     uint64_t us;
     if (job->status == PGJOB_OK) metrics_query_exec(hr->w, job->q, pool, now_us() - job->sent_us);
     metrics_query_done(hr->w, job->q, pool, status, job->wait.queued_us ? job->wait.queued_us : now_us(),
                        status == 200 ? NULL : job->errmsg, &us);
-    pgjob_free(job);
-    int n = push_outcome(hr->co, status, &b);
-    buf_free(&b);
+    int n = call_push_lua(hr->co, &o, job->q->name);
+    pgjob_free(job); /* after the push: o borrows the result */
     deliver(hr, n);
 }
 
@@ -496,11 +470,9 @@ static void on_txn_query(struct txn *t, PGresult *r)
                         .result = r,
                         .status =
                             st == PGRES_TUPLES_OK || st == PGRES_COMMAND_OK ? PGJOB_OK : PGJOB_DB_ERROR};
-    struct buf b = BUF_INIT;
-    int status = call_write(&b, &tmp);
-    int n = push_outcome(hr->co, status, &b);
-    buf_free(&b);
-    deliver(hr, n);
+    struct call_outcome o;
+    call_outcome(&tmp, 0, &o);
+    deliver(hr, call_push_lua(hr->co, &o, tmp.q->name));
 }
 
 /* sluice.db._txquery(name, params) -> result | nil, err (yields) */

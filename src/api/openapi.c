@@ -12,8 +12,8 @@
 
 #include "http.h"
 #include "pgtype.h"
-#include "worker.h"
 #include "util.h"
+#include "worker.h"
 
 /* --- PostgreSQL types -> JSON Schema --------------------------------------------------------- */
 

@@ -8,19 +8,20 @@
 #include <string.h>
 
 #include "auth.h"
+#include "call.h"
 #include "clientwatch.h"
 #include "http.h"
 #include "jsonnum.h"
 #include "jsonw.h"
-#include "pgjson.h"
 #include "log.h"
 #include "metrics.h"
+#include "pgjson.h"
 #include "pgtype.h"
 #include "route.h"
-#include "worker.h"
 #include "slowplan.h"
 #include "stream.h"
 #include "util.h"
+#include "worker.h"
 
 /* Where a parameter's value comes from. */
 struct pvalue {
@@ -71,19 +72,6 @@ static void on_dispose(void *p)
         qr->w->inflight--;
     }
     if (qr->body) json_decref(qr->body);
-}
-
-int query_status_for_sqlstate(const char *s)
-{
-    if (s == NULL) return 500;
-    if (strncmp(s, "23", 2) == 0) return 409;
-    if (strncmp(s, "22", 2) == 0) return 400;
-    if (strcmp(s, "57014") == 0) return 504;
-    if (strncmp(s, "08", 2) == 0 || strcmp(s, "57P01") == 0 || strcmp(s, "57P02") == 0 ||
-        strcmp(s, "57P03") == 0 || strcmp(s, "53300") == 0)
-        return 503;
-    if (strcmp(s, "40001") == 0 || strcmp(s, "40P01") == 0) return 409;
-    return 500;
 }
 
 static int bind_params(struct pgjob *job)
@@ -212,87 +200,50 @@ static void report(struct worker *w, struct query_def *q, int status, struct out
     if (o->plan_vals) slowplan_capture(w, q, o->pool, o->plan_vals);
 }
 
+/* Sends the error answer o for q and accounts for it (o->detail is what /admin/queries keeps). */
+static void answer_outcome(struct worker *w, h2o_req_t *req, struct query_def *q, struct qreq *qr,
+                           uint64_t started_us, const struct call_outcome *o)
+{
+    struct outcome counted;
+    count(w, q, qr, o->status, started_us, o->detail, &counted);
+    struct buf *b = &w->out;
+    buf_reset(b);
+    call_write_json(b, o, q->name);
+    if (o->status == 503) http_retry_after(req, 1);
+    http_send_json(req, o->status, b->data, b->len);
+    report(w, q, o->status, &counted);
+}
+
 /* Sends an error answer for q (code from the status) and accounts for it; detail is what
  * /admin/queries keeps (NULL: the message). */
 static void answer_error(struct worker *w, h2o_req_t *req, struct query_def *q, struct qreq *qr,
                          uint64_t started_us, int status, const char *message, const char *sqlstate,
                          const char *detail)
 {
-    struct outcome o;
-    count(w, q, qr, status, started_us, detail ? detail : message, &o);
-    http_send_error(req, status, http_error_code(status), message, q->name, sqlstate);
-    report(w, q, status, &o);
-}
-
-int query_db_error(const struct query_def *q, const PGresult *r, char *msg, size_t msglen, char *detail,
-                   size_t detaillen)
-{
-    const char *sqlstate = PQresultErrorField(r, PG_DIAG_SQLSTATE);
-    const char *primary = PQresultErrorField(r, PG_DIAG_MESSAGE_PRIMARY);
-    int status = query_status_for_sqlstate(sqlstate);
-    if (status == 500) {
-        log_printf(LOG_ERROR, "query %s failed: %s (SQLSTATE %s)", q->name, primary ? primary : "?",
-                   sqlstate ? sqlstate : "?");
-        snprintf(msg, msglen, "internal error");
-    } else if (status == 504) {
-        snprintf(msg, msglen, "statement timeout");
-    } else {
-        snprintf(msg, msglen, "%s", primary ? primary : "database error");
-    }
-    snprintf(detail, detaillen, "%.130s (SQLSTATE %.5s)", primary ? primary : msg, sqlstate ? sqlstate : "?");
-    return status;
+    struct call_outcome o;
+    call_error(&o, status, message);
+    o.sqlstate = sqlstate;
+    if (detail) snprintf(o.detail, sizeof o.detail, "%s", detail);
+    answer_outcome(w, req, q, qr, started_us, &o);
 }
 
 static void send_result(struct qreq *qr, struct pgjob *job)
 {
-    h2o_req_t *req = qr->req;
     struct query_def *q = qr->q;
+    struct call_outcome o;
+    call_outcome(job, worker_config(qr->w)->max_rows, &o);
+    if (o.status != 200) {
+        answer_outcome(qr->w, qr->req, q, qr, qr->started_us, &o);
+        return;
+    }
+    metrics_query_exec(qr->w, q, qr->pool_idx, now_us() - job->sent_us);
     struct buf *b = &qr->w->out;
-    const char *sqlstate = NULL;
-    char msg[256];
-
-    switch (job->status) {
-    case PGJOB_OK:
-        metrics_query_exec(qr->w, q, qr->pool_idx, now_us() - job->sent_us);
-        buf_reset(b);
-        if (q->single) {
-            if (PQresultStatus(job->result) != PGRES_TUPLES_OK || PQntuples(job->result) == 0) {
-                answer_error(qr->w, req, q, qr, qr->started_us, 404, "no row", NULL, NULL);
-                return;
-            }
-            pgjson_row(b, job->result, 0);
-        } else {
-            int max_rows = worker_config(qr->w)->max_rows;
-            if (max_rows > 0 && PQntuples(job->result) > max_rows) {
-                /* refused before encoding: a huge result never takes the worker's memory */
-                snprintf(msg, sizeof msg,
-                         "the result has %d rows, more than max_rows (%d): page it (LIMIT/OFFSET or keyset "
-                         "parameters)",
-                         PQntuples(job->result), max_rows);
-                answer_error(qr->w, req, q, qr, qr->started_us, 413, msg, NULL, NULL);
-                return;
-            }
-            pgjson_result(b, job->result);
-        }
-        struct outcome o;
-        count(qr->w, q, qr, 200, qr->started_us, NULL, &o);
-        http_send_json(req, 200, b->data, b->len);
-        report(qr->w, q, 200, &o);
-        return;
-    case PGJOB_BIND_ERROR:
-        answer_error(qr->w, req, q, qr, qr->started_us, 400, job->errmsg, NULL, NULL);
-        return;
-    case PGJOB_UNAVAILABLE:
-        answer_error(qr->w, req, q, qr, qr->started_us, 503, job->errmsg, NULL, NULL);
-        return;
-    case PGJOB_DB_ERROR: {
-        char detail[METRICS_LAST_ERROR];
-        int status = query_db_error(q, job->result, msg, sizeof msg, detail, sizeof detail);
-        sqlstate = PQresultErrorField(job->result, PG_DIAG_SQLSTATE);
-        answer_error(qr->w, req, q, qr, qr->started_us, status, msg, sqlstate, detail);
-        return;
-    }
-    }
+    buf_reset(b);
+    call_write_json(b, &o, q->name);
+    struct outcome counted;
+    count(qr->w, q, qr, 200, qr->started_us, NULL, &counted);
+    http_send_json(qr->req, 200, b->data, b->len);
+    report(qr->w, q, 200, &counted);
 }
 
 static void on_done(struct pgjob *job)

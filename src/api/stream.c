@@ -13,15 +13,15 @@
 #include <sys/socket.h>
 
 #include "buf.h"
+#include "call.h"
 #include "cancel.h"
 #include "http.h"
 #include "jsonw.h"
-#include "pgjson.h"
 #include "log.h"
 #include "pgconn.h"
-#include "query.h"
-#include "worker.h"
+#include "pgjson.h"
 #include "util.h"
+#include "worker.h"
 
 #define FLUSH_AT (64 * 1024)
 #define PAUSE_AT (256 * 1024)
@@ -262,17 +262,16 @@ static void send_query(struct stream *s)
 
 static void on_error_result(struct stream *s, PGresult *r)
 {
-    char msg[256], detail[200];
-    int status = query_db_error(s->q, r, msg, sizeof msg, detail, sizeof detail);
-    const char *sqlstate = PQresultErrorField(r, PG_DIAG_SQLSTATE);
+    struct call_outcome o;
+    call_db_error(s->q, r, &o);
     if (!s->started) {
-        report_fail(s, status, msg, sqlstate, detail);
+        report_fail(s, o.status, o.message, o.sqlstate, o.detail);
         return;
     }
-    log_printf(LOG_WARN, "query %s: streamed response cut short: %s", s->q->name, detail);
+    log_printf(LOG_WARN, "query %s: streamed response cut short: %s", s->q->name, o.detail);
     s->cut = true;
     s->rows_done = true;
-    report_end(s, status, detail);
+    report_end(s, o.status, o.detail);
     pump(s);
 }
 

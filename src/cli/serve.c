@@ -16,17 +16,17 @@
 #include <sys/un.h>
 #include <unistd.h>
 
-#include "errorfilter.h"
-#include "log.h"
 #include "cancel.h"
 #include "describe.h"
+#include "errorfilter.h"
 #include "h2reset.h"
+#include "log.h"
 #include "policy.h"
 #include "probe.h"
 #include "route.h"
 #include "router.h"
-#include "server.h"
 #include "script.h"
+#include "server.h"
 #include "tls.h"
 #include "util.h"
 

@@ -17,8 +17,8 @@
 #include "guard.h"
 #include "http.h"
 #include "log.h"
-#include "worker.h"
 #include "util.h"
+#include "worker.h"
 
 /* --- JWT ------------------------------------------------------------------------------------ */
 

@@ -387,6 +387,24 @@ static void put_value(struct buf *b, Oid type, const char *val, size_t len, bool
         jsonw_string(b, val, len);
 }
 
+bool pgjson_is_number(Oid type, const char *val, size_t len)
+{
+    switch (type) {
+    case PGT_INT2:
+    case PGT_INT4:
+    case PGT_OID:
+    case PGT_FLOAT4:
+    case PGT_FLOAT8:
+        return is_json_number(val, len);
+    case PGT_INT8:
+        return is_json_number(val, len) && int_fits_double(val, len);
+    case PGT_NUMERIC:
+        return is_json_number(val, len) && numeric_fits_double(val, len);
+    default:
+        return false;
+    }
+}
+
 void pgjson_value(struct buf *b, Oid type, const char *val, size_t len)
 {
     put_value(b, type, val, len, false);

@@ -17,8 +17,8 @@
 #include <unistd.h>
 
 #include "endpoint.h"
-#include "log.h"
 #include "fakeserver.h"
+#include "log.h"
 #include "metrics.h"
 #include "server.h"
 #include "util.h"
