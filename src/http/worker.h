@@ -53,10 +53,6 @@ const struct config *worker_config(const struct worker *w);
  * distinct durations the nearest longer one, or the longest, serves). */
 h2o_timeout_t *worker_timeout(struct worker *w, uint64_t ms);
 
-/* Arms entry to run cb at the request deadline, request_timeout from now; does nothing when
- * request_timeout is 0 (no deadline). */
-void worker_request_deadline(struct worker *w, h2o_timeout_entry_t *entry, h2o_timeout_cb cb);
-
 /* Counts a response of w by its status (read by /metrics from any thread). */
 static inline void worker_count_response(struct worker *w, int status)
 {
