@@ -47,7 +47,6 @@ struct stream {
     bool cut;        /* the query failed after rows went out */
     bool finished;   /* the last send is made, or the client left */
     bool reported;   /* a hook has accounted for the request */
-    bool db_busy;    /* counted in the worker's inflight */
     struct buf out;  /* rows not yet handed to h2o */
     struct buf wire; /* the chunk h2o is writing */
     h2o_timeout_entry_t write_deadline; /* linked while h2o holds a chunk the client has not taken */
@@ -211,8 +210,6 @@ static void db_done(struct stream *s)
 {
     if (s->conn != NULL) pgconn_release(s->conn);
     s->conn = NULL;
-    if (s->db_busy) s->w->inflight--;
-    s->db_busy = false;
 }
 
 /* The client did not take a chunk in time. The query is cancelled if it may still run and its
@@ -390,8 +387,6 @@ void stream_start(struct worker *w, h2o_req_t *req, struct query_def *q, struct 
                            ? NULL
                            : h2o_strdup(&req->pool, job->params.data + job->param_off[i], SIZE_MAX).base;
 
-    s->db_busy = true;
-    w->inflight++;
     char err[200];
     if (pool_acquire(pool, &s->lease, on_conn, s, err, sizeof err) != 0) {
         db_done(s);

@@ -29,7 +29,8 @@ struct stream_hooks {
 
 /* Runs q on pool in format fmt with the parameter texts of job (bound: job->params and
  * param_off; job is only read). Always answers, through hooks when it fails before the first
- * byte. */
+ * byte. The caller's request lifecycle (reqlife.h, the named query's) holds the registry and the
+ * in-flight count for the whole request; the stream adds its own write deadline. */
 void stream_start(struct worker *w, h2o_req_t *req, struct query_def *q, struct pool *pool,
                   enum stream_format fmt, const struct pgjob *job, const struct stream_hooks *hooks);
 
