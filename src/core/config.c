@@ -420,6 +420,16 @@ static const struct field *find_field(const struct field *fields, size_t n, cons
     return NULL;
 }
 
+/* The fields an environment variable of each scope sets. */
+static const struct {
+    const struct field *fields;
+    size_t n;
+} scopes[] = {
+    [S_TOP] = {top_fields, ARRAY_SIZE(top_fields)},       [S_LOG] = {log_fields, ARRAY_SIZE(log_fields)},
+    [S_JWT] = {jwt_fields, ARRAY_SIZE(jwt_fields)},       [S_TLS] = {tls_fields, ARRAY_SIZE(tls_fields)},
+    [S_PRIMARY] = {pool_fields, ARRAY_SIZE(pool_fields)},
+};
+
 /* ---- defaults ---- */
 
 static void pool_defaults(struct pool_config *p, const char *name)
@@ -859,30 +869,9 @@ static int apply_env(struct loader *ld)
         const char *s = getenv(env_overrides[i].var);
         if (s == NULL || *s == '\0') continue;
         struct val v = {.type = LUA_TSTRING, .from_env = true, .s = s, .type_name = "string"};
-        const struct field *f;
-        void *base;
-        switch (env_overrides[i].scope) {
-        case S_TOP:
-            f = find_field(top_fields, ARRAY_SIZE(top_fields), env_overrides[i].key);
-            base = c;
-            break;
-        case S_LOG:
-            f = find_field(log_fields, ARRAY_SIZE(log_fields), env_overrides[i].key);
-            base = c;
-            break;
-        case S_JWT:
-            f = find_field(jwt_fields, ARRAY_SIZE(jwt_fields), env_overrides[i].key);
-            base = c;
-            break;
-        case S_TLS:
-            f = find_field(tls_fields, ARRAY_SIZE(tls_fields), env_overrides[i].key);
-            base = c;
-            break;
-        default:
-            f = find_field(pool_fields, ARRAY_SIZE(pool_fields), env_overrides[i].key);
-            base = primary_pool(c);
-            break;
-        }
+        const struct field *fields = scopes[env_overrides[i].scope].fields;
+        const struct field *f = find_field(fields, scopes[env_overrides[i].scope].n, env_overrides[i].key);
+        void *base = env_overrides[i].scope == S_PRIMARY ? (void *)primary_pool(c) : (void *)c;
         if (set_field(ld, env_overrides[i].var, f, base, &v) < 0) return -1;
     }
     return 0;
