@@ -145,6 +145,11 @@ static const struct {
     {"SLUICE_STATEMENT_TIMEOUT_MS", S_PRIMARY, "statement_timeout_ms"},
 };
 
+const char *config_env_var(size_t i)
+{
+    return i < ARRAY_SIZE(env_overrides) ? env_overrides[i].var : NULL;
+}
+
 #define MAX_WORKERS 1024
 #define MAX_SECONDS 1e9 /* keeps every duration convertible to integer milliseconds */
 /* h2o 2.2.5 parses at most 100 header lines and a request head of 8 KiB + 4 KiB per line; past

@@ -80,4 +80,8 @@ void config_free(struct config *c);
 /* The pool named name, or NULL. */
 const struct pool_config *config_pool(const struct config *c, const char *name);
 
+/* The i-th environment variable that overrides a config key (SLUICE_LISTEN, ...), or NULL past
+ * the last: the one list, for whoever must clear or set them all. */
+const char *config_env_var(size_t i);
+
 #endif
