@@ -1,5 +1,5 @@
 /* metrics.h — request statistics of named queries and bulk operations, the slow-query report, and
- * GET /metrics in the Prometheus text format 0.0.4 (DESIGN §7). Each worker writes only its own
+ * GET /metrics in the Prometheus text format 0.0.4 (docs/metrics.md). Each worker writes only its own
  * counters, without locks or atomic read-modify-writes; a scrape reads every worker's counters
  * with relaxed loads and sums them, so it is a snapshot, never a decision input. Statistics are
  * kept per worker, per name and per pool for the life of the process: a reload's new definitions
@@ -20,7 +20,7 @@ struct query_def;
 struct bulk_def;
 typedef struct st_h2o_req_t h2o_req_t;
 
-/* The `status` label of db_query_count: ok, or the error code of DESIGN §5 the client got. */
+/* The `status` label of db_query_count: ok, or the error code of docs/http-api.md the client got. */
 enum metrics_status {
     METRICS_OK,
     METRICS_BAD_REQUEST,
@@ -120,12 +120,12 @@ void metrics_reset(void);
 
 /* The label value of enum metrics_status s ("ok", "bad_request", ...). */
 const char *metrics_status_name(int s);
-/* The enum metrics_status of an HTTP status: 2xx/3xx ok, the codes of DESIGN §5, else internal. */
+/* The enum metrics_status of an HTTP status: 2xx/3xx ok, the codes of docs/http-api.md, else internal. */
 int metrics_status_of(int http_status);
 
 /* Answers GET|HEAD /metrics with the whole exposition; 405 for other methods. Returns 0. */
 int metrics_handle(struct worker *w, h2o_req_t *req);
-/* Appends the whole exposition of srv (every family of DESIGN §7 and the sluice_ / process_
+/* Appends the whole exposition of srv (every family of docs/metrics.md and the sluice_ / process_
  * ones) to b. */
 void metrics_render(struct server *srv, struct buf *b);
 

@@ -19,7 +19,7 @@ enum stream_format stream_wanted(h2o_req_t *req);
 
 /* How a stream reports back to the request that started it. */
 struct stream_hooks {
-    /* Nothing was sent yet: answer this error (the JSON error of DESIGN §5). */
+    /* Nothing was sent yet: answer this error (the JSON error of docs/http-api.md). */
     void (*fail)(void *arg, int status, const char *message, const char *sqlstate, const char *detail);
     /* The stream is over: 200 when every row went out; otherwise the status the failure would
      * have had (the client saw a cut-short body) with what happened. */
