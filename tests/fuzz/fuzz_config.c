@@ -130,6 +130,7 @@ static const char *const env_vars[] = {
     "SLUICE_ECHO",
     "SLUICE_PREPARED_STATEMENT_CACHE_SIZE",
     "SLUICE_STATEMENT_TIMEOUT_MS",
+    "SLUICE_FAILOVER_WAIT_MS",
     "SLUICE_TOKENS",
     "SLUICE_JWT_SECRET",
     "SLUICE_JWT_AUDIENCE",
@@ -214,6 +215,7 @@ static void check_config(const struct config *c)
         CHECK(config_pool(c, p->name) == p);              /* names are unique */
         CHECK(p->pool_size >= 1 && p->max_overflow >= 0 && p->prepared_statement_cache_size >= 1);
         CHECK(p->statement_timeout_ms >= 0 && p->pipeline_depth >= 1 && p->max_queue >= 0);
+        CHECK(p->failover_wait_ms >= 0);
         CHECK(seconds_ok(p->pool_timeout) && seconds_ok(p->pool_recycle) && seconds_ok(p->idle_timeout) &&
               seconds_ok(p->connect_timeout));
     }
