@@ -425,8 +425,8 @@ static bool accept_role(struct pool *p, struct pgconn *c)
     c->role = pg_role_of(c->pg);
     poolhosts_observe(p, c->host, (enum pg_role)c->role);
     if (pg_target_accepts(p->target, c->pg)) return true;
-    if (p->target == PG_TARGET_PREFER_STANDBY && !poolhosts_standby_up(p, c->host)) {
-        c->fallback = true; /* no standby is up: the primary serves meanwhile */
+    if (p->target == PG_TARGET_PREFER_STANDBY && !poolhosts_standby_possible(p, c->host)) {
+        c->fallback = true; /* every other host was tried: the primary serves meanwhile */
         return true;
     }
     int h = c->host;
@@ -738,8 +738,8 @@ void pool_abandon(struct pgjob *job)
 /* --- janitor ------------------------------------------------------------------------------ */
 
 /* A standby pool with several hosts: a prefer-standby pool that fell back to the primary goes
- * back to a standby that is up again, and a host without connections (back from a failure) is
- * tried with one connection beyond the pool's size, which takes over from the busiest host. */
+ * back to a standby that is up again, and a host whose connect failed is tried again (after its
+ * backoff) with one connection beyond the pool's size, which takes over from the busiest host. */
 static void spread_again(struct pool *p, uint64_t now)
 {
     if (p->target == PG_TARGET_PREFER_STANDBY)
@@ -754,7 +754,10 @@ static void spread_again(struct pool *p, uint64_t now)
         return;
     for (int i = 0; i < pool_nhosts(p); i++) {
         struct pool_host *ph = &p->hosts[i];
-        if (ph->conns == 0 && ph->connecting == 0 && ph->retry_ms <= now && !poolhosts_mismatch(p, i)) {
+        /* only a host whose last connect failed: with fewer connections than hosts, the others
+         * are simply not needed */
+        if (ph->last_result < 0 && ph->conns == 0 && ph->connecting == 0 && ph->retry_ms <= now &&
+            !poolhosts_mismatch(p, i)) {
             open_conn(p, i, true);
             return;
         }

@@ -84,6 +84,17 @@ bool poolhosts_standby_up(const struct pool *p, int except)
     return false;
 }
 
+bool poolhosts_standby_possible(const struct pool *p, int except)
+{
+    uint64_t now = now_ms();
+    for (int i = 0; i < pool_nhosts(p); i++) {
+        if (i == except || pool_host_role(p, i) == PG_ROLE_PRIMARY) continue;
+        if (p->hosts[i].conns > 0 || (p->hosts[i].last_result >= 0 && p->hosts[i].retry_ms <= now))
+            return true;
+    }
+    return false;
+}
+
 /* True when the role last seen on host h does not suit the pool (a standby for a read-write pool,
  * a primary for a standby pool): such a host is tried after the others. */
 bool poolhosts_mismatch(const struct pool *p, int h)

@@ -23,6 +23,9 @@ bool poolhosts_follows_primary(const struct pool *p);
 void poolhosts_observe(struct pool *p, int h, enum pg_role r);
 /* True when a standby other than host `except` is known to be up for this worker. */
 bool poolhosts_standby_up(const struct pool *p, int except);
+/* True when a host other than `except` may turn out a standby: not seen as a primary, and
+ * connected, or untried or reached at its last connect and not waiting out a backoff. */
+bool poolhosts_standby_possible(const struct pool *p, int except);
 /* True when host h was last seen in a role that does not suit the pool. */
 bool poolhosts_mismatch(const struct pool *p, int h);
 
