@@ -19,8 +19,6 @@ struct host_view {
     bool reached, failed; /* some worker's last connect reached it / failed */
 };
 
-#define MAX_SHOWN_HOSTS 64
-
 struct pool_view {
     int size, open, in_use, waiting;
     bool healthy;
@@ -28,7 +26,7 @@ struct pool_view {
     const char *last_error;
     const struct pool *any; /* a worker's share, for what the workers share (hosts, roles) */
     int nhosts;
-    struct host_view hosts[MAX_SHOWN_HOSTS];
+    struct host_view hosts[PGHOSTS_MAX];
 };
 
 static void view_pool(struct server *srv, int idx, struct pool_view *v)
@@ -47,7 +45,7 @@ static void view_pool(struct server *srv, int idx, struct pool_view *v)
         if (PEEK(p->down_since_us) == 0 || pool_count(p, PGCONN_IDLE) + busy > 0) v->healthy = true;
         if (p->last_error[0]) v->last_error = p->last_error;
         v->any = p;
-        v->nhosts = pool_nhosts(p) < MAX_SHOWN_HOSTS ? pool_nhosts(p) : MAX_SHOWN_HOSTS;
+        v->nhosts = pool_nhosts(p);
         for (int h = 0; h < v->nhosts; h++) {
             v->hosts[h].connections += PEEK(p->hosts[h].conns);
             int last = PEEK(p->hosts[h].last_result);

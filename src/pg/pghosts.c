@@ -87,6 +87,10 @@ void pghosts_parse(const char *url, struct pg_hosts *out)
     int nh = split(host, &hosts), na = split(hostaddr, &addrs), np = split(port, &ports);
     /* libpq counts hostaddr entries when there are any, else host entries */
     out->n = *hostaddr ? na : nh;
+    if (out->n > PGHOSTS_MAX) {
+        out->n = PGHOSTS_MAX;
+        out->truncated = true;
+    }
     out->h = xcalloc((size_t)out->n, sizeof *out->h);
     const char *default_port = getenv("PGPORT") && *getenv("PGPORT") ? getenv("PGPORT") : "5432";
     for (int i = 0; i < out->n; i++) {

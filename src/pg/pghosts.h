@@ -29,9 +29,13 @@ struct pg_host {
     char *name;     /* "host:port" as shown (/health, logs); never holds a password */
 };
 
+/* The most hosts a pool follows; hosts listed past it are left out (truncated is set). */
+#define PGHOSTS_MAX 64
+
 struct pg_hosts {
     enum pg_target target;
-    int n;             /* at least 1: a URL without hosts is one host with libpq's defaults */
+    int n;             /* 1..PGHOSTS_MAX: a URL without hosts is one host with libpq's defaults */
+    bool truncated;    /* the URL lists more than PGHOSTS_MAX hosts */
     struct pg_host *h; /* n entries */
 };
 

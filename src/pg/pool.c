@@ -796,7 +796,6 @@ void pool_init(struct pool *p, const struct pool_config *cfg, int index, int nwo
     p->breaker = breaker;
     p->shared = poolhosts_shared(breaker, cfg->url);
     p->target = p->shared->hosts.target;
-    p->hosts = xcalloc((size_t)p->shared->hosts.n, sizeof *p->hosts);
     p->current = -1;
     p->next_host = (unsigned)index; /* the workers start their round-robin at different hosts */
     breaker_policy_default(&p->breaker_policy);

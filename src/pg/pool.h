@@ -83,7 +83,7 @@ struct pool {
     uint64_t txn_outcomes[3];  /* by enum txn_outcome (txn.h) */
     /* the servers behind the pool */
     struct pool_shared *shared;
-    struct pool_host *hosts; /* shared->hosts.n of them */
+    struct pool_host hosts[PGHOSTS_MAX]; /* shared->hosts.n of them are used */
     enum pg_target target;
     int current;          /* read-write/primary/any: the host connects go to first, -1 none yet */
     unsigned next_host;   /* standby pools: where the round-robin over equal hosts goes on */

@@ -35,6 +35,9 @@ struct pool_shared *poolhosts_shared(const struct breaker *key, const char *url)
         s = xcalloc(1, sizeof *s);
         s->key = key;
         pghosts_parse(url, &s->hosts);
+        if (s->hosts.truncated)
+            log_warn("a pool URL lists more than %d hosts: the pool uses the first %d", PGHOSTS_MAX,
+                     PGHOSTS_MAX);
         s->roles = xcalloc((size_t)s->hosts.n, sizeof *s->roles);
         s->last_primary = -1;
         shared_all = xrealloc(shared_all, (nshared + 1) * sizeof *shared_all);
