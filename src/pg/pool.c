@@ -335,12 +335,19 @@ static void on_failover_tick(h2o_timeout_entry_t *entry)
 /* A connect to host h failed (reached: the server answered in the wrong role). With several
  * hosts, another host is tried at once and only a round with none left counts as the pool's
  * failure (backoff, last_error, and waiting for a server when none is up). */
-static void connect_failed(struct pool *p, int h, bool trial, bool reached, const char *why)
+static void connect_failed(struct pool *p, int h, bool trial, bool reached, const char *reason)
 {
     p->connect_errors++;
+    char why[320];
+    snprintf(why, sizeof why, "%s", reason);
     if (pool_nhosts(p) > 1 && h >= 0) {
+        /* say which host, unless the reason does (libpq's does) */
+        const struct pg_host *ph = &p->shared->hosts.h[h];
+        const char *id = *ph->host ? ph->host : ph->hostaddr;
+        if (*id == '\0' || strstr(reason, id) == NULL)
+            snprintf(why, sizeof why, "%s: %s", poolhosts_name(p, h), reason);
         if (p->hosts[h].failures == 0 || p->hosts[h].last_result != (reached ? 1 : -1))
-            log_info("pool %s: %s: %s", p->cfg.name, poolhosts_name(p, h), why);
+            log_info("pool %s: %s", p->cfg.name, why);
         host_backoff(p, h, reached);
         if (trial || poolhosts_choose(p) >= 0) {
             if (!trial) start_connect(p);
@@ -355,9 +362,10 @@ static void connect_failed(struct pool *p, int h, bool trial, bool reached, cons
         p->next_connect_ms = now_ms() + backoff / 2 + (uint64_t)rand() % (backoff / 2 + 1);
     }
     p->connect_failures++;
-    if (strcmp(p->last_error, why) != 0 || p->connect_failures == 1)
+    /* several hosts take turns with their reasons: each host's changes were logged above */
+    if (p->connect_failures == 1 || (pool_nhosts(p) == 1 && strcmp(p->last_error, why) != 0))
         log_warn("pool %s: cannot connect: %s", p->cfg.name, why);
-    snprintf(p->last_error, sizeof p->last_error, "%s", why);
+    snprintf(p->last_error, sizeof p->last_error, "%.*s", (int)sizeof p->last_error - 1, why);
     if (usable(p) == 0) set_down(p);
 }
 
