@@ -60,9 +60,12 @@ end
 function Cluster:start()
   local out, rc, err = self:testdb("start")
   assert(rc == 0, "testdb.sh start failed: " .. out .. err)
-  -- Stops the cluster should this test process die without its teardown.
-  H.must(([[( while kill -0 %d 2>/dev/null; do sleep 1; done; env %s %s stop ) >/dev/null 2>&1 </dev/null &]])
-    :format(H.pid, self.env, H.q(H.root .. "/scripts/testdb.sh")))
+  -- Stops the cluster should this test process die without its teardown. In a session of its
+  -- own: the runner ends the test's whole process group on a timeout, and the servers (which
+  -- pg_ctl detaches) would outlive a watcher in it.
+  local watch = ("while kill -0 %d 2>/dev/null; do sleep 1; done; env %s %s stop; rm -rf %s")
+    :format(H.pid, self.env, H.q(H.root .. "/scripts/testdb.sh"), H.q(self.dir))
+  H.must(("setsid bash -c %s >/dev/null 2>&1 </dev/null &"):format(H.q(watch)))
 end
 
 function Cluster:stop() self:testdb("stop") end
