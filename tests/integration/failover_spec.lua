@@ -115,6 +115,11 @@ describe("failover", function()
     cluster = new_cluster()
     cluster:start()
     H.psql(cluster:dsn(), "CREATE TABLE ledger (id int8 PRIMARY KEY, at timestamptz NOT NULL DEFAULT now());")
+    -- the replica serves reads from the start: wait until it has replayed the table
+    for _ = 1, 100 do
+      if H.psql1(cluster:dsn(cluster.rport), "SELECT to_regclass('ledger') IS NOT NULL") == "t" then break end
+      H.sleep(0.05)
+    end
   end)
 
   teardown(function()
