@@ -192,7 +192,8 @@ describe("failover", function()
           -- in flight when the primary stopped: the commit is in doubt, never resent
           in_doubt[#in_doubt + 1] = r.id
           local b = H.decode(H.readfile(dir .. "/bodies/" .. r.id) or "")
-          assert(b and b.error and b.error.code == "unavailable", "in-doubt write body: " .. H.encode(b))
+          assert(b and b.error and b.error.code == "unavailable" and b.error.outcome == "unknown",
+            "in-doubt write body: " .. H.encode(b))
         else
           bad[#bad + 1] = ("write %d at %+.2f s: %d after %.2f s"):format(r.id, r.start - t_stop, r.status, r.time)
         end
