@@ -284,6 +284,12 @@ bool pgconn_executed_at(const struct pgconn *c, unsigned i)
     return memchr(s->cmds, CMD_EXECUTE, s->ncmds) != NULL;
 }
 
+bool pgconn_rolled_back_at(const struct pgconn *c, unsigned i)
+{
+    const struct pgseg *s = &c->segs[(c->seg_head + i) % c->seg_cap];
+    return s->job != NULL && s->job->status == PGJOB_DB_ERROR && !s->completed;
+}
+
 void pgconn_ping(struct pgconn *c)
 {
     if (c->state != PGCONN_IDLE || c->nsegs > 0) return;
@@ -328,6 +334,7 @@ static void on_cmd_result(struct pgconn *c, struct pgseg *s, PGresult *r)
     } else if (cmd == CMD_EXECUTE) {
         if (job->result) PQclear(job->result);
         job->result = r;
+        s->completed = true;
     } else {
         PQclear(r);
     }

@@ -45,6 +45,7 @@ struct pgseg {
     uint8_t ncmds, cur;
     bool in_cmd;
     uint32_t prepared_id; /* the statement this segment prepares, 0 if none */
+    bool completed;       /* the Execute's own result came back without an error */
     uint64_t sent_us;
 };
 
@@ -106,6 +107,11 @@ struct pgjob *pgconn_job_at(const struct pgconn *c, unsigned i);
 /* True when the i-th in-flight segment's Execute was handed to libpq: the server may have run
  * the statement (and committed it) even though no result came back. */
 bool pgconn_executed_at(const struct pgconn *c, unsigned i);
+/* True when the server ended the i-th segment's statement with an error before the statement
+ * completed (a shutdown's FATAL 57P01 among them): its implicit transaction rolled back, so
+ * nothing of it was committed and it may run again. (After a commit interrupted in a synchronous
+ * replication wait the server sends only a warning, and the statement completed.) */
+bool pgconn_rolled_back_at(const struct pgconn *c, unsigned i);
 /* True when another job may be pipelined now (never on a retiring connection). */
 bool pgconn_has_room(const struct pgconn *c, uint64_t now_us);
 /* Sends a lone Sync on an IDLE connection with nothing in flight (else does nothing): the

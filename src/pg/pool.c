@@ -501,7 +501,7 @@ static void conn_closed(struct pool *p, struct pgconn *c, enum pgconn_state from
     for (unsigned i = 0; i < c->nsegs; i++) {
         struct pgjob *job = pgconn_job_at(c, i);
         if (job == NULL) continue; /* a ping */
-        bool executed = pgconn_executed_at(c, i);
+        bool executed = pgconn_executed_at(c, i) && !pgconn_rolled_back_at(c, i);
         if (!retry_later(p, job, !executed)) {
             if (job->result) PQclear(job->result);
             job->result = NULL;
