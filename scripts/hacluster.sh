@@ -508,13 +508,14 @@ cmd_kill_leader() {
     pm=$(postmaster_pid "$leader")
     kids=
     [ -z "$pm" ] || kids=$(ps -o pid= --ppid "$pm" | tr -s ' \n' ' ')
-    t0=$(now)
     ! ours "$pid" || kill -KILL "$pid" 2>/dev/null || true
     [ -z "$pm" ] || kill -KILL "$pm" 2>/dev/null || true
     # shellcheck disable=SC2086
     [ -z "$kids" ] || kill -KILL $kids 2>/dev/null || true
+    # the time once every signal is sent: nothing of the old leader commits after it
+    t0=$(now)
     rm -f "$D/pids/$leader.pid"
-    say "killed $leader (patroni $pid, postmaster ${pm:-none}) at $t0"
+    say "killed $leader (patroni $pid, postmaster ${pm:-none} and its $(wc -w <<<"$kids") children) at $t0"
     [ $wait -eq 1 ] || return 0
     port=$(wait_writable "$(pg_port "$leader")") || die "no new writable leader ${TIMEOUT}s after the kill"
     say "failover $leader -> $(node_of_port "$port") in $(since "$t0") s (kill -9 until a write commits; ttl $TTL s)"

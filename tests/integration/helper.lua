@@ -681,7 +681,7 @@ Load.__index = Load
 -- opts.run} to url with n = 1, 2, 3, ...; kind "read" GETs url. One request at a time, until
 -- :stop() or opts.max_secs (60). Returns a load; :results() after :stop() gives one table per
 -- request: { n, t0, t1 (send and answer times, H.now() clock), status (nil: no HTTP answer),
--- code, outcome (of a JSON error), err }.
+-- code, outcome (of a JSON error), err (its message, or the transport error) }.
 function H.start_load(kind, url, opts)
   opts = opts or {}
   local dir = H.tmpdir("sluice-haload")
@@ -689,13 +689,14 @@ function H.start_load(kind, url, opts)
     H.q(H.root .. "/tests/integration/haload.lua"), kind, H.q(url), H.q(dir), H.q(opts.run or "-"),
     opts.max_secs or 60, opts.pause_ms or 2, H.pid, H.q(opts.timeout or 40), H.q(dir .. "/log"), H.q(dir .. "/rc")))
   all_dirs[#all_dirs + 1] = dir
-  return setmetatable({ dir = dir, kind = kind, started = H.now() }, Load)
+  return setmetatable({ dir = dir, kind = kind, started = H.now(), timeout = opts.timeout or 40 }, Load)
 end
 
--- Tells the load to stop and waits (15 s at most) until it did.
+-- Tells the load to stop and waits until it did (its request in progress may take up to its
+-- timeout).
 function Load:stop()
   H.writefile(self.dir .. "/stop", "")
-  local deadline = H.now() + 15
+  local deadline = H.now() + self.timeout + 5
   while not H.readfile(self.dir .. "/rc") do
     if H.now() > deadline then error("the load did not stop: " .. self.dir) end
     H.sleep(0.05)
@@ -710,7 +711,8 @@ function Load:results()
   for line in (H.readfile(self.dir .. "/out") or ""):gmatch("[^\n]+") do
     local n, t0, t1, status, code, outcome, err = line:match("^(%d+) (%S+) (%S+) (%S+) (%S+) (%S+) ?(.*)$")
     if n then
-      res[#res + 1] = { n = tonumber(n), t0 = tonumber(t0), t1 = tonumber(t1), status = tonumber(status),
+      status = tonumber(status)
+      res[#res + 1] = { n = tonumber(n), t0 = tonumber(t0), t1 = tonumber(t1), status = status ~= 0 and status or nil,
         code = code ~= "-" and code or nil, outcome = outcome ~= "-" and outcome or nil,
         err = err ~= "" and err or nil }
     end
