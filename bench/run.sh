@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
-# bench/run.sh — what `make bench` runs. First ../shared/bench/compare.sh (PostgreSQL's ceiling,
-# the Node peer and sluice at POOL=4 and 64 connections), then what compare.sh does not cover,
+# bench/run.sh — what `make bench` runs. First, when COMPARE_SH names it, a side-by-side
+# comparison script (PostgreSQL's ceiling, a Node peer and sluice at POOL=4 and 64 connections),
+# then what that does not cover,
 # each beside the ceiling measured in this same run on a throwaway PostgreSQL: req/s and latency
 # at HTTP concurrency 1..256, req/s against pool size, pipelining depth, workers 1 vs 2, RSS with
 # 1000 idle keep-alive connections and over a long run, bulk JSON vs CSV vs psql \copy.
@@ -21,8 +22,8 @@ POOL_SIZES=${POOL_SIZES:-"2 4 8 16"}
 DEPTHS=${DEPTHS:-"1 4 16"}
 POOL=${POOL:-4}                    # pool size of every sweep but the pool-size one
 CONNS=${CONNS:-64}                 # HTTP connections of every sweep but the concurrency one
-COMPARE=${COMPARE:-1}              # 0: skip compare.sh
-COMPARE_SH=${COMPARE_SH:-$ROOT/../shared/bench/compare.sh}
+COMPARE_SH=${COMPARE_SH:-}         # a side-by-side comparison script (compare.sh); unset: skipped
+COMPARE=${COMPARE:-$([[ -n $COMPARE_SH ]] && echo 1 || echo 0)}
 COMPARE_SECS=${COMPARE_SECS:-10}
 COMPARE_ROUNDS=${COMPARE_ROUNDS:-2}
 PEER=${PEER:-auto}                 # the Node peer in the sweeps: auto (when compare.sh installed it) | 0
@@ -328,7 +329,7 @@ say "background load before the run: $BG_BEFORE busy cores of $(nproc) (other wo
 COMPARE_JSON=null
 COMPARE_RC=skipped
 if ((COMPARE)); then
-    [[ -x $COMPARE_SH ]] || die "compare.sh not found at $COMPARE_SH (set COMPARE_SH or COMPARE=0)"
+    [[ -x $COMPARE_SH ]] || die "compare.sh not found at $COMPARE_SH (set COMPARE_SH, or COMPARE=0)"
     say "compare.sh: SECS=$COMPARE_SECS ROUNDS=$COMPARE_ROUNDS POOL=$POOL CONNS=$CONNS (its progress follows)"
     COMPARE_RC=0
     env SLUICE_BIN="$SLUICE_BIN" OUT_JSON="$T/compare.json" SECS="$COMPARE_SECS" ROUNDS="$COMPARE_ROUNDS" \

@@ -1,5 +1,5 @@
--- schema.sql — the benchmark tables of bench/run.sh and bench/profile.sh, the same as
--- ../shared/bench/compare.sh creates: bench_quotes (:rows rows, every one in shared buffers)
+-- schema.sql — the benchmark tables of bench/run.sh and bench/profile.sh, the same as the
+-- side-by-side comparison (compare.sh) creates: bench_quotes (:rows rows, every one in shared buffers)
 -- and an empty bench_ticks for the bulk loads. psql -v rows=100000 -f bench/schema.sql
 SELECT setseed(0.42);
 CREATE TABLE bench_quotes (id bigint PRIMARY KEY, pair text, bid numeric(12,5), ask numeric(12,5), ts timestamptz);

@@ -1,4 +1,4 @@
--- Routing, resilience and monitoring policy of the example service (DESIGN.md §4).
+-- Routing, resilience and monitoring policy of the example service (docs/lua-api.md).
 
 -- Readonly queries go to a healthy replica when a pool named "replica" is configured;
 -- everything else, and everything while the replica is down, goes to the primary.

@@ -18,9 +18,9 @@
 #include "metrics.h"
 #include "reqlife.h"
 #include "route.h"
-#include "worker.h"
 #include "txn.h"
 #include "util.h"
+#include "worker.h"
 
 #define BATCH_MAX_ITEMS 1000
 
@@ -112,7 +112,7 @@ static void on_item_done(struct pgjob *job)
 {
     struct item *it = job->owner;
     it->job = NULL;
-    it->status = call_write(&it->body, job);
+    it->status = call_job_json(&it->body, job);
     count_item(it->b, it, job);
     pgjob_free(job);
     if (--it->b->pending == 0) reply_items(it->b);
@@ -134,7 +134,7 @@ static void run_pipelined(struct batch *b)
         job->on_done = on_item_done;
         job->timeout_ms = it->q->timeout_ms ? it->q->timeout_ms : pool->cfg.statement_timeout_ms;
         if (it->q->described && call_bind(job, it->vals) != 0) {
-            it->status = call_write(&it->body, job);
+            it->status = call_job_json(&it->body, job);
             pgjob_free(job);
             b->pending--;
             continue;
@@ -143,7 +143,7 @@ static void run_pipelined(struct batch *b)
         if (pool_submit(pool, job) != 0) {
             it->job = NULL;
             job->status = PGJOB_UNAVAILABLE;
-            it->status = call_write(&it->body, job);
+            it->status = call_job_json(&it->body, job);
             pgjob_free(job);
             b->pending--;
         }
@@ -257,7 +257,7 @@ static void txn_step(struct txn *t, PGresult *r)
     if (b->cur >= 0) {
         struct item *it = &b->items[b->cur];
         struct pgjob tmp = {.q = it->q, .result = r, .status = ok ? PGJOB_OK : PGJOB_DB_ERROR};
-        it->status = call_write(&it->body, &tmp);
+        it->status = call_job_json(&it->body, &tmp);
         if (it->status != 200) {
             fail_txn(b, b->cur, it->status, &it->body);
             txn_finish(t, false, on_finished);

@@ -1,4 +1,5 @@
-/* call.c — named queries called with JSON parameters, and the JSON body of their outcome. */
+/* call.c — the one core of a named query's call: JSON parameters in, the outcome out as JSON or
+ * as Lua values (call.h). */
 #include "call.h"
 
 #include <stdio.h>
@@ -6,10 +7,10 @@
 
 #include "http.h"
 #include "jsonw.h"
-#include "pgjson.h"
 #include "log.h"
+#include "luapg.h"
+#include "pgjson.h"
 #include "pgtype.h"
-#include "query.h"
 
 int call_resolve(const struct query_def *q, json_t *params, json_t **vals, char *err, size_t errlen)
 {
@@ -70,44 +71,131 @@ int call_bind(struct pgjob *job, json_t *const *vals)
     return 0;
 }
 
-static int write_error(struct buf *b, int status, const char *message, const char *query,
-                       const char *sqlstate)
+int call_status_for_sqlstate(const char *s)
 {
-    http_error_body(b, http_error_code(status), message, query, sqlstate);
-    return status;
+    if (s == NULL) return 500;
+    if (strncmp(s, "23", 2) == 0) return 409;
+    if (strncmp(s, "22", 2) == 0) return 400;
+    if (strcmp(s, "57014") == 0) return 504;
+    if (strncmp(s, "08", 2) == 0 || strcmp(s, "57P01") == 0 || strcmp(s, "57P02") == 0 ||
+        strcmp(s, "57P03") == 0 || strcmp(s, "53300") == 0)
+        return 503;
+    if (strcmp(s, "40001") == 0 || strcmp(s, "40P01") == 0) return 409;
+    return 500;
 }
 
-int call_write(struct buf *b, const struct pgjob *job)
+void call_error(struct call_outcome *o, int status, const char *message)
+{
+    memset(o, 0, sizeof *o);
+    o->status = status;
+    snprintf(o->message, sizeof o->message, "%s", message);
+    snprintf(o->detail, sizeof o->detail, "%.159s", message);
+}
+
+void call_db_error(const struct query_def *q, const PGresult *r, struct call_outcome *o)
+{
+    memset(o, 0, sizeof *o);
+    o->sqlstate = PQresultErrorField(r, PG_DIAG_SQLSTATE);
+    const char *primary = PQresultErrorField(r, PG_DIAG_MESSAGE_PRIMARY);
+    o->status = call_status_for_sqlstate(o->sqlstate);
+    if (o->status == 500) {
+        log_printf(LOG_ERROR, "query %s failed: %s (SQLSTATE %s)", q->name, primary ? primary : "?",
+                   o->sqlstate ? o->sqlstate : "?");
+        snprintf(o->message, sizeof o->message, "internal error");
+    } else if (o->status == 504) {
+        snprintf(o->message, sizeof o->message, "statement timeout");
+    } else {
+        snprintf(o->message, sizeof o->message, "%s", primary ? primary : "database error");
+    }
+    snprintf(o->detail, sizeof o->detail, "%.130s (SQLSTATE %.5s)", primary ? primary : o->message,
+             o->sqlstate ? o->sqlstate : "?");
+}
+
+void call_outcome(const struct pgjob *job, int max_rows, struct call_outcome *o)
 {
     const struct query_def *q = job->q;
+    memset(o, 0, sizeof *o);
     switch (job->status) {
     case PGJOB_OK:
-        if (!q->single) {
-            pgjson_result(b, job->result);
-            return 200;
+        o->status = 200;
+        o->result = job->result;
+        o->single = q->single;
+        if (q->single) {
+            if (PQresultStatus(job->result) != PGRES_TUPLES_OK || PQntuples(job->result) == 0)
+                call_error(o, 404, "no row");
+        } else if (max_rows > 0 && PQntuples(job->result) > max_rows) {
+            /* refused before encoding: a huge result never takes the worker's memory */
+            char msg[200];
+            snprintf(msg, sizeof msg,
+                     "the result has %d rows, more than max_rows (%d): page it (LIMIT/OFFSET or keyset "
+                     "parameters)",
+                     PQntuples(job->result), max_rows);
+            call_error(o, 413, msg);
         }
-        if (PQresultStatus(job->result) != PGRES_TUPLES_OK || PQntuples(job->result) == 0)
-            return write_error(b, 404, "no row", q->name, NULL);
-        pgjson_row(b, job->result, 0);
-        return 200;
+        return;
     case PGJOB_BIND_ERROR:
-        return write_error(b, 400, job->errmsg, q->name, NULL);
+        call_error(o, 400, job->errmsg);
+        return;
     case PGJOB_UNAVAILABLE:
-        return write_error(b, 503, job->errmsg, q->name, NULL);
+        call_error(o, 503, job->errmsg);
+        o->in_doubt = job->in_doubt;
+        return;
     case PGJOB_DB_ERROR:
-        break;
+        call_db_error(q, job->result, o);
+        return;
     }
-    const char *state = PQresultErrorField(job->result, PG_DIAG_SQLSTATE);
-    const char *primary = PQresultErrorField(job->result, PG_DIAG_MESSAGE_PRIMARY);
-    int status = query_status_for_sqlstate(state);
-    if (status == 500) {
-        log_printf(LOG_ERROR, "query %s failed: %s (SQLSTATE %s)", q->name, primary ? primary : "?",
-                   state ? state : "?");
-        return write_error(b, 500, "internal error", q->name, state);
+}
+
+void call_write_json(struct buf *b, const struct call_outcome *o, const char *query)
+{
+    if (o->status == 200) {
+        if (o->single)
+            pgjson_row(b, o->result, 0);
+        else
+            pgjson_result(b, o->result);
+        return;
     }
-    return write_error(b, status,
-                       status == 504 ? "statement timeout"
-                       : primary     ? primary
-                                     : "database error",
-                       q->name, state);
+    http_error_body(b, http_error_code(o->status), o->message, query, o->sqlstate);
+    if (o->in_doubt) { /* inside the error object: {"error":{...,"outcome":"unknown"}} */
+        b->len -= 2;
+        buf_puts(b, ",\"outcome\":\"unknown\"}}");
+    }
+}
+
+int call_job_json(struct buf *b, const struct pgjob *job)
+{
+    struct call_outcome o;
+    call_outcome(job, 0, &o);
+    call_write_json(b, &o, job->q->name);
+    return o.status;
+}
+
+int call_push_lua(lua_State *L, const struct call_outcome *o, const char *query)
+{
+    if (o->status == 200) {
+        if (o->single)
+            luapg_push_row(L, o->result, 0);
+        else
+            luapg_push_result(L, o->result);
+        return 1;
+    }
+    lua_pushnil(L);
+    lua_createtable(L, 0, 6);
+    lua_pushinteger(L, o->status);
+    lua_setfield(L, -2, "status");
+    lua_pushstring(L, http_error_code(o->status));
+    lua_setfield(L, -2, "code");
+    lua_pushstring(L, o->message);
+    lua_setfield(L, -2, "message");
+    lua_pushstring(L, query);
+    lua_setfield(L, -2, "query");
+    if (o->sqlstate) {
+        lua_pushlstring(L, o->sqlstate, strnlen(o->sqlstate, 5));
+        lua_setfield(L, -2, "sqlstate");
+    }
+    if (o->in_doubt) {
+        lua_pushstring(L, "unknown");
+        lua_setfield(L, -2, "outcome");
+    }
+    return 2;
 }

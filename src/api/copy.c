@@ -11,15 +11,15 @@
 
 #include "auth.h"
 #include "bulkparse.h"
+#include "call.h"
 #include "http.h"
 #include "jsonw.h"
 #include "log.h"
 #include "metrics.h"
 #include "pgconn.h"
-#include "query.h"
 #include "reqlife.h"
-#include "worker.h"
 #include "util.h"
+#include "worker.h"
 
 #define BATCH_ROWS 1000 /* rows encoded per loop turn */
 
@@ -137,7 +137,7 @@ static void fail(struct bulkreq *br, int status, const char *msg, const PGresult
         const char *state = PQresultErrorField(r, PG_DIAG_SQLSTATE);
         const char *primary = PQresultErrorField(r, PG_DIAG_MESSAGE_PRIMARY);
         const char *context = PQresultErrorField(r, PG_DIAG_CONTEXT);
-        status = query_status_for_sqlstate(state);
+        status = call_status_for_sqlstate(state);
         snprintf(br->sqlstate, sizeof br->sqlstate, "%s", state ? state : "");
         const char *line = context ? strstr(context, ", line ") : NULL;
         if (line && br->step == ST_COPIED) br->err_row = br->chunk_first_row + strtol(line + 7, NULL, 10) - 1;

@@ -12,9 +12,9 @@
 #include "http.h"
 #include "jsonw.h"
 #include "reqlife.h"
-#include "worker.h"
 #include "txn.h"
 #include "util.h"
+#include "worker.h"
 
 struct explain {
     struct reqlife life; /* first: the request's lifecycle */

@@ -16,24 +16,23 @@
 
 #include "auth.h"
 #include "call.h"
-#include "clientwatch.h"
 #include "http.h"
 #include "httpheader.h"
 #include "jsonw.h"
 #include "log.h"
 #include "luajson.h"
 #include "metrics.h"
+#include "reqlife.h"
 #include "script.h"
-#include "worker.h"
 #include "txn.h"
 #include "util.h"
+#include "worker.h"
 
 #define HANDLER_CPU_LIMIT_MS 1000
 #define HOOK_EVERY           10000 /* instructions between checks of the limit */
 
 struct hreq {
-    h2o_req_t *req;
-    struct worker *w;
+    struct reqlife life; /* first: the request's lifecycle; it waits while the coroutine lives */
     struct handler_def *h;
     lua_State *L; /* the state of the generation the handler came from */
     lua_State *co;
@@ -49,12 +48,7 @@ struct hreq {
     bool sync;    /* ...and one arrived: sync_n values are on the stack */
     int sync_n;
     uint64_t resumed_ms;
-    h2o_timeout_entry_t watch_due; /* a handler still waiting after WATCH_AFTER_MS watches its client */
-    h2o_timeout_entry_t deadline;  /* request_timeout after arrival */
-    struct clientwatch watch;
 };
-
-#define WATCH_AFTER_MS 500
 
 static __thread struct hreq *running; /* the handler being resumed on this worker */
 
@@ -92,27 +86,39 @@ static void release(struct hreq *hr)
     hr->co = NULL;
 }
 
-/* The request is no longer waiting: its client watch and timers stop. */
-static void stop_watching(struct hreq *hr)
+/* The handler ends while it waits on the database (deadline, client gone, request freed) without
+ * being resumed: its query is cancelled or its transaction rolled back (the connection is
+ * discarded), and the coroutine released. */
+static void cleanup(struct reqlife *life)
 {
-    clientwatch_stop(&hr->watch);
-    if (h2o_timeout_is_linked(&hr->watch_due)) h2o_timeout_unlink(&hr->watch_due);
-    if (h2o_timeout_is_linked(&hr->deadline)) h2o_timeout_unlink(&hr->deadline);
+    struct hreq *hr = (struct hreq *)life;
+    if (hr->job) pool_abandon(hr->job);
+    hr->job = NULL;
+    if (hr->in_txn) txn_abandon(&hr->txn);
+    hr->in_txn = false;
+    release(hr);
+    script_collect(hr->L, false);
 }
 
-static void on_dispose(void *p)
+/* Timers only run while the handler waits (it computes on this thread), so this is a wait. */
+static void on_deadline(struct reqlife *life)
 {
-    struct hreq *hr = p;
-    stop_watching(hr);
-    if (hr->job) pool_abandon(hr->job);
-    if (hr->in_txn) txn_abandon(&hr->txn);
-    release(hr);
-    hr->h->reg->refs--;
+    struct hreq *hr = (struct hreq *)life;
+    log_printf(LOG_WARN, "handler %s: the request deadline passed", hr->h->name);
+    http_send_error(life->req, 504, "timeout", "the request deadline passed", NULL, NULL);
+}
+
+static void dispose(struct reqlife *life)
+{
+    struct hreq *hr = (struct hreq *)life;
+    if (hr->in_txn) txn_abandon(&hr->txn); /* a handler that failed inside its transaction */
     if (hr->params) json_decref(hr->params);
     free(hr->vals);
     if (hr->body) json_decref(hr->body);
-    hr->w->inflight--;
 }
+
+static const struct reqlife_kind handler_kind = {
+    .cleanup = cleanup, .on_deadline = on_deadline, .dispose = dispose};
 
 /* Tables in a handler's answer nest at most this deep (a table inside itself meets it too). */
 #define ANSWER_MAX_DEPTH 64
@@ -150,7 +156,7 @@ static bool headers_ok(struct hreq *hr)
 static void add_headers(struct hreq *hr)
 {
     lua_State *co = hr->co;
-    h2o_mem_pool_t *pool = &hr->req->pool;
+    h2o_mem_pool_t *pool = &hr->life.req->pool;
     lua_pushnil(co);
     while (lua_next(co, 3) != 0) {
         if (lua_type(co, -2) == LUA_TSTRING && lua_type(co, -1) == LUA_TSTRING) {
@@ -158,7 +164,7 @@ static void add_headers(struct hreq *hr)
             const char *k = lua_tolstring(co, -2, &kl), *v = lua_tolstring(co, -1, &vl);
             h2o_iovec_t name = h2o_strdup(pool, k, kl);
             h2o_strtolower(name.base, name.len);
-            h2o_add_header_by_str(pool, &hr->req->res.headers, name.base, name.len, 1, NULL,
+            h2o_add_header_by_str(pool, &hr->life.req->res.headers, name.base, name.len, 1, NULL,
                                   h2o_strdup(pool, v, vl).base, vl);
         }
         lua_pop(co, 1);
@@ -172,7 +178,7 @@ static const char *write_body(struct hreq *hr, struct buf *b)
     lua_State *co = hr->co;
     buf_reset(b);
     if (lua_gettop(co) < 2 || lua_isnil(co, 2)) return NULL;
-    size_t max = worker_config(hr->w)->max_response_bytes;
+    size_t max = worker_config(hr->life.w)->max_response_bytes;
     struct luajson_limits lim = {.max_bytes = max, .max_depth = ANSWER_MAX_DEPTH, .cut = false};
     enum luajson_status st = luajson_write(co, 2, b, &lim);
     switch (st) {
@@ -202,17 +208,17 @@ static void answer(struct hreq *hr)
     if (status < 100 || status > 599) status = 500;
     bool has_headers = n >= 3 && lua_istable(co, 3);
     if (has_headers && !headers_ok(hr)) {
-        http_send_error(hr->req, 500, "internal",
+        http_send_error(hr->life.req, 500, "internal",
                         "the handler returned a response header that is not allowed", NULL, NULL);
         return;
     }
-    struct buf *b = &hr->w->out;
+    struct buf *b = &hr->life.w->out;
     const char *refused = write_body(hr, b);
     if (refused) {
-        http_send_error(hr->req, 500, "internal", refused, NULL, NULL);
+        http_send_error(hr->life.req, 500, "internal", refused, NULL, NULL);
     } else {
         if (has_headers) add_headers(hr);
-        http_send_json(hr->req, status, b->data ? b->data : "", b->len);
+        http_send_json(hr->life.req, status, b->data ? b->data : "", b->len);
     }
     if (b->cap > KEEP_OUT_BYTES) buf_free(b); /* h2o sent a copy */
 }
@@ -230,8 +236,8 @@ static void answer_error(struct hreq *hr)
         lua_getfield(co, -5, "sqlstate");
         const char *code = lua_tostring(co, -4), *msg = lua_tostring(co, -3);
         if (status >= 400 && status <= 599 && msg) {
-            http_send_error(hr->req, status, code ? code : http_error_code(status), msg, lua_tostring(co, -2),
-                            lua_tostring(co, -1));
+            http_send_error(hr->life.req, status, code ? code : http_error_code(status), msg,
+                            lua_tostring(co, -2), lua_tostring(co, -1));
             return;
         }
     }
@@ -239,7 +245,7 @@ static void answer_error(struct hreq *hr)
     luaL_traceback(hr->L, co, msg ? msg : "(error object is not a string)", 0);
     log_printf(LOG_ERROR, "handler %s failed: %s", hr->h->name, lua_tostring(hr->L, -1));
     lua_pop(hr->L, 1);
-    http_send_error(hr->req, 500, "internal", "internal error", NULL, NULL);
+    http_send_error(hr->life.req, 500, "internal", "internal error", NULL, NULL);
 }
 
 static void on_hook(lua_State *L, lua_Debug *ar)
@@ -258,7 +264,7 @@ static void resume(struct hreq *hr, int nargs)
     script_enforce_limit(hr->L, false);
     running = NULL;
     if (rc == LUA_YIELD) return; /* waiting on the database */
-    stop_watching(hr);
+    reqlife_done(&hr->life);
     if (rc == 0)
         answer(hr);
     else
@@ -267,67 +273,7 @@ static void resume(struct hreq *hr, int nargs)
     script_collect(hr->L, rc != 0); /* the coroutine is unanchored: its garbage goes too */
 }
 
-/* Ends a handler that waits on the database without resuming it: its query is cancelled or its
- * transaction rolled back (the connection is discarded), and the request answered. */
-static void abandon(struct hreq *hr, int status, const char *message)
-{
-    if (hr->co == NULL) return;
-    if (hr->job) pool_abandon(hr->job);
-    hr->job = NULL;
-    if (hr->in_txn) txn_abandon(&hr->txn);
-    hr->in_txn = false;
-    stop_watching(hr);
-    release(hr);
-    script_collect(hr->L, false);
-    http_send_error(hr->req, status, http_error_code(status), message, NULL, NULL);
-}
-
-static void on_client_gone(void *arg)
-{
-    abandon(arg, 503, "the client closed the connection");
-}
-
-/* Timers only run while the handler waits (it computes on this thread), so this is a wait. */
-static void on_deadline(h2o_timeout_entry_t *entry)
-{
-    struct hreq *hr = container_of(entry, struct hreq, deadline);
-    log_printf(LOG_WARN, "handler %s: the request deadline passed", hr->h->name);
-    abandon(hr, 504, "the request deadline passed");
-}
-
-static void on_watch_due(h2o_timeout_entry_t *entry)
-{
-    struct hreq *hr = container_of(entry, struct hreq, watch_due);
-    if (hr->co != NULL) clientwatch_start(&hr->watch, hr->req, hr->w->ctx.loop, on_client_gone, hr);
-}
-
 /* --- sluice.db --------------------------------------------------------------------------------- */
-
-/* Pushes nil, {status, code, message, query, sqlstate} parsed from an error body. */
-static int push_error(lua_State *co, int status, const char *body, size_t len)
-{
-    lua_pushnil(co);
-    json_t *doc = json_loadb(body, len, 0, NULL);
-    json_t *err = json_object_get(doc, "error");
-    if (err)
-        luajson_push(co, err);
-    else
-        lua_newtable(co);
-    lua_pushinteger(co, status);
-    lua_setfield(co, -2, "status");
-    if (doc) json_decref(doc);
-    return 2;
-}
-
-static int push_outcome(lua_State *co, int status, struct buf *b)
-{
-    if (status != 200) return push_error(co, status, b->data, b->len);
-    json_t *doc = json_loadb(b->data, b->len, JSON_DECODE_ANY, NULL);
-    if (doc == NULL) return push_error(co, 500, "{}", 2);
-    luajson_push(co, doc);
-    json_decref(doc);
-    return 1;
-}
 
 static int raise(lua_State *co, int status, const char *msg)
 {
@@ -346,7 +292,7 @@ static struct query_def *named(lua_State *co, struct hreq *hr, int idx)
 {
     size_t len;
     const char *name = luaL_checklstring(co, idx, &len);
-    struct query_def *q = registry_find(hr->w->reg, name, len);
+    struct query_def *q = registry_find(hr->life.w->reg, name, len);
     if (q == NULL) {
         char msg[160];
         snprintf(msg, sizeof msg, "no query named \"%.100s\"", name);
@@ -365,8 +311,9 @@ static void take_params(lua_State *co, struct hreq *hr, struct query_def *q, int
     free(hr->vals);
     hr->vals = xcalloc((size_t)(q->nparams ? q->nparams : 1), sizeof *hr->vals);
     if (!lua_isnoneornil(co, idx)) {
-        struct luajson_limits lim = {
-            .max_bytes = worker_config(hr->w)->max_body_bytes, .max_depth = ANSWER_MAX_DEPTH, .cut = false};
+        struct luajson_limits lim = {.max_bytes = worker_config(hr->life.w)->max_body_bytes,
+                                     .max_depth = ANSWER_MAX_DEPTH,
+                                     .cut = false};
         enum luajson_status st;
         /* the walk grows the stack only: a memory error there would leak the half-built value */
         bool was = script_enforce_limit(hr->L, false);
@@ -393,16 +340,16 @@ static void on_query_done(struct pgjob *job)
 {
     struct hreq *hr = job->owner;
     hr->job = NULL;
-    struct buf b = BUF_INIT;
-    int status = call_write(&b, job);
-    int pool = (int)(job->wait.pool - hr->w->pools);
+    struct call_outcome o;
+    call_outcome(job, 0, &o);
+    int status = o.status;
+    int pool = (int)(job->wait.pool - hr->life.w->pools);
     uint64_t us;
-    if (job->status == PGJOB_OK) metrics_query_exec(hr->w, job->q, pool, now_us() - job->sent_us);
-    metrics_query_done(hr->w, job->q, pool, status, job->wait.queued_us ? job->wait.queued_us : now_us(),
+    if (job->status == PGJOB_OK) metrics_query_exec(hr->life.w, job->q, pool, now_us() - job->sent_us);
+    metrics_query_done(hr->life.w, job->q, pool, status, job->wait.queued_us ? job->wait.queued_us : now_us(),
                        status == 200 ? NULL : job->errmsg, &us);
-    pgjob_free(job);
-    int n = push_outcome(hr->co, status, &b);
-    buf_free(&b);
+    int n = call_push_lua(hr->co, &o, job->q->name);
+    pgjob_free(job); /* after the push: o borrows the result */
     deliver(hr, n);
 }
 
@@ -419,7 +366,7 @@ static int l_query(lua_State *co)
     if (hr->in_txn) return raise(co, 500, "inside sluice.db.transaction use tx:query");
     struct query_def *q = named(co, hr, 1);
     take_params(co, hr, q, 2);
-    struct pool *pool = &hr->w->pools[q->pool_idx];
+    struct pool *pool = &hr->life.w->pools[q->pool_idx];
     struct pgjob *job = pgjob_new(q, hr);
     job->bind = bind_job;
     job->on_done = on_query_done;
@@ -474,7 +421,7 @@ static int l_begin(lua_State *co)
 {
     struct hreq *hr = current(co);
     if (hr->in_txn || hr->job) return raise(co, 500, "a transaction is already open in this handler");
-    struct pool *pool = &hr->w->pools[hr->h->pool_idx];
+    struct pool *pool = &hr->life.w->pools[hr->h->pool_idx];
     hr->in_txn = true;
     hr->calling = true;
     if (txn_open(&hr->txn, pool, on_txn_step, hr) != 0) {
@@ -496,11 +443,9 @@ static void on_txn_query(struct txn *t, PGresult *r)
                         .result = r,
                         .status =
                             st == PGRES_TUPLES_OK || st == PGRES_COMMAND_OK ? PGJOB_OK : PGJOB_DB_ERROR};
-    struct buf b = BUF_INIT;
-    int status = call_write(&b, &tmp);
-    int n = push_outcome(hr->co, status, &b);
-    buf_free(&b);
-    deliver(hr, n);
+    struct call_outcome o;
+    call_outcome(&tmp, 0, &o);
+    deliver(hr, call_push_lua(hr->co, &o, tmp.q->name));
 }
 
 /* sluice.db._txquery(name, params) -> result | nil, err (yields) */
@@ -670,7 +615,7 @@ static void push_query(lua_State *co, h2o_req_t *req)
 static void push_request(struct hreq *hr, const char **vals, const size_t *lens, int n)
 {
     lua_State *co = hr->co;
-    h2o_req_t *req = hr->req;
+    h2o_req_t *req = hr->life.req;
     lua_createtable(co, 0, 5);
     lua_pushlstring(co, req->method.base, req->method.len);
     lua_setfield(co, -2, "method");
@@ -726,25 +671,18 @@ static void run(struct worker *w, h2o_req_t *req, struct handler_def *h, const c
             return;
         }
     }
-    struct hreq *hr = h2o_mem_alloc_shared(&req->pool, sizeof *hr, on_dispose);
-    memset(hr, 0, sizeof *hr);
-    hr->req = req;
-    hr->w = w;
+    struct hreq *hr = reqlife_new(w, req, sizeof *hr, &handler_kind, h->reg);
     hr->h = h;
     hr->body = body;
     hr->co_ref = LUA_NOREF;
-    w->inflight++;
 
     lua_State *L = hr->L = w->reg->L;
-    h->reg->refs++;
     hr->co = lua_newthread(L);
     hr->co_ref = luaL_ref(L, LUA_REGISTRYINDEX); /* anchors the coroutine until release() */
     lua_sethook(hr->co, on_hook, LUA_MASKCOUNT, HOOK_EVERY);
     lua_rawgeti(hr->co, LUA_REGISTRYINDEX, h->fn_ref);
     push_request(hr, vals, lens, n);
-    hr->watch_due.cb = on_watch_due;
-    h2o_timeout_link(w->ctx.loop, worker_timeout(w, WATCH_AFTER_MS), &hr->watch_due);
-    worker_request_deadline(w, &hr->deadline, on_deadline);
+    reqlife_wait(&hr->life, reqlife_request_timeout_ms(w));
     resume(hr, 1);
 }
 

@@ -117,10 +117,7 @@ struct metrics_entry {
     void *by_pool[]; /* struct query_stats * or struct bulk_stats *, made at first use, published */
 };
 
-#define HTTP_CODES 500 /* 100..599 */
-
 struct worker_slot {
-    uint64_t by_code[HTTP_CODES]; /* sluice_http_requests_total */
     struct metrics_entry *entries;
 } __attribute__((aligned(64))); /* no false sharing between workers */
 
@@ -330,14 +327,6 @@ void metrics_bulk_done(struct worker *w, struct bulk_def *d, bool ok, long rows,
         histogram_observe(&s->time, (double)(now > started_us ? now - started_us : 0) / 1e6);
     else
         s->errors++;
-}
-
-void metrics_http_status(struct worker *w, int http_status)
-{
-    struct table *t = table_for(w->srv);
-    if (t == NULL || w->index < 0 || w->index >= t->nworkers || http_status < 100 || http_status > 599)
-        return;
-    t->slot[w->index].by_code[http_status - 100]++;
 }
 
 /* --- captured plans ---------------------------------------------------------------------- */
@@ -846,10 +835,9 @@ void metrics_render(struct server *srv, struct buf *b)
 
     /* the process */
     metrics_family(b, "sluice_http_requests_total", "counter", "HTTP responses sent, by status code.");
-    struct table *t = __atomic_load_n(&table, __ATOMIC_ACQUIRE);
-    for (int c = 0; t && c < HTTP_CODES; c++) {
+    for (int c = 0; c < WORKER_STATUS_CODES; c++) {
         uint64_t n = 0;
-        for (int k = 0; k < t->nworkers; k++) n += PEEK(t->slot[k].by_code[c]);
+        for (int k = 0; k < srv->nworkers; k++) n += PEEK(srv->workers[k].responses[c]);
         if (n == 0) continue;
         char code[16];
         snprintf(code, sizeof code, "%d", c + 100);
@@ -906,7 +894,7 @@ int metrics_handle(struct worker *w, h2o_req_t *req)
     struct buf *b = &w->out;
     buf_reset(b);
     metrics_render(w->srv, b);
-    metrics_http_status(w, 200);
+    worker_count_response(w, 200);
     req->res.status = 200;
     req->res.reason = "OK";
     h2o_add_header(&req->pool, &req->res.headers, H2O_TOKEN_CONTENT_TYPE, NULL,

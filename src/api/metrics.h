@@ -1,5 +1,5 @@
 /* metrics.h — request statistics of named queries and bulk operations, the slow-query report, and
- * GET /metrics in the Prometheus text format 0.0.4 (DESIGN §7). Each worker writes only its own
+ * GET /metrics in the Prometheus text format 0.0.4 (docs/metrics.md). Each worker writes only its own
  * counters, without locks or atomic read-modify-writes; a scrape reads every worker's counters
  * with relaxed loads and sums them, so it is a snapshot, never a decision input. Statistics are
  * kept per worker, per name and per pool for the life of the process: a reload's new definitions
@@ -20,7 +20,7 @@ struct query_def;
 struct bulk_def;
 typedef struct st_h2o_req_t h2o_req_t;
 
-/* The `status` label of db_query_count: ok, or the error code of DESIGN §5 the client got. */
+/* The `status` label of db_query_count: ok, or the error code of docs/http-api.md the client got. */
 enum metrics_status {
     METRICS_OK,
     METRICS_BAD_REQUEST,
@@ -90,8 +90,6 @@ void metrics_slow_query(struct worker *w, const struct query_def *q, int pool, i
 /* Counts one finished bulk request of d (on its pool): ok or not, rows committed, started_us as
  * above. */
 void metrics_bulk_done(struct worker *w, struct bulk_def *d, bool ok, long rows, uint64_t started_us);
-/* Counts one HTTP response of status (100..599) sent by worker w. */
-void metrics_http_status(struct worker *w, int http_status);
 
 #define METRICS_PLAN_MAX      (64 * 1024) /* bytes of a captured plan kept; a larger plan is not kept */
 #define METRICS_PLAN_EVERY_MS 60000 /* explain_slow captures a query's plan at most this often per worker */
@@ -122,12 +120,12 @@ void metrics_reset(void);
 
 /* The label value of enum metrics_status s ("ok", "bad_request", ...). */
 const char *metrics_status_name(int s);
-/* The enum metrics_status of an HTTP status: 2xx/3xx ok, the codes of DESIGN §5, else internal. */
+/* The enum metrics_status of an HTTP status: 2xx/3xx ok, the codes of docs/http-api.md, else internal. */
 int metrics_status_of(int http_status);
 
 /* Answers GET|HEAD /metrics with the whole exposition; 405 for other methods. Returns 0. */
 int metrics_handle(struct worker *w, h2o_req_t *req);
-/* Appends the whole exposition of srv (every family of DESIGN §7 and the sluice_ / process_
+/* Appends the whole exposition of srv (every family of docs/metrics.md and the sluice_ / process_
  * ones) to b. */
 void metrics_render(struct server *srv, struct buf *b);
 

@@ -1,58 +1,19 @@
 /* openapi.c — GET /openapi.json: an OpenAPI 3.0.3 document built from the registry (named
  * queries, route aliases, bulk endpoints, Lua handlers) and from what the database described at
  * start-up (parameter types, result columns), plus the fixed paths (/batch, /health..., /metrics,
- * /admin/...). PostgreSQL types map to JSON Schema as the gateway converts them (DESIGN.md §5). */
+ * /admin/...). PostgreSQL types map to JSON Schema as the gateway converts them (docs/http-api.md,
+ * "Results"). */
 #include "openapi.h"
 
 #include <jansson.h>
-#include <pthread.h>
-#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "http.h"
 #include "pgtype.h"
-#include "worker.h"
 #include "util.h"
-
-/* --- the start-up description ---------------------------------------------------------------- */
-
-static _Atomic(struct describe_result *) current;
-/* Every description ever handed over, freed by openapi_shutdown (a worker may still read one). */
-static struct describe_result **kept;
-static size_t nkept;
-static pthread_mutex_t kept_lock = PTHREAD_MUTEX_INITIALIZER;
-
-void openapi_set_description(struct describe_result *d)
-{
-    if (d != NULL) {
-        pthread_mutex_lock(&kept_lock);
-        kept = xrealloc(kept, (nkept + 1) * sizeof *kept);
-        kept[nkept++] = d;
-        pthread_mutex_unlock(&kept_lock);
-    }
-    atomic_store(&current, d);
-}
-
-const struct describe_result *openapi_description(void)
-{
-    return atomic_load(&current);
-}
-
-void openapi_shutdown(void)
-{
-    atomic_store(&current, NULL);
-    pthread_mutex_lock(&kept_lock);
-    for (size_t i = 0; i < nkept; i++) {
-        describe_free(kept[i]);
-        free(kept[i]);
-    }
-    free(kept);
-    kept = NULL;
-    nkept = 0;
-    pthread_mutex_unlock(&kept_lock);
-}
+#include "worker.h"
 
 /* --- PostgreSQL types -> JSON Schema --------------------------------------------------------- */
 
@@ -872,7 +833,7 @@ int openapi_handle(struct worker *w, h2o_req_t *req)
     }
     struct buf *b = &w->out;
     buf_reset(b);
-    openapi_write(b, w->reg, openapi_description(), worker_config(w));
+    openapi_write(b, w->reg, describe_current(), worker_config(w));
     http_send_json(req, 200, b->data, b->len);
     return 0;
 }

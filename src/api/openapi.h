@@ -20,16 +20,6 @@ struct worker;
 void openapi_write(struct buf *out, const struct registry *reg, const struct describe_result *d,
                    const struct config *cfg);
 
-/* Hands the start-up description to /openapi.json; the module owns d from then on (d was
- * malloc'd; NULL = none). Call it in the main thread before the workers start; calling it again
- * later (a reload) is safe while they serve: the replaced description stays allocated until
- * openapi_shutdown, since a worker may still be reading it. */
-void openapi_set_description(struct describe_result *d);
-/* The current description, or NULL. */
-const struct describe_result *openapi_description(void);
-/* Frees every description handed over; call after the workers stopped. */
-void openapi_shutdown(void);
-
 /* GET (or HEAD) /openapi.json: writes the document for w's registry and the current description.
  * Other methods get 405. Returns 0 (the request is answered). */
 int openapi_handle(struct worker *w, h2o_req_t *req);

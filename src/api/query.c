@@ -8,19 +8,20 @@
 #include <string.h>
 
 #include "auth.h"
-#include "clientwatch.h"
+#include "call.h"
 #include "http.h"
 #include "jsonnum.h"
 #include "jsonw.h"
-#include "pgjson.h"
 #include "log.h"
 #include "metrics.h"
+#include "pgjson.h"
 #include "pgtype.h"
+#include "reqlife.h"
 #include "route.h"
-#include "worker.h"
 #include "slowplan.h"
 #include "stream.h"
 #include "util.h"
+#include "worker.h"
 
 /* Where a parameter's value comes from. */
 struct pvalue {
@@ -33,58 +34,36 @@ struct pvalue {
 /* The state of a request waiting on the database; lives in the request's pool and is disposed
  * with it, so a client that leaves abandons its job cleanly. */
 struct qreq {
-    h2o_req_t *req;
-    struct worker *w;
+    struct reqlife life; /* first: the request's lifecycle; started_us is its arrival */
     struct query_def *q;
-    struct pgjob *job;
+    struct pgjob *job; /* while it waits on the database */
     json_t *body;
     struct pvalue *vals;
-    uint64_t started_us; /* arrival, for db_query_time_seconds */
-    int pool_idx;        /* the pool it runs on: q's own until sluice.route chose */
-    h2o_timeout_entry_t deadline;
-    h2o_timeout_entry_t watch_due; /* a request still waiting after WATCH_AFTER_MS watches its client */
-    struct clientwatch watch;
+    int pool_idx;            /* the pool it runs on: q's own until sluice.route chose */
     bool statement_deadline; /* the deadline is timeout_ms (plus grace), not request_timeout */
 };
 
 /* How long past timeout_ms the gateway waits for the server's own statement timeout before it
  * cancels the statement itself and answers 504. */
 #define STATEMENT_GRACE_MS 1000
-#define WATCH_AFTER_MS     500
 
-/* Stops the timers and the client watch of a request that is done waiting. */
-static void stop_waiting(struct qreq *qr)
+/* The wait ended early: the job is dropped (its statement cancelled when it runs alone). */
+static void cleanup(struct reqlife *life)
 {
-    if (h2o_timeout_is_linked(&qr->deadline)) h2o_timeout_unlink(&qr->deadline);
-    if (h2o_timeout_is_linked(&qr->watch_due)) h2o_timeout_unlink(&qr->watch_due);
-    clientwatch_stop(&qr->watch);
+    struct qreq *qr = (struct qreq *)life;
+    if (qr->job != NULL) pool_abandon(qr->job);
+    qr->job = NULL;
 }
 
-static void on_dispose(void *p)
+static void dispose(struct reqlife *life)
 {
-    struct qreq *qr = p;
-    qr->q->reg->refs--;
-    stop_waiting(qr);
-    if (qr->job != NULL) {
-        pool_abandon(qr->job);
-        qr->job = NULL;
-        qr->w->inflight--;
-    }
+    struct qreq *qr = (struct qreq *)life;
     if (qr->body) json_decref(qr->body);
 }
 
-int query_status_for_sqlstate(const char *s)
-{
-    if (s == NULL) return 500;
-    if (strncmp(s, "23", 2) == 0) return 409;
-    if (strncmp(s, "22", 2) == 0) return 400;
-    if (strcmp(s, "57014") == 0) return 504;
-    if (strncmp(s, "08", 2) == 0 || strcmp(s, "57P01") == 0 || strcmp(s, "57P02") == 0 ||
-        strcmp(s, "57P03") == 0 || strcmp(s, "53300") == 0)
-        return 503;
-    if (strcmp(s, "40001") == 0 || strcmp(s, "40P01") == 0) return 409;
-    return 500;
-}
+static void on_deadline(struct reqlife *life);
+static void on_client_gone(struct reqlife *life);
+static const struct reqlife_kind query_kind = {cleanup, on_deadline, on_client_gone, dispose};
 
 static int bind_params(struct pgjob *job)
 {
@@ -212,130 +191,76 @@ static void report(struct worker *w, struct query_def *q, int status, struct out
     if (o->plan_vals) slowplan_capture(w, q, o->pool, o->plan_vals);
 }
 
+/* Sends the error answer o for q and accounts for it (o->detail is what /admin/queries keeps). */
+static void answer_outcome(struct worker *w, h2o_req_t *req, struct query_def *q, struct qreq *qr,
+                           uint64_t started_us, const struct call_outcome *o)
+{
+    struct outcome counted;
+    count(w, q, qr, o->status, started_us, o->detail, &counted);
+    struct buf *b = &w->out;
+    buf_reset(b);
+    call_write_json(b, o, q->name);
+    if (o->status == 503) http_retry_after(req, 1);
+    http_send_json(req, o->status, b->data, b->len);
+    report(w, q, o->status, &counted);
+}
+
 /* Sends an error answer for q (code from the status) and accounts for it; detail is what
  * /admin/queries keeps (NULL: the message). */
 static void answer_error(struct worker *w, h2o_req_t *req, struct query_def *q, struct qreq *qr,
                          uint64_t started_us, int status, const char *message, const char *sqlstate,
                          const char *detail)
 {
-    struct outcome o;
-    count(w, q, qr, status, started_us, detail ? detail : message, &o);
-    http_send_error(req, status, http_error_code(status), message, q->name, sqlstate);
-    report(w, q, status, &o);
-}
-
-int query_db_error(const struct query_def *q, const PGresult *r, char *msg, size_t msglen, char *detail,
-                   size_t detaillen)
-{
-    const char *sqlstate = PQresultErrorField(r, PG_DIAG_SQLSTATE);
-    const char *primary = PQresultErrorField(r, PG_DIAG_MESSAGE_PRIMARY);
-    int status = query_status_for_sqlstate(sqlstate);
-    if (status == 500) {
-        log_printf(LOG_ERROR, "query %s failed: %s (SQLSTATE %s)", q->name, primary ? primary : "?",
-                   sqlstate ? sqlstate : "?");
-        snprintf(msg, msglen, "internal error");
-    } else if (status == 504) {
-        snprintf(msg, msglen, "statement timeout");
-    } else {
-        snprintf(msg, msglen, "%s", primary ? primary : "database error");
-    }
-    snprintf(detail, detaillen, "%.130s (SQLSTATE %.5s)", primary ? primary : msg, sqlstate ? sqlstate : "?");
-    return status;
+    struct call_outcome o;
+    call_error(&o, status, message);
+    o.sqlstate = sqlstate;
+    if (detail) snprintf(o.detail, sizeof o.detail, "%s", detail);
+    answer_outcome(w, req, q, qr, started_us, &o);
 }
 
 static void send_result(struct qreq *qr, struct pgjob *job)
 {
-    h2o_req_t *req = qr->req;
     struct query_def *q = qr->q;
-    struct buf *b = &qr->w->out;
-    const char *sqlstate = NULL;
-    char msg[256];
-
-    switch (job->status) {
-    case PGJOB_OK:
-        metrics_query_exec(qr->w, q, qr->pool_idx, now_us() - job->sent_us);
-        buf_reset(b);
-        if (q->single) {
-            if (PQresultStatus(job->result) != PGRES_TUPLES_OK || PQntuples(job->result) == 0) {
-                answer_error(qr->w, req, q, qr, qr->started_us, 404, "no row", NULL, NULL);
-                return;
-            }
-            pgjson_row(b, job->result, 0);
-        } else {
-            int max_rows = worker_config(qr->w)->max_rows;
-            if (max_rows > 0 && PQntuples(job->result) > max_rows) {
-                /* refused before encoding: a huge result never takes the worker's memory */
-                snprintf(msg, sizeof msg,
-                         "the result has %d rows, more than max_rows (%d): page it (LIMIT/OFFSET or keyset "
-                         "parameters)",
-                         PQntuples(job->result), max_rows);
-                answer_error(qr->w, req, q, qr, qr->started_us, 413, msg, NULL, NULL);
-                return;
-            }
-            pgjson_result(b, job->result);
-        }
-        struct outcome o;
-        count(qr->w, q, qr, 200, qr->started_us, NULL, &o);
-        http_send_json(req, 200, b->data, b->len);
-        report(qr->w, q, 200, &o);
-        return;
-    case PGJOB_BIND_ERROR:
-        answer_error(qr->w, req, q, qr, qr->started_us, 400, job->errmsg, NULL, NULL);
-        return;
-    case PGJOB_UNAVAILABLE:
-        answer_error(qr->w, req, q, qr, qr->started_us, 503, job->errmsg, NULL, NULL);
-        return;
-    case PGJOB_DB_ERROR: {
-        char detail[METRICS_LAST_ERROR];
-        int status = query_db_error(q, job->result, msg, sizeof msg, detail, sizeof detail);
-        sqlstate = PQresultErrorField(job->result, PG_DIAG_SQLSTATE);
-        answer_error(qr->w, req, q, qr, qr->started_us, status, msg, sqlstate, detail);
+    struct call_outcome o;
+    call_outcome(job, worker_config(qr->life.w)->max_rows, &o);
+    if (o.status != 200) {
+        answer_outcome(qr->life.w, qr->life.req, q, qr, qr->life.started_us, &o);
         return;
     }
-    }
+    metrics_query_exec(qr->life.w, q, qr->pool_idx, now_us() - job->sent_us);
+    struct buf *b = &qr->life.w->out;
+    buf_reset(b);
+    call_write_json(b, &o, q->name);
+    struct outcome counted;
+    count(qr->life.w, q, qr, 200, qr->life.started_us, NULL, &counted);
+    http_send_json(qr->life.req, 200, b->data, b->len);
+    report(qr->life.w, q, 200, &counted);
 }
 
 static void on_done(struct pgjob *job)
 {
     struct qreq *qr = job->owner;
-    stop_waiting(qr);
+    reqlife_done(&qr->life);
     qr->job = NULL;
-    qr->w->inflight--;
     send_result(qr, job);
     pgjob_free(job);
 }
 
 /* The request deadline (or the statement's, when the server did not enforce it) passed: the
- * statement is cancelled on the server and the client gets 504. */
-static void on_deadline(h2o_timeout_entry_t *entry)
+ * statement was cancelled on the server (cleanup); the client gets 504. */
+static void on_deadline(struct reqlife *life)
 {
-    struct qreq *qr = container_of(entry, struct qreq, deadline);
-    if (qr->job == NULL) return;
-    stop_waiting(qr);
-    pool_abandon(qr->job);
-    qr->job = NULL;
-    qr->w->inflight--;
-    answer_error(qr->w, qr->req, qr->q, qr, qr->started_us, 504,
+    struct qreq *qr = (struct qreq *)life;
+    answer_error(life->w, life->req, qr->q, qr, life->started_us, 504,
                  qr->statement_deadline ? "statement timeout" : "the request deadline passed", NULL, NULL);
 }
 
-/* The client hung up while its statement runs: cancel it. The answer only makes h2o notice the
- * closed connection and free the request. */
-static void on_client_gone(void *arg)
+/* The client hung up while its statement ran (cleanup cancelled it). The answer only makes h2o
+ * notice the closed connection and free the request. */
+static void on_client_gone(struct reqlife *life)
 {
-    struct qreq *qr = arg;
-    if (qr->job == NULL) return;
-    stop_waiting(qr);
-    pool_abandon(qr->job);
-    qr->job = NULL;
-    qr->w->inflight--;
-    http_send_error(qr->req, 503, "unavailable", "the client closed the connection", qr->q->name, NULL);
-}
-
-static void on_watch_due(h2o_timeout_entry_t *entry)
-{
-    struct qreq *qr = container_of(entry, struct qreq, watch_due);
-    if (qr->job != NULL) clientwatch_start(&qr->watch, qr->req, qr->w->ctx.loop, on_client_gone, qr);
+    struct qreq *qr = (struct qreq *)life;
+    http_send_error(life->req, 503, "unavailable", "the client closed the connection", qr->q->name, NULL);
 }
 
 static int set_value(struct qreq *qr, const char *name, size_t nlen, const char *text, size_t len,
@@ -369,14 +294,14 @@ static int on_query_pair(void *arg, const char *key, size_t klen, const char *va
 static int parse_query_string(struct qreq *qr, char *err, size_t errlen)
 {
     struct qs_ctx c = {qr, err, errlen};
-    int rc = http_query_foreach(qr->req, on_query_pair, &c);
+    int rc = http_query_foreach(qr->life.req, on_query_pair, &c);
     if (rc < 0) snprintf(err, errlen, "malformed percent-encoding in the query string");
     return rc != 0 ? -1 : 0;
 }
 
 static int parse_body(struct qreq *qr, char *err, size_t errlen, int *status)
 {
-    h2o_req_t *req = qr->req;
+    h2o_req_t *req = qr->life.req;
     struct query_def *q = qr->q;
     if (req->entity.base == NULL || req->entity.len == 0) return 0;
     if (!http_is_json(req)) {
@@ -393,9 +318,9 @@ static int parse_body(struct qreq *qr, char *err, size_t errlen, int *status)
     size_t given = json_is_object(qr->body)  ? json_object_size(qr->body)
                    : json_is_array(qr->body) ? json_array_size(qr->body)
                                              : 0;
-    if (given > (size_t)worker_config(qr->w)->max_params) {
+    if (given > (size_t)worker_config(qr->life.w)->max_params) {
         snprintf(err, errlen, "the body has more than max_params (%d) parameters",
-                 worker_config(qr->w)->max_params);
+                 worker_config(qr->life.w)->max_params);
         return -1;
     }
     if (json_is_object(qr->body)) {
@@ -426,15 +351,15 @@ static void stream_failed(void *arg, int status, const char *message, const char
                           const char *detail)
 {
     struct qreq *qr = arg;
-    answer_error(qr->w, qr->req, qr->q, qr, qr->started_us, status, message, sqlstate, detail);
+    answer_error(qr->life.w, qr->life.req, qr->q, qr, qr->life.started_us, status, message, sqlstate, detail);
 }
 
 static void stream_ended(void *arg, int status, const char *errmsg)
 {
     struct qreq *qr = arg;
     struct outcome o;
-    count(qr->w, qr->q, qr, status, qr->started_us, errmsg, &o);
-    report(qr->w, qr->q, status, &o);
+    count(qr->life.w, qr->q, qr, status, qr->life.started_us, errmsg, &o);
+    report(qr->life.w, qr->q, status, &o);
 }
 
 int query_handle(struct worker *w, h2o_req_t *req, struct query_def *q, const char **path_vals,
@@ -454,13 +379,9 @@ int query_handle(struct worker *w, h2o_req_t *req, struct query_def *q, const ch
         return 0;
     }
 
-    struct qreq *qr = h2o_mem_alloc_shared(&req->pool, sizeof *qr, on_dispose);
-    memset(qr, 0, sizeof *qr);
-    qr->req = req;
-    qr->w = w;
+    struct qreq *qr = reqlife_new(w, req, sizeof *qr, &query_kind, q->reg);
+    qr->life.started_us = started_us;
     qr->q = q;
-    q->reg->refs++;
-    qr->started_us = started_us;
     qr->pool_idx = q->pool_idx;
     qr->vals = h2o_mem_alloc_pool(&req->pool, sizeof *qr->vals * (size_t)(q->nparams ? q->nparams : 1));
     memset(qr->vals, 0, sizeof *qr->vals * (size_t)(q->nparams ? q->nparams : 1));
@@ -507,25 +428,18 @@ int query_handle(struct worker *w, h2o_req_t *req, struct query_def *q, const ch
         return 0;
     }
     /* request_timeout 0 means no request deadline; timeout_ms 0 means the server's alone. */
-    uint64_t deadline_ms = (uint64_t)(worker_config(w)->request_timeout * 1000);
+    uint64_t deadline_ms = reqlife_request_timeout_ms(w);
     if (job->timeout_ms > 0 &&
         (deadline_ms == 0 || (uint64_t)job->timeout_ms + STATEMENT_GRACE_MS < deadline_ms)) {
         deadline_ms = (uint64_t)job->timeout_ms + STATEMENT_GRACE_MS;
         qr->statement_deadline = true;
     }
-    qr->deadline.cb = on_deadline;
-    qr->watch_due.cb = on_watch_due;
-    h2o_timeout_link(w->ctx.loop, worker_timeout(w, WATCH_AFTER_MS), &qr->watch_due);
-    if (deadline_ms > 0) {
-        job->deadline_us = qr->started_us + deadline_ms * 1000;
-        h2o_timeout_link(w->ctx.loop, worker_timeout(w, deadline_ms), &qr->deadline);
-    }
+    if (deadline_ms > 0) job->deadline_us = qr->life.started_us + deadline_ms * 1000;
     qr->job = job;
-    w->inflight++;
+    reqlife_wait(&qr->life, deadline_ms);
     if (pool_submit(pool, job) != 0) {
-        stop_waiting(qr);
+        reqlife_done(&qr->life);
         qr->job = NULL;
-        w->inflight--;
         http_retry_after(req, pool_retry_after(pool));
         answer_error(w, req, q, qr, started_us, 503, job->errmsg, NULL, NULL);
         pgjob_free(job);

@@ -11,9 +11,9 @@
 #include "log.h"
 #include "metrics.h"
 #include "reqlife.h"
-#include "worker.h"
 #include "txn.h"
 #include "util.h"
+#include "worker.h"
 
 struct capture {
     struct worker *w;

@@ -13,15 +13,15 @@
 #include <sys/socket.h>
 
 #include "buf.h"
+#include "call.h"
 #include "cancel.h"
 #include "http.h"
 #include "jsonw.h"
-#include "pgjson.h"
 #include "log.h"
 #include "pgconn.h"
-#include "query.h"
-#include "worker.h"
+#include "pgjson.h"
 #include "util.h"
+#include "worker.h"
 
 #define FLUSH_AT (64 * 1024)
 #define PAUSE_AT (256 * 1024)
@@ -47,7 +47,6 @@ struct stream {
     bool cut;        /* the query failed after rows went out */
     bool finished;   /* the last send is made, or the client left */
     bool reported;   /* a hook has accounted for the request */
-    bool db_busy;    /* counted in the worker's inflight */
     struct buf out;  /* rows not yet handed to h2o */
     struct buf wire; /* the chunk h2o is writing */
     h2o_timeout_entry_t write_deadline; /* linked while h2o holds a chunk the client has not taken */
@@ -211,8 +210,6 @@ static void db_done(struct stream *s)
 {
     if (s->conn != NULL) pgconn_release(s->conn);
     s->conn = NULL;
-    if (s->db_busy) s->w->inflight--;
-    s->db_busy = false;
 }
 
 /* The client did not take a chunk in time. The query is cancelled if it may still run and its
@@ -262,17 +259,16 @@ static void send_query(struct stream *s)
 
 static void on_error_result(struct stream *s, PGresult *r)
 {
-    char msg[256], detail[200];
-    int status = query_db_error(s->q, r, msg, sizeof msg, detail, sizeof detail);
-    const char *sqlstate = PQresultErrorField(r, PG_DIAG_SQLSTATE);
+    struct call_outcome o;
+    call_db_error(s->q, r, &o);
     if (!s->started) {
-        report_fail(s, status, msg, sqlstate, detail);
+        report_fail(s, o.status, o.message, o.sqlstate, o.detail);
         return;
     }
-    log_printf(LOG_WARN, "query %s: streamed response cut short: %s", s->q->name, detail);
+    log_printf(LOG_WARN, "query %s: streamed response cut short: %s", s->q->name, o.detail);
     s->cut = true;
     s->rows_done = true;
-    report_end(s, status, detail);
+    report_end(s, o.status, o.detail);
     pump(s);
 }
 
@@ -391,8 +387,6 @@ void stream_start(struct worker *w, h2o_req_t *req, struct query_def *q, struct 
                            ? NULL
                            : h2o_strdup(&req->pool, job->params.data + job->param_off[i], SIZE_MAX).base;
 
-    s->db_busy = true;
-    w->inflight++;
     char err[200];
     if (pool_acquire(pool, &s->lease, on_conn, s, err, sizeof err) != 0) {
         db_done(s);

@@ -19,7 +19,7 @@ enum stream_format stream_wanted(h2o_req_t *req);
 
 /* How a stream reports back to the request that started it. */
 struct stream_hooks {
-    /* Nothing was sent yet: answer this error (the JSON error of DESIGN §5). */
+    /* Nothing was sent yet: answer this error (the JSON error of docs/http-api.md). */
     void (*fail)(void *arg, int status, const char *message, const char *sqlstate, const char *detail);
     /* The stream is over: 200 when every row went out; otherwise the status the failure would
      * have had (the client saw a cut-short body) with what happened. */
@@ -29,7 +29,8 @@ struct stream_hooks {
 
 /* Runs q on pool in format fmt with the parameter texts of job (bound: job->params and
  * param_off; job is only read). Always answers, through hooks when it fails before the first
- * byte. */
+ * byte. The caller's request lifecycle (reqlife.h, the named query's) holds the registry and the
+ * in-flight count for the whole request; the stream adds its own write deadline. */
 void stream_start(struct worker *w, h2o_req_t *req, struct query_def *q, struct pool *pool,
                   enum stream_format fmt, const struct pgjob *job, const struct stream_hooks *hooks);
 

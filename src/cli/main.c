@@ -12,7 +12,7 @@
 #include "log.h"
 #include "migrate.h"
 #include "scaffold.h"
-#include "server.h"
+#include "serve.h"
 
 #define SLUICE_VERSION "0.1.0"
 
@@ -109,7 +109,7 @@ int main(int argc, char **argv)
     log_setup((enum log_level)cfg.log_level, cfg.log_json);
     int rc;
     if (is_serve) {
-        rc = server_run(&cfg);
+        rc = serve_run(&cfg);
     } else if (is_check) {
         rc = check_run(&cfg);
     } else if (is_import) {

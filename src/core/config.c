@@ -145,6 +145,11 @@ static const struct {
     {"SLUICE_STATEMENT_TIMEOUT_MS", S_PRIMARY, "statement_timeout_ms"},
 };
 
+const char *config_env_var(size_t i)
+{
+    return i < ARRAY_SIZE(env_overrides) ? env_overrides[i].var : NULL;
+}
+
 #define MAX_WORKERS 1024
 #define MAX_SECONDS 1e9 /* keeps every duration convertible to integer milliseconds */
 /* h2o 2.2.5 parses at most 100 header lines and a request head of 8 KiB + 4 KiB per line; past
@@ -419,6 +424,16 @@ static const struct field *find_field(const struct field *fields, size_t n, cons
         if (strcmp(fields[i].name, name) == 0) return &fields[i];
     return NULL;
 }
+
+/* The fields an environment variable of each scope sets. */
+static const struct {
+    const struct field *fields;
+    size_t n;
+} scopes[] = {
+    [S_TOP] = {top_fields, ARRAY_SIZE(top_fields)},       [S_LOG] = {log_fields, ARRAY_SIZE(log_fields)},
+    [S_JWT] = {jwt_fields, ARRAY_SIZE(jwt_fields)},       [S_TLS] = {tls_fields, ARRAY_SIZE(tls_fields)},
+    [S_PRIMARY] = {pool_fields, ARRAY_SIZE(pool_fields)},
+};
 
 /* ---- defaults ---- */
 
@@ -859,30 +874,9 @@ static int apply_env(struct loader *ld)
         const char *s = getenv(env_overrides[i].var);
         if (s == NULL || *s == '\0') continue;
         struct val v = {.type = LUA_TSTRING, .from_env = true, .s = s, .type_name = "string"};
-        const struct field *f;
-        void *base;
-        switch (env_overrides[i].scope) {
-        case S_TOP:
-            f = find_field(top_fields, ARRAY_SIZE(top_fields), env_overrides[i].key);
-            base = c;
-            break;
-        case S_LOG:
-            f = find_field(log_fields, ARRAY_SIZE(log_fields), env_overrides[i].key);
-            base = c;
-            break;
-        case S_JWT:
-            f = find_field(jwt_fields, ARRAY_SIZE(jwt_fields), env_overrides[i].key);
-            base = c;
-            break;
-        case S_TLS:
-            f = find_field(tls_fields, ARRAY_SIZE(tls_fields), env_overrides[i].key);
-            base = c;
-            break;
-        default:
-            f = find_field(pool_fields, ARRAY_SIZE(pool_fields), env_overrides[i].key);
-            base = primary_pool(c);
-            break;
-        }
+        const struct field *fields = scopes[env_overrides[i].scope].fields;
+        const struct field *f = find_field(fields, scopes[env_overrides[i].scope].n, env_overrides[i].key);
+        void *base = env_overrides[i].scope == S_PRIMARY ? (void *)primary_pool(c) : (void *)c;
         if (set_field(ld, env_overrides[i].var, f, base, &v) < 0) return -1;
     }
     return 0;

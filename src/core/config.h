@@ -1,5 +1,5 @@
 /* config.h — the config file (Lua returning a table) plus environment overrides -> struct config.
- * DESIGN.md §3 lists every key and default. */
+ * docs/configuration.md lists every key and default. */
 #ifndef SLUICE_CONFIG_H
 #define SLUICE_CONFIG_H
 
@@ -40,7 +40,7 @@ struct config {
     bool log_json;           /* log.format: "json" (default) or "text" */
     struct pool_config *pools;
     size_t npools;  /* >= 1: without a `pools` key there is one pool "primary" */
-    char **scripts; /* glob patterns as written; default: the two of DESIGN.md §3 */
+    char **scripts; /* glob patterns as written; default: the two of docs/configuration.md */
     size_t nscripts;
     /* Access control (auth.c). */
     char **tokens; /* bearer tokens of auth = "bearer" endpoints (tokens / SLUICE_TOKENS) */
@@ -79,5 +79,9 @@ void config_free(struct config *c);
 
 /* The pool named name, or NULL. */
 const struct pool_config *config_pool(const struct config *c, const char *name);
+
+/* The i-th environment variable that overrides a config key (SLUICE_LISTEN, ...), or NULL past
+ * the last: the one list, for whoever must clear or set them all. */
+const char *config_env_var(size_t i);
 
 #endif

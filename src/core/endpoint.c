@@ -232,6 +232,18 @@ static void quote_ident(struct buf *b, const char *ident)
     buf_putc(b, '"');
 }
 
+/* t.k1 = s.k1 AND t.k2 = s.k2 ...: the target row of a staged row, by d's key. */
+static void keys_match(struct buf *b, const struct bulk_def *d)
+{
+    for (int i = 0; i < d->nkey; i++) {
+        if (i) buf_puts(b, " AND ");
+        buf_puts(b, "t.");
+        quote_ident(b, d->key[i]);
+        buf_puts(b, " = s.");
+        quote_ident(b, d->key[i]);
+    }
+}
+
 static void column_list(struct buf *b, char **cols, int n, const char *prefix)
 {
     for (int i = 0; i < n; i++) {
@@ -329,24 +341,12 @@ int bulk_def_prepare(struct bulk_def *d, char *err, unsigned errlen)
             return -1;
         }
         buf_printf(&b, " FROM %s AS s WHERE ", stage);
-        for (int i = 0; i < d->nkey; i++) {
-            if (i) buf_puts(&b, " AND ");
-            buf_puts(&b, "t.");
-            quote_ident(&b, d->key[i]);
-            buf_puts(&b, " = s.");
-            quote_ident(&b, d->key[i]);
-        }
+        keys_match(&b, d);
     } else {
         buf_puts(&b, "DELETE FROM ");
         quote_ident(&b, d->table);
         buf_printf(&b, " AS t USING %s AS s WHERE ", stage);
-        for (int i = 0; i < d->nkey; i++) {
-            if (i) buf_puts(&b, " AND ");
-            buf_puts(&b, "t.");
-            quote_ident(&b, d->key[i]);
-            buf_puts(&b, " = s.");
-            quote_ident(&b, d->key[i]);
-        }
+        keys_match(&b, d);
     }
     d->sql_merge = buf_steal(&b);
     return 0;

@@ -8,8 +8,9 @@
 #include <stdbool.h>
 #include <stdint.h>
 
-#include "metrics.h"
 #include "urlpath.h"
+
+struct metrics_entry; /* metrics.c: statistics by name */
 
 /* Who may call an endpoint (auth.c checks it before anything else runs). */
 enum endpoint_auth {

@@ -17,8 +17,8 @@
 #include "guard.h"
 #include "http.h"
 #include "log.h"
-#include "worker.h"
 #include "util.h"
+#include "worker.h"
 
 /* --- JWT ------------------------------------------------------------------------------------ */
 
@@ -237,15 +237,20 @@ static bool bearer_token(h2o_req_t *req, const char **tok, size_t *len)
     return true;
 }
 
+/* The request's bearer token, or false after answering 401. */
+static bool require_bearer(h2o_req_t *req, const char **tok, size_t *len)
+{
+    if (bearer_token(req, tok, len)) return true;
+    deny_401(req, "Bearer", "a bearer token is required");
+    return false;
+}
+
 static bool allow_bearer(struct worker *w, h2o_req_t *req, const char *name)
 {
     const struct config *cfg = worker_config(w);
     const char *tok;
     size_t len;
-    if (!bearer_token(req, &tok, &len)) {
-        deny_401(req, "Bearer", "a bearer token is required");
-        return false;
-    }
+    if (!require_bearer(req, &tok, &len)) return false;
     bool ok = false;
     for (size_t i = 0; i < cfg->ntokens; i++) /* no early exit: which token matched does not show */
         ok |= auth_same_secret(tok, len, cfg->tokens[i], strlen(cfg->tokens[i]));
@@ -261,10 +266,7 @@ static bool allow_jwt(struct worker *w, h2o_req_t *req, const char *name)
     const struct config *cfg = worker_config(w);
     const char *tok;
     size_t len;
-    if (!bearer_token(req, &tok, &len)) {
-        deny_401(req, "Bearer", "a bearer token is required");
-        return false;
-    }
+    if (!require_bearer(req, &tok, &len)) return false;
     if (cfg->jwt_secret == NULL) { /* script.c refuses such definitions; a reload could race the config */
         http_send_error(req, 500, "internal", "internal error", NULL, NULL);
         return false;

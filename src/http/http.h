@@ -1,4 +1,5 @@
-/* http.h — routing of every request and the JSON responses all endpoints share. */
+/* http.h — what every endpoint shares: JSON responses and errors, Retry-After, the content type,
+ * the query string. */
 #ifndef SLUICE_HTTP_H
 #define SLUICE_HTTP_H
 
@@ -6,9 +7,6 @@
 
 #include "buf.h"
 #include <stdbool.h>
-
-/* The one h2o handler: routes by path to health, metrics, admin, /query and route aliases. */
-int http_on_req(h2o_handler_t *self, h2o_req_t *req);
 
 /* Sends body (copied) with Content-Type application/json. */
 void http_send_json(h2o_req_t *req, int status, const char *body, size_t len);
@@ -24,7 +22,7 @@ void http_send_error(h2o_req_t *req, int status, const char *code, const char *m
 /* Sets Retry-After: seconds (at least 1) on the response, unless it has one already. */
 void http_retry_after(h2o_req_t *req, int seconds);
 
-/* The status's canonical error code of DESIGN §5, e.g. 409 -> "conflict". */
+/* The status's canonical error code (docs/http-api.md, "Errors"), e.g. 409 -> "conflict". */
 const char *http_error_code(int status);
 /* True when the request has Content-Type application/json (parameters ignored). */
 bool http_is_json(h2o_req_t *req);

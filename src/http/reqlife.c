@@ -5,8 +5,8 @@
 
 #include "endpoint.h"
 #include "http.h"
-#include "worker.h"
 #include "util.h"
+#include "worker.h"
 
 /* A watch costs a dup() and an epoll registration: only requests that wait this long get one. */
 #define WATCH_AFTER_MS 500

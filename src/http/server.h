@@ -1,5 +1,5 @@
-/* server.h — the gateway process: the workers (worker.h), the shared TLS contexts and circuit
- * breakers, start-up, reload and the drain at SIGTERM. */
+/* server.h — the running gateway as every worker sees it: the configuration in force, the
+ * workers (worker.h), the circuit breakers and TLS contexts they share. serve.c runs it. */
 #ifndef SLUICE_SERVER_H
 #define SLUICE_SERVER_H
 
@@ -27,9 +27,5 @@ struct server {
 
 /* Control messages from the main thread to a worker. */
 enum control { CONTROL_STOP, CONTROL_RELOAD };
-
-/* Serves until SIGTERM/SIGINT, then drains in-flight requests up to shutdown_timeout.
- * Returns the process exit code (0 after a clean stop, 1 when start-up failed). */
-int server_run(struct config *cfg);
 
 #endif

@@ -28,11 +28,3 @@ h2o_timeout_t *worker_timeout(struct worker *w, uint64_t ms)
             if (best < 0 || w->timeouts[i].ms > w->timeouts[best].ms) best = i;
     return &w->timeouts[best].timeout;
 }
-
-void worker_request_deadline(struct worker *w, h2o_timeout_entry_t *entry, h2o_timeout_cb cb)
-{
-    uint64_t ms = (uint64_t)(w->srv->cfg->request_timeout * 1000);
-    if (ms == 0) return;
-    entry->cb = cb;
-    h2o_timeout_link(w->ctx.loop, worker_timeout(w, ms), entry);
-}

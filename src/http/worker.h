@@ -15,6 +15,8 @@
 
 struct server;
 
+#define WORKER_STATUS_CODES 500 /* 100..599 */
+
 struct worker {
     h2o_context_t ctx; /* first: requests find their worker through req->conn->ctx */
     h2o_accept_ctx_t accept_ctx;
@@ -37,7 +39,8 @@ struct worker {
         h2o_timeout_t timeout;
     } timeouts[32]; /* deadlines by duration (h2o 2.2.5 timeouts have one each) */
     int ntimeouts;
-    int inflight;            /* requests waiting on the database */
+    uint64_t responses[WORKER_STATUS_CODES]; /* sent, by status 100..599 (sluice_http_requests_total) */
+    int inflight;                            /* requests waiting on the database */
     struct h2reset *h2reset; /* HTTP/2 reset budgets by connection (h2reset.c), made on first use */
     bool stopping;
     uint64_t stop_deadline_ms;
@@ -50,9 +53,12 @@ const struct config *worker_config(const struct worker *w);
  * distinct durations the nearest longer one, or the longest, serves). */
 h2o_timeout_t *worker_timeout(struct worker *w, uint64_t ms);
 
-/* Arms entry to run cb at the request deadline, request_timeout from now; does nothing when
- * request_timeout is 0 (no deadline). */
-void worker_request_deadline(struct worker *w, h2o_timeout_entry_t *entry, h2o_timeout_cb cb);
+/* Counts a response of w by its status (read by /metrics from any thread). */
+static inline void worker_count_response(struct worker *w, int status)
+{
+    if (status >= 100 && status < 100 + WORKER_STATUS_CODES)
+        __atomic_store_n(&w->responses[status - 100], w->responses[status - 100] + 1, __ATOMIC_RELAXED);
+}
 
 static inline struct worker *worker_of(h2o_req_t *req)
 {

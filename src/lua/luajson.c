@@ -378,6 +378,13 @@ const char *luajson_status_text(enum luajson_status st)
     return "cannot be converted";
 }
 
+void luajson_mark_array(lua_State *L, int idx)
+{
+    idx = idx < 0 ? lua_gettop(L) + idx + 1 : idx;
+    push_array_mt(L);
+    lua_setmetatable(L, idx);
+}
+
 void luajson_push(lua_State *L, const json_t *v)
 {
     switch (json_typeof(v)) {

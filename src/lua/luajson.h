@@ -46,6 +46,9 @@ json_t *luajson_from_lua(lua_State *L, int idx, const struct luajson_limits *lim
 /* What a status means, e.g. "nests deeper than the limit". Static storage. */
 const char *luajson_status_text(enum luajson_status st);
 
+/* Marks the table at idx as a JSON array, so that an empty one is written as [] too. */
+void luajson_mark_array(lua_State *L, int idx);
+
 /* Pushes the Lua form of v (null as sluice.null). */
 void luajson_push(lua_State *L, const json_t *v);
 

@@ -2,12 +2,13 @@
  * at start-up. Synchronous libpq: it runs once, before any worker serves. */
 #include "describe.h"
 
+#include <pthread.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "dbconnect.h"
-#include "script.h"
 #include "util.h"
 
 /* One connection per pool, opened on first need; failed = do not try that pool again. */
@@ -156,23 +157,6 @@ int describe_all(const struct config *cfg, struct registry *reg, struct describe
     return noted ? -1 : 0;
 }
 
-struct describe_result *describe_scripts(const struct config *cfg, char *err, size_t errlen)
-{
-    struct registry reg;
-    registry_init(&reg);
-    lua_State *L = script_load(cfg, &reg, err, errlen);
-    if (L == NULL) {
-        registry_free(&reg);
-        return NULL;
-    }
-    script_close(L);
-    struct describe_result *d = xcalloc(1, sizeof *d);
-    err[0] = '\0';
-    describe_all(cfg, &reg, d, err, errlen);
-    registry_free(&reg);
-    return d;
-}
-
 void describe_apply(const struct describe_result *d, struct registry *reg)
 {
     if (d == NULL) return;
@@ -229,4 +213,42 @@ void describe_free(struct describe_result *d)
     free(d->queries);
     free(d->bulks);
     memset(d, 0, sizeof *d);
+}
+
+/* --- the description in force ---------------------------------------------------------------- */
+
+static _Atomic(struct describe_result *) current;
+/* Every description ever handed over, freed by describe_forget_all (a worker may still read one). */
+static struct describe_result **kept;
+static size_t nkept;
+static pthread_mutex_t kept_lock = PTHREAD_MUTEX_INITIALIZER;
+
+void describe_set_current(struct describe_result *d)
+{
+    if (d != NULL) {
+        pthread_mutex_lock(&kept_lock);
+        kept = xrealloc(kept, (nkept + 1) * sizeof *kept);
+        kept[nkept++] = d;
+        pthread_mutex_unlock(&kept_lock);
+    }
+    atomic_store(&current, d);
+}
+
+const struct describe_result *describe_current(void)
+{
+    return atomic_load(&current);
+}
+
+void describe_forget_all(void)
+{
+    atomic_store(&current, NULL);
+    pthread_mutex_lock(&kept_lock);
+    for (size_t i = 0; i < nkept; i++) {
+        describe_free(kept[i]);
+        free(kept[i]);
+    }
+    free(kept);
+    kept = NULL;
+    nkept = 0;
+    pthread_mutex_unlock(&kept_lock);
 }

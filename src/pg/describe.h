@@ -52,13 +52,6 @@ struct describe_result {
 int describe_all(const struct config *cfg, struct registry *reg, struct describe_result *out, char *err,
                  size_t errlen);
 
-/* Loads cfg's scripts into a registry of its own and describes it (describe_all), for a reload:
- * the main thread calls it on SIGHUP before the workers reload. Returns a malloc'd result (free
- * it with describe_free and free, or hand it to openapi_set_description); err is "" when
- * everything was described, else names the first failure. Returns NULL, with err, when the
- * scripts do not load. */
-struct describe_result *describe_scripts(const struct config *cfg, char *err, size_t errlen);
-
 /* Copies the parameter and column types of d into reg (another worker's registry, or a reloaded
  * one), for the queries and bulk endpoints whose entry in d is described and has the same SQL;
  * the others are left to learn their types on first use. d may be NULL. */
@@ -71,5 +64,15 @@ const struct describe_entry *describe_find_bulk(const struct describe_result *d,
 
 /* Releases everything d holds; d is empty afterwards. NULL is harmless. */
 void describe_free(struct describe_result *d);
+
+/* Makes d the description in force (what /openapi.json shows and reloads apply); the module owns
+ * d from then on (d was malloc'd; NULL = none). Call it in the main thread before the workers
+ * start; calling it again later (a reload) is safe while they serve: the replaced description
+ * stays allocated until describe_forget_all, since a worker may still be reading it. */
+void describe_set_current(struct describe_result *d);
+/* The description in force, or NULL. */
+const struct describe_result *describe_current(void);
+/* Frees every description handed over; call after the workers stopped. */
+void describe_forget_all(void);
 
 #endif

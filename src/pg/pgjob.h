@@ -48,6 +48,7 @@ struct pgjob {
     uint64_t deadline_us; /* 0 = none: retries never go past it */
     int attempts;         /* sends so far; readonly jobs are resent once after a lost connection */
     bool replan;          /* the server dropped or invalidated the statement: prepare afresh */
+    bool in_doubt;        /* UNAVAILABLE after the statement was sent: a write may have committed */
     int timeout_ms;       /* statement_timeout for this job */
     enum pgjob_status status;
     PGresult *result; /* owned by the job; pgjob_free clears it */

@@ -326,6 +326,24 @@ static void put_array(struct buf *b, Oid elem, const char *s, size_t n)
 
 /* ---- values ---- */
 
+bool pgjson_is_number(Oid type, const char *val, size_t len)
+{
+    switch (type) {
+    case PGT_INT2:
+    case PGT_INT4:
+    case PGT_OID:
+    case PGT_FLOAT4:
+    case PGT_FLOAT8:
+        return is_json_number(val, len);
+    case PGT_INT8:
+        return is_json_number(val, len) && int_fits_double(val, len);
+    case PGT_NUMERIC:
+        return is_json_number(val, len) && numeric_fits_double(val, len);
+    default:
+        return false;
+    }
+}
+
 static void put_value(struct buf *b, Oid type, const char *val, size_t len, bool in_array)
 {
     switch (type) {
@@ -334,20 +352,11 @@ static void put_value(struct buf *b, Oid type, const char *val, size_t len, bool
     case PGT_OID:
     case PGT_FLOAT4:
     case PGT_FLOAT8:
-        /* NaN, Infinity and -Infinity are no JSON numbers: they go out as strings. */
-        if (is_json_number(val, len))
-            buf_put_raw(b, val, len);
-        else
-            jsonw_string(b, val, len);
-        return;
     case PGT_INT8:
-        if (is_json_number(val, len) && int_fits_double(val, len))
-            buf_put_raw(b, val, len);
-        else
-            jsonw_string(b, val, len);
-        return;
     case PGT_NUMERIC:
-        if (is_json_number(val, len) && numeric_fits_double(val, len))
+        /* NaN and infinities are no JSON numbers, and an int8 or numeric a double cannot hold
+         * exactly would lose digits: those go out as strings. */
+        if (pgjson_is_number(type, val, len))
             buf_put_raw(b, val, len);
         else
             jsonw_string(b, val, len);

@@ -4,8 +4,13 @@
 #define SLUICE_PGJSON_H
 
 #include <libpq-fe.h>
+#include <stdbool.h>
 
 #include "buf.h"
+
+/* True when the non-NULL value of a number type goes out as a JSON number (within what a double
+ * holds exactly); false for every other type. */
+bool pgjson_is_number(Oid type, const char *val, size_t len);
 
 /* Appends the JSON form of one non-NULL text-format value of type `type`. */
 void pgjson_value(struct buf *b, Oid type, const char *val, size_t len);

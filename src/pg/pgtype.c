@@ -1,5 +1,5 @@
 /* pgtype.c — built-in PostgreSQL type OIDs, their names, and the conversion of client values
- * (JSON, or query-string text) into the text input form of a parameter (DESIGN.md §5
+ * (JSON, or query-string text) into the text input form of a parameter (docs/http-api.md
  * "Parameters in"). Values that are strings pass through: the server validates them. */
 #include "pgtype.h"
 

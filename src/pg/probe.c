@@ -14,8 +14,8 @@
 
 #include "conninfo.h"
 #include "log.h"
-#include "worker.h"
 #include "util.h"
+#include "worker.h"
 
 /* When a probe (connect or query) has not finished after this long, its connection is dropped. */
 #define PROBE_STUCK_MS 10000

@@ -113,31 +113,16 @@ void luaL_openlibs(lua_State *L)
 
 /* ---- the target ---- */
 
-static const char *const env_vars[] = {
-    "SLUICE_LISTEN",
-    "SLUICE_WORKERS",
-    "SLUICE_ADMIN_TOKEN",
-    "SLUICE_LOG_LEVEL",
-    "SLUICE_LOG_FORMAT",
-    "SLUICE_MAX_BODY_BYTES",
-    "SLUICE_REQUEST_TIMEOUT",
-    "SLUICE_SHUTDOWN_TIMEOUT",
-    "DATABASE_URL",
-    "SLUICE_POOL_SIZE",
-    "SLUICE_MAX_OVERFLOW",
-    "SLUICE_POOL_TIMEOUT",
-    "SLUICE_POOL_RECYCLE",
-    "SLUICE_ECHO",
-    "SLUICE_PREPARED_STATEMENT_CACHE_SIZE",
-    "SLUICE_STATEMENT_TIMEOUT_MS",
-    "SLUICE_TOKENS",
-    "SLUICE_JWT_SECRET",
-    "SLUICE_JWT_AUDIENCE",
-    "SLUICE_JWT_ISSUER",
-    "SLUICE_JWT_MAX_AGE",
-    "SLUICE_MAX_RESPONSE_BYTES",
-};
-#define NVARS (sizeof env_vars / sizeof env_vars[0])
+/* Every override variable, as config.c lists them. */
+#define config_env_var(i) config_env_var(i)
+#define NVARS       env_var_count()
+
+static size_t env_var_count(void)
+{
+    size_t n = 0;
+    while (config_env_var(n) != NULL) n++;
+    return n;
+}
 
 static char path[64];
 static int fd = -1;
@@ -151,7 +136,7 @@ int LLVMFuzzerInitialize(int *argc, char ***argv)
      * reachable through its descriptor. */
     unlink(tmp);
     snprintf(path, sizeof path, "/proc/self/fd/%d", fd);
-    for (size_t i = 0; i < NVARS; i++) unsetenv(env_vars[i]);
+    for (size_t i = 0; i < NVARS; i++) unsetenv(config_env_var(i));
     return 0;
 }
 
@@ -164,11 +149,11 @@ static void set_env(const char *s, size_t n)
         const char *eol = nl ? nl : end;
         const char *eq = memchr(p, '=', (size_t)(eol - p));
         for (size_t i = 0; eq && i < NVARS; i++) {
-            size_t len = strlen(env_vars[i]);
-            if ((size_t)(eq - p - 2) == len && memcmp(p + 2, env_vars[i], len) == 0) {
+            size_t len = strlen(config_env_var(i));
+            if ((size_t)(eq - p - 2) == len && memcmp(p + 2, config_env_var(i), len) == 0) {
                 char *v = strndup(eq + 1, (size_t)(eol - eq - 1));
                 CHECK(v != NULL);
-                setenv(env_vars[i], v, 1);
+                setenv(config_env_var(i), v, 1);
                 free(v);
             }
         }
@@ -246,6 +231,6 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         CHECK(memcmp(&c, &zero, sizeof c) == 0);
     }
     config_free(&c);
-    for (size_t i = 0; i < NVARS; i++) unsetenv(env_vars[i]);
+    for (size_t i = 0; i < NVARS; i++) unsetenv(config_env_var(i));
     return 0;
 }

@@ -1,6 +1,6 @@
 -- auth_spec.lua — per-endpoint access control through the real binary: auth = "bearer", "jwt" and
 -- function(req) on queries, route aliases, /batch, bulk and handlers; protect_metrics on /metrics
--- and /health; 401/403 bodies per DESIGN §5; no token or secret in the log.
+-- and /health; 401/403 bodies per docs/http-api.md; no token or secret in the log.
 local here = debug.getinfo(1, "S").source:match("^@(.*/)") or "./"
 package.path = here .. "?.lua;" .. package.path
 local H = require "helper"

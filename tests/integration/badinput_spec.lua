@@ -1,7 +1,7 @@
 -- badinput_spec.lua — hostile and broken input through the real binary, often over raw TCP:
 -- malformed, mistyped, non-UTF-8, NUL-bearing, huge and deeply nested JSON; oversize bodies, URLs
 -- and headers; odd methods and request lines; HTTP/1.0 and pipelining; slow, idle and vanishing
--- clients. Each gets the JSON error of DESIGN §5 (or a clean close), and the gateway keeps serving.
+-- clients. Each gets the JSON error of docs/http-api.md (or a clean close), and the gateway keeps serving.
 local here = debug.getinfo(1, "S").source:match("^@(.*/)") or "./"
 package.path = here .. "?.lua;" .. package.path
 local H = require "helper"

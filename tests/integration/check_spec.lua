@@ -6,7 +6,7 @@ local here = debug.getinfo(1, "S").source:match("^@(.*/)") or "./"
 package.path = here .. "?.lua;" .. package.path
 local H = require "helper"
 
--- Variables that would override the config file (DESIGN §3).
+-- Variables that would override the config file (docs/configuration.md).
 local override_env = { "DATABASE_URL", "SLUICE_LISTEN", "SLUICE_WORKERS", "SLUICE_ADMIN_TOKEN",
   "SLUICE_POOL_SIZE", "SLUICE_MAX_OVERFLOW", "SLUICE_POOL_TIMEOUT", "SLUICE_POOL_RECYCLE", "SLUICE_ECHO",
   "SLUICE_PREPARED_STATEMENT_CACHE_SIZE" }

@@ -100,7 +100,7 @@ describe("docker/", function()
       end
     end
     assert.is_true(used >= 15)
-    -- every metric of DESIGN §7 has a panel
+    -- every metric of docs/metrics.md has a panel
     for _, m in ipairs { "db_pool_size", "db_pool_usage", "db_connection_time_seconds", "prepared_stmt_cache_size",
       "prepared_stmt_execution_time_seconds", "prepared_stmt_executions_total", "bulk_operation_time_seconds",
       "bulk_operation_rows_total", "bulk_operation_executions_total", "db_query_time_seconds", "db_query_count",

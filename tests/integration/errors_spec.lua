@@ -1,4 +1,4 @@
--- errors_spec.lua — every error row of DESIGN §5: status, error.code, and a JSON body
+-- errors_spec.lua — every error row of docs/http-api.md: status, error.code, and a JSON body
 -- {"error":{"code","message",...}} with Content-Type application/json.
 local here = debug.getinfo(1, "S").source:match("^@(.*/)") or "./"
 package.path = here .. "?.lua;" .. package.path

@@ -43,7 +43,7 @@ sluice.endpoint "account" {
   handler = function(req) return 200, sluice.db.query("get_acct", { id = req.path.id }) end,
 }
 
--- DESIGN §4, crediting first so that a failing debit has something to roll back
+-- docs/lua-api.md, crediting first so that a failing debit has something to roll back
 sluice.endpoint "transfer" {
   route = "POST /transfer",
   handler = function(req)

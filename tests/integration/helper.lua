@@ -359,7 +359,7 @@ Gateway.__index = Gateway
 local live = {} -- gateways not yet stopped, stopped by H.cleanup
 local all_dirs = {} -- temp dirs of every gateway, removed by H.cleanup
 
--- Variables that would override the config file (DESIGN §3); cleared for the child.
+-- Variables that would override the config file (docs/configuration.md); cleared for the child.
 local override_env = {
   "DATABASE_URL", "SLUICE_LISTEN", "SLUICE_WORKERS", "SLUICE_ADMIN_TOKEN", "SLUICE_POOL_SIZE",
   "SLUICE_MAX_OVERFLOW", "SLUICE_POOL_TIMEOUT", "SLUICE_POOL_RECYCLE", "SLUICE_ECHO",

@@ -1,6 +1,6 @@
 -- limits_spec.lua — the request limits through the real binary: max_url_bytes (414), max_params
 -- (400), max_rows (413, with a message that says to page), max_inflight (503 + Retry-After); each
--- answered with the JSON error of DESIGN §5, and the gateway serving normally afterwards.
+-- answered with the JSON error of docs/http-api.md, and the gateway serving normally afterwards.
 local here = debug.getinfo(1, "S").source:match("^@(.*/)") or "./"
 package.path = here .. "?.lua;" .. package.path
 local H = require "helper"

@@ -1,4 +1,4 @@
--- metrics_spec.lua — GET /metrics against a real gateway: every family of DESIGN §7 with its
+-- metrics_spec.lua — GET /metrics against a real gateway: every family of docs/metrics.md with its
 -- labels and counts, statuses by error code, slow queries (count, log line, sluice.on_slow_query),
 -- bulk counters, /admin/queries quantiles and errors, and `promtool check metrics` when found.
 local here = debug.getinfo(1, "S").source:match("^@(.*/)") or "./"
@@ -88,7 +88,7 @@ describe("metrics", function()
     if db then H.dropdb(db) end
   end)
 
-  it("serves text format 0.0.4 with HELP and TYPE for every family of DESIGN §7", function()
+  it("serves text format 0.0.4 with HELP and TYPE for every family of docs/metrics.md", function()
     local body, h = scrape()
     assert.equal("text/plain; version=0.0.4; charset=utf-8", h["content-type"])
     local _, types, helps = parse(body)

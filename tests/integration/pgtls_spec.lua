@@ -280,7 +280,7 @@ describe("TLS to PostgreSQL", function()
   end)
 
   -- Each case: a gateway whose only pool cannot connect. It still starts (live 200), answers
-  -- 503 unavailable with Retry-After (DESIGN §5: database unreachable), logs why, and /health
+  -- 503 unavailable with Retry-After (docs/http-api.md: database unreachable), logs why, and /health
   -- and /health/ready are 503 with the reason in last_error.
   local cases = {
     { "a CA that did not sign the server certificate",

@@ -1,4 +1,4 @@
--- types_spec.lua — every type of DESIGN §5 "Results" round-trips through the gateway, and
+-- types_spec.lua — every type of docs/http-api.md "Results" round-trips through the gateway, and
 -- parameters come in from JSON bodies (by name and by position), query strings and route paths.
 local here = debug.getinfo(1, "S").source:match("^@(.*/)") or "./"
 package.path = here .. "?.lua;" .. package.path

@@ -1,5 +1,4 @@
--- stub_sluice.lua — a stand-in for the `sluice` global that the gateway gives scripts (DESIGN.md
--- §4). It records every definition so that specs can load the example service's scripts
+-- stub_sluice.lua — a stand-in for the `sluice` global that the gateway gives scripts (docs/lua-api.md). It records every definition so that specs can load the example service's scripts
 -- without the gateway and check what they define. Also: the :name placeholders of an SQL text.
 local M = {}
 

@@ -15,57 +15,32 @@
 #include "log.h"
 #include "util.h"
 
-static const char *const env_vars[] = {
-    "SLUICE_LISTEN",
-    "SLUICE_WORKERS",
-    "SLUICE_ADMIN_TOKEN",
-    "SLUICE_LOG_LEVEL",
-    "SLUICE_LOG_FORMAT",
-    "SLUICE_MAX_BODY_BYTES",
-    "SLUICE_REQUEST_TIMEOUT",
-    "SLUICE_SHUTDOWN_TIMEOUT",
-    "DATABASE_URL",
-    "SLUICE_POOL_SIZE",
-    "SLUICE_MAX_OVERFLOW",
-    "SLUICE_POOL_TIMEOUT",
-    "SLUICE_POOL_RECYCLE",
-    "SLUICE_ECHO",
-    "SLUICE_PREPARED_STATEMENT_CACHE_SIZE",
-    "SLUICE_STATEMENT_TIMEOUT_MS",
-    "SLUICE_TOKENS",
-    "SLUICE_JWT_SECRET",
-    "SLUICE_JWT_AUDIENCE",
-    "SLUICE_JWT_ISSUER",
-    "SLUICE_JWT_MAX_AGE",
-    "SLUICE_PROTECT_METRICS",
-    "SLUICE_MAX_URL_BYTES",
-    "SLUICE_MAX_PARAMS",
-    "SLUICE_MAX_ROWS",
-    "SLUICE_MAX_INFLIGHT",
-    "SLUICE_MAX_HEADER_BYTES",
-    "SLUICE_MAX_HEADERS",
-    "SLUICE_CLIENT_TIMEOUT",
-    "SLUICE_HTTP2",
-    "SLUICE_TLS_CERT",
-    "SLUICE_TLS_KEY",
-    "SLUICE_MAX_RESPONSE_BYTES",
-};
-#define NVARS (sizeof env_vars / sizeof env_vars[0])
+/* Every override variable, as config.c lists them. */
+#define config_env_var(i) config_env_var(i)
+#define NVARS             env_var_count()
+
+static size_t env_var_count(void)
+{
+    size_t n = 0;
+    while (config_env_var(n) != NULL) n++;
+    return n;
+}
 
 static char tmpdir[64];
-static char *saved_env[NVARS];
+static char *saved_env[64]; /* more than there are overrides */
 static int file_seq;
 
 static void clear_env(void)
 {
-    for (size_t i = 0; i < NVARS; i++) unsetenv(env_vars[i]);
+    for (size_t i = 0; i < NVARS; i++) unsetenv(config_env_var(i));
 }
 
 /* The overrides this process inherited are put back when the group ends. */
 static int group_setup(void **state)
 {
+    assert_true(NVARS <= 64);
     for (size_t i = 0; i < NVARS; i++) {
-        const char *v = getenv(env_vars[i]);
+        const char *v = getenv(config_env_var(i));
         saved_env[i] = v ? xstrdup(v) : NULL;
     }
     strcpy(tmpdir, "/tmp/sluice_test_config_XXXXXX");
@@ -76,9 +51,9 @@ static int group_teardown(void **state)
 {
     for (size_t i = 0; i < NVARS; i++) {
         if (saved_env[i])
-            setenv(env_vars[i], saved_env[i], 1);
+            setenv(config_env_var(i), saved_env[i], 1);
         else
-            unsetenv(env_vars[i]);
+            unsetenv(config_env_var(i));
         free(saved_env[i]);
     }
     char cmd[128];
@@ -327,7 +302,7 @@ static void test_env_overrides(void **state)
 
 static void test_env_empty_is_unset(void **state)
 {
-    for (size_t i = 0; i < NVARS; i++) setenv(env_vars[i], "", 1);
+    for (size_t i = 0; i < NVARS; i++) setenv(config_env_var(i), "", 1);
     struct config c;
     load_ok("return { workers = 2, pools = { replica = {} } }\n", &c);
     assert_int_equal(c.workers, 2);

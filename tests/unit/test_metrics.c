@@ -17,8 +17,8 @@
 #include <unistd.h>
 
 #include "endpoint.h"
-#include "log.h"
 #include "fakeserver.h"
+#include "log.h"
 #include "metrics.h"
 #include "server.h"
 #include "util.h"
@@ -272,9 +272,9 @@ static void test_render_sums_workers(void **state)
     w1->pools[0].conn_lost = 1;
     histogram_observe(&w0->pools[0].acquire, 0.0001);
     histogram_observe(&w1->pools[0].acquire, 0.2);
-    metrics_http_status(w0, 200);
-    metrics_http_status(w1, 200);
-    metrics_http_status(w1, 409);
+    worker_count_response(w0, 200);
+    worker_count_response(w1, 200);
+    worker_count_response(w1, 409);
 
     struct buf b = BUF_INIT;
     metrics_render(&f->srv, &b);

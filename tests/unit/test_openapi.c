@@ -226,14 +226,14 @@ static void test_paths_and_ids(void **state)
 
 static void test_description_handover(void **state)
 {
-    assert_null(openapi_description());
+    assert_null(describe_current());
     struct describe_result *d1 = xcalloc(1, sizeof *d1), *d2 = xcalloc(1, sizeof *d2);
-    openapi_set_description(d1);
-    assert_ptr_equal(openapi_description(), d1);
-    openapi_set_description(d2); /* d1 stays allocated until openapi_shutdown */
-    assert_ptr_equal(openapi_description(), d2);
-    openapi_shutdown();
-    assert_null(openapi_description());
+    describe_set_current(d1);
+    assert_ptr_equal(describe_current(), d1);
+    describe_set_current(d2); /* d1 stays allocated until openapi_shutdown */
+    assert_ptr_equal(describe_current(), d2);
+    describe_forget_all();
+    assert_null(describe_current());
 }
 
 int main(void)

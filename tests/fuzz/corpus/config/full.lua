@@ -1,4 +1,4 @@
--- sluice.lua — configuration of the example forex service (DESIGN.md §3).
+-- sluice.lua — configuration of the example forex service (docs/configuration.md).
 -- A Lua file that returns a table. Every key has a default; the environment variable named
 -- beside a key overrides it. Relative paths resolve against the current directory.
 return {

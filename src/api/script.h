@@ -1,5 +1,5 @@
 /* script.h — a LuaJIT state that runs the operator's scripts and collects their definitions
- * through the `sluice` global (DESIGN §4). */
+ * through the `sluice` global (docs/lua-api.md). */
 #ifndef SLUICE_SCRIPT_H
 #define SLUICE_SCRIPT_H
 

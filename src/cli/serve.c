@@ -1,6 +1,6 @@
-/* server.c — the gateway process: listeners, one event loop per worker thread, signals, and a
+/* serve.c — the gateway process: listeners, one event loop per worker thread, signals, and a
  * graceful stop that drains in-flight requests up to shutdown_timeout. */
-#include "server.h"
+#include "serve.h"
 
 #include <arpa/inet.h>
 #include <errno.h>
@@ -16,17 +16,17 @@
 #include <sys/un.h>
 #include <unistd.h>
 
-#include "errorfilter.h"
-#include "http.h"
-#include "log.h"
 #include "cancel.h"
 #include "describe.h"
+#include "errorfilter.h"
 #include "h2reset.h"
-#include "openapi.h"
+#include "log.h"
 #include "policy.h"
 #include "probe.h"
 #include "route.h"
+#include "router.h"
 #include "script.h"
+#include "server.h"
 #include "tls.h"
 #include "util.h"
 
@@ -215,7 +215,7 @@ static void reload(struct worker *w)
         free(next);
         return;
     }
-    describe_apply(openapi_description(), next); /* described by the main thread on SIGHUP */
+    describe_apply(describe_current(), next); /* described by the main thread on SIGHUP */
     adopt_tls(w);
     struct registry *old = w->reg;
     old->retired_ms = now_ms();
@@ -317,6 +317,28 @@ static void worker_dispose(struct worker *w)
     h2reset_free(w);
 }
 
+/* Loads cfg's scripts into a registry of its own and describes it (describe_all), for a reload:
+ * the main thread calls it on SIGHUP before the workers reload. Returns a malloc'd result (free
+ * it with describe_free and free, or hand it to describe_set_current); err is "" when
+ * everything was described, else names the first failure. Returns NULL, with err, when the
+ * scripts do not load. */
+static struct describe_result *describe_scripts(const struct config *cfg, char *err, size_t errlen)
+{
+    struct registry reg;
+    registry_init(&reg);
+    lua_State *L = script_load(cfg, &reg, err, errlen);
+    if (L == NULL) {
+        registry_free(&reg);
+        return NULL;
+    }
+    script_close(L);
+    struct describe_result *d = xcalloc(1, sizeof *d);
+    err[0] = '\0';
+    describe_all(cfg, &reg, d, err, errlen);
+    registry_free(&reg);
+    return d;
+}
+
 /* --- the process ---------------------------------------------------------------------------- */
 
 /* The running server. Not static: the contexts and loops the workers leave at exit stay reachable
@@ -376,7 +398,7 @@ static void reload_config(struct server *srv)
     __atomic_store_n(&srv->cfg, next, __ATOMIC_RELEASE);
 }
 
-int server_run(struct config *cfg)
+int serve_run(struct config *cfg)
 {
     char err[512];
     struct server *srv = server_instance = xcalloc(1, sizeof *srv);
@@ -414,7 +436,7 @@ int server_run(struct config *cfg)
      * /openapi.json shows them. Without the database the workers learn them on first use. */
     struct describe_result *desc = xcalloc(1, sizeof *desc);
     if (describe_all(cfg, &probe, desc, err, sizeof err) != 0) log_warn("describe: %s", err);
-    openapi_set_description(desc);
+    describe_set_current(desc);
     script_close(L);
     registry_free(&probe);
 
@@ -438,7 +460,7 @@ int server_run(struct config *cfg)
     h2o_hostconf_t *host =
         h2o_config_register_host(&srv->globalconf, h2o_iovec_init(H2O_STRLIT("default")), 65535);
     h2o_pathconf_t *path = h2o_config_register_path(host, "/", 0);
-    h2o_create_handler(path, sizeof(h2o_handler_t))->on_req = http_on_req;
+    h2o_create_handler(path, sizeof(h2o_handler_t))->on_req = router_on_req;
     errorfilter_register(path);
     errorfilter_register(&host->fallback_path);
 
@@ -504,7 +526,7 @@ int server_run(struct config *cfg)
             reload_config(srv);
             /* Types for the reloaded definitions; the workers apply them as they reload. */
             struct describe_result *d = describe_scripts(srv->cfg, err, sizeof err);
-            if (d != NULL) openapi_set_description(d);
+            if (d != NULL) describe_set_current(d);
             if (err[0]) log_warn("describe: %s", err);
             for (int i = 0; i < srv->nworkers; i++) send_control(&srv->workers[i], CONTROL_RELOAD);
             continue;
@@ -523,7 +545,7 @@ int server_run(struct config *cfg)
     }
     free(srv->reloaded);
     srv->cfg = cfg; /* main's, which it frees */
-    openapi_shutdown();
+    describe_forget_all();
     /* The workers' h2o contexts and loops live until exit (idle keep-alive connections still hold
      * timers in them); server_instance keeps them reachable. */
     log_info("stopped");

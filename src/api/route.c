@@ -9,8 +9,8 @@
 #include "breaker.h"
 #include "guard.h"
 #include "log.h"
-#include "worker.h"
 #include "util.h"
+#include "worker.h"
 
 static void push_query(lua_State *L, struct query_def *q)
 {
