@@ -29,8 +29,9 @@
 #   up                  start the nodes that are down, wait until a leader takes writes
 #   haproxy PORT BACKEND_PORT..
 #                       (re)start HAProxy on 127.0.0.1:PORT in front of gateways listening on
-#                       127.0.0.1:BACKEND_PORT, round robin, health check GET /health/ready every
-#                       250 ms (down after 1 failure, up after 2 successes)
+#                       127.0.0.1:BACKEND_PORT, round robin over those whose GET /health/ready
+#                       answers 200 (checked every 250 ms; down after 1 failure, up after 2
+#                       successes), over those whose /health/live does while none is ready
 #   haproxy-stop        stop that HAProxy
 #   run CMD [ARG..]     start, run CMD with the `env` variables exported, always stop; CMD's status
 #
@@ -591,17 +592,26 @@ defaults
     # a refused connection is tried again on the same gateway only: the test shows what the
     # gateways' own drain does (production configs add option redispatch, see the docs)
     retries 1
+    default-server inter 250ms fastinter 250ms downinter 250ms fall 1 rise 2
 
 frontend sluice
     bind 127.0.0.1:$port
-    default_backend gateways
+    # the ready gateways; while none is (every one waits out a database failover), the live ones,
+    # where requests wait for the new primary instead of HAProxy answering 503 at once
+    use_backend ready if { nbsrv(ready) gt 0 }
+    default_backend live
 
-backend gateways
+backend ready
     balance roundrobin
     option httpchk GET /health/ready
     http-check expect status 200
-    default-server inter 250ms fastinter 250ms downinter 250ms fall 1 rise 2
 CFG
+        for b in "$@"; do
+            i=$((i + 1))
+            echo "    server g$i 127.0.0.1:$b check"
+        done
+        printf '\nbackend live\n    balance roundrobin\n    option httpchk GET /health/live\n    http-check expect status 200\n'
+        i=0
         for b in "$@"; do
             i=$((i + 1))
             echo "    server g$i 127.0.0.1:$b check"

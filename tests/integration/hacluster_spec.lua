@@ -2,7 +2,8 @@
 -- nodes with PostgreSQL 15 in synchronous mode, HAProxy): a leader is elected and takes writes
 -- through the multi-host URL, replication is synchronous, a switchover moves the leader, a
 -- killed leader is replaced within ttl + 2 s without losing a committed row, the killed node
--- rejoins, and HAProxy fronts gateways. The figures are printed as TAP comments.
+-- rejoins, and HAProxy fronts gateways; docker/ha-compose.yml, which lays out the same cluster in
+-- containers, is checked as a file. The figures are printed as TAP comments.
 local here = debug.getinfo(1, "S").source:match("^@(.*/)") or "./"
 package.path = here .. "?.lua;" .. package.path
 local H = require "helper"
@@ -124,5 +125,29 @@ describe("HA test cluster", function()
       assert(s == 200, ("request %d with one gateway stopped: %s %s"):format(i, tostring(s), tostring(b)))
     end
     H.hacluster("haproxy-stop")
+  end)
+
+  -- No Docker engine runs in the tests: docker/ha-compose.yml, its Patroni settings and its
+  -- HAProxy config are checked as files (YAML through the system python's yaml module, which
+  -- patroni depends on; the HAProxy config with haproxy -c).
+  it("docker/ha-compose.yml and its Patroni and HAProxy configs are valid", function()
+    local py = os.tmpname()
+    H.writefile(py, [[
+import yaml
+c = yaml.safe_load(open("docker/ha-compose.yml"))
+s = c["services"]
+print(" ".join(sorted(s)))
+print(s["gw1"]["environment"]["DATABASE_URL"])
+p = yaml.safe_load(open("docker/patroni/patroni.yml"))
+d = p["bootstrap"]["dcs"]
+print(d["synchronous_mode"], d["loop_wait"] + 2 * d["retry_timeout"] <= d["ttl"])
+]])
+    local out = H.must("cd " .. H.q(H.root) .. " && /usr/bin/python3 " .. H.q(py))
+    os.remove(py)
+    local services, dburl, checks = out:match("^([^\n]*)\n([^\n]*)\n([^\n]*)")
+    assert.equal("etcd gw1 gw2 haproxy migrate pg1 pg2 pg3", services)
+    assert.equal("postgresql://sluice:sluice@pg1:5432,pg2:5432,pg3:5432/sluice?target_session_attrs=read-write", dburl)
+    assert.equal("True True", checks)
+    H.must("cd " .. H.q(H.root .. "/docker") .. " && haproxy -c -q -f haproxy.cfg")
   end)
 end)
