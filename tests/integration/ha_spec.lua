@@ -1,8 +1,8 @@
 -- ha_spec.lua — the gateway in front of a real HA cluster (scripts/hacluster.sh: etcd, three
 -- Patroni nodes with PostgreSQL 15 in synchronous mode, HAProxy), with the pool's url the
 -- multi-host URL of the three nodes (target_session_attrs=read-write):
---   - a planned switchover under continuous writes and reads: no acknowledged write lost, no
---     answer other than 2xx;
+--   - a planned switchover under continuous writes and reads (to one gateway, and writes through
+--     HAProxy in front of two): no acknowledged write lost, no answer other than 2xx;
 --   - SIGTERM of one of two gateways behind HAProxy under load: no failed request;
 --   - no primary at all for longer than failover_wait_ms: 503 + Retry-After, nothing hangs, and
 --     service resumes once a primary is back;
@@ -113,11 +113,24 @@ describe("gateway over a Patroni cluster", function()
     return missing, present
   end
 
+  -- Waits until HAProxy on hport serves (both gateways up: rise 2 checks, 250 ms apart).
+  local function haproxy_ready(hport)
+    local deadline = H.now() + 5
+    repeat H.sleep(0.1) until H.http("GET", "http://127.0.0.1:" .. hport .. "/health/ready", nil, nil, 1) == 200
+      or H.now() > deadline
+    H.sleep(0.8)
+  end
+
   it("planned switchover under writes and reads: no acknowledged write lost, every answer 2xx", function()
     H.hacluster("wait-healthy")
-    local gw = gateway()
+    local gw, g2 = gateway(), gateway()
+    -- a second writer goes through HAProxy in front of both gateways
+    local hport = H.free_port()
+    H.hacluster(("haproxy %d %d %d"):format(hport, gw.port, g2.port))
+    haproxy_ready(hport)
     local w = H.start_load("write", gw:url("/query/ha_put"), { run = "switchover" })
     local r = H.start_load("read", gw:url("/query/ha_read?run=switchover"))
+    local lb = H.start_load("write", "http://127.0.0.1:" .. hport .. "/query/ha_put", { run = "switchover-lb" })
     -- what a load balancer checking readiness sees meanwhile (reported, not asserted)
     local ready = H.start_load("read", gw:url("/health/ready"), { pause_ms = 20 })
     H.sleep(1.5)
@@ -125,12 +138,12 @@ describe("gateway over a Patroni cluster", function()
     local out = H.hacluster("switchover")
     local t_done = H.now()
     H.sleep(2)
-    w:stop()
-    r:stop()
-    ready:stop()
+    for _, l in ipairs({ w, r, lb, ready }) do l:stop() end
+    H.hacluster("haproxy-stop")
 
-    local ws, rs = summarize(w:results()), summarize(r:results())
+    local ws, rs, ls = summarize(w:results()), summarize(r:results()), summarize(lb:results())
     local missing, present = lost("switchover", ws.acked)
+    local lb_missing = lost("switchover-lb", ls.acked)
     local failed_committed = 0
     for _, x in ipairs(ws.failed) do if present[x.n] then failed_committed = failed_committed + 1 end end
     for _, x in ipairs(ws.unknown) do if present[x.n] then failed_committed = failed_committed + 1 end end
@@ -157,6 +170,8 @@ describe("gateway over a Patroni cluster", function()
       ws.stall * 1000, rs.stall * 1000, math.max(ws.slowest, rs.slowest) * 1000, #missing, failed_committed)
     H.figure("switchover under load: GET /health/ready was not 200 for %d ms in all (longest run %d ms)",
       not_ready * 1000, longest * 1000)
+    H.figure("switchover under load, writes through HAProxy: %d (2xx %d, failed %d), longest stall %d ms, acknowledged writes lost %d",
+      ls.total, ls.ok, #ls.failed + #ls.unknown, ls.stall * 1000, #lb_missing)
 
     assert(#missing == 0, ("%d acknowledged writes are missing on the new primary: %s"):format(#missing,
       table.concat(missing, ", ", 1, math.min(#missing, 20))))
@@ -165,6 +180,9 @@ describe("gateway over a Patroni cluster", function()
     assert(#rs.failed + #rs.unknown == 0, ("%d of %d reads were not answered 2xx: %s"):format(#rs.failed + #rs.unknown,
       rs.total, describe_failures(#rs.failed > 0 and rs.failed or rs.unknown, t_sw)))
     assert(ws.ok > 0 and after > 0, ("the writer made no progress (%d 2xx, %d after the switchover)"):format(ws.ok, after))
+    assert(#lb_missing == 0, ("%d acknowledged writes through HAProxy are missing"):format(#lb_missing))
+    assert(#ls.failed + #ls.unknown == 0, ("%d of %d writes through HAProxy were not answered 2xx: %s"):format(
+      #ls.failed + #ls.unknown, ls.total, describe_failures(#ls.failed > 0 and ls.failed or ls.unknown, t_sw)))
     assert.is_true(gw:alive())
   end)
 
@@ -175,10 +193,7 @@ describe("gateway over a Patroni cluster", function()
     local hport = H.free_port()
     H.hacluster(("haproxy %d %d %d"):format(hport, g1.port, g2.port))
     local base = "http://127.0.0.1:" .. hport
-    -- both gateways in service (HAProxy: rise 2 checks, 250 ms apart)
-    local deadline = H.now() + 5
-    repeat H.sleep(0.1) until H.http("GET", base .. "/health/ready", nil, nil, 1) == 200 or H.now() > deadline
-    H.sleep(0.8)
+    haproxy_ready(hport)
     local loads = {
       H.start_load("write", base .. "/query/ha_put", { run = "term1", pause_ms = 1 }),
       H.start_load("write", base .. "/query/ha_put", { run = "term2", pause_ms = 1 }),
