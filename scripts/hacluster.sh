@@ -388,6 +388,7 @@ start_watcher() {
     [ -n "$owner" ] || return 0
     kill -0 "$owner" 2>/dev/null || die "HACLUSTER_OWNER $owner is not running"
     # $2 (the directory) is in the watcher's command line, so `ours` recognises it.
+    # shellcheck disable=SC2016 # expanded by the watcher's own shell
     nohup bash -c '
         owner=$1 dir=$2 self=$3 id=$4
         while kill -0 "$owner" 2>/dev/null && [ "$(cat "$dir/id" 2>/dev/null)" = "$id" ]; do sleep 1; done
@@ -405,7 +406,10 @@ cmd_start() {
     t0=$(now)
     mkdir -p "$D/pids"
     echo "$$-$RANDOM$RANDOM" >"$D/id"
-    # A start that fails or is interrupted stops what it started.
+    # A start that fails or is interrupted stops what it started; the caller's traps (run's)
+    # come back afterwards.
+    local saved
+    saved=$(trap -p EXIT INT TERM)
     trap 'rc=$?; trap - EXIT; if [ $rc -ne 0 ]; then echo "hacluster: start failed, stopping" >&2; cmd_stop; fi; exit $rc' EXIT
     trap 'exit 130' INT
     trap 'exit 143' TERM
@@ -428,6 +432,7 @@ cmd_start() {
         die "the standbys did not stream, one synchronously, within ${TIMEOUT}s (pg_stat_replication: $(replication_counts))"
     fi
     trap - EXIT INT TERM
+    eval "$saved"
     echo "$PRIMARY_URL"
     say "started in $(since "$t0") s: leader $leader on 127.0.0.1:$port, 2 standbys streaming, 1 synchronous"
 }
