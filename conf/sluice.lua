@@ -14,6 +14,8 @@ return {
   pools = {
     primary = {
       -- DATABASE_URL; the default is the development database of `make run` (scripts/localdb.sh).
+      -- Several hosts follow the primary through a failover (docs/high-availability.md):
+      -- "postgresql://app@db1:5432,db2:5432/app?target_session_attrs=read-write"
       url = os.getenv("DATABASE_URL") or "postgresql://postgres@127.0.0.1:55433/sluice",
       pool_size = "auto",               -- SLUICE_POOL_SIZE; auto = 2 * CPU count + 1, shared out over the workers
       max_overflow = 20,                -- SLUICE_MAX_OVERFLOW; extra connections under burst
@@ -23,6 +25,7 @@ return {
       echo = false,                     -- SLUICE_ECHO; log every statement
       prepared_statement_cache_size = 256,  -- SLUICE_PREPARED_STATEMENT_CACHE_SIZE; per connection
       statement_timeout_ms = 30000,     -- SLUICE_STATEMENT_TIMEOUT_MS; a query's own timeout_ms wins
+      failover_wait_ms = 10000,         -- SLUICE_FAILOVER_WAIT_MS; how long requests wait for a usable server
     },
     -- A streaming replica takes the readonly queries (see sluice.route in lua/policy.lua):
     -- replica = { url = os.getenv("REPLICA_URL"), optional = true },

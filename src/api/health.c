@@ -1,5 +1,6 @@
-/* health.c — /health (per pool state summed over the workers), /health/live, /health/ready.
- * Other workers' pools are read without locks: the figures are a snapshot, never used to decide. */
+/* health.c — /health (per pool state summed over the workers, with the server each pool is on
+ * and, for a URL with several hosts, each host), /health/live, /health/ready. Other workers'
+ * pools are read without locks: the figures are a snapshot, never used to decide. */
 #include "health.h"
 
 #include <string.h>
@@ -12,11 +13,20 @@
 
 #define PEEK(x) __atomic_load_n(&(x), __ATOMIC_RELAXED)
 
+/* What /health shows of one host of a pool, summed over the workers. */
+struct host_view {
+    int connections;
+    bool reached, failed; /* some worker's last connect reached it / failed */
+};
+
 struct pool_view {
     int size, open, in_use, waiting;
     bool healthy;
     const char *breaker;
     const char *last_error;
+    const struct pool *any; /* a worker's share, for what the workers share (hosts, roles) */
+    int nhosts;
+    struct host_view hosts[PGHOSTS_MAX];
 };
 
 static void view_pool(struct server *srv, int idx, struct pool_view *v)
@@ -25,15 +35,71 @@ static void view_pool(struct server *srv, int idx, struct pool_view *v)
     v->size = srv->cfg->pools[idx].pool_size;
     v->breaker = breaker_state_name(breaker_state(&srv->breakers[idx]));
     for (int i = 0; i < srv->nworkers; i++) {
-        struct pool *p = &srv->workers[i].pools[idx];
+        struct pool *pools = __atomic_load_n(&srv->workers[i].pools, __ATOMIC_ACQUIRE);
+        if (pools == NULL || PEEK(pools[idx].shared) == NULL) continue; /* that worker is still starting */
+        struct pool *p = &pools[idx];
         int busy = pool_count(p, PGCONN_PIPELINE) + pool_count(p, PGCONN_LEASED);
         v->open += pool_count(p, PGCONN_IDLE) + busy;
         v->in_use += busy;
         v->waiting += PEEK(p->qlen);
-        if (PEEK(p->connect_failures) == 0 || pool_count(p, PGCONN_IDLE) + busy > 0) v->healthy = true;
+        if (PEEK(p->down_since_us) == 0 || pool_count(p, PGCONN_IDLE) + busy > 0) v->healthy = true;
         if (p->last_error[0]) v->last_error = p->last_error;
+        v->any = p;
+        v->nhosts = pool_nhosts(p);
+        for (int h = 0; h < v->nhosts; h++) {
+            v->hosts[h].connections += PEEK(p->hosts[h].conns);
+            int last = PEEK(p->hosts[h].last_result);
+            v->hosts[h].reached |= last > 0;
+            v->hosts[h].failed |= last < 0;
+        }
     }
     if (breaker_state(&srv->breakers[idx]) == BREAKER_OPEN) v->healthy = false;
+}
+
+/* A host's role as shown: what a connection last saw, while the host is reachable. */
+static const char *shown_role(const struct pool_view *v, int h)
+{
+    const struct host_view *hv = &v->hosts[h];
+    if (hv->connections == 0 && (hv->failed || !hv->reached)) return NULL;
+    enum pg_role r = pool_host_role(v->any, h);
+    return r == PG_ROLE_UNKNOWN ? NULL : pg_role_name(r);
+}
+
+static void put_opt_string(struct buf *b, const char *s)
+{
+    if (s == NULL)
+        buf_puts(b, "null");
+    else
+        jsonw_string(b, s, strlen(s));
+}
+
+/* ,"target":..,"host":..,"role":.. and, for several hosts, ,"hosts":[{..},..] */
+static void put_servers(struct buf *b, const struct pool_view *v)
+{
+    if (v->any == NULL) return;
+    const struct pg_hosts *hosts = &v->any->shared->hosts;
+    int top = -1;
+    for (int h = 0; h < v->nhosts; h++)
+        if (v->hosts[h].connections > 0 && (top < 0 || v->hosts[h].connections > v->hosts[top].connections))
+            top = h;
+    buf_printf(b, ",\"target\":\"%s\",\"host\":", pg_target_name(hosts->target));
+    put_opt_string(b, top >= 0 ? hosts->h[top].name : NULL);
+    buf_puts(b, ",\"role\":");
+    put_opt_string(b, top >= 0 ? shown_role(v, top) : NULL);
+    if (v->nhosts < 2) return;
+    buf_puts(b, ",\"hosts\":[");
+    for (int h = 0; h < v->nhosts; h++) {
+        const struct host_view *hv = &v->hosts[h];
+        buf_puts(b, h ? ",{\"host\":" : "{\"host\":");
+        jsonw_string(b, hosts->h[h].name, strlen(hosts->h[h].name));
+        const char *status = hv->connections > 0 || (hv->reached && !hv->failed) ? "up"
+                             : hv->failed                                        ? "down"
+                                                                                 : "unknown";
+        buf_printf(b, ",\"status\":\"%s\",\"role\":", status);
+        put_opt_string(b, shown_role(v, h));
+        buf_printf(b, ",\"connections\":%d}", hv->connections);
+    }
+    buf_putc(b, ']');
 }
 
 static int send_health(struct worker *w, h2o_req_t *req)
@@ -61,6 +127,7 @@ static int send_health(struct worker *w, h2o_req_t *req)
             buf_puts(&pools, ",\"replication_lag_seconds\":null");
         else
             buf_printf(&pools, ",\"replication_lag_seconds\":%.3f", lag);
+        put_servers(&pools, &v);
         if (!v.healthy && v.last_error) {
             buf_puts(&pools, ",\"last_error\":");
             jsonw_string(&pools, v.last_error, strlen(v.last_error));

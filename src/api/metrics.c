@@ -540,8 +540,8 @@ void metrics_histogram(struct buf *b, const char *name, const char *labels, cons
 
 struct pool_totals {
     int size, busy, open, connecting, waiting, stmts;
-    uint64_t deadlocks, conn_errors;
-    struct histogram acquire, txn_time;
+    uint64_t deadlocks, conn_errors, role_changes;
+    struct histogram acquire, txn_time, failover_wait;
     uint64_t txn_outcomes[3];
 };
 
@@ -569,6 +569,10 @@ static void sum_pools(struct server *srv, struct pool_totals *pt, int npools)
             pt[i].conn_errors += PEEK(p->connect_errors) + PEEK(p->conn_lost);
             histogram_add(&pt[i].acquire, &p->acquire);
             histogram_add(&pt[i].txn_time, &p->txn_time);
+            histogram_add(&pt[i].failover_wait, &p->failover_wait);
+            /* shared by the workers: counted once, read from any of them */
+            const struct pool_shared *sh = PEEK(p->shared);
+            if (sh != NULL) pt[i].role_changes = PEEK(sh->role_changes);
             for (int o = 0; o < 3; o++) pt[i].txn_outcomes[o] += PEEK(p->txn_outcomes[o]);
         }
     }
@@ -832,6 +836,18 @@ void metrics_render(struct server *srv, struct buf *b)
     for (int i = 0; i < npools; i++)
         metrics_sample(b, "sluice_pool_waiting", labels(&lb, "pool", cfg->pools[i].name, NULL, NULL),
                        pt[i].waiting);
+    metrics_family(b, "sluice_pool_role_changes_total", "counter",
+                   "Servers of the pool seen in a new role (promoted or demoted), or its primary found on "
+                   "another host.");
+    for (int i = 0; i < npools; i++)
+        metrics_sample_u64(b, "sluice_pool_role_changes_total",
+                           labels(&lb, "pool", cfg->pools[i].name, NULL, NULL), pt[i].role_changes);
+    metrics_family(b, "sluice_failover_wait_seconds", "histogram",
+                   "Time requests of the pool waited for a usable server (only those that had to: none was "
+                   "up or of the right role).");
+    for (int i = 0; i < npools; i++)
+        metrics_histogram(b, "sluice_failover_wait_seconds",
+                          labels(&lb, "pool", cfg->pools[i].name, NULL, NULL), &pt[i].failover_wait);
 
     /* the process */
     metrics_family(b, "sluice_http_requests_total", "counter", "HTTP responses sent, by status code.");

@@ -99,6 +99,7 @@ static const struct field pool_fields[] = {
     {POOL(statement_timeout_ms), K_COUNT},
     {POOL(pipeline_depth), K_POSITIVE},
     {POOL(max_queue), K_COUNT},
+    {POOL(failover_wait_ms), K_COUNT},
     {POOL(optional), K_BOOL},
 };
 
@@ -143,6 +144,7 @@ static const struct {
     {"SLUICE_ECHO", S_PRIMARY, "echo"},
     {"SLUICE_PREPARED_STATEMENT_CACHE_SIZE", S_PRIMARY, "prepared_statement_cache_size"},
     {"SLUICE_STATEMENT_TIMEOUT_MS", S_PRIMARY, "statement_timeout_ms"},
+    {"SLUICE_FAILOVER_WAIT_MS", S_PRIMARY, "failover_wait_ms"},
 };
 
 const char *config_env_var(size_t i)
@@ -453,6 +455,7 @@ static void pool_defaults(struct pool_config *p, const char *name)
     p->statement_timeout_ms = 30000;
     p->pipeline_depth = 16;
     p->max_queue = 1024;
+    p->failover_wait_ms = 10000;
     p->optional = false;
 }
 

@@ -24,6 +24,7 @@ struct pool_config {
     int statement_timeout_ms;          /* default 30000; 0 = none */
     int pipeline_depth;                /* queries in flight per connection, default 16, >= 1 */
     int max_queue;                     /* requests waiting for this pool (per worker share), default 1024 */
+    int failover_wait_ms;              /* how long work waits for a usable server, default 10000; 0 = none */
     bool optional;                     /* default false: /health/ready ignores an optional pool */
 };
 

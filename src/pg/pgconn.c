@@ -68,13 +68,21 @@ static void on_connect_timeout(h2o_timeout_entry_t *entry)
 }
 
 struct pgconn *pgconn_connect(h2o_loop_t *loop, const struct pool_config *cfg, h2o_timeout_t *connect_timeout,
+                              const char *const *over_keys, const char *const *over_vals,
                               const struct pgconn_events *events, void *arg, char *errbuf, size_t errlen)
 {
     char opts[96];
     snprintf(opts, sizeof opts, "-c statement_timeout=%d -c DateStyle=ISO,YMD", cfg->statement_timeout_ms);
-    /* The URL comes last so that what it says wins over these defaults. */
-    const char *keys[] = {"application_name", "client_encoding", "options", "dbname", NULL};
-    const char *vals[] = {"sluice", "UTF8", opts, cfg->url, NULL};
+    /* The URL comes after these defaults so that what it says wins over them, and the overrides
+     * (one host of the URL's list) after the URL: libpq keeps the last value of a key. */
+    const char *keys[16] = {"application_name", "client_encoding", "options", "dbname"};
+    const char *vals[16] = {"sluice", "UTF8", opts, cfg->url};
+    int n = 4;
+    for (int i = 0; over_keys != NULL && over_keys[i] != NULL && n < 15; i++, n++) {
+        keys[n] = over_keys[i];
+        vals[n] = over_vals[i];
+    }
+    keys[n] = vals[n] = NULL;
     /* libpq's text of a string it cannot use may quote it, password included: never shown */
     bool usable = conninfo_usable(cfg->url);
     PGconn *pg = usable ? PQconnectStartParams(keys, vals, 1) : NULL;
@@ -90,6 +98,7 @@ struct pgconn *pgconn_connect(h2o_loop_t *loop, const struct pool_config *cfg, h
     c->loop = loop;
     c->pg = pg;
     c->state = PGCONN_CONNECTING;
+    c->host = -1;
     c->session_timeout_ms = cfg->statement_timeout_ms;
     c->seg_cap = (unsigned)cfg->pipeline_depth + 1;
     c->segs = xcalloc(c->seg_cap, sizeof *c->segs);
@@ -140,6 +149,7 @@ static void connect_step(struct pgconn *c)
             return;
         }
         h2o_socket_read_start(c->sock, on_io); /* kept on for good: level-triggered */
+        c->checked_ms = now_ms();
         set_state(c, PGCONN_IDLE, NULL);
         return;
     default:
@@ -151,6 +161,7 @@ static void connect_step(struct pgconn *c)
 
 bool pgconn_has_room(const struct pgconn *c, uint64_t now_us)
 {
+    if (c->retiring) return false;
     if (c->state == PGCONN_IDLE) return true;
     if (c->state != PGCONN_PIPELINE) return false;
     if (c->nsegs + 1 >= c->seg_cap || c->njobs >= c->cfg->pipeline_depth) return false;
@@ -267,6 +278,21 @@ struct pgjob *pgconn_job_at(const struct pgconn *c, unsigned i)
     return c->segs[(c->seg_head + i) % c->seg_cap].job;
 }
 
+bool pgconn_executed_at(const struct pgconn *c, unsigned i)
+{
+    const struct pgseg *s = &c->segs[(c->seg_head + i) % c->seg_cap];
+    return memchr(s->cmds, CMD_EXECUTE, s->ncmds) != NULL;
+}
+
+void pgconn_ping(struct pgconn *c)
+{
+    if (c->state != PGCONN_IDLE || c->nsegs > 0) return;
+    push_seg(c, NULL);
+    /* A failure here means the connection is broken: the read watcher reports it (level-triggered),
+     * so the caller never loses c under its feet. */
+    if (PQpipelineSync(c->pg)) flush(c);
+}
+
 static void take_error(struct pgjob *job, PGresult *r)
 {
     if (job->result == NULL || job->status != PGJOB_DB_ERROR) {
@@ -319,6 +345,12 @@ static void on_segment_done(struct pgconn *c)
 {
     struct pgseg *s = &c->segs[c->seg_head];
     struct pgjob *job = s->job;
+    c->checked_ms = now_ms();
+    if (job == NULL) { /* a ping: on_room follows, where the holder reads what the server said */
+        c->seg_head = (c->seg_head + 1) % c->seg_cap;
+        c->nsegs--;
+        return;
+    }
     bool executed = memchr(s->cmds, CMD_EXECUTE, s->ncmds) != NULL;
     /* A segment runs as one implicit transaction: when anything in it failed, its SET of
      * statement_timeout was rolled back with it. */
@@ -353,7 +385,7 @@ static void on_segment_done(struct pgconn *c)
         snprintf(job->errmsg, sizeof job->errmsg, "the statement did not run");
     }
     job->conn = NULL;
-    c->events->on_job_done(c->events_arg, job);
+    c->events->on_job_done(c->events_arg, c, job);
 }
 
 static void read_results(struct pgconn *c)

@@ -31,11 +31,12 @@ struct pgconn_events {
     void (*on_state)(void *arg, struct pgconn *c, enum pgconn_state from, const char *why);
     /* Input was processed: c may take more work, or has finished what it had. */
     void (*on_room)(void *arg, struct pgconn *c);
-    /* A pipelined job finished (job->status and job->result are set). */
-    void (*on_job_done)(void *arg, struct pgjob *job);
+    /* A pipelined job of c finished (job->status and job->result are set; job->conn is NULL). */
+    void (*on_job_done)(void *arg, struct pgconn *c, struct pgjob *job);
 };
 
-/* One pipeline segment: the commands sent for one job, ended by a Sync. */
+/* One pipeline segment: the commands sent for one job, ended by a Sync. A segment without a job
+ * is a lone Sync (pgconn_ping). */
 enum { SEG_MAX_CMDS = 5 };
 enum seg_cmd { CMD_DEALLOCATE, CMD_PREPARE, CMD_DESCRIBE, CMD_SET, CMD_EXECUTE };
 struct pgseg {
@@ -72,8 +73,16 @@ struct pgconn {
     int session_timeout_ms; /* statement_timeout now in force, -1 unknown */
     uint64_t created_ms, expires_ms, idle_since_ms;
     h2o_timeout_entry_t connect_entry;
-    int stmts_counted; /* the holder's: stmts.count as last added to its gauge */
-    bool closing;      /* lost() runs: a nested close (an owner discarding c) is a no-op */
+    int stmts_counted;   /* the holder's: stmts.count as last added to its gauge */
+    bool closing;        /* lost() runs: a nested close (an owner discarding c) is a no-op */
+    uint64_t checked_ms; /* when the server last reported its state (a ReadyForQuery) */
+    /* The holder's, for following the server's role (pool.c): */
+    int host;          /* index of the host connected to (pghosts.h), -1 while unknown */
+    int role;          /* enum pg_role last seen on this connection */
+    bool host_counted; /* counted in the holder's connections of that host */
+    bool retiring;     /* takes no new work; closed once idle (its server changed role) */
+    bool fallback;     /* a primary serving a prefer-standby pool while no standby is up */
+    bool trial;        /* opened beyond the pool's size to see whether a host is back */
     /* PGCONN_LEASED only: */
     struct pgconn_owner *owner;
     bool copying;        /* COPY IN runs: results come only after pgconn_end_copy */
@@ -81,18 +90,30 @@ struct pgconn {
     bool paused;         /* results wait in libpq (the socket is not read) until resumed */
 };
 
-/* Starts connecting with cfg's url and settings (cfg must outlive c). Returns the connection
- * (CONNECTING) or NULL when libpq refused at once (errbuf says why); the outcome is reported
- * through events. connect_timeout bounds the whole connect. */
+/* Starts connecting with cfg's url and settings (cfg must outlive c). over_keys/over_vals
+ * (NULL-terminated, or NULL) are libpq parameters that override the URL's (one host of a
+ * multi-host URL); they are read during the call only. Returns the connection (CONNECTING) or
+ * NULL when libpq refused at once (errbuf says why); the outcome is reported through events.
+ * connect_timeout bounds the whole connect. */
 struct pgconn *pgconn_connect(h2o_loop_t *loop, const struct pool_config *cfg, h2o_timeout_t *connect_timeout,
+                              const char *const *over_keys, const char *const *over_vals,
                               const struct pgconn_events *events, void *arg, char *errbuf, size_t errlen);
 /* Sends job's commands (c is IDLE or PIPELINE, and becomes PIPELINE). The outcome comes back
  * through events->on_job_done; a failure to send closes c. */
 void pgconn_start(struct pgconn *c, struct pgjob *job);
-/* The job of the i-th in-flight segment, oldest first (i < c->nsegs). */
+/* The job of the i-th in-flight segment, oldest first (i < c->nsegs); NULL for a ping. */
 struct pgjob *pgconn_job_at(const struct pgconn *c, unsigned i);
-/* True when another job may be pipelined now. */
+/* True when the i-th in-flight segment's Execute was handed to libpq: the server may have run
+ * the statement (and committed it) even though no result came back. */
+bool pgconn_executed_at(const struct pgconn *c, unsigned i);
+/* True when another job may be pipelined now (never on a retiring connection). */
 bool pgconn_has_room(const struct pgconn *c, uint64_t now_us);
+/* Sends a lone Sync on an IDLE connection with nothing in flight (else does nothing): the
+ * server answers with ReadyForQuery, preceded by any reported parameter that changed (such as
+ * in_hot_standby after a promotion), so an idle connection learns its server's role. The
+ * answer updates checked_ms and is followed by on_room; c stays IDLE meanwhile. Never closes c
+ * itself: a broken connection is reported from the loop. */
+void pgconn_ping(struct pgconn *c);
 /* Closes the connection; in-flight jobs are handed back with pool_conn_failed semantics. */
 void pgconn_close(struct pgconn *c);
 

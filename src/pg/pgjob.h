@@ -21,14 +21,16 @@ struct pool_wait {
     struct pool *pool;
     h2o_timeout_entry_t entry;
     uint64_t queued_us;
-    bool whole; /* a lease (struct pool_lease) rather than a job */
+    uint64_t failover_since_us; /* waiting for a usable server since then (failover_wait_ms); 0 = not */
+    bool whole;                 /* a lease (struct pool_lease) rather than a job */
 };
 
 enum pgjob_status {
     PGJOB_OK,          /* result holds the statement's result */
     PGJOB_DB_ERROR,    /* result holds the server's error (PQresultErrorField works) */
     PGJOB_BIND_ERROR,  /* a parameter did not convert; errmsg says why */
-    PGJOB_UNAVAILABLE, /* no connection within pool_timeout, queue full, or the database is down */
+    PGJOB_UNAVAILABLE, /* no connection within pool_timeout, queue full, no usable server within
+                          failover_wait_ms, the connection lost, or the server read-only */
 };
 
 /* Allocated by pgjob_new, owned by the pool from pool_submit until on_done, which runs exactly
@@ -48,9 +50,11 @@ struct pgjob {
     uint64_t deadline_us; /* 0 = none: retries never go past it */
     int attempts;         /* sends so far; readonly jobs are resent once after a lost connection */
     bool replan;          /* the server dropped or invalidated the statement: prepare afresh */
-    bool in_doubt;        /* UNAVAILABLE after the statement was sent: a write may have committed */
     int timeout_ms;       /* statement_timeout for this job */
     enum pgjob_status status;
+    /* With PGJOB_UNAVAILABLE: the connection was lost after the statement was sent, so the server
+     * may or may not have run (and committed) it. Such a job is never sent again. */
+    bool in_doubt;
     PGresult *result; /* owned by the job; pgjob_free clears it */
     char errmsg[200];
     uint64_t sent_us;

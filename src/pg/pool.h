@@ -1,5 +1,6 @@
 /* pool.h — one named pool's share on one worker: resident and overflow connections, the FIFO of
- * jobs waiting for a connection, reconnect with backoff, recycle and idle reaping. */
+ * jobs waiting for a connection, reconnect with backoff, recycle and idle reaping; the hosts of a
+ * multi-host URL, the role of each server, and the wait for a usable server during a failover. */
 #ifndef SLUICE_POOL_H
 #define SLUICE_POOL_H
 
@@ -13,6 +14,7 @@
 #include "config.h"
 #include "histogram.h"
 #include "pgconn.h"
+#include "pghosts.h"
 #include "pgjob.h"
 #include "retry.h"
 
@@ -26,6 +28,26 @@ struct pool_lease {
     struct pool_wait wait; /* first: the queue holds jobs and leases alike */
     pool_lease_cb cb;
     void *arg;
+};
+
+/* What every worker's share of one pool knows of its hosts: made by the first pool_init for a
+ * breaker (one per configured pool), kept for the life of the process. Fields marked atomic are
+ * read and written with relaxed atomics from any worker. */
+struct pool_shared {
+    const struct breaker *key;
+    struct pg_hosts hosts; /* the URL's hosts and target_session_attrs, read once */
+    int *roles;            /* atomic, enum pg_role per host: as last seen by any worker */
+    int last_primary;      /* atomic: the host last seen as primary by a read-write/primary pool, -1 */
+    uint64_t role_changes; /* atomic: servers seen in a new role (sluice_pool_role_changes_total) */
+};
+
+/* One worker's view of one host of its pool. */
+struct pool_host {
+    int conns;         /* atomic: open connections to it (idle, pipelined or leased) */
+    int connecting;    /* connects to it in flight */
+    int failures;      /* failed or refused (wrong role) connects in a row */
+    int last_result;   /* atomic: 1 the last connect reached it, -1 it failed, 0 not tried yet */
+    uint64_t retry_ms; /* no new connect to it before this (backoff after a failure) */
 };
 
 /* The connections of one state, doubly linked (c->prev, c->next). */
@@ -59,6 +81,19 @@ struct pool {
     struct histogram acquire;  /* seconds from submit to a connection (db_connection_time_seconds) */
     struct histogram txn_time; /* transactions (handlers, /batch?transaction=true): BEGIN to the end */
     uint64_t txn_outcomes[3];  /* by enum txn_outcome (txn.h) */
+    /* the servers behind the pool */
+    struct pool_shared *shared;
+    struct pool_host hosts[PGHOSTS_MAX]; /* shared->hosts.n of them are used */
+    enum pg_target target;
+    int current;          /* read-write/primary/any: the host connects go to first, -1 none yet */
+    unsigned next_host;   /* standby pools: where the round-robin over equal hosts goes on */
+    int nretiring;        /* connections closing once idle: their server changed role */
+    uint64_t role_closes; /* connections closed because their server's role no longer suits */
+    /* waiting for a usable server (failover_wait_ms) */
+    uint64_t down_since_us; /* atomic: no usable server since (a connect failed, none is up); 0 = serving */
+    h2o_timeout_t failover_tick_timeout;
+    h2o_timeout_entry_t failover_tick;
+    struct histogram failover_wait; /* seconds work waited for a usable server (those that did) */
 };
 
 /* Sets up the pool's share for worker `index` of `nworkers` and starts its resident connections. */
@@ -72,8 +107,10 @@ int pool_reconfigure(struct pool *p, const struct pool_config *cfg, int index, i
 /* Closes every connection; jobs still waiting complete with PGJOB_UNAVAILABLE. */
 void pool_close(struct pool *p);
 
-/* Queues job. Returns 0 (on_done runs later), or -SLUICE_EBUSY when the wait queue is full or the
- * database is known to be down (on_done never runs; errmsg says why). */
+/* Queues job. Returns 0 (on_done runs later), or -SLUICE_EBUSY when the wait queue is full, the
+ * breaker is open, or no server is usable and failover_wait_ms is 0 (on_done never runs; errmsg
+ * says why). While no server is usable the job waits up to failover_wait_ms (and pool_timeout),
+ * then completes with PGJOB_UNAVAILABLE. */
 int pool_submit(struct pool *p, struct pgjob *job);
 /* The owner left: a waiting job is dropped now, an in-flight one when its result arrives. */
 void pool_abandon(struct pgjob *job);
@@ -97,5 +134,15 @@ static inline int pool_count(const struct pool *p, enum pgconn_state s)
 int pool_retry_after(const struct pool *p);
 /* True when the pool can serve now: a connection is up or being established without errors. */
 bool pool_healthy(const struct pool *p);
+/* The number of hosts in the pool's URL (at least 1). */
+static inline int pool_nhosts(const struct pool *p)
+{
+    return p->shared->hosts.n;
+}
+/* Host i's role as last seen by any worker (any thread). */
+static inline enum pg_role pool_host_role(const struct pool *p, int i)
+{
+    return (enum pg_role)__atomic_load_n(&p->shared->roles[i], __ATOMIC_RELAXED);
+}
 
 #endif

@@ -114,7 +114,6 @@ void luaL_openlibs(lua_State *L)
 /* ---- the target ---- */
 
 /* Every override variable, as config.c lists them. */
-#define config_env_var(i) config_env_var(i)
 #define NVARS       env_var_count()
 
 static size_t env_var_count(void)
@@ -199,6 +198,7 @@ static void check_config(const struct config *c)
         CHECK(config_pool(c, p->name) == p);              /* names are unique */
         CHECK(p->pool_size >= 1 && p->max_overflow >= 0 && p->prepared_statement_cache_size >= 1);
         CHECK(p->statement_timeout_ms >= 0 && p->pipeline_depth >= 1 && p->max_queue >= 0);
+        CHECK(p->failover_wait_ms >= 0);
         CHECK(seconds_ok(p->pool_timeout) && seconds_ok(p->pool_recycle) && seconds_ok(p->idle_timeout) &&
               seconds_ok(p->connect_timeout));
     }

@@ -114,7 +114,9 @@ describe("route", function()
     gw = H.start { dsn = db, scripts = scripts(), config = {
       pools = {
         primary = { url = db, pool_size = 2 },
-        replica = { url = rdsn, pool_size = 2 },
+        -- a request routed to the replica just before it goes down waits this long for it; the
+        -- next ones are routed to the primary (sluice.pools.replica.healthy)
+        replica = { url = rdsn, pool_size = 2, failover_wait_ms = 1000 },
       },
     } }
   end)

@@ -16,8 +16,7 @@
 #include "util.h"
 
 /* Every override variable, as config.c lists them. */
-#define config_env_var(i) config_env_var(i)
-#define NVARS             env_var_count()
+#define NVARS env_var_count()
 
 static size_t env_var_count(void)
 {
@@ -144,6 +143,7 @@ static void test_defaults(void **state)
     assert_int_equal(p->statement_timeout_ms, 30000);
     assert_int_equal(p->pipeline_depth, 16);
     assert_int_equal(p->max_queue, 1024);
+    assert_int_equal(p->failover_wait_ms, 10000);
     assert_false(p->optional);
     assert_ptr_equal(config_pool(&c, "primary"), p);
     assert_null(config_pool(&c, "replica"));
@@ -167,7 +167,7 @@ static void test_every_key(void **state)
         "    primary = { url = 'postgresql://u:p@db:5432/forex', pool_size = 7, max_overflow = 0,\n"
         "      pool_timeout = 1.5, pool_recycle = 0, idle_timeout = 60, connect_timeout = 2, echo = true,\n"
         "      prepared_statement_cache_size = 64, statement_timeout_ms = 0, pipeline_depth = 1,\n"
-        "      max_queue = 0, optional = false },\n"
+        "      max_queue = 0, failover_wait_ms = 0, optional = false },\n"
         "    alpha = { pool_size = 'auto' },\n"
         "  },\n"
         "}\n",
@@ -205,6 +205,7 @@ static void test_every_key(void **state)
     assert_int_equal(p->statement_timeout_ms, 0);
     assert_int_equal(p->pipeline_depth, 1);
     assert_int_equal(p->max_queue, 0);
+    assert_int_equal(p->failover_wait_ms, 0);
     assert_false(p->optional);
     p = config_pool(&c, "alpha");
     assert_int_equal(p->pool_size, 2 * cpu_count() + 1);
@@ -256,6 +257,7 @@ static void test_env_overrides(void **state)
     setenv("SLUICE_ECHO", "true", 1);
     setenv("SLUICE_PREPARED_STATEMENT_CACHE_SIZE", "32", 1);
     setenv("SLUICE_STATEMENT_TIMEOUT_MS", "1500", 1);
+    setenv("SLUICE_FAILOVER_WAIT_MS", "2500", 1);
 
     struct config c;
     /* the environment wins over the file */
@@ -280,6 +282,7 @@ static void test_env_overrides(void **state)
     assert_true(p->echo);
     assert_int_equal(p->prepared_statement_cache_size, 32);
     assert_int_equal(p->statement_timeout_ms, 1500);
+    assert_int_equal(p->failover_wait_ms, 2500);
     assert_int_equal(p->pipeline_depth, 4); /* not overridable: the file's value stays */
     config_free(&c);
 
@@ -430,6 +433,7 @@ static void test_env_errors(void **state)
         {"SLUICE_POOL_TIMEOUT", "nan", "SLUICE_POOL_TIMEOUT: expected a number of seconds >= 0, got \"nan\""},
         {"SLUICE_STATEMENT_TIMEOUT_MS", "-1",
          "SLUICE_STATEMENT_TIMEOUT_MS: expected an integer >= 0, got \"-1\""},
+        {"SLUICE_FAILOVER_WAIT_MS", "1s", "SLUICE_FAILOVER_WAIT_MS: expected an integer >= 0, got \"1s\""},
         {"SLUICE_PREPARED_STATEMENT_CACHE_SIZE", "0",
          "SLUICE_PREPARED_STATEMENT_CACHE_SIZE: expected a positive integer, got \"0\""},
     };

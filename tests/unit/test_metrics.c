@@ -272,6 +272,10 @@ static void test_render_sums_workers(void **state)
     w1->pools[0].conn_lost = 1;
     histogram_observe(&w0->pools[0].acquire, 0.0001);
     histogram_observe(&w1->pools[0].acquire, 0.2);
+    histogram_observe(&w0->pools[0].failover_wait, 1.5);
+    histogram_observe(&w1->pools[0].failover_wait, 0.3);
+    struct pool_shared shared = {.role_changes = 2};
+    w0->pools[0].shared = w1->pools[0].shared = &shared; /* what the workers of a pool share */
     worker_count_response(w0, 200);
     worker_count_response(w1, 200);
     worker_count_response(w1, 409);
@@ -316,6 +320,13 @@ static void test_render_sums_workers(void **state)
     HAS("sluice_pool_connections{%s,state=\"open\"} 4", P);
     HAS("sluice_pool_connections{%s,state=\"connecting\"} 1", P);
     HAS("sluice_pool_waiting{%s} 5", P);
+    HAS("# TYPE sluice_pool_role_changes_total counter");
+    HAS("sluice_pool_role_changes_total{%s} 2", P); /* shared: counted once, not per worker */
+    HAS("sluice_pool_role_changes_total{pool=\"replica\"} 0");
+    HAS("# TYPE sluice_failover_wait_seconds histogram");
+    HAS("sluice_failover_wait_seconds_bucket{%s,le=\"0.25\"} 0", P);
+    HAS("sluice_failover_wait_seconds_bucket{%s,le=\"0.5\"} 1", P);
+    HAS("sluice_failover_wait_seconds_count{%s} 2", P);
     HAS("sluice_http_requests_total{code=\"200\"} 2");
     HAS("sluice_http_requests_total{code=\"409\"} 1");
     HAS("sluice_workers 2");

@@ -1,6 +1,8 @@
 /* test_pool.c — the pool and the connection state machine against a scripted server (fakepg):
  * every on_done and lease callback runs exactly once, connections sit on the list of their state,
- * lost connections resend readonly work and fail writes, and nothing is left at close. */
+ * lost connections resend readonly work and fail writes (in doubt), and nothing is left at close.
+ * With two servers: a standby pool spreads over both, a read-write pool follows the primary when
+ * the roles swap, and work waits out a failover (failover_wait_ms) instead of failing at once. */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -18,22 +20,26 @@
 /* One loop for the whole program, and pools that outlive their test: h2o 2.2.5 keeps each
  * pool's timeout queues linked into the loop, which is never destroyed. */
 static h2o_loop_t *loop;
-static struct pool pools[16];
-static struct breaker breakers[16];
+static struct pool pools[32];
+static struct breaker breakers[32];
 static int npools;
 
 struct fixture {
-    struct fakepg *pg;
+    struct fakepg *pg, *pg2; /* pg2: a second server, for the pools with two hosts */
     struct pool *p;
     struct registry reg;
+    char url[256];
 };
 
 /* What one job's owner saw: on_done must run exactly once. */
 struct outcome {
     int calls;
     enum pgjob_status status;
+    bool in_doubt;
+    uint64_t done_ms;
     char value[32];
     char sqlstate[6];
+    char errmsg[200];
 };
 
 static void on_done(struct pgjob *job)
@@ -41,6 +47,9 @@ static void on_done(struct pgjob *job)
     struct outcome *o = job->owner;
     o->calls++;
     o->status = job->status;
+    o->in_doubt = job->in_doubt;
+    o->done_ms = now_ms();
+    snprintf(o->errmsg, sizeof o->errmsg, "%s", job->errmsg);
     if (job->status == PGJOB_OK && PQntuples(job->result) > 0)
         snprintf(o->value, sizeof o->value, "%s", PQgetvalue(job->result, 0, 0));
     if (job->status == PGJOB_DB_ERROR)
@@ -87,14 +96,14 @@ static struct pgjob *job_for(struct query_def *q, struct outcome *o)
     return job;
 }
 
-static struct fixture *start(int pool_size, int max_overflow)
+/* Starts a pool on f->url (failover_wait_ms as given) and waits until pool_size connections are
+ * idle. */
+static void open_pool(struct fixture *f, int pool_size, int max_overflow, int failover_wait_ms)
 {
-    struct fixture *f = xcalloc(1, sizeof *f);
-    f->pg = fakepg_start();
     registry_init(&f->reg);
     struct pool_config cfg = {
         .name = "test",
-        .url = (char *)fakepg_conninfo(f->pg),
+        .url = f->url,
         .pool_size = pool_size,
         .max_overflow = max_overflow,
         .pool_timeout = 2,
@@ -103,8 +112,9 @@ static struct fixture *start(int pool_size, int max_overflow)
         .prepared_statement_cache_size = 2,
         .pipeline_depth = 4,
         .max_queue = 64,
+        .failover_wait_ms = failover_wait_ms,
     };
-    assert_true(npools < 16);
+    assert_true(npools < 32);
     breaker_init(&breakers[npools]);
     f->p = &pools[npools++];
     pool_init(f->p, &cfg, 0, 1, loop, &breakers[npools - 1]);
@@ -112,6 +122,40 @@ static struct fixture *start(int pool_size, int max_overflow)
     uint64_t until = now_ms() + 2000;
     while (pool_count(p, PGCONN_IDLE) < pool_size && now_ms() < until) h2o_evloop_run(loop, 10);
     assert_int_equal(pool_count(p, PGCONN_IDLE), pool_size);
+}
+
+static struct fixture *start(int pool_size, int max_overflow)
+{
+    struct fixture *f = xcalloc(1, sizeof *f);
+    f->pg = fakepg_start();
+    snprintf(f->url, sizeof f->url, "%s", fakepg_conninfo(f->pg));
+    open_pool(f, pool_size, max_overflow, 0);
+    return f;
+}
+
+/* One server, a pool that waits failover_wait_ms for a usable one. */
+static struct fixture *start_waiting(int pool_size, int failover_wait_ms)
+{
+    struct fixture *f = xcalloc(1, sizeof *f);
+    f->pg = fakepg_start();
+    snprintf(f->url, sizeof f->url, "%s", fakepg_conninfo(f->pg));
+    open_pool(f, pool_size, 0, failover_wait_ms);
+    return f;
+}
+
+/* Two servers (pg2 a standby when standby2) behind one pool with target_session_attrs=target. */
+static struct fixture *start_two(const char *target, bool standby1, bool standby2, int pool_size)
+{
+    struct fixture *f = xcalloc(1, sizeof *f);
+    f->pg = fakepg_start();
+    f->pg2 = fakepg_start();
+    fakepg_set_standby(f->pg, standby1);
+    fakepg_set_standby(f->pg2, standby2);
+    snprintf(f->url, sizeof f->url,
+             "host=127.0.0.1,127.0.0.1 port=%d,%d user=test dbname=test sslmode=disable gssencmode=disable "
+             "target_session_attrs=%s",
+             fakepg_port(f->pg), fakepg_port(f->pg2), target);
+    open_pool(f, pool_size, 0, 3000);
     return f;
 }
 
@@ -120,12 +164,27 @@ static void stop(struct fixture *f)
 {
     if (!f->p->closing) pool_close(f->p);
     for (int s = 0; s < PGCONN_NSTATES; s++) assert_int_equal(pool_count(f->p, s), 0);
+    for (int i = 0; i < pool_nhosts(f->p); i++) assert_int_equal(f->p->hosts[i].conns, 0);
     assert_int_equal(f->p->qlen, 0);
     assert_int_equal(f->p->stmts_prepared, 0);
     run_for(20);
     fakepg_stop(f->pg);
+    if (f->pg2) fakepg_stop(f->pg2);
     registry_free(&f->reg);
     free(f);
+}
+
+/* Runs the loop until the servers hold n1 and n2 open connections (ms at most). */
+static bool wait_open(struct fixture *f, int n1, int n2, int ms)
+{
+    uint64_t until = now_ms() + (uint64_t)ms;
+    while (now_ms() < until) {
+        if (fakepg_stats(f->pg).open == n1 && fakepg_stats(f->pg2).open == n2 &&
+            pool_count(f->p, PGCONN_IDLE) == n1 + n2)
+            return true;
+        h2o_evloop_run(loop, 10);
+    }
+    return false;
 }
 
 static void connects_the_resident_connections(void **state)
@@ -209,6 +268,9 @@ static void a_lost_connection_resends_reads_and_fails_writes(void **state)
     assert_int_equal(ro.status, PGJOB_OK);
     assert_int_equal(wo.calls, 1);
     assert_int_equal(wo.status, PGJOB_UNAVAILABLE);
+    assert_true(wo.in_doubt); /* sent, then lost: it may have committed, so never resent */
+    assert_non_null(strstr(wo.errmsg, "may or may not have been committed"));
+    assert_false(ro.in_doubt);
     assert_true(f->p->conn_lost >= 2);
     assert_true(f->p->retries >= 1);
     stop(f);
@@ -350,6 +412,178 @@ static void closing_answers_every_waiter_once(void **state)
     stop(f);
 }
 
+/* --- several hosts, roles, failover ------------------------------------------------------- */
+
+/* A standby pool over two standbys: the connections spread over both, and a job runs. */
+static void a_standby_pool_spreads_over_every_host(void **state)
+{
+    struct fixture *f = start_two("standby", true, true, 4);
+    assert_true(wait_open(f, 2, 2, 2000));
+    assert_int_equal(pool_nhosts(f->p), 2);
+    assert_int_equal(f->p->hosts[0].conns, 2);
+    assert_int_equal(f->p->hosts[1].conns, 2);
+    assert_int_equal(pool_host_role(f->p, 0), PG_ROLE_STANDBY);
+    assert_int_equal(pool_host_role(f->p, 1), PG_ROLE_STANDBY);
+    struct query_def *q = define(f, "q", "SELECT 1", true);
+    struct outcome o;
+    assert_int_equal(pool_submit(f->p, job_for(q, &o)), 0);
+    assert_true(run_until(&o.calls, 2000));
+    assert_int_equal(o.status, PGJOB_OK);
+    stop(f);
+}
+
+/* A standby pool whose standby is promoted: its connections leave the new primary for the
+ * other standby. */
+static void a_standby_pool_leaves_a_promoted_standby(void **state)
+{
+    struct fixture *f = start_two("standby", true, true, 2);
+    assert_true(wait_open(f, 1, 1, 2000));
+    fakepg_set_standby(f->pg, false);
+    assert_true(wait_open(f, 0, 2, 2000));
+    assert_int_equal(pool_host_role(f->p, 0), PG_ROLE_PRIMARY);
+    assert_int_equal(f->p->shared->role_changes, 1);
+    stop(f);
+}
+
+/* prefer-standby: with a standby up, only the standby serves; when it goes away the primary
+ * serves instead (the pool does not wait), and the pool returns to the standby once it is back. */
+static void a_prefer_standby_pool_falls_back_to_the_primary_and_returns(void **state)
+{
+    struct fixture *f = start_two("prefer-standby", false, true, 2);
+    assert_true(wait_open(f, 0, 2, 3000));
+    struct query_def *q = define(f, "q", "SELECT 1", true);
+    fakepg_refuse(f->pg2, true);
+    fakepg_kill_all(f->pg2);
+    assert_true(wait_open(f, 2, 0, 3000));
+    assert_true(pool_healthy(f->p));
+    struct outcome o;
+    assert_int_equal(pool_submit(f->p, job_for(q, &o)), 0);
+    assert_true(run_until(&o.calls, 2000));
+    assert_int_equal(o.status, PGJOB_OK);
+    fakepg_refuse(f->pg2, false);
+    assert_true(wait_open(f, 0, 2, 5000));
+    stop(f);
+}
+
+/* A read-write pool over a primary and a standby: the connections go to the primary only; when
+ * the roles swap, they move to the new primary within a second, and work runs there. */
+static void a_read_write_pool_follows_the_primary(void **state)
+{
+    struct fixture *f = start_two("read-write", false, true, 2);
+    assert_true(wait_open(f, 2, 0, 2000));
+    assert_int_equal(f->p->current, 0);
+    struct query_def *q = define(f, "w", "INSERT INTO t VALUES (1) /* readonly */", false);
+    fakepg_set_standby(f->pg, true);
+    fakepg_set_standby(f->pg2, false);
+    uint64_t t0 = now_ms();
+    assert_true(wait_open(f, 0, 2, 3000));
+    uint64_t took = now_ms() - t0;
+    assert_true(took < 1000);
+    assert_int_equal(f->p->current, 1);
+    assert_int_equal(pool_host_role(f->p, 0), PG_ROLE_STANDBY);
+    assert_int_equal(pool_host_role(f->p, 1), PG_ROLE_PRIMARY);
+    assert_true(f->p->shared->role_changes >= 1);
+    struct outcome o;
+    assert_int_equal(pool_submit(f->p, job_for(q, &o)), 0);
+    assert_true(run_until(&o.calls, 2000));
+    assert_int_equal(o.status, PGJOB_OK);
+    print_message("# connections moved to the new primary in %llu ms\n", (unsigned long long)took);
+    stop(f);
+}
+
+/* A write that meets a read-only server (25006) closes its connection and is answered once,
+ * 503-style; an idempotent one waits for a primary and runs there. */
+static void a_read_only_error_closes_the_connection_and_is_answered_once(void **state)
+{
+    struct fixture *f = xcalloc(1, sizeof *f);
+    f->pg = fakepg_start();
+    snprintf(f->url, sizeof f->url, "%s target_session_attrs=read-write", fakepg_conninfo(f->pg));
+    open_pool(f, 1, 0, 3000);
+    struct query_def *w = define(f, "w", "UPDATE t SET a = 1 /* readonly */", false);
+    struct query_def *idem = define(f, "idem", "UPDATE t SET b = 1 /* readonly */", false);
+    idem->idempotent = true;
+    struct outcome wo, io;
+    fakepg_set_standby(f->pg, true);
+    assert_int_equal(pool_submit(f->p, job_for(w, &wo)), 0); /* before any ping sees the change */
+    assert_int_equal(pool_submit(f->p, job_for(idem, &io)), 0);
+    assert_true(run_until(&wo.calls, 2000));
+    assert_int_equal(wo.status, PGJOB_UNAVAILABLE);
+    assert_false(wo.in_doubt);
+    assert_non_null(strstr(wo.errmsg, "read-only"));
+    assert_true(f->p->role_closes >= 1);
+    run_for(300);
+    assert_int_equal(io.calls, 0); /* it waits for a primary */
+    assert_false(pool_healthy(f->p));
+    fakepg_set_standby(f->pg, false);
+    assert_true(run_until(&io.calls, 3000));
+    assert_int_equal(io.status, PGJOB_OK);
+    run_for(50);
+    assert_int_equal(wo.calls, 1);
+    assert_int_equal(io.calls, 1);
+    assert_int_equal(breaker_state(f->p->breaker), BREAKER_CLOSED);
+    stop(f);
+}
+
+/* The server refuses connections for less than failover_wait_ms: reads and writes submitted
+ * meanwhile wait and then succeed; the wait is measured; the breaker stays closed. */
+static void work_waits_through_a_refusal_shorter_than_failover_wait(void **state)
+{
+    struct fixture *f = start_waiting(2, 2000);
+    struct query_def *r = define(f, "r", "SELECT 1", true);
+    struct query_def *w = define(f, "w", "UPDATE t SET a = 1", false);
+    fakepg_refuse(f->pg, true);
+    fakepg_kill_all(f->pg);
+    run_for(200);
+    assert_false(pool_healthy(f->p));
+    struct outcome ro, wo;
+    assert_int_equal(pool_submit(f->p, job_for(r, &ro)), 0);
+    assert_int_equal(pool_submit(f->p, job_for(w, &wo)), 0);
+    struct pool_lease lease;
+    struct lease_seen seen = {0};
+    char err[128];
+    assert_int_equal(pool_acquire(f->p, &lease, on_lease, &seen, err, sizeof err), 0);
+    run_for(600);
+    assert_int_equal(ro.calls + wo.calls + seen.calls, 0);
+    fakepg_refuse(f->pg, false);
+    int all = 0;
+    uint64_t until = now_ms() + 3000;
+    while (!(all = ro.calls && wo.calls && seen.calls) && now_ms() < until) h2o_evloop_run(loop, 10);
+    assert_true(all);
+    assert_int_equal(ro.status, PGJOB_OK);
+    assert_int_equal(wo.status, PGJOB_OK);
+    assert_non_null(seen.conn);
+    pgconn_release(seen.conn);
+    assert_true(pool_healthy(f->p));
+    assert_int_equal(f->p->failover_wait.count, 3); /* two jobs and the lease waited for a server */
+    assert_true(f->p->failover_wait.sum > 3 * 0.5);
+    assert_int_equal(breaker_state(f->p->breaker), BREAKER_CLOSED);
+    stop(f);
+}
+
+/* No server comes back: what waits is answered UNAVAILABLE after about failover_wait_ms, once. */
+static void work_fails_after_failover_wait_when_no_server_comes(void **state)
+{
+    struct fixture *f = start_waiting(1, 600);
+    struct query_def *r = define(f, "r", "SELECT 1", true);
+    fakepg_refuse(f->pg, true);
+    fakepg_kill_all(f->pg);
+    run_for(200);
+    struct outcome o;
+    uint64_t t0 = now_ms();
+    assert_int_equal(pool_submit(f->p, job_for(r, &o)), 0);
+    assert_true(run_until(&o.calls, 3000));
+    uint64_t took = o.done_ms - t0;
+    assert_int_equal(o.status, PGJOB_UNAVAILABLE);
+    assert_non_null(strstr(o.errmsg, "failover_wait_ms"));
+    assert_true(took >= 550 && took < 900);
+    run_for(100);
+    assert_int_equal(o.calls, 1);
+    assert_int_equal(breaker_state(f->p->breaker), BREAKER_CLOSED);
+    print_message("# answered after %llu ms (failover_wait_ms 600)\n", (unsigned long long)took);
+    fakepg_refuse(f->pg, false);
+    stop(f);
+}
+
 int main(void)
 {
     log_setup(LOG_ERROR, false);
@@ -365,6 +599,13 @@ int main(void)
         cmocka_unit_test(an_unreachable_server_fails_waiters_once),
         cmocka_unit_test(the_statement_gauge_follows_the_cache),
         cmocka_unit_test(closing_answers_every_waiter_once),
+        cmocka_unit_test(a_standby_pool_spreads_over_every_host),
+        cmocka_unit_test(a_standby_pool_leaves_a_promoted_standby),
+        cmocka_unit_test(a_prefer_standby_pool_falls_back_to_the_primary_and_returns),
+        cmocka_unit_test(a_read_write_pool_follows_the_primary),
+        cmocka_unit_test(a_read_only_error_closes_the_connection_and_is_answered_once),
+        cmocka_unit_test(work_waits_through_a_refusal_shorter_than_failover_wait),
+        cmocka_unit_test(work_fails_after_failover_wait_when_no_server_comes),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

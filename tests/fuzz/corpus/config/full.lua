@@ -23,6 +23,7 @@ return {
       echo = false,                     -- SLUICE_ECHO; log every statement
       prepared_statement_cache_size = 256,  -- SLUICE_PREPARED_STATEMENT_CACHE_SIZE; per connection
       statement_timeout_ms = 30000,     -- SLUICE_STATEMENT_TIMEOUT_MS; a query's own timeout_ms wins
+      failover_wait_ms = 10000,         -- SLUICE_FAILOVER_WAIT_MS; how long requests wait for a usable server
     },
     -- A streaming replica takes the readonly queries (see sluice.route in lua/policy.lua):
     -- replica = { url = os.getenv("REPLICA_URL"), optional = true },
