@@ -647,6 +647,80 @@ function H.assert_ok(status, body, headers, raw)
 end
 
 ---------------------------------------------------------------------------------------------
+-- the HA test cluster (scripts/hacluster.sh) and load in the background (haload.lua)
+
+-- Runs `scripts/hacluster.sh <args>` (args: shell words, quoted by the caller) with
+-- HACLUSTER_OWNER set to this process, so that a cluster this test started stops itself if the
+-- test dies without its teardown. Returns stdout; errors with the output unless it exits 0.
+function H.hacluster(args)
+  return H.must(("HACLUSTER_OWNER=%d %s %s"):format(H.pid, H.q(H.root .. "/scripts/hacluster.sh"), args))
+end
+
+-- The variables `scripts/hacluster.sh env` exports (HA_PRIMARY_URL, HA_PG_PORT1, HA_TTL, ...).
+function H.hacluster_env()
+  local out = H.must(("bash -c %s"):format(H.q('eval "$(' .. H.q(H.root .. "/scripts/hacluster.sh")
+    .. ' env)" && env')))
+  local t = {}
+  for line in out:gmatch("[^\n]+") do
+    local k, v = line:match("^(HA[%w_]*)=(.*)$")
+    if k then t[k] = v end
+  end
+  return t
+end
+
+-- Prints a figure as a TAP comment ("# what: value"), where the run's output keeps it.
+function H.figure(fmt, ...)
+  print("# " .. fmt:format(...))
+  io.stdout:flush()
+end
+
+local Load = {}
+Load.__index = Load
+
+-- Starts tests/integration/haload.lua in the background: kind "write" POSTs {"id": n, "run":
+-- opts.run} to url with n = 1, 2, 3, ...; kind "read" GETs url. One request at a time, until
+-- :stop() or opts.max_secs (60). Returns a load; :results() after :stop() gives one table per
+-- request: { n, t0, t1 (send and answer times, H.now() clock), status (nil: no HTTP answer),
+-- code, outcome (of a JSON error), err (its message, or the transport error) }.
+function H.start_load(kind, url, opts)
+  opts = opts or {}
+  local dir = H.tmpdir("sluice-haload")
+  H.must(("( luajit %s %s %s %s %s %d %d %d %s >%s 2>&1; echo $? >%s ) </dev/null >/dev/null 2>&1 &"):format(
+    H.q(H.root .. "/tests/integration/haload.lua"), kind, H.q(url), H.q(dir), H.q(opts.run or "-"),
+    opts.max_secs or 60, opts.pause_ms or 2, H.pid, H.q(opts.timeout or 40), H.q(dir .. "/log"), H.q(dir .. "/rc")))
+  all_dirs[#all_dirs + 1] = dir
+  return setmetatable({ dir = dir, kind = kind, started = H.now(), timeout = opts.timeout or 40 }, Load)
+end
+
+-- Tells the load to stop and waits until it did (its request in progress may take up to its
+-- timeout).
+function Load:stop()
+  H.writefile(self.dir .. "/stop", "")
+  local deadline = H.now() + self.timeout + 5
+  while not H.readfile(self.dir .. "/rc") do
+    if H.now() > deadline then error("the load did not stop: " .. self.dir) end
+    H.sleep(0.05)
+  end
+  local rc = tonumber(H.readfile(self.dir .. "/rc"))
+  if rc ~= 0 then error("the load failed (exit " .. tostring(rc) .. "): " .. (H.readfile(self.dir .. "/log") or "")) end
+end
+
+-- The requests so far (see H.start_load).
+function Load:results()
+  local res = {}
+  for line in (H.readfile(self.dir .. "/out") or ""):gmatch("[^\n]+") do
+    local n, t0, t1, status, code, outcome, err = line:match("^(%d+) (%S+) (%S+) (%S+) (%S+) (%S+) ?(.*)$")
+    if n then
+      status = tonumber(status)
+      res[#res + 1] = { n = tonumber(n), t0 = tonumber(t0), t1 = tonumber(t1), status = status ~= 0 and status or nil,
+        code = code ~= "-" and code or nil, outcome = outcome ~= "-" and outcome or nil,
+        err = err ~= "" and err or nil }
+    end
+  end
+  return res
+end
+
+---------------------------------------------------------------------------------------------
 -- cleanup
 
 -- Stops every gateway still running (errors are swallowed: it runs in teardown), then errors
