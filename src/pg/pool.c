@@ -498,10 +498,13 @@ static void conn_closed(struct pool *p, struct pgconn *c, enum pgconn_state from
     /* Hand the in-flight jobs back: readonly and idempotent ones, and those never sent, are sent
      * again; the others fail, in doubt when their statement had gone out. */
     struct pgjob *failed = NULL;
+    bool ended = false; /* the server ended the session at an earlier segment: later ones never ran */
     for (unsigned i = 0; i < c->nsegs; i++) {
         struct pgjob *job = pgconn_job_at(c, i);
         if (job == NULL) continue; /* a ping */
-        bool executed = pgconn_executed_at(c, i) && !pgconn_rolled_back_at(c, i);
+        bool rolled_back = pgconn_rolled_back_at(c, i);
+        bool executed = !ended && !rolled_back && pgconn_executed_at(c, i);
+        ended = ended || rolled_back;
         if (!retry_later(p, job, !executed)) {
             if (job->result) PQclear(job->result);
             job->result = NULL;
