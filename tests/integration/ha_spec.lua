@@ -121,7 +121,7 @@ describe("gateway over a Patroni cluster", function()
     H.sleep(0.8)
   end
 
-  it("planned switchover under writes and reads: no acknowledged write lost, every answer 2xx", function()
+  it("planned switchover under writes and reads: no acknowledged write lost, every answer 2xx but a write in doubt", function()
     H.hacluster("wait-healthy")
     local gw, g2 = gateway(), gateway()
     -- a second writer goes through HAProxy in front of both gateways
@@ -179,13 +179,17 @@ describe("gateway over a Patroni cluster", function()
 
     assert(#missing == 0, ("%d acknowledged writes are missing on the new primary: %s"):format(#missing,
       table.concat(missing, ", ", 1, math.min(#missing, 20))))
-    assert(#ws.failed + #ws.unknown == 0, ("%d of %d writes were not answered 2xx: %s"):format(#ws.failed + #ws.unknown,
-      ws.total, describe_failures(#ws.failed > 0 and ws.failed or ws.unknown, t_sw)))
+    -- Every write waits for the new primary and runs there, but for one case: when the old
+    -- primary closes a session while a write is in flight without sending its FATAL, nobody can
+    -- tell whether it committed, and the contract answers it 503 "outcome":"unknown" (never re-run).
+    -- A writer has one write in flight at a time: at most one such answer each.
+    assert(#ws.failed == 0 and #ws.unknown <= 1, ("%d of %d writes were not answered 2xx: %s"):format(
+      #ws.failed + #ws.unknown, ws.total, describe_failures(#ws.failed > 0 and ws.failed or ws.unknown, t_sw)))
     assert(#rs.failed + #rs.unknown == 0, ("%d of %d reads were not answered 2xx: %s"):format(#rs.failed + #rs.unknown,
       rs.total, describe_failures(#rs.failed > 0 and rs.failed or rs.unknown, t_sw)))
     assert(ws.ok > 0 and after > 0, ("the writer made no progress (%d 2xx, %d after the switchover)"):format(ws.ok, after))
     assert(#lb_missing == 0, ("%d acknowledged writes through HAProxy are missing"):format(#lb_missing))
-    assert(#ls.failed + #ls.unknown == 0, ("%d of %d writes through HAProxy were not answered 2xx: %s"):format(
+    assert(#ls.failed == 0 and #ls.unknown <= 1, ("%d of %d writes through HAProxy were not answered 2xx: %s"):format(
       #ls.failed + #ls.unknown, ls.total, describe_failures(#ls.failed > 0 and ls.failed or ls.unknown, t_sw)))
     assert.is_true(gw:alive())
   end)
