@@ -25,6 +25,7 @@
 #include "probe.h"
 #include "route.h"
 #include "router.h"
+#include "ryw.h"
 #include "script.h"
 #include "server.h"
 #include "tls.h"
@@ -284,6 +285,7 @@ static void *worker_main(void *arg)
         pool_init(p, &srv->cfg->pools[i], w->index, srv->nworkers, loop, &srv->breakers[i]);
     }
     apply_policy(w);
+    ryw_init(w);
     h2o_timeout_init(loop, &w->janitor_timeout, 1000);
     w->janitor.cb = on_janitor;
     h2o_timeout_link(loop, &w->janitor_timeout, &w->janitor);
@@ -306,6 +308,7 @@ static void *worker_main(void *arg)
 
 static void worker_dispose(struct worker *w)
 {
+    ryw_free(w);
     free(w->pools);
     free_generation(w->reg);
     while (w->retired) {

@@ -100,6 +100,7 @@ static const struct field pool_fields[] = {
     {POOL(pipeline_depth), K_POSITIVE},
     {POOL(max_queue), K_COUNT},
     {POOL(optional), K_BOOL},
+    {POOL(read_your_writes_wait_ms), K_COUNT},
 };
 
 enum scope { S_TOP, S_LOG, S_JWT, S_TLS, S_PRIMARY };
@@ -143,6 +144,7 @@ static const struct {
     {"SLUICE_ECHO", S_PRIMARY, "echo"},
     {"SLUICE_PREPARED_STATEMENT_CACHE_SIZE", S_PRIMARY, "prepared_statement_cache_size"},
     {"SLUICE_STATEMENT_TIMEOUT_MS", S_PRIMARY, "statement_timeout_ms"},
+    {"SLUICE_READ_YOUR_WRITES_WAIT_MS", S_PRIMARY, "read_your_writes_wait_ms"},
 };
 
 const char *config_env_var(size_t i)
@@ -454,6 +456,7 @@ static void pool_defaults(struct pool_config *p, const char *name)
     p->pipeline_depth = 16;
     p->max_queue = 1024;
     p->optional = false;
+    p->read_your_writes_wait_ms = 200;
 }
 
 static void config_defaults(struct config *c, const char *path)

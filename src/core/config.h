@@ -25,6 +25,8 @@ struct pool_config {
     int pipeline_depth;                /* queries in flight per connection, default 16, >= 1 */
     int max_queue;                     /* requests waiting for this pool (per worker share), default 1024 */
     bool optional;                     /* default false: /health/ready ignores an optional pool */
+    int read_your_writes_wait_ms;      /* a read of this pool's queries that carries Sluice-LSN waits
+                                          this long for a standby to replay it; default 200 */
 };
 
 struct config {

@@ -13,6 +13,7 @@
 #include "endpoint.h"
 #include "log.h"
 #include "util.h"
+#include "walpos.h"
 
 /* A connection takes more jobs only while its oldest in-flight segment is this young: a slow
  * statement must not hold fast ones queued behind it on the same connection. */
@@ -198,12 +199,29 @@ static int flush(struct pgconn *c)
     return r < 0 ? -1 : 0;
 }
 
+/* After the Sync that commits a write, in the same flush (no extra round trip): where the WAL is
+ * now, through a statement prepared once per connection. */
+static int send_walpos(struct pgconn *c, struct pgseg *s)
+{
+    if (!c->walpos_prepared) {
+        s->cmds[s->ncmds++] = CMD_WALPOS_PREPARE;
+        if (!PQsendPrepare(c->pg, WALPOS_STMT, WALPOS_SQL, 0, NULL)) return -1;
+        c->walpos_prepared = true;
+    }
+    s->cmds[s->ncmds++] = CMD_WALPOS;
+    if (!PQsendQueryPrepared(c->pg, WALPOS_STMT, 0, NULL, NULL, NULL, 0) || !PQpipelineSync(c->pg)) return -1;
+    s->syncs = 2;
+    return 0;
+}
+
 /* Sends the job's segment. Returns -1 when the connection failed (the caller closes it). */
 static int send_job(struct pgconn *c, struct pgjob *job)
 {
     struct query_def *q = job->q;
     struct pgseg *s = push_seg(c, job);
     job->sent_us = s->sent_us;
+    job->lsn = 0;
+    s->syncs = 1;
     char sql[64];
 
     if (job->replan) {
@@ -245,6 +263,7 @@ static int send_job(struct pgconn *c, struct pgjob *job)
         }
     }
     if (!PQpipelineSync(c->pg)) return -1;
+    if (!q->readonly && memchr(s->cmds, CMD_EXECUTE, s->ncmds) != NULL && send_walpos(c, s) != 0) return -1;
     return flush(c);
 }
 
@@ -282,6 +301,13 @@ static void on_cmd_result(struct pgconn *c, struct pgseg *s, PGresult *r)
 {
     struct pgjob *job = s->job;
     enum seg_cmd cmd = s->cur < s->ncmds ? s->cmds[s->cur] : CMD_EXECUTE;
+    if (cmd == CMD_WALPOS_PREPARE || cmd == CMD_WALPOS) {
+        /* a failure (a standby, a cancel) only leaves the position unknown */
+        if (cmd == CMD_WALPOS_PREPARE && PQresultStatus(r) != PGRES_COMMAND_OK) c->walpos_prepared = false;
+        if (cmd == CMD_WALPOS) job->lsn = walpos_of(r);
+        PQclear(r);
+        return;
+    }
     ExecStatusType st = PQresultStatus(r);
     bool failed = st == PGRES_FATAL_ERROR || st == PGRES_PIPELINE_ABORTED || st == PGRES_BAD_RESPONSE;
     if (failed) {
@@ -370,7 +396,7 @@ static void read_results(struct pgconn *c)
         }
         if (PQresultStatus(r) == PGRES_PIPELINE_SYNC) {
             PQclear(r);
-            on_segment_done(c);
+            if (--s->syncs == 0) on_segment_done(c);
             continue;
         }
         s->in_cmd = true;
@@ -467,6 +493,15 @@ void pgconn_own(struct pgconn *c, struct pgconn_owner *owner)
 int pgconn_send(struct pgconn *c, const char *sql, int nparams, const char *const *values)
 {
     if (!PQsendQueryParams(c->pg, sql, nparams, NULL, values, NULL, NULL, 0) || pgconn_flush(c) < 0) {
+        lost(c, PQerrorMessage(c->pg));
+        return -1;
+    }
+    return 0;
+}
+
+int pgconn_send_simple(struct pgconn *c, const char *sql)
+{
+    if (!PQsendQuery(c->pg, sql) || pgconn_flush(c) < 0) {
         lost(c, PQerrorMessage(c->pg));
         return -1;
     }

@@ -52,6 +52,7 @@ struct pgjob {
     int timeout_ms;       /* statement_timeout for this job */
     enum pgjob_status status;
     PGresult *result; /* owned by the job; pgjob_free clears it */
+    uint64_t lsn;     /* a write that ran: the WAL position after its commit (Sluice-LSN), 0 unknown */
     char errmsg[200];
     uint64_t sent_us;
 };

@@ -198,7 +198,8 @@ static void check_config(const struct config *c)
         CHECK(i == 0 || strcmp(p->name, "primary") != 0); /* primary sorts first */
         CHECK(config_pool(c, p->name) == p);              /* names are unique */
         CHECK(p->pool_size >= 1 && p->max_overflow >= 0 && p->prepared_statement_cache_size >= 1);
-        CHECK(p->statement_timeout_ms >= 0 && p->pipeline_depth >= 1 && p->max_queue >= 0);
+        CHECK(p->statement_timeout_ms >= 0 && p->pipeline_depth >= 1 && p->max_queue >= 0 &&
+              p->read_your_writes_wait_ms >= 0);
         CHECK(seconds_ok(p->pool_timeout) && seconds_ok(p->pool_recycle) && seconds_ok(p->idle_timeout) &&
               seconds_ok(p->connect_timeout));
     }

@@ -145,6 +145,7 @@ static void test_defaults(void **state)
     assert_int_equal(p->pipeline_depth, 16);
     assert_int_equal(p->max_queue, 1024);
     assert_false(p->optional);
+    assert_int_equal(p->read_your_writes_wait_ms, 200);
     assert_ptr_equal(config_pool(&c, "primary"), p);
     assert_null(config_pool(&c, "replica"));
     config_free(&c);
@@ -167,7 +168,7 @@ static void test_every_key(void **state)
         "    primary = { url = 'postgresql://u:p@db:5432/forex', pool_size = 7, max_overflow = 0,\n"
         "      pool_timeout = 1.5, pool_recycle = 0, idle_timeout = 60, connect_timeout = 2, echo = true,\n"
         "      prepared_statement_cache_size = 64, statement_timeout_ms = 0, pipeline_depth = 1,\n"
-        "      max_queue = 0, optional = false },\n"
+        "      max_queue = 0, optional = false, read_your_writes_wait_ms = 0 },\n"
         "    alpha = { pool_size = 'auto' },\n"
         "  },\n"
         "}\n",
@@ -206,6 +207,7 @@ static void test_every_key(void **state)
     assert_int_equal(p->pipeline_depth, 1);
     assert_int_equal(p->max_queue, 0);
     assert_false(p->optional);
+    assert_int_equal(p->read_your_writes_wait_ms, 0);
     p = config_pool(&c, "alpha");
     assert_int_equal(p->pool_size, 2 * cpu_count() + 1);
     assert_string_equal(p->url, "");
@@ -256,6 +258,7 @@ static void test_env_overrides(void **state)
     setenv("SLUICE_ECHO", "true", 1);
     setenv("SLUICE_PREPARED_STATEMENT_CACHE_SIZE", "32", 1);
     setenv("SLUICE_STATEMENT_TIMEOUT_MS", "1500", 1);
+    setenv("SLUICE_READ_YOUR_WRITES_WAIT_MS", "75", 1);
 
     struct config c;
     /* the environment wins over the file */
@@ -280,6 +283,7 @@ static void test_env_overrides(void **state)
     assert_true(p->echo);
     assert_int_equal(p->prepared_statement_cache_size, 32);
     assert_int_equal(p->statement_timeout_ms, 1500);
+    assert_int_equal(p->read_your_writes_wait_ms, 75);
     assert_int_equal(p->pipeline_depth, 4); /* not overridable: the file's value stays */
     config_free(&c);
 
