@@ -53,6 +53,7 @@ static const struct field top_fields[] = {
     {TOP(admin_token), K_STRING},
     {TOP(max_body_bytes), K_BYTES},
     {TOP(shutdown_timeout), K_SECONDS},
+    {TOP(shutdown_grace), K_SECONDS},
     {TOP(request_timeout), K_SECONDS},
     {TOP(migrations), K_STRING},
     {TOP(protect_metrics), K_BOOL},
@@ -119,6 +120,7 @@ static const struct {
     {"SLUICE_MAX_BODY_BYTES", S_TOP, "max_body_bytes"},
     {"SLUICE_REQUEST_TIMEOUT", S_TOP, "request_timeout"},
     {"SLUICE_SHUTDOWN_TIMEOUT", S_TOP, "shutdown_timeout"},
+    {"SLUICE_SHUTDOWN_GRACE", S_TOP, "shutdown_grace"},
     {"SLUICE_PROTECT_METRICS", S_TOP, "protect_metrics"},
     {"SLUICE_MAX_URL_BYTES", S_TOP, "max_url_bytes"},
     {"SLUICE_LUA_MEMORY_LIMIT", S_TOP, "lua_memory_limit"},
@@ -468,6 +470,7 @@ static void config_defaults(struct config *c, const char *path)
     c->admin_token = NULL;
     c->max_body_bytes = 64u * 1024 * 1024;
     c->shutdown_timeout = 30;
+    c->shutdown_grace = 5;
     c->request_timeout = 30;
     c->migrations = xstrdup("migrations");
     c->log_level = LOG_INFO;

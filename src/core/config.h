@@ -36,6 +36,7 @@ struct config {
     char *admin_token;       /* NULL = admin endpoints off */
     size_t max_body_bytes;   /* default 64 MiB */
     double shutdown_timeout; /* seconds, default 30 */
+    double shutdown_grace;   /* seconds served after SIGTERM with /health/ready at 503, default 5 */
     double request_timeout;  /* seconds, default 30 */
     char *migrations;        /* folder, default "migrations" */
     int log_level;           /* enum log_level, default info */

@@ -46,6 +46,7 @@ struct worker {
     struct ryw_state *ryw;   /* reads waiting for a standby to replay their Sluice-LSN (ryw.c) */
     bool stopping;
     uint64_t stop_deadline_ms;
+    uint64_t stop_linger_ms; /* the listener closed: serve until then at least (serve.c) */
 };
 
 /* The configuration in force (it changes at a reload). */

@@ -184,7 +184,7 @@ static void check_config(const struct config *c)
     CHECK(c->admin_token == NULL || c->admin_token[0]);
     CHECK(c->max_body_bytes >= 1);
     CHECK(c->max_response_bytes >= 1);
-    CHECK(seconds_ok(c->shutdown_timeout) && seconds_ok(c->request_timeout));
+    CHECK(seconds_ok(c->shutdown_timeout) && seconds_ok(c->shutdown_grace) && seconds_ok(c->request_timeout));
     CHECK(c->migrations && c->migrations[0]);
     CHECK(c->log_level >= 0 && c->log_level <= 3);
     CHECK(c->jwt_secret == NULL || strlen(c->jwt_secret) >= CONFIG_MIN_SECRET_BYTES);

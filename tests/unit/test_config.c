@@ -121,6 +121,7 @@ static void test_defaults(void **state)
     assert_null(c.admin_token);
     assert_int_equal(c.max_body_bytes, 64 * 1024 * 1024);
     assert_true(c.shutdown_timeout == 30);
+    assert_true(c.shutdown_grace == 5);
     assert_true(c.request_timeout == 30);
     assert_string_equal(c.migrations, "migrations");
     assert_int_equal(c.log_level, LOG_INFO);
@@ -160,7 +161,7 @@ static void test_every_key(void **state)
         "local mb = 1024 * 1024\n"
         "return {\n"
         "  listen = 'unix:/run/sluice.sock', workers = 3, admin_token = 's3cret',\n"
-        "  max_body_bytes = 8 * mb, shutdown_timeout = 2.5, request_timeout = 0,\n"
+        "  max_body_bytes = 8 * mb, shutdown_timeout = 2.5, shutdown_grace = 0, request_timeout = 0,\n"
         "  migrations = 'db/migrations', log = { level = 'debug', format = 'text' },\n"
         "  scripts = { 'a.lua', 'b/*.lua', 'c.lua' },\n"
         "  pools = {\n"
@@ -178,6 +179,7 @@ static void test_every_key(void **state)
     assert_string_equal(c.admin_token, "s3cret");
     assert_int_equal(c.max_body_bytes, 8 * 1024 * 1024);
     assert_true(c.shutdown_timeout == 2.5);
+    assert_true(c.shutdown_grace == 0);
     assert_true(c.request_timeout == 0);
     assert_string_equal(c.migrations, "db/migrations");
     assert_int_equal(c.log_level, LOG_DEBUG);
@@ -250,6 +252,7 @@ static void test_env_overrides(void **state)
     setenv("SLUICE_MAX_BODY_BYTES", "1048576", 1);
     setenv("SLUICE_REQUEST_TIMEOUT", "0.25", 1);
     setenv("SLUICE_SHUTDOWN_TIMEOUT", "7", 1);
+    setenv("SLUICE_SHUTDOWN_GRACE", "12.5", 1);
     setenv("DATABASE_URL", "postgresql://env@h/db", 1);
     setenv("SLUICE_POOL_SIZE", "9", 1);
     setenv("SLUICE_MAX_OVERFLOW", "3", 1);
@@ -274,6 +277,7 @@ static void test_env_overrides(void **state)
     assert_int_equal(c.max_body_bytes, 1048576);
     assert_true(c.request_timeout == 0.25);
     assert_true(c.shutdown_timeout == 7);
+    assert_true(c.shutdown_grace == 12.5);
     const struct pool_config *p = config_pool(&c, "primary");
     assert_string_equal(p->url, "postgresql://env@h/db");
     assert_int_equal(p->pool_size, 9);
