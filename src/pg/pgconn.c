@@ -455,8 +455,25 @@ static void on_io(h2o_socket_t *sock, const char *err)
     c->events->on_room(c->events_arg, c);
 }
 
+/* The oldest segment when it is a write whose commit came back (its first Sync) while its WAL
+ * position did not: it is taken off c, for it is done, not lost. NULL otherwise. */
+static struct pgjob *take_committed(struct pgconn *c)
+{
+    if (c->nsegs == 0) return NULL;
+    struct pgseg *s = &c->segs[c->seg_head];
+    if (s->syncs != 1 || memchr(s->cmds, CMD_WALPOS, s->ncmds) == NULL || s->job->status != PGJOB_OK ||
+        s->job->result == NULL)
+        return NULL;
+    c->seg_head = (c->seg_head + 1) % c->seg_cap;
+    c->nsegs--;
+    c->njobs--;
+    s->job->conn = NULL;
+    return s->job;
+}
+
 /* Takes the connection out of service: the owner of a lease hears first, then the holder, which
- * takes back the in-flight jobs and frees c. */
+ * takes back the in-flight jobs and frees c. A write that had committed is answered as done,
+ * without its WAL position, once c is gone (so that nothing new is started on c). */
 static void lost(struct pgconn *c, const char *why)
 {
     if (c->state == PGCONN_CLOSED || c->closing) return;
@@ -468,7 +485,11 @@ static void lost(struct pgconn *c, const char *why)
     struct pgconn_owner *owner = c->owner;
     c->owner = NULL;
     if (owner != NULL) owner->on_lost(owner->arg, msg);
-    set_state(c, PGCONN_CLOSED, msg);
+    struct pgjob *committed = take_committed(c);
+    const struct pgconn_events *events = c->events;
+    void *events_arg = c->events_arg;
+    set_state(c, PGCONN_CLOSED, msg); /* the holder frees c */
+    if (committed != NULL) events->on_job_done(events_arg, committed);
 }
 
 void pgconn_close(struct pgconn *c)
