@@ -101,6 +101,7 @@ describe("metrics", function()
       db_deadlock_count = "counter", db_connection_errors = "counter",
       sluice_http_requests_total = "counter", sluice_pool_connections = "gauge", sluice_pool_waiting = "gauge",
       sluice_workers = "gauge", process_resident_memory_bytes = "gauge", process_open_fds = "gauge",
+      sluice_read_your_writes_total = "counter",
     }
     for fam, typ in pairs(want) do
       assert.equal(typ, types[fam], "TYPE of " .. fam)
@@ -114,6 +115,9 @@ describe("metrics", function()
     assert.equal(0, samples[series("db_deadlock_count", { pool = "primary" })])
     assert.equal(0, samples[series("db_connection_errors", { pool = "primary" })])
     assert.equal(0, samples[series("sluice_pool_waiting", { pool = "primary" })])
+    for _, o in ipairs { "standby", "waited", "fallback" } do
+      assert.equal(0, samples[series("sluice_read_your_writes_total", { pool = "primary", outcome = o })])
+    end
     -- every defined query has its series before any call; nothing else does
     assert.equal(0, samples[series("db_query_count", { pool = "primary", query = "one", status = "ok" })])
     assert.equal(0, samples[series("db_slow_query_count", { pool = "primary", query = "nap_late" })])
