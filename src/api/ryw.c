@@ -134,7 +134,11 @@ int ryw_pick(struct worker *w, struct ryw_wait *wt, uint64_t lsn, int routed, in
     }
     uint64_t now = now_us();
     uint64_t until = now + (uint64_t)w->pools[own].cfg.read_your_writes_wait_ms * 1000;
-    if (deadline_us != 0 && deadline_us < until) until = deadline_us;
+    /* half the time left at most: the query still has the other half, on its own pool */
+    if (deadline_us != 0) {
+        uint64_t half = deadline_us > now ? now + (deadline_us - now) / 2 : now;
+        if (half < until) until = half;
+    }
     if (!later || until <= now) {
         count(st, own, RYW_FALLBACK);
         return own;

@@ -1,8 +1,8 @@
 /* ryw.h — reading your writes: which pool serves a readonly named query whose request carries a
  * Sluice-LSN. A standby serves it only once its replay position has reached the token; while
- * none has, the request waits (read_your_writes_wait_ms of the query's own pool, never past its
- * deadline) with the probe hurried, then runs on the query's own pool. Counted per pool and
- * outcome for sluice_read_your_writes_total (docs/high-availability.md). */
+ * none has, the request waits (read_your_writes_wait_ms of the query's own pool, at most half
+ * the time left before its deadline) with the probe hurried, then runs on the query's own pool.
+ * Counted per pool and outcome for sluice_read_your_writes_total (docs/high-availability.md). */
 #ifndef SLUICE_RYW_H
 #define SLUICE_RYW_H
 
@@ -38,7 +38,8 @@ void ryw_free(struct worker *w);
  * sluice.route returned (-1 for nothing). Returns the pool now (a standby that has replayed lsn,
  * the routed pool when it is a primary, or `own` when waiting is pointless), or -1 when the
  * request waits: ready(wt, pool) then runs later from the loop, never from inside this call.
- * deadline_us (0: none) bounds the wait, as read_your_writes_wait_ms of `own` does. */
+ * The wait lasts read_your_writes_wait_ms of `own` at most, and half the time left before
+ * deadline_us (0: none), so that the query can still run in the other half. */
 int ryw_pick(struct worker *w, struct ryw_wait *wt, uint64_t lsn, int routed, int own, uint64_t deadline_us,
              void (*ready)(struct ryw_wait *wt, int pool));
 /* The request stops waiting without an answer (deadline, client gone); harmless when it does

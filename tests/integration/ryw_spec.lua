@@ -22,6 +22,7 @@ sluice.query "add_dup" { single = true, sql = [[ INSERT INTO notes (id, body) VA
 sluice.query "seen" { readonly = true, single = true, sql = [[ %s ]] }
 sluice.query "seen_alias" { readonly = true, single = true, route = "GET /notes/{id}", sql = [[ %s ]] }
 sluice.query "seen_free" { readonly = true, single = true, sql = [[ %s ]] }
+sluice.query "seen_rows" { readonly = true, sql = [[ %s ]] }
 sluice.query "peek" { readonly = true, single = true, sql = [[ SELECT pg_is_in_recovery() AS standby ]] }
 sluice.bulk "notes_bulk" { table = "notes", columns = { "body" } }
 sluice.endpoint "h_add" { route = "POST /h/add", handler = function(req)
@@ -42,7 +43,7 @@ function sluice.route(query, req)
   if query.name == "seen_free" then return nil end -- the gateway's own choice
   if query.readonly and sluice.pools.replica.healthy then return "replica" end
 end
-]==]):format(NOTE, NOTE, NOTE),
+]==]):format(NOTE, NOTE, NOTE, NOTE),
 }
 
 -- A free TCP port above 61000.
@@ -319,6 +320,27 @@ describe("read your writes", function()
     assert(bare.stale > 0, "no stale read without the token: the replica is not behind")
     print(("# without Sluice-LSN (sluice.route -> replica): %d of %d reads stale"):format(bare.stale, bare.n))
 
+    -- pipelined /batch items and streamed answers wait for the replica the same way
+    local waited = 0
+    for i = 1, 5 do
+      local s, b, h, raw = gw:post_json("/batch", { { query = "add", params = { body = "batch" .. i } } })
+      assert.equal(200, s, raw)
+      local tok, id = h["sluice-lsn"], b[1].body.id
+      s, b, h, raw = gw:post_json("/batch", { { query = "seen", params = { id = id } } }, { ["Sluice-LSN"] = tok })
+      assert.equal(200, s, raw)
+      assert.is_true(b[1].body.seen, raw)
+      if b[1].body.standby then waited = waited + 1 end
+      s, b, h = gw:post_json("/query/add", { body = "stream" .. i })
+      local rows
+      s, rows = gw:get("/query/seen_rows?id=" .. b.id, { Accept = "application/x-ndjson", ["Sluice-LSN"] = h["sluice-lsn"] })
+      assert.equal(200, s, rows)
+      local row = H.decode(rows:match("[^\n]+"))
+      assert.is_true(row.seen, rows)
+      if row.standby then waited = waited + 1 end
+    end
+    assert(waited > 0, "no /batch item or stream was served by the replica")
+    print(("# /batch items and NDJSON streams with Sluice-LSN: 10 of 10 saw their write, %d served by the replica"):format(waited))
+
     -- read_your_writes_wait_ms reloads: at 200 ms, shorter than the delay, reads fall back
     local cfg = gw.config
     cfg.pools.primary.read_your_writes_wait_ms = 200
@@ -332,6 +354,24 @@ describe("read your writes", function()
     assert(d["primary/fallback"] >= 90, "fell back: " .. tostring(d["primary/fallback"]))
     print(("# wait 200 ms (< 500 ms delay): %d of 100 fell back to the primary, 0 stale; read p50 %.0f ms"):format(
       d["primary/fallback"], short.p50))
+
+    -- the wait takes at most half the time left before the deadline: the query still runs
+    local gw2 = H.start { dsn = db, scripts = scripts, config = { request_timeout = 0.4,
+      pools = { primary = { url = db, pool_size = 2, read_your_writes_wait_ms = 1000 }, replica = { url = rdb, pool_size = 2 } } } }
+    assert(wait_for(function()
+      local _, hb = gw2:get_json("/health")
+      return hb and hb.pools and hb.pools.replica and hb.pools.replica.replication_lag_seconds ~= H.null
+    end, 10), "the probe did not find the replica")
+    local hs, hb, hh = gw2:post_json("/query/add", { body = "deadline" })
+    assert.equal(200, hs)
+    local ht = H.now()
+    local rs, rb, _, rraw = gw2:get_json("/query/seen?id=" .. hb.id, { ["Sluice-LSN"] = hh["sluice-lsn"] })
+    local rms = (H.now() - ht) * 1000
+    assert.equal(200, rs, rraw)
+    assert.same({ seen = true, standby = false }, rb)
+    assert(rms < 390, ("answered after %.0f ms"):format(rms))
+    print(("# request_timeout 0.4 s, wait 1000 ms: the read waited for half the deadline, then the primary answered (%.0f ms)"):format(rms))
+    gw2:stop()
 
     -- once the replica has replayed it, an old token is served by the replica at once
     local s, b, h = gw:post_json("/query/add", { body = "late" })
