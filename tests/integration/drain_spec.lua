@@ -90,34 +90,35 @@ describe("shutdown behind a load balancer", function()
     local ready_ms = (first_503.t1 - t_term) * 1000
     assert(ready_ms <= 200, ("/health/ready answered 503 only %.0f ms after SIGTERM"):format(ready_ms))
 
-    -- queries: every request until the listener closed got 200; after it, connections are refused
-    local t_closed, served, in_grace, failed = math.huge, 0, 0, {}
+    -- queries: every answer is a 200; the only failures are transport ones from the moment the
+    -- listener closed (a connection refused, or one that reached the listener as it closed)
     local queries = {}
     for _, l in ipairs(fast.lines()) do queries[#queries + 1] = l end
     for _, l in ipairs(slow.lines()) do queries[#queries + 1] = l end
+    local t_closed = math.huge
     for _, l in ipairs(queries) do
-      if l.err and l.t0 > t_term and l.t0 < t_closed then t_closed = l.t0 end
+      if l.err and l.t1 < t_closed then t_closed = l.t1 end
     end
     assert(t_closed < math.huge, "the listener never closed within the loops' run")
+    local served, in_grace, refused, at_close = 0, 0, 0, 0
     for _, l in ipairs(queries) do
-      if l.t0 < t_closed then
-        if l.status == 200 then
-          served = served + 1
-          if l.t0 >= t_term then in_grace = in_grace + 1 end
-        else
-          failed[#failed + 1] = ("%.3f s after SIGTERM: %s"):format(l.t0 - t_term, l.status or l.err)
-        end
+      if l.status then
+        assert(l.status == 200, ("a query %.3f s after SIGTERM got %d"):format(l.t0 - t_term, l.status))
+        served = served + 1
+        if l.t0 >= t_term then in_grace = in_grace + 1 end
       else
-        assert(l.err and l.err:match("refused"), ("after the listener closed: %s"):format(l.status or l.err))
+        assert(l.t0 >= t_closed - 0.05, ("a query begun %.3f s before the listener closed failed: %s")
+          :format(t_closed - l.t0, l.err))
+        if l.err:match("refused") then refused = refused + 1 else at_close = at_close + 1 end
       end
     end
-    assert(#failed == 0, "requests failed before the listener closed:\n" .. table.concat(failed, "\n"))
     local closed_after = t_closed - t_term
     assert(closed_after >= grace - 0.1, ("the listener closed %.2f s after SIGTERM (grace %d s)"):format(closed_after, grace))
     assert(in_grace > 50, "only " .. in_grace .. " queries were served during the grace")
     print(("# /health/ready answered 503 %.0f ms after SIGTERM (polled every 20 ms)"):format(ready_ms))
-    print(("# %d queries answered 200 during the %d s grace (%d in all), 0 failed; listener closed %.2f s after SIGTERM, exit after %.2f s")
-      :format(in_grace, grace, served, closed_after, t_exit - t_term))
+    print(("# %d queries answered 200 after SIGTERM (%d in all), none failed before the listener closed %.2f s after SIGTERM; exit after %.2f s")
+      :format(in_grace, served, closed_after, t_exit - t_term))
+    print(("# after the close: %d connections refused, %d closed as they reached the closing listener"):format(refused, at_close))
   end)
 
   it("a second SIGTERM cuts the grace short; SIGINT skips it", function()
