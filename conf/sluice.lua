@@ -6,7 +6,8 @@ return {
   workers = "auto",                      -- SLUICE_WORKERS; auto = CPU count
   admin_token = nil,                     -- SLUICE_ADMIN_TOKEN; required for /admin/* (off without it)
   max_body_bytes = 64 * 1024 * 1024,     -- SLUICE_MAX_BODY_BYTES; larger bodies get 413
-  shutdown_timeout = 30,                 -- SLUICE_SHUTDOWN_TIMEOUT; seconds to drain on SIGTERM
+  shutdown_grace = 5,                    -- SLUICE_SHUTDOWN_GRACE; seconds served after SIGTERM with /health/ready at 503
+  shutdown_timeout = 30,                 -- SLUICE_SHUTDOWN_TIMEOUT; seconds to drain once the listener closed
   request_timeout = 30,                  -- SLUICE_REQUEST_TIMEOUT; seconds: the deadline of one request
   migrations = "migrations",             -- folder read by `sluice migrate`
   log = { level = "info", format = "json" },  -- SLUICE_LOG_LEVEL, SLUICE_LOG_FORMAT ("json" | "text")
@@ -26,6 +27,7 @@ return {
       prepared_statement_cache_size = 256,  -- SLUICE_PREPARED_STATEMENT_CACHE_SIZE; per connection
       statement_timeout_ms = 30000,     -- SLUICE_STATEMENT_TIMEOUT_MS; a query's own timeout_ms wins
       failover_wait_ms = 10000,         -- SLUICE_FAILOVER_WAIT_MS; how long requests wait for a usable server
+      read_your_writes_wait_ms = 200,   -- SLUICE_READ_YOUR_WRITES_WAIT_MS; a read with Sluice-LSN waits this long for a standby
     },
     -- A streaming replica takes the readonly queries (see sluice.route in lua/policy.lua):
     -- replica = { url = os.getenv("REPLICA_URL"), optional = true },

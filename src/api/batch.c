@@ -18,6 +18,7 @@
 #include "metrics.h"
 #include "reqlife.h"
 #include "route.h"
+#include "ryw.h"
 #include "txn.h"
 #include "util.h"
 #include "worker.h"
@@ -30,7 +31,9 @@ struct item {
     json_t **vals;
     struct pgjob *job; /* in flight */
     int status;
-    struct buf body; /* the item's answer once known */
+    struct buf body;     /* the item's answer once known */
+    struct ryw_wait ryw; /* a readonly item waiting for a standby to replay the Sluice-LSN */
+    struct pgjob *held;  /* ...its job, not submitted yet */
 };
 
 struct batch {
@@ -43,6 +46,8 @@ struct batch {
     bool txn_open;
     int fail_status; /* a failed transaction: its answer, sent once ROLLBACK is done */
     struct buf fail_body;
+    uint64_t token; /* the request's Sluice-LSN, 0 without one */
+    uint64_t lsn;   /* where the batch's writes are in the WAL (the answer's Sluice-LSN) */
 };
 
 /* The wait ended early (deadline, client gone, request freed): what still waits is dropped
@@ -52,8 +57,12 @@ static void cleanup(struct reqlife *life)
 {
     struct batch *b = (struct batch *)life;
     for (int i = 0; i < b->n; i++) {
-        if (b->items[i].job) pool_abandon(b->items[i].job);
-        b->items[i].job = NULL;
+        struct item *it = &b->items[i];
+        if (it->job) pool_abandon(it->job);
+        it->job = NULL;
+        ryw_cancel(&it->ryw);
+        if (it->held) pgjob_free(it->held);
+        it->held = NULL;
     }
     if (b->txn_open) txn_abandon(&b->txn);
     b->txn_open = false;
@@ -87,6 +96,7 @@ static void reply_items(struct batch *b)
     buf_putc(out, ']');
     b->answered = true;
     reqlife_done(&b->life);
+    http_set_lsn(b->life.req, b->lsn);
     http_send_json(b->life.req, 200, out->data, out->len);
 }
 
@@ -113,13 +123,40 @@ static void on_item_done(struct pgjob *job)
     struct item *it = job->owner;
     it->job = NULL;
     it->status = call_job_json(&it->body, job);
+    if (it->status == 200 && job->lsn > it->b->lsn) it->b->lsn = job->lsn;
     count_item(it->b, it, job);
     pgjob_free(job);
     if (--it->b->pending == 0) reply_items(it->b);
 }
 
+/* Submits the item's job to pool; a refusal is the item's answer at once. */
+static void submit_item(struct batch *b, struct item *it, struct pgjob *job, struct pool *pool)
+{
+    job->timeout_ms = it->q->timeout_ms ? it->q->timeout_ms : pool->cfg.statement_timeout_ms;
+    it->job = job;
+    if (pool_submit(pool, job) != 0) {
+        it->job = NULL;
+        job->status = PGJOB_UNAVAILABLE;
+        it->status = call_job_json(&it->body, job);
+        pgjob_free(job);
+        b->pending--;
+    }
+}
+
+/* A readonly item's standby has replayed the token, or its wait ended. */
+static void item_ready(struct ryw_wait *wt, int pool)
+{
+    struct item *it = container_of(wt, struct item, ryw);
+    struct batch *b = it->b;
+    struct pgjob *job = it->held;
+    it->held = NULL;
+    submit_item(b, it, job, &b->life.w->pools[pool]);
+    if (b->pending == 0) reply_items(b);
+}
+
 static void run_pipelined(struct batch *b)
 {
+    struct worker *w = b->life.w;
     b->pending = b->n;
     for (int i = 0; i < b->n; i++) {
         struct item *it = &b->items[i];
@@ -128,25 +165,27 @@ static void run_pipelined(struct batch *b)
             continue;
         }
         /* each item on the pool sluice.route picks for it, as /query/{name} would */
-        struct pool *pool = &b->life.w->pools[route_pool(b->life.w, it->q, b->life.req)];
+        bool routed;
+        int idx = route_pool(w, it->q, b->life.req, b->token, &routed);
         struct pgjob *job = pgjob_new(it->q, it);
         job->bind = bind_item;
         job->on_done = on_item_done;
-        job->timeout_ms = it->q->timeout_ms ? it->q->timeout_ms : pool->cfg.statement_timeout_ms;
         if (it->q->described && call_bind(job, it->vals) != 0) {
             it->status = call_job_json(&it->body, job);
             pgjob_free(job);
             b->pending--;
             continue;
         }
-        it->job = job;
-        if (pool_submit(pool, job) != 0) {
-            it->job = NULL;
-            job->status = PGJOB_UNAVAILABLE;
-            it->status = call_job_json(&it->body, job);
-            pgjob_free(job);
-            b->pending--;
+        if (b->token != 0 && it->q->readonly) {
+            uint64_t ms = reqlife_request_timeout_ms(w);
+            idx = ryw_pick(w, &it->ryw, b->token, routed ? idx : -1, it->q->pool_idx,
+                           ms ? b->life.started_us + ms * 1000 : 0, item_ready);
+            if (idx < 0) {
+                it->held = job; /* submitted by item_ready */
+                continue;
+            }
         }
+        submit_item(b, it, job, &w->pools[idx]);
     }
     if (b->pending == 0) reply_items(b);
 }
@@ -189,6 +228,7 @@ static void on_finished(struct txn *t, PGresult *r)
         return;
     }
     if (committed) {
+        b->lsn = t->lsn;
         reply_items(b);
         return;
     }
@@ -344,7 +384,14 @@ int batch_handle(struct worker *w, h2o_req_t *req)
         http_send_error(req, 415, "unsupported_media_type", "the body must be application/json", NULL, NULL);
         return 0;
     }
+    uint64_t token;
+    int has_token = http_lsn_token(req, &token);
+    if (has_token < 0) {
+        http_send_error(req, 400, "bad_request", HTTP_LSN_MALFORMED, NULL, NULL);
+        return 0;
+    }
     struct batch *b = reqlife_new(w, req, sizeof *b, &batch_kind, w->reg);
+    b->token = has_token ? token : 0;
     if (req->query_at != SIZE_MAX) {
         h2o_iovec_t qs =
             h2o_iovec_init(req->path.base + req->query_at + 1, req->path.len - req->query_at - 1);

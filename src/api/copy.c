@@ -19,6 +19,7 @@
 #include "pgconn.h"
 #include "reqlife.h"
 #include "util.h"
+#include "walpos.h"
 #include "worker.h"
 
 #define BATCH_ROWS 1000 /* rows encoded per loop turn */
@@ -49,6 +50,7 @@ struct bulkreq {
     long chunk_first_row, chunk_sent; /* rows of the current chunk */
     int chunks, committed_chunks;
     long rows_committed, affected;
+    uint64_t lsn; /* the WAL position after the last COMMIT (the answer's Sluice-LSN) */
     /* the first error; answered once the connection is clean again */
     int err_status;
     char err[320];
@@ -126,6 +128,7 @@ static void reply_ok(struct bulkreq *br)
     br->d->calls++;
     br->d->rows += (uint64_t)br->rows_committed;
     metrics_bulk_done(br->life.w, br->d, true, br->rows_committed, br->life.started_us);
+    http_set_lsn(br->life.req, br->lsn);
     http_send_json(br->life.req, 200, b->data, b->len);
 }
 
@@ -172,6 +175,13 @@ static void send_step(struct bulkreq *br, enum step step, const char *sql)
     pgconn_send(br->conn, sql, 0, NULL); /* a failure reaches on_lost */
 }
 
+/* COMMIT, and in the same round trip the WAL position it reached (its own result). */
+static void commit(struct bulkreq *br)
+{
+    br->step = ST_COMMIT;
+    pgconn_send_simple(br->conn, WALPOS_COMMIT_SQL); /* a failure reaches on_lost */
+}
+
 /* After an error: roll back if a transaction is open, then answer. */
 static void finish_failed(struct bulkreq *br)
 {
@@ -200,7 +210,7 @@ static void start_chunk(struct bulkreq *br)
 static void end_body(struct bulkreq *br)
 {
     if (br->d->atomic)
-        send_step(br, ST_COMMIT, "COMMIT");
+        commit(br);
     else {
         detach(br);
         reply_ok(br);
@@ -265,7 +275,7 @@ static void next_step(struct bulkreq *br)
         /* fall through */
     case ST_TRUNCATE:
         if (!d->atomic) {
-            send_step(br, ST_COMMIT, "COMMIT");
+            commit(br);
             return;
         }
         if (br->eof)
@@ -315,6 +325,8 @@ static void on_result(void *arg, PGresult *r)
             br->d->types = xcalloc((size_t)br->d->ncolumns, sizeof(Oid));
             for (int i = 0; i < br->d->ncolumns && i < PQnfields(r); i++) br->d->types[i] = PQftype(r, i);
             br->d->described = PQnfields(r) == br->d->ncolumns;
+        } else if (br->step == ST_COMMIT) {
+            br->lsn = walpos_of(r);
         }
         break;
     case PGRES_COMMAND_OK:

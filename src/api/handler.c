@@ -48,6 +48,7 @@ struct hreq {
     bool sync;    /* ...and one arrived: sync_n values are on the stack */
     int sync_n;
     uint64_t resumed_ms;
+    uint64_t lsn; /* where the handler's writes and commits are in the WAL (Sluice-LSN) */
 };
 
 static __thread struct hreq *running; /* the handler being resumed on this worker */
@@ -218,6 +219,10 @@ static void answer(struct hreq *hr)
         http_send_error(hr->life.req, 500, "internal", refused, NULL, NULL);
     } else {
         if (has_headers) add_headers(hr);
+        /* a successful answer after writes says where they are, unless the handler said it */
+        if (status < 300 &&
+            h2o_find_header_by_str(&hr->life.req->res.headers, H2O_STRLIT("sluice-lsn"), -1) < 0)
+            http_set_lsn(hr->life.req, hr->lsn);
         http_send_json(hr->life.req, status, b->data ? b->data : "", b->len);
     }
     if (b->cap > KEEP_OUT_BYTES) buf_free(b); /* h2o sent a copy */
@@ -348,6 +353,7 @@ static void on_query_done(struct pgjob *job)
     if (job->status == PGJOB_OK) metrics_query_exec(hr->life.w, job->q, pool, now_us() - job->sent_us);
     metrics_query_done(hr->life.w, job->q, pool, status, job->wait.queued_us ? job->wait.queued_us : now_us(),
                        status == 200 ? NULL : job->errmsg, &us);
+    if (o.status == 200 && job->lsn > hr->lsn) hr->lsn = job->lsn;
     int n = call_push_lua(hr->co, &o, job->q->name);
     pgjob_free(job); /* after the push: o borrows the result */
     deliver(hr, n);
@@ -466,6 +472,7 @@ static void on_txn_end(struct txn *t, PGresult *r)
 {
     struct hreq *hr = t->arg;
     bool ok = r != NULL && PQresultStatus(r) == PGRES_COMMAND_OK && strcmp(PQcmdStatus(r), "COMMIT") == 0;
+    if (ok && t->lsn > hr->lsn) hr->lsn = t->lsn;
     txn_close(t);
     hr->in_txn = false;
     lua_pushboolean(hr->co, ok);

@@ -144,6 +144,11 @@ static int send_health(struct worker *w, h2o_req_t *req)
 
 static int send_ready(struct worker *w, h2o_req_t *req)
 {
+    /* From SIGTERM on, so that a load balancer moves traffic away during shutdown_grace. */
+    if (w->stopping || __atomic_load_n(&w->srv->draining, __ATOMIC_ACQUIRE)) {
+        http_send_error(req, 503, "unavailable", "shutting down", NULL, NULL);
+        return 0;
+    }
     for (int i = 0; i < w->npools; i++) {
         struct pool_view v;
         view_pool(w->srv, i, &v);

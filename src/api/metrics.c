@@ -22,6 +22,7 @@
 #include "http.h"
 #include "jsonw.h"
 #include "log.h"
+#include "ryw.h"
 #include "script.h"
 #include "server.h"
 #include "util.h"
@@ -848,6 +849,16 @@ void metrics_render(struct server *srv, struct buf *b)
     for (int i = 0; i < npools; i++)
         metrics_histogram(b, "sluice_failover_wait_seconds",
                           labels(&lb, "pool", cfg->pools[i].name, NULL, NULL), &pt[i].failover_wait);
+    metrics_family(b, "sluice_read_your_writes_total", "counter",
+                   "Readonly requests that carried Sluice-LSN, by the pool that served them: a standby that "
+                   "had replayed it, one that did while the request waited, or the query's own pool.");
+    for (int i = 0; i < npools; i++) {
+        uint64_t n[RYW_NOUTCOMES];
+        ryw_totals(srv, i, n);
+        for (int o = 0; o < RYW_NOUTCOMES; o++)
+            metrics_sample_u64(b, "sluice_read_your_writes_total",
+                               labels(&lb, "pool", cfg->pools[i].name, "outcome", ryw_outcome_name(o)), n[o]);
+    }
 
     /* the process */
     metrics_family(b, "sluice_http_requests_total", "counter", "HTTP responses sent, by status code.");

@@ -18,6 +18,7 @@
 #include "pgtype.h"
 #include "reqlife.h"
 #include "route.h"
+#include "ryw.h"
 #include "slowplan.h"
 #include "stream.h"
 #include "util.h"
@@ -41,6 +42,9 @@ struct qreq {
     struct pvalue *vals;
     int pool_idx;            /* the pool it runs on: q's own until sluice.route chose */
     bool statement_deadline; /* the deadline is timeout_ms (plus grace), not request_timeout */
+    enum stream_format fmt;  /* rows streamed as CSV or NDJSON, or one JSON answer */
+    struct ryw_wait ryw;     /* a read waiting for a standby to replay its Sluice-LSN (ryw.h) */
+    struct pgjob *held;      /* ...its job, bound and not submitted yet */
 };
 
 /* How long past timeout_ms the gateway waits for the server's own statement timeout before it
@@ -53,6 +57,9 @@ static void cleanup(struct reqlife *life)
     struct qreq *qr = (struct qreq *)life;
     if (qr->job != NULL) pool_abandon(qr->job);
     qr->job = NULL;
+    ryw_cancel(&qr->ryw);
+    if (qr->held != NULL) pgjob_free(qr->held);
+    qr->held = NULL;
 }
 
 static void dispose(struct reqlife *life)
@@ -233,6 +240,7 @@ static void send_result(struct qreq *qr, struct pgjob *job)
     call_write_json(b, &o, q->name);
     struct outcome counted;
     count(qr->life.w, q, qr, 200, qr->life.started_us, NULL, &counted);
+    http_set_lsn(qr->life.req, job->lsn); /* a write: where its commit is in the WAL */
     http_send_json(qr->life.req, 200, b->data, b->len);
     report(qr->life.w, q, 200, &counted);
 }
@@ -362,6 +370,71 @@ static void stream_ended(void *arg, int status, const char *errmsg)
     report(qr->life.w, qr->q, status, &o);
 }
 
+/* statement_timeout for q on pool: the query's timeout_ms, else the pool's. */
+static int job_timeout_ms(struct worker *w, const struct query_def *q, int pool)
+{
+    return q->timeout_ms ? q->timeout_ms : w->pools[pool].cfg.statement_timeout_ms;
+}
+
+/* The request's deadline in ms from its arrival (0: none): request_timeout, or the statement's
+ * timeout plus STATEMENT_GRACE_MS when that is earlier (*statement is then true). */
+static uint64_t request_deadline_ms(struct qreq *qr, int timeout_ms, bool *statement)
+{
+    uint64_t deadline_ms = reqlife_request_timeout_ms(qr->life.w);
+    *statement = false;
+    /* request_timeout 0 means no request deadline; timeout_ms 0 means the server's alone. */
+    if (timeout_ms > 0 && (deadline_ms == 0 || (uint64_t)timeout_ms + STATEMENT_GRACE_MS < deadline_ms)) {
+        deadline_ms = (uint64_t)timeout_ms + STATEMENT_GRACE_MS;
+        *statement = true;
+    }
+    return deadline_ms;
+}
+
+/* Runs job (bound already when it can be) on qr->pool_idx: streamed, or submitted to the pool
+ * under the request's deadline. */
+static void run(struct qreq *qr, struct pgjob *job)
+{
+    struct worker *w = qr->life.w;
+    h2o_req_t *req = qr->life.req;
+    struct query_def *q = qr->q;
+    struct pool *pool = &w->pools[qr->pool_idx];
+    job->timeout_ms = job_timeout_ms(w, q, qr->pool_idx);
+    if (qr->fmt != STREAM_NONE) {
+        /* Accept: text/csv or application/x-ndjson: rows as they come, on a connection of their own */
+        reqlife_done(&qr->life); /* a wait for a standby ends here; the stream has its own deadline */
+        struct stream_hooks hooks = {stream_failed, stream_ended, qr};
+        stream_start(w, req, q, pool, qr->fmt, job, &hooks);
+        pgjob_free(job);
+        return;
+    }
+    uint64_t deadline_ms = request_deadline_ms(qr, job->timeout_ms, &qr->statement_deadline);
+    uint64_t left_ms = deadline_ms;
+    if (deadline_ms > 0) {
+        job->deadline_us = qr->life.started_us + deadline_ms * 1000;
+        uint64_t spent_ms = (now_us() - qr->life.started_us) / 1000; /* a wait for a standby */
+        left_ms = spent_ms < deadline_ms ? deadline_ms - spent_ms : 1;
+    }
+    qr->job = job;
+    reqlife_wait(&qr->life, left_ms);
+    if (pool_submit(pool, job) != 0) {
+        reqlife_done(&qr->life);
+        qr->job = NULL;
+        http_retry_after(req, pool_retry_after(pool));
+        answer_error(w, req, q, qr, qr->life.started_us, 503, job->errmsg, NULL, NULL);
+        pgjob_free(job);
+    }
+}
+
+/* A standby replayed the token, or the wait ended: the held job runs on pool. */
+static void ryw_ready(struct ryw_wait *wt, int pool)
+{
+    struct qreq *qr = container_of(wt, struct qreq, ryw);
+    struct pgjob *job = qr->held;
+    qr->held = NULL;
+    qr->pool_idx = pool;
+    run(qr, job);
+}
+
 int query_handle(struct worker *w, h2o_req_t *req, struct query_def *q, const char **path_vals,
                  const size_t *path_lens, int npath)
 {
@@ -376,6 +449,13 @@ int query_handle(struct worker *w, h2o_req_t *req, struct query_def *q, const ch
         h2o_add_header(&req->pool, &req->res.headers, H2O_TOKEN_ALLOW, NULL, allow, strlen(allow));
         const char *msg = q->readonly ? "use GET or POST" : "this query writes: use POST";
         answer_error(w, req, q, NULL, started_us, 405, msg, NULL, NULL);
+        return 0;
+    }
+
+    uint64_t token;
+    int has_token = http_lsn_token(req, &token);
+    if (has_token < 0) {
+        answer_error(w, req, q, NULL, started_us, 400, HTTP_LSN_MALFORMED, NULL, NULL);
         return 0;
     }
 
@@ -404,46 +484,33 @@ int query_handle(struct worker *w, h2o_req_t *req, struct query_def *q, const ch
             goto bad;
         }
 
-    qr->pool_idx = route_pool(w, q, req);
-    struct pool *pool = &w->pools[qr->pool_idx];
+    bool routed;
+    qr->pool_idx = route_pool(w, q, req, token, &routed);
     struct pgjob *job = pgjob_new(q, qr);
     job->bind = bind_params;
     job->on_done = on_done;
-    job->timeout_ms = q->timeout_ms ? q->timeout_ms : pool->cfg.statement_timeout_ms;
-    enum stream_format fmt = q->single ? STREAM_NONE : stream_wanted(req);
-    if (fmt != STREAM_NONE) {
-        /* Accept: text/csv or application/x-ndjson: rows as they come, on a connection of their own */
-        if (bind_params(job) != 0) {
-            answer_error(w, req, q, qr, started_us, 400, job->errmsg, NULL, NULL);
-        } else {
-            struct stream_hooks hooks = {stream_failed, stream_ended, qr};
-            stream_start(w, req, q, pool, fmt, job, &hooks);
-        }
-        pgjob_free(job);
-        return 0;
-    }
-    if (q->described && bind_params(job) != 0) {
+    qr->fmt = q->single ? STREAM_NONE : stream_wanted(req);
+    /* A stream binds now: its statement is sent as text, without a prepare that would learn the
+     * types. Otherwise the first use on a worker binds once the statement is described. */
+    if ((qr->fmt != STREAM_NONE || q->described) && bind_params(job) != 0) {
         answer_error(w, req, q, qr, started_us, 400, job->errmsg, NULL, NULL);
         pgjob_free(job);
         return 0;
     }
-    /* request_timeout 0 means no request deadline; timeout_ms 0 means the server's alone. */
-    uint64_t deadline_ms = reqlife_request_timeout_ms(w);
-    if (job->timeout_ms > 0 &&
-        (deadline_ms == 0 || (uint64_t)job->timeout_ms + STATEMENT_GRACE_MS < deadline_ms)) {
-        deadline_ms = (uint64_t)job->timeout_ms + STATEMENT_GRACE_MS;
-        qr->statement_deadline = true;
+    if (has_token && q->readonly) {
+        /* Read your writes: a standby serves it once it has replayed the token (ryw.h). */
+        uint64_t deadline_ms =
+            request_deadline_ms(qr, job_timeout_ms(w, q, q->pool_idx), &qr->statement_deadline);
+        int p = ryw_pick(w, &qr->ryw, token, routed ? qr->pool_idx : -1, q->pool_idx,
+                         deadline_ms ? started_us + deadline_ms * 1000 : 0, ryw_ready);
+        if (p < 0) {
+            qr->held = job;
+            reqlife_wait(&qr->life, deadline_ms);
+            return 0;
+        }
+        qr->pool_idx = p;
     }
-    if (deadline_ms > 0) job->deadline_us = qr->life.started_us + deadline_ms * 1000;
-    qr->job = job;
-    reqlife_wait(&qr->life, deadline_ms);
-    if (pool_submit(pool, job) != 0) {
-        reqlife_done(&qr->life);
-        qr->job = NULL;
-        http_retry_after(req, pool_retry_after(pool));
-        answer_error(w, req, q, qr, started_us, 503, job->errmsg, NULL, NULL);
-        pgjob_free(job);
-    }
+    run(qr, job);
     return 0;
 
 bad:

@@ -18,6 +18,7 @@
 #include "metrics.h"
 #include "openapi.h"
 #include "query.h"
+#include "server.h"
 #include "urlpath.h"
 #include "worker.h"
 
@@ -132,6 +133,9 @@ int router_on_req(h2o_handler_t *self, h2o_req_t *req)
     struct worker *w = worker_of(req);
     h2o_iovec_t path = req->path_normalized;
     if (!h2reset_admit(w, req)) return 0;
+    /* Shutting down: each answer closes its connection, so that a client's next request opens a
+     * new one, which a load balancer sends to another instance. */
+    if (__atomic_load_n(&w->srv->draining, __ATOMIC_RELAXED)) req->http1_is_persistent = 0;
 
     if (req->entity.base != NULL && req->entity.len > worker_config(w)->max_body_bytes) {
         http_send_error(req, 413, "too_large", "the request body is larger than max_body_bytes", NULL, NULL);

@@ -1,9 +1,11 @@
 /* serve.c — the gateway process: listeners, one event loop per worker thread, signals, and a
- * graceful stop that drains in-flight requests up to shutdown_timeout. */
+ * graceful stop: on SIGTERM shutdown_grace seconds of service with /health/ready at 503, then the
+ * listeners close and in-flight requests drain up to shutdown_timeout. */
 #include "serve.h"
 
 #include <arpa/inet.h>
 #include <errno.h>
+#include <fcntl.h>
 #include <lua.h>
 #include <netinet/in.h>
 #include <signal.h>
@@ -14,6 +16,7 @@
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/un.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "cancel.h"
@@ -25,6 +28,7 @@
 #include "probe.h"
 #include "route.h"
 #include "router.h"
+#include "ryw.h"
 #include "script.h"
 #include "server.h"
 #include "tls.h"
@@ -166,12 +170,22 @@ static void send_control(struct worker *w, enum control what)
     h2o_multithread_send_message(&w->control, &m->super);
 }
 
+/* After the listener closed, the worker serves at least this long before it may stop: a request on
+ * a connection accepted at the last moment is read and answered, not cut. */
+#define DRAIN_LINGER_MS 100
+
 static void stop_accepting(struct worker *w)
 {
     if (w->stopping) return;
     w->stopping = true;
     w->stop_deadline_ms = now_ms() + (uint64_t)(w->srv->cfg->shutdown_timeout * 1000);
+    w->stop_linger_ms = now_ms() + DRAIN_LINGER_MS;
     if (w->listener != NULL) {
+        /* Connections the kernel has queued already are taken and served, not reset by the close. */
+        int fd = h2o_socket_get_fd(w->listener);
+        fcntl(fd, F_SETFL, fcntl(fd, F_GETFL) | O_NONBLOCK);
+        for (h2o_socket_t *sock; (sock = h2o_evloop_socket_accept(w->listener)) != NULL;)
+            h2o_accept(&w->accept_ctx, sock);
         h2o_socket_read_stop(w->listener);
         h2o_socket_close(w->listener); /* closes listen_fd */
         w->listener = NULL;
@@ -284,6 +298,7 @@ static void *worker_main(void *arg)
         pool_init(p, &srv->cfg->pools[i], w->index, srv->nworkers, loop, &srv->breakers[i]);
     }
     apply_policy(w);
+    ryw_init(w);
     h2o_timeout_init(loop, &w->janitor_timeout, 1000);
     w->janitor.cb = on_janitor;
     h2o_timeout_link(loop, &w->janitor_timeout, &w->janitor);
@@ -293,8 +308,9 @@ static void *worker_main(void *arg)
     w->listener->data = w;
     h2o_socket_read_start(w->listener, on_accept);
 
-    while (!(w->stopping && (w->inflight == 0 || now_ms() >= w->stop_deadline_ms)))
-        h2o_evloop_run(loop, w->stopping ? 50 : INT32_MAX);
+    while (!(w->stopping &&
+             ((w->inflight == 0 && now_ms() >= w->stop_linger_ms) || now_ms() >= w->stop_deadline_ms)))
+        h2o_evloop_run(loop, w->stopping ? 10 : INT32_MAX);
     /* Let the last responses leave before the connections go. */
     for (int i = 0; i < 5; i++) h2o_evloop_run(loop, 10);
 
@@ -306,6 +322,7 @@ static void *worker_main(void *arg)
 
 static void worker_dispose(struct worker *w)
 {
+    ryw_free(w);
     free(w->pools);
     free_generation(w->reg);
     while (w->retired) {
@@ -340,6 +357,28 @@ static struct describe_result *describe_scripts(const struct config *cfg, char *
 }
 
 /* --- the process ---------------------------------------------------------------------------- */
+
+/* SIGTERM behind a load balancer: /health/ready answers 503 at once while every request, new ones
+ * included, is still served for shutdown_grace seconds, so that the balancer's readiness checks
+ * take the gateway out of rotation before its listener closes. A second SIGTERM, or a SIGINT,
+ * ends the grace early; a SIGHUP meanwhile is not acted on. */
+static void shutdown_grace(struct server *srv, const sigset_t *sigs)
+{
+    __atomic_store_n(&srv->draining, true, __ATOMIC_RELEASE);
+    double grace = srv->cfg->shutdown_grace;
+    if (grace <= 0) return;
+    log_info("SIGTERM: /health/ready answers 503; serving for shutdown_grace (%gs) before draining", grace);
+    uint64_t end = now_ms() + (uint64_t)(grace * 1000);
+    for (uint64_t now; (now = now_ms()) < end;) {
+        struct timespec left = {(time_t)((end - now) / 1000), (long)((end - now) % 1000) * 1000000};
+        int sig = sigtimedwait(sigs, NULL, &left);
+        if (sig == SIGTERM || sig == SIGINT) {
+            log_info("signal %d: shutdown_grace cut short", sig);
+            return;
+        }
+        if (sig == SIGHUP) log_warn("SIGHUP during shutdown_grace: not reloading");
+    }
+}
 
 /* The running server. Not static: the contexts and loops the workers leave at exit stay reachable
  * through it (a static that is only written could be optimized away). */
@@ -531,7 +570,10 @@ int serve_run(struct config *cfg)
             for (int i = 0; i < srv->nworkers; i++) send_control(&srv->workers[i], CONTROL_RELOAD);
             continue;
         }
-        log_info("signal %d: draining in-flight requests (up to %gs)", sig, cfg->shutdown_timeout);
+        /* SIGINT (Ctrl-C at a terminal) stops accepting at once; SIGTERM gives the grace first */
+        if (sig == SIGTERM) shutdown_grace(srv, &sigs);
+        __atomic_store_n(&srv->draining, true, __ATOMIC_RELEASE);
+        log_info("signal %d: draining in-flight requests (up to %gs)", sig, srv->cfg->shutdown_timeout);
         break;
     }
     for (int i = 0; i < srv->nworkers; i++) send_control(&srv->workers[i], CONTROL_STOP);

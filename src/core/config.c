@@ -53,6 +53,7 @@ static const struct field top_fields[] = {
     {TOP(admin_token), K_STRING},
     {TOP(max_body_bytes), K_BYTES},
     {TOP(shutdown_timeout), K_SECONDS},
+    {TOP(shutdown_grace), K_SECONDS},
     {TOP(request_timeout), K_SECONDS},
     {TOP(migrations), K_STRING},
     {TOP(protect_metrics), K_BOOL},
@@ -101,6 +102,7 @@ static const struct field pool_fields[] = {
     {POOL(max_queue), K_COUNT},
     {POOL(failover_wait_ms), K_COUNT},
     {POOL(optional), K_BOOL},
+    {POOL(read_your_writes_wait_ms), K_COUNT},
 };
 
 enum scope { S_TOP, S_LOG, S_JWT, S_TLS, S_PRIMARY };
@@ -119,6 +121,7 @@ static const struct {
     {"SLUICE_MAX_BODY_BYTES", S_TOP, "max_body_bytes"},
     {"SLUICE_REQUEST_TIMEOUT", S_TOP, "request_timeout"},
     {"SLUICE_SHUTDOWN_TIMEOUT", S_TOP, "shutdown_timeout"},
+    {"SLUICE_SHUTDOWN_GRACE", S_TOP, "shutdown_grace"},
     {"SLUICE_PROTECT_METRICS", S_TOP, "protect_metrics"},
     {"SLUICE_MAX_URL_BYTES", S_TOP, "max_url_bytes"},
     {"SLUICE_LUA_MEMORY_LIMIT", S_TOP, "lua_memory_limit"},
@@ -145,6 +148,7 @@ static const struct {
     {"SLUICE_PREPARED_STATEMENT_CACHE_SIZE", S_PRIMARY, "prepared_statement_cache_size"},
     {"SLUICE_STATEMENT_TIMEOUT_MS", S_PRIMARY, "statement_timeout_ms"},
     {"SLUICE_FAILOVER_WAIT_MS", S_PRIMARY, "failover_wait_ms"},
+    {"SLUICE_READ_YOUR_WRITES_WAIT_MS", S_PRIMARY, "read_your_writes_wait_ms"},
 };
 
 const char *config_env_var(size_t i)
@@ -457,6 +461,7 @@ static void pool_defaults(struct pool_config *p, const char *name)
     p->max_queue = 1024;
     p->failover_wait_ms = 10000;
     p->optional = false;
+    p->read_your_writes_wait_ms = 200;
 }
 
 static void config_defaults(struct config *c, const char *path)
@@ -468,6 +473,7 @@ static void config_defaults(struct config *c, const char *path)
     c->admin_token = NULL;
     c->max_body_bytes = 64u * 1024 * 1024;
     c->shutdown_timeout = 30;
+    c->shutdown_grace = 5;
     c->request_timeout = 30;
     c->migrations = xstrdup("migrations");
     c->log_level = LOG_INFO;

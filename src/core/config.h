@@ -26,6 +26,8 @@ struct pool_config {
     int max_queue;                     /* requests waiting for this pool (per worker share), default 1024 */
     int failover_wait_ms;              /* how long work waits for a usable server, default 10000; 0 = none */
     bool optional;                     /* default false: /health/ready ignores an optional pool */
+    int read_your_writes_wait_ms;      /* a read of this pool's queries that carries Sluice-LSN waits
+                                          this long for a standby to replay it; default 200 */
 };
 
 struct config {
@@ -35,6 +37,7 @@ struct config {
     char *admin_token;       /* NULL = admin endpoints off */
     size_t max_body_bytes;   /* default 64 MiB */
     double shutdown_timeout; /* seconds, default 30 */
+    double shutdown_grace;   /* seconds served after SIGTERM with /health/ready at 503, default 5 */
     double request_timeout;  /* seconds, default 30 */
     char *migrations;        /* folder, default "migrations" */
     int log_level;           /* enum log_level, default info */

@@ -6,6 +6,7 @@
 #include <string.h>
 
 #include "jsonw.h"
+#include "lsn.h"
 #include "urlpath.h"
 #include "worker.h"
 
@@ -133,6 +134,30 @@ void http_retry_after(h2o_req_t *req, int seconds)
     int n = snprintf(tmp, sizeof tmp, "%d", seconds < 1 ? 1 : seconds);
     h2o_add_header(&req->pool, &req->res.headers, H2O_TOKEN_RETRY_AFTER, NULL,
                    h2o_strdup(&req->pool, tmp, (size_t)n).base, (size_t)n);
+}
+
+void http_set_lsn(h2o_req_t *req, uint64_t lsn)
+{
+    if (lsn == 0) return;
+    char text[LSN_TEXT];
+    lsn_format(text, lsn);
+    size_t n = strlen(text);
+    h2o_add_header_by_str(&req->pool, &req->res.headers, H2O_STRLIT("sluice-lsn"), 0, "Sluice-LSN",
+                          h2o_strdup(&req->pool, text, n).base, n);
+}
+
+int http_lsn_token(h2o_req_t *req, uint64_t *lsn)
+{
+    int found = 0;
+    *lsn = 0;
+    for (ssize_t i = -1; (i = h2o_find_header_by_str(&req->headers, H2O_STRLIT("sluice-lsn"), i)) >= 0;) {
+        uint64_t v;
+        h2o_iovec_t value = req->headers.entries[i].value;
+        if (!lsn_parse_list(value.base, value.len, &v)) return -1;
+        if (v > *lsn) *lsn = v;
+        found = 1;
+    }
+    return found;
 }
 
 bool http_is_json(h2o_req_t *req)

@@ -7,6 +7,7 @@
 
 #include "buf.h"
 #include <stdbool.h>
+#include <stdint.h>
 
 /* Sends body (copied) with Content-Type application/json. */
 void http_send_json(h2o_req_t *req, int status, const char *body, size_t len);
@@ -30,6 +31,16 @@ bool http_is_json(h2o_req_t *req);
  * form encoding; path segments are decoded by urlpath_split instead). Returns NULL on a bad
  * escape. */
 char *http_unescape(h2o_req_t *req, const char *s, size_t n, size_t *outlen);
+
+/* Reading your writes (docs/high-availability.md): a write's answer carries Sluice-LSN, a read
+ * that sends it back is served where that WAL position has been replayed. */
+#define HTTP_LSN_MALFORMED                                                                                   \
+    "the Sluice-LSN header must be a WAL position such as 0/16B3748, as a write's answer carries it"
+/* Sets Sluice-LSN: lsn on the response; lsn 0 (unknown) sets nothing. */
+void http_set_lsn(h2o_req_t *req, uint64_t lsn);
+/* The request's Sluice-LSN: 1 with *lsn (the largest, when it came several times or as a comma
+ * list), 0 without one, -1 when one is not a WAL position (answer 400 HTTP_LSN_MALFORMED). */
+int http_lsn_token(h2o_req_t *req, uint64_t *lsn);
 
 /* Calls fn for each key=value pair of the query string, both percent-decoded into the request
  * pool (a key without '=' has the value ""; empty pairs are skipped). Stops at the first non-zero

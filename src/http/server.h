@@ -23,6 +23,7 @@ struct server {
     size_t nreloaded;
     struct worker *workers;
     int nworkers;
+    bool draining; /* SIGTERM came: /health/ready answers 503, connections are not kept alive */
 };
 
 /* Control messages from the main thread to a worker. */

@@ -14,6 +14,7 @@
 #include "pool.h"
 
 struct server;
+struct ryw_state;
 
 #define WORKER_STATUS_CODES 500 /* 100..599 */
 
@@ -42,8 +43,10 @@ struct worker {
     uint64_t responses[WORKER_STATUS_CODES]; /* sent, by status 100..599 (sluice_http_requests_total) */
     int inflight;                            /* requests waiting on the database */
     struct h2reset *h2reset; /* HTTP/2 reset budgets by connection (h2reset.c), made on first use */
+    struct ryw_state *ryw;   /* reads waiting for a standby to replay their Sluice-LSN (ryw.c) */
     bool stopping;
     uint64_t stop_deadline_ms;
+    uint64_t stop_linger_ms; /* the listener closed: serve until then at least (serve.c) */
 };
 
 /* The configuration in force (it changes at a reload). */

@@ -13,6 +13,7 @@
 #include "endpoint.h"
 #include "log.h"
 #include "util.h"
+#include "walpos.h"
 
 /* A connection takes more jobs only while its oldest in-flight segment is this young: a slow
  * statement must not hold fast ones queued behind it on the same connection. */
@@ -209,12 +210,29 @@ static int flush(struct pgconn *c)
     return r < 0 ? -1 : 0;
 }
 
+/* After the Sync that commits a write, in the same flush (no extra round trip): where the WAL is
+ * now, through a statement prepared once per connection. */
+static int send_walpos(struct pgconn *c, struct pgseg *s)
+{
+    if (!c->walpos_prepared) {
+        s->cmds[s->ncmds++] = CMD_WALPOS_PREPARE;
+        if (!PQsendPrepare(c->pg, WALPOS_STMT, WALPOS_SQL, 0, NULL)) return -1;
+        c->walpos_prepared = true;
+    }
+    s->cmds[s->ncmds++] = CMD_WALPOS;
+    if (!PQsendQueryPrepared(c->pg, WALPOS_STMT, 0, NULL, NULL, NULL, 0) || !PQpipelineSync(c->pg)) return -1;
+    s->syncs = 2;
+    return 0;
+}
+
 /* Sends the job's segment. Returns -1 when the connection failed (the caller closes it). */
 static int send_job(struct pgconn *c, struct pgjob *job)
 {
     struct query_def *q = job->q;
     struct pgseg *s = push_seg(c, job);
     job->sent_us = s->sent_us;
+    job->lsn = 0;
+    s->syncs = 1;
     char sql[64];
 
     if (job->replan) {
@@ -256,6 +274,7 @@ static int send_job(struct pgconn *c, struct pgjob *job)
         }
     }
     if (!PQpipelineSync(c->pg)) return -1;
+    if (!q->readonly && memchr(s->cmds, CMD_EXECUTE, s->ncmds) != NULL && send_walpos(c, s) != 0) return -1;
     return flush(c);
 }
 
@@ -314,6 +333,13 @@ static void on_cmd_result(struct pgconn *c, struct pgseg *s, PGresult *r)
 {
     struct pgjob *job = s->job;
     enum seg_cmd cmd = s->cur < s->ncmds ? s->cmds[s->cur] : CMD_EXECUTE;
+    if (cmd == CMD_WALPOS_PREPARE || cmd == CMD_WALPOS) {
+        /* a failure (a standby, a cancel) only leaves the position unknown */
+        if (cmd == CMD_WALPOS_PREPARE && PQresultStatus(r) != PGRES_COMMAND_OK) c->walpos_prepared = false;
+        if (cmd == CMD_WALPOS) job->lsn = walpos_of(r);
+        PQclear(r);
+        return;
+    }
     ExecStatusType st = PQresultStatus(r);
     bool failed = st == PGRES_FATAL_ERROR || st == PGRES_PIPELINE_ABORTED || st == PGRES_BAD_RESPONSE;
     if (failed) {
@@ -409,7 +435,7 @@ static void read_results(struct pgconn *c)
         }
         if (PQresultStatus(r) == PGRES_PIPELINE_SYNC) {
             PQclear(r);
-            on_segment_done(c);
+            if (--s->syncs == 0) on_segment_done(c);
             continue;
         }
         s->in_cmd = true;
@@ -468,8 +494,25 @@ static void on_io(h2o_socket_t *sock, const char *err)
     c->events->on_room(c->events_arg, c);
 }
 
+/* The oldest segment when it is a write whose commit came back (its first Sync) while its WAL
+ * position did not: it is taken off c, for it is done, not lost. NULL otherwise. */
+static struct pgjob *take_committed(struct pgconn *c)
+{
+    if (c->nsegs == 0) return NULL;
+    struct pgseg *s = &c->segs[c->seg_head];
+    if (s->syncs != 1 || memchr(s->cmds, CMD_WALPOS, s->ncmds) == NULL || s->job->status != PGJOB_OK ||
+        s->job->result == NULL)
+        return NULL;
+    c->seg_head = (c->seg_head + 1) % c->seg_cap;
+    c->nsegs--;
+    c->njobs--;
+    s->job->conn = NULL;
+    return s->job;
+}
+
 /* Takes the connection out of service: the owner of a lease hears first, then the holder, which
- * takes back the in-flight jobs and frees c. */
+ * takes back the in-flight jobs and frees c. A write that had committed is answered as done,
+ * without its WAL position, once c is gone (so that nothing new is started on c). */
 static void lost(struct pgconn *c, const char *why)
 {
     if (c->state == PGCONN_CLOSED || c->closing) return;
@@ -481,7 +524,11 @@ static void lost(struct pgconn *c, const char *why)
     struct pgconn_owner *owner = c->owner;
     c->owner = NULL;
     if (owner != NULL) owner->on_lost(owner->arg, msg);
-    set_state(c, PGCONN_CLOSED, msg);
+    struct pgjob *committed = take_committed(c);
+    const struct pgconn_events *events = c->events;
+    void *events_arg = c->events_arg;
+    set_state(c, PGCONN_CLOSED, msg);                                        /* the holder frees c */
+    if (committed != NULL) events->on_job_done(events_arg, NULL, committed); /* c is gone */
 }
 
 void pgconn_close(struct pgconn *c)
@@ -506,6 +553,15 @@ void pgconn_own(struct pgconn *c, struct pgconn_owner *owner)
 int pgconn_send(struct pgconn *c, const char *sql, int nparams, const char *const *values)
 {
     if (!PQsendQueryParams(c->pg, sql, nparams, NULL, values, NULL, NULL, 0) || pgconn_flush(c) < 0) {
+        lost(c, PQerrorMessage(c->pg));
+        return -1;
+    }
+    return 0;
+}
+
+int pgconn_send_simple(struct pgconn *c, const char *sql)
+{
+    if (!PQsendQuery(c->pg, sql) || pgconn_flush(c) < 0) {
         lost(c, PQerrorMessage(c->pg));
         return -1;
     }

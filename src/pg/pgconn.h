@@ -31,18 +31,31 @@ struct pgconn_events {
     void (*on_state)(void *arg, struct pgconn *c, enum pgconn_state from, const char *why);
     /* Input was processed: c may take more work, or has finished what it had. */
     void (*on_room)(void *arg, struct pgconn *c);
-    /* A pipelined job of c finished (job->status and job->result are set; job->conn is NULL). */
+    /* A pipelined job of c finished (job->status and job->result are set; job->conn is NULL). c is
+     * NULL for a write that committed on a connection lost before its WAL position came. */
     void (*on_job_done)(void *arg, struct pgconn *c, struct pgjob *job);
 };
 
 /* One pipeline segment: the commands sent for one job, ended by a Sync. A segment without a job
  * is a lone Sync (pgconn_ping). */
-enum { SEG_MAX_CMDS = 5 };
-enum seg_cmd { CMD_DEALLOCATE, CMD_PREPARE, CMD_DESCRIBE, CMD_SET, CMD_EXECUTE };
+enum { SEG_MAX_CMDS = 7 };
+enum seg_cmd {
+    CMD_DEALLOCATE,
+    CMD_PREPARE,
+    CMD_DESCRIBE,
+    CMD_SET,
+    CMD_EXECUTE,
+    CMD_WALPOS_PREPARE,
+    CMD_WALPOS
+};
+/* A write's segment is followed, in the same flush, by WALPOS_SQL (prepared once per connection)
+ * and a second Sync: the first Sync commits the write, the query after it reads where the WAL is
+ * (job->lsn). */
 struct pgseg {
     struct pgjob *job;
     uint8_t cmds[SEG_MAX_CMDS];
     uint8_t ncmds, cur;
+    uint8_t syncs; /* Syncs still to come: 2 while a write's WAL position follows its commit */
     bool in_cmd;
     uint32_t prepared_id; /* the statement this segment prepares, 0 if none */
     bool completed;       /* the Execute's own result came back without an error */
@@ -72,6 +85,7 @@ struct pgconn {
     int njobs; /* jobs with a segment in flight */
     struct stmt_cache stmts;
     int session_timeout_ms; /* statement_timeout now in force, -1 unknown */
+    bool walpos_prepared;   /* WALPOS_SQL is prepared here (or its Parse is on the way) */
     uint64_t created_ms, expires_ms, idle_since_ms;
     h2o_timeout_entry_t connect_entry;
     int stmts_counted;   /* the holder's: stmts.count as last added to its gauge */
@@ -131,6 +145,9 @@ void pgconn_own(struct pgconn *c, struct pgconn_owner *owner);
 /* Sends one statement (text parameters, may be 0). Results come to owner->on_result, then NULL.
  * Returns 0, or -1 when the connection failed (on_lost follows). */
 int pgconn_send(struct pgconn *c, const char *sql, int nparams, const char *const *values);
+/* Sends sql with the simple protocol: it may hold several statements, whose results come to the
+ * owner in turn, then NULL (an error ends the string there). Returns 0 or -1 like pgconn_send. */
+int pgconn_send_simple(struct pgconn *c, const char *sql);
 /* Like pgconn_send, in single-row mode: each row comes as its own PGRES_SINGLE_TUPLE result,
  * then a PGRES_TUPLES_OK without rows (or the error), then NULL. libpq 15 leaves single-row mode
  * on for the first query pipelined afterwards: send one more statement (an empty one will do)

@@ -56,6 +56,7 @@ struct pgjob {
      * may or may not have run (and committed) it. Such a job is never sent again. */
     bool in_doubt;
     PGresult *result; /* owned by the job; pgjob_free clears it */
+    uint64_t lsn;     /* a write that ran: the WAL position after its commit (Sluice-LSN), 0 unknown */
     char errmsg[200];
     uint64_t sent_us;
 };

@@ -176,7 +176,7 @@ static void on_job_done(void *arg, struct pgconn *c, struct pgjob *job)
     if (job->status == PGJOB_DB_ERROR) {
         const char *state = PQresultErrorField(job->result, PG_DIAG_SQLSTATE);
         if (state && strcmp(state, "40P01") == 0) p->deadlocks++;
-        if (state && strcmp(state, "25006") == 0 && poolhosts_follows_primary(p)) {
+        if (c != NULL && state && strcmp(state, "25006") == 0 && poolhosts_follows_primary(p)) {
             /* A read-write pool's server refused a write as read-only: it is no primary any more
              * (or was made read-only). The connection goes; nothing was written, so the job is
              * re-run where the policy allows, else answered at once. */

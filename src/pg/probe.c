@@ -14,7 +14,9 @@
 
 #include "conninfo.h"
 #include "log.h"
+#include "lsn.h"
 #include "util.h"
+#include "walpos.h"
 #include "worker.h"
 
 /* When a probe (connect or query) has not finished after this long, its connection is dropped. */
@@ -29,7 +31,7 @@ static const char PROBE_SQL[] =
     "SELECT pg_is_in_recovery(), CASE WHEN NOT pg_is_in_recovery() THEN NULL "
     "WHEN pg_last_wal_receive_lsn() IS NOT DISTINCT FROM pg_last_wal_replay_lsn() "
     "AND pg_last_wal_receive_lsn() IS NOT NULL THEN 0 "
-    "ELSE EXTRACT(EPOCH FROM now() - pg_last_xact_replay_timestamp()) END";
+    "ELSE EXTRACT(EPOCH FROM now() - pg_last_xact_replay_timestamp()) END, pg_last_wal_replay_lsn()";
 
 enum probe_state { PROBE_IDLE, PROBE_CONNECTING, PROBE_QUERYING };
 
@@ -49,11 +51,14 @@ struct probe {
 /* Published per pool: 0 unknown, 1 primary, 2 replica; the lag in microseconds, -1 unknown. */
 static int published_kind[PROBE_MAX_POOLS];
 static int64_t published_lag_us[PROBE_MAX_POOLS];
+static struct probe *probes[PROBE_MAX_POOLS]; /* for the hurried polls (walpos.c) */
 
-static void publish(int idx, int kind, int64_t lag_us)
+/* The replay position goes with the kind: a pool that is not a known replica has none. */
+static void publish(int idx, int kind, int64_t lag_us, uint64_t replay_lsn)
 {
     __atomic_store_n(&published_lag_us[idx], lag_us, __ATOMIC_RELAXED);
     __atomic_store_n(&published_kind[idx], kind, __ATOMIC_RELAXED);
+    walpos_set_replay(idx, kind == 2 ? replay_lsn : 0);
 }
 
 bool probe_replication_lag(int idx, double *lag_seconds)
@@ -63,6 +68,11 @@ bool probe_replication_lag(int idx, double *lag_seconds)
     int64_t us = __atomic_load_n(&published_lag_us[idx], __ATOMIC_RELAXED);
     *lag_seconds = us < 0 ? -1.0 : (double)us / 1e6;
     return true;
+}
+
+bool probe_is_primary(int idx)
+{
+    return idx >= 0 && idx < PROBE_MAX_POOLS && __atomic_load_n(&published_kind[idx], __ATOMIC_RELAXED) == 1;
 }
 
 static void on_io(h2o_socket_t *sock, const char *err);
@@ -82,7 +92,7 @@ static void drop(struct probe *p, const char *why)
 {
     log_debug("replication probe of pool %d: %s", p->idx, why ? why : "closed");
     disconnect(p);
-    publish(p->idx, 0, -1);
+    publish(p->idx, 0, -1, 0);
 }
 
 /* Watches a dup() of libpq's current socket; false when that is not possible. */
@@ -138,11 +148,11 @@ static void connect_step(struct probe *p)
 static void take_result(struct probe *p, PGresult *r)
 {
     if (PQresultStatus(r) != PGRES_TUPLES_OK || PQntuples(r) != 1) {
-        publish(p->idx, 0, -1);
+        publish(p->idx, 0, -1, 0);
         return;
     }
     if (strcmp(PQgetvalue(r, 0, 0), "t") != 0) {
-        publish(p->idx, 1, -1);
+        publish(p->idx, 1, -1, 0);
         return;
     }
     int64_t us = -1;
@@ -150,7 +160,12 @@ static void take_result(struct probe *p, PGresult *r)
         double s = strtod(PQgetvalue(r, 0, 1), NULL);
         us = s < 0 ? 0 : (int64_t)(s * 1e6);
     }
-    publish(p->idx, 2, us);
+    uint64_t replay = 0;
+    if (PQnfields(r) > 2 && !PQgetisnull(r, 0, 2)) {
+        const char *v = PQgetvalue(r, 0, 2);
+        lsn_parse(v, strlen(v), &replay);
+    }
+    publish(p->idx, 2, us, replay);
 }
 
 static void on_io(h2o_socket_t *sock, const char *err)
@@ -219,6 +234,15 @@ static void on_tick(h2o_timeout_entry_t *entry)
         start_connect(p);
 }
 
+/* A hurried poll (walpos.c): a replica's probe asks again now unless a question is out. */
+static void poll_now(int idx)
+{
+    struct probe *p = idx >= 0 && idx < PROBE_MAX_POOLS ? probes[idx] : NULL;
+    if (p != NULL && p->state == PROBE_IDLE && p->pg != NULL &&
+        __atomic_load_n(&published_kind[idx], __ATOMIC_RELAXED) == 2)
+        send_probe(p);
+}
+
 void probe_start(struct worker *w)
 {
     const struct config *cfg = worker_config(w);
@@ -229,7 +253,9 @@ void probe_start(struct worker *w)
         p->url = xstrdup(cfg->pools[i].url ? cfg->pools[i].url : "");
         h2o_timeout_init(p->loop, &p->every, PROBE_EVERY_MS);
         p->tick.cb = on_tick;
+        probes[i] = p;
         start_connect(p);
         h2o_timeout_link(p->loop, &p->every, &p->tick);
     }
+    walpos_start(w->ctx.loop, w->queue, poll_now);
 }

@@ -1,6 +1,7 @@
 /* probe.h — replication lag of each pool, measured on a timer (every PROBE_EVERY_MS) over a
  * dedicated connection per pool, never through the pool itself, so it neither queues behind
- * user queries nor takes a connection from them. Read by /health. */
+ * user queries nor takes a connection from them. Read by /health. A replica's replay position
+ * is published with it (walpos.h), more often while requests wait for it. */
 #ifndef SLUICE_PROBE_H
 #define SLUICE_PROBE_H
 
@@ -19,5 +20,7 @@ void probe_start(struct worker *w);
  * known (nothing replayed yet). Returns false for a primary and while unknown (no probe answered,
  * or the probe connection is down). */
 bool probe_replication_lag(int idx, double *lag_seconds);
+/* True when the newest probe of pool idx found a primary (not in recovery). Any thread. */
+bool probe_is_primary(int idx);
 
 #endif

@@ -9,6 +9,7 @@
 #include "endpoint.h"
 #include "pgtype.h"
 #include "util.h"
+#include "walpos.h"
 
 /* Counts the transaction once: committed, rolled back, or broken off (connection lost). */
 static void count(struct txn *t, enum txn_outcome outcome)
@@ -22,6 +23,11 @@ static void count(struct txn *t, enum txn_outcome outcome)
 static void on_result(void *arg, PGresult *r)
 {
     struct txn *t = arg;
+    if (r != NULL && t->committing && PQresultStatus(r) == PGRES_TUPLES_OK) {
+        t->lsn = walpos_of(r); /* COMMIT's result stays the one cb sees */
+        PQclear(r);
+        return;
+    }
     if (r != NULL) {
         if (t->last) PQclear(t->last);
         t->last = r; /* keep the last one: an error, or the statement's rows */
@@ -117,7 +123,12 @@ void txn_finish(struct txn *t, bool commit, txn_cb cb)
 {
     t->cb = cb;
     count(t, commit && !t->failed ? TXN_COMMIT : TXN_ROLLBACK);
-    pgconn_send(t->conn, commit && !t->failed ? "COMMIT" : "ROLLBACK", 0, NULL);
+    if (commit && !t->failed) {
+        t->committing = true;
+        pgconn_send_simple(t->conn, WALPOS_COMMIT_SQL);
+        return;
+    }
+    pgconn_send(t->conn, "ROLLBACK", 0, NULL);
 }
 
 void txn_close(struct txn *t)

@@ -32,6 +32,8 @@ struct txn {
     void *arg;
     uint64_t begun_us;
     bool counted;
+    bool committing; /* COMMIT is out, with the WAL position query after it */
+    uint64_t lsn;    /* after a COMMIT: the WAL position it reached (Sluice-LSN), 0 unknown */
 };
 
 /* Takes a connection and sends BEGIN; cb runs once BEGIN completed (or with NULL). Returns 0, or
@@ -43,7 +45,8 @@ int txn_open(struct txn *t, struct pool *p, txn_cb cb, void *arg);
 int txn_query(struct txn *t, struct query_def *q, json_t *const *vals, txn_cb cb);
 /* Like txn_query, but runs sql (which takes q's parameters as $1..$n), e.g. an EXPLAIN of q. */
 int txn_query_sql(struct txn *t, const char *sql, struct query_def *q, json_t *const *vals, txn_cb cb);
-/* COMMIT (or ROLLBACK); cb gets the result. */
+/* COMMIT (or ROLLBACK); cb gets the result. A COMMIT asks for the WAL position in the same round
+ * trip: t->lsn is set when cb runs (0 when it is unknown or the transaction did not commit). */
 void txn_finish(struct txn *t, bool commit, txn_cb cb);
 /* Gives the connection back (after txn_finish completed) and frees what t holds. */
 void txn_close(struct txn *t);

@@ -183,7 +183,7 @@ static void check_config(const struct config *c)
     CHECK(c->admin_token == NULL || c->admin_token[0]);
     CHECK(c->max_body_bytes >= 1);
     CHECK(c->max_response_bytes >= 1);
-    CHECK(seconds_ok(c->shutdown_timeout) && seconds_ok(c->request_timeout));
+    CHECK(seconds_ok(c->shutdown_timeout) && seconds_ok(c->shutdown_grace) && seconds_ok(c->request_timeout));
     CHECK(c->migrations && c->migrations[0]);
     CHECK(c->log_level >= 0 && c->log_level <= 3);
     CHECK(c->jwt_secret == NULL || strlen(c->jwt_secret) >= CONFIG_MIN_SECRET_BYTES);
@@ -199,6 +199,7 @@ static void check_config(const struct config *c)
         CHECK(p->pool_size >= 1 && p->max_overflow >= 0 && p->prepared_statement_cache_size >= 1);
         CHECK(p->statement_timeout_ms >= 0 && p->pipeline_depth >= 1 && p->max_queue >= 0);
         CHECK(p->failover_wait_ms >= 0);
+        CHECK(p->read_your_writes_wait_ms >= 0);
         CHECK(seconds_ok(p->pool_timeout) && seconds_ok(p->pool_recycle) && seconds_ok(p->idle_timeout) &&
               seconds_ok(p->connect_timeout));
     }

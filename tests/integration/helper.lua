@@ -366,7 +366,7 @@ local override_env = {
   "SLUICE_PREPARED_STATEMENT_CACHE_SIZE", "SLUICE_STATEMENT_TIMEOUT_MS", "SLUICE_LOG_LEVEL",
   "SLUICE_LOG_FORMAT", "SLUICE_MAX_BODY_BYTES", "SLUICE_REQUEST_TIMEOUT", "SLUICE_SHUTDOWN_TIMEOUT",
   "SLUICE_TOKENS", "SLUICE_JWT_SECRET", "SLUICE_JWT_AUDIENCE", "SLUICE_JWT_ISSUER", "SLUICE_JWT_MAX_AGE",
-  "SLUICE_MAX_RESPONSE_BYTES", "SLUICE_FAILOVER_WAIT_MS",
+  "SLUICE_MAX_RESPONSE_BYTES", "SLUICE_FAILOVER_WAIT_MS", "SLUICE_SHUTDOWN_GRACE", "SLUICE_READ_YOUR_WRITES_WAIT_MS",
 }
 
 local function merge(dst, src)
@@ -377,6 +377,7 @@ end
 -- Starts `sluice serve` and waits until /health/live answers 200 (10 s at most; otherwise
 -- errors with the log). opts: dsn, scripts = { name = source }, config = { top-level keys },
 -- pool = { keys of pools.primary }, env = { NAME = value }, wait = false to not wait.
+-- shutdown_grace is 0 unless config sets it, so that :stop() ends the gateway at once.
 -- Returns a gateway object; stop it with :stop() (H.cleanup stops any left running).
 function H.start(opts)
   opts = opts or {}
@@ -388,6 +389,7 @@ function H.start(opts)
   local cfg = {
     listen = "127.0.0.1:" .. port,
     workers = 2,
+    shutdown_grace = 0,
     pools = { primary = merge({ url = opts.dsn }, opts.pool) },
     scripts = { sdir .. "/*.lua" },
   }

@@ -102,6 +102,7 @@ describe("metrics", function()
       sluice_http_requests_total = "counter", sluice_pool_connections = "gauge", sluice_pool_waiting = "gauge",
       sluice_workers = "gauge", process_resident_memory_bytes = "gauge", process_open_fds = "gauge",
       sluice_pool_role_changes_total = "counter", sluice_failover_wait_seconds = "histogram",
+      sluice_read_your_writes_total = "counter",
     }
     for fam, typ in pairs(want) do
       assert.equal(typ, types[fam], "TYPE of " .. fam)
@@ -117,6 +118,9 @@ describe("metrics", function()
     assert.equal(0, samples[series("sluice_pool_waiting", { pool = "primary" })])
     assert.equal(0, samples[series("sluice_pool_role_changes_total", { pool = "primary" })])
     assert.equal(0, samples[series("sluice_failover_wait_seconds_count", { pool = "primary" })])
+    for _, o in ipairs { "standby", "waited", "fallback" } do
+      assert.equal(0, samples[series("sluice_read_your_writes_total", { pool = "primary", outcome = o })])
+    end
     -- every defined query has its series before any call; nothing else does
     assert.equal(0, samples[series("db_query_count", { pool = "primary", query = "one", status = "ok" })])
     assert.equal(0, samples[series("db_slow_query_count", { pool = "primary", query = "nap_late" })])

@@ -120,6 +120,7 @@ static void test_defaults(void **state)
     assert_null(c.admin_token);
     assert_int_equal(c.max_body_bytes, 64 * 1024 * 1024);
     assert_true(c.shutdown_timeout == 30);
+    assert_true(c.shutdown_grace == 5);
     assert_true(c.request_timeout == 30);
     assert_string_equal(c.migrations, "migrations");
     assert_int_equal(c.log_level, LOG_INFO);
@@ -145,6 +146,7 @@ static void test_defaults(void **state)
     assert_int_equal(p->max_queue, 1024);
     assert_int_equal(p->failover_wait_ms, 10000);
     assert_false(p->optional);
+    assert_int_equal(p->read_your_writes_wait_ms, 200);
     assert_ptr_equal(config_pool(&c, "primary"), p);
     assert_null(config_pool(&c, "replica"));
     config_free(&c);
@@ -159,7 +161,7 @@ static void test_every_key(void **state)
         "local mb = 1024 * 1024\n"
         "return {\n"
         "  listen = 'unix:/run/sluice.sock', workers = 3, admin_token = 's3cret',\n"
-        "  max_body_bytes = 8 * mb, shutdown_timeout = 2.5, request_timeout = 0,\n"
+        "  max_body_bytes = 8 * mb, shutdown_timeout = 2.5, shutdown_grace = 0, request_timeout = 0,\n"
         "  migrations = 'db/migrations', log = { level = 'debug', format = 'text' },\n"
         "  scripts = { 'a.lua', 'b/*.lua', 'c.lua' },\n"
         "  pools = {\n"
@@ -167,7 +169,7 @@ static void test_every_key(void **state)
         "    primary = { url = 'postgresql://u:p@db:5432/forex', pool_size = 7, max_overflow = 0,\n"
         "      pool_timeout = 1.5, pool_recycle = 0, idle_timeout = 60, connect_timeout = 2, echo = true,\n"
         "      prepared_statement_cache_size = 64, statement_timeout_ms = 0, pipeline_depth = 1,\n"
-        "      max_queue = 0, failover_wait_ms = 0, optional = false },\n"
+        "      max_queue = 0, failover_wait_ms = 0, optional = false, read_your_writes_wait_ms = 0 },\n"
         "    alpha = { pool_size = 'auto' },\n"
         "  },\n"
         "}\n",
@@ -177,6 +179,7 @@ static void test_every_key(void **state)
     assert_string_equal(c.admin_token, "s3cret");
     assert_int_equal(c.max_body_bytes, 8 * 1024 * 1024);
     assert_true(c.shutdown_timeout == 2.5);
+    assert_true(c.shutdown_grace == 0);
     assert_true(c.request_timeout == 0);
     assert_string_equal(c.migrations, "db/migrations");
     assert_int_equal(c.log_level, LOG_DEBUG);
@@ -207,6 +210,7 @@ static void test_every_key(void **state)
     assert_int_equal(p->max_queue, 0);
     assert_int_equal(p->failover_wait_ms, 0);
     assert_false(p->optional);
+    assert_int_equal(p->read_your_writes_wait_ms, 0);
     p = config_pool(&c, "alpha");
     assert_int_equal(p->pool_size, 2 * cpu_count() + 1);
     assert_string_equal(p->url, "");
@@ -249,6 +253,7 @@ static void test_env_overrides(void **state)
     setenv("SLUICE_MAX_BODY_BYTES", "1048576", 1);
     setenv("SLUICE_REQUEST_TIMEOUT", "0.25", 1);
     setenv("SLUICE_SHUTDOWN_TIMEOUT", "7", 1);
+    setenv("SLUICE_SHUTDOWN_GRACE", "12.5", 1);
     setenv("DATABASE_URL", "postgresql://env@h/db", 1);
     setenv("SLUICE_POOL_SIZE", "9", 1);
     setenv("SLUICE_MAX_OVERFLOW", "3", 1);
@@ -258,6 +263,7 @@ static void test_env_overrides(void **state)
     setenv("SLUICE_PREPARED_STATEMENT_CACHE_SIZE", "32", 1);
     setenv("SLUICE_STATEMENT_TIMEOUT_MS", "1500", 1);
     setenv("SLUICE_FAILOVER_WAIT_MS", "2500", 1);
+    setenv("SLUICE_READ_YOUR_WRITES_WAIT_MS", "75", 1);
 
     struct config c;
     /* the environment wins over the file */
@@ -273,6 +279,7 @@ static void test_env_overrides(void **state)
     assert_int_equal(c.max_body_bytes, 1048576);
     assert_true(c.request_timeout == 0.25);
     assert_true(c.shutdown_timeout == 7);
+    assert_true(c.shutdown_grace == 12.5);
     const struct pool_config *p = config_pool(&c, "primary");
     assert_string_equal(p->url, "postgresql://env@h/db");
     assert_int_equal(p->pool_size, 9);
@@ -283,6 +290,7 @@ static void test_env_overrides(void **state)
     assert_int_equal(p->prepared_statement_cache_size, 32);
     assert_int_equal(p->statement_timeout_ms, 1500);
     assert_int_equal(p->failover_wait_ms, 2500);
+    assert_int_equal(p->read_your_writes_wait_ms, 75);
     assert_int_equal(p->pipeline_depth, 4); /* not overridable: the file's value stays */
     config_free(&c);
 
