@@ -302,7 +302,7 @@ static void *worker_main(void *arg)
     h2o_timeout_init(loop, &w->janitor_timeout, 1000);
     w->janitor.cb = on_janitor;
     h2o_timeout_link(loop, &w->janitor_timeout, &w->janitor);
-    if (w->index == 0) probe_start(w); /* replication lag for /health, off the pools */
+    if (w->index == 0) probe_start(w->ctx.loop, w->queue, w->srv->cfg); /* replication lag for /health, off the pools */
 
     w->listener = h2o_evloop_socket_create(loop, w->listen_fd, H2O_SOCKET_FLAG_DONT_READ);
     w->listener->data = w;

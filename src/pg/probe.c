@@ -17,7 +17,6 @@
 #include "lsn.h"
 #include "util.h"
 #include "walpos.h"
-#include "worker.h"
 
 /* When a probe (connect or query) has not finished after this long, its connection is dropped. */
 #define PROBE_STUCK_MS 10000
@@ -243,13 +242,12 @@ static void poll_now(int idx)
         send_probe(p);
 }
 
-void probe_start(struct worker *w)
+void probe_start(h2o_loop_t *loop, h2o_multithread_queue_t *queue, const struct config *cfg)
 {
-    const struct config *cfg = worker_config(w);
     for (size_t i = 0; i < cfg->npools && i < PROBE_MAX_POOLS; i++) {
         struct probe *p = xcalloc(1, sizeof *p); /* lives as long as the loop */
         p->idx = (int)i;
-        p->loop = w->ctx.loop;
+        p->loop = loop;
         p->url = xstrdup(cfg->pools[i].url ? cfg->pools[i].url : "");
         h2o_timeout_init(p->loop, &p->every, PROBE_EVERY_MS);
         p->tick.cb = on_tick;
@@ -257,5 +255,5 @@ void probe_start(struct worker *w)
         start_connect(p);
         h2o_timeout_link(p->loop, &p->every, &p->tick);
     }
-    walpos_start(w->ctx.loop, w->queue, poll_now);
+    walpos_start(loop, queue, poll_now);
 }

@@ -5,16 +5,17 @@
 #ifndef SLUICE_PROBE_H
 #define SLUICE_PROBE_H
 
+#include <h2o.h>
 #include <stdbool.h>
 
-struct worker;
+#include "config.h"
 
 #define PROBE_EVERY_MS  2000
 #define PROBE_MAX_POOLS 64 /* pools past this many are not probed */
 
-/* Starts probing every pool of w's server on w's loop (call once, from one worker). Never
- * blocks: connecting and querying run on the loop. */
-void probe_start(struct worker *w);
+/* Starts probing every pool of cfg on loop (call once, from one worker; queue is that worker's,
+ * for the polls other workers ask for). Never blocks: connecting and querying run on the loop. */
+void probe_start(h2o_loop_t *loop, h2o_multithread_queue_t *queue, const struct config *cfg);
 /* Reads the newest probe of pool idx (any thread). Returns true when the pool's server is in
  * recovery (a replica): *lag_seconds is then its replication lag, or negative when it cannot be
  * known (nothing replayed yet). Returns false for a primary and while unknown (no probe answered,
