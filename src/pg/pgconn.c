@@ -175,6 +175,7 @@ static struct pgseg *push_seg(struct pgconn *c, struct pgjob *job)
     memset(s, 0, sizeof *s);
     s->job = job;
     s->sent_us = now_us();
+    s->syncs = 1; /* a write's segment adds the Sync after its WAL position (send_walpos) */
     return s;
 }
 
@@ -232,7 +233,6 @@ static int send_job(struct pgconn *c, struct pgjob *job)
     struct pgseg *s = push_seg(c, job);
     job->sent_us = s->sent_us;
     job->lsn = 0;
-    s->syncs = 1;
     char sql[64];
 
     if (job->replan) {

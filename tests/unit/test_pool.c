@@ -214,6 +214,27 @@ static void a_job_completes_once_and_the_connection_is_idle_again(void **state)
     stop(f);
 }
 
+/* Idle connections send a lone Sync now and then to learn their server's role: the jobs after
+ * it are matched to their own results. */
+static void pings_of_an_idle_connection_leave_jobs_their_results(void **state)
+{
+    struct fixture *f = xcalloc(1, sizeof *f);
+    f->pg = fakepg_start();
+    /* a pool with a target checks its servers' roles: its idle connections ping */
+    snprintf(f->url, sizeof f->url, "%s target_session_attrs=read-write", fakepg_conninfo(f->pg));
+    open_pool(f, 1, 0, 0);
+    struct query_def *q = define(f, "seven", "SELECT 7 AS echo", true);
+    for (int round = 0; round < 3; round++) {
+        run_for(700); /* past the ping interval */
+        struct outcome o;
+        assert_int_equal(pool_submit(f->p, job_for(q, &o)), 0);
+        assert_true(run_until(&o.calls, 2000));
+        assert_int_equal(o.status, PGJOB_OK);
+    }
+    assert_true(fakepg_stats(f->pg).syncs >= 6); /* pings and jobs */
+    stop(f);
+}
+
 static void jobs_pipeline_on_one_connection_in_order(void **state)
 {
     struct fixture *f = start(1, 0);
@@ -591,6 +612,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(connects_the_resident_connections),
         cmocka_unit_test(a_job_completes_once_and_the_connection_is_idle_again),
+        cmocka_unit_test(pings_of_an_idle_connection_leave_jobs_their_results),
         cmocka_unit_test(jobs_pipeline_on_one_connection_in_order),
         cmocka_unit_test(a_server_error_fails_the_job_and_keeps_the_connection),
         cmocka_unit_test(a_lost_connection_resends_reads_and_fails_writes),
