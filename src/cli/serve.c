@@ -288,8 +288,20 @@ static void *worker_main(void *arg)
 {
     struct worker *w = arg;
     struct server *srv = w->srv;
-    h2o_loop_t *loop = w->ctx.loop;
     log_set_worker(w->index);
+    /* The loop, the context and the control queue are made on this thread: h2o gives every socket
+     * the buffer prototype (a recycling allocator in thread-local storage, not thread-safe) of the
+     * thread that creates it. Made on the main thread, the queues' sockets of all workers would
+     * share the main thread's, and two workers reading a control message at once would hand the
+     * same buffer to both (a heap use after free). */
+    h2o_context_init(&w->ctx, h2o_evloop_create(), &srv->globalconf);
+    w->accept_ctx.ctx = &w->ctx;
+    w->accept_ctx.hosts = srv->globalconf.hosts;
+    adopt_tls(w);
+    w->queue = h2o_multithread_create_queue(w->ctx.loop);
+    h2o_multithread_register_receiver(w->queue, &w->control, on_control);
+    pthread_barrier_wait(&srv->ready);
+    h2o_loop_t *loop = w->ctx.loop;
 
     w->npools = (int)srv->cfg->npools;
     w->pools = xcalloc((size_t)w->npools, sizeof *w->pools);
@@ -302,7 +314,8 @@ static void *worker_main(void *arg)
     h2o_timeout_init(loop, &w->janitor_timeout, 1000);
     w->janitor.cb = on_janitor;
     h2o_timeout_link(loop, &w->janitor_timeout, &w->janitor);
-    if (w->index == 0) probe_start(w->ctx.loop, w->queue, w->srv->cfg); /* replication lag for /health, off the pools */
+    if (w->index == 0)
+        probe_start(w->ctx.loop, w->queue, w->srv->cfg); /* replication lag for /health, off the pools */
 
     w->listener = h2o_evloop_socket_create(loop, w->listen_fd, H2O_SOCKET_FLAG_DONT_READ);
     w->listener->data = w;
@@ -541,20 +554,18 @@ int serve_run(struct config *cfg)
             break;
         }
         describe_apply(desc, w->reg);
-        h2o_context_init(&w->ctx, h2o_evloop_create(), &srv->globalconf);
-        w->accept_ctx.ctx = &w->ctx;
-        w->accept_ctx.hosts = srv->globalconf.hosts;
-        adopt_tls(w);
-        w->queue = h2o_multithread_create_queue(w->ctx.loop);
-        h2o_multithread_register_receiver(w->queue, &w->control, on_control);
     }
     if (rc != 0) {
         if (is_unix && shared_fd >= 0) unlink(cfg->listen + 5); /* ours: bound above */
         return rc;
     }
 
+    pthread_barrier_init(&srv->ready, NULL, (unsigned)srv->nworkers + 1);
     for (int i = 0; i < srv->nworkers; i++)
         pthread_create(&srv->workers[i].thread, NULL, worker_main, &srv->workers[i]);
+    /* No control message before every worker's receiver is registered. */
+    pthread_barrier_wait(&srv->ready);
+    pthread_barrier_destroy(&srv->ready);
     log_info("serving on %s with %d workers", cfg->listen, srv->nworkers);
 
     for (;;) {
