@@ -297,7 +297,7 @@ static struct query_def *named(lua_State *co, struct hreq *hr, int idx)
 {
     size_t len;
     const char *name = luaL_checklstring(co, idx, &len);
-    struct query_def *q = registry_find(hr->life.w->reg, name, len);
+    struct query_def *q = registry_find(hr->life.reg, name, len); /* the handler's own generation */
     if (q == NULL) {
         char msg[160];
         snprintf(msg, sizeof msg, "no query named \"%.100s\"", name);

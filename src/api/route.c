@@ -42,7 +42,7 @@ static void refresh_replay(struct worker *w);
 
 int route_pool(struct worker *w, struct query_def *q, h2o_req_t *req, uint64_t lsn, bool *chosen)
 {
-    lua_State *L = w->reg->L;
+    lua_State *L = q->reg->L; /* q's generation: its references live there, even after a reload */
     if (chosen) *chosen = false;
     lua_getglobal(L, "sluice");
     lua_getfield(L, -1, "route");

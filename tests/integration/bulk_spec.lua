@@ -600,9 +600,10 @@ describe("bulk", function()
       reset("big")
       -- hold a lock on big for 2 s so that the COPY waits; the client gives up after 0.5 s
       local locker = H.tmpdir("sluice-bulk-lock")
-      H.must(("( psql -X -q -d %s -c %s >%s 2>&1; echo $? >%s ) >/dev/null 2>&1 </dev/null &"):format(
+      -- rc appears whole (written aside, then renamed): the wait below must not read it half-written
+      H.must(("( psql -X -q -d %s -c %s >%s 2>&1; echo $? >%s.tmp && mv %s.tmp %s ) >/dev/null 2>&1 </dev/null &"):format(
         H.q(db), H.q("BEGIN; LOCK TABLE big IN ACCESS EXCLUSIVE MODE; SELECT pg_sleep(2); COMMIT;"),
-        H.q(locker .. "/out"), H.q(locker .. "/rc")))
+        H.q(locker .. "/out"), H.q(locker .. "/rc"), H.q(locker .. "/rc"), H.q(locker .. "/rc")))
       local deadline = H.now() + 5
       while H.psql1(db, "SELECT count(*) FROM pg_locks l JOIN pg_class c ON c.oid = l.relation WHERE c.relname = 'big' AND l.mode = 'AccessExclusiveLock' AND l.granted") ~= "1" do
         assert(H.now() < deadline, "the lock was not taken")
