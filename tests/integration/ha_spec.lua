@@ -196,7 +196,8 @@ describe("gateway over a Patroni cluster", function()
 
   it("SIGTERM of one of two gateways behind HAProxy under load: no failed request", function()
     H.hacluster("wait-healthy")
-    local cfg = { shutdown_timeout = 5 }
+    -- 1 s of grace: HAProxy checks /health/ready every 250 ms and takes a gateway out at the first 503
+    local cfg = { shutdown_timeout = 5, shutdown_grace = 1 }
     local g1, g2 = gateway(nil, cfg), gateway(nil, cfg)
     local hport = H.free_port()
     H.hacluster(("haproxy %d %d %d"):format(hport, g1.port, g2.port))
