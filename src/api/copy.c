@@ -1,5 +1,5 @@
 /* copy.c — POST /bulk/{name}. The body is read incrementally (bulkparse.c) and streamed into
- * COPY FROM STDIN on a connection taken for exclusive use: one COPY per chunk of chunk_rows rows,
+ * COPY FROM STDIN on a leased connection (pool_acquire): one COPY per chunk of chunk_rows rows,
  * one transaction for the whole body (atomic) or one per chunk. upsert / update / delete copy
  * into a staging table first and merge with one statement per chunk. Between batches the worker
  * goes back to its event loop, so a large body never stalls other requests. */

@@ -1,5 +1,5 @@
 /* copy.h — POST /bulk/{name}: a JSON array, NDJSON or CSV body streamed into COPY FROM STDIN,
- * chunk by chunk, on a connection taken for exclusive use. */
+ * chunk by chunk, on a leased connection (pool_acquire). */
 #ifndef SLUICE_COPY_H
 #define SLUICE_COPY_H
 

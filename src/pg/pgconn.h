@@ -62,7 +62,7 @@ struct pgseg {
     uint64_t sent_us;
 };
 
-/* The owner of a connection taken for exclusive use (COPY, transactions). Callbacks never run
+/* The owner of a leased connection (COPY, transactions, streams). Callbacks never run
  * after pgconn_release or pgconn_discard. */
 struct pgconn_owner {
     void (*on_result)(void *arg, PGresult *r);   /* each result, the owner clears it; NULL: command done */

@@ -1,4 +1,4 @@
-/* txn.c — a transaction on a connection taken for exclusive use. Statements go one at a time
+/* txn.c — a transaction on a leased connection (pool_acquire). Statements go one at a time
  * (PQsendQueryParams with the server-declared parameter types), so a handler's logic can depend on
  * each result. */
 #include "txn.h"

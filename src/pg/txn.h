@@ -1,4 +1,4 @@
-/* txn.h — a transaction on a connection taken for exclusive use: BEGIN, named queries one after
+/* txn.h — a transaction on a leased connection (pool_acquire): BEGIN, named queries one after
  * another, COMMIT or ROLLBACK. Used by /batch?transaction=true and Lua handlers. */
 #ifndef SLUICE_TXN_H
 #define SLUICE_TXN_H
