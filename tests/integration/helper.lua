@@ -338,9 +338,11 @@ end
 ---------------------------------------------------------------------------------------------
 -- free ports
 
-function H.free_port()
+-- A port nobody listens on, in [lo, hi] (default 20000..40000; tests that must stay clear of
+-- the kernel's ephemeral ports ask for one above them).
+function H.free_port(lo, hi)
   for _ = 1, 200 do
-    local port = math.random(20000, 40000)
+    local port = math.random(lo or 20000, hi or 40000)
     local s = socket.tcp()
     s:setoption("reuseaddr", false)
     local ok = s:bind("127.0.0.1", port)
@@ -348,6 +350,18 @@ function H.free_port()
     if ok then return port end
   end
   error("no free port found")
+end
+
+-- Calls fn every interval seconds (default 0.05) until it returns a true value or timeout seconds
+-- passed. Returns that value (nil on timeout) and the seconds it took.
+function H.wait_for(fn, timeout, interval)
+  local t0 = H.now()
+  repeat
+    local v = fn()
+    if v then return v, H.now() - t0 end
+    H.sleep(interval or 0.05)
+  until H.now() - t0 > timeout
+  return nil, H.now() - t0
 end
 
 ---------------------------------------------------------------------------------------------

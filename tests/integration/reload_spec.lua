@@ -18,15 +18,7 @@ sluice.query "count_items" { readonly = true, single = true, sql = [[ SELECT cou
 
 -- Polls fn every interval seconds until it returns a true value or timeout seconds pass;
 -- returns that value (or nil) and the seconds waited.
-local function wait_for(fn, timeout, interval)
-  local t0 = H.now()
-  repeat
-    local v = fn()
-    if v then return v, H.now() - t0 end
-    H.sleep(interval or 0.05)
-  until H.now() - t0 > timeout
-  return nil, H.now() - t0
-end
+local wait_for = H.wait_for
 
 local function hup(gw)
   H.must("kill -HUP " .. gw.pid)

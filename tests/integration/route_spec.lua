@@ -48,15 +48,7 @@ end
 
 -- Polls fn every interval seconds until it returns a true value or timeout seconds pass;
 -- returns that value (or nil) and the seconds waited.
-local function wait_for(fn, timeout, interval)
-  local t0 = H.now()
-  repeat
-    local v = fn()
-    if v then return v, H.now() - t0 end
-    H.sleep(interval or 0.05)
-  until H.now() - t0 > timeout
-  return nil, H.now() - t0
-end
+local wait_for = H.wait_for
 
 local WHERE = "pg_is_in_recovery() AS in_recovery, inet_server_port() AS port"
 

@@ -46,19 +46,8 @@ end
 ]==]):format(NOTE, NOTE, NOTE, NOTE),
 }
 
--- A free TCP port above 61000.
-local function high_port()
-  local socket = require "socket"
-  for _ = 1, 200 do
-    local port = math.random(61000, 64999)
-    local s = socket.tcp()
-    s:setoption("reuseaddr", false)
-    local ok = s:bind("127.0.0.1", port)
-    s:close()
-    if ok then return port end
-  end
-  error("no free port above 61000")
-end
+-- A free TCP port above the ephemeral range.
+local function high_port() return H.free_port(61000, 64999) end
 
 -- A primary and a streaming replica of their own, under dir: { dsn(db), rdsn(db), stop() }.
 local function start_cluster(dir)
@@ -82,15 +71,7 @@ local function start_cluster(dir)
   return c
 end
 
-local function wait_for(fn, timeout, interval)
-  local t0 = H.now()
-  repeat
-    local v = fn()
-    if v then return v, H.now() - t0 end
-    H.sleep(interval or 0.05)
-  until H.now() - t0 > timeout
-  return nil, H.now() - t0
-end
+local wait_for = H.wait_for
 
 -- sluice_read_your_writes_total by "pool/outcome".
 local function ryw_counts(gw)
