@@ -11,6 +11,7 @@
 
 #include "auth.h"
 #include "bulkparse.h"
+#include "cache.h"
 #include "call.h"
 #include "http.h"
 #include "jsonw.h"
@@ -62,11 +63,20 @@ struct bulkreq {
 static void pump(struct bulkreq *br);
 static bool streams_whole_body(const struct bulk_def *d);
 
+/* The load ends (committed, failed or broken off, perhaps after some chunks committed): the
+ * result cache drops the table before anyone is answered. */
+static void wrote(struct bulkreq *br)
+{
+    cache_bump_tables(&br->d->table_id, 1);
+    cache_note_lsn(br->lsn);
+}
+
 /* The load ended early: the connection is closed, so the server rolls back what was not
  * committed. */
 static void cleanup(struct reqlife *life)
 {
     struct bulkreq *br = (struct bulkreq *)life;
+    wrote(br);
     pool_cancel_lease(&br->lease);
     if (br->conn) pgconn_discard(br->conn);
     br->conn = NULL;
@@ -92,6 +102,7 @@ static void detach(struct bulkreq *br)
 static void reply_error(struct bulkreq *br)
 {
     reqlife_done(&br->life);
+    wrote(br);
     struct buf *b = &br->life.w->out;
     const char *code = http_error_code(br->err_status);
     buf_reset(b);
@@ -119,6 +130,7 @@ static void reply_error(struct bulkreq *br)
 static void reply_ok(struct bulkreq *br)
 {
     reqlife_done(&br->life);
+    wrote(br);
     struct buf *b = &br->life.w->out;
     buf_reset(b);
     buf_printf(b, "{\"rows\":%ld,\"chunks\":%d,\"committed_chunks\":%d,\"took_ms\":%.1f", br->rows_committed,

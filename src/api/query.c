@@ -8,6 +8,7 @@
 #include <string.h>
 
 #include "auth.h"
+#include "cached.h"
 #include "call.h"
 #include "http.h"
 #include "jsonnum.h"
@@ -45,6 +46,8 @@ struct qreq {
     enum stream_format fmt;  /* rows streamed as CSV or NDJSON, or one JSON answer */
     struct ryw_wait ryw;     /* a read waiting for a standby to replay its Sluice-LSN (ryw.h) */
     struct pgjob *held;      /* ...its job, bound and not submitted yet */
+    uint64_t token;          /* its Sluice-LSN, 0 without one */
+    struct cached_seat seat; /* a cached or coalesced query: its key, and the flight it waits on */
 };
 
 /* How long past timeout_ms the gateway waits for the server's own statement timeout before it
@@ -60,6 +63,7 @@ static void cleanup(struct reqlife *life)
     ryw_cancel(&qr->ryw);
     if (qr->held != NULL) pgjob_free(qr->held);
     qr->held = NULL;
+    cached_leave(&qr->seat);
 }
 
 static void dispose(struct reqlife *life)
@@ -72,9 +76,9 @@ static void on_deadline(struct reqlife *life);
 static void on_client_gone(struct reqlife *life);
 static const struct reqlife_kind query_kind = {cleanup, on_deadline, on_client_gone, dispose};
 
-static int bind_params(struct pgjob *job)
+/* Converts qr's values for the declared types into job's parameters. */
+static int bind_values(struct qreq *qr, struct pgjob *job)
 {
-    struct qreq *qr = job->owner;
     struct query_def *q = job->q;
     buf_reset(&job->params);
     for (int i = 0; i < q->nparams; i++) {
@@ -96,6 +100,17 @@ static int bind_params(struct pgjob *job)
     }
     job->bound = true;
     return 0;
+}
+
+static int bind_params(struct pgjob *job)
+{
+    return bind_values(job->owner, job);
+}
+
+/* A shared execution binds with the values of one of its requests: they are all the same. */
+static int bind_seat(struct cached_seat *s, struct pgjob *job)
+{
+    return bind_values(container_of(s, struct qreq, seat), job);
 }
 
 /* The parameters for the slow-query log: their names, or (log_params) names and values, each
@@ -225,24 +240,46 @@ static void answer_error(struct worker *w, h2o_req_t *req, struct query_def *q, 
     answer_outcome(w, req, q, qr, started_us, &o);
 }
 
-static void send_result(struct qreq *qr, struct pgjob *job)
+/* Sends the 200 answer body of job; ran: the request's own execution (not one it shared). */
+static void send_ok(struct qreq *qr, const struct pgjob *job, const struct buf *b, bool ran)
 {
     struct query_def *q = qr->q;
-    struct call_outcome o;
-    call_outcome(job, worker_config(qr->life.w)->max_rows, &o);
-    if (o.status != 200) {
-        answer_outcome(qr->life.w, qr->life.req, q, qr, qr->life.started_us, &o);
-        return;
-    }
-    metrics_query_exec(qr->life.w, q, qr->pool_idx, now_us() - job->sent_us);
-    struct buf *b = &qr->life.w->out;
-    buf_reset(b);
-    call_write_json(b, &o, q->name);
+    if (ran) metrics_query_exec(qr->life.w, q, qr->pool_idx, now_us() - job->sent_us);
     struct outcome counted;
     count(qr->life.w, q, qr, 200, qr->life.started_us, NULL, &counted);
     http_set_lsn(qr->life.req, job->lsn); /* a write: where its commit is in the WAL */
     http_send_json(qr->life.req, 200, b->data, b->len);
     report(qr->life.w, q, 200, &counted);
+}
+
+static void send_result(struct qreq *qr, struct pgjob *job)
+{
+    struct query_def *q = qr->q;
+    struct call_outcome o;
+    call_outcome(job, worker_config(qr->life.w)->max_rows, &o);
+    if (qr->seat.active) cached_header(qr->life.req, "miss"); /* a read with a Sluice-LSN */
+    if (o.status != 200) {
+        answer_outcome(qr->life.w, qr->life.req, q, qr, qr->life.started_us, &o);
+        return;
+    }
+    struct buf *b = &qr->life.w->out;
+    buf_reset(b);
+    call_write_json(b, &o, q->name);
+    if (qr->seat.active) cached_keep(&qr->seat, q, b);
+    send_ok(qr, job, b, true);
+}
+
+/* A shared execution ended (cached.h): qr gets its outcome. */
+static void on_flight_answer(struct cached_seat *s, const struct pgjob *job, const struct call_outcome *o,
+                             const struct buf *body, const char *verdict)
+{
+    struct qreq *qr = container_of(s, struct qreq, seat);
+    reqlife_done(&qr->life);
+    cached_header(qr->life.req, verdict);
+    if (o->status != 200)
+        answer_outcome(qr->life.w, qr->life.req, qr->q, qr, qr->life.started_us, o);
+    else
+        send_ok(qr, job, body, strcmp(verdict, "miss") == 0);
 }
 
 static void on_done(struct pgjob *job)
@@ -414,8 +451,21 @@ static void run(struct qreq *qr, struct pgjob *job)
         uint64_t spent_ms = (now_us() - qr->life.started_us) / 1000; /* a wait for a standby */
         left_ms = spent_ms < deadline_ms ? deadline_ms - spent_ms : 1;
     }
-    qr->job = job;
     reqlife_wait(&qr->life, left_ms);
+    if (qr->seat.active) {
+        qr->seat.lsn = cached_read_lsn(qr->pool_idx, qr->token);
+        if (qr->token == 0) { /* identical requests from now on share this execution */
+            cached_lead(w, &qr->seat, job, on_flight_answer, bind_seat);
+            if (pool_submit(pool, job) != 0) {
+                struct call_outcome o;
+                call_error(&o, 503, job->errmsg);
+                http_retry_after(req, pool_retry_after(pool));
+                cached_refused(job, &o);
+            }
+            return;
+        }
+    }
+    qr->job = job;
     if (pool_submit(pool, job) != 0) {
         reqlife_done(&qr->life);
         qr->job = NULL;
@@ -423,6 +473,28 @@ static void run(struct qreq *qr, struct pgjob *job)
         answer_error(w, req, q, qr, qr->life.started_us, 503, job->errmsg, NULL, NULL);
         pgjob_free(job);
     }
+}
+
+/* The store had the answer (hit), or an identical request in flight will share its outcome:
+ * true when job is no longer needed (freed). */
+static bool cached_answered(struct qreq *qr, struct pgjob *job)
+{
+    struct worker *w = qr->life.w;
+    struct buf *b = &w->out;
+    buf_reset(b);
+    if (cached_lookup(&qr->seat, qr->q, qr->token, b)) {
+        cached_header(qr->life.req, "hit");
+        http_send_json(qr->life.req, 200, b->data, b->len);
+        pgjob_free(job);
+        return true;
+    }
+    if (qr->token == 0 && cached_join(w, &qr->seat, qr->q)) {
+        reqlife_wait(&qr->life, request_deadline_ms(qr, job_timeout_ms(w, qr->q, qr->q->pool_idx),
+                                                    &qr->statement_deadline));
+        pgjob_free(job);
+        return true;
+    }
+    return false;
 }
 
 /* A standby replayed the token, or the wait ended: the held job runs on pool. */
@@ -496,6 +568,11 @@ int query_handle(struct worker *w, h2o_req_t *req, struct query_def *q, const ch
         answer_error(w, req, q, qr, started_us, 400, job->errmsg, NULL, NULL);
         pgjob_free(job);
         return 0;
+    }
+    if (qr->fmt == STREAM_NONE && q->readonly) {
+        qr->token = has_token ? token : 0;
+        cached_begin(&qr->seat, req, q, job);
+        if (cached_answered(qr, job)) return 0;
     }
     if (has_token && q->readonly) {
         /* Read your writes: a standby serves it once it has replayed the token (ryw.h). */

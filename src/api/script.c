@@ -11,6 +11,7 @@
 #include <string.h>
 
 #include "auth.h"
+#include "cache.h"
 #include "handler.h"
 #include "log.h"
 #include "luajson.h"
@@ -115,11 +116,64 @@ static int policy_slow_ms(lua_State *L)
     return v;
 }
 
+static int opt_strings(lua_State *L, int t, const char *key, const char *what, char ***out);
+
+/* The table names of t[key] as cache table ids into *ids; returns the count. */
+static int table_ids(lua_State *L, int t, const char *key, const char *what, int **ids)
+{
+    char **names;
+    int n = opt_strings(L, t, key, what, &names);
+    *ids = xcalloc((size_t)(n ? n : 1), sizeof **ids);
+    int bad = -1;
+    for (int i = 0; i < n; i++) {
+        (*ids)[i] = cache_table_id(names[i]);
+        if ((*ids)[i] < 0 && bad < 0) bad = i;
+    }
+    char name[200];
+    snprintf(name, sizeof name, "%s", bad >= 0 ? names[bad] : "");
+    for (int i = 0; i < n; i++) free(names[i]);
+    free(names);
+    if (bad >= 0) luaL_error(L, "%s: %s: \"%s\" is not a usable table name", what, key, name);
+    return n;
+}
+
+/* cache = { ttl_ms, tables }, coalesce and writes of a named query (docs/cache.md). */
+static void define_cache(lua_State *L, struct query_def *q, int t, const char *what)
+{
+    static const char *const keys[] = {"ttl_ms", "tables", NULL};
+    char sub[200];
+    q->coalesce = opt_bool(L, t, "coalesce", what);
+    q->nwrite_tables = table_ids(L, t, "writes", what, &q->write_tables);
+    if (q->readonly && q->nwrite_tables > 0)
+        luaL_error(L, "%s: writes: a readonly query writes nothing (drop readonly or writes)", what);
+    if (!q->readonly && q->coalesce) luaL_error(L, "%s: coalesce: only a readonly query can be coalesced", what);
+    lua_getfield(L, t, "cache");
+    int c = lua_gettop(L);
+    if (!lua_isnil(L, c)) {
+        snprintf(sub, sizeof sub, "%s: cache", what);
+        if (!lua_istable(L, c)) luaL_error(L, "%s: expected a table { ttl_ms = .., tables = {..} }", sub);
+        if (!q->readonly)
+            luaL_error(L, "%s: only a readonly query can be cached (a write must run every time)", sub);
+        check_keys(L, c, keys, sub);
+        q->cache_ttl_ms = opt_int(L, c, "ttl_ms", sub, 1000);
+        if (q->cache_ttl_ms < 1) luaL_error(L, "%s: ttl_ms: expected a positive integer", sub);
+        q->ncache_tables = table_ids(L, c, "tables", sub, &q->cache_tables);
+        if (q->ncache_tables == 0)
+            luaL_error(L, "%s: tables: name the tables the query reads, so that writes to them invalidate it", sub);
+        q->coalesce = true; /* a cached query always shares its executions in flight */
+    }
+    lua_pop(L, 1);
+    if (q->coalesce) q->cache_stats = cache_stats_of(q->name);
+    q->cache_def_hash = cache_hash(q->sql, strlen(q->sql), CACHE_HASH_SEED);
+    q->cache_def_hash = cache_hash(q->single ? "1" : "n", 1, q->cache_def_hash);
+}
+
 static void define_query(lua_State *L, const char *name, int t)
 {
     static const char *const keys[] = {"sql",           "readonly",   "single", "idempotent",
                                        "timeout_ms",    "pool",       "route",  "description",
-                                       "slow_query_ms", "log_params", "auth",   NULL};
+                                       "slow_query_ms", "log_params", "auth",   "cache",
+                                       "coalesce",      "writes",     NULL};
     char what[160];
     snprintf(what, sizeof what, "query \"%s\"", name);
     if (!valid_name(name)) luaL_error(L, "%s: a name is letters, digits, '_', '-' or '.'", what);
@@ -152,6 +206,7 @@ static void define_query(lua_State *L, const char *name, int t)
     }
     q->auth = (enum endpoint_auth)auth;
     q->pool_idx = resolve_pool(L, pool, what, &q->pool); /* on error q leaks: start-up stops anyway */
+    define_cache(L, q, t, what);
     if (registry_add(ctx->reg, q) != 0) {
         query_def_free(q);
         luaL_error(L, "%s is defined twice", what);
@@ -268,6 +323,7 @@ static void define_bulk(lua_State *L, const char *name, int t)
         luaL_error(L, "%s: columns is required", what);
     }
     d->pool_idx = resolve_pool(L, pool, what, &d->pool);
+    d->table_id = cache_table_id(d->table);
     if (bulk_def_prepare(d, err, sizeof err) != 0 || registry_add_bulk(ctx_of(L)->reg, d) != 0) {
         bool dup = registry_find_bulk(ctx_of(L)->reg, name, strlen(name)) != NULL;
         bulk_def_free(d);

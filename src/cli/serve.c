@@ -19,6 +19,8 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "cache.h"
+#include "cached.h"
 #include "cancel.h"
 #include "describe.h"
 #include "errorfilter.h"
@@ -311,6 +313,7 @@ static void *worker_main(void *arg)
     }
     apply_policy(w);
     ryw_init(w);
+    cached_init(w);
     h2o_timeout_init(loop, &w->janitor_timeout, 1000);
     w->janitor.cb = on_janitor;
     h2o_timeout_link(loop, &w->janitor_timeout, &w->janitor);
@@ -336,6 +339,7 @@ static void *worker_main(void *arg)
 static void worker_dispose(struct worker *w)
 {
     ryw_free(w);
+    cached_free(w);
     free(w->pools);
     free_generation(w->reg);
     while (w->retired) {
@@ -445,6 +449,7 @@ static void reload_config(struct server *srv)
         pthread_mutex_unlock(&tls_swap);
     }
     log_setup((enum log_level)next->log_level, next->log_json);
+    cache_set_max(next->cache_max_bytes);
     srv->reloaded = xrealloc(srv->reloaded, (srv->nreloaded + 1) * sizeof *srv->reloaded);
     srv->reloaded[srv->nreloaded++] = next;
     __atomic_store_n(&srv->cfg, next, __ATOMIC_RELEASE);
@@ -456,6 +461,7 @@ int serve_run(struct config *cfg)
     struct server *srv = server_instance = xcalloc(1, sizeof *srv);
     srv->cfg = cfg;
     srv->nworkers = cfg->workers;
+    cache_set_max(cfg->cache_max_bytes);
 
     if (cfg->tls_cert != NULL) {
         srv->ssl_ctx = tls_context_new(cfg->tls_cert, cfg->tls_key, cfg->http2, err, sizeof err);

@@ -67,6 +67,7 @@ static const struct field top_fields[] = {
     {TOP(max_headers), K_POSITIVE},
     {TOP(client_timeout), K_SECONDS},
     {TOP(http2), K_BOOL},
+    {TOP(cache_max_bytes), K_BYTES},
 };
 /* clang-format on */
 
@@ -133,6 +134,7 @@ static const struct {
     {"SLUICE_MAX_HEADERS", S_TOP, "max_headers"},
     {"SLUICE_CLIENT_TIMEOUT", S_TOP, "client_timeout"},
     {"SLUICE_HTTP2", S_TOP, "http2"},
+    {"SLUICE_CACHE_MAX_BYTES", S_TOP, "cache_max_bytes"},
     {"SLUICE_TLS_CERT", S_TLS, "cert"},
     {"SLUICE_TLS_KEY", S_TLS, "key"},
     {"SLUICE_JWT_SECRET", S_JWT, "secret"},
@@ -494,6 +496,7 @@ static void config_defaults(struct config *c, const char *path)
     c->max_header_bytes = 32 * 1024;
     c->max_headers = 64;
     c->client_timeout = 10;
+    c->cache_max_bytes = 64u * 1024 * 1024;
     c->http2 = false; /* h2o 2.2.5's HTTP/2 has no limit on reset streams (docs/security.md) */
 }
 

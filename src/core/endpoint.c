@@ -110,6 +110,8 @@ void query_def_free(struct query_def *q)
     free(q->sql);
     free(q->pool);
     free(q->param_types);
+    free(q->cache_tables);
+    free(q->write_tables);
     route_free(q->route);
     free(q);
 }

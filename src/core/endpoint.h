@@ -11,6 +11,7 @@
 #include "urlpath.h"
 
 struct metrics_entry; /* metrics.c: statistics by name */
+struct cache_stats;   /* cache.h: the result cache's counters by name */
 
 /* Who may call an endpoint (auth.c checks it before anything else runs). */
 enum endpoint_auth {
@@ -53,6 +54,15 @@ struct query_def {
     struct metrics_entry *metrics; /* this worker's statistics of the name, found at first use */
     enum endpoint_auth auth;
     int auth_ref; /* AUTH_LUA: luaL_ref of the policy function in reg->L */
+    /* The result cache (cache.h, cached.h): set at load. */
+    int cache_ttl_ms;                /* 0: answers are not cached */
+    bool coalesce;                   /* identical requests in flight share one execution */
+    int *cache_tables;               /* ids (cache_table_id) of the tables its answers depend on */
+    int ncache_tables;
+    int *write_tables;               /* ids of the tables a write through it changes (`writes`) */
+    int nwrite_tables;
+    struct cache_stats *cache_stats; /* the name's counters, when cached or coalesced */
+    uint64_t cache_def_hash;         /* of what shapes its answer (SQL, single): part of every key */
 };
 
 enum bulk_mode { BULK_INSERT, BULK_UPSERT, BULK_UPDATE, BULK_DELETE };
@@ -81,6 +91,7 @@ struct bulk_def {
     uint64_t calls, errors, rows;
     struct metrics_entry *metrics; /* this worker's statistics of the name (metrics.c), found at first use */
     enum endpoint_auth auth;       /* AUTH_LUA is not offered for bulk endpoints */
+    int table_id;                  /* the table's id for the result cache (cache_table_id), -1 none */
 };
 
 /* A Lua handler (sluice.endpoint): its function lives in the worker's Lua registry. */

@@ -15,6 +15,7 @@
 
 struct server;
 struct ryw_state;
+struct flights;
 
 #define WORKER_STATUS_CODES 500 /* 100..599 */
 
@@ -44,6 +45,7 @@ struct worker {
     int inflight;                            /* requests waiting on the database */
     struct h2reset *h2reset; /* HTTP/2 reset budgets by connection (h2reset.c), made on first use */
     struct ryw_state *ryw;   /* reads waiting for a standby to replay their Sluice-LSN (ryw.c) */
+    struct flights *flights; /* executions identical requests share (cached.c) */
     bool stopping;
     uint64_t stop_deadline_ms;
     uint64_t stop_linger_ms; /* the listener closed: serve until then at least (serve.c) */

@@ -9,6 +9,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "cache.h"
 #include "cancel.h"
 #include "endpoint.h"
 #include "log.h"
@@ -85,6 +86,10 @@ static void unqueue(struct pool *p, struct pool_wait *w)
 
 static void deliver(struct pgjob *job)
 {
+    /* a write that ran (or may have): the result cache drops its tables before anyone answers */
+    if (job->q->nwrite_tables > 0 && job->status != PGJOB_BIND_ERROR)
+        cache_bump_tables(job->q->write_tables, job->q->nwrite_tables);
+    if (job->lsn) cache_note_lsn(job->lsn);
     if (job->owner != NULL)
         job->on_done(job);
     else

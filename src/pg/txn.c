@@ -4,8 +4,10 @@
 #include "txn.h"
 
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
+#include "cache.h"
 #include "endpoint.h"
 #include "pgtype.h"
 #include "util.h"
@@ -18,6 +20,14 @@ static void count(struct txn *t, enum txn_outcome outcome)
     t->counted = true;
     t->pool->txn_outcomes[outcome]++;
     histogram_observe(&t->pool->txn_time, (double)(now_us() - t->begun_us) / 1e6);
+}
+
+/* The transaction committed, or may have: the result cache drops what it wrote. */
+static void wrote(struct txn *t)
+{
+    cache_bump_tables(t->wrote, t->nwrote);
+    cache_note_lsn(t->lsn);
+    t->nwrote = 0;
 }
 
 static void on_result(void *arg, PGresult *r)
@@ -40,6 +50,7 @@ static void on_result(void *arg, PGresult *r)
     }
     PGresult *done = t->last;
     t->last = NULL;
+    if (t->committing) wrote(t); /* before the caller answers */
     t->cb(t, done);
     if (done) PQclear(done);
 }
@@ -51,6 +62,7 @@ static void on_lost(void *arg, const char *why)
     struct txn *t = arg;
     t->conn = NULL;
     count(t, TXN_ERROR);
+    if (t->committing) wrote(t);
     if (t->last) PQclear(t->last);
     t->last = NULL;
     snprintf(t->errmsg, sizeof t->errmsg, "the database connection was lost: %s", why);
@@ -84,6 +96,11 @@ int txn_open(struct txn *t, struct pool *p, txn_cb cb, void *arg)
 
 int txn_query(struct txn *t, struct query_def *q, json_t *const *vals, txn_cb cb)
 {
+    if (q->nwrite_tables > 0) { /* its tables are dropped from the result cache at COMMIT */
+        t->wrote = xrealloc(t->wrote, (size_t)(t->nwrote + q->nwrite_tables) * sizeof *t->wrote);
+        memcpy(t->wrote + t->nwrote, q->write_tables, (size_t)q->nwrite_tables * sizeof *t->wrote);
+        t->nwrote += q->nwrite_tables;
+    }
     return txn_query_sql(t, q->sql_numbered, q, vals, cb);
 }
 
@@ -136,11 +153,16 @@ void txn_close(struct txn *t)
     if (t->conn) pgconn_release(t->conn);
     t->conn = NULL;
     buf_free(&t->params);
+    free(t->wrote);
+    t->wrote = NULL;
 }
 
 void txn_abandon(struct txn *t)
 {
     count(t, TXN_ERROR);
+    if (t->committing) wrote(t); /* the COMMIT may have happened */
+    free(t->wrote);
+    t->wrote = NULL;
     pool_cancel_lease(&t->lease);
     if (t->conn) pgconn_discard(t->conn);
     t->conn = NULL;

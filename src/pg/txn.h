@@ -34,6 +34,8 @@ struct txn {
     bool counted;
     bool committing; /* COMMIT is out, with the WAL position query after it */
     uint64_t lsn;    /* after a COMMIT: the WAL position it reached (Sluice-LSN), 0 unknown */
+    int *wrote;      /* the `writes` tables of the queries it ran (cache.h), dropped at COMMIT */
+    int nwrote;
 };
 
 /* Takes a connection and sends BEGIN; cb runs once BEGIN completed (or with NULL). Returns 0, or

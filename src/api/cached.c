@@ -1,0 +1,237 @@
+/* cached.c — requests of cached and coalesced named queries (cached.h). A flight is one
+ * execution on one worker that every identical request arriving while it runs waits on; it lives
+ * in the worker's table until its job ends, owns the job, and answers each request with the same
+ * outcome. The store itself is cache.c. */
+#include "cached.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+#include "cache.h"
+#include "probe.h"
+#include "util.h"
+#include "walpos.h"
+#include "worker.h"
+
+#define FLIGHT_BUCKETS 1024
+
+struct flight {
+    struct flight *next; /* the bucket's chain, while joinable */
+    struct flights *home;
+    uint64_t hash;
+    char *key; /* malloc'd: the requests that made it may leave */
+    size_t keylen;
+    uint64_t gens, lsn;
+    bool joinable;
+    struct pgjob *job;
+    h2o_linklist_t seats;
+    struct cached_seat *leader; /* answered "miss"; the others "coalesced" */
+    cached_answer_fn answer;
+    cached_bind_fn bind;
+};
+
+struct flights {
+    struct worker *w;
+    struct flight *buckets[FLIGHT_BUCKETS];
+};
+
+void cached_init(struct worker *w)
+{
+    w->flights = xcalloc(1, sizeof *w->flights);
+    w->flights->w = w;
+}
+
+void cached_free(struct worker *w)
+{
+    /* flights still in progress at exit (shutdown_timeout) stay reachable from their jobs */
+    for (int i = 0; i < FLIGHT_BUCKETS; i++)
+        if (w->flights && w->flights->buckets[i]) return;
+    free(w->flights);
+    w->flights = NULL;
+}
+
+static void put_bytes(struct buf *b, const void *p, size_t n)
+{
+    uint32_t len = (uint32_t)n;
+    buf_append(b, (const char *)&len, sizeof len);
+    buf_append(b, p, n);
+}
+
+void cached_begin(struct cached_seat *s, h2o_req_t *req, const struct query_def *q, const struct pgjob *job)
+{
+    memset(s, 0, sizeof *s);
+    if (!q->coalesce || !job->bound) return;
+    /* Length-prefixed parts, so that no two different requests make the same bytes. */
+    struct buf k = BUF_INIT;
+    buf_append(&k, (const char *)&q->cache_def_hash, sizeof q->cache_def_hash);
+    put_bytes(&k, q->name, strlen(q->name));
+    if (q->auth != AUTH_NONE) { /* the caller's credentials: one caller never gets another's entry */
+        ssize_t i = h2o_find_header(&req->headers, H2O_TOKEN_AUTHORIZATION, -1);
+        h2o_iovec_t v = i >= 0 ? req->headers.entries[i].value : h2o_iovec_init(NULL, 0);
+        put_bytes(&k, v.base, v.len);
+    }
+    for (int i = 0; i < q->nparams; i++) {
+        int off = job->param_off[i];
+        if (off < 0)
+            buf_putc(&k, 'N');
+        else {
+            buf_putc(&k, 'V');
+            put_bytes(&k, job->params.data + off, strlen(job->params.data + off));
+        }
+    }
+    s->key = h2o_mem_alloc_pool(&req->pool, k.len);
+    memcpy(s->key, k.data, k.len);
+    s->keylen = k.len;
+    buf_free(&k);
+    s->gens = cache_gens(q->cache_tables, q->ncache_tables, q->pool_idx);
+    s->active = true;
+}
+
+bool cached_lookup(struct cached_seat *s, const struct query_def *q, uint64_t token, struct buf *out)
+{
+    if (!s->active || q->cache_ttl_ms == 0) return false;
+    uint64_t body_hash;
+    enum cache_found f = cache_lookup(s->key, s->keylen, s->gens, token, out, &body_hash);
+    if (f == CACHE_HIT) {
+        cache_count(&q->cache_stats->hits);
+        return true;
+    }
+    if (f == CACHE_STALE) cache_count(&q->cache_stats->invalidations);
+    cache_count(&q->cache_stats->misses);
+    return false;
+}
+
+static struct flight **slot_of(struct flights *fs, uint64_t hash, const char *key, size_t keylen)
+{
+    struct flight **pp = &fs->buckets[hash % FLIGHT_BUCKETS];
+    while (*pp && !((*pp)->hash == hash && (*pp)->keylen == keylen && memcmp((*pp)->key, key, keylen) == 0))
+        pp = &(*pp)->next;
+    return pp;
+}
+
+/* No request joins f from now on. */
+static void close_flight(struct flight *f)
+{
+    if (!f->joinable) return;
+    struct flight **pp = slot_of(f->home, f->hash, f->key, f->keylen);
+    if (*pp == f) *pp = f->next;
+    f->joinable = false;
+}
+
+bool cached_join(struct worker *w, struct cached_seat *s, const struct query_def *q)
+{
+    if (!s->active) return false;
+    uint64_t hash = cache_hash(s->key, s->keylen, CACHE_HASH_SEED);
+    struct flight *f = *slot_of(w->flights, hash, s->key, s->keylen);
+    /* a flight that began before a write to its tables may have read before it: not shared */
+    if (f == NULL || f->gens != s->gens) return false;
+    s->flight = f;
+    h2o_linklist_insert(&f->seats, &s->link);
+    cache_count(&q->cache_stats->coalesced);
+    return true;
+}
+
+static int flight_bind(struct pgjob *job)
+{
+    struct flight *f = job->owner;
+    struct cached_seat *s = H2O_STRUCT_FROM_MEMBER(struct cached_seat, link, f->seats.next);
+    return f->bind(s, job);
+}
+
+/* The flight ends with o (body: a 200's rendering): every request still waiting is answered. */
+static void land(struct flight *f, const struct call_outcome *o, const struct buf *body)
+{
+    close_flight(f);
+    while (!h2o_linklist_is_empty(&f->seats)) {
+        struct cached_seat *s = H2O_STRUCT_FROM_MEMBER(struct cached_seat, link, f->seats.next);
+        h2o_linklist_unlink(&s->link);
+        s->flight = NULL;
+        f->answer(s, f->job, o, body, s == f->leader ? "miss" : "coalesced");
+    }
+    free(f->key);
+    free(f);
+}
+
+static void flight_done(struct pgjob *job)
+{
+    struct flight *f = job->owner;
+    struct call_outcome o;
+    call_outcome(job, worker_config(f->home->w)->max_rows, &o);
+    struct buf body = BUF_INIT;
+    if (o.status == 200) {
+        call_write_json(&body, &o, job->q->name);
+        struct cached_seat keep = {.key = f->key, .keylen = f->keylen, .gens = f->gens, .lsn = f->lsn};
+        cached_keep(&keep, job->q, &body);
+    }
+    land(f, &o, o.status == 200 ? &body : NULL);
+    buf_free(&body);
+    pgjob_free(job);
+}
+
+void cached_lead(struct worker *w, struct cached_seat *s, struct pgjob *job, cached_answer_fn answer,
+                 cached_bind_fn bind)
+{
+    struct flight *f = xcalloc(1, sizeof *f);
+    f->home = w->flights;
+    f->key = xmalloc(s->keylen);
+    memcpy(f->key, s->key, s->keylen);
+    f->keylen = s->keylen;
+    f->hash = cache_hash(s->key, s->keylen, CACHE_HASH_SEED);
+    f->gens = s->gens;
+    f->lsn = s->lsn;
+    f->job = job;
+    f->leader = s;
+    f->answer = answer;
+    f->bind = bind;
+    h2o_linklist_init_anchor(&f->seats);
+    h2o_linklist_insert(&f->seats, &s->link);
+    s->flight = f;
+    struct flight **pp = slot_of(w->flights, f->hash, f->key, f->keylen);
+    if (*pp == NULL) { /* else an older one of another generation keeps the slot */
+        *pp = f;
+        f->joinable = true;
+    }
+    job->owner = f;
+    job->on_done = flight_done;
+    job->bind = flight_bind;
+}
+
+void cached_refused(struct pgjob *job, const struct call_outcome *o)
+{
+    land(job->owner, o, NULL);
+    pgjob_free(job);
+}
+
+void cached_leave(struct cached_seat *s)
+{
+    struct flight *f = s->flight;
+    if (f == NULL) return;
+    h2o_linklist_unlink(&s->link);
+    s->flight = NULL;
+    if (f->leader == s) f->leader = NULL;
+    if (!h2o_linklist_is_empty(&f->seats)) return;
+    close_flight(f);
+    pool_abandon(f->job); /* nobody waits for it any more */
+    free(f->key);
+    free(f);
+}
+
+uint64_t cached_read_lsn(int pool, uint64_t token)
+{
+    double lag;
+    if (probe_replication_lag(pool, &lag)) return walpos_replay(pool); /* a standby */
+    uint64_t known = cache_known_lsn();
+    return token > known ? token : known;
+}
+
+void cached_keep(const struct cached_seat *s, const struct query_def *q, const struct buf *body)
+{
+    if (q->cache_ttl_ms == 0 || s->key == NULL) return;
+    cache_store(s->key, s->keylen, body->data, body->len, s->gens, s->lsn, q->cache_ttl_ms, q->cache_stats);
+}
+
+void cached_header(h2o_req_t *req, const char *verdict)
+{
+    h2o_add_header_by_str(&req->pool, &req->res.headers, H2O_STRLIT("sluice-cache"), 0, "Sluice-Cache", verdict,
+                          strlen(verdict));
+}
