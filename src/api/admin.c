@@ -9,6 +9,7 @@
 #include <unistd.h>
 
 #include "auth.h"
+#include "cache.h"
 #include "explain.h"
 #include "http.h"
 #include "jsonw.h"
@@ -33,6 +34,28 @@ static bool authorize(struct worker *w, h2o_req_t *req)
         return false;
     }
     return true;
+}
+
+/* ,"cache":{ttl_ms, tables, coalesce, hits, misses, ...} or ,"cache":null (docs/cache.md). */
+static void put_cache(struct buf *b, const struct query_def *q)
+{
+    struct cache_stats *s = q->cache_stats;
+    if (s == NULL) {
+        buf_puts(b, ",\"cache\":null");
+        return;
+    }
+    buf_printf(b, ",\"cache\":{\"ttl_ms\":%d,\"coalesce\":true,\"tables\":[", q->cache_ttl_ms);
+    for (int i = 0; i < q->ncache_tables; i++) {
+        const char *t = cache_table_name(q->cache_tables[i]);
+        if (i) buf_putc(b, ',');
+        jsonw_string(b, t, strlen(t));
+    }
+    buf_printf(b, "],\"hits\":%llu,\"misses\":%llu,\"coalesced\":%llu,\"invalidations\":%llu,\"evictions\":%llu}",
+               (unsigned long long)__atomic_load_n(&s->hits, __ATOMIC_RELAXED),
+               (unsigned long long)__atomic_load_n(&s->misses, __ATOMIC_RELAXED),
+               (unsigned long long)__atomic_load_n(&s->coalesced, __ATOMIC_RELAXED),
+               (unsigned long long)__atomic_load_n(&s->invalidations, __ATOMIC_RELAXED),
+               (unsigned long long)__atomic_load_n(&s->evictions, __ATOMIC_RELAXED));
 }
 
 /* Per named query: definition and counters summed over the workers, request-time quantiles
@@ -62,6 +85,7 @@ static void send_queries(struct worker *w, h2o_req_t *req)
             jsonw_string(b, t.last_error, strlen(t.last_error));
         else
             buf_puts(b, "null");
+        put_cache(b, q);
         char *plan = metrics_plan_get(srv, q->name); /* explain_slow: already JSON */
         buf_puts(b, ",\"plan\":");
         buf_puts(b, plan ? plan : "null");

@@ -12,6 +12,7 @@
 #include <h2o.h>
 #include <lauxlib.h>
 #include <math.h>
+#include <stddef.h>
 #include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -19,6 +20,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "cache.h"
 #include "http.h"
 #include "jsonw.h"
 #include "log.h"
@@ -713,6 +715,39 @@ static int bulk_rows(struct server *srv, const struct registry *reg, int npools,
     return n;
 }
 
+/* The result cache (docs/cache.md): counters by query, the bytes held. */
+static void render_cache(struct buf *b, struct buf *lb)
+{
+    static const struct {
+        const char *name, *help;
+        size_t off;
+    } counters[] = {
+        {"sluice_cache_hits_total", "Requests answered from the result cache.", offsetof(struct cache_stats, hits)},
+        {"sluice_cache_misses_total", "Requests of a cached query the result cache could not answer.",
+         offsetof(struct cache_stats, misses)},
+        {"sluice_cache_invalidations_total",
+         "Entries found stale at lookup: a write to one of their tables (through a gateway or a trigger's "
+         "NOTIFY) or a lost LISTEN connection came after they were read.",
+         offsetof(struct cache_stats, invalidations)},
+        {"sluice_cache_evictions_total", "Entries evicted (least recently used) to stay within cache_max_bytes.",
+         offsetof(struct cache_stats, evictions)},
+        {"sluice_cache_coalesced_total", "Requests that shared an identical request's execution in flight.",
+         offsetof(struct cache_stats, coalesced)},
+    };
+    for (size_t c = 0; c < sizeof counters / sizeof counters[0]; c++) {
+        metrics_family(b, counters[c].name, "counter", counters[c].help);
+        for (struct cache_stats *s = cache_stats_all(); s != NULL; s = s->next)
+            metrics_sample_u64(b, counters[c].name, labels(lb, "query", s->name, NULL, NULL),
+                               __atomic_load_n((uint64_t *)((char *)s + counters[c].off), __ATOMIC_RELAXED));
+    }
+    metrics_family(b, "sluice_cache_bytes", "gauge",
+                   "Bytes the result cache holds (entries with their keys), at most cache_max_bytes.");
+    metrics_sample_u64(b, "sluice_cache_bytes", NULL, cache_bytes());
+    metrics_family(b, "sluice_cache_notify_unknown_total", "counter",
+                   "sluice_invalidate notifications naming a table no query or bulk load declared (ignored).");
+    metrics_sample_u64(b, "sluice_cache_notify_unknown_total", NULL, cache_unknown_payloads());
+}
+
 void metrics_render(struct server *srv, struct buf *b)
 {
     const struct config *cfg = config_of(srv);
@@ -859,6 +894,8 @@ void metrics_render(struct server *srv, struct buf *b)
             metrics_sample_u64(b, "sluice_read_your_writes_total",
                                labels(&lb, "pool", cfg->pools[i].name, "outcome", ryw_outcome_name(o)), n[o]);
     }
+
+    render_cache(b, &lb);
 
     /* the process */
     metrics_family(b, "sluice_http_requests_total", "counter", "HTTP responses sent, by status code.");

@@ -10,6 +10,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "cache.h"
 #include "http.h"
 #include "pgtype.h"
 #include "util.h"
@@ -341,6 +342,27 @@ static void query_schemas(struct doc *doc, const struct query_def *q, const stru
     }
 }
 
+/* x-sluice-cache: how the result cache serves q (docs/cache.md), and a line in its description. */
+static void op_cache(json_t *op, const struct query_def *q)
+{
+    json_t *x = json_object();
+    json_object_set_new(x, "coalesce", json_true());
+    if (q->cache_ttl_ms > 0) {
+        json_t *tables = json_array();
+        for (int i = 0; i < q->ncache_tables; i++)
+            json_array_append_new(tables, json_string(cache_table_name(q->cache_tables[i])));
+        json_object_set_new(x, "ttl_ms", json_integer(q->cache_ttl_ms));
+        json_object_set_new(x, "tables", tables);
+    }
+    json_object_set_new(op, "x-sluice-cache", x);
+    json_object_set_new(op, "description",
+                        json_string(q->cache_ttl_ms > 0
+                                        ? "Answers are cached (Sluice-Cache: hit|miss|coalesced) until a write "
+                                          "to one of x-sluice-cache.tables or ttl_ms."
+                                        : "Identical requests in flight share one execution (Sluice-Cache: "
+                                          "miss|coalesced)."));
+}
+
 /* One operation on query q. route: NULL for /query/{name}. */
 static json_t *query_operation(struct doc *doc, const struct query_def *q, const struct describe_entry *e,
                                const char *method, const struct route_pattern *route, const char *op_id)
@@ -354,6 +376,7 @@ static json_t *query_operation(struct doc *doc, const struct query_def *q, const
     json_object_set_new(op, "summary", json_string(summary));
     json_object_set_new(op, "tags", json_pack("[s]", route ? "routes" : "queries"));
     set_operation_id(op, doc->used_ids, op_id);
+    if (q->coalesce) op_cache(op, q);
 
     json_t *params = json_array();
     bool *bound = xcalloc((size_t)(q->nparams ? q->nparams : 1), sizeof *bound);
@@ -748,6 +771,10 @@ static void definitions_version(const struct registry *reg, char *out, size_t n)
         MIX(q->sql);
         MIX(q->readonly ? "r" : "w");
         MIX(q->single ? "1" : "n");
+        char cache[32];
+        snprintf(cache, sizeof cache, "%d/%d/%d", q->cache_ttl_ms, q->coalesce, q->ncache_tables);
+        MIX(cache);
+        for (int k = 0; k < q->ncache_tables; k++) MIX(cache_table_name(q->cache_tables[k]));
         if (q->route) {
             MIX(q->route->method);
             for (int k = 0; k < q->route->nsegs; k++) MIX(q->route->segs[k]);

@@ -87,10 +87,33 @@ int cache_table_id(const char *name)
     return id;
 }
 
+const char *cache_table_name(int id)
+{
+    return id >= 0 && id < __atomic_load_n(&ntables, __ATOMIC_ACQUIRE) ? table_names[id] : "";
+}
+
 void cache_bump_tables(const int *ids, int n)
 {
     for (int i = 0; i < n; i++)
         if (ids[i] >= 0 && ids[i] < CACHE_MAX_TABLES) __atomic_fetch_add(&table_gens[ids[i]], 1, __ATOMIC_SEQ_CST);
+}
+
+static uint64_t unknown_payloads;
+
+bool cache_invalidate_named(const char *table)
+{
+    int id = cache_table_find(table);
+    if (id < 0) {
+        __atomic_fetch_add(&unknown_payloads, 1, __ATOMIC_RELAXED);
+        return false;
+    }
+    cache_bump_tables(&id, 1);
+    return true;
+}
+
+uint64_t cache_unknown_payloads(void)
+{
+    return __atomic_load_n(&unknown_payloads, __ATOMIC_RELAXED);
 }
 
 void cache_bump_pool(int idx)

@@ -38,10 +38,17 @@ bool cache_table_canon(const char *name, char *out, size_t n);
 int cache_table_id(const char *name);
 /* The id of a table already known, or -1 (a NOTIFY payload naming a table nothing declared). */
 int cache_table_find(const char *name);
+/* The canonical name of table id (static storage), "" for an unknown id. */
+const char *cache_table_name(int id);
 /* Every entry that depends on the tables (ids) becomes stale, before the caller answers. */
 void cache_bump_tables(const int *ids, int n);
 /* Every entry of the queries of pool idx becomes stale (its LISTEN connection was lost). */
 void cache_bump_pool(int idx);
+/* A NOTIFY sluice_invalidate payload: the table it names becomes stale. Returns false (and
+ * counts it) when no query or bulk load declared that table. */
+bool cache_invalidate_named(const char *table);
+/* Payloads that named an unknown table, since start. */
+uint64_t cache_unknown_payloads(void);
 /* The generation sum an entry of these tables and pool depends on. */
 uint64_t cache_gens(const int *ids, int n, int pool);
 
