@@ -6,6 +6,7 @@
 #include <h2o/version.h>
 #include <libpq-fe.h>
 
+#include "cachetriggers.h"
 #include "check.h"
 #include "config.h"
 #include "import.h"
@@ -29,6 +30,8 @@ static void usage(FILE *out)
         "the\n"
         "                                             most total time in pg_stat_statements (20; stdout)\n"
         "  sluice new     NAME                        create a service skeleton in the folder NAME\n"
+        "  sluice cache-triggers TABLE..              print the SQL of triggers that invalidate the result\n"
+        "                                             cache on writes made without the gateway\n"
         "  sluice version | --help\n");
 }
 
@@ -51,6 +54,7 @@ int main(int argc, char **argv)
         }
         return scaffold_new(argv[2]);
     }
+    if (strcmp(cmd, "cache-triggers") == 0) return cachetriggers_run(argc - 2, argv + 2, stdout);
     const char *config_path = "conf/sluice.lua";
     const char *arg = NULL, *top_arg = NULL, *output = NULL;
     for (int i = 2; i < argc; i++) {

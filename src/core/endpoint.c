@@ -219,8 +219,7 @@ struct bulk_def *registry_find_bulk(const struct registry *r, const char *name, 
     return NULL;
 }
 
-/* Appends "ident" quoted as a SQL identifier; a dotted name is quoted part by part. */
-static void quote_ident(struct buf *b, const char *ident)
+void endpoint_quote_ident(struct buf *b, const char *ident)
 {
     buf_putc(b, '"');
     for (const char *p = ident; *p; p++) {
@@ -240,9 +239,9 @@ static void keys_match(struct buf *b, const struct bulk_def *d)
     for (int i = 0; i < d->nkey; i++) {
         if (i) buf_puts(b, " AND ");
         buf_puts(b, "t.");
-        quote_ident(b, d->key[i]);
+        endpoint_quote_ident(b, d->key[i]);
         buf_puts(b, " = s.");
-        quote_ident(b, d->key[i]);
+        endpoint_quote_ident(b, d->key[i]);
     }
 }
 
@@ -251,7 +250,7 @@ static void column_list(struct buf *b, char **cols, int n, const char *prefix)
     for (int i = 0; i < n; i++) {
         if (i) buf_puts(b, ", ");
         if (prefix) buf_puts(b, prefix);
-        quote_ident(b, cols[i]);
+        endpoint_quote_ident(b, cols[i]);
     }
 }
 
@@ -283,14 +282,14 @@ int bulk_def_prepare(struct bulk_def *d, char *err, unsigned errlen)
     buf_puts(&b, "SELECT ");
     column_list(&b, d->columns, d->ncolumns, NULL);
     buf_puts(&b, " FROM ");
-    quote_ident(&b, d->table);
+    endpoint_quote_ident(&b, d->table);
     buf_puts(&b, " LIMIT 0");
     d->sql_describe = buf_steal(&b);
 
     const char *stage = "sluice_bulk_stage";
     buf_puts(&b, "COPY ");
     if (d->mode == BULK_INSERT)
-        quote_ident(&b, d->table);
+        endpoint_quote_ident(&b, d->table);
     else
         buf_puts(&b, stage);
     buf_puts(&b, " (");
@@ -308,7 +307,7 @@ int bulk_def_prepare(struct bulk_def *d, char *err, unsigned errlen)
 
     if (d->mode == BULK_UPSERT) {
         buf_puts(&b, "INSERT INTO ");
-        quote_ident(&b, d->table);
+        endpoint_quote_ident(&b, d->table);
         buf_puts(&b, " (");
         column_list(&b, d->columns, d->ncolumns, NULL);
         buf_puts(&b, ") SELECT ");
@@ -320,22 +319,22 @@ int bulk_def_prepare(struct bulk_def *d, char *err, unsigned errlen)
         for (int i = 0; i < d->ncolumns; i++) {
             if (is_key(d, d->columns[i])) continue;
             buf_puts(&b, nset++ ? ", " : "UPDATE SET ");
-            quote_ident(&b, d->columns[i]);
+            endpoint_quote_ident(&b, d->columns[i]);
             buf_puts(&b, " = EXCLUDED.");
-            quote_ident(&b, d->columns[i]);
+            endpoint_quote_ident(&b, d->columns[i]);
         }
         if (nset == 0) buf_puts(&b, "NOTHING");
     } else if (d->mode == BULK_UPDATE) {
         buf_puts(&b, "UPDATE ");
-        quote_ident(&b, d->table);
+        endpoint_quote_ident(&b, d->table);
         buf_puts(&b, " AS t SET ");
         int nset = 0;
         for (int i = 0; i < d->ncolumns; i++) {
             if (is_key(d, d->columns[i])) continue;
             if (nset++) buf_puts(&b, ", ");
-            quote_ident(&b, d->columns[i]);
+            endpoint_quote_ident(&b, d->columns[i]);
             buf_puts(&b, " = s.");
-            quote_ident(&b, d->columns[i]);
+            endpoint_quote_ident(&b, d->columns[i]);
         }
         if (nset == 0) {
             snprintf(err, errlen, "mode update needs a column that is not a key");
@@ -346,7 +345,7 @@ int bulk_def_prepare(struct bulk_def *d, char *err, unsigned errlen)
         keys_match(&b, d);
     } else {
         buf_puts(&b, "DELETE FROM ");
-        quote_ident(&b, d->table);
+        endpoint_quote_ident(&b, d->table);
         buf_printf(&b, " AS t USING %s AS s WHERE ", stage);
         keys_match(&b, d);
     }

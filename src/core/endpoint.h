@@ -136,6 +136,9 @@ struct bulk_def *registry_find_bulk(const struct registry *r, const char *name, 
  * (a key column that is not declared, no key for a mode that needs one). */
 int bulk_def_prepare(struct bulk_def *b, char *err, unsigned errlen);
 void bulk_def_free(struct bulk_def *b);
+/* Appends ident quoted as a SQL identifier ("a.b" becomes "a"."b"). */
+struct buf;
+void endpoint_quote_ident(struct buf *b, const char *ident);
 
 /* Builds a query definition; rewrites its SQL. Returns NULL with a message in err on bad SQL
  * or route. Strings are copied. */
