@@ -25,6 +25,7 @@
 #include "describe.h"
 #include "errorfilter.h"
 #include "h2reset.h"
+#include "listener.h"
 #include "log.h"
 #include "policy.h"
 #include "probe.h"
@@ -533,6 +534,7 @@ int serve_run(struct config *cfg)
     srv->breakers = xcalloc(cfg->npools, sizeof *srv->breakers);
     for (size_t i = 0; i < cfg->npools; i++) breaker_init(&srv->breakers[i]);
     cancel_start();
+    listener_start(cfg); /* LISTEN connections, opened for the first subscriber */
     srv->workers = xcalloc((size_t)srv->nworkers, sizeof *srv->workers);
     bool is_unix = strncmp(cfg->listen, "unix:", 5) == 0;
     int shared_fd = -1;
@@ -595,6 +597,7 @@ int serve_run(struct config *cfg)
     }
     for (int i = 0; i < srv->nworkers; i++) send_control(&srv->workers[i], CONTROL_STOP);
     for (int i = 0; i < srv->nworkers; i++) pthread_join(srv->workers[i].thread, NULL);
+    listener_stop();
     for (int i = 0; i < srv->nworkers; i++) worker_dispose(&srv->workers[i]);
     if (is_unix) unlink(cfg->listen + 5);
     cancel_stop();
