@@ -4,16 +4,20 @@
  * outcome. The store itself is cache.c. */
 #include "cached.h"
 
+#include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "cache.h"
+#include "listener.h"
+#include "log.h"
 #include "probe.h"
 #include "util.h"
 #include "walpos.h"
 #include "worker.h"
 
 #define FLIGHT_BUCKETS 1024
+#define CACHED_CHANNEL "sluice_invalidate" /* what `sluice cache-triggers` NOTIFYs */
 
 struct flight {
     struct flight *next; /* the bucket's chain, while joinable */
@@ -228,6 +232,38 @@ void cached_keep(const struct cached_seat *s, const struct query_def *q, const s
 {
     if (q->cache_ttl_ms == 0 || s->key == NULL) return;
     cache_store(s->key, s->keylen, body->data, body->len, s->gens, s->lsn, q->cache_ttl_ms, q->cache_stats);
+}
+
+uint64_t cached_pools(const struct registry *reg)
+{
+    uint64_t mask = 0;
+    for (int i = 0; i < reg->nqueries; i++) {
+        const struct query_def *q = reg->queries[i];
+        if (q->cache_ttl_ms > 0 && q->pool_idx >= 0 && q->pool_idx < CACHE_MAX_POOLS) mask |= 1ull << q->pool_idx;
+    }
+    return mask;
+}
+
+/* On the listener's thread, under its lock: only atomics here. */
+static void on_invalidate(void *arg, const char *channel, const char *payload, size_t len)
+{
+    if (!cache_invalidate_named(payload)) log_debug("sluice_invalidate: no cached query reads \"%.64s\"", payload);
+}
+
+static void on_listen_reset(void *arg, const char *channel)
+{
+    cache_bump_pool((int)(intptr_t)arg);
+}
+
+void cached_listen(const struct config *cfg, uint64_t pools)
+{
+    for (size_t i = 0; i < cfg->npools && i < CACHE_MAX_POOLS; i++) {
+        if (!(pools & (1ull << i))) continue;
+        if (listener_subscribe(cfg->pools[i].name, CACHED_CHANNEL, on_invalidate, on_listen_reset, (void *)(intptr_t)i,
+                               NULL) == NULL)
+            log_warn("pool %s: cannot LISTEN %s: writes made elsewhere do not invalidate its cached queries",
+                     cfg->pools[i].name, CACHED_CHANNEL);
+    }
 }
 
 void cached_header(h2o_req_t *req, const char *verdict)

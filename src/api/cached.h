@@ -66,6 +66,13 @@ uint64_t cached_read_lsn(int pool, uint64_t token);
 /* Keeps a 200 answer of s's query (cached queries). */
 void cached_keep(const struct cached_seat *s, const struct query_def *q, const struct buf *body);
 
+/* The pools (bit i: pool i) whose queries reg caches: those that need a LISTEN connection. */
+uint64_t cached_pools(const struct registry *reg);
+/* Subscribes to sluice_invalidate on each pool of the mask (listener.h): a payload makes its
+ * table stale; a LISTEN connection that came back after a loss makes every entry of its pool's
+ * queries stale, since what was notified meanwhile is lost. Call once, after listener_start. */
+void cached_listen(const struct config *cfg, uint64_t pools);
+
 /* Sets Sluice-Cache: verdict on the response. */
 void cached_header(h2o_req_t *req, const char *verdict);
 

@@ -496,6 +496,7 @@ int serve_run(struct config *cfg)
     struct describe_result *desc = xcalloc(1, sizeof *desc);
     if (describe_all(cfg, &probe, desc, err, sizeof err) != 0) log_warn("describe: %s", err);
     describe_set_current(desc);
+    uint64_t cached = cached_pools(&probe);
     script_close(L);
     registry_free(&probe);
 
@@ -535,6 +536,7 @@ int serve_run(struct config *cfg)
     for (size_t i = 0; i < cfg->npools; i++) breaker_init(&srv->breakers[i]);
     cancel_start();
     listener_start(cfg); /* LISTEN connections, opened for the first subscriber */
+    cached_listen(cfg, cached);
     srv->workers = xcalloc((size_t)srv->nworkers, sizeof *srv->workers);
     bool is_unix = strncmp(cfg->listen, "unix:", 5) == 0;
     int shared_fd = -1;
