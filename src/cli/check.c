@@ -12,6 +12,7 @@
 #include "dbconnect.h"
 #include "endpoint.h"
 #include "script.h"
+#include "tablecheck.h"
 
 int check_run(const struct config *cfg)
 {
@@ -56,6 +57,10 @@ int check_run(const struct config *cfg)
         }
         PQclear(r);
         PQclear(PQexec(*pc, "ROLLBACK"));
+    }
+    if (failures == 0 && tablecheck_run(cfg, &reg, err, sizeof err) != 0) {
+        fprintf(stderr, "check: %s\n", err);
+        failures++;
     }
     for (size_t i = 0; i < cfg->npools; i++)
         if (conns[i]) PQfinish(conns[i]);

@@ -29,6 +29,7 @@
 #include "log.h"
 #include "policy.h"
 #include "probe.h"
+#include "tablecheck.h"
 #include "route.h"
 #include "router.h"
 #include "ryw.h"
@@ -496,6 +497,14 @@ int serve_run(struct config *cfg)
     struct describe_result *desc = xcalloc(1, sizeof *desc);
     if (describe_all(cfg, &probe, desc, err, sizeof err) != 0) log_warn("describe: %s", err);
     describe_set_current(desc);
+    int tc = tablecheck_run(cfg, &probe, err, sizeof err);
+    if (tc < 0) { /* a cached query names a table the database does not have */
+        fprintf(stderr, "sluice: %s\n", err);
+        script_close(L);
+        registry_free(&probe);
+        return 1;
+    }
+    if (tc > 0) log_warn("%s", err);
     uint64_t cached = cached_pools(&probe);
     script_close(L);
     registry_free(&probe);
