@@ -1,0 +1,323 @@
+-- cache_spec.lua — the result cache and request coalescing through the real binary: hits and
+-- misses (Sluice-Cache), invalidation before a write's answer (named query with writes, bulk
+-- load, handler transaction), 1000 write-then-read pairs without a stale read, writes through a
+-- second gateway and through psql reaching the cache by the triggers of `sluice cache-triggers`,
+-- a lost LISTEN connection, Sluice-LSN, 100 identical slow requests run at most twice
+-- (pg_stat_statements), one error for every waiter, cache_max_bytes never exceeded, and the
+-- configuration errors.
+local here = debug.getinfo(1, "S").source:match("^@(.*/)") or "./"
+package.path = here .. "?.lua;" .. package.path
+local H = require "helper"
+
+local MARK = ("coalesce_mark_%d"):format(math.random(100000, 999999))
+
+local scripts = {
+  ["cache.lua"] = ([==[
+sluice.query "quote" { readonly = true, single = true, sql = [[ SELECT pair, bid FROM quotes WHERE pair = :pair ]],
+  cache = { ttl_ms = 60000, tables = { "quotes" } } }
+sluice.query "quote_alias" { readonly = true, single = true, route = "GET /quotes/{pair}",
+  sql = [[ SELECT pair, bid FROM quotes WHERE pair = :pair ]], cache = { ttl_ms = 60000, tables = { "public.quotes" } } }
+sluice.query "set_bid" { single = true, sql = [[ UPDATE quotes SET bid = :bid WHERE pair = :pair RETURNING bid ]],
+  writes = { "quotes" } }
+sluice.query "set_bid_silent" { single = true, sql = [[ UPDATE quotes SET bid = :bid WHERE pair = :pair RETURNING bid ]] }
+sluice.query "padded" { readonly = true, single = true, sql = [[ SELECT :k::text AS k, repeat('x', 400) AS pad ]],
+  cache = { ttl_ms = 60000, tables = { "quotes" } } }
+sluice.query "slow" { readonly = true, single = true, coalesce = true,
+  sql = [[ SELECT pg_sleep(1)::text AS %s, :x::int AS x ]] }
+sluice.query "slow_fail" { readonly = true, single = true, coalesce = true,
+  sql = [[ SELECT pg_sleep(0.5)::text AS s, 1 / (:x::int - :x::int) AS boom ]] }
+sluice.bulk "quotes_bulk" { table = "quotes", columns = { "pair", "bid" }, mode = "upsert", key = { "pair" } }
+sluice.endpoint "h_tx" { route = "POST /h/tx", handler = function(req)
+  return 200, sluice.db.transaction(function(tx)
+    return tx:query("set_bid", { pair = req.body.pair, bid = req.body.bid })
+  end)
+end }
+]==]):format(MARK),
+}
+
+describe("result cache", function()
+  local db, gw
+
+  setup(function()
+    db = H.createdb("cache")
+    H.psql(db, [[
+      CREATE TABLE quotes (pair text PRIMARY KEY, bid numeric NOT NULL);
+      INSERT INTO quotes VALUES ('EURUSD', 1), ('GBPUSD', 2);
+      CREATE TABLE other (id int);
+    ]])
+    gw = H.start { dsn = db, scripts = scripts, config = { admin_token = "adm" },
+      pool = { pool_size = 4, max_overflow = 4 } }
+  end)
+
+  teardown(function()
+    H.cleanup()
+    if db then H.dropdb(db) end
+  end)
+
+  local function read(path, headers)
+    local s, body, hdrs, raw = gw:get_json(path or "/query/quote?pair=EURUSD", headers)
+    H.assert_ok(s, body, hdrs, raw)
+    return body, hdrs["sluice-cache"]
+  end
+
+  local function metric(name, query)
+    local s, text = gw:get("/metrics")
+    assert.equal(200, s)
+    local pat = query and (name .. '{query="' .. query .. '"} ') or (name .. " ")
+    for line in text:gmatch("[^\n]+") do
+      if line:sub(1, #pat) == pat then return tonumber(line:sub(#pat + 1)) end
+    end
+    return nil
+  end
+
+  it("answers a repeated read from the cache: miss, then hit, with the same body", function()
+    local b1, v1 = read("/query/quote?pair=GBPUSD")
+    local b2, v2 = read("/query/quote?pair=GBPUSD")
+    assert.equal("miss", v1)
+    assert.equal("hit", v2)
+    assert.same(b1, b2)
+    -- the same parameters by POST, as JSON: the same key
+    local s, b3, h3 = gw:post_json("/query/quote", H.encode { pair = "GBPUSD" })
+    assert.equal(200, s)
+    assert.equal("hit", h3["sluice-cache"])
+    assert.same(b1, b3)
+    assert.is_nil(h3["etag"]) -- validators are not this feature's
+    assert.is_true(metric("sluice_cache_hits_total", "quote") >= 2)
+    -- a route alias of another query: entries of its own
+    local _, va = read("/quotes/GBPUSD")
+    assert.equal("miss", va)
+    local _, vb = read("/quotes/GBPUSD")
+    assert.equal("hit", vb)
+  end)
+
+  it("drops the entries of a table before a write to it answers: named query, bulk, handler transaction", function()
+    local function write_then_read(write)
+      read() -- cached
+      local _, v = read()
+      assert.equal("hit", v)
+      write()
+      return read()
+    end
+    local b, v = write_then_read(function()
+      local s = gw:post_json("/query/set_bid", H.encode { pair = "EURUSD", bid = 11 })
+      assert.equal(200, s)
+    end)
+    assert.equal("miss", v)
+    assert.equal(11, b.bid)
+    b, v = write_then_read(function()
+      local s, r = gw:post("/bulk/quotes_bulk", H.encode(H.array { { pair = "EURUSD", bid = 12 } }),
+        { ["content-type"] = "application/json" })
+      assert.equal(200, s, r)
+    end)
+    assert.equal("miss", v)
+    assert.equal(12, b.bid)
+    b, v = write_then_read(function()
+      local s, r = gw:post_json("/h/tx", H.encode { pair = "EURUSD", bid = 13 })
+      assert.equal(200, s, r)
+    end)
+    assert.equal("miss", v)
+    assert.equal(13, b.bid)
+    -- the alias declared "public.quotes": the same table
+    read("/quotes/EURUSD")
+    assert.equal(200, (gw:post_json("/query/set_bid", H.encode { pair = "EURUSD", bid = 14 })))
+    local ba, va = read("/quotes/EURUSD")
+    assert.equal("miss", va)
+    assert.equal(14, ba.bid)
+    assert.is_true(metric("sluice_cache_invalidations_total", "quote") >= 3)
+  end)
+
+  it("serves no stale read in 1000 write-then-read pairs", function()
+    local stale, hits = 0, 0
+    for i = 1, 1000 do
+      local s = gw:post_json("/query/set_bid", H.encode { pair = "EURUSD", bid = 1000 + i })
+      assert.equal(200, s)
+      for _ = 1, 2 do -- the first read refills the cache, the second is served from it
+        local b, v = read()
+        if b.bid ~= 1000 + i then stale = stale + 1 end
+        if v == "hit" then hits = hits + 1 end
+      end
+    end
+    H.figure("write-then-read pairs: 1000, stale reads: %d, hits among the 2000 reads: %d", stale, hits)
+    assert.equal(0, stale)
+    assert.is_true(hits >= 900)
+  end)
+
+  it("keeps a write it was not told about until the ttl, when no trigger says so", function()
+    read()
+    assert.equal(200, (gw:post_json("/query/set_bid_silent", H.encode { pair = "EURUSD", bid = 1 })))
+    local b, v = read()
+    assert.equal("hit", v) -- what `writes` and the triggers are for
+    assert.are_not.equal(1, b.bid)
+  end)
+
+  describe("with the triggers of sluice cache-triggers", function()
+    local gw2
+    setup(function()
+      local sql = H.must(H.q(H.bin) .. " cache-triggers quotes")
+      assert.truthy(sql:find("FOR EACH STATEMENT", 1, true), sql)
+      H.psql(db, sql)
+      gw2 = H.start { dsn = db, scripts = scripts }
+    end)
+
+    it("a write through another gateway or psql is seen 100 ms after its commit", function()
+      local stale = 0
+      for i = 1, 20 do
+        read() -- cached by both
+        local _, v = gw2:get_json("/query/quote?pair=EURUSD")
+        gw2:get_json("/query/quote?pair=EURUSD")
+        local bid = 5000 + i
+        if i % 2 == 0 then
+          assert.equal(200, (gw2:post_json("/query/set_bid_silent", H.encode { pair = "EURUSD", bid = bid })))
+        else
+          H.psql(db, ("UPDATE quotes SET bid = %d WHERE pair = 'EURUSD'"):format(bid))
+        end
+        H.sleep(0.1)
+        local b = read()
+        local s2, b2 = gw2:get_json("/query/quote?pair=EURUSD")
+        assert.equal(200, s2)
+        if b.bid ~= bid then stale = stale + 1 end
+        if b2.bid ~= bid then stale = stale + 1 end
+      end
+      H.figure("writes through a second gateway and psql: 20, stale reads 100 ms later: %d of 40", stale)
+      assert.equal(0, stale)
+    end)
+
+    it("ignores and counts a payload naming a table nothing caches", function()
+      local before = metric("sluice_cache_notify_unknown_total") or 0
+      H.psql(db, "NOTIFY sluice_invalidate, 'no_such_table'; INSERT INTO other VALUES (1);")
+      assert.is_true(H.wait_for(function()
+        return metric("sluice_cache_notify_unknown_total") == before + 1
+      end, 5))
+      read()
+      local _, v = read()
+      assert.equal("hit", v)
+    end)
+
+    it("drops the pool's entries when its LISTEN connection is lost", function()
+      read()
+      local _, v = read()
+      assert.equal("hit", v)
+      H.psql(db, "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE application_name = 'sluice-listen'")
+      assert.is_true(H.wait_for(function()
+        return H.psql1(db, "SELECT count(*) FROM pg_stat_activity WHERE application_name = 'sluice-listen'") == "2"
+      end, 5))
+      H.sleep(0.1)
+      local _, v2 = read()
+      assert.equal("miss", v2)
+    end)
+  end)
+
+  it("misses for a request whose Sluice-LSN is newer than the entry", function()
+    read()
+    local _, v = read(nil, { ["sluice-lsn"] = "0/1" })
+    assert.equal("hit", v)
+    local _, v2 = read(nil, { ["sluice-lsn"] = "FFFF/0" })
+    assert.equal("miss", v2)
+  end)
+
+  it("runs 100 concurrent identical slow requests at most twice, with one answer for all", function()
+    local reqs = {}
+    for i = 1, 100 do reqs[i] = { path = "/query/slow?x=7" } end
+    -- the extension lives in the postgres database (scripts/testdb.sh); its view covers them all
+    H.psql(H.admin_dsn(), "SELECT pg_stat_statements_reset()")
+    local res = gw:parallel(reqs, { max = 100 })
+    local first = res[1].body
+    local verdicts = {}
+    for _, r in ipairs(res) do
+      assert.equal(200, r.status, r.body)
+      assert.equal(first, r.body)
+      verdicts[r.headers["sluice-cache"]] = (verdicts[r.headers["sluice-cache"]] or 0) + 1
+    end
+    local runs = tonumber(H.psql1(H.admin_dsn(), ("SELECT coalesce(sum(calls), 0) FROM pg_stat_statements WHERE query LIKE '%%%s%%'")
+      :format(MARK)))
+    H.figure("100 identical slow requests: %d executions (pg_stat_statements), %d miss, %d coalesced", runs,
+      verdicts.miss or 0, verdicts.coalesced or 0)
+    assert.is_true(runs >= 1 and runs <= 2, tostring(runs))
+    assert.equal(100, (verdicts.miss or 0) + (verdicts.coalesced or 0))
+  end)
+
+  it("gives every waiter of a failed execution the same error", function()
+    local reqs = {}
+    for i = 1, 30 do reqs[i] = { path = "/query/slow_fail?x=3" } end
+    local res = gw:parallel(reqs, { max = 30 })
+    local coalesced = 0
+    for _, r in ipairs(res) do
+      assert.equal(400, r.status, r.body)
+      assert.equal(res[1].body, r.body)
+      if r.headers["sluice-cache"] == "coalesced" then coalesced = coalesced + 1 end
+    end
+    assert.is_true(coalesced >= 20, tostring(coalesced))
+  end)
+
+  it("never holds more than cache_max_bytes", function()
+    local max = 20000
+    local g = H.start { dsn = db, scripts = scripts, config = { cache_max_bytes = max } }
+    local peak = 0
+    for i = 1, 200 do
+      local s = g:get_json("/query/padded?k=" .. i)
+      assert.equal(200, s)
+      if i % 10 == 0 then
+        local _, text = g:get("/metrics")
+        local bytes = tonumber(text:match("\nsluice_cache_bytes (%d+)"))
+        assert.is_true(bytes <= max, tostring(bytes))
+        if bytes > peak then peak = bytes end
+      end
+    end
+    local _, text = g:get("/metrics")
+    local evicted = tonumber(text:match('\nsluice_cache_evictions_total{query="padded"} (%d+)'))
+    H.figure("200 entries of ~450 bytes into cache_max_bytes %d: peak sluice_cache_bytes %d, %d evicted", max, peak,
+      evicted)
+    assert.is_true(evicted > 100)
+    -- the newest entries are still there
+    local _, _, h = g:get_json("/query/padded?k=200")
+    assert.equal("hit", h["sluice-cache"])
+    g:stop()
+  end)
+
+  it("shows the cache in /admin/queries and /openapi.json", function()
+    local s, body = gw:get_json("/admin/queries", { authorization = "Bearer adm" })
+    assert.equal(200, s)
+    local by = {}
+    for _, q in ipairs(body.queries) do by[q.name] = q end
+    assert.equal(60000, by.quote.cache.ttl_ms)
+    assert.same({ "quotes" }, by.quote.cache.tables)
+    assert.is_true(by.quote.cache.hits > 0)
+    assert.equal(H.null, by.set_bid.cache)
+    assert.equal(0, by.slow.cache.ttl_ms)
+    local s2, doc = gw:get_json("/openapi.json")
+    assert.equal(200, s2)
+    assert.same({ "quotes" }, doc.paths["/query/quote"].get["x-sluice-cache"].tables)
+    assert.is_nil(doc.paths["/query/set_bid"].post["x-sluice-cache"])
+  end)
+
+  describe("configuration", function()
+    local function fails(src, want)
+      local g = H.start { dsn = db, scripts = { ["bad.lua"] = src }, wait = false }
+      assert.is_true(H.wait_for(function() return g:exit_code() ~= nil end, 10))
+      assert.equal(1, g:exit_code())
+      assert.truthy(g:log():find(want, 1, true), g:log())
+    end
+    it("refuses cache on a query that is not readonly", function()
+      fails([[sluice.query "w" { sql = "UPDATE quotes SET bid = 1", cache = { tables = { "quotes" } } }]],
+        'query "w": cache: only a readonly query can be cached')
+    end)
+    it("refuses cache without tables", function()
+      fails([[sluice.query "r" { readonly = true, sql = "SELECT 1", cache = { ttl_ms = 10, tables = {} } }]],
+        'query "r": cache: tables: name the tables')
+    end)
+    it("refuses a table the database does not have", function()
+      fails([[sluice.query "r" { readonly = true, sql = "SELECT 1", cache = { tables = { "nope" } } }]],
+        'query "r": cache.tables: no table "nope" in the database')
+    end)
+    it("refuses writes on a readonly query and coalesce on a write", function()
+      fails([[sluice.query "r" { readonly = true, sql = "SELECT 1", writes = { "quotes" } }]],
+        'query "r": writes: a readonly query writes nothing')
+      fails([[sluice.query "w" { sql = "SELECT 1", coalesce = true }]],
+        'query "w": coalesce: only a readonly query can be coalesced')
+    end)
+    it("refuses an unknown key in cache", function()
+      fails([[sluice.query "r" { readonly = true, sql = "SELECT 1", cache = { tables = { "quotes" }, ttl = 5 } }]],
+        'query "r": cache: unknown key "ttl"')
+    end)
+  end)
+end)
