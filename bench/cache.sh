@@ -1,0 +1,125 @@
+#!/usr/bin/env bash
+# bench/cache.sh — the result cache against its ceiling, in one run on a throwaway PostgreSQL:
+# a hot cached key (one id, GET /query/quote_cached) beside the same query uncached and beside
+# pgbench -M prepared on the same SQL; then a mixed load (reads over KEYS ids, one write in
+# WRITE_EVERY requests, through the gateway) with the hit ratio from /metrics and, at the same
+# time, a probe that writes and reads back at once and counts stale reads. Ratios are of this
+# run only (the machine may be shared). Exit status 1 when the hot key is under 3x the uncached
+# query or under 1.2x pgbench, or a read was stale. Stops everything it started.
+# Usage: bench/cache.sh   Env: SECS (5), CONNS (32 HTTP connections), GATEWAY_WORKERS (2),
+#        PGB_CLIENTS (8), KEYS (10), WRITE_EVERY (100), SLUICE_BIN, TESTDB_DIR (/tmp/cache-bench-db),
+#        TESTDB_PORT (55710), GATEWAY_PORT (55711)
+set -Eeuo pipefail
+
+ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+SECS=${SECS:-5}
+CONNS=${CONNS:-32}
+WORKERS=${GATEWAY_WORKERS:-2}
+PGB_CLIENTS=${PGB_CLIENTS:-8}
+KEYS=${KEYS:-10}
+WRITE_EVERY=${WRITE_EVERY:-100}
+SLUICE_BIN=${SLUICE_BIN:-$ROOT/build/sluice}
+export TESTDB_DIR=${TESTDB_DIR:-/tmp/cache-bench-db} TESTDB_PORT=${TESTDB_PORT:-55710}
+GATEWAY_PORT=${GATEWAY_PORT:-55711}
+PGBIN=/usr/lib/postgresql/15/bin
+DSN="host=127.0.0.1 port=$TESTDB_PORT user=postgres dbname=postgres"
+URL="http://127.0.0.1:$GATEWAY_PORT"
+SELECT="SELECT id, pair, bid, ask, ts FROM bench_quotes WHERE id = "
+
+T=$(mktemp -d /tmp/cache-bench.XXXXXX)
+GW_PID=""
+
+say() { printf '%s\n' "$*" >&2; }
+cleanup() {
+    if [[ -n $GW_PID ]] && kill -0 "$GW_PID" 2>/dev/null; then
+        kill -TERM "$GW_PID" 2>/dev/null || true
+        for _ in $(seq 50); do kill -0 "$GW_PID" 2>/dev/null || break; sleep 0.1; done
+        kill -KILL "$GW_PID" 2>/dev/null || true
+    fi
+    "$ROOT/scripts/testdb.sh" stop >/dev/null 2>&1 || true
+    rm -rf "$T"
+}
+trap cleanup EXIT
+trap 'exit 130' INT
+trap 'exit 143' TERM
+
+sql() { psql -X -q -A -t -v ON_ERROR_STOP=1 -d "$DSN" "$@"; }
+[[ -x $SLUICE_BIN ]] || { say "no gateway binary at $SLUICE_BIN (make first)"; exit 1; }
+cp "$SLUICE_BIN" "$T/sluice"
+
+say "starting PostgreSQL in $TESTDB_DIR on port $TESTDB_PORT"
+"$ROOT/scripts/testdb.sh" start >/dev/null
+sql -c "CREATE TABLE bench_quotes AS SELECT g AS id, 'EURUSD'::text AS pair,
+          round((1.08 + g % 1000 / 1e5)::numeric, 5) AS bid, round((1.0801 + g % 1000 / 1e5)::numeric, 5) AS ask,
+          timestamptz '2026-01-01 00:00:00+00' + g * interval '1 ms' AS ts
+        FROM generate_series(1, 1000) AS g" -c "ALTER TABLE bench_quotes ADD PRIMARY KEY (id)" -c "VACUUM ANALYZE bench_quotes"
+
+mkdir -p "$T/gw"
+cat >"$T/gw/q.lua" <<LUA
+sluice.query "quote" { readonly = true, single = true, sql = [[ $SELECT :id ]] }
+sluice.query "quote_cached" { readonly = true, single = true, sql = [[ $SELECT :id ]],
+  cache = { ttl_ms = 60000, tables = { "bench_quotes" } } }
+sluice.query "set_bid" { single = true, sql = [[ UPDATE bench_quotes SET bid = :bid WHERE id = :id RETURNING bid ]],
+  writes = { "bench_quotes" } }
+LUA
+cat >"$T/gw/sluice.lua" <<LUA
+return {
+  listen = "127.0.0.1:$GATEWAY_PORT", workers = $WORKERS, shutdown_timeout = 2, shutdown_grace = 0, log = { level = "warn" },
+  pools = { primary = { url = "$DSN", pool_size = 8, max_overflow = 0 } },
+  scripts = { "$T/gw/q.lua" },
+}
+LUA
+envv=(env)
+for v in $(compgen -e); do [[ $v == SLUICE_* || $v == DATABASE_URL ]] && envv+=(-u "$v"); done
+"${envv[@]}" "$T/sluice" serve --config "$T/gw/sluice.lua" >"$T/gateway.log" 2>&1 &
+GW_PID=$!
+for _ in $(seq 100); do
+    curl -fsS --max-time 1 -o /dev/null "$URL/health/live" 2>/dev/null && break
+    kill -0 "$GW_PID" 2>/dev/null || { cat "$T/gateway.log" >&2; exit 1; }
+    sleep 0.1
+done
+curl -fsS -o /dev/null "$URL/query/quote_cached?id=42"
+curl -fsS -o /dev/null "$URL/query/quote?id=42"
+
+wrk_rps() { # PATH-or-script args..: prints req/s; a non-2xx answer fails the run
+    local out
+    out=$(wrk -t2 -c"$CONNS" -d"${SECS}s" "$@")
+    if grep -q "Non-2xx" <<<"$out"; then say "non-2xx answers: $out"; exit 1; fi
+    awk '/^Requests\/sec:/ { printf "%.0f", $2 }' <<<"$out"
+}
+metric() { curl -fsS "$URL/metrics" | awk -v m="$1" '$1 == m { print $2 }'; }
+
+printf '\\set id 42\n%s :id;\n' "$SELECT" >"$T/pgb.sql"
+say "hot key, ${SECS}s each: cached, uncached, pgbench -c $PGB_CLIENTS"
+CACHED=$(wrk_rps "$URL/query/quote_cached?id=42")
+UNCACHED=$(wrk_rps "$URL/query/quote?id=42")
+PGB=$("$PGBIN/pgbench" -n -M prepared -c "$PGB_CLIENTS" -j 2 -T "$SECS" -h 127.0.0.1 -p "$TESTDB_PORT" -U postgres \
+    -f "$T/pgb.sql" postgres 2>/dev/null | awk '/^tps = / { printf "%.0f", $3; exit }')
+
+H0=$(metric 'sluice_cache_hits_total{query="quote_cached"}')
+M0=$(metric 'sluice_cache_misses_total{query="quote_cached"}')
+say "mixed: reads over $KEYS ids, 1 write in $WRITE_EVERY, with the freshness probe, ${SECS}s"
+luajit "$ROOT/bench/cache_fresh.lua" "$URL" "$SECS" >"$T/fresh.out" &
+FRESH_PID=$!
+MIXED=$(wrk_rps -s "$ROOT/bench/cache_mixed.lua" "$URL" -- "$KEYS" "$WRITE_EVERY")
+wait "$FRESH_PID"
+H1=$(metric 'sluice_cache_hits_total{query="quote_cached"}')
+M1=$(metric 'sluice_cache_misses_total{query="quote_cached"}')
+read -r PAIRS STALE < <(sed 's/pairs=\([0-9]*\) stale=\([0-9]*\)/\1 \2/' "$T/fresh.out")
+BYTES=$(metric sluice_cache_bytes)
+
+ratio() { awk -v a="$1" -v b="$2" 'BEGIN { printf "%.2f", (b > 0 ? a / b : 0) }'; }
+R_UNCACHED=$(ratio "$CACHED" "$UNCACHED")
+R_PGB=$(ratio "$CACHED" "$PGB")
+HIT=$(awk -v h="$((H1 - H0))" -v m="$((M1 - M0))" 'BEGIN { printf "%.1f", (h + m > 0 ? 100 * h / (h + m) : 0) }')
+printf 'result cache, %d workers, %d HTTP connections, %ss per run (same run)\n' "$WORKERS" "$CONNS" "$SECS"
+printf '  hot key cached      %8s req/s\n' "$CACHED"
+printf '  hot key uncached    %8s req/s   cached/uncached %s (want >= 3)\n' "$UNCACHED" "$R_UNCACHED"
+printf '  pgbench -c %-3s      %8s tps     cached/pgbench  %s (want >= 1.2)\n' "$PGB_CLIENTS" "$PGB" "$R_PGB"
+printf '  mixed (1 write in %s, %s ids) %s req/s: hit ratio %s%% (%d hits, %d misses); freshness probe: %s write-then-read pairs, %s stale; cache %s bytes\n' \
+    "$WRITE_EVERY" "$KEYS" "$MIXED" "$HIT" "$((H1 - H0))" "$((M1 - M0))" "$PAIRS" "$STALE" "$BYTES"
+ok=true
+awk -v r="$R_UNCACHED" 'BEGIN { exit !(r >= 3) }' || { say "FAIL: cached/uncached $R_UNCACHED < 3"; ok=false; }
+awk -v r="$R_PGB" 'BEGIN { exit !(r >= 1.2) }' || { say "FAIL: cached/pgbench $R_PGB < 1.2"; ok=false; }
+[[ $STALE == 0 && $PAIRS -gt 0 ]] || { say "FAIL: $STALE stale reads in $PAIRS pairs"; ok=false; }
+[[ $ok == true ]]
