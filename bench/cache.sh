@@ -6,13 +6,14 @@
 # time, a probe that writes and reads back at once and counts stale reads. Ratios are of this
 # run only (the machine may be shared). Exit status 1 when the hot key is under 3x the uncached
 # query or under 1.2x pgbench, or a read was stale. Stops everything it started.
-# Usage: bench/cache.sh   Env: SECS (5), CONNS (32 HTTP connections), GATEWAY_WORKERS (2),
+# Usage: bench/cache.sh   Env: SECS (5), ROUNDS (3: the hot-key figures are medians), CONNS (32 HTTP connections), GATEWAY_WORKERS (2),
 #        PGB_CLIENTS (8), KEYS (10), WRITE_EVERY (100), SLUICE_BIN, TESTDB_DIR (/tmp/cache-bench-db),
 #        TESTDB_PORT (55710), GATEWAY_PORT (55711)
 set -Eeuo pipefail
 
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 SECS=${SECS:-5}
+ROUNDS=${ROUNDS:-3}
 CONNS=${CONNS:-32}
 WORKERS=${GATEWAY_WORKERS:-2}
 PGB_CLIENTS=${PGB_CLIENTS:-8}
@@ -90,11 +91,16 @@ wrk_rps() { # PATH-or-script args..: prints req/s; a non-2xx answer fails the ru
 metric() { curl -fsS "$URL/metrics" | awk -v m="$1" '$1 == m { print $2 }'; }
 
 printf '\\set id 42\n%s :id;\n' "$SELECT" >"$T/pgb.sql"
-say "hot key, ${SECS}s each: cached, uncached, pgbench -c $PGB_CLIENTS"
-CACHED=$(wrk_rps "$URL/query/quote_cached?id=42")
-UNCACHED=$(wrk_rps "$URL/query/quote?id=42")
-PGB=$("$PGBIN/pgbench" -n -M prepared -c "$PGB_CLIENTS" -j 2 -T "$SECS" -h 127.0.0.1 -p "$TESTDB_PORT" -U postgres \
-    -f "$T/pgb.sql" postgres 2>/dev/null | awk '/^tps = / { printf "%.0f", $3; exit }')
+median() { printf '%s\n' "$@" | sort -n | awk '{ a[NR] = $1 } END { print a[int((NR + 1) / 2)] }'; }
+say "hot key, ${SECS}s each, $ROUNDS rounds in turn: cached, uncached, pgbench -c $PGB_CLIENTS"
+C=() U=() P=()
+for ((r = 1; r <= ROUNDS; r++)); do
+    C+=("$(wrk_rps "$URL/query/quote_cached?id=42")")
+    U+=("$(wrk_rps "$URL/query/quote?id=42")")
+    P+=("$("$PGBIN/pgbench" -n -M prepared -c "$PGB_CLIENTS" -j 2 -T "$SECS" -h 127.0.0.1 -p "$TESTDB_PORT" \
+        -U postgres -f "$T/pgb.sql" postgres 2>/dev/null | awk '/^tps = / { printf "%.0f", $3; exit }')")
+done
+CACHED=$(median "${C[@]}") UNCACHED=$(median "${U[@]}") PGB=$(median "${P[@]}")
 
 H0=$(metric 'sluice_cache_hits_total{query="quote_cached"}')
 M0=$(metric 'sluice_cache_misses_total{query="quote_cached"}')
@@ -112,7 +118,8 @@ ratio() { awk -v a="$1" -v b="$2" 'BEGIN { printf "%.2f", (b > 0 ? a / b : 0) }'
 R_UNCACHED=$(ratio "$CACHED" "$UNCACHED")
 R_PGB=$(ratio "$CACHED" "$PGB")
 HIT=$(awk -v h="$((H1 - H0))" -v m="$((M1 - M0))" 'BEGIN { printf "%.1f", (h + m > 0 ? 100 * h / (h + m) : 0) }')
-printf 'result cache, %d workers, %d HTTP connections, %ss per run (same run)\n' "$WORKERS" "$CONNS" "$SECS"
+printf 'result cache, %d workers, %d HTTP connections, %ss per run, medians of %d rounds (same run)\n' "$WORKERS" \
+    "$CONNS" "$SECS" "$ROUNDS"
 printf '  hot key cached      %8s req/s\n' "$CACHED"
 printf '  hot key uncached    %8s req/s   cached/uncached %s (want >= 3)\n' "$UNCACHED" "$R_UNCACHED"
 printf '  pgbench -c %-3s      %8s tps     cached/pgbench  %s (want >= 1.2)\n' "$PGB_CLIENTS" "$PGB" "$R_PGB"
