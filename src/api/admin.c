@@ -50,12 +50,13 @@ static void put_cache(struct buf *b, const struct query_def *q)
         if (i) buf_putc(b, ',');
         jsonw_string(b, t, strlen(t));
     }
-    buf_printf(b, "],\"hits\":%llu,\"misses\":%llu,\"coalesced\":%llu,\"invalidations\":%llu,\"evictions\":%llu}",
-               (unsigned long long)__atomic_load_n(&s->hits, __ATOMIC_RELAXED),
-               (unsigned long long)__atomic_load_n(&s->misses, __ATOMIC_RELAXED),
-               (unsigned long long)__atomic_load_n(&s->coalesced, __ATOMIC_RELAXED),
-               (unsigned long long)__atomic_load_n(&s->invalidations, __ATOMIC_RELAXED),
-               (unsigned long long)__atomic_load_n(&s->evictions, __ATOMIC_RELAXED));
+    buf_printf(
+        b, "],\"hits\":%llu,\"misses\":%llu,\"coalesced\":%llu,\"invalidations\":%llu,\"evictions\":%llu}",
+        (unsigned long long)__atomic_load_n(&s->hits, __ATOMIC_RELAXED),
+        (unsigned long long)__atomic_load_n(&s->misses, __ATOMIC_RELAXED),
+        (unsigned long long)__atomic_load_n(&s->coalesced, __ATOMIC_RELAXED),
+        (unsigned long long)__atomic_load_n(&s->invalidations, __ATOMIC_RELAXED),
+        (unsigned long long)__atomic_load_n(&s->evictions, __ATOMIC_RELAXED));
 }
 
 /* Per named query: definition and counters summed over the workers, request-time quantiles

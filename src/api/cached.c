@@ -239,7 +239,8 @@ uint64_t cached_pools(const struct registry *reg)
     uint64_t mask = 0;
     for (int i = 0; i < reg->nqueries; i++) {
         const struct query_def *q = reg->queries[i];
-        if (q->cache_ttl_ms > 0 && q->pool_idx >= 0 && q->pool_idx < CACHE_MAX_POOLS) mask |= 1ull << q->pool_idx;
+        if (q->cache_ttl_ms > 0 && q->pool_idx >= 0 && q->pool_idx < CACHE_MAX_POOLS)
+            mask |= 1ull << q->pool_idx;
     }
     return mask;
 }
@@ -247,7 +248,8 @@ uint64_t cached_pools(const struct registry *reg)
 /* On the listener's thread, under its lock: only atomics here. */
 static void on_invalidate(void *arg, const char *channel, const char *payload, size_t len)
 {
-    if (!cache_invalidate_named(payload)) log_debug("sluice_invalidate: no cached query reads \"%.64s\"", payload);
+    if (!cache_invalidate_named(payload))
+        log_debug("sluice_invalidate: no cached query reads \"%.64s\"", payload);
 }
 
 static void on_listen_reset(void *arg, const char *channel)
@@ -259,8 +261,8 @@ void cached_listen(const struct config *cfg, uint64_t pools)
 {
     for (size_t i = 0; i < cfg->npools && i < CACHE_MAX_POOLS; i++) {
         if (!(pools & (1ull << i))) continue;
-        if (listener_subscribe(cfg->pools[i].name, CACHED_CHANNEL, on_invalidate, on_listen_reset, (void *)(intptr_t)i,
-                               NULL) == NULL)
+        if (listener_subscribe(cfg->pools[i].name, CACHED_CHANNEL, on_invalidate, on_listen_reset,
+                               (void *)(intptr_t)i, NULL) == NULL)
             log_warn("pool %s: cannot LISTEN %s: writes made elsewhere do not invalidate its cached queries",
                      cfg->pools[i].name, CACHED_CHANNEL);
     }
@@ -268,6 +270,6 @@ void cached_listen(const struct config *cfg, uint64_t pools)
 
 void cached_header(h2o_req_t *req, const char *verdict)
 {
-    h2o_add_header_by_str(&req->pool, &req->res.headers, H2O_STRLIT("sluice-cache"), 0, "Sluice-Cache", verdict,
-                          strlen(verdict));
+    h2o_add_header_by_str(&req->pool, &req->res.headers, H2O_STRLIT("sluice-cache"), 0, "Sluice-Cache",
+                          verdict, strlen(verdict));
 }

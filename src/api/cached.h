@@ -19,11 +19,11 @@ struct flight;
 
 /* A request's part in the cache and in a flight; lives in the request's state (its pool). */
 struct cached_seat {
-    bool active;         /* the request takes part: a cached or coalesced query, bound already */
-    char *key;           /* in the request's pool */
+    bool active; /* the request takes part: a cached or coalesced query, bound already */
+    char *key;   /* in the request's pool */
     size_t keylen;
-    uint64_t gens;       /* the generation sum of its query's tables when it began */
-    uint64_t lsn;        /* the WAL position its answer will have been read at, at least */
+    uint64_t gens;         /* the generation sum of its query's tables when it began */
+    uint64_t lsn;          /* the WAL position its answer will have been read at, at least */
     struct flight *flight; /* the execution it waits on, while it does */
     h2o_linklist_t link;   /* on that flight's list */
 };

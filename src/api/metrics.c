@@ -722,14 +722,16 @@ static void render_cache(struct buf *b, struct buf *lb)
         const char *name, *help;
         size_t off;
     } counters[] = {
-        {"sluice_cache_hits_total", "Requests answered from the result cache.", offsetof(struct cache_stats, hits)},
+        {"sluice_cache_hits_total", "Requests answered from the result cache.",
+         offsetof(struct cache_stats, hits)},
         {"sluice_cache_misses_total", "Requests of a cached query the result cache could not answer.",
          offsetof(struct cache_stats, misses)},
         {"sluice_cache_invalidations_total",
          "Entries found stale at lookup: a write to one of their tables (through a gateway or a trigger's "
          "NOTIFY) or a lost LISTEN connection came after they were read.",
          offsetof(struct cache_stats, invalidations)},
-        {"sluice_cache_evictions_total", "Entries evicted (least recently used) to stay within cache_max_bytes.",
+        {"sluice_cache_evictions_total",
+         "Entries evicted (least recently used) to stay within cache_max_bytes.",
          offsetof(struct cache_stats, evictions)},
         {"sluice_cache_coalesced_total", "Requests that shared an identical request's execution in flight.",
          offsetof(struct cache_stats, coalesced)},
@@ -743,8 +745,9 @@ static void render_cache(struct buf *b, struct buf *lb)
     metrics_family(b, "sluice_cache_bytes", "gauge",
                    "Bytes the result cache holds (entries with their keys), at most cache_max_bytes.");
     metrics_sample_u64(b, "sluice_cache_bytes", NULL, cache_bytes());
-    metrics_family(b, "sluice_cache_notify_unknown_total", "counter",
-                   "sluice_invalidate notifications naming a table no query or bulk load declared (ignored).");
+    metrics_family(
+        b, "sluice_cache_notify_unknown_total", "counter",
+        "sluice_invalidate notifications naming a table no query or bulk load declared (ignored).");
     metrics_sample_u64(b, "sluice_cache_notify_unknown_total", NULL, cache_unknown_payloads());
 }
 

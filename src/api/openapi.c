@@ -355,12 +355,13 @@ static void op_cache(json_t *op, const struct query_def *q)
         json_object_set_new(x, "tables", tables);
     }
     json_object_set_new(op, "x-sluice-cache", x);
-    json_object_set_new(op, "description",
-                        json_string(q->cache_ttl_ms > 0
-                                        ? "Answers are cached (Sluice-Cache: hit|miss|coalesced) until a write "
-                                          "to one of x-sluice-cache.tables or ttl_ms."
-                                        : "Identical requests in flight share one execution (Sluice-Cache: "
-                                          "miss|coalesced)."));
+    json_object_set_new(
+        op, "description",
+        json_string(q->cache_ttl_ms > 0
+                        ? "Answers are cached (Sluice-Cache: hit|miss|coalesced) until a write "
+                          "to one of x-sluice-cache.tables or ttl_ms."
+                        : "Identical requests in flight share one execution (Sluice-Cache: "
+                          "miss|coalesced)."));
 }
 
 /* One operation on query q. route: NULL for /query/{name}. */

@@ -146,7 +146,8 @@ static void define_cache(lua_State *L, struct query_def *q, int t, const char *w
     q->nwrite_tables = table_ids(L, t, "writes", what, &q->write_tables);
     if (q->readonly && q->nwrite_tables > 0)
         luaL_error(L, "%s: writes: a readonly query writes nothing (drop readonly or writes)", what);
-    if (!q->readonly && q->coalesce) luaL_error(L, "%s: coalesce: only a readonly query can be coalesced", what);
+    if (!q->readonly && q->coalesce)
+        luaL_error(L, "%s: coalesce: only a readonly query can be coalesced", what);
     lua_getfield(L, t, "cache");
     int c = lua_gettop(L);
     if (!lua_isnil(L, c)) {
@@ -159,7 +160,8 @@ static void define_cache(lua_State *L, struct query_def *q, int t, const char *w
         if (q->cache_ttl_ms < 1) luaL_error(L, "%s: ttl_ms: expected a positive integer", sub);
         q->ncache_tables = table_ids(L, c, "tables", sub, &q->cache_tables);
         if (q->ncache_tables == 0)
-            luaL_error(L, "%s: tables: name the tables the query reads, so that writes to them invalidate it", sub);
+            luaL_error(L, "%s: tables: name the tables the query reads, so that writes to them invalidate it",
+                       sub);
         q->coalesce = true; /* a cached query always shares its executions in flight */
     }
     lua_pop(L, 1);
@@ -170,10 +172,9 @@ static void define_cache(lua_State *L, struct query_def *q, int t, const char *w
 
 static void define_query(lua_State *L, const char *name, int t)
 {
-    static const char *const keys[] = {"sql",           "readonly",   "single", "idempotent",
-                                       "timeout_ms",    "pool",       "route",  "description",
-                                       "slow_query_ms", "log_params", "auth",   "cache",
-                                       "coalesce",      "writes",     NULL};
+    static const char *const keys[] = {"sql",  "readonly", "single",      "idempotent",    "timeout_ms",
+                                       "pool", "route",    "description", "slow_query_ms", "log_params",
+                                       "auth", "cache",    "coalesce",    "writes",        NULL};
     char what[160];
     snprintf(what, sizeof what, "query \"%s\"", name);
     if (!valid_name(name)) luaL_error(L, "%s: a name is letters, digits, '_', '-' or '.'", what);

@@ -95,7 +95,8 @@ const char *cache_table_name(int id)
 void cache_bump_tables(const int *ids, int n)
 {
     for (int i = 0; i < n; i++)
-        if (ids[i] >= 0 && ids[i] < CACHE_MAX_TABLES) __atomic_fetch_add(&table_gens[ids[i]], 1, __ATOMIC_SEQ_CST);
+        if (ids[i] >= 0 && ids[i] < CACHE_MAX_TABLES)
+            __atomic_fetch_add(&table_gens[ids[i]], 1, __ATOMIC_SEQ_CST);
 }
 
 static uint64_t unknown_payloads;
@@ -123,9 +124,11 @@ void cache_bump_pool(int idx)
 
 uint64_t cache_gens(const int *ids, int n, int pool)
 {
-    uint64_t sum = pool >= 0 && pool < CACHE_MAX_POOLS ? __atomic_load_n(&pool_gens[pool], __ATOMIC_SEQ_CST) : 0;
+    uint64_t sum =
+        pool >= 0 && pool < CACHE_MAX_POOLS ? __atomic_load_n(&pool_gens[pool], __ATOMIC_SEQ_CST) : 0;
     for (int i = 0; i < n; i++)
-        if (ids[i] >= 0 && ids[i] < CACHE_MAX_TABLES) sum += __atomic_load_n(&table_gens[ids[i]], __ATOMIC_SEQ_CST);
+        if (ids[i] >= 0 && ids[i] < CACHE_MAX_TABLES)
+            sum += __atomic_load_n(&table_gens[ids[i]], __ATOMIC_SEQ_CST);
     return sum;
 }
 
@@ -137,7 +140,8 @@ uint64_t cache_known_lsn(void)
 void cache_note_lsn(uint64_t lsn)
 {
     uint64_t cur = __atomic_load_n(&known_lsn, __ATOMIC_RELAXED);
-    while (lsn > cur && !__atomic_compare_exchange_n(&known_lsn, &cur, lsn, true, __ATOMIC_RELEASE, __ATOMIC_RELAXED))
+    while (lsn > cur &&
+           !__atomic_compare_exchange_n(&known_lsn, &cur, lsn, true, __ATOMIC_RELEASE, __ATOMIC_RELAXED))
         ;
 }
 
@@ -234,8 +238,8 @@ size_t cache_bytes(void)
     return __atomic_load_n(&bytes, __ATOMIC_RELAXED);
 }
 
-enum cache_found cache_lookup(const void *key, size_t keylen, uint64_t gens, uint64_t min_lsn, struct buf *out,
-                              uint64_t *body_hash)
+enum cache_found cache_lookup(const void *key, size_t keylen, uint64_t gens, uint64_t min_lsn,
+                              struct buf *out, uint64_t *body_hash)
 {
     uint64_t hash = cache_hash(key, keylen, CACHE_HASH_SEED);
     enum cache_found found = CACHE_MISS;

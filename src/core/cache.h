@@ -67,8 +67,8 @@ enum cache_found { CACHE_MISS, CACHE_HIT, CACHE_STALE };
 /* Looks key up: a hit when an entry is there, younger than its ttl, of generation sum gens and
  * read at a WAL position at or after min_lsn; its body is appended to out and *body_hash set.
  * An entry of another generation sum is dropped (CACHE_STALE); an expired one too (CACHE_MISS). */
-enum cache_found cache_lookup(const void *key, size_t keylen, uint64_t gens, uint64_t min_lsn, struct buf *out,
-                              uint64_t *body_hash);
+enum cache_found cache_lookup(const void *key, size_t keylen, uint64_t gens, uint64_t min_lsn,
+                              struct buf *out, uint64_t *body_hash);
 /* Stores body under key (replacing an entry of the same key), with its generation sum, the WAL
  * position it was read at and its ttl; evicts least recently used entries until the store holds
  * at most cache_max_bytes (counted in their query's stats). An entry larger than the bound alone

@@ -55,11 +55,11 @@ struct query_def {
     enum endpoint_auth auth;
     int auth_ref; /* AUTH_LUA: luaL_ref of the policy function in reg->L */
     /* The result cache (cache.h, cached.h): set at load. */
-    int cache_ttl_ms;                /* 0: answers are not cached */
-    bool coalesce;                   /* identical requests in flight share one execution */
-    int *cache_tables;               /* ids (cache_table_id) of the tables its answers depend on */
+    int cache_ttl_ms;  /* 0: answers are not cached */
+    bool coalesce;     /* identical requests in flight share one execution */
+    int *cache_tables; /* ids (cache_table_id) of the tables its answers depend on */
     int ncache_tables;
-    int *write_tables;               /* ids of the tables a write through it changes (`writes`) */
+    int *write_tables; /* ids of the tables a write through it changes (`writes`) */
     int nwrite_tables;
     struct cache_stats *cache_stats; /* the name's counters, when cached or coalesced */
     uint64_t cache_def_hash;         /* of what shapes its answer (SQL, single): part of every key */
