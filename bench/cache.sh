@@ -23,37 +23,11 @@ SLUICE_BIN=${SLUICE_BIN:-$ROOT/build/sluice}
 export TESTDB_DIR=${TESTDB_DIR:-/tmp/cache-bench-db} TESTDB_PORT=${TESTDB_PORT:-55710}
 GATEWAY_PORT=${GATEWAY_PORT:-55711}
 PGBIN=/usr/lib/postgresql/15/bin
-DSN="host=127.0.0.1 port=$TESTDB_PORT user=postgres dbname=postgres"
-URL="http://127.0.0.1:$GATEWAY_PORT"
 SELECT="SELECT id, pair, bid, ask, ts FROM bench_quotes WHERE id = "
+source "$ROOT/bench/lib.sh"
 
-T=$(mktemp -d /tmp/cache-bench.XXXXXX)
-GW_PID=""
-
-say() { printf '%s\n' "$*" >&2; }
-cleanup() {
-    if [[ -n $GW_PID ]] && kill -0 "$GW_PID" 2>/dev/null; then
-        kill -TERM "$GW_PID" 2>/dev/null || true
-        for _ in $(seq 50); do kill -0 "$GW_PID" 2>/dev/null || break; sleep 0.1; done
-        kill -KILL "$GW_PID" 2>/dev/null || true
-    fi
-    "$ROOT/scripts/testdb.sh" stop >/dev/null 2>&1 || true
-    rm -rf "$T"
-}
-trap cleanup EXIT
-trap 'exit 130' INT
-trap 'exit 143' TERM
-
-sql() { psql -X -q -A -t -v ON_ERROR_STOP=1 -d "$DSN" "$@"; }
-[[ -x $SLUICE_BIN ]] || { say "no gateway binary at $SLUICE_BIN (make first)"; exit 1; }
-cp "$SLUICE_BIN" "$T/sluice"
-
-say "starting PostgreSQL in $TESTDB_DIR on port $TESTDB_PORT"
-"$ROOT/scripts/testdb.sh" start >/dev/null
-sql -c "CREATE TABLE bench_quotes AS SELECT g AS id, 'EURUSD'::text AS pair,
-          round((1.08 + g % 1000 / 1e5)::numeric, 5) AS bid, round((1.0801 + g % 1000 / 1e5)::numeric, 5) AS ask,
-          timestamptz '2026-01-01 00:00:00+00' + g * interval '1 ms' AS ts
-        FROM generate_series(1, 1000) AS g" -c "ALTER TABLE bench_quotes ADD PRIMARY KEY (id)" -c "VACUUM ANALYZE bench_quotes"
+bench_start_db
+bench_quotes_table 1000
 
 mkdir -p "$T/gw"
 cat >"$T/gw/q.lua" <<LUA
@@ -70,15 +44,7 @@ return {
   scripts = { "$T/gw/q.lua" },
 }
 LUA
-envv=(env)
-for v in $(compgen -e); do [[ $v == SLUICE_* || $v == DATABASE_URL ]] && envv+=(-u "$v"); done
-"${envv[@]}" "$T/sluice" serve --config "$T/gw/sluice.lua" >"$T/gateway.log" 2>&1 &
-GW_PID=$!
-for _ in $(seq 100); do
-    curl -fsS --max-time 1 -o /dev/null "$URL/health/live" 2>/dev/null && break
-    kill -0 "$GW_PID" 2>/dev/null || { cat "$T/gateway.log" >&2; exit 1; }
-    sleep 0.1
-done
+bench_start_gateway "$T/gw/sluice.lua"
 curl -fsS -o /dev/null "$URL/query/quote_cached?id=42"
 curl -fsS -o /dev/null "$URL/query/quote?id=42"
 
