@@ -16,35 +16,12 @@ ROUNDS=${ROUNDS:-1}
 SLUICE_BIN=${SLUICE_BIN:-$ROOT/build/sluice}
 export TESTDB_DIR=${TESTDB_DIR:-/tmp/bulkmem-db} TESTDB_PORT=${TESTDB_PORT:-55680}
 GATEWAY_PORT=${GATEWAY_PORT:-55681}
-DSN="host=127.0.0.1 port=$TESTDB_PORT user=postgres dbname=postgres"
-URL="http://127.0.0.1:$GATEWAY_PORT"
-
-T=$(mktemp -d /tmp/bulkmem.XXXXXX)
-GW_PID="" SAMPLER_PID=""
-
-say() { printf '%s\n' "$*" >&2; }
-cleanup() {
-    [[ -n $SAMPLER_PID ]] && kill "$SAMPLER_PID" 2>/dev/null || true
-    if [[ -n $GW_PID ]] && kill -0 "$GW_PID" 2>/dev/null; then
-        kill -TERM "$GW_PID" 2>/dev/null || true
-        for _ in $(seq 50); do kill -0 "$GW_PID" 2>/dev/null || break; sleep 0.1; done
-        kill -KILL "$GW_PID" 2>/dev/null || true
-    fi
-    "$ROOT/scripts/testdb.sh" stop >/dev/null 2>&1 || true
-    rm -rf "$T"
-}
-trap cleanup EXIT
-trap 'exit 130' INT
-trap 'exit 143' TERM
-
-sql() { psql -X -q -A -t -v ON_ERROR_STOP=1 -d "$DSN" "$@"; }
+SAMPLER_PID=""
+source "$ROOT/bench/lib.sh"
+bench_on_exit() { [[ -z $SAMPLER_PID ]] || kill "$SAMPLER_PID" 2>/dev/null; }
 mb() { awk -v k="$1" 'BEGIN { printf "%.1f", k / 1024 }'; } # kB -> MB
 
-[[ -x $SLUICE_BIN ]] || { say "no gateway binary at $SLUICE_BIN (make first)"; exit 1; }
-cp "$SLUICE_BIN" "$T/sluice" # a private copy: a rebuild meanwhile does not touch the run
-
-say "starting PostgreSQL in $TESTDB_DIR on port $TESTDB_PORT"
-"$ROOT/scripts/testdb.sh" start >/dev/null
+bench_start_db
 sql -c 'CREATE TABLE bench_ticks (pair text, bid numeric(12,5), ask numeric(12,5), ts timestamptz)'
 
 say "generating $ROWS rows"
@@ -66,17 +43,7 @@ return {
   scripts = { "$T/gw/endpoints.lua" },
 }
 LUA
-envv=(env)
-for v in $(compgen -e); do [[ $v == SLUICE_* || $v == DATABASE_URL ]] && envv+=(-u "$v"); done
-"${envv[@]}" bash -c 'cd "$1" && exec "$2" serve --config "$1/sluice.lua"' _ "$T/gw" "$T/sluice" \
-    >"$T/gateway.log" 2>&1 &
-GW_PID=$!
-for _ in $(seq 100); do
-    kill -0 "$GW_PID" 2>/dev/null || { cat "$T/gateway.log" >&2; say "the gateway exited"; exit 1; }
-    curl -fsS --max-time 1 -o /dev/null "$URL/health/live" 2>/dev/null && break
-    sleep 0.1
-done
-curl -fsS --max-time 1 -o /dev/null "$URL/health/live" || { cat "$T/gateway.log" >&2; exit 1; }
+bench_start_gateway "$T/gw/sluice.lua"
 # one small load first, so the column types are read and the pool is warm before measuring
 printf 'pair,bid,ask,ts\nX,1,2,2026-01-01T00:00:00Z\n' |
     curl -fsS -o /dev/null -H 'Content-Type: text/csv' --data-binary @- "$URL/bulk/bench_ticks"
