@@ -94,8 +94,7 @@ void cached_begin(struct cached_seat *s, h2o_req_t *req, const struct query_def 
 bool cached_lookup(struct cached_seat *s, const struct query_def *q, uint64_t token, struct buf *out)
 {
     if (!s->active || q->cache_ttl_ms == 0) return false;
-    uint64_t body_hash;
-    enum cache_found f = cache_lookup(s->key, s->keylen, s->gens, token, out, &body_hash);
+    enum cache_found f = cache_lookup(s->key, s->keylen, s->gens, token, out, &s->body_hash);
     if (f == CACHE_HIT) {
         cache_count(&q->cache_stats->hits);
         return true;
