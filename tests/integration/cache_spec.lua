@@ -4,7 +4,7 @@
 -- second gateway and through psql reaching the cache by the triggers of `sluice cache-triggers`,
 -- a lost LISTEN connection, Sluice-LSN, 100 identical slow requests run at most twice
 -- (pg_stat_statements), one error for every waiter, cache_max_bytes never exceeded, and the
--- configuration errors.
+-- configuration errors, and entries kept apart by the caller's credentials.
 local here = debug.getinfo(1, "S").source:match("^@(.*/)") or "./"
 package.path = here .. "?.lua;" .. package.path
 local H = require "helper"
@@ -17,6 +17,8 @@ sluice.query "quote" { readonly = true, single = true, sql = [[ SELECT pair, bid
   cache = { ttl_ms = 60000, tables = { "quotes" } } }
 sluice.query "quote_alias" { readonly = true, single = true, route = "GET /quotes/{pair}",
   sql = [[ SELECT pair, bid FROM quotes WHERE pair = :pair ]], cache = { ttl_ms = 60000, tables = { "public.quotes" } } }
+sluice.query "quote_auth" { readonly = true, single = true, auth = "bearer",
+  sql = [[ SELECT pair, bid FROM quotes WHERE pair = :pair ]], cache = { ttl_ms = 60000, tables = { "quotes" } } }
 sluice.query "set_bid" { single = true, sql = [[ UPDATE quotes SET bid = :bid WHERE pair = :pair RETURNING bid ]],
   writes = { "quotes" } }
 sluice.query "set_bid_silent" { single = true, sql = [[ UPDATE quotes SET bid = :bid WHERE pair = :pair RETURNING bid ]] }
@@ -25,7 +27,7 @@ sluice.query "padded" { readonly = true, single = true, sql = [[ SELECT :k::text
 sluice.query "slow" { readonly = true, single = true, coalesce = true,
   sql = [[ SELECT pg_sleep(1)::text AS %s, :x::int AS x ]] }
 sluice.query "slow_fail" { readonly = true, single = true, coalesce = true,
-  sql = [[ SELECT pg_sleep(0.5)::text AS s, 1 / (:x::int - :x::int) AS boom ]] }
+  sql = [[ SELECT pg_sleep(1)::text AS s, 1 / (:x::int - :x::int) AS boom ]] }
 sluice.bulk "quotes_bulk" { table = "quotes", columns = { "pair", "bid" }, mode = "upsert", key = { "pair" } }
 sluice.endpoint "h_tx" { route = "POST /h/tx", handler = function(req)
   return 200, sluice.db.transaction(function(tx)
@@ -45,7 +47,7 @@ describe("result cache", function()
       INSERT INTO quotes VALUES ('EURUSD', 1), ('GBPUSD', 2);
       CREATE TABLE other (id int);
     ]])
-    gw = H.start { dsn = db, scripts = scripts, config = { admin_token = "adm" },
+    gw = H.start { dsn = db, scripts = scripts, config = { admin_token = "adm", tokens = { "tok-a", "tok-b" } },
       pool = { pool_size = 4, max_overflow = 4 } }
   end)
 
@@ -88,6 +90,20 @@ describe("result cache", function()
     assert.equal("miss", va)
     local _, vb = read("/quotes/GBPUSD")
     assert.equal("hit", vb)
+  end)
+
+  it("keeps the entries of a query with auth apart by the caller's credentials", function()
+    local function as(tok)
+      local s, _, h = gw:get_json("/query/quote_auth?pair=GBPUSD", { authorization = "Bearer " .. tok })
+      assert.equal(200, s)
+      return h["sluice-cache"]
+    end
+    assert.equal("miss", as("tok-a"))
+    assert.equal("hit", as("tok-a"))
+    assert.equal("miss", as("tok-b"))
+    assert.equal("hit", as("tok-b"))
+    local s = gw:get_json("/query/quote_auth?pair=GBPUSD", { authorization = "Bearer nope" })
+    assert.equal(403, s) -- refused before the cache is looked at
   end)
 
   it("drops the entries of a table before a write to it answers: named query, bulk, handler transaction", function()
@@ -156,7 +172,7 @@ describe("result cache", function()
       local sql = H.must(H.q(H.bin) .. " cache-triggers quotes")
       assert.truthy(sql:find("FOR EACH STATEMENT", 1, true), sql)
       H.psql(db, sql)
-      gw2 = H.start { dsn = db, scripts = scripts }
+      gw2 = H.start { dsn = db, scripts = scripts, config = { tokens = { "tok-a" } } }
     end)
 
     it("a write through another gateway or psql is seen 100 ms after its commit", function()
@@ -251,7 +267,7 @@ describe("result cache", function()
 
   it("never holds more than cache_max_bytes", function()
     local max = 20000
-    local g = H.start { dsn = db, scripts = scripts, config = { cache_max_bytes = max } }
+    local g = H.start { dsn = db, scripts = scripts, config = { cache_max_bytes = max, tokens = { "tok-a" } } }
     local peak = 0
     for i = 1, 200 do
       local s = g:get_json("/query/padded?k=" .. i)
