@@ -3,8 +3,8 @@
 -- load, handler transaction), 1000 write-then-read pairs without a stale read, writes through a
 -- second gateway and through psql reaching the cache by the triggers of `sluice cache-triggers`,
 -- a lost LISTEN connection, Sluice-LSN, 100 identical slow requests run at most twice
--- (pg_stat_statements), one error for every waiter, cache_max_bytes never exceeded, and the
--- configuration errors, and entries kept apart by the caller's credentials.
+-- (pg_stat_statements), one error for every waiter, cache_max_bytes never exceeded, entries kept
+-- apart by the caller's credentials, and the configuration errors.
 local here = debug.getinfo(1, "S").source:match("^@(.*/)") or "./"
 package.path = here .. "?.lua;" .. package.path
 local H = require "helper"
