@@ -170,6 +170,19 @@ static void define_cache(lua_State *L, struct query_def *q, int t, const char *w
     q->cache_def_hash = cache_hash(q->single ? "1" : "n", 1, q->cache_def_hash);
 }
 
+/* define_cache in a protected call, so that q is freed when it raises. */
+struct cache_args {
+    struct query_def *q;
+    const char *what;
+};
+
+static int l_define_cache(lua_State *L)
+{
+    const struct cache_args *a = lua_touserdata(L, 2);
+    define_cache(L, a->q, 1, a->what);
+    return 0;
+}
+
 static void define_query(lua_State *L, const char *name, int t)
 {
     static const char *const keys[] = {"sql",  "readonly", "single",      "idempotent",    "timeout_ms",
@@ -207,7 +220,17 @@ static void define_query(lua_State *L, const char *name, int t)
     }
     q->auth = (enum endpoint_auth)auth;
     q->pool_idx = resolve_pool(L, pool, what, &q->pool); /* on error q leaks: start-up stops anyway */
-    define_cache(L, q, t, what);
+    struct cache_args args = {q, what};
+    lua_pushcfunction(L, l_define_cache);
+    lua_pushvalue(L, t);
+    lua_pushlightuserdata(L, &args);
+    if (lua_pcall(L, 2, 0, 0) != 0) {
+        query_def_free(q);
+        luaL_where(L, 1); /* the script's file and line, as luaL_error would give them */
+        lua_insert(L, -2);
+        lua_concat(L, 2);
+        lua_error(L);
+    }
     if (registry_add(ctx->reg, q) != 0) {
         query_def_free(q);
         luaL_error(L, "%s is defined twice", what);
