@@ -115,11 +115,69 @@ static int policy_slow_ms(lua_State *L)
     return v;
 }
 
+/* The names of q's parameters, comma-separated, for an error message (into out). */
+static const char *param_list(const struct query_def *q, char *out, size_t outlen)
+{
+    size_t n = 0;
+    out[0] = '\0';
+    for (int i = 0; i < q->nparams && n < outlen; i++)
+        n += (size_t)snprintf(out + n, outlen - n, "%s%s", i ? ", " : "", q->param_names[i]);
+    return q->nparams ? out : "none";
+}
+
+/* params = { name = { default = value } | { optional = true }, ... }: what a missing parameter
+ * takes. A default is any value JSON can hold (sluice.null too) and is converted like a client's
+ * value; optional alone means SQL NULL. */
+static void define_params(lua_State *L, int t, struct query_def *q, const char *what)
+{
+    static const char *const spec_keys[] = {"default", "optional", "description", NULL};
+    lua_getfield(L, t, "params");
+    int pt = lua_gettop(L);
+    if (lua_isnil(L, pt)) {
+        lua_pop(L, 1);
+        return;
+    }
+    if (!lua_istable(L, pt))
+        luaL_error(L, "%s: params: expected a table such as { limit = { default = 100 }, since = { optional = true } }",
+                   what);
+    char where[256], names[200];
+    lua_pushnil(L);
+    while (lua_next(L, pt) != 0) {
+        if (lua_type(L, -2) != LUA_TSTRING) luaL_error(L, "%s: params: keys must be parameter names", what);
+        const char *name = lua_tostring(L, -2);
+        int i = query_def_param(q, name, strlen(name));
+        if (i < 0)
+            luaL_error(L, "%s: params: \"%s\" is not a :parameter of its sql (it has: %s)", what, name,
+                       param_list(q, names, sizeof names));
+        snprintf(where, sizeof where, "%s: params.%s", what, name);
+        int st = lua_gettop(L);
+        if (!lua_istable(L, st)) luaL_error(L, "%s: expected { default = value } or { optional = true }", where);
+        check_keys(L, st, spec_keys, where);
+        bool optional = opt_bool(L, st, "optional", where);
+        lua_getfield(L, st, "default");
+        int type = lua_type(L, -1);
+        if (type == LUA_TFUNCTION || type == LUA_TUSERDATA || type == LUA_TTHREAD ||
+            (type == LUA_TLIGHTUSERDATA && lua_touserdata(L, -1) != NULL))
+            luaL_error(L, "%s: default: expected a value JSON can hold, got a %s", where, luaL_typename(L, -1));
+        if (type != LUA_TNIL) {
+            struct luajson_limits lim = {.max_bytes = 1u << 20, .max_depth = 32, .cut = false};
+            enum luajson_status js;
+            json_t *v = luajson_from_lua(L, lua_gettop(L), &lim, &js);
+            if (v == NULL) luaL_error(L, "%s: default %s", where, luajson_status_text(js));
+            query_def_set_default(q, i, v);
+        } else if (optional) {
+            query_def_set_default(q, i, json_null());
+        }
+        lua_pop(L, 2); /* the default and the spec */
+    }
+    lua_pop(L, 1);
+}
+
 static void define_query(lua_State *L, const char *name, int t)
 {
     static const char *const keys[] = {"sql",           "readonly",   "single", "idempotent",
                                        "timeout_ms",    "pool",       "route",  "description",
-                                       "slow_query_ms", "log_params", "auth",   NULL};
+                                       "slow_query_ms", "log_params", "auth",   "params", NULL};
     char what[160];
     snprintf(what, sizeof what, "query \"%s\"", name);
     if (!valid_name(name)) luaL_error(L, "%s: a name is letters, digits, '_', '-' or '.'", what);
@@ -131,6 +189,7 @@ static void define_query(lua_State *L, const char *name, int t)
     char err[256];
     struct query_def *q = query_def_new(name, sql, route, err, sizeof err);
     if (q == NULL) luaL_error(L, "%s: %s", what, err);
+    define_params(L, t, q, what); /* on error q leaks: start-up stops anyway */
     q->readonly = opt_bool(L, t, "readonly", what);
     q->single = opt_bool(L, t, "single", what);
     q->idempotent = opt_bool(L, t, "idempotent", what);

@@ -110,6 +110,9 @@ void query_def_free(struct query_def *q)
     free(q->sql);
     free(q->pool);
     free(q->param_types);
+    for (int i = 0; q->param_default && i < q->nparams; i++)
+        if (q->param_default[i]) json_decref(q->param_default[i]);
+    free(q->param_default);
     route_free(q->route);
     free(q);
 }
@@ -133,6 +136,18 @@ int query_def_param(const struct query_def *q, const char *name, size_t len)
     for (int i = 0; i < q->nparams; i++)
         if (strlen(q->param_names[i]) == len && memcmp(q->param_names[i], name, len) == 0) return i;
     return -1;
+}
+
+json_t *query_def_default(const struct query_def *q, int i)
+{
+    return q->param_default ? q->param_default[i] : NULL;
+}
+
+void query_def_set_default(struct query_def *q, int i, json_t *v)
+{
+    if (q->param_default == NULL) q->param_default = xcalloc((size_t)q->nparams, sizeof *q->param_default);
+    if (q->param_default[i]) json_decref(q->param_default[i]);
+    q->param_default[i] = v;
 }
 
 struct route_pattern *route_parse(const char *spec, char *err, unsigned errlen)
