@@ -109,6 +109,60 @@ static int clear_unix_path(const struct sockaddr_un *a, char *err, size_t errlen
     return 0;
 }
 
+/* SO_REUSEPORT lets the workers share one address, but it would as well let a second sluice (or
+ * any process of the same user that sets it) bind it too and silently take half the connections.
+ * A bind without SO_REUSEPORT fails while anyone listens there: done once before the workers'
+ * sockets, it tells whether the address is free. Returns 0, or -1 with one line in err. */
+static int check_address_free(const char *spec, const struct sockaddr_storage *ss, socklen_t len, char *err,
+                              size_t errlen)
+{
+    int fd = socket(ss->ss_family, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    if (fd < 0) {
+        snprintf(err, errlen, "listen %s: %s", spec, strerror(errno));
+        return -1;
+    }
+    int on = 1;
+    setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &on, sizeof on); /* TIME_WAIT leftovers are no obstacle */
+    int rc = bind(fd, (const struct sockaddr *)ss, len);
+    int e = errno;
+    close(fd);
+    if (rc == 0) return 0;
+    if (e == EADDRINUSE)
+        snprintf(err, errlen, "listen %s: the address is already in use by another process", spec);
+    else
+        snprintf(err, errlen, "listen %s: %s", spec, strerror(e));
+    return -1;
+}
+
+/* Fills a unix socket address from "unix:/path". Returns 0, or -1 with err. */
+static int parse_unix(const char *spec, struct sockaddr_un *a, char *err, size_t errlen)
+{
+    memset(a, 0, sizeof *a);
+    a->sun_family = AF_UNIX;
+    if (strlen(spec + 5) >= sizeof a->sun_path) {
+        snprintf(err, errlen, "listen: unix socket path too long");
+        return -1;
+    }
+    strcpy(a->sun_path, spec + 5);
+    return 0;
+}
+
+/* Before anything starts: is the listen address ours to take? Another process serving it is an
+ * error; a stale unix socket is removed. Returns 0, or -1 with one line in err. */
+static int check_listen(const char *spec, char *err, size_t errlen)
+{
+    struct sockaddr_storage ss;
+    socklen_t len;
+    if (strncmp(spec, "unix:", 5) == 0) {
+        struct sockaddr_un *a = (struct sockaddr_un *)&ss;
+        return parse_unix(spec, a, err, errlen) != 0 ? -1 : clear_unix_path(a, err, errlen);
+    }
+    if (parse_inet(spec, &ss, &len) != 0) return 0; /* open_listener says what is wrong */
+    bool any_port = ss.ss_family == AF_INET6 ? ((struct sockaddr_in6 *)&ss)->sin6_port == 0
+                                             : ((struct sockaddr_in *)&ss)->sin_port == 0;
+    return any_port ? 0 : check_address_free(spec, &ss, len, err, errlen);
+}
+
 /* Opens one listening socket. Returns the fd, or -1 with err set. */
 static int open_listener(const char *spec, char *err, size_t errlen)
 {
@@ -117,13 +171,7 @@ static int open_listener(const char *spec, char *err, size_t errlen)
     int fd;
     if (strncmp(spec, "unix:", 5) == 0) {
         struct sockaddr_un *a = (struct sockaddr_un *)&ss;
-        memset(a, 0, sizeof *a);
-        a->sun_family = AF_UNIX;
-        if (strlen(spec + 5) >= sizeof a->sun_path) {
-            snprintf(err, errlen, "listen: unix socket path too long");
-            return -1;
-        }
-        strcpy(a->sun_path, spec + 5);
+        if (parse_unix(spec, a, err, errlen) != 0) return -1;
         if (clear_unix_path(a, err, errlen) != 0) return -1;
         len = sizeof *a;
         fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
@@ -453,6 +501,10 @@ static void reload_config(struct server *srv)
 int serve_run(struct config *cfg)
 {
     char err[512];
+    if (check_listen(cfg->listen, err, sizeof err) != 0) {
+        fprintf(stderr, "sluice: %s\n", err);
+        return 1;
+    }
     struct server *srv = server_instance = xcalloc(1, sizeof *srv);
     srv->cfg = cfg;
     srv->nworkers = cfg->workers;
