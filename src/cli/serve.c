@@ -30,6 +30,7 @@
 #include "router.h"
 #include "ryw.h"
 #include "script.h"
+#include "sdnotify.h"
 #include "server.h"
 #include "tls.h"
 #include "util.h"
@@ -368,6 +369,7 @@ static void *worker_main(void *arg)
     w->listener = h2o_evloop_socket_create(loop, w->listen_fd, H2O_SOCKET_FLAG_DONT_READ);
     w->listener->data = w;
     h2o_socket_read_start(w->listener, on_accept);
+    pthread_barrier_wait(&srv->serving);
 
     while (!(w->stopping &&
              ((w->inflight == 0 && now_ms() >= w->stop_linger_ms) || now_ms() >= w->stop_deadline_ms)))
@@ -438,6 +440,29 @@ static void shutdown_grace(struct server *srv, const sigset_t *sigs)
             return;
         }
         if (sig == SIGHUP) log_warn("SIGHUP during shutdown_grace: not reloading");
+    }
+}
+
+/* Tells a service manager (systemd Type=notify) the state, with a STATUS line and, for a reload,
+ * the monotonic time systemd 253+ wants with RELOADING=1. A failure is logged once. */
+static void notify(struct server *srv, const char *state)
+{
+    static bool warned;
+    char msg[512];
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    const char *status = strcmp(state, "READY=1") == 0      ? "serving"
+                         : strcmp(state, "STOPPING=1") == 0 ? "draining"
+                                                            : "reloading";
+    int n = snprintf(msg, sizeof msg, "%s\nSTATUS=%s on %s with %d workers", state, status, srv->cfg->listen,
+                     srv->nworkers);
+    if (strcmp(state, "RELOADING=1") == 0)
+        snprintf(msg + n, sizeof msg - (size_t)n, "\nMONOTONIC_USEC=%llu",
+                 (unsigned long long)ts.tv_sec * 1000000ull + (unsigned long long)ts.tv_nsec / 1000);
+    if (sdnotify(msg) < 0 && !warned) {
+        warned = true;
+        log_warn("NOTIFY_SOCKET=%s: cannot notify the service manager: %s", getenv("NOTIFY_SOCKET"),
+                 strerror(errno));
     }
 }
 
@@ -613,17 +638,22 @@ int serve_run(struct config *cfg)
     }
 
     pthread_barrier_init(&srv->ready, NULL, (unsigned)srv->nworkers + 1);
+    pthread_barrier_init(&srv->serving, NULL, (unsigned)srv->nworkers + 1);
     for (int i = 0; i < srv->nworkers; i++)
         pthread_create(&srv->workers[i].thread, NULL, worker_main, &srv->workers[i]);
     /* No control message before every worker's receiver is registered. */
     pthread_barrier_wait(&srv->ready);
     pthread_barrier_destroy(&srv->ready);
+    pthread_barrier_wait(&srv->serving);
+    pthread_barrier_destroy(&srv->serving);
     log_info("serving on %s with %d workers", cfg->listen, srv->nworkers);
+    notify(srv, "READY=1");
 
     for (;;) {
         int sig = 0;
         if (sigwait(&sigs, &sig) != 0) continue;
         if (sig == SIGHUP) {
+            notify(srv, "RELOADING=1");
             log_info("SIGHUP: reloading the config and the scripts");
             reload_config(srv);
             /* Types for the reloaded definitions; the workers apply them as they reload. */
@@ -631,8 +661,10 @@ int serve_run(struct config *cfg)
             if (d != NULL) describe_set_current(d);
             if (err[0]) log_warn("describe: %s", err);
             for (int i = 0; i < srv->nworkers; i++) send_control(&srv->workers[i], CONTROL_RELOAD);
+            notify(srv, "READY=1");
             continue;
         }
+        notify(srv, "STOPPING=1");
         /* SIGINT (Ctrl-C at a terminal) stops accepting at once; SIGTERM gives the grace first */
         if (sig == SIGTERM) shutdown_grace(srv, &sigs);
         __atomic_store_n(&srv->draining, true, __ATOMIC_RELEASE);
