@@ -7,6 +7,7 @@
 #include <string.h>
 
 #include "buf.h"
+#include "ownsql.h"
 #include "sqlparam.h"
 #include "util.h"
 
@@ -297,7 +298,7 @@ int bulk_def_prepare(struct bulk_def *d, char *err, unsigned errlen)
     column_list(&b, d->columns, d->ncolumns, NULL);
     buf_puts(&b, " FROM ");
     quote_ident(&b, d->table);
-    buf_puts(&b, " LIMIT 0");
+    buf_puts(&b, " LIMIT 0 " OWN_SQL_MARK);
     d->sql_describe = buf_steal(&b);
 
     const char *stage = "sluice_bulk_stage";
@@ -315,7 +316,7 @@ int bulk_def_prepare(struct bulk_def *d, char *err, unsigned errlen)
     /* A staging table with the columns' types and none of the table's constraints. */
     buf_printf(&b, "CREATE TEMP TABLE IF NOT EXISTS %s ON COMMIT DROP AS ", stage);
     buf_puts(&b, d->sql_describe);
-    b.len -= strlen(" LIMIT 0");
+    b.len -= strlen(" LIMIT 0 " OWN_SQL_MARK);
     buf_puts(&b, " WITH NO DATA");
     d->sql_stage = buf_steal(&b);
 
