@@ -3,12 +3,14 @@
  * sluice.log, sluice.env, sluice.null, sluice.pools. */
 #include "script.h"
 
+#include <errno.h>
 #include <glob.h>
 #include <lauxlib.h>
 #include <lualib.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "auth.h"
 #include "handler.h"
@@ -617,6 +619,15 @@ size_t script_memory(lua_State *L)
     return ud ? __atomic_load_n(&((struct lua_mem *)ud)->used, __ATOMIC_RELAXED) : 0;
 }
 
+/* What stopped a glob (a folder of the pattern that is missing, or unreadable). */
+static __thread int glob_errno;
+
+static int on_glob_error(const char *path, int e)
+{
+    glob_errno = e;
+    return 1; /* stop: GLOB_ERR */
+}
+
 lua_State *script_load(const struct config *cfg, struct registry *reg, char *err, size_t errlen)
 {
     struct lua_mem *mem = xcalloc(1, sizeof *mem);
@@ -639,16 +650,27 @@ lua_State *script_load(const struct config *cfg, struct registry *reg, char *err
     int rc = 0;
     for (size_t i = 0; i < cfg->nscripts && rc == 0; i++) {
         glob_t g;
-        int gr = glob(cfg->scripts[i], GLOB_ERR, NULL, &g);
+        glob_errno = 0;
+        int gr = glob(cfg->scripts[i], GLOB_ERR, on_glob_error, &g);
+        if (gr == GLOB_ABORTED && (glob_errno == ENOENT || glob_errno == ENOTDIR)) gr = GLOB_NOMATCH;
         if (gr == GLOB_NOMATCH) {
+            /* a relative pattern is read from the current directory: say which one that was */
+            char cwd[1024] = "";
+            bool relative = cfg->scripts[i][0] != '/';
+            if (relative && getcwd(cwd, sizeof cwd) == NULL) snprintf(cwd, sizeof cwd, "?");
             if (strpbrk(cfg->scripts[i], "*?[") == NULL) {
-                snprintf(err, errlen, "%s: cannot open script: No such file or directory", cfg->scripts[i]);
+                snprintf(err, errlen, "%s: cannot open script: No such file or directory%s%s%s", cfg->scripts[i],
+                         relative ? " (looked in " : "", cwd, relative ? ")" : "");
                 rc = -1;
+            } else {
+                log_warn("scripts: \"%s\" matches no file%s%s%s", cfg->scripts[i],
+                         relative ? " (looked in " : "", cwd, relative ? ")" : "");
             }
             continue;
         }
         if (gr != 0) {
-            snprintf(err, errlen, "%s: cannot list scripts", cfg->scripts[i]);
+            snprintf(err, errlen, "%s: cannot list scripts: %s", cfg->scripts[i],
+                     glob_errno ? strerror(glob_errno) : "out of memory");
             rc = -1;
             continue;
         }
