@@ -15,7 +15,8 @@
 
 /* Fills the parameters vals leaves unset with q's defaults. Returns 0, or -1 naming the first
  * missing required one. */
-static int fill_defaults(const struct query_def *q, json_t **vals, char *err, size_t errlen, const char **param)
+static int fill_defaults(const struct query_def *q, json_t **vals, char *err, size_t errlen,
+                         const char **param)
 {
     for (int i = 0; i < q->nparams; i++) {
         if (vals[i] == NULL) vals[i] = query_def_default(q, i);
@@ -136,7 +137,8 @@ void call_db_error(const struct query_def *q, const PGresult *r, struct call_out
     if (bad >= 0) {
         const char *name = q->param_names[bad];
         call_set_param(o, name, strlen(name));
-        snprintf(o->message, sizeof o->message, "parameter \"%s\": %s", name, primary ? primary : "invalid value");
+        snprintf(o->message, sizeof o->message, "parameter \"%s\": %s", name,
+                 primary ? primary : "invalid value");
     } else if (o->status == 500) {
         log_printf(LOG_ERROR, "query %s failed: %s (SQLSTATE %s)", q->name, primary ? primary : "?",
                    o->sqlstate ? o->sqlstate : "?");

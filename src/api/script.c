@@ -140,8 +140,10 @@ static void define_params(lua_State *L, int t, struct query_def *q, const char *
         return;
     }
     if (!lua_istable(L, pt))
-        luaL_error(L, "%s: params: expected a table such as { limit = { default = 100 }, since = { optional = true } }",
-                   what);
+        luaL_error(
+            L,
+            "%s: params: expected a table such as { limit = { default = 100 }, since = { optional = true } }",
+            what);
     char where[256], names[200];
     lua_pushnil(L);
     while (lua_next(L, pt) != 0) {
@@ -153,14 +155,16 @@ static void define_params(lua_State *L, int t, struct query_def *q, const char *
                        param_list(q, names, sizeof names));
         snprintf(where, sizeof where, "%s: params.%s", what, name);
         int st = lua_gettop(L);
-        if (!lua_istable(L, st)) luaL_error(L, "%s: expected { default = value } or { optional = true }", where);
+        if (!lua_istable(L, st))
+            luaL_error(L, "%s: expected { default = value } or { optional = true }", where);
         check_keys(L, st, spec_keys, where);
         bool optional = opt_bool(L, st, "optional", where);
         lua_getfield(L, st, "default");
         int type = lua_type(L, -1);
         if (type == LUA_TFUNCTION || type == LUA_TUSERDATA || type == LUA_TTHREAD ||
             (type == LUA_TLIGHTUSERDATA && lua_touserdata(L, -1) != NULL))
-            luaL_error(L, "%s: default: expected a value JSON can hold, got a %s", where, luaL_typename(L, -1));
+            luaL_error(L, "%s: default: expected a value JSON can hold, got a %s", where,
+                       luaL_typename(L, -1));
         if (type != LUA_TNIL) {
             struct luajson_limits lim = {.max_bytes = 1u << 20, .max_depth = 32, .cut = false};
             enum luajson_status js;
@@ -177,9 +181,9 @@ static void define_params(lua_State *L, int t, struct query_def *q, const char *
 
 static void define_query(lua_State *L, const char *name, int t)
 {
-    static const char *const keys[] = {"sql",           "readonly",   "single", "idempotent",
-                                       "timeout_ms",    "pool",       "route",  "description",
-                                       "slow_query_ms", "log_params", "auth",   "params", NULL};
+    static const char *const keys[] = {"sql",  "readonly", "single",      "idempotent",    "timeout_ms",
+                                       "pool", "route",    "description", "slow_query_ms", "log_params",
+                                       "auth", "params",   NULL};
     char what[160];
     snprintf(what, sizeof what, "query \"%s\"", name);
     if (!valid_name(name)) luaL_error(L, "%s: a name is letters, digits, '_', '-' or '.'", what);
@@ -659,8 +663,8 @@ lua_State *script_load(const struct config *cfg, struct registry *reg, char *err
             bool relative = cfg->scripts[i][0] != '/';
             if (relative && getcwd(cwd, sizeof cwd) == NULL) snprintf(cwd, sizeof cwd, "?");
             if (strpbrk(cfg->scripts[i], "*?[") == NULL) {
-                snprintf(err, errlen, "%s: cannot open script: No such file or directory%s%s%s", cfg->scripts[i],
-                         relative ? " (looked in " : "", cwd, relative ? ")" : "");
+                snprintf(err, errlen, "%s: cannot open script: No such file or directory%s%s%s",
+                         cfg->scripts[i], relative ? " (looked in " : "", cwd, relative ? ")" : "");
                 rc = -1;
             } else {
                 log_warn("scripts: \"%s\" matches no file%s%s%s", cfg->scripts[i],

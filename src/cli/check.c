@@ -38,8 +38,8 @@ int check_run(const struct config *cfg)
             if (*pc == NULL) {
                 char *url = url_redact(cfg->pools[q->pool_idx].url);
                 why[strcspn(why, "\n")] = '\0'; /* libpq's hint lines add nothing here */
-                fprintf(stderr, "check: cannot connect to %s (pool %s): %s\n", url[0] ? url : "libpq's defaults",
-                        q->pool, why);
+                fprintf(stderr, "check: cannot connect to %s (pool %s): %s\n",
+                        url[0] ? url : "libpq's defaults", q->pool, why);
                 free(url);
                 unreachable = q->pool;
                 break;
@@ -66,7 +66,8 @@ int check_run(const struct config *cfg)
     if (unreachable && checked == 0)
         printf("nothing checked: the database of pool %s cannot be reached\n", unreachable);
     else if (unreachable)
-        printf("%d queries checked, %d failed; the other %d not checked: the database of pool %s cannot be reached\n",
+        printf("%d queries checked, %d failed; the other %d not checked: the database of pool %s cannot be "
+               "reached\n",
                checked, failures, reg.nqueries - checked, unreachable);
     else
         printf("%d queries checked, %d failed\n", checked, failures);

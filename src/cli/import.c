@@ -741,11 +741,12 @@ static bool calls_volatile(PGconn *pg, const char *statement)
     bool found = false;
     for (int i = 0; i < n && !found; i++) {
         const char *values[2] = {calls[i].name, calls[i].schema};
-        PGresult *r = PQexecParams(pg,
-                                   "SELECT 1 FROM pg_catalog.pg_proc p JOIN pg_catalog.pg_namespace n"
-                                   " ON n.oid = p.pronamespace WHERE p.proname = $1"
-                                   " AND ($2::text IS NULL OR n.nspname = $2) AND p.provolatile = 'v' LIMIT 1",
-                                   2, NULL, values, NULL, NULL, 0);
+        PGresult *r =
+            PQexecParams(pg,
+                         "SELECT 1 FROM pg_catalog.pg_proc p JOIN pg_catalog.pg_namespace n"
+                         " ON n.oid = p.pronamespace WHERE p.proname = $1"
+                         " AND ($2::text IS NULL OR n.nspname = $2) AND p.provolatile = 'v' LIMIT 1",
+                         2, NULL, values, NULL, NULL, 0);
         found = PQresultStatus(r) != PGRES_TUPLES_OK || PQntuples(r) > 0;
         PQclear(r);
     }

@@ -56,9 +56,9 @@ void import_write_left(struct buf *b, const char *why, const char *statement);
 
 /* `sluice import`: reads pg_stat_statements in the database of the primary pool (the first pool
  * without one), takes the top statements by total execution time that are not utility
- * statements, not about the system catalogs and not sluice's own (OWN_SQL_MARK), checks that each one prepares, and writes a Lua
- * file of sluice.query definitions to output ("-" or NULL: stdout), each with a comment giving
- * its calls and mean time. top: how many (>= 1). Progress and errors go to stderr. Returns the
+ * statements, not about the system catalogs and not sluice's own (OWN_SQL_MARK), checks that each one
+ * prepares, and writes a Lua file of sluice.query definitions to output ("-" or NULL: stdout), each with a
+ * comment giving its calls and mean time. top: how many (>= 1). Progress and errors go to stderr. Returns the
  * process exit code: 0, or 1 (no connection, no pg_stat_statements extension, a write error). */
 int import_run(const struct config *cfg, int top, const char *output);
 

@@ -392,7 +392,8 @@ rollback:
 
 static int cmd_up(struct run *r)
 {
-    if (exec_simple(r->conn, "SELECT pg_advisory_lock(" LOCK_KEY ") " OWN_SQL_MARK, "cannot take the migration lock") < 0)
+    if (exec_simple(r->conn, "SELECT pg_advisory_lock(" LOCK_KEY ") " OWN_SQL_MARK,
+                    "cannot take the migration lock") < 0)
         return 1;
     /* everything below runs under the lock, so a concurrent migrator sees our records */
     if (find_table(r, true) != 1 || load_applied(r) < 0) return 1;

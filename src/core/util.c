@@ -58,4 +58,3 @@ uint64_t now_ms(void)
 {
     return now_us() / 1000u;
 }
-

@@ -143,6 +143,17 @@ describe("optional parameters", function()
     assert.equal(1, e.index)
   end)
 
+  it("/openapi.json marks optional parameters as not required", function()
+    local st, doc = gw:get_json("/openapi.json")
+    assert.equal(200, st)
+    local get = doc.paths["/query/recent"].get
+    local req = {}
+    for _, p in ipairs(get.parameters) do req[p.name] = p.required end
+    assert.same({ limit = false, since = false }, req)
+    assert.is_nil(doc.components.schemas["query.recent.params"].required)
+    assert.same({ "n" }, doc.components.schemas["query.tagged.params"].required)
+  end)
+
   it("handler sluice.db.query calls take defaults and name a refused parameter", function()
     local st, body = gw:get_json("/h")
     assert.equal(200, st)
