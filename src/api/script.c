@@ -179,6 +179,13 @@ static void define_params(lua_State *L, int t, struct query_def *q, const char *
     lua_pop(L, 1);
 }
 
+/* define_params(q, table, what) under lua_pcall. */
+static int l_define_params(lua_State *L)
+{
+    define_params(L, 2, lua_touserdata(L, 1), lua_tostring(L, 3));
+    return 0;
+}
+
 static void define_query(lua_State *L, const char *name, int t)
 {
     static const char *const keys[] = {"sql",  "readonly", "single",      "idempotent",    "timeout_ms",
@@ -195,7 +202,15 @@ static void define_query(lua_State *L, const char *name, int t)
     char err[256];
     struct query_def *q = query_def_new(name, sql, route, err, sizeof err);
     if (q == NULL) luaL_error(L, "%s: %s", what, err);
-    define_params(L, t, q, what); /* on error q leaks: start-up stops anyway */
+    /* protected, so that q is freed when the spec is refused (a reload must not leak it) */
+    lua_pushcfunction(L, l_define_params);
+    lua_pushlightuserdata(L, q);
+    lua_pushvalue(L, t);
+    lua_pushstring(L, what);
+    if (lua_pcall(L, 3, 0, 0) != 0) {
+        query_def_free(q);
+        lua_error(L);
+    }
     q->readonly = opt_bool(L, t, "readonly", what);
     q->single = opt_bool(L, t, "single", what);
     q->idempotent = opt_bool(L, t, "idempotent", what);
