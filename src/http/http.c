@@ -76,6 +76,7 @@ const char *http_error_code(int status)
         return "conflict";
     case 413:
     case 414:
+    case 431:
         return "too_large";
     case 415:
         return "unsupported_media_type";
