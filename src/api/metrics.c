@@ -11,6 +11,8 @@
 #include <dirent.h>
 #include <h2o.h>
 #include <lauxlib.h>
+#include <libpq-fe.h>
+#include <luajit.h>
 #include <math.h>
 #include <pthread.h>
 #include <stdio.h>
@@ -22,10 +24,12 @@
 #include "http.h"
 #include "jsonw.h"
 #include "log.h"
+#include "reqstats.h"
 #include "ryw.h"
 #include "script.h"
 #include "server.h"
 #include "util.h"
+#include "version.h"
 
 #define PEEK(x) __atomic_load_n(&(x), __ATOMIC_RELAXED)
 
@@ -588,6 +592,61 @@ static const char *labels(struct buf *lb, const char *k1, const char *v1, const 
     return lb->data;
 }
 
+/* `endpoint="..",method=".."` of row r into lb (reset first). */
+static const char *request_labels(struct buf *lb, const struct reqstats_row *r)
+{
+    return labels(lb, "endpoint", r->endpoint, "method", reqstats_method_name(r->method));
+}
+
+/* sluice_http_requests_total by endpoint, method and code, and the time to the first byte by
+ * endpoint and method (reqstats.h). */
+static void http_families(const struct server *srv, struct buf *b)
+{
+    struct reqstats_row *rows;
+    size_t n = reqstats_rows(srv, &rows);
+    struct buf lb = BUF_INIT;
+    metrics_family(b, "sluice_http_requests_total", "counter",
+                   "HTTP responses sent, by endpoint, method and status code.");
+    for (size_t i = 0; i < n; i++) {
+        char code[16];
+        snprintf(code, sizeof code, "%d", rows[i].status);
+        request_labels(&lb, &rows[i]);
+        metrics_label(&lb, "code", code);
+        metrics_sample_u64(b, "sluice_http_requests_total", lb.data, rows[i].count);
+    }
+    metrics_family(b, "sluice_http_request_duration_seconds", "histogram",
+                   "Time from a request's arrival to the start of its response, by endpoint and method.");
+    /* rows are sorted by endpoint, method, status: each run of one endpoint and method is summed */
+    for (size_t i = 0; i < n;) {
+        struct histogram h = rows[i].time;
+        size_t j = i + 1;
+        for (; j < n && rows[j].method == rows[i].method && strcmp(rows[j].endpoint, rows[i].endpoint) == 0;
+             j++)
+            histogram_add(&h, &rows[j].time);
+        metrics_histogram(b, "sluice_http_request_duration_seconds", request_labels(&lb, &rows[i]), &h);
+        i = j;
+    }
+    buf_free(&lb);
+    free(rows);
+}
+
+/* sluice_build_info: 1, with the versions of sluice and of the libraries it runs on. */
+static void build_info(struct buf *b)
+{
+    char libpq[32];
+    int v = PQlibVersion();
+    snprintf(libpq, sizeof libpq, "%d.%d", v / 10000, v % 10000);
+    struct buf lb = BUF_INIT;
+    metrics_label(&lb, "version", SLUICE_VERSION);
+    metrics_label(&lb, "h2o", H2O_VERSION);
+    metrics_label(&lb, "libpq", libpq);
+    metrics_label(&lb, "luajit", LUAJIT_VERSION);
+    metrics_family(b, "sluice_build_info", "gauge",
+                   "Always 1; the labels give the versions of sluice and its libraries.");
+    metrics_sample(b, "sluice_build_info", lb.data, 1);
+    buf_free(&lb);
+}
+
 /* Figures of the process itself, from /proc/self. Missing files leave the value at -1. */
 struct process_view {
     double rss_bytes, open_fds, cpu_seconds, start_time;
@@ -861,15 +920,8 @@ void metrics_render(struct server *srv, struct buf *b)
     }
 
     /* the process */
-    metrics_family(b, "sluice_http_requests_total", "counter", "HTTP responses sent, by status code.");
-    for (int c = 0; c < WORKER_STATUS_CODES; c++) {
-        uint64_t n = 0;
-        for (int k = 0; k < srv->nworkers; k++) n += PEEK(srv->workers[k].responses[c]);
-        if (n == 0) continue;
-        char code[16];
-        snprintf(code, sizeof code, "%d", c + 100);
-        metrics_sample_u64(b, "sluice_http_requests_total", labels(&lb, "code", code, NULL, NULL), n);
-    }
+    http_families(srv, b);
+    build_info(b);
     metrics_family(b, "sluice_workers", "gauge", "Worker threads (event loops) serving requests.");
     metrics_sample(b, "sluice_workers", NULL, srv->nworkers);
     metrics_family(b, "sluice_lua_memory_bytes", "gauge",
@@ -921,7 +973,6 @@ int metrics_handle(struct worker *w, h2o_req_t *req)
     struct buf *b = &w->out;
     buf_reset(b);
     metrics_render(w->srv, b);
-    worker_count_response(w, 200);
     req->res.status = 200;
     req->res.reason = "OK";
     h2o_add_header(&req->pool, &req->res.headers, H2O_TOKEN_CONTENT_TYPE, NULL,

@@ -14,6 +14,7 @@ sluice.query "nap" { readonly = true, log_params = true, sql = [[ SELECT pg_slee
 sluice.query "nap_quiet" { readonly = true, sql = [[ SELECT pg_sleep(:secret::float8) IS NULL AS slept ]] }
 sluice.query "nap_own" { readonly = true, slow_query_ms = 5000, sql = [[ SELECT pg_sleep(:s::float8) IS NULL AS slept ]] }
 sluice.bulk "items_bulk" { table = "items", columns = { "id", "name" } }
+sluice.endpoint "hello" { route = "GET /hello", handler = function(req) return 200, { hi = true } end }
 ]==],
   ["z_policy.lua"] = [==[
 sluice.policy { slow_query_ms = 150 }
@@ -146,7 +147,8 @@ describe("metrics", function()
     assert.is_true(samples[series("db_connection_time_seconds_count", { pool = "primary" })] >= 3)
     assert.is_true(samples[series("prepared_stmt_cache_size", { pool = "primary" })] >= 1)
     assert.is_true(samples[series("sluice_pool_connections", { pool = "primary", state = "open" })] >= 1)
-    assert.is_true(samples[series("sluice_http_requests_total", { code = "200" })] >= 3)
+    assert.equal(3, samples[series("sluice_http_requests_total", { endpoint = "query/one", method = "GET", code = "200" })])
+    assert.equal(3, samples[series("sluice_http_request_duration_seconds_count", { endpoint = "query/one", method = "GET" })])
     local usage = samples[series("db_pool_usage", { pool = "primary" })]
     assert.is_true(usage >= 0 and usage <= 4)
   end)
@@ -168,8 +170,62 @@ describe("metrics", function()
     assert.equal(4, samples[series("db_query_time_seconds_count", { pool = "primary", query = "add_item" })])
     -- only the successful execution is an execution
     assert.equal(1, samples[series("prepared_stmt_executions_total", { pool = "primary", query = "add_item" })])
-    assert.is_true(samples[series("sluice_http_requests_total", { code = "409" })] >= 1)
-    assert.is_true(samples[series("sluice_http_requests_total", { code = "405" })] >= 1)
+    local function http(method, code)
+      return samples[series("sluice_http_requests_total", { endpoint = "query/add_item", method = method, code = code })]
+    end
+    assert.equal(1, http("POST", "409"))
+    assert.equal(1, http("POST", "400"))
+    assert.equal(1, http("GET", "405"))
+  end)
+
+  it("labels HTTP requests by endpoint and method, never by a raw path or name", function()
+    H.assert_error(404, "not_found", gw:get_json("/nowhere/x7q"))
+    H.assert_error(404, "not_found", gw:get_json("/query/no_such_q9"))
+    H.assert_error(415, "unsupported_media_type", gw:json("BREW", "/query/nap_quiet", nil, { ["content-type"] = false }))
+    H.assert_error(405, "method_not_allowed", gw:json("BREW", "/query/nap_quiet"))
+    H.assert_ok(gw:get_json("/hello"))
+    H.assert_error(415, "unsupported_media_type", gw:json("POST", "/bulk/items_bulk", "<x/>", { ["content-type"] = "application/xml" }))
+    H.assert_ok(gw:get_json("/health/live"))
+    local s, csv = gw:get("/query/one", { accept = "text/csv" }) -- a streamed answer counts too
+    assert.equal(200, s, csv)
+    local text = scrape()
+    local samples = parse(text)
+    local function http(endpoint, method, code)
+      return samples[series("sluice_http_requests_total", { endpoint = endpoint, method = method, code = code })]
+    end
+    assert.is_true(http("unknown", "GET", "404") >= 2)
+    assert.equal(1, http("unknown", "other", "415")) -- refused before routing
+    assert.equal(1, http("query/nap_quiet", "other", "405"))
+    assert.equal(1, http("handler/hello", "GET", "200"))
+    assert.equal(1, http("bulk/items_bulk", "POST", "415"))
+    assert.is_true(http("health/live", "GET", "200") >= 1)
+    assert.is_true(http("metrics", "GET", "200") >= 1)
+    assert.is_true(http("query/one", "GET", "200") >= 4)
+    assert.is_nil(text:find("x7q", 1, true))
+    assert.is_nil(text:find("no_such_q9", 1, true))
+    assert.is_nil(text:find("BREW", 1, true))
+    -- a request's time to the first byte, by endpoint and method
+    local l = { endpoint = "handler/hello", method = "GET" }
+    assert.equal(1, samples[series("sluice_http_request_duration_seconds_count", l)])
+    l.le = "+Inf"
+    assert.equal(1, samples[series("sluice_http_request_duration_seconds_bucket", l)])
+  end)
+
+  it("has sluice_build_info with the versions", function()
+    local version = H.must(H.q(H.bin) .. " --version"):match("^sluice (%S+)")
+    local samples = parse(scrape())
+    local found
+    for key, v in pairs(samples) do
+      if key:match("^sluice_build_info{") then
+        found = key
+        assert.equal(1, v)
+      end
+    end
+    assert.truthy(found, "no sluice_build_info")
+    assert.truthy(found:find('version="' .. version .. '"', 1, true), found)
+    assert.truthy(found:find('h2o="2.2.5"', 1, true), found)
+    assert.truthy(found:match('libpq="1%d%.%d+"'), found)
+    assert.truthy(found:find('luajit="LuaJIT 2.1', 1, true), found)
   end)
 
   it("counts and logs slow queries and calls sluice.on_slow_query", function()
