@@ -6,6 +6,7 @@
  * series stays self-consistent). */
 #include "metrics.h"
 
+#include "breaker.h"
 #include "guard.h"
 
 #include <dirent.h>
@@ -630,6 +631,31 @@ static void http_families(const struct server *srv, struct buf *b)
     free(rows);
 }
 
+/* The circuit breaker of each pool: its state one-hot, and how often it changed. */
+static void breaker_families(const struct server *srv, struct buf *b, int npools)
+{
+    static const enum breaker_state states[] = {BREAKER_CLOSED, BREAKER_OPEN, BREAKER_HALF_OPEN};
+    const struct config *cfg = config_of(srv);
+    struct buf lb = BUF_INIT;
+    metrics_family(
+        b, "sluice_pool_breaker_state", "gauge",
+        "The pool's circuit breaker: 1 for its state (closed, open, half_open), 0 for the others.");
+    for (int i = 0; srv->breakers && i < npools; i++) {
+        enum breaker_state now = breaker_state(&srv->breakers[i]);
+        for (size_t s = 0; s < ARRAY_SIZE(states); s++)
+            metrics_sample(b, "sluice_pool_breaker_state",
+                           labels(&lb, "pool", cfg->pools[i].name, "state", breaker_state_name(states[s])),
+                           now == states[s]);
+    }
+    metrics_family(b, "sluice_pool_breaker_transitions_total", "counter",
+                   "Times the pool's circuit breaker changed state (closed, open, half_open).");
+    for (int i = 0; srv->breakers && i < npools; i++)
+        metrics_sample_u64(b, "sluice_pool_breaker_transitions_total",
+                           labels(&lb, "pool", cfg->pools[i].name, NULL, NULL),
+                           atomic_load(&srv->breakers[i].transitions));
+    buf_free(&lb);
+}
+
 /* sluice_build_info: 1, with the versions of sluice and of the libraries it runs on. */
 static void build_info(struct buf *b)
 {
@@ -884,6 +910,7 @@ void metrics_render(struct server *srv, struct buf *b)
     for (int i = 0; i < npools; i++)
         metrics_sample_u64(b, "db_connection_errors", labels(&lb, "pool", cfg->pools[i].name, NULL, NULL),
                            pt[i].conn_errors);
+    breaker_families(srv, b, npools);
     metrics_family(b, "sluice_pool_connections", "gauge",
                    "Connections of the pool by state: open or connecting.");
     for (int i = 0; i < npools; i++) {

@@ -103,7 +103,9 @@ describe("metrics", function()
       sluice_http_requests_total = "counter", sluice_pool_connections = "gauge", sluice_pool_waiting = "gauge",
       sluice_workers = "gauge", process_resident_memory_bytes = "gauge", process_open_fds = "gauge",
       sluice_pool_role_changes_total = "counter", sluice_failover_wait_seconds = "histogram",
-      sluice_read_your_writes_total = "counter",
+      sluice_read_your_writes_total = "counter", sluice_http_request_duration_seconds = "histogram",
+      sluice_build_info = "gauge", sluice_lua_memory_bytes = "gauge", sluice_pool_breaker_state = "gauge",
+      sluice_pool_breaker_transitions_total = "counter",
     }
     for fam, typ in pairs(want) do
       assert.equal(typ, types[fam], "TYPE of " .. fam)
@@ -209,6 +211,28 @@ describe("metrics", function()
     assert.equal(1, samples[series("sluice_http_request_duration_seconds_count", l)])
     l.le = "+Inf"
     assert.equal(1, samples[series("sluice_http_request_duration_seconds_bucket", l)])
+  end)
+
+  it("shows each pool's circuit breaker state, and its opening", function()
+    local samples = parse(scrape())
+    for state, want in pairs { closed = 1, open = 0, half_open = 0 } do
+      assert.equal(want, samples[series("sluice_pool_breaker_state", { pool = "primary", state = state })], state)
+    end
+    assert.equal(0, samples[series("sluice_pool_breaker_transitions_total", { pool = "primary" })])
+    -- a server that answers with a connection-class error (08006) opens a breaker of failures = 1
+    H.psql(db, [[CREATE OR REPLACE FUNCTION broken_link() RETURNS int LANGUAGE plpgsql AS
+      $$ BEGIN RAISE EXCEPTION 'link down' USING ERRCODE = '08006'; END $$;]])
+    local gw2 = H.start { dsn = db, scripts = { ["q.lua"] = [[
+sluice.policy { breaker = { failures = 1, open_ms = 60000 } }
+sluice.query "broken" { sql = "SELECT broken_link() AS x" }]] } }
+    local s = gw2:post_json("/query/broken", {})
+    assert.is_true(s >= 500, tostring(s))
+    local _, text = gw2:get("/metrics")
+    samples = parse(text)
+    assert.equal(1, samples[series("sluice_pool_breaker_state", { pool = "primary", state = "open" })], text)
+    assert.equal(0, samples[series("sluice_pool_breaker_state", { pool = "primary", state = "closed" })])
+    assert.equal(1, samples[series("sluice_pool_breaker_transitions_total", { pool = "primary" })])
+    gw2:stop()
   end)
 
   it("has sluice_build_info with the versions", function()
@@ -354,6 +378,17 @@ describe("metrics", function()
     H.sleep(0.2)
     for _ = 1, 4 do H.assert_ok(gw:get_json("/query/one")) end
     assert.equal(before + 4, value("db_query_count", { pool = "primary", query = "one", status = "ok" }))
+  end)
+
+  it("lists every family it shows in docs/metrics.md", function()
+    local doc = assert(H.readfile(H.root .. "/docs/metrics.md"))
+    local _, types = parse(scrape())
+    local n = 0
+    for fam in pairs(types) do
+      n = n + 1
+      assert.truthy(doc:find("`" .. fam .. "`", 1, true), fam .. " is not in docs/metrics.md")
+    end
+    assert.is_true(n >= 30)
   end)
 
   it("passes promtool check metrics (seed names exempt from its naming lint)", function()
