@@ -25,6 +25,7 @@
 #include "http.h"
 #include "jsonw.h"
 #include "log.h"
+#include "probe.h"
 #include "reqstats.h"
 #include "ryw.h"
 #include "script.h"
@@ -923,6 +924,15 @@ void metrics_render(struct server *srv, struct buf *b)
     for (int i = 0; i < npools; i++)
         metrics_sample(b, "sluice_pool_waiting", labels(&lb, "pool", cfg->pools[i].name, NULL, NULL),
                        pt[i].waiting);
+    metrics_family(b, "sluice_pool_replication_lag_seconds", "gauge",
+                   "How far the pool's server, a streaming replica, is behind its primary (the probe's "
+                   "measure; absent for a primary or while not known).");
+    for (int i = 0; i < npools; i++) {
+        double lag;
+        if (probe_replication_lag(i, &lag) && lag >= 0)
+            metrics_sample(b, "sluice_pool_replication_lag_seconds",
+                           labels(&lb, "pool", cfg->pools[i].name, NULL, NULL), lag);
+    }
     metrics_family(b, "sluice_pool_role_changes_total", "counter",
                    "Servers of the pool seen in a new role (promoted or demoted), or its primary found on "
                    "another host.");

@@ -102,7 +102,7 @@ describe("alert rules", function()
       end
     end
     assert.is_true(n >= 5)
-    for _, want in ipairs { "SluiceCircuitBreakerOpen", "SluicePoolSaturated", "SluiceReplicaLagging",
+    for _, want in ipairs { "SluiceCircuitBreakerOpen", "SluicePoolSaturated", "SluiceReplicationLag",
       "SluiceHighErrorRatio", "SluiceSlowQueries" } do
       assert.is_string(alerts()[want], want)
     end
