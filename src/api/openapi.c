@@ -195,6 +195,18 @@ static void add_gateway_errors(json_t *used, json_t *responses, const char *meth
     if (!exempt) add_errors(used, responses, busy);
 }
 
+/* The schema of parameters by name (takes both references): the optional ones are left out of
+ * required, and an empty required is left out (OpenAPI 3.0 wants at least one item there). */
+static json_t *params_object(json_t *props, json_t *required)
+{
+    json_t *o = json_pack("{s:s,s:o,s:b}", "type", "object", "properties", props, "additionalProperties", 0);
+    if (json_array_size(required) > 0)
+        json_object_set_new(o, "required", required);
+    else
+        json_decref(required);
+    return o;
+}
+
 static json_t *parameter(const char *name, const char *in, json_t *schema)
 {
     return json_pack("{s:s,s:s,s:b,s:o}", "name", name, "in", in, "required", 1, "schema", schema);
@@ -357,12 +369,11 @@ static void query_schemas(struct doc *doc, const struct query_def *q, const stru
         json_t *props = json_object(), *required = json_array();
         for (int i = 0; i < q->nparams; i++) {
             json_object_set_new(props, q->param_names[i], type_schema(param_type(q, e, i), IN_BODY));
-            json_array_append_new(required, json_string(q->param_names[i]));
+            if (query_def_default(q, i) == NULL)
+                json_array_append_new(required, json_string(q->param_names[i]));
         }
         snprintf(name, sizeof name, "query.%s.params", q->name);
-        json_object_set_new(doc->schemas, name,
-                            json_pack("{s:s,s:o,s:o,s:b}", "type", "object", "properties", props, "required",
-                                      required, "additionalProperties", 0));
+        json_object_set_new(doc->schemas, name, params_object(props, required));
     }
 }
 
@@ -397,9 +408,11 @@ static json_t *query_operation(struct doc *doc, const struct query_def *q, const
     bool body = method_has_body(method);
     if (!body) {
         for (int i = 0; i < q->nparams; i++)
-            if (!bound[i])
-                json_array_append_new(
-                    params, parameter(q->param_names[i], "query", type_schema(param_type(q, e, i), IN_URL)));
+            if (!bound[i]) {
+                json_t *p = parameter(q->param_names[i], "query", type_schema(param_type(q, e, i), IN_URL));
+                if (query_def_default(q, i) != NULL) json_object_set_new(p, "required", json_false());
+                json_array_append_new(params, p);
+            }
     } else if (rest > 0) {
         json_t *schema;
         snprintf(name, sizeof name, "query.%s.params", q->name);
@@ -416,10 +429,10 @@ static json_t *query_operation(struct doc *doc, const struct query_def *q, const
             for (int i = 0; i < q->nparams; i++) {
                 if (bound[i]) continue;
                 json_object_set_new(props, q->param_names[i], type_schema(param_type(q, e, i), IN_BODY));
-                json_array_append_new(required, json_string(q->param_names[i]));
+                if (query_def_default(q, i) == NULL)
+                    json_array_append_new(required, json_string(q->param_names[i]));
             }
-            schema = json_pack("{s:s,s:o,s:o,s:b}", "type", "object", "properties", props, "required",
-                               required, "additionalProperties", 0);
+            schema = params_object(props, required);
         }
         json_object_set_new(op, "requestBody",
                             json_pack("{s:b,s:o}", "required", 1, "content", json_content(schema)));

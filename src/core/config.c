@@ -17,6 +17,7 @@
 #include <lua.h>
 #include <lualib.h>
 
+#include "cpus.h"
 #include "log.h"
 #include "util.h"
 
