@@ -23,6 +23,7 @@
 #include "luajson.h"
 #include "metrics.h"
 #include "reqlife.h"
+#include "reqstats.h"
 #include "script.h"
 #include "txn.h"
 #include "util.h"
@@ -731,6 +732,7 @@ int handler_route(struct worker *w, h2o_req_t *req, const struct urlpath *path)
             continue;
         int n = route_match(h->route, path, vals, lens, 16);
         if (n < 0) continue;
+        reqstats_name(req, "handler", h->name);
         run(w, req, h, vals, lens, n);
         return 0;
     }

@@ -13,8 +13,7 @@
 #include "migrate.h"
 #include "scaffold.h"
 #include "serve.h"
-
-#define SLUICE_VERSION "0.1.0"
+#include "version.h"
 
 /* Each command's usage, as `sluice COMMAND --help` prints it. */
 struct command {

@@ -26,6 +26,7 @@
 #include "log.h"
 #include "policy.h"
 #include "probe.h"
+#include "reqstats.h"
 #include "route.h"
 #include "router.h"
 #include "ryw.h"
@@ -395,6 +396,7 @@ static void worker_dispose(struct worker *w)
     }
     buf_free(&w->out);
     h2reset_free(w);
+    reqstats_free(w);
 }
 
 /* Loads cfg's scripts into a registry of its own and describes it (describe_all), for a reload:
@@ -592,6 +594,8 @@ int serve_run(struct config *cfg)
     h2o_create_handler(path, sizeof(h2o_handler_t))->on_req = router_on_req;
     errorfilter_register(path);
     errorfilter_register(&host->fallback_path);
+    reqstats_register(path);
+    reqstats_register(&host->fallback_path);
 
     sigset_t sigs;
     sigemptyset(&sigs);
