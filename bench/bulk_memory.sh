@@ -17,7 +17,7 @@ SLUICE_BIN=${SLUICE_BIN:-$ROOT/build/sluice}
 export TESTDB_DIR=${TESTDB_DIR:-/tmp/bulkmem-db} TESTDB_PORT=${TESTDB_PORT:-55680}
 GATEWAY_PORT=${GATEWAY_PORT:-55681}
 SAMPLER_PID=""
-source "$ROOT/bench/lib.sh"
+source "$ROOT/bench/harness.sh"
 bench_on_exit() { [[ -z $SAMPLER_PID ]] || kill "$SAMPLER_PID" 2>/dev/null; }
 mb() { awk -v k="$1" 'BEGIN { printf "%.1f", k / 1024 }'; } # kB -> MB
 

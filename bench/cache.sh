@@ -24,7 +24,7 @@ export TESTDB_DIR=${TESTDB_DIR:-/tmp/cache-bench-db} TESTDB_PORT=${TESTDB_PORT:-
 GATEWAY_PORT=${GATEWAY_PORT:-55711}
 PGBIN=/usr/lib/postgresql/15/bin
 SELECT="SELECT id, pair, bid, ask, ts FROM bench_quotes WHERE id = "
-source "$ROOT/bench/lib.sh"
+source "$ROOT/bench/harness.sh"
 
 bench_start_db
 bench_quotes_table 1000

@@ -14,7 +14,7 @@ SLUICE_BIN=${SLUICE_BIN:-$ROOT/build/sluice}
 export TESTDB_DIR=${TESTDB_DIR:-/tmp/stream-db} TESTDB_PORT=${TESTDB_PORT:-55690}
 GATEWAY_PORT=${GATEWAY_PORT:-55691}
 SELECT="SELECT id, pair, bid, ask, ts FROM bench_quotes ORDER BY id"
-source "$ROOT/bench/lib.sh"
+source "$ROOT/bench/harness.sh"
 
 say "$ROWS rows"
 bench_start_db
