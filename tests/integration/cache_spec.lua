@@ -3,7 +3,8 @@
 -- load, handler transaction), 1000 write-then-read pairs without a stale read, writes through a
 -- second gateway and through psql reaching the cache by the triggers of `sluice cache-triggers`,
 -- a lost LISTEN connection, Sluice-LSN, 100 identical slow requests run at most twice
--- (pg_stat_statements), one error for every waiter, cache_max_bytes never exceeded, entries kept
+-- (pg_stat_statements), one error for every waiter, a shared execution kept for those who stay
+-- and cancelled when all left, cache_max_bytes never exceeded, entries kept
 -- apart by the caller's credentials, and the configuration errors.
 local here = debug.getinfo(1, "S").source:match("^@(.*/)") or "./"
 package.path = here .. "?.lua;" .. package.path
@@ -28,6 +29,8 @@ sluice.query "slow" { readonly = true, single = true, coalesce = true,
   sql = [[ SELECT pg_sleep(1)::text AS %s, :x::int AS x ]] }
 sluice.query "slow_fail" { readonly = true, single = true, coalesce = true,
   sql = [[ SELECT pg_sleep(1)::text AS s, 1 / (:x::int - :x::int) AS boom ]] }
+sluice.query "slowest" { readonly = true, single = true, coalesce = true,
+  sql = [[ SELECT pg_sleep(:s::float8)::text AS slowest_mark, :s::float8 AS s ]] }
 sluice.bulk "quotes_bulk" { table = "quotes", columns = { "pair", "bid" }, mode = "upsert", key = { "pair" } }
 sluice.endpoint "h_tx" { route = "POST /h/tx", handler = function(req)
   return 200, sluice.db.transaction(function(tx)
@@ -263,6 +266,27 @@ describe("result cache", function()
       if r.headers["sluice-cache"] == "coalesced" then coalesced = coalesced + 1 end
     end
     assert.is_true(coalesced >= 20, tostring(coalesced))
+  end)
+
+  it("keeps a shared execution for those still waiting when others leave, and cancels it when all left", function()
+    -- the first requests leave after 0.4 s (their client gives up); the later ones wait for the answer
+    local leaving = gw:start_parallel({ { path = "/query/slowest?s=1.5" }, { path = "/query/slowest?s=1.5" } },
+      { timeout = 0.4 })
+    H.sleep(0.1)
+    local staying = {}
+    for i = 1, 6 do staying[i] = { path = "/query/slowest?s=1.5" } end
+    local res = gw:parallel(staying, { max = 6 })
+    leaving:wait()
+    for _, r in ipairs(res) do
+      assert.equal(200, r.status, r.body)
+      assert.equal(res[1].body, r.body)
+    end
+    -- nobody left waiting: the statement is cancelled on the server
+    gw:start_parallel({ { path = "/query/slowest?s=30" }, { path = "/query/slowest?s=30" } }, { timeout = 0.4 }):wait()
+    assert.is_true(H.wait_for(function()
+      return H.psql1(db, "SELECT count(*) FROM pg_stat_activity WHERE query LIKE '%slowest_mark%' AND state = 'active'"
+        .. " AND pid <> pg_backend_pid()") == "0"
+    end, 5))
   end)
 
   it("never holds more than cache_max_bytes", function()
