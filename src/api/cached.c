@@ -16,8 +16,9 @@
 #include "walpos.h"
 #include "worker.h"
 
-#define FLIGHT_BUCKETS 1024
-#define CACHED_CHANNEL "sluice_invalidate" /* what `sluice cache-triggers` NOTIFYs */
+#define FLIGHT_BUCKETS  1024
+#define CACHED_CHANNEL  "sluice_invalidate" /* what `sluice cache-triggers` NOTIFYs */
+#define LISTEN_WATCH_MS 100                 /* how often worker 0 looks at the LISTEN connections */
 
 struct flight {
     struct flight *next; /* the bucket's chain, while joinable */
@@ -37,20 +38,62 @@ struct flight {
 struct flights {
     struct worker *w;
     struct flight *buckets[FLIGHT_BUCKETS];
+    h2o_timeout_t every; /* worker 0: the watch on the LISTEN connections */
+    h2o_timeout_entry_t tick;
 };
+
+/* The pools whose cached queries depend on a LISTEN connection (cached_listen), whether each is
+ * up as last seen, and its backend then. Written by worker 0's watch, read by every worker. */
+static uint64_t listen_pools;
+static bool listening[CACHE_MAX_POOLS];
+static int listen_pid[CACHE_MAX_POOLS];
+
+/* True when an answer of pool may be stored or served: nothing is missed while it is. */
+static bool pool_listening(int pool)
+{
+    if (pool < 0 || pool >= CACHE_MAX_POOLS ||
+        !(__atomic_load_n(&listen_pools, __ATOMIC_ACQUIRE) & (1ull << pool)))
+        return true;
+    return __atomic_load_n(&listening[pool], __ATOMIC_ACQUIRE);
+}
+
+/* Every LISTEN_WATCH_MS: a LISTEN connection lost (or not made yet) stops its pool's entries from
+ * being served or stored, and drops those there are; a new one lets them be stored again. */
+static void on_watch(h2o_timeout_entry_t *entry)
+{
+    struct flights *fs = H2O_STRUCT_FROM_MEMBER(struct flights, tick, entry);
+    const struct config *cfg = worker_config(fs->w);
+    for (size_t i = 0; i < cfg->npools && i < CACHE_MAX_POOLS; i++) {
+        if (!(listen_pools & (1ull << i))) continue;
+        int pid = listener_backend_pid(cfg->pools[i].name);
+        if (pid == listen_pid[i]) continue;
+        if (listen_pid[i] != 0) cache_bump_pool((int)i);
+        listen_pid[i] = pid;
+        __atomic_store_n(&listening[i], pid != 0, __ATOMIC_RELEASE);
+    }
+    h2o_timeout_link(fs->w->ctx.loop, &fs->every, &fs->tick);
+}
 
 void cached_init(struct worker *w)
 {
-    w->flights = xcalloc(1, sizeof *w->flights);
-    w->flights->w = w;
+    struct flights *fs = w->flights = xcalloc(1, sizeof *w->flights);
+    fs->w = w;
+    if (w->index != 0 || __atomic_load_n(&listen_pools, __ATOMIC_ACQUIRE) == 0) return;
+    h2o_timeout_init(w->ctx.loop, &fs->every, LISTEN_WATCH_MS);
+    fs->tick.cb = on_watch;
+    h2o_timeout_link(w->ctx.loop, &fs->every, &fs->tick);
 }
 
 void cached_free(struct worker *w)
 {
+    struct flights *fs = w->flights;
+    if (fs == NULL) return;
     /* flights still in progress at exit (shutdown_timeout) stay reachable from their jobs */
     for (int i = 0; i < FLIGHT_BUCKETS; i++)
-        if (w->flights && w->flights->buckets[i]) return;
-    free(w->flights);
+        if (fs->buckets[i]) return;
+    if (h2o_timeout_is_linked(&fs->tick)) h2o_timeout_unlink(&fs->tick);
+    if (fs->tick.cb) h2o_timeout_dispose(w->ctx.loop, &fs->every);
+    free(fs);
     w->flights = NULL;
 }
 
@@ -94,6 +137,10 @@ void cached_begin(struct cached_seat *s, h2o_req_t *req, const struct query_def 
 bool cached_lookup(struct cached_seat *s, const struct query_def *q, uint64_t token, struct buf *out)
 {
     if (!s->active || q->cache_ttl_ms == 0) return false;
+    if (!pool_listening(q->pool_idx)) { /* writes made elsewhere would go unseen */
+        cache_count(&q->cache_stats->misses);
+        return false;
+    }
     enum cache_found f = cache_lookup(s->key, s->keylen, s->gens, token, out, &s->body_hash);
     if (f == CACHE_HIT) {
         cache_count(&q->cache_stats->hits);
@@ -229,7 +276,7 @@ uint64_t cached_read_lsn(int pool, uint64_t token)
 
 void cached_keep(const struct cached_seat *s, const struct query_def *q, const struct buf *body)
 {
-    if (q->cache_ttl_ms == 0 || s->key == NULL) return;
+    if (q->cache_ttl_ms == 0 || s->key == NULL || !pool_listening(q->pool_idx)) return;
     cache_store(s->key, s->keylen, body->data, body->len, s->gens, s->lsn, q->cache_ttl_ms, q->cache_stats);
 }
 
@@ -261,7 +308,9 @@ void cached_listen(const struct config *cfg, uint64_t pools)
     for (size_t i = 0; i < cfg->npools && i < CACHE_MAX_POOLS; i++) {
         if (!(pools & (1ull << i))) continue;
         if (listener_subscribe(cfg->pools[i].name, CACHED_CHANNEL, on_invalidate, on_listen_reset,
-                               (void *)(intptr_t)i, NULL) == NULL)
+                               (void *)(intptr_t)i, NULL) != NULL)
+            __atomic_or_fetch(&listen_pools, 1ull << i, __ATOMIC_RELEASE);
+        else
             log_warn("pool %s: cannot LISTEN %s: writes made elsewhere do not invalidate its cached queries",
                      cfg->pools[i].name, CACHED_CHANNEL);
     }
