@@ -120,7 +120,7 @@ describe("result cache", function()
     assert.equal(403, s) -- refused before the cache is looked at
   end)
 
-  it("drops the entries of a table before a write to it answers: named query, bulk, handler transaction", function()
+  it("drops the entries of a table before a write to it answers: named query, bulk, handler transaction, batch", function()
     local function write_then_read(write)
       read() -- cached
       local _, v = read()
@@ -147,6 +147,15 @@ describe("result cache", function()
     end)
     assert.equal("miss", v)
     assert.equal(13, b.bid)
+    for _, qs in ipairs { "", "?transaction=true" } do -- /batch, pipelined and in a transaction
+      b, v = write_then_read(function()
+        local s, r = gw:post_json("/batch" .. qs,
+          H.encode(H.array { { query = "set_bid", params = { pair = "EURUSD", bid = 20 + #qs } } }))
+        assert.equal(200, s, r)
+      end)
+      assert.equal("miss", v)
+      assert.equal(20 + #qs, b.bid)
+    end
     -- the alias declared "public.quotes": the same table
     read("/quotes/EURUSD")
     assert.equal(200, (gw:post_json("/query/set_bid", H.encode { pair = "EURUSD", bid = 14 })))
