@@ -28,7 +28,10 @@ end
 -- Reads more bytes into raw (false when the server closed or nothing came within timeout).
 function Stream:fill(timeout)
   if self.closed then return false end
-  self.c:settimeout(timeout)
+  -- wait for readability, then take whatever is there (receive(n) would wait for all n bytes)
+  local r = socket.select({ self.c }, nil, timeout)
+  if not r or #r == 0 then return false end
+  self.c:settimeout(0)
   local data, err, partial = self.c:receive(65536)
   data = data or partial
   if data and #data > 0 then self.raw = self.raw .. data end
