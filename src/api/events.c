@@ -378,6 +378,9 @@ int events_handle(struct worker *w, h2o_req_t *req, const char *name, size_t len
     h2o_add_header(&req->pool, &req->res.headers, H2O_TOKEN_CACHE_CONTROL, NULL, H2O_STRLIT("no-cache"));
     h2o_add_header_by_str(&req->pool, &req->res.headers, H2O_STRLIT("x-accel-buffering"), 0, NULL,
                           H2O_STRLIT("no"));
+    /* Never compressed: a deflate state per stream would cost more than the stream itself, and a
+     * compressor may hold back the small frames an event stream is made of. */
+    req->compress_hint = H2O_COMPRESS_HINT_DISABLE;
     worker_count_response(w, 200);
     h2o_start_response(req, &s->gen);
     /* The head and a first comment go at once, so that the client knows it is subscribed;
