@@ -598,9 +598,9 @@ int serve_run(struct config *cfg)
     }
     for (int i = 0; i < srv->nworkers; i++) send_control(&srv->workers[i], CONTROL_STOP);
     for (int i = 0; i < srv->nworkers; i++) pthread_join(srv->workers[i].thread, NULL);
-    listener_stop();
     for (int i = 0; i < srv->nworkers; i++) worker_dispose(&srv->workers[i]);
-    evhub_free_all();
+    evhub_free_all(); /* unsubscribes: before the listener stops */
+    listener_stop();
     if (is_unix) unlink(cfg->listen + 5);
     cancel_stop();
     for (size_t i = 0; i < srv->nreloaded; i++) {
