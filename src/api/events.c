@@ -1,12 +1,17 @@
 /* events.c — GET /events/{name} as text/event-stream. A stream is a position in its channel's
- * ring (evhub.c) plus at most STREAM_BATCH events h2o is writing, held by reference: without a
- * filter no byte of an event is copied per subscriber. When the hub has news the worker walks its
+ * ring (evhub.c) plus at most STREAM_BATCH events being written, held by reference: without a
+ * filter no byte of an event is copied per subscriber. Over HTTP/1 the connection is taken from
+ * h2o once the head is written (h2o_http1_upgrade: the head says Connection: upgrade and the body
+ * runs until the connection closes), so an open stream costs its socket and this struct, not an
+ * h2o request; over HTTP/2 it stays an h2o response (a generator). When the hub has news the worker walks its
  * streams of that channel; each one that is not writing takes the events after its position. A
  * stream whose next event has left the ring fell `buffer` events behind: it gets `event:
- * overflow` and is closed (shut down at once if it is still stuck writing), and nobody else
- * waits for it. A stream idle for the channel's keepalive gets a comment line. */
+ * overflow` and is closed once its last write is taken (shut down if the client takes nothing
+ * for client_timeout), and nobody else waits for it. A stream idle for the channel's keepalive gets a comment
+ * line. */
 #include "events.h"
 
+#include <h2o/http1.h>
 #include <lauxlib.h>
 #include <stdlib.h>
 #include <string.h>
@@ -34,8 +39,8 @@ static const char FRAME_CLOSED[] = "event: closed\ndata: the channel was removed
 static const char FRAME_STOPPING[] = "event: closed\ndata: the gateway is stopping\n\n";
 
 struct sse {
-    h2o_generator_t gen;
-    h2o_req_t *req;
+    h2o_req_t *req;     /* HTTP/2: the response being written; NULL once it is gone */
+    h2o_socket_t *sock; /* HTTP/1: the connection, ours after the head went out */
     struct worker *w;
     struct evhub *hub;
     struct channel_def *ch;  /* in reg, which the stream holds */
@@ -43,13 +48,15 @@ struct sse {
     uint64_t cursor;         /* the last event id given to the client (or dropped for it) */
     unsigned reset_gen;
     int req_ref;                            /* the filter's req table in reg->L, LUA_NOREF without a filter */
-    struct evhub_event *held[STREAM_BATCH]; /* what h2o is writing */
+    struct evhub_event *held[STREAM_BATCH]; /* what is being written */
     int nheld;
-    bool writing;       /* h2o holds our last send until proceed */
+    bool writing;       /* h2o holds our last send until it is written */
     bool ended;         /* the final send was made, or the client left */
+    bool linked;        /* in the hub's list and counted as a subscriber */
     bool reset_due;     /* a reset frame goes first in the next send */
     struct buf scratch; /* rewritten frames (filters only) */
     h2o_timeout_entry_t keepalive;
+    h2o_timeout_entry_t write_deadline; /* linked while a stream behind waits for a write */
 };
 
 /* --- the worker's streams of each hub ------------------------------------------------------- */
@@ -97,13 +104,18 @@ static void disarm_keepalive(struct sse *s)
     if (h2o_timeout_is_linked(&s->keepalive)) h2o_timeout_unlink(&s->keepalive);
 }
 
-/* Hands bufs to h2o; final ends the response (the request may be freed inside this call). */
+static void on_written(h2o_socket_t *sock, const char *err);
+
+/* Hands bufs to h2o; final ends the stream (s may be freed inside this call). */
 static void send_bufs(struct sse *s, h2o_iovec_t *bufs, size_t n, bool final)
 {
     disarm_keepalive(s);
     s->writing = true;
     if (final) s->ended = true;
-    h2o_send(s->req, bufs, n, final ? H2O_SEND_STATE_FINAL : H2O_SEND_STATE_IN_PROGRESS);
+    if (s->sock != NULL)
+        h2o_socket_write(s->sock, bufs, n, on_written);
+    else
+        h2o_send(s->req, bufs, n, final ? H2O_SEND_STATE_FINAL : H2O_SEND_STATE_IN_PROGRESS);
 }
 
 static void send_final(struct sse *s, const char *frame, size_t len)
@@ -231,32 +243,107 @@ static void on_keepalive(h2o_timeout_entry_t *entry)
     send_bufs(s, &b, 1, false);
 }
 
-static void on_proceed(h2o_generator_t *gen, h2o_req_t *req)
+/* The last send was written: the next one, or the keepalive's wait. */
+static void written(struct sse *s)
 {
-    struct sse *s = container_of(gen, struct sse, gen);
     s->writing = false;
+    if (h2o_timeout_is_linked(&s->write_deadline)) h2o_timeout_unlink(&s->write_deadline);
     release_held(s);
     pump(s);
     if (!s->writing) arm_keepalive(s);
 }
 
+static void sse_free(struct sse *s)
+{
+    disarm_keepalive(s);
+    if (h2o_timeout_is_linked(&s->write_deadline)) h2o_timeout_unlink(&s->write_deadline);
+    release_held(s);
+    if (s->linked) {
+        unlink_stream(s);
+        evhub_count_subscriber(s->hub, -1);
+    }
+    if (s->req_ref != LUA_NOREF) luaL_unref(s->ch->reg->L, LUA_REGISTRYINDEX, s->req_ref);
+    s->ch->reg->refs--;
+    buf_free(&s->scratch);
+    free(s);
+}
+
+/* HTTP/1: the stream is over (ended, failed, or the client left); a write in progress is
+ * dropped with the socket. */
+static void close_raw(struct sse *s)
+{
+    h2o_socket_close(s->sock);
+    sse_free(s);
+}
+
+static void on_written(h2o_socket_t *sock, const char *err)
+{
+    struct sse *s = sock->data;
+    if (err != NULL || s->ended) {
+        close_raw(s);
+        return;
+    }
+    written(s);
+}
+
+/* HTTP/1: the client sends nothing on an event stream; end of file or an error means it left
+ * (noticed at once, not at the next write). Anything it sends is thrown away. */
+static void on_client_read(h2o_socket_t *sock, const char *err)
+{
+    struct sse *s = sock->data;
+    if (err != NULL) {
+        close_raw(s);
+        return;
+    }
+    h2o_buffer_consume(&sock->input, sock->input->size);
+}
+
+/* HTTP/2: */
+struct sse_gen {
+    h2o_generator_t gen;
+    struct sse *s;
+};
+
+static void on_proceed(h2o_generator_t *gen, h2o_req_t *req)
+{
+    written(((struct sse_gen *)gen)->s);
+}
+
 /* The client left (or its connection failed): h2o frees the request next. */
 static void on_stop(h2o_generator_t *gen, h2o_req_t *req)
 {
-    struct sse *s = container_of(gen, struct sse, gen);
+    struct sse *s = ((struct sse_gen *)gen)->s;
     s->ended = true;
     disarm_keepalive(s);
 }
 
-/* A stream stuck in a write while its next event left the ring: it cannot be told, so its
- * connection is shut down; h2o then fails the write and frees the request. */
-static void cut_stuck(struct sse *s, uint64_t last_id)
+static void on_req_dispose(void *p)
 {
-    evhub_count_dropped(s->hub, EVHUB_DROP_OVERFLOW, last_id - s->cursor);
-    s->cursor = last_id;
+    sse_free(((struct sse_gen *)p)->s);
+}
+
+/* A stream fell behind while a write was still on its way: once the write is done the next pump
+ * sends it `event: overflow`. A client that takes nothing for client_timeout cannot be told: its
+ * connection is shut down, so the write fails and the stream is freed. */
+static void on_write_deadline(h2o_timeout_entry_t *entry)
+{
+    struct sse *s = container_of(entry, struct sse, write_deadline);
+    struct evhub_read r;
+    evhub_read(s->hub, s->cursor, NULL, 0, &r);
+    evhub_count_dropped(s->hub, EVHUB_DROP_OVERFLOW, r.last_id - s->cursor);
+    s->cursor = r.last_id;
     s->ended = true;
-    h2o_socket_t *sock = s->req->conn->callbacks->get_socket(s->req->conn);
+    log_printf(LOG_INFO, "channel %s: a stream that took nothing for client_timeout while behind is cut",
+               s->ch->name);
+    h2o_socket_t *sock = s->sock ? s->sock : s->req->conn->callbacks->get_socket(s->req->conn);
     if (sock != NULL) shutdown(h2o_socket_get_fd(sock), SHUT_RDWR);
+}
+
+static void arm_write_deadline(struct sse *s)
+{
+    if (h2o_timeout_is_linked(&s->write_deadline)) return;
+    uint64_t ms = (uint64_t)(worker_config(s->w)->client_timeout * 1000);
+    h2o_timeout_link(s->w->ctx.loop, worker_timeout(s->w, ms), &s->write_deadline);
 }
 
 /* On the worker: hub has news for the streams this worker serves. */
@@ -269,23 +356,11 @@ static void on_news(void *arg, struct evhub *hub)
         if (s->writing && !s->ended) {
             struct evhub_read r;
             evhub_read(hub, s->cursor, NULL, 0, &r);
-            if (r.overflow) cut_stuck(s, r.last_id);
+            if (r.overflow) arm_write_deadline(s);
             continue;
         }
         pump(s);
     }
-}
-
-static void on_dispose(void *p)
-{
-    struct sse *s = p;
-    disarm_keepalive(s);
-    release_held(s);
-    unlink_stream(s);
-    evhub_count_subscriber(s->hub, -1);
-    if (s->req_ref != LUA_NOREF) luaL_unref(s->ch->reg->L, LUA_REGISTRYINDEX, s->req_ref);
-    s->ch->reg->refs--;
-    buf_free(&s->scratch);
 }
 
 /* --- the request ---------------------------------------------------------------------------- */
@@ -337,6 +412,22 @@ static bool last_event_id(h2o_req_t *req, uint64_t *id)
     return true;
 }
 
+/* HTTP/1: the head and the hello are written and h2o has let go of the connection (sock NULL:
+ * it failed). The request's bytes still in the input buffer are the stream's to drop. */
+static void on_upgraded(void *arg, h2o_socket_t *sock, size_t reqsize)
+{
+    struct sse *s = arg;
+    if (sock == NULL) {
+        sse_free(s);
+        return;
+    }
+    s->sock = sock;
+    sock->data = s;
+    h2o_buffer_consume(&sock->input, sock->input->size);
+    h2o_socket_read_start(sock, on_client_read);
+    written(s);
+}
+
 int events_handle(struct worker *w, h2o_req_t *req, const char *name, size_t len)
 {
     struct channel_def *ch = memchr(name, '/', len) ? NULL : registry_find_channel(w->reg, name, len);
@@ -352,14 +443,12 @@ int events_handle(struct worker *w, h2o_req_t *req, const char *name, size_t len
     }
     if (!auth_allow(w, req, ch->auth, ch->reg->L, ch->auth_ref, ch->name)) return 0;
 
-    struct sse *s = h2o_mem_alloc_shared(&req->pool, sizeof *s, on_dispose);
-    memset(s, 0, sizeof *s);
-    s->gen = (h2o_generator_t){on_proceed, on_stop};
-    s->req = req;
+    struct sse *s = xcalloc(1, sizeof *s);
     s->w = w;
     s->hub = hub;
     s->ch = ch;
     s->keepalive.cb = on_keepalive;
+    s->write_deadline.cb = on_write_deadline;
     s->req_ref = ch->filter_ref != LUA_NOREF ? make_req_table(ch->reg->L, req) : LUA_NOREF;
     ch->reg->refs++;
     uint64_t asked = 0;
@@ -369,6 +458,7 @@ int events_handle(struct worker *w, h2o_req_t *req, const char *name, size_t len
      * missed events, which only a refetch can make good. */
     s->reset_due = has_id && !replay;
     link_stream(s);
+    s->linked = true;
     evhub_count_subscriber(hub, 1);
 
     req->res.status = 200;
@@ -378,15 +468,24 @@ int events_handle(struct worker *w, h2o_req_t *req, const char *name, size_t len
     h2o_add_header(&req->pool, &req->res.headers, H2O_TOKEN_CACHE_CONTROL, NULL, H2O_STRLIT("no-cache"));
     h2o_add_header_by_str(&req->pool, &req->res.headers, H2O_STRLIT("x-accel-buffering"), 0, NULL,
                           H2O_STRLIT("no"));
+    worker_count_response(w, 200);
+    /* The head and a first comment go at once, so that the client knows it is subscribed;
+     * replayed events follow when they are written. */
+    h2o_iovec_t hello = h2o_iovec_init(FRAME_HELLO, sizeof FRAME_HELLO - 1);
+    s->writing = true;
+    if (req->version < 0x200) {
+        h2o_http1_upgrade(req, &hello, 1, on_upgraded, s);
+        return 0;
+    }
+    struct sse_gen *g = h2o_mem_alloc_shared(&req->pool, sizeof *g, on_req_dispose);
+    g->gen = (h2o_generator_t){on_proceed, on_stop};
+    g->s = s;
+    s->req = req;
     /* Never compressed: a deflate state per stream would cost more than the stream itself, and a
      * compressor may hold back the small frames an event stream is made of. */
     req->compress_hint = H2O_COMPRESS_HINT_DISABLE;
-    worker_count_response(w, 200);
-    h2o_start_response(req, &s->gen);
-    /* The head and a first comment go at once, so that the client knows it is subscribed;
-     * replayed events follow when h2o has written them. */
-    h2o_iovec_t b = h2o_iovec_init(FRAME_HELLO, sizeof FRAME_HELLO - 1);
-    send_bufs(s, &b, 1, false);
+    h2o_start_response(req, &g->gen);
+    send_bufs(s, &hello, 1, false);
     return 0;
 }
 

@@ -15,6 +15,8 @@ local scripts = {
   ["channels.lua"] = [==[
 sluice.channel "quotes" { listen = "quotes", buffer = 50 }
 sluice.channel "quotes_small" { listen = "quotes", buffer = 5 }
+sluice.channel "quotes_big" { listen = "quotes", buffer = 2000 }
+sluice.channel "quotes_mid" { listen = "quotes", buffer = 800 }
 sluice.channel "ticks" { listen = "Ticks Channel", keepalive = 0.3 }
 sluice.channel "private" { listen = "quotes", auth = "bearer" }
 sluice.channel "policed" { listen = "quotes", auth = function(req) return req.query.key == "open" end }
@@ -59,7 +61,7 @@ describe("events", function()
 
   setup(function()
     db = H.createdb("events")
-    gw = H.start { dsn = db, scripts = scripts, config = { workers = 2, tokens = { TOKEN } } }
+    gw = H.start { dsn = db, scripts = scripts, config = { workers = 2, tokens = { TOKEN }, client_timeout = 2 } }
     -- the LISTEN connection is made at start: wait for it
     assert(H.wait_for(function() return listen_backends(db) == 1 end, H.scaled(5)))
   end)
@@ -133,43 +135,49 @@ describe("events", function()
   end)
 
   it("closes a stream that falls buffer events behind with event: overflow; the others get everything", function()
-    local small = open(gw, "quotes_small")
-    local big = open(gw, "quotes")
+    local slow = open(gw, "quotes_small", nil, { rcvbuf = 4096 })
+    local reader = open(gw, "quotes_big")
     local before = metric(gw, 'sluice_events_dropped_total{channel="quotes_small",reason="overflow"}') or 0
-    -- one transaction: the 40 notifications reach the gateway together, past quotes_small's 5
-    H.psql(db, "SELECT pg_notify('quotes', 'o' || g) FROM generate_series(1, 40) AS g;")
-    local evs = big:wait_events(40)
-    assert.equal(40, #evs)
-    assert.equal("o40", evs[40].data)
-    assert.truthy(small:until_(function(x) return x.ended or x.closed end, 5))
-    local last = small.events[#small.events]
-    assert.equal("overflow", last.event)
-    assert.truthy(#small.events < 40)
+    -- 1000 events of 7 kB: more than the kernel buffers of the slow client's connection hold (the
+    -- gateway's send buffer grows to 4 MiB), so its writes wait while the events go by
+    for _ = 1, 5 do
+      H.psql(db, "SELECT pg_notify('quotes', repeat('x', 7000) || g) FROM generate_series(1, 200) AS g;")
+    end
+    assert.equal(1000, #reader:wait_events(1000, 30))
+    -- the slow client reads at last: what was written, then event: overflow, then the end
+    assert.truthy(slow:until_(function(x) return x.ended end, 10))
+    local last = slow.events[#slow.events]
+    assert.equal("overflow", last and last.event)
+    assert.truthy(#slow.events < 1000)
     assert.truthy(metric(gw, 'sluice_events_dropped_total{channel="quotes_small",reason="overflow"}') > before)
-    small:close()
-    big:close()
+    slow:close()
+    reader:close()
   end)
 
-  it("cuts a stream stuck on a client that reads nothing, without holding up the others", function()
-    local stuck = open(gw, "quotes_small", nil, { rcvbuf = 4096 })
-    local reader = open(gw, "quotes")
-    -- 7 kB payloads: the stuck client's socket fills long before the 50 events are out
+  it("cuts a stream behind whose client takes nothing for client_timeout", function()
+    local stuck = open(gw, "quotes_mid", nil, { rcvbuf = 4096 })
+    -- 700 events of 7 kB fill the connection's kernel buffers (4 MiB) while the ring (800) still
+    -- holds what the stream has not had: it waits on its write, not behind
+    H.psql(db, "SELECT pg_notify('quotes', repeat('x', 7000) || g) FROM generate_series(1, 700) AS g;")
+    H.sleep(1)
+    -- 1000 more: the event after the stream's position leaves the ring while its write still waits
     for _ = 1, 5 do
-      H.psql(db, "SELECT pg_notify('quotes', repeat('x', 7000) || g) FROM generate_series(1, 10) AS g;")
+      H.psql(db, "SELECT pg_notify('quotes', repeat('x', 7000) || g) FROM generate_series(1, 200) AS g;")
     end
-    assert.equal(50, #reader:wait_events(50, 10))
-    -- the stuck stream was shut down: reading it now ends (without all 50 events)
-    assert.truthy(stuck:until_(function(x) return x.closed or x.ended end, 10))
-    assert.truthy(#stuck.events < 50)
+    -- nothing read for client_timeout (2 s): the connection is shut down, no overflow event can go
+    assert.truthy(H.wait_for(function() return gw:log():find("took nothing for client_timeout", 1, true) end, 6))
+    assert.truthy(stuck:until_(function(x) return x.closed end, 20))
+    assert.truthy(#stuck.events < 1700)
+    local last = stuck.events[#stuck.events]
+    assert.is_nil(last and last.event)
     stuck:close()
-    reader:close()
   end)
 
   it("keeps one LISTEN backend for the pool whatever the number of streams and workers", function()
     local streams = {}
     for i = 1, 30 do
-      local names = { "quotes", "ticks", "filtered", "quotes_small" }
-      streams[i] = open(gw, names[i % 4 + 1], nil)
+      local names = { "quotes", "ticks", "filtered", "quotes_small", "quotes_big", "quotes_mid" }
+      streams[i] = open(gw, names[i % 6 + 1], nil)
     end
     assert.equal(1, listen_backends(db))
     for _, s in ipairs(streams) do s:close() end

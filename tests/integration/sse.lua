@@ -35,7 +35,11 @@ function Stream:fill(timeout)
   local data, err, partial = self.c:receive(65536)
   data = data or partial
   if data and #data > 0 then self.raw = self.raw .. data end
-  if err == "closed" then self.closed = true end
+  if err == "closed" then
+    self.closed = true
+    -- without chunked encoding (HTTP/1 streams) the body ends where the connection does
+    if not self.chunked then self.ended = true end
+  end
   return data ~= nil and #data > 0
 end
 
