@@ -289,4 +289,17 @@ sluice.channel "quotes" { listen = "quotes", buffer = 50 }
     kept:close()
     removed:close()
   end)
+
+  it("serves a stream over HTTP/2 too, as an ordinary response stream", function()
+    local gw2 = H.start { dsn = db, scripts = scripts, config = { workers = 1, http2 = true, tokens = { TOKEN } } }
+    local out = gw2.dir .. "/h2.out"
+    H.must(("(curl -sSN --http2-prior-knowledge --max-time 4 -w '\\nproto %%{http_version}\\n' %s >%s 2>&1 &)")
+      :format(H.q(gw2:url("/events/quotes")), H.q(out)))
+    assert(H.wait_for(function() return (H.readfile(out) or ""):find("sluice event stream", 1, true) end, 3))
+    notify(db, "quotes", "over h2")
+    assert(H.wait_for(function() return (H.readfile(out) or ""):find("proto 2", 1, true) end, 6))
+    local body = H.readfile(out)
+    assert.truthy(body:find("\ndata: over h2\n", 1, true), body)
+    gw2:stop()
+  end)
 end)
