@@ -16,6 +16,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
+#include <sys/time.h>
 
 #include "auth.h"
 #include "buf.h"
@@ -23,6 +24,7 @@
 #include "guard.h"
 #include "http.h"
 #include "log.h"
+#include "reqstats.h"
 #include "script.h"
 #include "util.h"
 #include "worker.h"
@@ -428,6 +430,18 @@ static void on_upgraded(void *arg, h2o_socket_t *sock, size_t reqsize)
     written(s);
 }
 
+/* Counts the 200 of a stream whose connection is taken from h2o (sluice_http_requests_total). */
+static void count_taken(struct worker *w, h2o_req_t *req, const char *name)
+{
+    char endpoint[256];
+    snprintf(endpoint, sizeof endpoint, "events/%s", name);
+    struct timeval now;
+    gettimeofday(&now, NULL);
+    double seconds = (double)(now.tv_sec - req->processed_at.at.tv_sec) +
+                     (double)(now.tv_usec - req->processed_at.at.tv_usec) / 1e6;
+    reqstats_count(w, endpoint, reqstats_method_of(req->method.base, req->method.len), 200, seconds);
+}
+
 int events_handle(struct worker *w, h2o_req_t *req, const char *name, size_t len)
 {
     struct channel_def *ch = memchr(name, '/', len) ? NULL : registry_find_channel(w->reg, name, len);
@@ -436,6 +450,7 @@ int events_handle(struct worker *w, h2o_req_t *req, const char *name, size_t len
         http_send_error(req, 404, "not_found", "no such channel", NULL, NULL);
         return 0;
     }
+    reqstats_name(req, "events", ch->name);
     if (!h2o_memis(req->method.base, req->method.len, H2O_STRLIT("GET"))) {
         h2o_add_header(&req->pool, &req->res.headers, H2O_TOKEN_ALLOW, NULL, H2O_STRLIT("GET"));
         http_send_error(req, 405, "method_not_allowed", "use GET", NULL, NULL);
@@ -468,12 +483,12 @@ int events_handle(struct worker *w, h2o_req_t *req, const char *name, size_t len
     h2o_add_header(&req->pool, &req->res.headers, H2O_TOKEN_CACHE_CONTROL, NULL, H2O_STRLIT("no-cache"));
     h2o_add_header_by_str(&req->pool, &req->res.headers, H2O_STRLIT("x-accel-buffering"), 0, NULL,
                           H2O_STRLIT("no"));
-    worker_count_response(w, 200);
     /* The head and a first comment go at once, so that the client knows it is subscribed;
      * replayed events follow when they are written. */
     h2o_iovec_t hello = h2o_iovec_init(FRAME_HELLO, sizeof FRAME_HELLO - 1);
     s->writing = true;
     if (req->version < 0x200) {
+        count_taken(w, req, ch->name); /* h2o's filters never see this response start */
         h2o_http1_upgrade(req, &hello, 1, on_upgraded, s);
         return 0;
     }

@@ -19,6 +19,7 @@
 #include "metrics.h"
 #include "openapi.h"
 #include "query.h"
+#include "reqstats.h"
 #include "server.h"
 #include "urlpath.h"
 #include "worker.h"
@@ -64,6 +65,7 @@ static int route_alias(struct worker *w, h2o_req_t *req, const struct urlpath *p
         bool head_as_get =
             strcmp(m, "GET") == 0 && h2o_memis(req->method.base, req->method.len, H2O_STRLIT("HEAD"));
         if (!h2o_memis(req->method.base, req->method.len, m, strlen(m)) && !head_as_get) continue;
+        reqstats_name(req, "query", q->name);
         return query_handle(w, req, q, vals, lens, n);
     }
     if (path_matched) {
@@ -129,6 +131,20 @@ static bool within_limits(struct worker *w, h2o_req_t *req, h2o_iovec_t path)
     return true;
 }
 
+/* The endpoint label of the fixed paths (reqstats.h); other paths under them stay unknown. */
+static void name_fixed(h2o_req_t *req, h2o_iovec_t path)
+{
+    static const char *const fixed[] = {"/batch",         "/health",       "/health/live",
+                                        "/health/ready",  "/metrics",      "/openapi.json",
+                                        "/admin/queries", "/admin/reload", NULL};
+    for (const char *const *f = fixed; *f; f++)
+        if (path_is(path, *f)) {
+            reqstats_name(req, *f + 1, NULL);
+            return;
+        }
+    if (path_has_prefix(path, "/admin/explain/")) reqstats_name(req, "admin/explain", NULL);
+}
+
 int router_on_req(h2o_handler_t *self, h2o_req_t *req)
 {
     struct worker *w = worker_of(req);
@@ -153,6 +169,7 @@ int router_on_req(h2o_handler_t *self, h2o_req_t *req)
             http_send_error(req, 404, "not_found", "no such query", NULL, NULL);
             return 0;
         }
+        reqstats_name(req, "query", q->name);
         return query_handle(w, req, q, NULL, NULL, 0);
     }
     if (path_has_prefix(path, "/bulk/")) {
@@ -161,8 +178,10 @@ int router_on_req(h2o_handler_t *self, h2o_req_t *req)
             http_send_error(req, 404, "not_found", "no such bulk endpoint", NULL, NULL);
             return 0;
         }
+        reqstats_name(req, "bulk", d->name);
         return copy_handle(w, req, d);
     }
+    name_fixed(req, path);
     if (path_is(path, "/batch")) return batch_handle(w, req);
     if (path_has_prefix(path, "/events/")) return events_handle(w, req, path.base + 8, path.len - 8);
     if (path_is(path, "/health") || path_has_prefix(path, "/health/")) {
