@@ -354,7 +354,8 @@ static void on_news(void *arg, struct evhub *hub)
     struct worker *w = arg;
     struct sse *next;
     for (struct sse *s = *(struct sse **)evhub_worker_slot(hub, w->index); s != NULL; s = next) {
-        next = s->next; /* a final send may free s */
+        next = s->next;                                  /* a final send may free s */
+        if (s->sock == NULL && s->req == NULL) continue; /* its head is still being written */
         if (s->writing && !s->ended) {
             struct evhub_read r;
             evhub_read(hub, s->cursor, NULL, 0, &r);
@@ -426,6 +427,10 @@ static void on_upgraded(void *arg, h2o_socket_t *sock, size_t reqsize)
     s->sock = sock;
     sock->data = s;
     h2o_buffer_consume(&sock->input, sock->input->size);
+    if (s->ended) { /* the worker stopped meanwhile */
+        close_raw(s);
+        return;
+    }
     h2o_socket_read_start(sock, on_client_read);
     written(s);
 }

@@ -302,4 +302,25 @@ sluice.channel "quotes" { listen = "quotes", buffer = 50 }
     assert.truthy(body:find("\ndata: over h2\n", 1, true), body)
     gw2:stop()
   end)
+
+  it("refuses a bad channel definition at start, naming the channel and the key", function()
+    local cases = {
+      { 'sluice.channel "c" { listne = "x" }', 'channel "c": unknown key "listne"' },
+      { 'sluice.channel "c" { buffer = 0 }', 'channel "c": buffer: expected an integer from 1 to 1000000' },
+      { 'sluice.channel "c" { buffer = "many" }', 'channel "c": buffer: expected a positive integer' },
+      { 'sluice.channel "c" { listen = ("x"):rep(64) }', 'channel "c": listen: expected a PostgreSQL channel name' },
+      { 'sluice.channel "c" { keepalive = 0 }', 'channel "c": keepalive: expected seconds' },
+      { 'sluice.channel "c" { filter = "yes" }', 'channel "c": filter: expected a function' },
+      { 'sluice.channel "c" { pool = "nope" }', 'channel "c": no pool named "nope"' },
+      { 'sluice.channel "c" { auth = "bearer" }', 'channel "c":' },
+      { 'sluice.channel "a b" { }', 'channel "a b": a name is letters' },
+      { 'sluice.channel "c" { } sluice.channel "c" { }', 'channel "c" is defined twice' },
+    }
+    for _, c in ipairs(cases) do
+      local bad = H.start { dsn = db, scripts = { ["bad.lua"] = c[1] }, wait = false }
+      assert(H.wait_for(function() return bad:exit_code() end, H.scaled(5)), c[1])
+      assert.equal(1, bad:exit_code(), c[1])
+      assert.truthy(bad:log():find(c[2], 1, true), c[1] .. " -> " .. bad:log())
+    end
+  end)
 end)
