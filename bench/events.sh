@@ -58,13 +58,14 @@ GW_PID=$!
 for _ in $(seq 100); do curl -sf "http://127.0.0.1:$GATEWAY_PORT/health/live" >/dev/null && break; sleep 0.1; done
 RSS_IDLE=$(awk '/VmRSS/ {print $2}' "/proc/$GW_PID/status")
 
-say "events: $STREAMS streams, $ROUNDS NOTIFYs"
+LOAD=$(cut -d' ' -f1-3 /proc/loadavg)
+say "events: $STREAMS streams, $ROUNDS NOTIFYs (load average $LOAD)"
 OUT=$("$T/sse_fanout" "$GATEWAY_PORT" /events/bench "$STREAMS" "$DSN" bench "$ROUNDS" "$GW_PID") || {
     say "$OUT"; tail -20 "$T/gateway.log" >&2; exit 1; }
 LISTENERS=$(psql -X -A -t -d "$DSN" -c "SELECT count(*) FROM pg_stat_activity WHERE application_name = 'sluice-listen'")
 field() { sed -n "s/.*$1=\([^ ]*\).*/\1/p" <<<"$OUT"; }
 P99=$(field p99_ms) RSS=$(field rss_kb)
-echo "events: $OUT rss_idle_kb=$RSS_IDLE listen_backends=$LISTENERS"
+echo "events: $OUT rss_idle_kb=$RSS_IDLE listen_backends=$LISTENERS loadavg_before=\"$LOAD\""
 echo "events: $STREAMS streams: one NOTIFY reached all in p50 $(field p50_ms) ms, p99 $P99 ms, max $(field max_ms) ms;" \
     "gateway RSS $((RSS / 1024)) MB with them open ($((RSS_IDLE / 1024)) MB before), $(((RSS - RSS_IDLE) * 1024 / STREAMS)) B per stream"
 ok=true
