@@ -3,12 +3,12 @@
  * filter no byte of an event is copied per subscriber. Over HTTP/1 the connection is taken from
  * h2o once the head is written (h2o_http1_upgrade: the head says Connection: upgrade and the body
  * runs until the connection closes), so an open stream costs its socket and this struct, not an
- * h2o request; over HTTP/2 it stays an h2o response (a generator). When the hub has news the worker walks its
- * streams of that channel; each one that is not writing takes the events after its position. A
- * stream whose next event has left the ring fell `buffer` events behind: it gets `event:
- * overflow` and is closed once its last write is taken (shut down if the client takes nothing
- * for client_timeout), and nobody else waits for it. A stream idle for the channel's keepalive gets a comment
- * line. */
+ * h2o request; over HTTP/2 it stays an h2o response (a generator). When the hub has news the
+ * worker walks its streams of that channel; each one that is not writing takes the events after
+ * its position. A stream whose next event has left the ring fell `buffer` events behind: it gets
+ * `event: overflow` and is closed once its last write is taken (shut down if the client takes
+ * nothing for client_timeout), and nobody else waits for it. A stream idle for the channel's
+ * keepalive gets a comment line. */
 #include "events.h"
 
 #include <h2o/http1.h>
@@ -207,7 +207,13 @@ static void pump(struct sse *s)
         s->reset_due = false;
     }
     uint64_t delivered = 0;
-    for (int i = 0; i < r.n; i++) {
+    for (int i = 0; i < r.n || (nparts == 0 && r.n == STREAM_BATCH); i++) {
+        if (i == r.n) { /* a filter dropped a whole batch: read on */
+            evhub_read(s->hub, s->cursor, got, STREAM_BATCH, &r);
+            if (r.removed || r.overflow) break; /* the next pump says so */
+            i = -1;
+            continue;
+        }
         struct evhub_event *e = got[i];
         s->cursor = e->id;
         size_t start = 0;
@@ -225,7 +231,7 @@ static void pump(struct sse *s)
         delivered++;
     }
     if (nparts == 0) {
-        release_held(s);
+        if (r.removed || r.overflow) pump(s); /* at most once: it sends the last frame */
         arm_keepalive(s);
         return;
     }
