@@ -326,4 +326,35 @@ sluice.channel "quotes" { listen = "quotes", buffer = 50 }
       assert.truthy(bad:log():find(c[2], 1, true), c[1] .. " -> " .. bad:log())
     end
   end)
+
+  it("ends every stream with event: closed when the gateway stops, and exits 0", function()
+    local gw3 = H.start { dsn = db, scripts = scripts, config = { workers = 2, tokens = { TOKEN } } }
+    local a, b = open(gw3, "quotes"), open(gw3, "ticks")
+    assert.equal(0, gw3:stop())
+    for _, s in ipairs { a, b } do
+      assert.truthy(s:until_(function(x) return x.ended end, 5))
+      local last = s.events[#s.events]
+      assert.equal("closed", last and last.event)
+      assert.equal("the gateway is stopping", last.data)
+    end
+  end)
+
+  it("streams over TLS as over plain HTTP/1.1", function()
+    local dir = H.tmpdir("sluice-events-tls")
+    H.must(("cd %s && openssl req -x509 -newkey rsa:2048 -nodes -keyout key.pem -out cert.pem -days 2"
+      .. " -subj /CN=localhost >/dev/null 2>&1"):format(H.q(dir)))
+    local gw4 = H.start { dsn = db, scripts = scripts, config = { workers = 1, tokens = { TOKEN },
+      tls = { cert = dir .. "/cert.pem", key = dir .. "/key.pem" } }, wait = false }
+    assert(H.wait_for(function()
+      return H.sh(("curl -sk -o /dev/null -w '%%{http_code}' https://127.0.0.1:%d/health/live"):format(gw4.port)) == "200"
+    end, 10))
+    local out = dir .. "/tls.out"
+    H.must(("(curl -sSkN --max-time 4 https://127.0.0.1:%d/events/quotes >%s 2>&1 &)"):format(gw4.port, H.q(out)))
+    assert(H.wait_for(function() return (H.readfile(out) or ""):find("sluice event stream", 1, true) end, 3))
+    notify(db, "quotes", "over tls")
+    assert(H.wait_for(function() return (H.readfile(out) or ""):find("data: over tls", 1, true) end, 3),
+      H.readfile(out))
+    gw4:stop()
+    H.sh("rm -rf " .. H.q(dir))
+  end)
 end)
