@@ -3,7 +3,8 @@
 -- after Last-Event-ID, the keepalive comment, overflow of a stream that falls behind while
 -- others get everything, reset after pg_terminate_backend of the LISTEN backend, one LISTEN
 -- backend per pool whatever the streams and workers, 401/403/404/405, filters that drop,
--- rewrite, fail or run away, the metrics, /openapi.json, reload, and a fan-out to 200 streams.
+-- rewrite, fail or run away, the metrics, /openapi.json, reload, a fan-out to 200 streams,
+-- HTTP/2 and TLS, the last event at a stop, and bad channel definitions refused at start.
 local here = debug.getinfo(1, "S").source:match("^@(.*/)") or "./"
 package.path = here .. "?.lua;" .. package.path
 local H = require "helper"
