@@ -390,5 +390,6 @@ fi
     echo "results: $RESULTS_DIR/$STAMP.json, $CONC_CSV, $POOL_CSV; plots: $PLOTS_DIR/perf-concurrency.png, $PLOTS_DIR/perf-poolsize.png"
     ((${#FAILURES[@]} == 0)) || printf 'FAILED: %s\n' "${FAILURES[@]}"
 } | tee "$RESULTS_DIR/$STAMP.txt"
-"$BENCH/cache.sh" | tee "$RESULTS_DIR/$STAMP.cache.txt" || OK=false # the result cache: hot key, mixed load
+"$BENCH/events.sh" | tee "$RESULTS_DIR/$STAMP-events.txt" || OK=false # 10 000 event streams (docs/events.md)
+"$BENCH/cache.sh" | tee "$RESULTS_DIR/$STAMP-cache.txt" || OK=false # the result cache: hot key, mixed load
 [[ $OK == true ]]

@@ -23,6 +23,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "evhub.h"
 #include "cache.h"
 #include "http.h"
 #include "jsonw.h"
@@ -995,6 +996,7 @@ void metrics_render(struct server *srv, struct buf *b)
     }
 
     render_cache(b, &lb);
+    evhub_metrics(b); /* live event channels */
 
     /* the process */
     http_families(srv, b);

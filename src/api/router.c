@@ -1,5 +1,5 @@
 /* router.c — which endpoint serves a request: the limits every request meets first, then the
- * fixed paths (/query, /bulk, /batch, /health, /metrics, /openapi.json, /admin), Lua handler
+ * fixed paths (/query, /bulk, /batch, /events, /health, /metrics, /openapi.json, /admin), Lua handler
  * routes and the route aliases of named queries. */
 #include "router.h"
 
@@ -11,6 +11,7 @@
 #include "batch.h"
 #include "copy.h"
 #include "csrf.h"
+#include "events.h"
 #include "h2reset.h"
 #include "handler.h"
 #include "health.h"
@@ -182,6 +183,7 @@ int router_on_req(h2o_handler_t *self, h2o_req_t *req)
     }
     name_fixed(req, path);
     if (path_is(path, "/batch")) return batch_handle(w, req);
+    if (path_has_prefix(path, "/events/")) return events_handle(w, req, path.base + 8, path.len - 8);
     if (path_is(path, "/health") || path_has_prefix(path, "/health/")) {
         if (!path_is(path, "/health/live") && !auth_metrics_allow(w, req)) return 0;
         return health_handle(w, req, path);

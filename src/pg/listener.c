@@ -7,6 +7,7 @@
 
 #include <libpq-fe.h>
 #include <pthread.h>
+#include <signal.h>
 #include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -483,6 +484,10 @@ static void on_wake(h2o_multithread_receiver_t *receiver, h2o_linklist_t *messag
 
 static void *listener_main(void *arg)
 {
+    /* Signals are the main thread's (sigwait): one delivered here would end the process. */
+    sigset_t all;
+    sigfillset(&all);
+    pthread_sigmask(SIG_BLOCK, &all, NULL);
     log_set_worker(-1);
     /* Made on this thread: h2o's sockets take the creating thread's buffer allocator. */
     L.loop = h2o_evloop_create();
