@@ -2,7 +2,8 @@
 -- misses (Sluice-Cache), invalidation before a write's answer (named query with writes, bulk
 -- load, handler transaction), 1000 write-then-read pairs without a stale read, writes through a
 -- second gateway and through psql reaching the cache by the triggers of `sluice cache-triggers`,
--- a lost LISTEN connection, Sluice-LSN, 100 identical slow requests run at most twice
+-- one LISTEN connection per gateway shared with event channels, a lost LISTEN connection,
+-- Sluice-LSN, 100 identical slow requests run at most twice
 -- (pg_stat_statements), one error for every waiter, a shared execution kept for those who stay
 -- and cancelled when all left, cache_max_bytes never exceeded, entries kept
 -- apart by the caller's credentials, and the configuration errors.
@@ -31,6 +32,7 @@ sluice.query "slow_fail" { readonly = true, single = true, coalesce = true,
   sql = [[ SELECT s, 1 / (x - x) AS boom FROM (SELECT pg_sleep(1)::text AS s, :x::int AS x OFFSET 0) AS t ]] }
 sluice.query "slowest" { readonly = true, single = true, coalesce = true,
   sql = [[ SELECT pg_sleep(:s::float8)::text AS slowest_mark, :s::float8 AS s ]] }
+sluice.channel "ticks" { listen = "ticks" }
 sluice.bulk "quotes_bulk" { table = "quotes", columns = { "pair", "bid" }, mode = "upsert", key = { "pair" } }
 sluice.endpoint "h_tx" { route = "POST /h/tx", handler = function(req)
   return 200, sluice.db.transaction(function(tx)
@@ -104,6 +106,14 @@ describe("result cache", function()
     assert.equal("miss", va)
     local _, vb = read("/quotes/GBPUSD")
     assert.equal("hit", vb)
+  end)
+
+  it("shares one LISTEN connection per gateway with the event channels", function()
+    local s, _, h = gw:get_json("/query/quote?pair=GBPUSD")
+    assert.equal(200, s)
+    assert.truthy(h["sluice-cache"])
+    assert.equal("1", H.psql1(db, "SELECT count(*) FROM pg_stat_activity WHERE application_name = 'sluice-listen'"
+      .. " AND datname = current_database()"))
   end)
 
   it("keeps the entries of a query with auth apart by the caller's credentials", function()
