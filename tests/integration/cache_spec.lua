@@ -1,12 +1,12 @@
 -- cache_spec.lua — the result cache and request coalescing through the real binary: hits and
 -- misses (Sluice-Cache), invalidation before a write's answer (named query with writes, bulk
--- load, handler transaction), 1000 write-then-read pairs without a stale read, writes through a
--- second gateway and through psql reaching the cache by the triggers of `sluice cache-triggers`,
--- one LISTEN connection per gateway shared with event channels, a lost LISTEN connection,
--- Sluice-LSN, 100 identical slow requests run at most twice
--- (pg_stat_statements), one error for every waiter, a shared execution kept for those who stay
--- and cancelled when all left, cache_max_bytes never exceeded, entries kept
--- apart by the caller's credentials, and the configuration errors.
+-- load, handler transaction, /batch), 1000 write-then-read pairs without a stale read, writes
+-- through a second gateway and through psql reaching the cache by the triggers of `sluice
+-- cache-triggers`, one LISTEN connection per gateway shared with event channels, a lost LISTEN
+-- connection, Sluice-LSN, 100 identical slow requests run at most twice (pg_stat_statements),
+-- one error for every waiter, a shared execution kept for those who stay and cancelled when all
+-- left, cache_max_bytes never exceeded, entries kept apart by the caller's credentials, and the
+-- configuration errors.
 local here = debug.getinfo(1, "S").source:match("^@(.*/)") or "./"
 package.path = here .. "?.lua;" .. package.path
 local H = require "helper"
