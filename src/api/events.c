@@ -140,7 +140,7 @@ static int run_filter(struct sse *s, struct evhub_event *e, size_t *start)
     int out = 0;
     if (rc != 0) {
         log_printf(LOG_WARN, "channel %s: filter failed, the event is dropped for this stream: %s",
-                   s->ch->name, lua_tostring(L, -1));
+                   s->ch->name, lua_isstring(L, -1) ? lua_tostring(L, -1) : luaL_typename(L, -1));
         evhub_count_dropped(s->hub, EVHUB_DROP_ERROR, 1);
     } else if (lua_type(L, -1) == LUA_TSTRING) {
         size_t n;
