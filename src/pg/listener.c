@@ -531,8 +531,19 @@ int listener_start(const struct config *cfg)
     }
     L.stopping = false;
     L.ready = false;
+    if (pthread_create(&L.thread, NULL, listener_main, NULL) != 0) { /* no thread: nobody subscribes */
+        for (size_t i = 0; i < L.npools; i++) {
+            free(L.pools[i].name);
+            free(L.pools[i].url);
+        }
+        free(L.pools);
+        L.pools = NULL;
+        L.npools = 0;
+        pthread_mutex_unlock(&L.lock);
+        log_warn("cannot start the LISTEN thread: live events are off");
+        return -1;
+    }
     L.running = true;
-    pthread_create(&L.thread, NULL, listener_main, NULL);
     while (!L.ready) pthread_cond_wait(&L.started, &L.lock);
     pthread_mutex_unlock(&L.lock);
     return 0;

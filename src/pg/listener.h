@@ -30,7 +30,8 @@ struct listener_sub;
 
 /* Starts the listener thread for cfg's pools (cfg must outlive the listener: the pool names and
  * URLs are copied, but only here). No connection is made before a first subscription to a
- * pool. Call once per process; returns 0, or -1 when it runs already. */
+ * pool. Call once per process; returns 0, or -1 when it runs already or its
+ * thread cannot be made (then nothing can subscribe). */
 int listener_start(const struct config *cfg);
 /* Stops the thread, closes the connections and frees every subscription still there (their
  * callbacks never run again). Targets stay registered: their owners dispose of them. */
