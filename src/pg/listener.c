@@ -558,10 +558,10 @@ void listener_stop(void)
     }
     __atomic_store_n(&L.stopping, true, __ATOMIC_RELEASE);
     send_wake();
+    L.running = false; /* from now on nobody wakes the thread: its queue goes with it */
     pthread_mutex_unlock(&L.lock);
     pthread_join(L.thread, NULL);
     pthread_mutex_lock(&L.lock);
-    L.running = false;
     for (size_t i = 0; i < L.npools; i++) {
         struct lpool *p = &L.pools[i];
         while (p->subs) {
