@@ -38,8 +38,8 @@ int listener_start(const struct config *cfg);
 void listener_stop(void);
 
 void listener_target_init(struct listener_target *t, h2o_multithread_queue_t *queue);
-/* Unregisters t; call on its thread, after every subscription naming it was cancelled.
- * Messages still queued for it are freed unseen the next time its queue is read, if ever. */
+/* Unregisters t; call on its thread, after every subscription naming it was cancelled and once
+ * its queue was read since (h2o asserts that no message is left for a receiver it unregisters). */
 void listener_target_dispose(struct listener_target *t);
 
 /* Subscribes to channel (a PostgreSQL identifier, as written: case counts) on pool_name's LISTEN
