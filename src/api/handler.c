@@ -17,6 +17,7 @@
 #include "auth.h"
 #include "call.h"
 #include "http.h"
+#include "reqinfo.h"
 #include "httpheader.h"
 #include "jsonw.h"
 #include "log.h"
@@ -54,6 +55,7 @@ struct hreq {
 static __thread struct hreq *running; /* the handler being resumed on this worker */
 
 static void resume(struct hreq *hr, int nargs);
+static void resume_logged(struct hreq *hr, int nargs);
 
 /* Hands n values (pushed on the coroutine) to the waiting sluice.db call: resumes it, or, when the
  * outcome arrived while the call was still starting, lets the call return them directly. */
@@ -260,6 +262,13 @@ static void on_hook(lua_State *L, lua_Debug *ar)
 }
 
 static void resume(struct hreq *hr, int nargs)
+{
+    const char *outer = reqinfo_enter(hr->life.req);
+    resume_logged(hr, nargs);
+    reqinfo_leave(outer);
+}
+
+static void resume_logged(struct hreq *hr, int nargs)
 {
     running = hr;
     guard_arm();

@@ -10,6 +10,7 @@
 #include "auth.h"
 #include "batch.h"
 #include "copy.h"
+#include "cors.h"
 #include "csrf.h"
 #include "h2reset.h"
 #include "handler.h"
@@ -18,6 +19,7 @@
 #include "metrics.h"
 #include "openapi.h"
 #include "query.h"
+#include "reqinfo.h"
 #include "server.h"
 #include "urlpath.h"
 #include "worker.h"
@@ -58,6 +60,7 @@ static int route_alias(struct worker *w, h2o_req_t *req, const struct urlpath *p
         if (q->route == NULL) continue;
         int n = route_match(q->route, path, vals, lens, 16);
         if (n < 0) continue;
+        reqinfo_set_endpoint(req, q->name);
         path_matched = true;
         const char *m = q->route->method;
         bool head_as_get =
@@ -128,9 +131,9 @@ static bool within_limits(struct worker *w, h2o_req_t *req, h2o_iovec_t path)
     return true;
 }
 
-int router_on_req(h2o_handler_t *self, h2o_req_t *req)
+/* Routes req (router_on_req without the log context). */
+static int route(struct worker *w, h2o_req_t *req)
 {
-    struct worker *w = worker_of(req);
     h2o_iovec_t path = req->path_normalized;
     if (!h2reset_admit(w, req)) return 0;
     /* Shutting down: each answer closes its connection, so that a client's next request opens a
@@ -142,6 +145,7 @@ int router_on_req(h2o_handler_t *self, h2o_req_t *req)
         return 0;
     }
     if (!within_limits(w, req, path)) return 0;
+    if (cors_preflight(req, &worker_config(w)->cors)) return 0; /* a browser asks before it sends */
     if (!csrf_allow(req)) return 0; /* before any endpoint can act on another site's request */
 
     if (path_has_prefix(path, "/query/")) {
@@ -152,6 +156,7 @@ int router_on_req(h2o_handler_t *self, h2o_req_t *req)
             http_send_error(req, 404, "not_found", "no such query", NULL, NULL);
             return 0;
         }
+        reqinfo_set_endpoint(req, q->name);
         return query_handle(w, req, q, NULL, NULL, 0);
     }
     if (path_has_prefix(path, "/bulk/")) {
@@ -160,6 +165,7 @@ int router_on_req(h2o_handler_t *self, h2o_req_t *req)
             http_send_error(req, 404, "not_found", "no such bulk endpoint", NULL, NULL);
             return 0;
         }
+        reqinfo_set_endpoint(req, d->name);
         return copy_handle(w, req, d);
     }
     if (path_is(path, "/batch")) return batch_handle(w, req);
@@ -179,4 +185,13 @@ int router_on_req(h2o_handler_t *self, h2o_req_t *req)
     if (route_alias(w, req, &segs) == 0) return 0;
     http_send_error(req, 404, "not_found", "no such endpoint", NULL, NULL);
     return 0;
+}
+
+int router_on_req(h2o_handler_t *self, h2o_req_t *req)
+{
+    /* Lines logged while the request is routed (and run, up to its first wait) name it. */
+    const char *outer = reqinfo_enter(req);
+    int rc = route(worker_of(req), req);
+    reqinfo_leave(outer);
+    return rc;
 }
