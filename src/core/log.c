@@ -18,6 +18,9 @@ static const char *const level_names[] = {"debug", "info", "warn", "error"};
 static __thread int worker_index = -1;
 static __thread const char *context; /* log_set_context */
 
+const char *const log_reserved[] = {"ts", "level", "worker", "msg", "request_id", "trace_id"};
+const size_t log_nreserved = sizeof log_reserved / sizeof log_reserved[0];
+
 void log_set_worker(int index)
 {
     worker_index = index;
@@ -133,9 +136,8 @@ void log_text_escape(struct buf *b, const char *s, size_t n)
 void log_fields_rename_reserved(json_t *fields)
 {
     if (!json_is_object(fields)) return;
-    static const char *const reserved[] = {"ts",         "level",   "worker",
-                                            "msg",        "request_id", "trace_id"}; /* what log_write writes */
-    for (size_t i = 0; i < sizeof reserved / sizeof reserved[0]; i++) {
+    const char *const *reserved = log_reserved;
+    for (size_t i = 0; i < log_nreserved; i++) {
         json_t *v = json_object_get(fields, reserved[i]);
         if (v == NULL) continue;
         json_incref(v);

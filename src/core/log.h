@@ -35,6 +35,11 @@ void log_write_raw(const char *data, size_t len);
 void log_write(enum log_level level, const char *msg, const char *fields_json);
 void log_printf(enum log_level level, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 
+/* The members log_write writes itself ("ts", "level", "worker", "msg", and "request_id" and
+ * "trace_id" of the request a line is about); log_nreserved of them. */
+extern const char *const log_reserved[];
+extern const size_t log_nreserved;
+
 /* Renames each member of the JSON object fields named as one that log_write writes itself ("ts",
  * "level", "worker", "msg", "request_id", "trace_id") to "field_<name>" (prefixed again while that name is taken too), so
  * that fields from a script can neither replace nor duplicate them. Values are kept; fields stays
