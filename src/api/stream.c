@@ -146,6 +146,9 @@ static void start_response(struct stream *s, const PGresult *r)
     else
         h2o_add_header(&req->pool, &req->res.headers, H2O_TOKEN_CONTENT_TYPE, NULL,
                        H2O_STRLIT("application/x-ndjson"));
+    /* gzip for a client that takes it, whatever the length (unknown yet); h2o's type table would
+     * leave application/x-ndjson alone */
+    req->compress_hint = H2O_COMPRESS_HINT_ENABLE;
     h2o_start_response(req, &s->gen);
     s->started = true;
     put_header(s, r);
