@@ -712,6 +712,7 @@ int handler_route(struct worker *w, h2o_req_t *req, const struct urlpath *path)
             continue;
         int n = route_match(h->route, path, vals, lens, 16);
         if (n < 0) continue;
+        reqinfo_set_endpoint(req, h->name);
         run(w, req, h, vals, lens, n);
         return 0;
     }

@@ -16,6 +16,7 @@
 #include "call.h"
 #include "cancel.h"
 #include "http.h"
+#include "reqinfo.h"
 #include "jsonw.h"
 #include "log.h"
 #include "pgconn.h"
@@ -226,8 +227,10 @@ static void on_write_deadline(h2o_timeout_entry_t *entry)
     snprintf(why, sizeof why, "the client took no data for %.3g s (%s)", (double)s->deadline_ms / 1000,
              s->deadline_ms < (uint64_t)(worker_config(s->w)->client_timeout * 1000) ? "the statement timeout"
                                                                                      : "client_timeout");
+    const char *outer = reqinfo_enter(s->req);
     log_printf(LOG_WARN, "query %s: streamed response cut: %s%s", s->q->name, why,
                s->conn != NULL ? "; its database connection is closed" : "");
+    reqinfo_leave(outer);
     if (s->conn != NULL) {
         if (!s->rows_done) cancel_request(s->conn->pg); /* it may be computing, not blocked on us */
         pgconn_discard(s->conn);
@@ -268,7 +271,9 @@ static void on_error_result(struct stream *s, PGresult *r)
         report_fail(s, o.status, o.message, o.sqlstate, o.detail);
         return;
     }
+    const char *outer = reqinfo_enter(s->req);
     log_printf(LOG_WARN, "query %s: streamed response cut short: %s", s->q->name, o.detail);
+    reqinfo_leave(outer);
     s->cut = true;
     s->rows_done = true;
     report_end(s, o.status, o.detail);
@@ -330,7 +335,9 @@ static void on_lost(void *arg, const char *why)
         pump(s);
         return;
     }
+    const char *outer = reqinfo_enter(s->req);
     log_printf(LOG_WARN, "query %s: streamed response cut short: %s", s->q->name, why);
+    reqinfo_leave(outer);
     s->cut = true;
     s->rows_done = true;
     report_end(s, 503, why);
