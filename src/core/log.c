@@ -97,12 +97,12 @@ void log_write(enum log_level level, const char *msg, const char *fields_json)
 {
     if (!log_enabled(level)) return;
     struct buf f = BUF_INIT;
-    if (context != NULL) { /* the request this thread works for */
-        buf_puts(&f, context);
+    if (context != NULL) { /* the request this thread works for, after the line's own fields */
         if (fields_json && *fields_json) {
-            buf_putc(&f, ',');
             buf_puts(&f, fields_json);
+            buf_putc(&f, ',');
         }
+        buf_puts(&f, context);
         fields_json = f.data;
     }
     struct buf b = BUF_INIT;
