@@ -51,18 +51,46 @@ const char *log_set_context(const char *fields_json)
     return previous;
 }
 
-void log_format_line(struct buf *b, enum log_level level, const char *msg, const char *fields_json)
+/* Writes the time now as 2024-01-02T03:04:05.678Z and a NUL into ts[25]. The date and time of
+ * day are formatted once a second per thread: access lines ask for them on every request. */
+static void timestamp(char ts[25])
 {
+    static __thread time_t cached_sec = -1;
+    static __thread char cached[64]; /* room for any int the compiler imagines */
     struct timeval tv;
     gettimeofday(&tv, NULL);
-    struct tm tm;
-    gmtime_r(&tv.tv_sec, &tm);
-    char ts[64];
-    snprintf(ts, sizeof ts, "%04d-%02d-%02dT%02d:%02d:%02d.%03dZ", tm.tm_year + 1900, tm.tm_mon + 1,
-             tm.tm_mday, tm.tm_hour, tm.tm_min, tm.tm_sec, (int)(tv.tv_usec / 1000));
+    if (tv.tv_sec != cached_sec) {
+        struct tm tm;
+        gmtime_r(&tv.tv_sec, &tm);
+        snprintf(cached, sizeof cached, "%04d-%02d-%02dT%02d:%02d:%02d", tm.tm_year + 1900, tm.tm_mon + 1,
+                 tm.tm_mday, tm.tm_hour, tm.tm_min, tm.tm_sec);
+        cached_sec = tv.tv_sec;
+    }
+    int ms = (int)(tv.tv_usec / 1000);
+    memcpy(ts, cached, 19);
+    ts[19] = '.';
+    ts[20] = (char)('0' + ms / 100);
+    ts[21] = (char)('0' + ms / 10 % 10);
+    ts[22] = (char)('0' + ms % 10);
+    ts[23] = 'Z';
+    ts[24] = '\0';
+}
+
+void log_format_line(struct buf *b, enum log_level level, const char *msg, const char *fields_json)
+{
+    char ts[25];
+    timestamp(ts);
     if (as_json) {
-        buf_printf(b, "{\"ts\":\"%s\",\"level\":\"%s\",", ts, level_names[level]);
-        if (worker_index >= 0) buf_printf(b, "\"worker\":%d,", worker_index);
+        buf_puts(b, "{\"ts\":\"");
+        buf_puts(b, ts);
+        buf_puts(b, "\",\"level\":\"");
+        buf_puts(b, level_names[level]);
+        buf_puts(b, "\",");
+        if (worker_index >= 0) {
+            buf_puts(b, "\"worker\":");
+            buf_put_uint(b, (uint64_t)worker_index);
+            buf_putc(b, ',');
+        }
         buf_puts(b, "\"msg\":");
         jsonw_string(b, msg, strlen(msg));
         if (fields_json && *fields_json) {

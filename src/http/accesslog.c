@@ -1,6 +1,6 @@
-/* accesslog.c — the access line of each request, written in batches. A batch never passes
- * PIPE_BUF bytes (a line longer than that goes alone), so each write(2) of a worker reaches a pipe
- * whole, never interleaved with another worker's lines. */
+/* accesslog.c — the access line of each request, written in batches. On a pipe a batch never
+ * passes PIPE_BUF bytes (a line longer than that goes alone), so each write(2) of a worker arrives
+ * whole, never interleaved with another worker's lines; on a regular file batches are larger. */
 #include "accesslog.h"
 
 #include <limits.h>
@@ -8,7 +8,9 @@
 #include <stdio.h>
 #include <string.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
 #include <sys/time.h>
+#include <unistd.h>
 
 #include "buf.h"
 #include "jsonw.h"
@@ -17,22 +19,41 @@
 #include "util.h"
 #include "worker.h"
 
+#define ACCESSLOG_FILE_BATCH (64 * 1024)
+
 struct accesslog {
+    size_t batch_max;  /* PIPE_BUF, or more when the log is a regular file */
     struct buf batch;  /* whole lines not yet written */
     struct buf line;   /* scratch: the line being made */
     struct buf fields; /* scratch: its members */
     h2o_timeout_t timeout;
     h2o_timeout_entry_t due; /* linked while the batch holds lines */
+    struct {
+        uint64_t conn_id; /* 0: empty (h2o numbers connections from 1) */
+        char text[NI_MAXHOST + 16];
+    } remotes[64]; /* the client address by connection: formatted once per connection */
 };
 
+/* ,"name":"s" (s escaped) */
 static void field_string(struct buf *b, const char *name, const char *s, size_t n)
 {
-    buf_printf(b, ",\"%s\":", name);
+    buf_puts(b, ",\"");
+    buf_puts(b, name);
+    buf_puts(b, "\":");
     jsonw_string(b, s, n);
 }
 
+/* ,"name":v */
+static void field_uint(struct buf *b, const char *name, uint64_t v)
+{
+    buf_puts(b, ",\"");
+    buf_puts(b, name);
+    buf_puts(b, "\":");
+    buf_put_uint(b, v);
+}
+
 /* "ip:port" of the client, "unix" on a unix socket; "" when unknown. */
-static void remote_address(h2o_req_t *req, char *out, size_t len)
+static void format_remote(h2o_req_t *req, char *out, size_t len)
 {
     struct sockaddr_storage ss;
     socklen_t sl = req->conn->callbacks->get_peername(req->conn, (struct sockaddr *)&ss);
@@ -49,8 +70,20 @@ static void remote_address(h2o_req_t *req, char *out, size_t len)
     snprintf(out, len, ss.ss_family == AF_INET6 ? "[%.*s]:%d" : "%.*s:%d", (int)hl, host, port);
 }
 
+/* The client address of req's connection, from a's cache. */
+static const char *remote_address(struct accesslog *a, h2o_req_t *req)
+{
+    uint64_t id = req->conn->id;
+    size_t slot = (size_t)(id % ARRAY_SIZE(a->remotes));
+    if (a->remotes[slot].conn_id != id || id == 0) {
+        format_remote(req, a->remotes[slot].text, sizeof a->remotes[slot].text);
+        a->remotes[slot].conn_id = id;
+    }
+    return a->remotes[slot].text;
+}
+
 /* The request's members: request_id first (it is in every line about the request). */
-static void make_fields(struct buf *b, h2o_req_t *req)
+static void make_fields(struct accesslog *a, struct buf *b, h2o_req_t *req)
 {
     struct reqinfo *ri = reqinfo_of(req);
     buf_puts(b, ri->log_fields);
@@ -64,12 +97,12 @@ static void make_fields(struct buf *b, h2o_req_t *req)
     const struct timeval *begin = &req->timestamps.request_begin_at;
     long long us = begin->tv_sec ? (long long)(end.tv_sec - begin->tv_sec) * 1000000 + (end.tv_usec - begin->tv_usec)
                                  : 0;
-    buf_printf(b, ",\"status\":%d,\"bytes\":%zu,\"duration_us\":%lld", req->res.status, req->bytes_sent,
-               us < 0 ? 0 : us);
+    field_uint(b, "status", (uint64_t)(req->res.status < 0 ? 0 : req->res.status));
+    field_uint(b, "bytes", req->bytes_sent);
+    field_uint(b, "duration_us", (uint64_t)(us < 0 ? 0 : us));
     if (ri->endpoint) field_string(b, "endpoint", ri->endpoint, strlen(ri->endpoint));
     if (ri->pool) field_string(b, "pool", ri->pool, strlen(ri->pool));
-    char remote[NI_MAXHOST + 16];
-    remote_address(req, remote, sizeof remote);
+    const char *remote = remote_address(a, req);
     if (remote[0]) field_string(b, "remote", remote, strlen(remote));
     if (ri->subject) field_string(b, "subject", ri->subject, strlen(ri->subject));
 }
@@ -87,11 +120,11 @@ static void log_access(h2o_logger_t *self, h2o_req_t *req)
     struct accesslog *a = w->accesslog;
     if (a == NULL || !worker_config(w)->log_access) return;
     buf_reset(&a->fields);
-    make_fields(&a->fields, req);
+    make_fields(a, &a->fields, req);
     buf_reset(&a->line);
     log_format_line(&a->line, LOG_INFO, "access", a->fields.data);
-    if (a->batch.len + a->line.len > PIPE_BUF) accesslog_flush(w);
-    if (a->line.len >= PIPE_BUF) {
+    if (a->batch.len + a->line.len > a->batch_max) accesslog_flush(w);
+    if (a->line.len >= a->batch_max) {
         log_write_raw(a->line.data, a->line.len);
         return;
     }
@@ -107,6 +140,11 @@ void accesslog_register(h2o_pathconf_t *pathconf)
 void accesslog_init(struct worker *w)
 {
     struct accesslog *a = xcalloc(1, sizeof *a);
+    /* A pipe (or socket) takes a write of at most PIPE_BUF bytes whole; a longer one could
+     * interleave with another worker's. Writes to a regular file do not interleave (the kernel
+     * holds the file's position lock), so there a batch may be larger: fewer system calls. */
+    struct stat st;
+    a->batch_max = fstat(STDERR_FILENO, &st) == 0 && S_ISREG(st.st_mode) ? ACCESSLOG_FILE_BATCH : PIPE_BUF;
     h2o_timeout_init(w->ctx.loop, &a->timeout, ACCESSLOG_FLUSH_MS);
     a->due.cb = on_due;
     w->accesslog = a;

@@ -1,6 +1,7 @@
 /* accesslog.h — one line per request (log.access), written to the log's destination in batches:
- * each worker gathers lines and writes them when PIPE_BUF bytes have gathered, after at most
- * ACCESSLOG_FLUSH_MS, and when it stops, instead of one write(2) per request. */
+ * each worker gathers lines and writes them when PIPE_BUF bytes (64 KiB on a regular file) have
+ * gathered, after at most ACCESSLOG_FLUSH_MS, and when it stops, instead of one write(2) per
+ * request. */
 #ifndef SLUICE_ACCESSLOG_H
 #define SLUICE_ACCESSLOG_H
 

@@ -39,6 +39,27 @@ static void make_prefix(void)
     process_prefix[12] = '\0';
 }
 
+/* prefix-worker-counter (hex), e.g. k3x9f2abq7mn-1-2a, into out[REQINFO_ID_MAX + 1]. */
+static void make_id(char *out, int worker, uint64_t seq)
+{
+    static const char hex[] = "0123456789abcdef";
+    char *p = out;
+    memcpy(p, process_prefix, 12);
+    p += 12;
+    *p++ = '-';
+    char digits[24];
+    int n = 0;
+    unsigned w = (unsigned)worker;
+    do digits[n++] = (char)('0' + w % 10);
+    while ((w /= 10) != 0);
+    while (n) *p++ = digits[--n];
+    *p++ = '-';
+    do digits[n++] = hex[seq & 15];
+    while ((seq >>= 4) != 0);
+    while (n) *p++ = digits[--n];
+    *p = '\0';
+}
+
 static void on_setup_ostream(h2o_req_prefilter_t *self, h2o_req_t *req, h2o_ostream_t **slot)
 {
     h2o_setup_next_prefilter(self, req, slot);
@@ -116,9 +137,7 @@ struct reqinfo *reqinfo_of(h2o_req_t *req)
         ri->id[given.len] = '\0';
     } else {
         pthread_once(&prefix_once, make_prefix);
-        struct worker *w = worker_of(req);
-        snprintf(ri->id, sizeof ri->id, "%s-%d-%llx", process_prefix, w ? w->index : 0,
-                 (unsigned long long)++next_seq);
+        make_id(ri->id, worker_of(req)->index, ++next_seq);
     }
     h2o_iovec_t tp = request_header(req, H2O_STRLIT("traceparent"));
     if (tp.base == NULL || !reqinfo_parse_traceparent(tp.base, tp.len, ri->trace_id, ri->trace_flags))
