@@ -18,7 +18,7 @@ CLK_TCK=$(getconf CLK_TCK)
 gw=
 
 cleanup() {
-    if [ -n "$gw" ] && kill -0 "$gw" 2>/dev/null; then kill -INT "$gw"; wait "$gw" 2>/dev/null || true; fi
+    if [ -n "$gw" ] && kill -0 "$gw" 2>/dev/null; then kill -TERM "$gw"; wait "$gw" 2>/dev/null || true; fi
     scripts/testdb.sh stop >/dev/null 2>&1 || true
     rm -rf "$WORK"
 }
@@ -49,7 +49,7 @@ CFG
     t0=$(ticks "$gw")
     out=$(wrk -t1 -c"$CONNS" -d"${SECS}s" -s bench/quote_by_id.lua "http://127.0.0.1:$PORT")
     t1=$(ticks "$gw")
-    kill -INT "$gw"
+    kill -TERM "$gw"
     wait "$gw" 2>/dev/null || true
     gw=
     local n bad lines
