@@ -202,7 +202,8 @@ static void report(struct worker *w, struct query_def *q, int status, struct out
 /* Names the pool that served the request in its access line. */
 static void note_pool(struct worker *w, h2o_req_t *req, int pool)
 {
-    if (pool >= 0 && (size_t)pool < worker_config(w)->npools) reqinfo_set_pool(req, worker_config(w)->pools[pool].name);
+    if (pool >= 0 && (size_t)pool < worker_config(w)->npools)
+        reqinfo_set_pool(req, worker_config(w)->pools[pool].name);
 }
 
 /* Sends the error answer o for q and accounts for it (o->detail is what /admin/queries keeps). */

@@ -744,8 +744,8 @@ static bool header_name_ok(const char *s)
 
 /* Checks that the value at idx is an array of strings each accepted by ok; copies it into *out.
  * key names it in an error, want says what each item must be. */
-static int read_string_list(struct loader *ld, lua_State *L, int idx, const char *key, bool (*ok)(const char *),
-                            const char *want, char ***out, size_t *nout)
+static int read_string_list(struct loader *ld, lua_State *L, int idx, const char *key,
+                            bool (*ok)(const char *), const char *want, char ***out, size_t *nout)
 {
     struct val v;
     read_val(L, idx, &v);
@@ -791,14 +791,16 @@ static int read_cors(struct loader *ld, lua_State *L, int idx)
     rawget(L, idx, "origins");
     int o = lua_gettop(L);
     if (lua_isnil(L, o))
-        rc = fail(ld, "%s: cors.origins: expected \"*\" or an array of origins such as "
-                      "\"https://app.example\", got nothing",
+        rc = fail(ld,
+                  "%s: cors.origins: expected \"*\" or an array of origins such as "
+                  "\"https://app.example\", got nothing",
                   ld->path);
     else if (lua_type(L, o) == LUA_TSTRING && strcmp(lua_tostring(L, o), "*") == 0)
         c->any_origin = true;
     else if (lua_type(L, o) == LUA_TSTRING)
-        rc = fail(ld, "%s: cors.origins: expected \"*\" or an array of origins, got a single string (write "
-                      "{\"%.100s\"})",
+        rc = fail(ld,
+                  "%s: cors.origins: expected \"*\" or an array of origins, got a single string (write "
+                  "{\"%.100s\"})",
                   ld->path, lua_tostring(L, o));
     else
         rc = read_string_list(ld, L, o, "cors.origins", origin_ok,

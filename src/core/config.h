@@ -32,14 +32,14 @@ struct pool_config {
 
 /* cors: which other sites' pages may call the gateway from a browser (cors.c). */
 struct cors_config {
-    bool enabled;      /* the cors key is set */
-    bool any_origin;   /* origins = "*" */
-    char **origins;    /* "https://app.example", ... (lower-case; unused when any_origin) */
+    bool enabled;    /* the cors key is set */
+    bool any_origin; /* origins = "*" */
+    char **origins;  /* "https://app.example", ... (lower-case; unused when any_origin) */
     size_t norigins;
-    char **headers;    /* request headers a page may send; NULL: the defaults of cors.c */
+    char **headers; /* request headers a page may send; NULL: the defaults of cors.c */
     size_t nheaders;
-    int max_age;       /* seconds a browser may cache a preflight's answer, default 600 */
-    bool credentials;  /* default false: cookies and Authorization of the page are not allowed */
+    int max_age;      /* seconds a browser may cache a preflight's answer, default 600 */
+    bool credentials; /* default false: cookies and Authorization of the page are not allowed */
 };
 
 struct config {

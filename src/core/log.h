@@ -1,4 +1,5 @@
-/* log.h — one line per event on stderr (access lines too, accesslog.c), JSON ({"ts","level","msg",...fields}) or plain text. */
+/* log.h — one line per event on stderr (access lines too, accesslog.c), JSON ({"ts","level","msg",...fields})
+ * or plain text. */
 #ifndef SLUICE_LOG_H
 #define SLUICE_LOG_H
 
@@ -41,9 +42,9 @@ extern const char *const log_reserved[];
 extern const size_t log_nreserved;
 
 /* Renames each member of the JSON object fields named as one that log_write writes itself ("ts",
- * "level", "worker", "msg", "request_id", "trace_id") to "field_<name>" (prefixed again while that name is taken too), so
- * that fields from a script can neither replace nor duplicate them. Values are kept; fields stays
- * the caller's. */
+ * "level", "worker", "msg", "request_id", "trace_id") to "field_<name>" (prefixed again while that name is
+ * taken too), so that fields from a script can neither replace nor duplicate them. Values are kept; fields
+ * stays the caller's. */
 void log_fields_rename_reserved(json_t *fields);
 /* Appends s[0..n) to b for a text-format line: \n, \r and \t as those two characters, any other
  * control character (below 0x20, and 0x7f) as \xHH; every other byte as it is. */

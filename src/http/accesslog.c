@@ -95,8 +95,9 @@ static void make_fields(struct accesslog *a, struct buf *b, h2o_req_t *req)
     struct timeval end;
     gettimeofday(&end, NULL);
     const struct timeval *begin = &req->timestamps.request_begin_at;
-    long long us = begin->tv_sec ? (long long)(end.tv_sec - begin->tv_sec) * 1000000 + (end.tv_usec - begin->tv_usec)
-                                 : 0;
+    long long us = begin->tv_sec
+                       ? (long long)(end.tv_sec - begin->tv_sec) * 1000000 + (end.tv_usec - begin->tv_usec)
+                       : 0;
     field_uint(b, "status", (uint64_t)(req->res.status < 0 ? 0 : req->res.status));
     field_uint(b, "bytes", req->bytes_sent);
     field_uint(b, "duration_us", (uint64_t)(us < 0 ? 0 : us));

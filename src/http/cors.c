@@ -38,7 +38,8 @@ static void allow_origin(h2o_req_t *req, const struct cors_config *c, h2o_iovec_
         h2o_add_header(pool, &req->res.headers, H2O_TOKEN_ACCESS_CONTROL_ALLOW_ORIGIN, NULL, H2O_STRLIT("*"));
     } else {
         h2o_iovec_t copy = h2o_strdup(pool, origin.base, origin.len);
-        h2o_add_header(pool, &req->res.headers, H2O_TOKEN_ACCESS_CONTROL_ALLOW_ORIGIN, NULL, copy.base, copy.len);
+        h2o_add_header(pool, &req->res.headers, H2O_TOKEN_ACCESS_CONTROL_ALLOW_ORIGIN, NULL, copy.base,
+                       copy.len);
         /* the answer depends on the Origin: a shared cache must not give it to another site */
         h2o_set_header_token(pool, &req->res.headers, H2O_TOKEN_VARY, H2O_STRLIT("Origin"));
     }
@@ -84,9 +85,11 @@ bool cors_preflight(h2o_req_t *req, const struct cors_config *c)
 
 void cors_add_headers(h2o_req_t *req, const struct cors_config *c)
 {
-    if (h2o_find_header(&req->res.headers, H2O_TOKEN_ACCESS_CONTROL_ALLOW_ORIGIN, -1) >= 0) return; /* a preflight */
+    if (h2o_find_header(&req->res.headers, H2O_TOKEN_ACCESS_CONTROL_ALLOW_ORIGIN, -1) >= 0)
+        return; /* a preflight */
     h2o_iovec_t origin = allowed_origin(req, c);
     if (origin.base == NULL) return;
     allow_origin(req, c, origin);
-    add(req, "access-control-expose-headers", "Access-Control-Expose-Headers", H2O_STRLIT(CORS_EXPOSE_HEADERS));
+    add(req, "access-control-expose-headers", "Access-Control-Expose-Headers",
+        H2O_STRLIT(CORS_EXPOSE_HEADERS));
 }

@@ -9,7 +9,8 @@
 #include "config.h"
 
 /* The request headers a page may send when cors.headers is unset. */
-#define CORS_DEFAULT_HEADERS "Authorization, Content-Type, If-None-Match, Sluice-LSN, X-Request-Id, traceparent"
+#define CORS_DEFAULT_HEADERS                                                                                 \
+    "Authorization, Content-Type, If-None-Match, Sluice-LSN, X-Request-Id, traceparent"
 /* The answer headers a page may read besides the always-readable ones. */
 #define CORS_EXPOSE_HEADERS "X-Request-Id, traceparent, Sluice-LSN, Sluice-Cache, ETag, Retry-After"
 #define CORS_METHODS        "GET, HEAD, POST, PUT, PATCH, DELETE"

@@ -95,7 +95,8 @@ const char *http_error_code(int status)
 h2o_iovec_t http_error_with_id(h2o_req_t *req, const char *body, size_t len)
 {
     static const char head[] = "{\"error\":{";
-    if (len < sizeof head + 1 || memcmp(body, head, sizeof head - 1) != 0 || memcmp(body + len - 2, "}}", 2) != 0)
+    if (len < sizeof head + 1 || memcmp(body, head, sizeof head - 1) != 0 ||
+        memcmp(body + len - 2, "}}", 2) != 0)
         return h2o_iovec_init(body, len);
     const char *id = reqinfo_of(req)->id; /* [A-Za-z0-9._:-] only: nothing to escape */
     size_t idlen = strlen(id), n = len + idlen + sizeof ",\"request_id\":\"\"" - 1;

@@ -12,11 +12,11 @@
 struct reqinfo {
     h2o_req_prefilter_t super; /* in req->prefilters: how reqinfo_of finds it again */
     char id[REQINFO_ID_MAX + 1];
-    char trace_id[33];     /* 32 hex digits of the request's traceparent; "" without a valid one */
-    char trace_flags[3];   /* its trace-flags, kept in the answer's traceparent */
-    const char *endpoint;  /* the named query, bulk load, handler or fixed path; NULL: none yet */
-    const char *pool;      /* the pool that ran it; NULL: none */
-    const char *subject;   /* who authenticated (auth.c); NULL: nobody */
+    char trace_id[33];      /* 32 hex digits of the request's traceparent; "" without a valid one */
+    char trace_flags[3];    /* its trace-flags, kept in the answer's traceparent */
+    const char *endpoint;   /* the named query, bulk load, handler or fixed path; NULL: none yet */
+    const char *pool;       /* the pool that ran it; NULL: none */
+    const char *subject;    /* who authenticated (auth.c); NULL: nobody */
     const char *log_fields; /* "request_id":"..",["trace_id":".."]: the members every line carries */
 };
 

@@ -43,9 +43,9 @@ struct worker {
     int ntimeouts;
     uint64_t responses[WORKER_STATUS_CODES]; /* sent, by status 100..599 (sluice_http_requests_total) */
     int inflight;                            /* requests waiting on the database */
-    struct h2reset *h2reset; /* HTTP/2 reset budgets by connection (h2reset.c), made on first use */
+    struct h2reset *h2reset;     /* HTTP/2 reset budgets by connection (h2reset.c), made on first use */
     struct accesslog *accesslog; /* access lines not yet written (accesslog.c) */
-    struct ryw_state *ryw;   /* reads waiting for a standby to replay their Sluice-LSN (ryw.c) */
+    struct ryw_state *ryw;       /* reads waiting for a standby to replay their Sluice-LSN (ryw.c) */
     bool stopping;
     uint64_t stop_deadline_ms;
     uint64_t stop_linger_ms; /* the listener closed: serve until then at least (serve.c) */

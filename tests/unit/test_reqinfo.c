@@ -48,7 +48,7 @@ static void valid_traceparents(void **state)
     assert_string_equal(TRACE, trace);
     assert_string_equal("01", flags);
     assert_true(tp_ok("00-" TRACE "-00f067aa0ba902b7-00"));
-    assert_true(tp_ok("01-" TRACE "-00f067aa0ba902b7-03"));          /* a later version */
+    assert_true(tp_ok("01-" TRACE "-00f067aa0ba902b7-03"));           /* a later version */
     assert_true(tp_ok("cc-" TRACE "-00f067aa0ba902b7-01-what-ever")); /* may append fields */
 }
 
@@ -57,17 +57,17 @@ static void invalid_traceparents(void **state)
     const char *bad[] = {
         "",
         "00",
-        "00-" TRACE "-00f067aa0ba902b7",                  /* no flags */
-        "00-" TRACE "-00f067aa0ba902b7-01-",              /* version 00 is exactly 55 */
+        "00-" TRACE "-00f067aa0ba902b7",     /* no flags */
+        "00-" TRACE "-00f067aa0ba902b7-01-", /* version 00 is exactly 55 */
         "00-" TRACE "-00f067aa0ba902b7-011",
-        "ff-" TRACE "-00f067aa0ba902b7-01",               /* version ff */
+        "ff-" TRACE "-00f067aa0ba902b7-01", /* version ff */
         "0G-" TRACE "-00f067aa0ba902b7-01",
         "00-4BF92F3577B34DA6A3CE929D0E0E4736-00f067aa0ba902b7-01", /* upper case */
         "00-00000000000000000000000000000000-00f067aa0ba902b7-01", /* zero trace id */
-        "00-" TRACE "-0000000000000000-01",               /* zero parent id */
+        "00-" TRACE "-0000000000000000-01",                        /* zero parent id */
         "00-" TRACE "-00f067aa0ba902b7-0x",
         "00_" TRACE "-00f067aa0ba902b7-01",
-        "01-" TRACE "-00f067aa0ba902b7-01x",              /* a later version: "-" after 55 */
+        "01-" TRACE "-00f067aa0ba902b7-01x", /* a later version: "-" after 55 */
         "00-" TRACE "x00f067aa0ba902b7-01",
     };
     for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++)
