@@ -371,7 +371,7 @@ static int l_env(lua_State *L)
 #define LOG_FIELDS_DEPTH 8
 #define LOG_FIELDS_BYTES (64 * 1024)
 
-/* True when the table at idx has a key the log line writes itself (ts, level, worker, msg). */
+/* True when the table at idx has a key the log line writes itself (log_reserved). */
 static bool has_reserved_key(lua_State *L, int idx)
 {
     if (!lua_istable(L, idx)) return false;
