@@ -87,6 +87,10 @@ void cors_add_headers(h2o_req_t *req, const struct cors_config *c)
 {
     if (h2o_find_header(&req->res.headers, H2O_TOKEN_ACCESS_CONTROL_ALLOW_ORIGIN, -1) >= 0)
         return; /* a preflight */
+    /* Whenever the answer depends on Origin, say so, to callers of other origins and without one
+     * too: a shared cache must not keep their answer (no CORS header) for an allowed origin. */
+    if (c->enabled && (!c->any_origin || c->credentials))
+        h2o_set_header_token(&req->pool, &req->res.headers, H2O_TOKEN_VARY, H2O_STRLIT("Origin"));
     h2o_iovec_t origin = allowed_origin(req, c);
     if (origin.base == NULL) return;
     allow_origin(req, c, origin);

@@ -20,8 +20,9 @@
  * anything else (a preflight from another origin is routed as any request, and gets no CORS
  * header). */
 bool cors_preflight(h2o_req_t *req, const struct cors_config *c);
-/* Adds Access-Control-Allow-Origin (with Vary: Origin when it names the origin),
- * -Allow-Credentials and -Expose-Headers to the answer of a request whose Origin is allowed. */
+/* Adds Access-Control-Allow-Origin, -Allow-Credentials and -Expose-Headers to the answer of a
+ * request whose Origin is allowed, and Vary: Origin to every answer while the allowed origin is
+ * echoed (a list of origins, or credentials). */
 void cors_add_headers(h2o_req_t *req, const struct cors_config *c);
 
 #endif

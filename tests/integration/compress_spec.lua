@@ -87,6 +87,16 @@ describe("compression", function()
     g:stop()
   end)
 
+  it("a bad compress_min_bytes stops start-up naming the key", function()
+    for _, bad in ipairs { -1, 1.5, "big" } do
+      local g = H.start { dsn = db, wait = false, scripts = scripts, config = { compress_min_bytes = bad } }
+      local deadline = H.now() + 10
+      while g:exit_code() == nil and H.now() < deadline do H.sleep(0.05) end
+      assert.equal(1, g:exit_code())
+      assert.truthy(g:log():find("compress_min_bytes: expected", 1, true), g:log())
+    end
+  end)
+
   it("a client that stops reading an encoded stream is cut at the write deadline", function()
     local g = H.start { dsn = db, scripts = scripts, config = { client_timeout = 1 } }
     local c = assert(socket.tcp4())
