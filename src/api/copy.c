@@ -462,6 +462,7 @@ int copy_handle(struct worker *w, h2o_req_t *req, struct bulk_def *d)
     reqlife_wait(&br->life, 0); /* no deadline: a load takes as long as its body */
 
     char err[200];
+    reqinfo_set_pool(req, worker_config(w)->pools[d->pool_idx].name);
     if (pool_acquire(&w->pools[d->pool_idx], &br->lease, on_conn, br, err, sizeof err) != 0) {
         fail(br, 503, err, NULL);
         reply_error(br);

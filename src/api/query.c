@@ -212,7 +212,6 @@ static void answer_outcome(struct worker *w, h2o_req_t *req, struct query_def *q
 {
     struct outcome counted;
     count(w, q, qr, o->status, started_us, o->detail, &counted);
-    note_pool(w, req, counted.pool);
     struct buf *b = &w->out;
     buf_reset(b);
     call_write_json(b, o, q->name);
@@ -249,7 +248,6 @@ static void send_result(struct qreq *qr, struct pgjob *job)
     call_write_json(b, &o, q->name);
     struct outcome counted;
     count(qr->life.w, q, qr, 200, qr->life.started_us, NULL, &counted);
-    note_pool(qr->life.w, qr->life.req, counted.pool);
     http_set_lsn(qr->life.req, job->lsn); /* a write: where its commit is in the WAL */
     h2o_req_t *req = qr->life.req;
     if (q->readonly && (h2o_memis(req->method.base, req->method.len, H2O_STRLIT("GET")) ||
@@ -416,6 +414,7 @@ static void run(struct qreq *qr, struct pgjob *job)
     struct query_def *q = qr->q;
     struct pool *pool = &w->pools[qr->pool_idx];
     job->timeout_ms = job_timeout_ms(w, q, qr->pool_idx);
+    note_pool(w, req, qr->pool_idx);
     if (qr->fmt != STREAM_NONE) {
         /* Accept: text/csv or application/x-ndjson: rows as they come, on a connection of their own */
         reqlife_done(&qr->life); /* a wait for a standby ends here; the stream has its own deadline */

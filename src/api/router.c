@@ -168,7 +168,10 @@ static int route(struct worker *w, h2o_req_t *req)
         reqinfo_set_endpoint(req, d->name);
         return copy_handle(w, req, d);
     }
-    if (path_is(path, "/batch")) return batch_handle(w, req);
+    if (path_is(path, "/batch")) {
+        reqinfo_set_endpoint(req, "batch");
+        return batch_handle(w, req);
+    }
     if (path_is(path, "/health") || path_has_prefix(path, "/health/")) {
         if (!path_is(path, "/health/live") && !auth_metrics_allow(w, req)) return 0;
         return health_handle(w, req, path);

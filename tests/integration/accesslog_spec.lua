@@ -16,6 +16,7 @@ sluice.query "one" { readonly = true, sql = [[ SELECT 1 AS one ]] }
 sluice.query "echo" { readonly = true, sql = [[ SELECT :v::text AS v ]] }
 sluice.query "secret_one" { readonly = true, auth = "bearer", sql = [[ SELECT 1 AS one ]] }
 sluice.endpoint "hello" { route = "GET /hello", handler = function(req) return 200, { hi = true } end }
+sluice.bulk "kv" { table = "kv", columns = { "k", "v" } }
 ]==],
 }
 
@@ -43,7 +44,10 @@ end
 describe("access log", function()
   local db
 
-  setup(function() db = H.createdb("alog") end)
+  setup(function()
+    db = H.createdb("alog")
+    H.psql(db, "CREATE TABLE kv (k text PRIMARY KEY, v text)")
+  end)
   teardown(function()
     H.cleanup()
     if db then H.dropdb(db) end
@@ -82,6 +86,15 @@ describe("access log", function()
     assert.equal(404, line_for(gw, "al-5").status)
     gw:get("/health", { ["X-Request-Id"] = "al-6" })
     assert.equal("/health", line_for(gw, "al-6").path)
+    -- a bulk load, a batch and a stream name their endpoint and pool
+    gw:post("/bulk/kv", "k,v\na,b\n", { ["Content-Type"] = "text/csv", ["X-Request-Id"] = "al-7" })
+    l = line_for(gw, "al-7")
+    assert.same({ "kv", "primary", 200 }, { l.endpoint, l.pool, l.status })
+    gw:post("/batch", '[{"query":"one"}]', { ["X-Request-Id"] = "al-8" })
+    assert.equal("batch", line_for(gw, "al-8").endpoint)
+    gw:get("/query/one", { Accept = "text/csv", ["X-Request-Id"] = "al-9" })
+    l = line_for(gw, "al-9")
+    assert.same({ "one", "primary", 200 }, { l.endpoint, l.pool, l.status })
     gw:stop()
   end)
 
