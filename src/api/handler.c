@@ -24,6 +24,7 @@
 #include "luajson.h"
 #include "metrics.h"
 #include "reqlife.h"
+#include "reqstats.h"
 #include "script.h"
 #include "txn.h"
 #include "util.h"
@@ -241,10 +242,22 @@ static void answer_error(struct hreq *hr)
         lua_getfield(co, -3, "message");
         lua_getfield(co, -4, "query");
         lua_getfield(co, -5, "sqlstate");
-        const char *code = lua_tostring(co, -4), *msg = lua_tostring(co, -3);
+        lua_getfield(co, -6, "param");
+        const char *code = lua_tostring(co, -5), *msg = lua_tostring(co, -4), *param = lua_tostring(co, -1);
+        if (status >= 400 && status <= 599 && msg && param) { /* about one parameter: say which */
+            struct call_outcome o;
+            call_error(&o, status, msg);
+            o.sqlstate = lua_tostring(co, -2);
+            call_set_param(&o, param, strlen(param));
+            struct buf *b = &hr->life.w->out;
+            buf_reset(b);
+            call_write_json(b, &o, lua_tostring(co, -3));
+            http_send_json(hr->life.req, status, b->data, b->len);
+            return;
+        }
         if (status >= 400 && status <= 599 && msg) {
             http_send_error(hr->life.req, status, code ? code : http_error_code(status), msg,
-                            lua_tostring(co, -2), lua_tostring(co, -1));
+                            lua_tostring(co, -3), lua_tostring(co, -2));
             return;
         }
     }
@@ -289,7 +302,8 @@ static void resume_logged(struct hreq *hr, int nargs)
 
 /* --- sluice.db --------------------------------------------------------------------------------- */
 
-static int raise(lua_State *co, int status, const char *msg)
+/* Raises {status, code, message [, param]}: param names the parameter the error is about. */
+static int raise_about(lua_State *co, int status, const char *msg, const char *param)
 {
     if (running) running->calling = false;
     lua_newtable(co);
@@ -299,7 +313,16 @@ static int raise(lua_State *co, int status, const char *msg)
     lua_setfield(co, -2, "code");
     lua_pushstring(co, msg);
     lua_setfield(co, -2, "message");
+    if (param) {
+        lua_pushstring(co, param);
+        lua_setfield(co, -2, "param");
+    }
     return lua_error(co);
+}
+
+static int raise(lua_State *co, int status, const char *msg)
+{
+    return raise_about(co, status, msg, NULL);
 }
 
 static struct query_def *named(lua_State *co, struct hreq *hr, int idx)
@@ -341,7 +364,12 @@ static void take_params(lua_State *co, struct hreq *hr, struct query_def *q, int
         }
     }
     char err[256];
-    if (call_resolve(q, hr->params, hr->vals, err, sizeof err) != 0) raise(co, 400, err);
+    const char *param;
+    if (call_resolve(q, hr->params, hr->vals, err, sizeof err, &param) != 0) {
+        char name[64];
+        snprintf(name, sizeof name, "%s", param ? param : "");
+        raise_about(co, 400, err, param ? name : NULL); /* a copy: param may be in hr->params */
+    }
 }
 
 static int bind_job(struct pgjob *job)
@@ -390,7 +418,7 @@ static int l_query(lua_State *co)
         char msg[sizeof job->errmsg];
         snprintf(msg, sizeof msg, "%s", job->errmsg);
         pgjob_free(job);
-        return raise(co, 400, msg);
+        return raise_about(co, 400, msg, q->param_names[job->bad_param]);
     }
     hr->job = job;
     hr->calling = true;
@@ -473,7 +501,8 @@ static int l_txquery(lua_State *co)
     hr->txn_query = q;
     hr->calling = true;
     int rc = txn_query(&hr->txn, q, hr->vals, on_txn_query);
-    if (rc != 0) return raise(co, rc == -2 ? 503 : 400, hr->txn.errmsg);
+    if (rc == -2) return raise(co, 503, hr->txn.errmsg);
+    if (rc != 0) return raise_about(co, 400, hr->txn.errmsg, q->param_names[hr->txn.bad_param]);
     return wait_outcome(co, hr);
 }
 
@@ -712,7 +741,7 @@ int handler_route(struct worker *w, h2o_req_t *req, const struct urlpath *path)
             continue;
         int n = route_match(h->route, path, vals, lens, 16);
         if (n < 0) continue;
-        reqinfo_set_endpoint(req, h->name);
+        reqstats_name(req, "handler", h->name);
         run(w, req, h, vals, lens, n);
         return 0;
     }

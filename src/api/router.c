@@ -20,6 +20,7 @@
 #include "openapi.h"
 #include "query.h"
 #include "reqinfo.h"
+#include "reqstats.h"
 #include "server.h"
 #include "urlpath.h"
 #include "worker.h"
@@ -60,12 +61,12 @@ static int route_alias(struct worker *w, h2o_req_t *req, const struct urlpath *p
         if (q->route == NULL) continue;
         int n = route_match(q->route, path, vals, lens, 16);
         if (n < 0) continue;
-        reqinfo_set_endpoint(req, q->name);
         path_matched = true;
         const char *m = q->route->method;
         bool head_as_get =
             strcmp(m, "GET") == 0 && h2o_memis(req->method.base, req->method.len, H2O_STRLIT("HEAD"));
         if (!h2o_memis(req->method.base, req->method.len, m, strlen(m)) && !head_as_get) continue;
+        reqstats_name(req, "query", q->name);
         return query_handle(w, req, q, vals, lens, n);
     }
     if (path_matched) {
@@ -131,6 +132,20 @@ static bool within_limits(struct worker *w, h2o_req_t *req, h2o_iovec_t path)
     return true;
 }
 
+/* The endpoint label of the fixed paths (reqstats.h); other paths under them stay unknown. */
+static void name_fixed(h2o_req_t *req, h2o_iovec_t path)
+{
+    static const char *const fixed[] = {"/batch",         "/health",       "/health/live",
+                                        "/health/ready",  "/metrics",      "/openapi.json",
+                                        "/admin/queries", "/admin/reload", NULL};
+    for (const char *const *f = fixed; *f; f++)
+        if (path_is(path, *f)) {
+            reqstats_name(req, *f + 1, NULL);
+            return;
+        }
+    if (path_has_prefix(path, "/admin/explain/")) reqstats_name(req, "admin/explain", NULL);
+}
+
 /* Routes req (router_on_req without the log context). */
 static int route(struct worker *w, h2o_req_t *req)
 {
@@ -156,7 +171,7 @@ static int route(struct worker *w, h2o_req_t *req)
             http_send_error(req, 404, "not_found", "no such query", NULL, NULL);
             return 0;
         }
-        reqinfo_set_endpoint(req, q->name);
+        reqstats_name(req, "query", q->name);
         return query_handle(w, req, q, NULL, NULL, 0);
     }
     if (path_has_prefix(path, "/bulk/")) {
@@ -165,13 +180,11 @@ static int route(struct worker *w, h2o_req_t *req)
             http_send_error(req, 404, "not_found", "no such bulk endpoint", NULL, NULL);
             return 0;
         }
-        reqinfo_set_endpoint(req, d->name);
+        reqstats_name(req, "bulk", d->name);
         return copy_handle(w, req, d);
     }
-    if (path_is(path, "/batch")) {
-        reqinfo_set_endpoint(req, "batch");
-        return batch_handle(w, req);
-    }
+    name_fixed(req, path);
+    if (path_is(path, "/batch")) return batch_handle(w, req);
     if (path_is(path, "/health") || path_has_prefix(path, "/health/")) {
         if (!path_is(path, "/health/live") && !auth_metrics_allow(w, req)) return 0;
         return health_handle(w, req, path);

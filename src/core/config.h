@@ -83,6 +83,9 @@ struct config {
     int compress_min_bytes; /* gzip answers of at least this many bytes, default 1024 */
     struct cors_config cors;
     bool http2; /* serve HTTP/2 (ALPN h2, h2c); default false: HTTP/1.1 only */
+    /* info.license of /openapi.json: the terms of the operator's API, not of sluice. */
+    char *openapi_license;     /* its name, default "Proprietary" */
+    char *openapi_license_url; /* NULL = none */
     /* TLS on the listener: both set, or neither (plain HTTP). */
     char *tls_cert; /* PEM certificate chain (tls.cert / SLUICE_TLS_CERT) */
     char *tls_key;  /* PEM private key (tls.key / SLUICE_TLS_KEY) */

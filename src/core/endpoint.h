@@ -4,6 +4,7 @@
 #ifndef SLUICE_ENDPOINT_H
 #define SLUICE_ENDPOINT_H
 
+#include <jansson.h>
 #include <libpq-fe.h>
 #include <stdbool.h>
 #include <stdint.h>
@@ -33,6 +34,9 @@ struct query_def {
     char *sql_numbered; /* :name -> $n */
     char **param_names; /* param_names[i] binds $(i+1) */
     int nparams;
+    /* param_default[i]: what a missing parameter i takes (JSON null for `optional = true`), or
+     * NULL when it is required. NULL as a whole when every parameter is required. Owned. */
+    json_t **param_default;
     bool readonly, single, idempotent;
     int timeout_ms;              /* 0 = the pool's statement_timeout_ms */
     char *pool;                  /* NULL = sluice.route or "primary" */
@@ -138,6 +142,10 @@ void query_def_learn_types(struct query_def *q, const Oid *types, int n);
 void query_def_forget_types(struct query_def *q);
 /* Index of the parameter called name, or -1. */
 int query_def_param(const struct query_def *q, const char *name, size_t len);
+/* The value a missing parameter i takes (borrowed from q), or NULL when it is required. */
+json_t *query_def_default(const struct query_def *q, int i);
+/* Sets what a missing parameter i takes (takes the reference v; NULL: required again). */
+void query_def_set_default(struct query_def *q, int i, json_t *v);
 
 /* Parses "METHOD /a/{b}/c". Returns NULL with a message in err when malformed. */
 struct route_pattern *route_parse(const char *spec, char *err, unsigned errlen);

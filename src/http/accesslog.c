@@ -16,6 +16,7 @@
 #include "jsonw.h"
 #include "log.h"
 #include "reqinfo.h"
+#include "reqstats.h"
 #include "util.h"
 #include "worker.h"
 
@@ -101,7 +102,9 @@ static void make_fields(struct accesslog *a, struct buf *b, h2o_req_t *req)
     field_uint(b, "status", (uint64_t)(req->res.status < 0 ? 0 : req->res.status));
     field_uint(b, "bytes", req->bytes_sent);
     field_uint(b, "duration_us", (uint64_t)(us < 0 ? 0 : us));
-    if (ri->endpoint) field_string(b, "endpoint", ri->endpoint, strlen(ri->endpoint));
+    h2o_iovec_t endpoint = reqstats_endpoint(req); /* the same name as the metrics' endpoint label */
+    if (!h2o_memis(endpoint.base, endpoint.len, H2O_STRLIT(REQSTATS_UNKNOWN)))
+        field_string(b, "endpoint", endpoint.base, endpoint.len);
     if (ri->pool) field_string(b, "pool", ri->pool, strlen(ri->pool));
     const char *remote = remote_address(a, req);
     if (remote[0]) field_string(b, "remote", remote, strlen(remote));

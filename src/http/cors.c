@@ -78,7 +78,6 @@ bool cors_preflight(h2o_req_t *req, const struct cors_config *c)
         (size_t)n);
     req->res.status = 204;
     req->res.reason = "No Content";
-    worker_count_response(worker_of(req), 204);
     h2o_send_inline(req, NULL, 0);
     return true;
 }

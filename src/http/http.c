@@ -80,6 +80,7 @@ const char *http_error_code(int status)
         return "conflict";
     case 413:
     case 414:
+    case 431:
         return "too_large";
     case 415:
         return "unsupported_media_type";
@@ -121,7 +122,6 @@ void http_send_json(h2o_req_t *req, int status, const char *body, size_t len)
     h2o_add_header(&req->pool, &req->res.headers, H2O_TOKEN_CONTENT_TYPE, NULL,
                    H2O_STRLIT("application/json"));
     req->res.content_length = len;
-    worker_count_response(worker_of(req), status);
     h2o_send_inline(req, body, len);
 }
 
@@ -133,7 +133,6 @@ void http_send_readonly_json(h2o_req_t *req, const char *body, size_t len)
     }
     req->res.status = 304;
     req->res.reason = "Not Modified";
-    worker_count_response(worker_of(req), 304);
     h2o_send_inline(req, NULL, 0);
 }
 

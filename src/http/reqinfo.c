@@ -157,11 +157,6 @@ static const char *pool_copy(h2o_req_t *req, const char *s, size_t n)
     return s == NULL || n == 0 ? NULL : h2o_strdup(&req->pool, s, n).base;
 }
 
-void reqinfo_set_endpoint(h2o_req_t *req, const char *name)
-{
-    reqinfo_of(req)->endpoint = pool_copy(req, name, name ? strlen(name) : 0);
-}
-
 void reqinfo_set_pool(h2o_req_t *req, const char *name)
 {
     reqinfo_of(req)->pool = pool_copy(req, name, name ? strlen(name) : 0);

@@ -1,6 +1,6 @@
 /* reqinfo.h — what the gateway knows of a request beyond h2o's record of it: its id (the client's
- * X-Request-Id, or one made here), the W3C trace it belongs to (traceparent), and which endpoint,
- * pool and subject served it, for the access log, error bodies and every log line about it. */
+ * X-Request-Id, or one made here), the W3C trace it belongs to (traceparent), and which pool and
+ * subject served it, for the access log, error bodies and every log line about it. */
 #ifndef SLUICE_REQINFO_H
 #define SLUICE_REQINFO_H
 
@@ -14,7 +14,6 @@ struct reqinfo {
     char id[REQINFO_ID_MAX + 1];
     char trace_id[33];      /* 32 hex digits of the request's traceparent; "" without a valid one */
     char trace_flags[3];    /* its trace-flags, kept in the answer's traceparent */
-    const char *endpoint;   /* the named query, bulk load, handler or fixed path; NULL: none yet */
     const char *pool;       /* the pool that ran it; NULL: none */
     const char *subject;    /* who authenticated (auth.c); NULL: nobody */
     const char *log_fields; /* "request_id":"..",["trace_id":".."]: the members every line carries */
@@ -26,8 +25,8 @@ struct reqinfo {
  * trace context is ignored. Never fails. */
 struct reqinfo *reqinfo_of(h2o_req_t *req);
 
-/* Notes what served the request (copied into the request's pool); NULL or "" leaves it unset. */
-void reqinfo_set_endpoint(h2o_req_t *req, const char *name);
+/* Notes what served the request (copied into the request's pool); NULL or "" leaves it unset.
+ * (reqstats_name names its endpoint.) */
 void reqinfo_set_pool(h2o_req_t *req, const char *name);
 void reqinfo_set_subject(h2o_req_t *req, const char *subject, size_t len);
 

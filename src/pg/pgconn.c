@@ -62,6 +62,15 @@ static void on_notice(void *arg, const PGresult *res)
     log_printf(LOG_INFO, "pool %s: server notice: %.*s", c->cfg->name, (int)n, msg);
 }
 
+static int sync_group(struct pgconn *c);
+
+/* The end of the turn of the loop: the jobs grouped during it get their Sync, and go out. */
+static void on_flush_due(h2o_timeout_entry_t *entry)
+{
+    struct pgconn *c = container_of(entry, struct pgconn, flush_entry);
+    if (ready(c) && sync_group(c) != 0) lost(c, PQerrorMessage(c->pg));
+}
+
 static void on_connect_timeout(h2o_timeout_entry_t *entry)
 {
     struct pgconn *c = container_of(entry, struct pgconn, connect_entry);
@@ -69,8 +78,9 @@ static void on_connect_timeout(h2o_timeout_entry_t *entry)
 }
 
 struct pgconn *pgconn_connect(h2o_loop_t *loop, const struct pool_config *cfg, h2o_timeout_t *connect_timeout,
-                              const char *const *over_keys, const char *const *over_vals,
-                              const struct pgconn_events *events, void *arg, char *errbuf, size_t errlen)
+                              h2o_timeout_t *flush_timeout, const char *const *over_keys,
+                              const char *const *over_vals, const struct pgconn_events *events, void *arg,
+                              char *errbuf, size_t errlen)
 {
     char opts[96];
     snprintf(opts, sizeof opts, "-c statement_timeout=%d -c DateStyle=ISO,YMD", cfg->statement_timeout_ms);
@@ -114,12 +124,15 @@ struct pgconn *pgconn_connect(h2o_loop_t *loop, const struct pool_config *cfg, h
     want_write(c);
     c->connect_entry.cb = on_connect_timeout;
     h2o_timeout_link(loop, connect_timeout, &c->connect_entry);
+    c->flush_timeout = flush_timeout;
+    c->flush_entry.cb = on_flush_due;
     return c;
 }
 
 void pgconn_free(struct pgconn *c)
 {
     if (h2o_timeout_is_linked(&c->connect_entry)) h2o_timeout_unlink(&c->connect_entry);
+    if (h2o_timeout_is_linked(&c->flush_entry)) h2o_timeout_unlink(&c->flush_entry);
     if (c->sock != NULL) h2o_socket_close(c->sock);
     if (c->pg != NULL) PQfinish(c->pg);
     stmt_cache_free(&c->stmts);
@@ -169,8 +182,20 @@ bool pgconn_has_room(const struct pgconn *c, uint64_t now_us)
     return now_us - c->segs[c->seg_head].sent_us < PIPELINE_WINDOW_US;
 }
 
+/* Doubles the ring, oldest segment first: lone Syncs of groups may briefly add to the jobs. */
+static void grow_segs(struct pgconn *c)
+{
+    struct pgseg *segs = xcalloc(c->seg_cap * 2, sizeof *segs);
+    for (unsigned i = 0; i < c->nsegs; i++) segs[i] = c->segs[(c->seg_head + i) % c->seg_cap];
+    free(c->segs);
+    c->segs = segs;
+    c->seg_head = 0;
+    c->seg_cap *= 2;
+}
+
 static struct pgseg *push_seg(struct pgconn *c, struct pgjob *job)
 {
+    if (c->nsegs == c->seg_cap) grow_segs(c);
     struct pgseg *s = &c->segs[(c->seg_head + c->nsegs++) % c->seg_cap];
     memset(s, 0, sizeof *s);
     s->job = job;
@@ -226,10 +251,54 @@ static int send_walpos(struct pgconn *c, struct pgseg *s)
     return 0;
 }
 
+/* Ends the open group with a Sync, which libpq 15 sends at once with everything before it: the
+ * group's last segment waits for that Sync, or a lone Sync follows when it is done already. */
+static int sync_group(struct pgconn *c)
+{
+    if (h2o_timeout_is_linked(&c->flush_entry)) h2o_timeout_unlink(&c->flush_entry);
+    if (!c->unsynced) return 0;
+    c->unsynced = false;
+    struct pgseg *tail = c->nsegs > 0 ? &c->segs[(c->seg_head + c->nsegs - 1) % c->seg_cap] : NULL;
+    if (tail != NULL && tail->syncs == 0)
+        tail->syncs = 1;
+    else
+        push_seg(c, NULL);
+    if (!PQpipelineSync(c->pg)) return -1;
+    return flush(c);
+}
+
+/* A readonly Execute of a statement prepared here, with the session's statement_timeout: its
+ * segment needs nothing that an aborted group would leave half done. */
+static bool groupable(struct pgconn *c, struct pgjob *job)
+{
+    struct query_def *q = job->q;
+    return q->readonly && q->described && job->bound && !job->replan &&
+           job->timeout_ms == c->session_timeout_ms && stmt_cache_touch(&c->stmts, q->id);
+}
+
 /* Sends the job's segment. Returns -1 when the connection failed (the caller closes it). */
 static int send_job(struct pgconn *c, struct pgjob *job)
 {
     struct query_def *q = job->q;
+    bool bind_failed = false;
+    if (q->described && !job->bound) {
+        if (job->owner == NULL || job->bind(job) != 0)
+            bind_failed = true;
+        else
+            job->bound = true;
+    }
+    if (!bind_failed && groupable(c, job)) {
+        struct pgseg *s = push_seg(c, job);
+        s->syncs = 0;
+        job->sent_us = s->sent_us;
+        job->lsn = 0;
+        if (send_execute(c, s, job) != 0) return -1;
+        c->unsynced = true;
+        if (!h2o_timeout_is_linked(&c->flush_entry))
+            h2o_timeout_link(c->loop, c->flush_timeout, &c->flush_entry);
+        return 0;
+    }
+    if (sync_group(c) != 0) return -1; /* what went before keeps its own Sync */
     struct pgseg *s = push_seg(c, job);
     job->sent_us = s->sent_us;
     job->lsn = 0;
@@ -265,14 +334,10 @@ static int send_job(struct pgconn *c, struct pgjob *job)
         s->cmds[s->ncmds++] = CMD_DESCRIBE;
         if (!PQsendDescribePrepared(c->pg, q->stmt_name)) return -1;
     }
-    if (q->described) {
-        if (!job->bound && (job->owner == NULL || job->bind(job) != 0)) {
-            job->status = PGJOB_BIND_ERROR;
-        } else {
-            job->bound = true;
-            if (send_execute(c, s, job) != 0) return -1;
-        }
-    }
+    if (bind_failed)
+        job->status = PGJOB_BIND_ERROR;
+    else if (q->described && send_execute(c, s, job) != 0)
+        return -1;
     if (!PQpipelineSync(c->pg)) return -1;
     if (!q->readonly && memchr(s->cmds, CMD_EXECUTE, s->ncmds) != NULL && send_walpos(c, s) != 0) return -1;
     return flush(c);
@@ -300,7 +365,7 @@ struct pgjob *pgconn_job_at(const struct pgconn *c, unsigned i)
 bool pgconn_executed_at(const struct pgconn *c, unsigned i)
 {
     const struct pgseg *s = &c->segs[(c->seg_head + i) % c->seg_cap];
-    return memchr(s->cmds, CMD_EXECUTE, s->ncmds) != NULL;
+    return !s->aborted && memchr(s->cmds, CMD_EXECUTE, s->ncmds) != NULL;
 }
 
 bool pgconn_rolled_back_at(const struct pgconn *c, unsigned i)
@@ -345,10 +410,12 @@ static void on_cmd_result(struct pgconn *c, struct pgseg *s, PGresult *r)
     if (failed) {
         if (cmd == CMD_PREPARE) forget_stmt(c, s->prepared_id);
         if (cmd == CMD_SET) c->session_timeout_ms = -1;
-        if (st == PGRES_PIPELINE_ABORTED)
+        if (st == PGRES_PIPELINE_ABORTED) {
+            if (job->status == PGJOB_OK) s->aborted = true; /* by another job's error */
             PQclear(r);
-        else
+        } else {
             take_error(job, r);
+        }
         return;
     }
     if (cmd == CMD_DESCRIBE) {
@@ -391,6 +458,11 @@ static void on_segment_done(struct pgconn *c)
     c->seg_head = (c->seg_head + 1) % c->seg_cap;
     c->nsegs--;
 
+    if (job->status == PGJOB_OK && s->aborted) {
+        /* Another job of its group failed first: the server skipped this one, send it again. */
+        if (send_job(c, job) != 0) lost(c, PQerrorMessage(c->pg));
+        return;
+    }
     if (job->status == PGJOB_OK && !executed) {
         /* The statement was described just now (or another job reset its description while this
          * one waited): bind and execute on the same connection. */
@@ -410,6 +482,13 @@ static void on_segment_done(struct pgconn *c)
         return;
     }
     if (--c->njobs == 0) {
+        /* done before its group's Sync went out (libpq sent a large group early): the lone Sync
+         * goes now, so that an idle connection never waits for the end of the turn */
+        if (sync_group(c) != 0) {
+            c->njobs++;
+            lost(c, PQerrorMessage(c->pg));
+            return;
+        }
         c->idle_since_ms = now_ms();
         set_state(c, PGCONN_IDLE, NULL);
     }
@@ -431,6 +510,7 @@ static void read_results(struct pgconn *c)
             if (!s->in_cmd) return;
             s->in_cmd = false;
             s->cur++;
+            if (s->syncs == 0 && s->cur >= s->ncmds) on_segment_done(c); /* grouped: no Sync of its own */
             continue;
         }
         if (PQresultStatus(r) == PGRES_PIPELINE_SYNC) {
@@ -517,6 +597,7 @@ static void lost(struct pgconn *c, const char *why)
 {
     if (c->state == PGCONN_CLOSED || c->closing) return;
     c->closing = true; /* an owner that discards c from its on_lost changes nothing */
+    if (h2o_timeout_is_linked(&c->flush_entry)) h2o_timeout_unlink(&c->flush_entry);
     char msg[256];
     snprintf(msg, sizeof msg, "%s", why && *why ? why : "connection lost");
     size_t n = strlen(msg);

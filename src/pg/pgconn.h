@@ -36,8 +36,11 @@ struct pgconn_events {
     void (*on_job_done)(void *arg, struct pgconn *c, struct pgjob *job);
 };
 
-/* One pipeline segment: the commands sent for one job, ended by a Sync. A segment without a job
- * is a lone Sync (pgconn_ping). */
+/* One pipeline segment: the commands sent for one job, ended by a Sync (syncs = 1), or sent
+ * without one because the next segment's Sync covers it (syncs = 0: a readonly Execute of a
+ * statement already prepared, grouped with the others of the same turn of the event loop; it is
+ * done when its last command's result came). A segment without a job is a lone Sync: a ping, or
+ * the Sync of a group whose last job was done before it. */
 enum { SEG_MAX_CMDS = 7 };
 enum seg_cmd {
     CMD_DEALLOCATE,
@@ -59,6 +62,7 @@ struct pgseg {
     bool in_cmd;
     uint32_t prepared_id; /* the statement this segment prepares, 0 if none */
     bool completed;       /* the Execute's own result came back without an error */
+    bool aborted;         /* skipped after another job's error in the same group: never ran */
     uint64_t sent_us;
 };
 
@@ -88,6 +92,11 @@ struct pgconn {
     bool walpos_prepared;   /* WALPOS_SQL is prepared here (or its Parse is on the way) */
     uint64_t created_ms, expires_ms, idle_since_ms;
     h2o_timeout_entry_t connect_entry;
+    /* The jobs of one turn of the loop share one Sync and one send: the last of them is followed
+     * by a Sync at the end of the turn (a 0 ms timeout of the loop). */
+    h2o_timeout_t *flush_timeout;
+    h2o_timeout_entry_t flush_entry;
+    bool unsynced;       /* grouped segments were sent since the last Sync */
     int stmts_counted;   /* the holder's: stmts.count as last added to its gauge */
     bool closing;        /* lost() runs: a nested close (an owner discarding c) is a no-op */
     uint64_t checked_ms; /* when the server last reported its state (a ReadyForQuery) */
@@ -105,16 +114,21 @@ struct pgconn {
     bool paused;         /* results wait in libpq (the socket is not read) until resumed */
 };
 
-/* Starts connecting with cfg's url and settings (cfg must outlive c). over_keys/over_vals
+/* Starts connecting with cfg's url and settings (cfg must outlive c). flush_timeout is a 0 ms
+ * timeout of loop: the end of the turn where grouped jobs get their Sync. over_keys/over_vals
  * (NULL-terminated, or NULL) are libpq parameters that override the URL's (one host of a
  * multi-host URL); they are read during the call only. Returns the connection (CONNECTING) or
  * NULL when libpq refused at once (errbuf says why); the outcome is reported through events.
  * connect_timeout bounds the whole connect. */
 struct pgconn *pgconn_connect(h2o_loop_t *loop, const struct pool_config *cfg, h2o_timeout_t *connect_timeout,
-                              const char *const *over_keys, const char *const *over_vals,
-                              const struct pgconn_events *events, void *arg, char *errbuf, size_t errlen);
-/* Sends job's commands (c is IDLE or PIPELINE, and becomes PIPELINE). The outcome comes back
- * through events->on_job_done; a failure to send closes c. */
+                              h2o_timeout_t *flush_timeout, const char *const *over_keys,
+                              const char *const *over_vals, const struct pgconn_events *events, void *arg,
+                              char *errbuf, size_t errlen);
+/* Sends job's commands (c is IDLE or PIPELINE, and becomes PIPELINE). A readonly job of a
+ * statement prepared on c joins the other such jobs of this turn of the loop under one Sync and
+ * one send; when one of them fails, those after it in the group were never run and are sent
+ * again. Anything else (a write, a first PREPARE, a change of statement_timeout) has a Sync of its
+ * own. The outcome comes back through events->on_job_done; a failure to send closes c. */
 void pgconn_start(struct pgconn *c, struct pgjob *job);
 /* The job of the i-th in-flight segment, oldest first (i < c->nsegs); NULL for a ping. */
 struct pgjob *pgconn_job_at(const struct pgconn *c, unsigned i);

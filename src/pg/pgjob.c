@@ -12,6 +12,7 @@ struct pgjob *pgjob_new(struct query_def *q, void *owner)
     job->q = q;
     q->reg->refs++; /* its definitions outlive a reload while it runs */
     job->owner = owner;
+    job->bad_param = -1;
     job->param_off = xmalloc((size_t)(q->nparams ? q->nparams : 1) * sizeof *job->param_off);
     for (int i = 0; i < q->nparams; i++) job->param_off[i] = -1;
     buf_init(&job->params);

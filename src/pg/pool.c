@@ -386,8 +386,8 @@ static void open_conn(struct pool *p, int h, bool trial)
     }
     keys[k] = vals[k] = NULL;
     char err[256];
-    struct pgconn *c =
-        pgconn_connect(p->loop, &p->cfg, &p->connect_timeout, keys, vals, &conn_events, p, err, sizeof err);
+    struct pgconn *c = pgconn_connect(p->loop, &p->cfg, &p->connect_timeout, &p->flush_timeout, keys, vals,
+                                      &conn_events, p, err, sizeof err);
     if (c == NULL) {
         connect_failed(p, h, trial, false, err);
         return;
@@ -820,6 +820,7 @@ void pool_init(struct pool *p, const struct pool_config *cfg, int index, int nwo
     p->wait_timeout = xmalloc(sizeof *p->wait_timeout);
     h2o_timeout_init(loop, p->wait_timeout, (uint64_t)(cfg->pool_timeout * 1000));
     h2o_timeout_init(loop, &p->connect_timeout, (uint64_t)(cfg->connect_timeout * 1000));
+    h2o_timeout_init(loop, &p->flush_timeout, 0);
     h2o_timeout_init(loop, &p->janitor_timeout, JANITOR_MS);
     h2o_timeout_init(loop, &p->failover_tick_timeout, FAILOVER_TICK_MS);
     p->failover_tick.cb = on_failover_tick;

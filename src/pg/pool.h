@@ -64,6 +64,7 @@ struct pool {
     int qlen;
     h2o_timeout_t *wait_timeout; /* pool_timeout; a reload that changes it makes a new one */
     h2o_timeout_t connect_timeout, janitor_timeout;
+    h2o_timeout_t flush_timeout; /* 0 ms: a connection's jobs of one turn of the loop go out together */
     h2o_timeout_entry_t janitor;
     int connect_failures; /* consecutive; reset by a successful connect */
     uint64_t next_connect_ms;

@@ -15,6 +15,7 @@
 #include "conninfo.h"
 #include "log.h"
 #include "lsn.h"
+#include "ownsql.h"
 #include "util.h"
 #include "walpos.h"
 
@@ -30,7 +31,8 @@ static const char PROBE_SQL[] =
     "SELECT pg_is_in_recovery(), CASE WHEN NOT pg_is_in_recovery() THEN NULL "
     "WHEN pg_last_wal_receive_lsn() IS NOT DISTINCT FROM pg_last_wal_replay_lsn() "
     "AND pg_last_wal_receive_lsn() IS NOT NULL THEN 0 "
-    "ELSE EXTRACT(EPOCH FROM now() - pg_last_xact_replay_timestamp()) END, pg_last_wal_replay_lsn()";
+    "ELSE EXTRACT(EPOCH FROM now() - pg_last_xact_replay_timestamp()) END, "
+    "pg_last_wal_replay_lsn() " OWN_SQL_MARK;
 
 enum probe_state { PROBE_IDLE, PROBE_CONNECTING, PROBE_QUERYING };
 

@@ -268,6 +268,44 @@ static void a_server_error_fails_the_job_and_keeps_the_connection(void **state)
     stop(f);
 }
 
+/* Readonly jobs of one turn of the loop share one Sync: one that fails leaves those before it
+ * their results, and those after it, which the server skipped, are sent again unseen. */
+static void a_failure_in_a_group_resends_the_jobs_it_aborted(void **state)
+{
+    struct fixture *f = start(1, 0);
+    struct query_def *ok = define(f, "ok", "SELECT 1", true);
+    struct query_def *bad = define(f, "bad", "SELECT 1 /* fail:22012 */", true);
+    struct outcome o[4];
+    /* prepared first: a first PREPARE has a Sync of its own */
+    assert_int_equal(pool_submit(f->p, job_for(ok, &o[0])), 0);
+    assert_true(run_until(&o[0].calls, 2000));
+    assert_int_equal(pool_submit(f->p, job_for(bad, &o[0])), 0);
+    assert_true(run_until(&o[0].calls, 2000));
+    assert_int_equal(o[0].status, PGJOB_DB_ERROR);
+    run_for(20);
+    int syncs = fakepg_stats(f->pg).syncs;
+    assert_int_equal(pool_submit(f->p, job_for(ok, &o[0])), 0);
+    assert_int_equal(pool_submit(f->p, job_for(bad, &o[1])), 0);
+    assert_int_equal(pool_submit(f->p, job_for(ok, &o[2])), 0);
+    assert_int_equal(pool_submit(f->p, job_for(ok, &o[3])), 0);
+    assert_true(run_until(&o[3].calls, 2000));
+    run_for(20);
+    assert_int_equal(o[0].status, PGJOB_OK);
+    assert_string_equal(o[0].value, "1");
+    assert_int_equal(o[1].status, PGJOB_DB_ERROR);
+    assert_string_equal(o[1].sqlstate, "22012");
+    for (int i = 2; i < 4; i++) {
+        assert_int_equal(o[i].status, PGJOB_OK);
+        assert_string_equal(o[i].value, "1");
+    }
+    for (int i = 0; i < 4; i++) assert_int_equal(o[i].calls, 1);
+    /* one Sync for the four, one for the two sent again */
+    assert_int_equal(fakepg_stats(f->pg).syncs - syncs, 2);
+    assert_int_equal(pool_count(f->p, PGCONN_IDLE), 1);
+    assert_int_equal(f->p->conn_lost, 0);
+    stop(f);
+}
+
 /* The server goes away mid-statement: the readonly job is resent on a new connection and
  * succeeds, the write fails (its commit is in doubt); each hears once. */
 static void a_lost_connection_resends_reads_and_fails_writes(void **state)
@@ -615,6 +653,7 @@ int main(void)
         cmocka_unit_test(pings_of_an_idle_connection_leave_jobs_their_results),
         cmocka_unit_test(jobs_pipeline_on_one_connection_in_order),
         cmocka_unit_test(a_server_error_fails_the_job_and_keeps_the_connection),
+        cmocka_unit_test(a_failure_in_a_group_resends_the_jobs_it_aborted),
         cmocka_unit_test(a_lost_connection_resends_reads_and_fails_writes),
         cmocka_unit_test(a_lease_holds_the_connection_until_released),
         cmocka_unit_test(owners_that_leave_are_never_called),
