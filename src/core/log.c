@@ -51,9 +51,7 @@ const char *log_set_context(const char *fields_json)
     return previous;
 }
 
-/* Writes the time now as 2024-01-02T03:04:05.678Z and a NUL into ts[25]. The date and time of
- * day are formatted once a second per thread: access lines ask for them on every request. */
-static void timestamp(char ts[25])
+void log_timestamp(char ts[25])
 {
     static __thread time_t cached_sec = -1;
     static __thread char cached[64]; /* room for any int the compiler imagines */
@@ -79,7 +77,7 @@ static void timestamp(char ts[25])
 void log_format_line(struct buf *b, enum log_level level, const char *msg, const char *fields_json)
 {
     char ts[25];
-    timestamp(ts);
+    log_timestamp(ts);
     if (as_json) {
         buf_puts(b, "{\"ts\":\"");
         buf_puts(b, ts);

@@ -27,6 +27,10 @@ const char *log_set_context(const char *fields_json); /* returns the one it repl
 /* Appends one line (with its newline) in the configured format to b, as log_write writes it,
  * without the context of log_set_context. */
 void log_format_line(struct buf *b, enum log_level level, const char *msg, const char *fields_json);
+/* Writes the time now as 2024-01-02T03:04:05.678Z (24 characters) and a NUL into ts, as lines
+ * carry it. The date and time of day are formatted once a second per thread: access lines ask
+ * for them on every request. */
+void log_timestamp(char ts[25]);
 /* Writes data[0..len) to the log's destination (stderr) as it is, whole. */
 void log_write_raw(const char *data, size_t len);
 

@@ -25,8 +25,7 @@
 struct accesslog {
     size_t batch_max;  /* PIPE_BUF, or more when the log is a regular file */
     struct buf batch;  /* whole lines not yet written */
-    struct buf line;   /* scratch: the line being made */
-    struct buf fields; /* scratch: its members */
+    struct buf fields; /* scratch: a text-format line's members */
     h2o_timeout_t timeout;
     h2o_timeout_entry_t due; /* linked while the batch holds lines */
     struct {
@@ -35,23 +34,18 @@ struct accesslog {
     } remotes[64]; /* the client address by connection: formatted once per connection */
 };
 
-/* ,"name":"s" (s escaped) */
-static void field_string(struct buf *b, const char *name, const char *s, size_t n)
-{
-    buf_puts(b, ",\"");
-    buf_puts(b, name);
-    buf_puts(b, "\":");
-    jsonw_string(b, s, n);
-}
+/* ,"name": (name a literal) */
+#define FIELD(b, name) buf_append((b), ",\"" name "\":", sizeof(",\"" name "\":") - 1)
+#define PUT(b, lit)    buf_append((b), (lit), sizeof(lit) - 1)
 
-/* ,"name":v */
-static void field_uint(struct buf *b, const char *name, uint64_t v)
-{
-    buf_puts(b, ",\"");
-    buf_puts(b, name);
-    buf_puts(b, "\":");
-    buf_put_uint(b, v);
-}
+/* ,"name":"s" for s that needs no escape (an id of [A-Za-z0-9._:-], an address, a pool name) */
+#define FIELD_PLAIN(b, name, s)                                                                              \
+    do {                                                                                                     \
+        FIELD(b, name);                                                                                      \
+        buf_putc((b), '"');                                                                                  \
+        buf_puts((b), (s));                                                                                  \
+        buf_putc((b), '"');                                                                                  \
+    } while (0)
 
 /* "ip:port" of the client, "unix" on a unix socket; "" when unknown. */
 static void format_remote(h2o_req_t *req, char *out, size_t len)
@@ -88,27 +82,57 @@ static void make_fields(struct accesslog *a, struct buf *b, h2o_req_t *req)
 {
     struct reqinfo *ri = reqinfo_of(req);
     buf_puts(b, ri->log_fields);
-    field_string(b, "method", req->input.method.base, req->input.method.len);
+    FIELD(b, "method");
+    jsonw_string(b, req->input.method.base, req->input.method.len);
     /* the path without its query string: parameter values stay out of the log (log_params is
      * the per-query choice for slow queries) */
     size_t plen = req->input.query_at != SIZE_MAX ? req->input.query_at : req->input.path.len;
-    field_string(b, "path", req->input.path.base, plen);
+    FIELD(b, "path");
+    jsonw_string(b, req->input.path.base, plen);
     struct timeval end;
     gettimeofday(&end, NULL);
     const struct timeval *begin = &req->timestamps.request_begin_at;
     long long us = begin->tv_sec
                        ? (long long)(end.tv_sec - begin->tv_sec) * 1000000 + (end.tv_usec - begin->tv_usec)
                        : 0;
-    field_uint(b, "status", (uint64_t)(req->res.status < 0 ? 0 : req->res.status));
-    field_uint(b, "bytes", req->bytes_sent);
-    field_uint(b, "duration_us", (uint64_t)(us < 0 ? 0 : us));
+    FIELD(b, "status");
+    buf_put_uint(b, (uint64_t)(req->res.status < 0 ? 0 : req->res.status));
+    FIELD(b, "bytes");
+    buf_put_uint(b, req->bytes_sent);
+    FIELD(b, "duration_us");
+    buf_put_uint(b, (uint64_t)(us < 0 ? 0 : us));
     h2o_iovec_t endpoint = reqstats_endpoint(req); /* the same name as the metrics' endpoint label */
-    if (!h2o_memis(endpoint.base, endpoint.len, H2O_STRLIT(REQSTATS_UNKNOWN)))
-        field_string(b, "endpoint", endpoint.base, endpoint.len);
-    if (ri->pool) field_string(b, "pool", ri->pool, strlen(ri->pool));
+    if (!h2o_memis(endpoint.base, endpoint.len, H2O_STRLIT(REQSTATS_UNKNOWN))) {
+        FIELD(b, "endpoint");
+        jsonw_string(b, endpoint.base, endpoint.len);
+    }
+    if (ri->pool) FIELD_PLAIN(b, "pool", ri->pool);
     const char *remote = remote_address(a, req);
-    if (remote[0]) field_string(b, "remote", remote, strlen(remote));
-    if (ri->subject) field_string(b, "subject", ri->subject, strlen(ri->subject));
+    if (remote[0]) FIELD_PLAIN(b, "remote", remote);
+    if (ri->subject) {
+        FIELD(b, "subject");
+        jsonw_string(b, ri->subject, strlen(ri->subject));
+    }
+}
+
+/* Appends req's access line to b: in JSON as log.c writes a line, without its formatting. */
+static void make_line(struct accesslog *a, struct buf *b, struct worker *w, h2o_req_t *req)
+{
+    if (!worker_config(w)->log_json) {
+        buf_reset(&a->fields);
+        make_fields(a, &a->fields, req);
+        log_format_line(b, LOG_INFO, "access", a->fields.data);
+        return;
+    }
+    char ts[25];
+    log_timestamp(ts);
+    PUT(b, "{\"ts\":\"");
+    buf_append(b, ts, 24);
+    PUT(b, "\",\"level\":\"info\",\"worker\":");
+    buf_put_uint(b, (uint64_t)w->index);
+    PUT(b, ",\"msg\":\"access\",");
+    make_fields(a, b, req);
+    PUT(b, "}\n");
 }
 
 static void on_due(h2o_timeout_entry_t *entry)
@@ -123,16 +147,18 @@ static void log_access(h2o_logger_t *self, h2o_req_t *req)
     struct worker *w = worker_of(req);
     struct accesslog *a = w->accesslog;
     if (a == NULL || !worker_config(w)->log_access) return;
-    buf_reset(&a->fields);
-    make_fields(a, &a->fields, req);
-    buf_reset(&a->line);
-    log_format_line(&a->line, LOG_INFO, "access", a->fields.data);
-    if (a->batch.len + a->line.len > a->batch_max) accesslog_flush(w);
-    if (a->line.len >= a->batch_max) {
-        log_write_raw(a->line.data, a->line.len);
+    size_t before = a->batch.len;
+    make_line(a, &a->batch, w, req); /* straight into the batch: no copy on the common path */
+    if (a->batch.len > a->batch_max && before > 0) {
+        /* the batch would pass its size: what it held goes first, this line starts the next */
+        log_write_raw(a->batch.data, before);
+        memmove(a->batch.data, a->batch.data + before, a->batch.len - before);
+        a->batch.len -= before;
+    }
+    if (a->batch.len >= a->batch_max) { /* one line as long as a whole batch */
+        accesslog_flush(w);
         return;
     }
-    buf_append(&a->batch, a->line.data, a->line.len);
     if (!h2o_timeout_is_linked(&a->due)) h2o_timeout_link(w->ctx.loop, &a->timeout, &a->due);
 }
 
@@ -168,7 +194,6 @@ void accesslog_free(struct worker *w)
     if (a == NULL) return;
     accesslog_flush(w);
     buf_free(&a->batch);
-    buf_free(&a->line);
     buf_free(&a->fields);
     free(a);
     w->accesslog = NULL;
