@@ -45,19 +45,10 @@ CFG
     gw=$!
     for _ in $(seq 100); do curl -sf "http://127.0.0.1:$PORT/health/live" >/dev/null && break; sleep 0.05; done
     wrk -t1 -c"$CONNS" -d1s -s bench/quote_by_id.lua "http://127.0.0.1:$PORT" >/dev/null # warm-up
-    local t0 out t1 pst=
-    # Instructions executed are steadier than CPU time on a shared machine (when perf can count).
-    rm -f "$WORK/stat"
-    if command -v perf >/dev/null; then
-        perf stat -x, -e instructions -p "$gw" -o "$WORK/stat" -- sleep "$SECS" 2>/dev/null &
-        pst=$!
-    fi
+    local t0 out t1
     t0=$(ticks "$gw")
     out=$(wrk -t1 -c"$CONNS" -d"${SECS}s" -s bench/quote_by_id.lua "http://127.0.0.1:$PORT")
     t1=$(ticks "$gw")
-    [ -n "$pst" ] && wait "$pst" 2>/dev/null
-    local ins
-    ins=$(awk -F, '/instructions/ && $1 ~ /^[0-9]+$/ { print $1 }' "$WORK/stat" 2>/dev/null)
     kill -TERM "$gw"
     wait "$gw" 2>/dev/null || true
     gw=
@@ -66,8 +57,8 @@ CFG
     bad=$(sed -n 's/.*non2xx=\([0-9]*\).*/\1/p' <<<"$out")
     lines=$(grep -c '"msg":"access"' "$WORK/log-$1" || true)
     [ "$bad" = 0 ] || { echo "non-2xx answers: $bad" >&2; exit 1; }
-    awk -v t=$((t1 - t0)) -v hz="$CLK_TCK" -v n="$n" -v l="$lines" -v a="$1" -v i="${ins:-0}" \
-        'BEGIN { printf "access=%-5s %8d requests %7.0f req/s  %6.2f us CPU/request  %6.0f instructions/request  %d access lines\n", a, n, n / '"$SECS"', t * 1e6 / hz / n, i / n, l }'
+    awk -v t=$((t1 - t0)) -v hz="$CLK_TCK" -v n="$n" -v l="$lines" -v a="$1" \
+        'BEGIN { printf "access=%-5s %8d requests %7.0f req/s  %6.2f us CPU/request  %d access lines\n", a, n, n / '"$SECS"', t * 1e6 / hz / n, l }'
 }
 
 for r in $(seq "$ROUNDS"); do
@@ -76,5 +67,5 @@ for r in $(seq "$ROUNDS"); do
 done | tee "$WORK/runs"
 for a in true false; do
     m() { grep "access=$a " "$WORK/runs" | awk -v f="$1" '{ print $f }' | sort -n | awk '{ v[NR] = $1 } END { print v[int((NR + 1) / 2)] }'; }
-    echo "median access=$a: $(m 6) us CPU/request, $(m 9) instructions/request"
+    echo "median access=$a: $(m 6) us CPU/request"
 done
