@@ -119,6 +119,16 @@ describe("access log", function()
     assert.truthy(workers[0] and workers[1], "both workers logged")
   end)
 
+  it("in log.format = \"text\" the line takes the log's text form", function()
+    local gw = H.start { dsn = db, scripts = scripts, config = { tokens = TOKENS, log = { format = "text" } } }
+    assert.equal(200, (gw:get("/query/one", { ["X-Request-Id"] = "txt-1" })))
+    gw:stop()
+    local line = gw:log():match("[^\n]*txt%-1[^\n]*")
+    assert.truthy(line, gw:log())
+    assert.truthy(line:match("^%d%d%d%d%-%d%d%-%d%dT[%d:.]+Z info  access {\"request_id\":\"txt%-1\""), line)
+    assert.truthy(line:find('"status":200', 1, true), line)
+  end)
+
   it("log.access = false, or SLUICE_LOG_ACCESS=false, turns it off", function()
     for _, opts in ipairs {
       { config = { tokens = TOKENS, log = { access = false } } },
