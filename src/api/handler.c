@@ -130,10 +130,24 @@ static const struct reqlife_kind handler_kind = {
 /* A worker's output buffer grown past this by one big answer is released after it is sent. */
 #define KEEP_OUT_BYTES (1u << 20)
 
+/* True when the handler's headers (the table at index 3) name a Content-Type. */
+static bool has_content_type(lua_State *co)
+{
+    bool found = false;
+    lua_pushnil(co);
+    while (!found && lua_next(co, 3) != 0) {
+        size_t n;
+        const char *k = lua_type(co, -2) == LUA_TSTRING ? lua_tolstring(co, -2, &n) : NULL;
+        found = k != NULL && h2o_lcstris(k, n, H2O_STRLIT("content-type")) && lua_type(co, -1) == LUA_TSTRING;
+        lua_pop(co, found ? 2 : 1);
+    }
+    return found;
+}
+
 /* Checks every header the handler returned (the table at index 3) before any is added: one
  * refused header refuses the answer (logged with the endpoint and the header's name). Names and
  * values that are not strings are skipped, as they always were. */
-static bool headers_ok(struct hreq *hr)
+static bool headers_ok(struct hreq *hr, bool typed)
 {
     lua_State *co = hr->co;
     lua_pushnil(co);
@@ -141,7 +155,10 @@ static bool headers_ok(struct hreq *hr)
         if (lua_type(co, -2) == LUA_TSTRING && lua_type(co, -1) == LUA_TSTRING) {
             size_t kl, vl;
             const char *k = lua_tolstring(co, -2, &kl), *v = lua_tolstring(co, -1, &vl);
-            enum httpheader_check c = httpheader_check(k, kl, v, vl);
+            /* a typed answer names its own Content-Type: only its value is checked */
+            bool own_type = typed && h2o_lcstris(k, kl, H2O_STRLIT("content-type"));
+            enum httpheader_check c =
+                own_type ? httpheader_check("x", 1, v, vl) : httpheader_check(k, kl, v, vl);
             if (c != HTTPHEADER_OK) {
                 char name[96];
                 log_printf(LOG_ERROR, "handler %s: response header \"%s\" %s; answered 500", hr->h->name,
@@ -211,9 +228,25 @@ static void answer(struct hreq *hr)
     int status = n >= 1 && lua_isnumber(co, 1) ? (int)lua_tointeger(co, 1) : 200;
     if (status < 100 || status > 599) status = 500;
     bool has_headers = n >= 3 && lua_istable(co, 3);
-    if (has_headers && !headers_ok(hr)) {
+    /* A string body under the handler's own Content-Type is the body itself (a page, a file) */
+    bool typed = has_headers && lua_type(co, 2) == LUA_TSTRING && has_content_type(co);
+    if (has_headers && !headers_ok(hr, typed)) {
         http_send_error(hr->life.req, 500, "internal",
                         "the handler returned a response header that is not allowed", NULL, NULL);
+        return;
+    }
+    if (typed) {
+        size_t len;
+        const char *text = lua_tolstring(co, 2, &len);
+        if (len > worker_config(hr->life.w)->max_response_bytes) {
+            log_printf(LOG_ERROR, "handler %s: the answer is larger than max_response_bytes; answered 500",
+                       hr->h->name);
+            http_send_error(hr->life.req, 500, "internal",
+                            "the handler's answer is larger than max_response_bytes", NULL, NULL);
+            return;
+        }
+        add_headers(hr);
+        http_send_typed(hr->life.req, status, text, len);
         return;
     }
     struct buf *b = &hr->life.w->out;

@@ -22,6 +22,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "evhub.h"
 #include "http.h"
 #include "jsonw.h"
 #include "log.h"
@@ -955,6 +956,8 @@ void metrics_render(struct server *srv, struct buf *b)
             metrics_sample_u64(b, "sluice_read_your_writes_total",
                                labels(&lb, "pool", cfg->pools[i].name, "outcome", ryw_outcome_name(o)), n[o]);
     }
+
+    evhub_metrics(b); /* live event channels */
 
     /* the process */
     http_families(srv, b);

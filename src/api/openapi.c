@@ -594,6 +594,38 @@ static void add_handlers(struct doc *doc, const struct registry *reg)
     }
 }
 
+/* GET /events/{name} of each sluice.channel: a text/event-stream. */
+static void add_channels(struct doc *doc, const struct registry *reg)
+{
+    char text[400], id[300], path[300];
+    for (int i = 0; i < reg->nchannels; i++) {
+        const struct channel_def *c = reg->channels[i];
+        snprintf(text, sizeof text,
+                 "events of channel %.100s: each NOTIFY %.63s as one Server-Sent Event (id:, data:); "
+                 "Last-Event-ID replays the last %d",
+                 c->name, c->listen, c->buffer);
+        json_t *content = json_pack("{s:{s:{s:s}}}", "text/event-stream", "schema", "type", "string");
+        json_t *responses = json_object();
+        json_object_set_new(responses, "200",
+                            json_pack("{s:s,s:o}", "description",
+                                      "an event stream: event: reset, overflow or closed "
+                                      "besides the notifications",
+                                      "content", content));
+        static const char *const errs[] = {"404", NULL};
+        add_errors(doc->used_errors, responses, errs);
+        add_gateway_errors(doc->used_errors, responses, "GET", false);
+        json_t *op = json_pack("{s:s,s:[s],s:[{s:s,s:s,s:b,s:{s:s}}]}", "summary", text, "tags", "events",
+                               "parameters", "name", "Last-Event-ID", "in", "header", "required", 0, "schema",
+                               "type", "string");
+        endpoint_security(doc, op, responses, c->auth);
+        json_object_set_new(op, "responses", responses);
+        snprintf(id, sizeof id, "events_%s", c->name);
+        set_operation_id(op, doc->used_ids, id);
+        snprintf(path, sizeof path, "/events/%s", c->name);
+        json_object_set_new(fixed_item(doc, path), "get", op);
+    }
+}
+
 /* An operation of a fixed path, with the router's answers (add_gateway_errors; probe: exempt from
  * max_inflight). */
 static json_t *simple_op(struct doc *doc, const char *method, bool probe, const char *id, const char *summary,
@@ -835,6 +867,10 @@ static void definitions_version(const struct registry *reg, char *out, size_t n)
         MIX(reg->bulks[i]->table);
         for (int k = 0; k < reg->bulks[i]->ncolumns; k++) MIX(reg->bulks[i]->columns[k]);
     }
+    for (int i = 0; i < reg->nchannels; i++) {
+        MIX(reg->channels[i]->name);
+        MIX(reg->channels[i]->listen);
+    }
     for (int i = 0; i < reg->nhandlers; i++) {
         MIX(reg->handlers[i]->name);
         if (reg->handlers[i]->route) {
@@ -880,15 +916,17 @@ void openapi_write(struct buf *out, const struct registry *reg, const struct des
     add_queries(&doc, reg);
     add_bulks(&doc, reg);
     add_handlers(&doc, reg);
+    add_channels(&doc, reg);
 
     json_object_set_new(doc.root, "paths", doc.paths);
     add_components(&doc, cfg);
     json_object_set_new(
         doc.root, "tags",
-        json_pack("[{s:s,s:s},{s:s,s:s},{s:s,s:s},{s:s,s:s},{s:s,s:s},{s:s,s:s},{s:s,s:s}]", "name",
+        json_pack("[{s:s,s:s},{s:s,s:s},{s:s,s:s},{s:s,s:s},{s:s,s:s},{s:s,s:s},{s:s,s:s},{s:s,s:s}]", "name",
                   "queries", "description", "named queries: GET (readonly) or POST /query/{name}", "name",
                   "routes", "description", "REST-style aliases of named queries", "name", "bulk",
                   "description", "bulk loads through COPY", "name", "handlers", "description", "Lua handlers",
+                  "name", "events", "description", "live events: PostgreSQL NOTIFY as Server-Sent Events",
                   "name", "health", "description", "probes", "name", "metrics", "description",
                   "observability", "name", "admin", "description", "operator endpoints (bearer token)"));
 

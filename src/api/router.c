@@ -1,5 +1,5 @@
 /* router.c — which endpoint serves a request: the limits every request meets first, then the
- * fixed paths (/query, /bulk, /batch, /health, /metrics, /openapi.json, /admin), Lua handler
+ * fixed paths (/query, /bulk, /batch, /events, /health, /metrics, /openapi.json, /admin), Lua handler
  * routes and the route aliases of named queries. */
 #include "router.h"
 
@@ -12,6 +12,7 @@
 #include "copy.h"
 #include "cors.h"
 #include "csrf.h"
+#include "events.h"
 #include "h2reset.h"
 #include "handler.h"
 #include "health.h"
@@ -185,6 +186,7 @@ static int route(struct worker *w, h2o_req_t *req)
     }
     name_fixed(req, path);
     if (path_is(path, "/batch")) return batch_handle(w, req);
+    if (path_has_prefix(path, "/events/")) return events_handle(w, req, path.base + 8, path.len - 8);
     if (path_is(path, "/health") || path_has_prefix(path, "/health/")) {
         if (!path_is(path, "/health/live") && !auth_metrics_allow(w, req)) return 0;
         return health_handle(w, req, path);

@@ -1,6 +1,6 @@
 /* script.c — runs the operator's scripts in a LuaJIT state and collects their definitions
- * through the `sluice` global: sluice.query, sluice.bulk, sluice.endpoint, sluice.policy,
- * sluice.log, sluice.env, sluice.null, sluice.pools. */
+ * through the `sluice` global: sluice.query, sluice.bulk, sluice.endpoint, sluice.channel,
+ * sluice.policy, sluice.log, sluice.env, sluice.null, sluice.pools. */
 #include "script.h"
 
 #include <errno.h>
@@ -13,6 +13,7 @@
 #include <unistd.h>
 
 #include "auth.h"
+#include "channel.h"
 #include "handler.h"
 #include "log.h"
 #include "luajson.h"
@@ -382,7 +383,13 @@ static void record_def(lua_State *L, int rec_idx, int name_idx, int def_idx)
 {
     lua_pushvalue(L, name_idx);
     lua_rawget(L, rec_idx);
-    if (!lua_isnil(L, -1)) luaL_error(L, "endpoint \"%s\" is defined twice", lua_tostring(L, name_idx));
+    if (!lua_isnil(L, -1)) {
+        lua_getglobal(L, "sluice");
+        lua_getfield(L, -1, "_channels");
+        bool channel = lua_rawequal(L, -1, rec_idx);
+        luaL_error(L, "%s \"%s\" is defined twice", channel ? "channel" : "endpoint",
+                   lua_tostring(L, name_idx));
+    }
     lua_pop(L, 1);
     lua_pushvalue(L, name_idx);
     lua_pushvalue(L, def_idx);
@@ -416,6 +423,12 @@ static int record(lua_State *L, const char *field)
 static int l_endpoint(lua_State *L)
 {
     return record(L, "_endpoints");
+}
+
+/* sluice.channel: recorded in sluice._channels by name; channel.c reads them. */
+static int l_channel(lua_State *L)
+{
+    return record(L, "_channels");
 }
 
 static int l_policy(lua_State *L)
@@ -526,8 +539,13 @@ static int l_log_error(lua_State *L)
 
 static void install_api(lua_State *L, const struct config *cfg)
 {
-    static const luaL_Reg fns[] = {{"query", l_query},   {"bulk", l_bulk}, {"endpoint", l_endpoint},
-                                   {"policy", l_policy}, {"env", l_env},   {NULL, NULL}};
+    static const luaL_Reg fns[] = {{"query", l_query},
+                                   {"bulk", l_bulk},
+                                   {"endpoint", l_endpoint},
+                                   {"channel", l_channel},
+                                   {"policy", l_policy},
+                                   {"env", l_env},
+                                   {NULL, NULL}};
     static const luaL_Reg logfns[] = {{"debug", l_log_debug},
                                       {"info", l_log_info},
                                       {"warn", l_log_warn},
@@ -542,6 +560,8 @@ static void install_api(lua_State *L, const struct config *cfg)
     lua_setfield(L, -2, "null");
     lua_newtable(L);
     lua_setfield(L, -2, "_endpoints");
+    lua_newtable(L);
+    lua_setfield(L, -2, "_channels");
     lua_newtable(L);
     for (size_t i = 0; i < cfg->npools; i++) {
         lua_newtable(L);
@@ -696,6 +716,7 @@ lua_State *script_load(const struct config *cfg, struct registry *reg, char *err
         globfree(&g);
     }
     if (rc == 0) rc = handler_collect(L, cfg, reg, err, errlen);
+    if (rc == 0) rc = channel_collect(L, cfg, reg, err, errlen);
     free(ctx);
     lua_pushlightuserdata(L, (void *)&CTX_KEY);
     lua_pushnil(L);

@@ -24,7 +24,10 @@
 #include "cancel.h"
 #include "describe.h"
 #include "errorfilter.h"
+#include "events.h"
+#include "evhub.h"
 #include "h2reset.h"
+#include "listener.h"
 #include "log.h"
 #include "policy.h"
 #include "probe.h"
@@ -242,6 +245,7 @@ static void stop_accepting(struct worker *w)
         h2o_socket_close(w->listener); /* closes listen_fd */
         w->listener = NULL;
     }
+    events_worker_stop(w); /* event streams never end by themselves */
 }
 
 /* Reads the breaker and retry policy of the current scripts into every pool. */
@@ -352,6 +356,7 @@ static void *worker_main(void *arg)
     adopt_tls(w);
     w->queue = h2o_multithread_create_queue(w->ctx.loop);
     h2o_multithread_register_receiver(w->queue, &w->control, on_control);
+    events_worker_init(w);
     pthread_barrier_wait(&srv->ready);
     h2o_loop_t *loop = w->ctx.loop;
 
@@ -419,6 +424,7 @@ static struct describe_result *describe_scripts(const struct config *cfg, char *
         return NULL;
     }
     script_close(L);
+    evhub_sync(&reg); /* channels added, kept or removed, before the workers reload */
     struct describe_result *d = xcalloc(1, sizeof *d);
     err[0] = '\0';
     describe_all(cfg, &reg, d, err, errlen);
@@ -574,6 +580,9 @@ int serve_run(struct config *cfg)
     if (describe_all(cfg, &probe, desc, err, sizeof err) != 0) log_warn("describe: %s", err);
     describe_set_current(desc);
     script_close(L);
+    listener_start(cfg); /* LISTEN connections, opened for the first subscriber */
+    evhub_init(cfg->workers);
+    evhub_sync(&probe); /* a hub per channel: events are kept from now on */
     registry_free(&probe);
 
     h2o_config_init(&srv->globalconf);
@@ -694,6 +703,8 @@ int serve_run(struct config *cfg)
     for (int i = 0; i < srv->nworkers; i++) send_control(&srv->workers[i], CONTROL_STOP);
     for (int i = 0; i < srv->nworkers; i++) pthread_join(srv->workers[i].thread, NULL);
     for (int i = 0; i < srv->nworkers; i++) worker_dispose(&srv->workers[i]);
+    evhub_free_all(); /* unsubscribes: before the listener stops */
+    listener_stop();
     if (is_unix) unlink(cfg->listen + 5);
     cancel_stop();
     for (size_t i = 0; i < srv->nreloaded; i++) {

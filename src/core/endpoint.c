@@ -35,10 +35,25 @@ void registry_free(struct registry *r)
         free(r->handlers[i]);
     }
     free(r->handlers);
+    for (int i = 0; i < r->nchannels; i++) {
+        free(r->channels[i]->name);
+        free(r->channels[i]->listen);
+        free(r->channels[i]->pool);
+        free(r->channels[i]);
+    }
+    free(r->channels);
     free(r->queries);
     free(r->bulks);
     free(r->index);
     memset(r, 0, sizeof *r);
+}
+
+struct channel_def *registry_find_channel(const struct registry *r, const char *name, size_t len)
+{
+    for (int i = 0; i < r->nchannels; i++)
+        if (strlen(r->channels[i]->name) == len && memcmp(r->channels[i]->name, name, len) == 0)
+            return r->channels[i];
+    return NULL;
 }
 
 static void index_insert(struct registry *r, struct query_def *q)

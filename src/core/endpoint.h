@@ -98,6 +98,20 @@ struct handler_def {
     int auth_ref; /* AUTH_LUA: luaL_ref of the policy function */
 };
 
+/* A live event channel (sluice.channel): NOTIFYs on `listen` served as Server-Sent Events at
+ * GET /events/{name}. */
+struct channel_def {
+    struct registry *reg;
+    char *name;
+    char *listen; /* the PostgreSQL channel LISTENed to */
+    char *pool;
+    int buffer;       /* events kept for replay; a subscriber this far behind is closed */
+    int keepalive_ms; /* a comment line on a stream idle this long */
+    enum endpoint_auth auth;
+    int auth_ref;   /* AUTH_LUA: luaL_ref of the policy function */
+    int filter_ref; /* luaL_ref of filter(payload, req), LUA_NOREF without one */
+};
+
 /* One generation of definitions: what one load of the scripts produced, with the Lua state that
  * ran them. A reload makes a new one; the old one is retired and freed once nothing uses it. */
 struct registry {
@@ -109,6 +123,8 @@ struct registry {
     int nbulks;
     struct handler_def **handlers;
     int nhandlers;
+    struct channel_def **channels;
+    int nchannels;
     struct query_def **queries;
     int nqueries, cap;
     /* open-addressing index name -> query, power-of-two size */
@@ -125,6 +141,8 @@ struct query_def *registry_find(const struct registry *r, const char *name, size
 /* Takes ownership of b. Returns 0, or -SLUICE_EINVAL when the name is taken. */
 int registry_add_bulk(struct registry *r, struct bulk_def *b);
 struct bulk_def *registry_find_bulk(const struct registry *r, const char *name, size_t len);
+/* The channel called name[0..len), or NULL. */
+struct channel_def *registry_find_channel(const struct registry *r, const char *name, size_t len);
 /* Builds the SQL of b from its fields (call once they are set). Returns 0, or -1 with err
  * (a key column that is not declared, no key for a mode that needs one). */
 int bulk_def_prepare(struct bulk_def *b, char *err, unsigned errlen);

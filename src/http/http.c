@@ -239,3 +239,11 @@ int http_query_foreach(h2o_req_t *req,
     }
     return 0;
 }
+
+void http_send_typed(h2o_req_t *req, int status, const char *body, size_t len)
+{
+    req->res.status = status;
+    req->res.reason = reason(status);
+    req->res.content_length = len;
+    h2o_send_inline(req, body, len);
+}

@@ -18,6 +18,8 @@ void http_send_readonly_json(h2o_req_t *req, const char *body, size_t len);
 /* body with "request_id":"<the request's id>" added to its error object when it is
  * {"error":{...}}; otherwise body itself. The result is in the request's pool (or is body). */
 h2o_iovec_t http_error_with_id(h2o_req_t *req, const char *body, size_t len);
+/* Sends body (copied) as it is; the caller has set its Content-Type. */
+void http_send_typed(h2o_req_t *req, int status, const char *body, size_t len);
 /* Appends {"error":{"code","message"[,"query"][,"sqlstate"]}} to b; query and sqlstate may be
  * NULL. The one shape every error body has (http_send_json adds "request_id" as it sends it). */
 void http_error_body(struct buf *b, const char *code, const char *message, const char *query,
