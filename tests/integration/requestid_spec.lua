@@ -127,6 +127,14 @@ describe("request ids", function()
       local l = lines_with("query boom failed")
       return #l > 0 and l[#l].request_id == "log-2"
     end, 5)
+    -- and in a batch, pipelined or in a transaction
+    for i, path in ipairs { "/batch", "/batch?transaction=true" } do
+      gw:post_json(path, { { query = "boom" } }, { ["X-Request-Id"] = "log-batch-" .. i })
+      H.wait_for(function()
+        local l = lines_with("query boom failed")
+        return #l > 0 and l[#l].request_id == "log-batch-" .. i
+      end, 5)
+    end
   end)
 
   it("a valid traceparent is answered with the same trace id and a new span id", function()
