@@ -257,9 +257,8 @@ static void next_item(struct batch *b)
         struct buf body = BUF_INIT;
         struct call_outcome o;
         call_error(&o, rc == -2 ? 503 : 400, b->txn.errmsg);
-        if (rc != -2)
-            call_set_param(&o, it->q->param_names[b->txn.bad_param],
-                           strlen(it->q->param_names[b->txn.bad_param]));
+        const char *param = rc != -2 ? query_param_name(it->q, b->txn.bad_param) : NULL;
+        if (param) call_set_param(&o, param, strlen(param));
         call_write_json(&body, &o, NULL);
         fail_txn(b, b->cur, rc == -2 ? 503 : 400, &body);
         buf_free(&body);

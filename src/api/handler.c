@@ -536,7 +536,7 @@ static int l_txquery(lua_State *co)
     hr->calling = true;
     int rc = txn_query(&hr->txn, q, hr->vals, on_txn_query);
     if (rc == -2) return raise(co, 503, hr->txn.errmsg);
-    if (rc != 0) return raise_about(co, 400, hr->txn.errmsg, q->param_names[hr->txn.bad_param]);
+    if (rc != 0) return raise_about(co, 400, hr->txn.errmsg, query_param_name(q, hr->txn.bad_param));
     return wait_outcome(co, hr);
 }
 
