@@ -24,7 +24,7 @@ struct cached_seat {
     size_t keylen;
     uint64_t gens;         /* the generation sum of its query's tables when it began */
     uint64_t lsn;          /* the WAL position its answer will have been read at, at least */
-    uint64_t body_hash;    /* a hit: the hash of the body (cache_hash), a validator for it */
+    uint64_t body_hash;    /* a hit: hash64 of the body, its ETag */
     struct flight *flight; /* the execution it waits on, while it does */
     h2o_linklist_t link;   /* on that flight's list */
 };

@@ -11,6 +11,7 @@
 #include "cached.h"
 #include "call.h"
 #include "http.h"
+#include "reqinfo.h"
 #include "jsonnum.h"
 #include "jsonw.h"
 #include "log.h"
@@ -216,6 +217,13 @@ static void report(struct worker *w, struct query_def *q, int status, struct out
     if (o->plan_vals) slowplan_capture(w, q, o->pool, o->plan_vals);
 }
 
+/* Names the pool that served the request in its access line. */
+static void note_pool(struct worker *w, h2o_req_t *req, int pool)
+{
+    if (pool >= 0 && (size_t)pool < worker_config(w)->npools)
+        reqinfo_set_pool(req, worker_config(w)->pools[pool].name);
+}
+
 /* Sends the error answer o for q and accounts for it (o->detail is what /admin/queries keeps). */
 static void answer_outcome(struct worker *w, h2o_req_t *req, struct query_def *q, struct qreq *qr,
                            uint64_t started_us, const struct call_outcome *o)
@@ -243,6 +251,13 @@ static void answer_error(struct worker *w, h2o_req_t *req, struct query_def *q, 
     answer_outcome(w, req, q, qr, started_us, &o);
 }
 
+/* GET or HEAD: a readonly answer then carries an ETag. */
+static bool is_get(const h2o_req_t *req)
+{
+    return h2o_memis(req->method.base, req->method.len, H2O_STRLIT("GET")) ||
+           h2o_memis(req->method.base, req->method.len, H2O_STRLIT("HEAD"));
+}
+
 /* Sends the 200 answer body of job; ran: the request's own execution (not one it shared). */
 static void send_ok(struct qreq *qr, const struct pgjob *job, const struct buf *b, bool ran)
 {
@@ -251,7 +266,11 @@ static void send_ok(struct qreq *qr, const struct pgjob *job, const struct buf *
     struct outcome counted;
     count(qr->life.w, q, qr, 200, qr->life.started_us, NULL, &counted);
     http_set_lsn(qr->life.req, job->lsn); /* a write: where its commit is in the WAL */
-    http_send_json(qr->life.req, 200, b->data, b->len);
+    h2o_req_t *req = qr->life.req;
+    if (q->readonly && is_get(req))
+        http_send_readonly_json(req, b->data, b->len); /* ETag; 304 when the client has it */
+    else
+        http_send_json(req, 200, b->data, b->len);
     report(qr->life.w, q, 200, &counted);
 }
 
@@ -277,21 +296,25 @@ static void on_flight_answer(struct cached_seat *s, const struct pgjob *job, con
                              const struct buf *body, const char *verdict)
 {
     struct qreq *qr = container_of(s, struct qreq, seat);
+    const char *outer = reqinfo_enter(qr->life.req); /* log lines name this request */
     reqlife_done(&qr->life);
     cached_header(qr->life.req, verdict);
     if (o->status != 200)
         answer_outcome(qr->life.w, qr->life.req, qr->q, qr, qr->life.started_us, o);
     else
         send_ok(qr, job, body, strcmp(verdict, "miss") == 0);
+    reqinfo_leave(outer);
 }
 
 static void on_done(struct pgjob *job)
 {
     struct qreq *qr = job->owner;
+    const char *outer = reqinfo_enter(qr->life.req);
     reqlife_done(&qr->life);
     qr->job = NULL;
     send_result(qr, job);
     pgjob_free(job);
+    reqinfo_leave(outer);
 }
 
 /* The request deadline (or the statement's, when the server did not enforce it) passed: the
@@ -443,6 +466,7 @@ static void run(struct qreq *qr, struct pgjob *job)
     struct query_def *q = qr->q;
     struct pool *pool = &w->pools[qr->pool_idx];
     job->timeout_ms = job_timeout_ms(w, q, qr->pool_idx);
+    note_pool(w, req, qr->pool_idx);
     if (qr->fmt != STREAM_NONE) {
         /* Accept: text/csv or application/x-ndjson: rows as they come, on a connection of their own */
         reqlife_done(&qr->life); /* a wait for a standby ends here; the stream has its own deadline */
@@ -490,8 +514,13 @@ static bool cached_answered(struct qreq *qr, struct pgjob *job)
     struct buf *b = &w->out;
     buf_reset(b);
     if (cached_lookup(&qr->seat, qr->q, qr->token, b)) {
-        cached_header(qr->life.req, "hit");
-        http_send_json(qr->life.req, 200, b->data, b->len);
+        h2o_req_t *req = qr->life.req;
+        cached_header(req, "hit");
+        if (is_get(req))
+            http_send_readonly_json_hashed(req, b->data, b->len,
+                                           qr->seat.body_hash); /* 304 when the client has it */
+        else
+            http_send_json(req, 200, b->data, b->len);
         pgjob_free(job);
         return true;
     }

@@ -8,6 +8,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "hash64.h"
 #include "util.h"
 
 /* --- stats by query name ------------------------------------------------------------------- */
@@ -275,7 +276,7 @@ void cache_store(const void *key, size_t keylen, const char *body, size_t len, u
     e->gens = gens;
     e->lsn = lsn;
     e->expires_ms = now_ms() + (uint64_t)ttl_ms;
-    e->body_hash = cache_hash(body, len, CACHE_HASH_SEED);
+    e->body_hash = hash64(body, len); /* the answer's ETag (etag.c) */
     e->stats = stats;
     e->keylen = keylen;
     e->len = len;

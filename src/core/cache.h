@@ -65,7 +65,8 @@ size_t cache_bytes(void);
 enum cache_found { CACHE_MISS, CACHE_HIT, CACHE_STALE };
 
 /* Looks key up: a hit when an entry is there, younger than its ttl, of generation sum gens and
- * read at a WAL position at or after min_lsn; its body is appended to out and *body_hash set.
+ * read at a WAL position at or after min_lsn; its body is appended to out and *body_hash set
+ * (hash64 of the body: its ETag).
  * An entry of another generation sum is dropped (CACHE_STALE); an expired one too (CACHE_MISS). */
 enum cache_found cache_lookup(const void *key, size_t keylen, uint64_t gens, uint64_t min_lsn,
                               struct buf *out, uint64_t *body_hash);

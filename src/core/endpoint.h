@@ -69,6 +69,12 @@ struct query_def {
     uint64_t cache_def_hash;         /* of what shapes its answer (SQL, single): part of every key */
 };
 
+/* The name of parameter i (0-based), or NULL when i names none. */
+static inline const char *query_param_name(const struct query_def *q, int i)
+{
+    return i >= 0 && i < q->nparams ? q->param_names[i] : NULL;
+}
+
 enum bulk_mode { BULK_INSERT, BULK_UPSERT, BULK_UPDATE, BULK_DELETE };
 
 struct bulk_def {

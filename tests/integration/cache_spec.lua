@@ -99,13 +99,28 @@ describe("result cache", function()
     assert.equal(200, s)
     assert.equal("hit", h3["sluice-cache"])
     assert.same(b1, b3)
-    assert.is_nil(h3["etag"]) -- validators are not this feature's
+    assert.is_nil(h3["etag"]) -- POST: no validator
     assert.is_true(metric("sluice_cache_hits_total", "quote") >= 2)
     -- a route alias of another query: entries of its own
     local _, va = read("/quotes/GBPUSD")
     assert.equal("miss", va)
     local _, vb = read("/quotes/GBPUSD")
     assert.equal("hit", vb)
+  end)
+
+  it("gives a hit the ETag of the answer it keeps, and 304 to a client that has it", function()
+    local _, _, h1 = gw:get_json("/query/quote?pair=EURUSD")
+    local _, _, h2 = gw:get_json("/query/quote?pair=EURUSD")
+    assert.equal("hit", h2["sluice-cache"])
+    assert.truthy(h1["etag"])
+    assert.equal(h1["etag"], h2["etag"])
+    local s, raw, h3 = gw:get("/query/quote?pair=EURUSD", { ["if-none-match"] = h1["etag"] })
+    assert.equal(304, s, raw)
+    assert.equal("hit", h3["sluice-cache"])
+    assert.equal("", raw or "")
+    -- the uncached query's answer to the same SQL carries the same tag
+    local _, _, h4 = gw:get_json("/query/quote_auth?pair=EURUSD", { authorization = "Bearer tok-a" })
+    assert.equal(h1["etag"], h4["etag"])
   end)
 
   it("shares one LISTEN connection per gateway with the event channels", function()
@@ -294,9 +309,14 @@ describe("result cache", function()
     for i = 1, 30 do reqs[i] = { path = "/query/slow_fail?x=3" } end
     local res = gw:parallel(reqs, { max = 30 })
     local coalesced = 0
+    local function without_id(r) -- each answer names its own request
+      local e = r.json.error
+      e.request_id = nil
+      return e
+    end
     for _, r in ipairs(res) do
       assert.equal(400, r.status, r.body)
-      assert.equal(res[1].body, r.body)
+      assert.same(without_id(res[1]), without_id(r))
       if r.headers["sluice-cache"] == "coalesced" then coalesced = coalesced + 1 end
     end
     assert.is_true(coalesced >= 20, tostring(coalesced))
