@@ -6,9 +6,10 @@
 # time, a probe that writes and reads back at once and counts stale reads. Ratios are of this
 # run only (the machine may be shared). Exit status 1 when the hot key is under 3x the uncached
 # query or under 1.2x pgbench, or a read was stale. Stops everything it started.
-# Usage: bench/cache.sh   Env: SECS (5), ROUNDS (3: the hot-key figures are medians), CONNS (32 HTTP connections), GATEWAY_WORKERS (2),
-#        PGB_CLIENTS (8), KEYS (10), WRITE_EVERY (100), SLUICE_BIN, TESTDB_DIR (/tmp/cache-bench-db),
-#        TESTDB_PORT (55710), GATEWAY_PORT (55711)
+# Usage: bench/cache.sh
+# Env: SECS (5), ROUNDS (3: the hot-key figures are medians), CONNS (32 HTTP connections),
+#      GATEWAY_WORKERS (2), PGB_CLIENTS (8), KEYS (10), WRITE_EVERY (100), LOG_ACCESS (true),
+#      SLUICE_BIN, TESTDB_DIR (/tmp/cache-bench-db), TESTDB_PORT (55710), GATEWAY_PORT (55711)
 set -Eeuo pipefail
 
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
@@ -19,6 +20,7 @@ WORKERS=${GATEWAY_WORKERS:-2}
 PGB_CLIENTS=${PGB_CLIENTS:-8}
 KEYS=${KEYS:-10}
 WRITE_EVERY=${WRITE_EVERY:-100}
+LOG_ACCESS=${LOG_ACCESS:-true} # the gateway's access log (one line per request, for both paths)
 SLUICE_BIN=${SLUICE_BIN:-$ROOT/build/sluice}
 export TESTDB_DIR=${TESTDB_DIR:-/tmp/cache-bench-db} TESTDB_PORT=${TESTDB_PORT:-55710}
 GATEWAY_PORT=${GATEWAY_PORT:-55711}
@@ -39,7 +41,7 @@ sluice.query "set_bid" { single = true, sql = [[ UPDATE bench_quotes SET bid = :
 LUA
 cat >"$T/gw/sluice.lua" <<LUA
 return {
-  listen = "127.0.0.1:$GATEWAY_PORT", workers = $WORKERS, shutdown_timeout = 2, shutdown_grace = 0, log = { level = "warn" },
+  listen = "127.0.0.1:$GATEWAY_PORT", workers = $WORKERS, shutdown_timeout = 2, shutdown_grace = 0, log = { level = "warn", access = $LOG_ACCESS },
   pools = { primary = { url = "$DSN", pool_size = 8, max_overflow = 0 } },
   scripts = { "$T/gw/q.lua" },
 }
@@ -84,8 +86,8 @@ ratio() { awk -v a="$1" -v b="$2" 'BEGIN { printf "%.2f", (b > 0 ? a / b : 0) }'
 R_UNCACHED=$(ratio "$CACHED" "$UNCACHED")
 R_PGB=$(ratio "$CACHED" "$PGB")
 HIT=$(awk -v h="$((H1 - H0))" -v m="$((M1 - M0))" 'BEGIN { printf "%.1f", (h + m > 0 ? 100 * h / (h + m) : 0) }')
-printf 'result cache, %d workers, %d HTTP connections, %ss per run, medians of %d rounds (same run)\n' "$WORKERS" \
-    "$CONNS" "$SECS" "$ROUNDS"
+printf 'result cache, %d workers, %d HTTP connections, access log %s, %ss per run, medians of %d rounds (same run)\n' \
+    "$WORKERS" "$CONNS" "$LOG_ACCESS" "$SECS" "$ROUNDS"
 printf '  hot key cached      %8s req/s\n' "$CACHED"
 printf '  hot key uncached    %8s req/s   cached/uncached %s (want >= 3)\n' "$UNCACHED" "$R_UNCACHED"
 printf '  pgbench -c %-3s      %8s tps     cached/pgbench  %s (want >= 1.2)\n' "$PGB_CLIENTS" "$PGB" "$R_PGB"
