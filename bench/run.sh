@@ -390,4 +390,5 @@ fi
     echo "results: $RESULTS_DIR/$STAMP.json, $CONC_CSV, $POOL_CSV; plots: $PLOTS_DIR/perf-concurrency.png, $PLOTS_DIR/perf-poolsize.png"
     ((${#FAILURES[@]} == 0)) || printf 'FAILED: %s\n' "${FAILURES[@]}"
 } | tee "$RESULTS_DIR/$STAMP.txt"
+"$BENCH/events.sh" | tee "$RESULTS_DIR/$STAMP-events.txt" || OK=false # 10 000 event streams (docs/events.md)
 [[ $OK == true ]]

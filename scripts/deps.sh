@@ -11,7 +11,7 @@ set -euo pipefail
 
 BASE=(build-essential pkg-config libssl-dev libpq-dev postgresql-15 libh2o-evloop-dev
       libjansson-dev libluajit-5.1-dev luajit libcmocka-dev lua-busted lua-cjson lua-socket
-      curl openssl clang-format clang libclang-rt-14-dev
+      curl openssl clang-format clang libclang-rt-14-dev chromium chromium-driver
       etcd-server patroni haproxy)
 declare -A SERVICE_OF=([etcd-server]=etcd [patroni]=patroni [haproxy]=haproxy)
 BENCH=(wrk gnuplot-nox)

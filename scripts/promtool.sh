@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
-# Makes build/tools/promtool available for the metrics spec (`promtool check metrics`) without
-# installing Prometheus: the static binary is taken out of Debian's prometheus package. Quiet and
-# quick when it is there already; prints nothing and exits 0 when it cannot be had (the spec then
-# says so).
+# Makes build/tools/promtool available for the metrics spec (`promtool check metrics`) and the
+# alerts spec (`promtool check rules` / `test rules` / `check config` on docker/prometheus/)
+# without installing Prometheus (332 MB, and a service): the static binary is taken out of
+# Debian's prometheus package. Quiet and quick when it is there already; prints nothing and exits
+# 0 when it cannot be had (the specs then say so).
 set -u
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 OUT=$ROOT/build/tools

@@ -251,10 +251,12 @@ static void next_item(struct batch *b)
         int rc = txn_query(&b->txn, it->q, it->vals, txn_step);
         if (rc == 0) return;
         struct buf body = BUF_INIT;
-        buf_printf(&body,
-                   "{\"error\":{\"code\":\"%s\",\"message\":", rc == -2 ? "unavailable" : "bad_request");
-        jsonw_string(&body, b->txn.errmsg, strlen(b->txn.errmsg));
-        buf_puts(&body, "}}");
+        struct call_outcome o;
+        call_error(&o, rc == -2 ? 503 : 400, b->txn.errmsg);
+        if (rc != -2)
+            call_set_param(&o, it->q->param_names[b->txn.bad_param],
+                           strlen(it->q->param_names[b->txn.bad_param]));
+        call_write_json(&body, &o, NULL);
         fail_txn(b, b->cur, rc == -2 ? 503 : 400, &body);
         buf_free(&body);
         if (rc == -2) {
@@ -361,13 +363,13 @@ static int parse(struct batch *b, char *err, size_t errlen)
             continue;
         }
         it->vals = xcalloc((size_t)(it->q->nparams ? it->q->nparams : 1), sizeof *it->vals);
-        if (call_resolve(it->q, json_object_get(e, "params"), it->vals, why, sizeof why) != 0) {
+        const char *param;
+        if (call_resolve(it->q, json_object_get(e, "params"), it->vals, why, sizeof why, &param) != 0) {
+            struct call_outcome o;
+            call_error(&o, 400, why);
+            if (param) call_set_param(&o, param, strlen(param));
             it->status = 400;
-            buf_puts(&it->body, "{\"error\":{\"code\":\"bad_request\",\"message\":");
-            jsonw_string(&it->body, why, strlen(why));
-            buf_puts(&it->body, ",\"query\":");
-            jsonw_string(&it->body, name, strlen(name));
-            buf_puts(&it->body, "}}");
+            call_write_json(&it->body, &o, name);
         }
     }
     return 0;

@@ -14,10 +14,13 @@
 #include "endpoint.h"
 #include "pool.h"
 
-/* Puts q's parameters in order into vals[0..q->nparams) (borrowed from params; JSON null stays a
- * json null). params may be NULL for a query without parameters. Returns 0, or -1 with a
- * client-facing reason (unknown / missing parameter, wrong count) in err. */
-int call_resolve(const struct query_def *q, json_t *params, json_t **vals, char *err, size_t errlen);
+/* Puts q's parameters in order into vals[0..q->nparams) (borrowed from params, or q's default for
+ * a missing optional one; JSON null stays a json null). params may be NULL when no parameter is
+ * required. An array may leave out trailing optional parameters. Returns 0, or -1 with a
+ * client-facing reason (unknown / missing parameter, wrong count) in err and, when it is about
+ * one parameter, its name in *param (borrowed from q or params; NULL otherwise). */
+int call_resolve(const struct query_def *q, json_t *params, json_t **vals, char *err, size_t errlen,
+                 const char **param);
 /* Converts vals for q's declared types into job's parameters. Returns 0, or -1 with job->errmsg. */
 int call_bind(struct pgjob *job, json_t *const *vals);
 /* What a finished execution of a named query came to. */
@@ -29,6 +32,7 @@ struct call_outcome {
     bool in_doubt;          /* a write whose commit may or may not have happened */
     char message[256];      /* an error: what the client is told */
     char detail[160];       /* an error: what /admin/queries keeps for operators */
+    char param[64];         /* an error about one parameter: its name (the "param" field), else "" */
 };
 
 /* The outcome of a finished job of q, by the one mapping of job status and SQLSTATE to HTTP
@@ -38,8 +42,11 @@ struct call_outcome {
 void call_outcome(const struct pgjob *job, int max_rows, struct call_outcome *o);
 /* An outcome that is an error of the gateway's own: status and message (also the detail). */
 void call_error(struct call_outcome *o, int status, const char *message);
+/* Names the parameter an error is about (len bytes of name; NULL: none). */
+void call_set_param(struct call_outcome *o, const char *name, size_t len);
 /* The outcome of a server error result r of q (streams and bulk loads, which read results
- * themselves). o borrows from r. */
+ * themselves). An error the server raised while reading a parameter's value names it (in the
+ * message and o->param). o borrows from r. */
 void call_db_error(const struct query_def *q, const PGresult *r, struct call_outcome *o);
 /* Maps a server error to an HTTP status: 23xxx 409, 22xxx 400, 57014 504, connection class 503,
  * 40001/40P01 409, anything else 500. */

@@ -163,7 +163,7 @@ int explain_handle(struct worker *w, h2o_req_t *req, const char *name, size_t le
     }
     json_t **vals = xcalloc((size_t)(q->nparams ? q->nparams : 1), sizeof *vals);
     char err[256];
-    if (call_resolve(q, params, vals, err, sizeof err) != 0) {
+    if (call_resolve(q, params, vals, err, sizeof err, NULL) != 0) {
         json_decref(params);
         free(vals);
         http_send_error(req, 400, "bad_request", err, q->name, NULL);

@@ -23,6 +23,7 @@
 #include "luajson.h"
 #include "metrics.h"
 #include "reqlife.h"
+#include "reqstats.h"
 #include "script.h"
 #include "txn.h"
 #include "util.h"
@@ -127,10 +128,24 @@ static const struct reqlife_kind handler_kind = {
 /* A worker's output buffer grown past this by one big answer is released after it is sent. */
 #define KEEP_OUT_BYTES (1u << 20)
 
+/* True when the handler's headers (the table at index 3) name a Content-Type. */
+static bool has_content_type(lua_State *co)
+{
+    bool found = false;
+    lua_pushnil(co);
+    while (!found && lua_next(co, 3) != 0) {
+        size_t n;
+        const char *k = lua_type(co, -2) == LUA_TSTRING ? lua_tolstring(co, -2, &n) : NULL;
+        found = k != NULL && h2o_lcstris(k, n, H2O_STRLIT("content-type")) && lua_type(co, -1) == LUA_TSTRING;
+        lua_pop(co, found ? 2 : 1);
+    }
+    return found;
+}
+
 /* Checks every header the handler returned (the table at index 3) before any is added: one
  * refused header refuses the answer (logged with the endpoint and the header's name). Names and
  * values that are not strings are skipped, as they always were. */
-static bool headers_ok(struct hreq *hr)
+static bool headers_ok(struct hreq *hr, bool typed)
 {
     lua_State *co = hr->co;
     lua_pushnil(co);
@@ -138,7 +153,10 @@ static bool headers_ok(struct hreq *hr)
         if (lua_type(co, -2) == LUA_TSTRING && lua_type(co, -1) == LUA_TSTRING) {
             size_t kl, vl;
             const char *k = lua_tolstring(co, -2, &kl), *v = lua_tolstring(co, -1, &vl);
-            enum httpheader_check c = httpheader_check(k, kl, v, vl);
+            /* a typed answer names its own Content-Type: only its value is checked */
+            bool own_type = typed && h2o_lcstris(k, kl, H2O_STRLIT("content-type"));
+            enum httpheader_check c =
+                own_type ? httpheader_check("x", 1, v, vl) : httpheader_check(k, kl, v, vl);
             if (c != HTTPHEADER_OK) {
                 char name[96];
                 log_printf(LOG_ERROR, "handler %s: response header \"%s\" %s; answered 500", hr->h->name,
@@ -208,9 +226,25 @@ static void answer(struct hreq *hr)
     int status = n >= 1 && lua_isnumber(co, 1) ? (int)lua_tointeger(co, 1) : 200;
     if (status < 100 || status > 599) status = 500;
     bool has_headers = n >= 3 && lua_istable(co, 3);
-    if (has_headers && !headers_ok(hr)) {
+    /* A string body under the handler's own Content-Type is the body itself (a page, a file) */
+    bool typed = has_headers && lua_type(co, 2) == LUA_TSTRING && has_content_type(co);
+    if (has_headers && !headers_ok(hr, typed)) {
         http_send_error(hr->life.req, 500, "internal",
                         "the handler returned a response header that is not allowed", NULL, NULL);
+        return;
+    }
+    if (typed) {
+        size_t len;
+        const char *text = lua_tolstring(co, 2, &len);
+        if (len > worker_config(hr->life.w)->max_response_bytes) {
+            log_printf(LOG_ERROR, "handler %s: the answer is larger than max_response_bytes; answered 500",
+                       hr->h->name);
+            http_send_error(hr->life.req, 500, "internal",
+                            "the handler's answer is larger than max_response_bytes", NULL, NULL);
+            return;
+        }
+        add_headers(hr);
+        http_send_typed(hr->life.req, status, text, len);
         return;
     }
     struct buf *b = &hr->life.w->out;
@@ -239,10 +273,22 @@ static void answer_error(struct hreq *hr)
         lua_getfield(co, -3, "message");
         lua_getfield(co, -4, "query");
         lua_getfield(co, -5, "sqlstate");
-        const char *code = lua_tostring(co, -4), *msg = lua_tostring(co, -3);
+        lua_getfield(co, -6, "param");
+        const char *code = lua_tostring(co, -5), *msg = lua_tostring(co, -4), *param = lua_tostring(co, -1);
+        if (status >= 400 && status <= 599 && msg && param) { /* about one parameter: say which */
+            struct call_outcome o;
+            call_error(&o, status, msg);
+            o.sqlstate = lua_tostring(co, -2);
+            call_set_param(&o, param, strlen(param));
+            struct buf *b = &hr->life.w->out;
+            buf_reset(b);
+            call_write_json(b, &o, lua_tostring(co, -3));
+            http_send_json(hr->life.req, status, b->data, b->len);
+            return;
+        }
         if (status >= 400 && status <= 599 && msg) {
             http_send_error(hr->life.req, status, code ? code : http_error_code(status), msg,
-                            lua_tostring(co, -2), lua_tostring(co, -1));
+                            lua_tostring(co, -3), lua_tostring(co, -2));
             return;
         }
     }
@@ -280,7 +326,8 @@ static void resume(struct hreq *hr, int nargs)
 
 /* --- sluice.db --------------------------------------------------------------------------------- */
 
-static int raise(lua_State *co, int status, const char *msg)
+/* Raises {status, code, message [, param]}: param names the parameter the error is about. */
+static int raise_about(lua_State *co, int status, const char *msg, const char *param)
 {
     if (running) running->calling = false;
     lua_newtable(co);
@@ -290,7 +337,16 @@ static int raise(lua_State *co, int status, const char *msg)
     lua_setfield(co, -2, "code");
     lua_pushstring(co, msg);
     lua_setfield(co, -2, "message");
+    if (param) {
+        lua_pushstring(co, param);
+        lua_setfield(co, -2, "param");
+    }
     return lua_error(co);
+}
+
+static int raise(lua_State *co, int status, const char *msg)
+{
+    return raise_about(co, status, msg, NULL);
 }
 
 static struct query_def *named(lua_State *co, struct hreq *hr, int idx)
@@ -332,7 +388,12 @@ static void take_params(lua_State *co, struct hreq *hr, struct query_def *q, int
         }
     }
     char err[256];
-    if (call_resolve(q, hr->params, hr->vals, err, sizeof err) != 0) raise(co, 400, err);
+    const char *param;
+    if (call_resolve(q, hr->params, hr->vals, err, sizeof err, &param) != 0) {
+        char name[64];
+        snprintf(name, sizeof name, "%s", param ? param : "");
+        raise_about(co, 400, err, param ? name : NULL); /* a copy: param may be in hr->params */
+    }
 }
 
 static int bind_job(struct pgjob *job)
@@ -381,7 +442,7 @@ static int l_query(lua_State *co)
         char msg[sizeof job->errmsg];
         snprintf(msg, sizeof msg, "%s", job->errmsg);
         pgjob_free(job);
-        return raise(co, 400, msg);
+        return raise_about(co, 400, msg, q->param_names[job->bad_param]);
     }
     hr->job = job;
     hr->calling = true;
@@ -464,7 +525,8 @@ static int l_txquery(lua_State *co)
     hr->txn_query = q;
     hr->calling = true;
     int rc = txn_query(&hr->txn, q, hr->vals, on_txn_query);
-    if (rc != 0) return raise(co, rc == -2 ? 503 : 400, hr->txn.errmsg);
+    if (rc == -2) return raise(co, 503, hr->txn.errmsg);
+    if (rc != 0) return raise_about(co, 400, hr->txn.errmsg, q->param_names[hr->txn.bad_param]);
     return wait_outcome(co, hr);
 }
 
@@ -703,6 +765,7 @@ int handler_route(struct worker *w, h2o_req_t *req, const struct urlpath *path)
             continue;
         int n = route_match(h->route, path, vals, lens, 16);
         if (n < 0) continue;
+        reqstats_name(req, "handler", h->name);
         run(w, req, h, vals, lens, n);
         return 0;
     }

@@ -6,11 +6,14 @@
  * series stays self-consistent). */
 #include "metrics.h"
 
+#include "breaker.h"
 #include "guard.h"
 
 #include <dirent.h>
 #include <h2o.h>
 #include <lauxlib.h>
+#include <libpq-fe.h>
+#include <luajit.h>
 #include <math.h>
 #include <pthread.h>
 #include <stdio.h>
@@ -19,13 +22,17 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "evhub.h"
 #include "http.h"
 #include "jsonw.h"
 #include "log.h"
+#include "probe.h"
+#include "reqstats.h"
 #include "ryw.h"
 #include "script.h"
 #include "server.h"
 #include "util.h"
+#include "version.h"
 
 #define PEEK(x) __atomic_load_n(&(x), __ATOMIC_RELAXED)
 
@@ -588,6 +595,86 @@ static const char *labels(struct buf *lb, const char *k1, const char *v1, const 
     return lb->data;
 }
 
+/* `endpoint="..",method=".."` of row r into lb (reset first). */
+static const char *request_labels(struct buf *lb, const struct reqstats_row *r)
+{
+    return labels(lb, "endpoint", r->endpoint, "method", reqstats_method_name(r->method));
+}
+
+/* sluice_http_requests_total by endpoint, method and code, and the time to the first byte by
+ * endpoint and method (reqstats.h). */
+static void http_families(const struct server *srv, struct buf *b)
+{
+    struct reqstats_row *rows;
+    size_t n = reqstats_rows(srv, &rows);
+    struct buf lb = BUF_INIT;
+    metrics_family(b, "sluice_http_requests_total", "counter",
+                   "HTTP responses sent, by endpoint, method and status code.");
+    for (size_t i = 0; i < n; i++) {
+        char code[16];
+        snprintf(code, sizeof code, "%d", rows[i].status);
+        request_labels(&lb, &rows[i]);
+        metrics_label(&lb, "code", code);
+        metrics_sample_u64(b, "sluice_http_requests_total", lb.data, rows[i].count);
+    }
+    metrics_family(b, "sluice_http_request_duration_seconds", "histogram",
+                   "Time from a request's arrival to the start of its response, by endpoint and method.");
+    /* rows are sorted by endpoint, method, status: each run of one endpoint and method is summed */
+    for (size_t i = 0; i < n;) {
+        struct histogram h = rows[i].time;
+        size_t j = i + 1;
+        for (; j < n && rows[j].method == rows[i].method && strcmp(rows[j].endpoint, rows[i].endpoint) == 0;
+             j++)
+            histogram_add(&h, &rows[j].time);
+        metrics_histogram(b, "sluice_http_request_duration_seconds", request_labels(&lb, &rows[i]), &h);
+        i = j;
+    }
+    buf_free(&lb);
+    free(rows);
+}
+
+/* The circuit breaker of each pool: its state one-hot, and how often it changed. */
+static void breaker_families(const struct server *srv, struct buf *b, int npools)
+{
+    static const enum breaker_state states[] = {BREAKER_CLOSED, BREAKER_OPEN, BREAKER_HALF_OPEN};
+    const struct config *cfg = config_of(srv);
+    struct buf lb = BUF_INIT;
+    metrics_family(
+        b, "sluice_pool_breaker_state", "gauge",
+        "The pool's circuit breaker: 1 for its state (closed, open, half_open), 0 for the others.");
+    for (int i = 0; srv->breakers && i < npools; i++) {
+        enum breaker_state now = breaker_state(&srv->breakers[i]);
+        for (size_t s = 0; s < ARRAY_SIZE(states); s++)
+            metrics_sample(b, "sluice_pool_breaker_state",
+                           labels(&lb, "pool", cfg->pools[i].name, "state", breaker_state_name(states[s])),
+                           now == states[s]);
+    }
+    metrics_family(b, "sluice_pool_breaker_transitions_total", "counter",
+                   "Times the pool's circuit breaker changed state (closed, open, half_open).");
+    for (int i = 0; srv->breakers && i < npools; i++)
+        metrics_sample_u64(b, "sluice_pool_breaker_transitions_total",
+                           labels(&lb, "pool", cfg->pools[i].name, NULL, NULL),
+                           atomic_load(&srv->breakers[i].transitions));
+    buf_free(&lb);
+}
+
+/* sluice_build_info: 1, with the versions of sluice and of the libraries it runs on. */
+static void build_info(struct buf *b)
+{
+    char libpq[32];
+    int v = PQlibVersion();
+    snprintf(libpq, sizeof libpq, "%d.%d", v / 10000, v % 10000);
+    struct buf lb = BUF_INIT;
+    metrics_label(&lb, "version", SLUICE_VERSION);
+    metrics_label(&lb, "h2o", H2O_VERSION);
+    metrics_label(&lb, "libpq", libpq);
+    metrics_label(&lb, "luajit", LUAJIT_VERSION);
+    metrics_family(b, "sluice_build_info", "gauge",
+                   "Always 1; the labels give the versions of sluice and its libraries.");
+    metrics_sample(b, "sluice_build_info", lb.data, 1);
+    buf_free(&lb);
+}
+
 /* Figures of the process itself, from /proc/self. Missing files leave the value at -1. */
 struct process_view {
     double rss_bytes, open_fds, cpu_seconds, start_time;
@@ -825,6 +912,7 @@ void metrics_render(struct server *srv, struct buf *b)
     for (int i = 0; i < npools; i++)
         metrics_sample_u64(b, "db_connection_errors", labels(&lb, "pool", cfg->pools[i].name, NULL, NULL),
                            pt[i].conn_errors);
+    breaker_families(srv, b, npools);
     metrics_family(b, "sluice_pool_connections", "gauge",
                    "Connections of the pool by state: open or connecting.");
     for (int i = 0; i < npools; i++) {
@@ -837,6 +925,15 @@ void metrics_render(struct server *srv, struct buf *b)
     for (int i = 0; i < npools; i++)
         metrics_sample(b, "sluice_pool_waiting", labels(&lb, "pool", cfg->pools[i].name, NULL, NULL),
                        pt[i].waiting);
+    metrics_family(b, "sluice_pool_replication_lag_seconds", "gauge",
+                   "How far the pool's server, a streaming replica, is behind its primary (the probe's "
+                   "measure; absent for a primary or while not known).");
+    for (int i = 0; i < npools; i++) {
+        double lag;
+        if (probe_replication_lag(i, &lag) && lag >= 0)
+            metrics_sample(b, "sluice_pool_replication_lag_seconds",
+                           labels(&lb, "pool", cfg->pools[i].name, NULL, NULL), lag);
+    }
     metrics_family(b, "sluice_pool_role_changes_total", "counter",
                    "Servers of the pool seen in a new role (promoted or demoted), or its primary found on "
                    "another host.");
@@ -860,16 +957,11 @@ void metrics_render(struct server *srv, struct buf *b)
                                labels(&lb, "pool", cfg->pools[i].name, "outcome", ryw_outcome_name(o)), n[o]);
     }
 
+    evhub_metrics(b); /* live event channels */
+
     /* the process */
-    metrics_family(b, "sluice_http_requests_total", "counter", "HTTP responses sent, by status code.");
-    for (int c = 0; c < WORKER_STATUS_CODES; c++) {
-        uint64_t n = 0;
-        for (int k = 0; k < srv->nworkers; k++) n += PEEK(srv->workers[k].responses[c]);
-        if (n == 0) continue;
-        char code[16];
-        snprintf(code, sizeof code, "%d", c + 100);
-        metrics_sample_u64(b, "sluice_http_requests_total", labels(&lb, "code", code, NULL, NULL), n);
-    }
+    http_families(srv, b);
+    build_info(b);
     metrics_family(b, "sluice_workers", "gauge", "Worker threads (event loops) serving requests.");
     metrics_sample(b, "sluice_workers", NULL, srv->nworkers);
     metrics_family(b, "sluice_lua_memory_bytes", "gauge",
@@ -921,7 +1013,6 @@ int metrics_handle(struct worker *w, h2o_req_t *req)
     struct buf *b = &w->out;
     buf_reset(b);
     metrics_render(w->srv, b);
-    worker_count_response(w, 200);
     req->res.status = 200;
     req->res.reason = "OK";
     h2o_add_header(&req->pool, &req->res.headers, H2O_TOKEN_CONTENT_TYPE, NULL,

@@ -44,9 +44,13 @@ static json_t *described(json_t *s, const char *text)
     return s;
 }
 
-static json_t *type_schema(Oid t, enum where where)
+static json_t *type_schema(Oid t, enum where where);
+
+/* The schema of a value of type t; nullable: null is allowed too (never for a URL). */
+static json_t *type_schema_n(Oid t, enum where where, bool nullable)
 {
-    bool url = where == IN_URL, nullable = !url;
+    bool url = where == IN_URL;
+    nullable = nullable && !url;
     json_t *s;
     Oid elem = pgtype_array_elem(t);
     if (t == 0) {
@@ -141,6 +145,12 @@ static json_t *type_schema(Oid t, enum where where)
     return s;
 }
 
+/* A value may be null wherever it travels, but in a URL (absent instead). */
+static json_t *type_schema(Oid t, enum where where)
+{
+    return type_schema_n(t, where, true);
+}
+
 /* --- building blocks ------------------------------------------------------------------------- */
 
 static json_t *ref(const char *kind, const char *name)
@@ -169,6 +179,32 @@ static void add_errors(json_t *used, json_t *responses, const char *const *statu
         json_object_set_new(responses, *statuses, ref("responses", http_error_code(code)));
         json_object_set_new(used, *statuses, json_true());
     }
+}
+
+/* The answers the router may give any request before its endpoint runs (router.c): 400 for too
+ * many query-string items, 413 / 414 / 431 for a body, URL or headers past their limits, 415 for
+ * a method other than GET or HEAD without a JSON (or the body's own) Content-Type, and 503 once
+ * the worker has max_inflight requests in progress (probes and /metrics are exempt). */
+static void add_gateway_errors(json_t *used, json_t *responses, const char *method, bool exempt)
+{
+    static const char *const limits[] = {"400", "413", "414", "431", NULL};
+    static const char *const content_type[] = {"415", NULL};
+    static const char *const busy[] = {"503", NULL};
+    add_errors(used, responses, limits);
+    if (strcmp(method, "GET") != 0 && strcmp(method, "HEAD") != 0) add_errors(used, responses, content_type);
+    if (!exempt) add_errors(used, responses, busy);
+}
+
+/* The schema of parameters by name (takes both references): the optional ones are left out of
+ * required, and an empty required is left out (OpenAPI 3.0 wants at least one item there). */
+static json_t *params_object(json_t *props, json_t *required)
+{
+    json_t *o = json_pack("{s:s,s:o,s:b}", "type", "object", "properties", props, "additionalProperties", 0);
+    if (json_array_size(required) > 0)
+        json_object_set_new(o, "required", required);
+    else
+        json_decref(required);
+    return o;
 }
 
 static json_t *parameter(const char *name, const char *in, json_t *schema)
@@ -305,7 +341,8 @@ static void query_schemas(struct doc *doc, const struct query_def *q, const stru
         json_t *props = json_object(), *required = json_array();
         for (int i = 0; i < e->ncols; i++) {
             if (json_object_get(props, e->cols[i].name)) continue; /* a repeated name: the first wins */
-            json_object_set_new(props, e->cols[i].name, type_schema(e->cols[i].type, IN_RESULT));
+            json_object_set_new(props, e->cols[i].name,
+                                type_schema_n(e->cols[i].type, IN_RESULT, !e->cols[i].notnull));
             json_array_append_new(required, json_string(e->cols[i].name));
         }
         row = json_pack("{s:s,s:o,s:o}", "type", "object", "properties", props, "required", required);
@@ -332,12 +369,11 @@ static void query_schemas(struct doc *doc, const struct query_def *q, const stru
         json_t *props = json_object(), *required = json_array();
         for (int i = 0; i < q->nparams; i++) {
             json_object_set_new(props, q->param_names[i], type_schema(param_type(q, e, i), IN_BODY));
-            json_array_append_new(required, json_string(q->param_names[i]));
+            if (query_def_default(q, i) == NULL)
+                json_array_append_new(required, json_string(q->param_names[i]));
         }
         snprintf(name, sizeof name, "query.%s.params", q->name);
-        json_object_set_new(doc->schemas, name,
-                            json_pack("{s:s,s:o,s:o,s:b}", "type", "object", "properties", props, "required",
-                                      required, "additionalProperties", 0));
+        json_object_set_new(doc->schemas, name, params_object(props, required));
     }
 }
 
@@ -372,9 +408,11 @@ static json_t *query_operation(struct doc *doc, const struct query_def *q, const
     bool body = method_has_body(method);
     if (!body) {
         for (int i = 0; i < q->nparams; i++)
-            if (!bound[i])
-                json_array_append_new(
-                    params, parameter(q->param_names[i], "query", type_schema(param_type(q, e, i), IN_URL)));
+            if (!bound[i]) {
+                json_t *p = parameter(q->param_names[i], "query", type_schema(param_type(q, e, i), IN_URL));
+                if (query_def_default(q, i) != NULL) json_object_set_new(p, "required", json_false());
+                json_array_append_new(params, p);
+            }
     } else if (rest > 0) {
         json_t *schema;
         snprintf(name, sizeof name, "query.%s.params", q->name);
@@ -391,10 +429,10 @@ static json_t *query_operation(struct doc *doc, const struct query_def *q, const
             for (int i = 0; i < q->nparams; i++) {
                 if (bound[i]) continue;
                 json_object_set_new(props, q->param_names[i], type_schema(param_type(q, e, i), IN_BODY));
-                json_array_append_new(required, json_string(q->param_names[i]));
+                if (query_def_default(q, i) == NULL)
+                    json_array_append_new(required, json_string(q->param_names[i]));
             }
-            schema = json_pack("{s:s,s:o,s:o,s:b}", "type", "object", "properties", props, "required",
-                               required, "additionalProperties", 0);
+            schema = params_object(props, required);
         }
         json_object_set_new(op, "requestBody",
                             json_pack("{s:b,s:o}", "required", 1, "content", json_content(schema)));
@@ -422,13 +460,10 @@ static json_t *query_operation(struct doc *doc, const struct query_def *q, const
                             json_pack("{s:{s:s,s:s}}", "schema", "type", "string", "description", name));
         json_object_set_new(responses, "200", rows);
     }
-    static const char *const common[] = {"400", "409", "413", "500", "503", "504", NULL};
-    static const char *const not_get[] = {"415", NULL};
+    static const char *const common[] = {"409", "500", "504", NULL};
     static const char *const single_only[] = {"404", NULL};
+    add_gateway_errors(doc->used_errors, responses, method, false);
     add_errors(doc->used_errors, responses, common);
-    /* every method but GET and HEAD needs a Content-Type (csrf.c), with or without a body */
-    if (strcmp(method, "GET") != 0 && strcmp(method, "HEAD") != 0)
-        add_errors(doc->used_errors, responses, not_get);
     if (q->single) add_errors(doc->used_errors, responses, single_only);
     endpoint_security(doc, op, responses, q->auth);
     json_object_set_new(op, "responses", responses);
@@ -500,7 +535,8 @@ static void add_bulks(struct doc *doc, const struct registry *reg)
 
         json_t *responses = json_object();
         json_object_set_new(responses, "200", response("every row was loaded", ref("schemas", "BulkResult")));
-        static const char *const errs[] = {"400", "409", "413", "415", "500", "503", "504", NULL};
+        static const char *const errs[] = {"409", "500", "504", NULL};
+        add_gateway_errors(doc->used_errors, responses, "POST", false);
         add_errors(doc->used_errors, responses, errs);
         snprintf(text, sizeof text, "bulk %s of table %.200s through COPY (%s%s)", mode_names[b->mode],
                  b->table, b->atomic ? "one transaction" : "a transaction per chunk of ",
@@ -547,15 +583,55 @@ static void add_handlers(struct doc *doc, const struct registry *reg)
         json_object_set_new(
             responses, "default",
             response("another status the handler chose; gateway errors have the Error shape", json_object()));
+        /* a JSON body that does not parse, a wrong content type, the limits; 500 / 504 for a
+         * handler that fails or runs past the deadline */
+        static const char *const errs[] = {"500", "504", NULL};
+        add_gateway_errors(doc->used_errors, responses, h->route->method, false);
+        add_errors(doc->used_errors, responses, errs);
         endpoint_security(doc, op, responses, h->auth);
         json_object_set_new(op, "responses", responses);
         json_object_set_new(item, lower, op);
     }
 }
 
-static json_t *simple_op(struct doc *doc, const char *id, const char *summary, const char *tag,
-                         json_t *responses)
+/* GET /events/{name} of each sluice.channel: a text/event-stream. */
+static void add_channels(struct doc *doc, const struct registry *reg)
 {
+    char text[400], id[300], path[300];
+    for (int i = 0; i < reg->nchannels; i++) {
+        const struct channel_def *c = reg->channels[i];
+        snprintf(text, sizeof text,
+                 "events of channel %.100s: each NOTIFY %.63s as one Server-Sent Event (id:, data:); "
+                 "Last-Event-ID replays the last %d",
+                 c->name, c->listen, c->buffer);
+        json_t *content = json_pack("{s:{s:{s:s}}}", "text/event-stream", "schema", "type", "string");
+        json_t *responses = json_object();
+        json_object_set_new(responses, "200",
+                            json_pack("{s:s,s:o}", "description",
+                                      "an event stream: event: reset, overflow or closed "
+                                      "besides the notifications",
+                                      "content", content));
+        static const char *const errs[] = {"404", NULL};
+        add_errors(doc->used_errors, responses, errs);
+        add_gateway_errors(doc->used_errors, responses, "GET", false);
+        json_t *op = json_pack("{s:s,s:[s],s:[{s:s,s:s,s:b,s:{s:s}}]}", "summary", text, "tags", "events",
+                               "parameters", "name", "Last-Event-ID", "in", "header", "required", 0, "schema",
+                               "type", "string");
+        endpoint_security(doc, op, responses, c->auth);
+        json_object_set_new(op, "responses", responses);
+        snprintf(id, sizeof id, "events_%s", c->name);
+        set_operation_id(op, doc->used_ids, id);
+        snprintf(path, sizeof path, "/events/%s", c->name);
+        json_object_set_new(fixed_item(doc, path), "get", op);
+    }
+}
+
+/* An operation of a fixed path, with the router's answers (add_gateway_errors; probe: exempt from
+ * max_inflight). */
+static json_t *simple_op(struct doc *doc, const char *method, bool probe, const char *id, const char *summary,
+                         const char *tag, json_t *responses)
+{
+    add_gateway_errors(doc->used_errors, responses, method, probe);
     json_t *op = json_pack("{s:s,s:[s],s:o}", "summary", summary, "tags", tag, "responses", responses);
     set_operation_id(op, doc->used_ids, id);
     return op;
@@ -571,11 +647,15 @@ static void add_fixed(struct doc *doc, const struct registry *reg, const struct 
         json_object_set_new(query_name, "enum", names);
     else
         json_decref(names);
+    /* By name (an object) or by position (an array: OpenAPI 3.0 wants its items). */
+    json_t *item_params =
+        json_pack("{s:[{s:s,s:b,s:s},{s:s,s:{},s:s}],s:s}", "oneOf", "type", "object", "additionalProperties",
+                  1, "description", "by name: {\"name\": value, ...}", "type", "array", "items",
+                  "description", "by position, in the order the SQL first names them", "description",
+                  "the parameters by name or by position, as for POST /query/{name}");
     json_t *item_schema =
-        json_pack("{s:s,s:[s],s:{s:o,s:{s:[{s:s},{s:s}],s:s}},s:b}", "type", "object", "required", "query",
-                  "properties", "query", query_name, "params", "oneOf", "type", "object", "type", "array",
-                  "description", "the parameters by name or by position, as for POST /query/{name}",
-                  "additionalProperties", 0);
+        json_pack("{s:s,s:[s],s:{s:o,s:o},s:b}", "type", "object", "required", "query", "properties", "query",
+                  query_name, "params", item_params, "additionalProperties", 0);
     json_t *batch_resp = json_object();
     json_object_set_new(
         batch_resp, "200",
@@ -583,9 +663,10 @@ static void add_fixed(struct doc *doc, const struct registry *reg, const struct 
                  json_pack("{s:s,s:{s:s,s:[s,s],s:{s:{s:s},s:{}}}}", "type", "array", "items", "type",
                            "object", "required", "status", "body", "properties", "status", "type", "integer",
                            "body")));
-    static const char *const batch_errs[] = {"400", "409", "413", "415", "500", "503", "504", NULL};
+    static const char *const batch_errs[] = {"409", "500", "504", NULL};
     add_errors(doc->used_errors, batch_resp, batch_errs);
-    json_t *batch = simple_op(doc, "batch", "several named queries in one request", "queries", batch_resp);
+    json_t *batch =
+        simple_op(doc, "POST", false, "batch", "several named queries in one request", "queries", batch_resp);
     json_object_set_new(
         batch, "parameters",
         json_pack("[{s:s,s:s,s:b,s:s,s:{s:s,s:b}}]", "name", "transaction", "in", "query", "required", 0,
@@ -605,7 +686,7 @@ static void add_fixed(struct doc *doc, const struct registry *reg, const struct 
     json_object_set_new(r, "503", response("a required pool is down", ref("schemas", "Health")));
     /* protect_metrics puts /health and /metrics behind the admin token (auth.c). */
     bool protect = cfg->protect_metrics && cfg->admin_token != NULL;
-    json_t *op = simple_op(doc, "health", "state of every pool", "health", r);
+    json_t *op = simple_op(doc, "GET", true, "health", "state of every pool", "health", r);
     if (protect) require_scheme(doc, op, r, "admin");
     json_object_set_new(fixed_item(doc, "/health"), "get", op);
 
@@ -614,26 +695,26 @@ static void add_fixed(struct doc *doc, const struct registry *reg, const struct 
     static const char *const unavailable[] = {"503", NULL};
     add_errors(doc->used_errors, r, unavailable);
     json_object_set_new(fixed_item(doc, "/health/live"), "get",
-                        simple_op(doc, "health_live", "liveness", "health", r));
+                        simple_op(doc, "GET", true, "health_live", "liveness", "health", r));
 
     r = json_object();
     json_object_set_new(r, "200",
                         response("every pool that is not optional can serve", ref("schemas", "Status")));
     add_errors(doc->used_errors, r, unavailable);
     json_object_set_new(fixed_item(doc, "/health/ready"), "get",
-                        simple_op(doc, "health_ready", "readiness", "health", r));
+                        simple_op(doc, "GET", true, "health_ready", "readiness", "health", r));
 
     r = json_pack("{s:{s:s,s:{s:{s:{s:s}}}}}", "200", "description", "Prometheus text format 0.0.4",
                   "content", "text/plain; version=0.0.4", "schema", "type", "string");
-    op = simple_op(doc, "metrics", "Prometheus metrics", "metrics", r);
+    op = simple_op(doc, "GET", true, "metrics", "Prometheus metrics", "metrics", r);
     if (protect) require_scheme(doc, op, r, "admin");
     json_object_set_new(fixed_item(doc, "/metrics"), "get", op);
 
     r = json_object();
     json_object_set_new(r, "200", response("this document", json_pack("{s:s}", "type", "object")));
-    json_object_set_new(
-        fixed_item(doc, "/openapi.json"), "get",
-        simple_op(doc, "openapi", "the OpenAPI document of the loaded endpoints", "metrics", r));
+    json_object_set_new(fixed_item(doc, "/openapi.json"), "get",
+                        simple_op(doc, "GET", false, "openapi",
+                                  "the OpenAPI document of the loaded endpoints", "metrics", r));
 
     if (cfg->admin_token != NULL) {
         r = json_object();
@@ -642,7 +723,7 @@ static void add_fixed(struct doc *doc, const struct registry *reg, const struct 
             response("per named query: calls, errors, latency quantiles, slow count, last error",
                      json_pack("{s:s,s:[s],s:{s:{s:s,s:{s:s}}}}", "type", "object", "required", "queries",
                                "properties", "queries", "type", "array", "items", "type", "object")));
-        op = simple_op(doc, "admin_queries", "statistics of every named query", "admin", r);
+        op = simple_op(doc, "GET", false, "admin_queries", "statistics of every named query", "admin", r);
         require_scheme(doc, op, r, "admin");
         json_object_set_new(fixed_item(doc, "/admin/queries"), "get", op);
 
@@ -653,9 +734,7 @@ static void add_fixed(struct doc *doc, const struct registry *reg, const struct 
                      json_pack("{s:s,s:{s:{s:s},s:{s:s},s:{s:s},s:{s:s}}}", "type", "object", "properties",
                                "status", "type", "string", "queries", "type", "integer", "bulk", "type",
                                "integer", "handlers", "type", "integer")));
-        static const char *const reload_errs[] = {"400", "415", NULL};
-        add_errors(doc->used_errors, r, reload_errs);
-        op = simple_op(doc, "admin_reload", "check and reload the scripts", "admin", r);
+        op = simple_op(doc, "POST", false, "admin_reload", "check and reload the scripts", "admin", r);
         require_scheme(doc, op, r, "admin");
         json_object_set_new(fixed_item(doc, "/admin/reload"), "post", op);
     }
@@ -663,21 +742,48 @@ static void add_fixed(struct doc *doc, const struct registry *reg, const struct 
 
 /* --- components ------------------------------------------------------------------------------ */
 
+/* {"error":{...}}: every field some answer of the gateway carries; code and message always. */
+static json_t *error_schema(void)
+{
+    static const struct {
+        const char *name, *type, *what;
+    } fields[] = {
+        {"message", "string", "what went wrong, for people"},
+        {"query", "string", "the named query"},
+        {"param", "string", "the parameter a bad_request is about"},
+        {"sqlstate", "string", "the SQLSTATE of a database error"},
+        {"request_id", "string", "the request's X-Request-Id (kept or generated), as in the server log"},
+        {"index", "integer", "/batch?transaction=true: the failing item, counted from 0"},
+        {"outcome", "string",
+         "unknown: the connection was lost while a write committed, so it may or may not have"},
+        {"bulk", "string", "the bulk endpoint"},
+        {"row", "integer", "the failing row of a bulk body, counted from 1"},
+        {"column", "string", "the column of the failing value of a bulk body"},
+        {"committed_chunks", "integer", "bulk: chunks committed before the failure"},
+        {"rows_committed", "integer", "bulk: rows committed before the failure"},
+    };
+    json_t *props = json_object();
+    json_object_set_new(props, "code",
+                        json_pack("{s:s,s:s,s:[s,s,s,s,s,s,s,s,s,s,s]}", "type", "string", "description",
+                                  "the kind of error", "enum", "bad_request", "unauthorized", "forbidden",
+                                  "not_found", "method_not_allowed", "conflict", "too_large",
+                                  "unsupported_media_type", "unavailable", "timeout", "internal"));
+    for (size_t i = 0; i < ARRAY_SIZE(fields); i++) {
+        json_t *f = json_pack("{s:s,s:s}", "type", fields[i].type, "description", fields[i].what);
+        if (strcmp(fields[i].name, "outcome") == 0)
+            json_object_set_new(f, "enum", json_pack("[s]", "unknown"));
+        if (strcmp(fields[i].type, "integer") == 0) json_object_set_new(f, "minimum", json_integer(0));
+        json_object_set_new(props, fields[i].name, f);
+    }
+    return json_pack("{s:s,s:[s],s:{s:{s:s,s:[s,s],s:o}}}", "type", "object", "required", "error",
+                     "properties", "error", "type", "object", "required", "code", "message", "properties",
+                     props);
+}
+
 static void add_components(struct doc *doc, const struct config *cfg)
 {
-    json_t *error = json_pack(
-        "{s:s,s:[s],s:{s:{s:s,s:[s,s],s:{s:{s:s,s:[s,s,s,s,s,s,s,s,s,s,s]},s:{s:s},s:{s:s,s:s},s:{s:s,s:s},"
-        "s:{s:s,s:s},s:{s:s,s:s},s:{s:s},s:{s:s}}}}}",
-        "type", "object", "required", "error", "properties", "error", "type", "object", "required", "code",
-        "message", "properties", "code", "type", "string", "enum", "bad_request", "unauthorized", "forbidden",
-        "not_found", "method_not_allowed", "conflict", "too_large", "unsupported_media_type", "unavailable",
-        "timeout", "internal", "message", "type", "string", "query", "type", "string", "description",
-        "the named query", "sqlstate", "type", "string", "description", "the SQLSTATE of a database error",
-        "bulk", "type", "string", "description", "the bulk endpoint", "row", "type", "integer", "description",
-        "the failing row of a bulk body, counted from 1", "committed_chunks", "type", "integer",
-        "rows_committed", "type", "integer");
     json_t *schemas = doc->schemas;
-    json_object_set_new(schemas, "Error", error);
+    json_object_set_new(schemas, "Error", error_schema());
     json_object_set_new(schemas, "BulkResult",
                         json_pack("{s:s,s:[s],s:{s:{s:s},s:{s:s},s:{s:s},s:{s:s},s:{s:s,s:s}}}", "type",
                                   "object", "required", "rows", "properties", "rows", "type", "integer",
@@ -702,18 +808,21 @@ static void add_components(struct doc *doc, const struct config *cfg)
         int status;
         const char *what;
     } errs[] = {
-        {400, "malformed JSON, an unknown or missing parameter, a value not convertible to its type"},
+        {400, "malformed JSON, an unknown or missing parameter, a value not convertible to its type, more "
+              "query-string items than max_params"},
         {401, "no admin bearer token"},
         {403, "a wrong admin token"},
         {404, "no such endpoint, or no row for a single-row query"},
         {409,
          "a unique, foreign-key or check violation (SQLSTATE 23xxx), a serialization failure or deadlock"},
-        {413, "the body is larger than max_body_bytes"},
+        {413, "the body is larger than max_body_bytes (413), the URL longer than max_url_bytes (414), or "
+              "the headers past max_headers or max_header_bytes (431)"},
         {415, "not GET or HEAD and no Content-Type application/json (or the body's own type, "
               "e.g. text/csv for bulk), even without a body; or a body type the endpoint does not take"},
         {500, "anything else (the server log has the detail)"},
         {503,
-         "no connection within pool_timeout, the circuit breaker is open, or the database is unreachable"},
+         "no connection within pool_timeout, the circuit breaker is open, the database is unreachable, or "
+         "the worker already has max_inflight requests in progress"},
         {504, "the statement timeout or the request deadline passed"},
     };
     json_t *responses = json_object();
@@ -758,6 +867,10 @@ static void definitions_version(const struct registry *reg, char *out, size_t n)
         MIX(reg->bulks[i]->table);
         for (int k = 0; k < reg->bulks[i]->ncolumns; k++) MIX(reg->bulks[i]->columns[k]);
     }
+    for (int i = 0; i < reg->nchannels; i++) {
+        MIX(reg->channels[i]->name);
+        MIX(reg->channels[i]->listen);
+    }
     for (int i = 0; i < reg->nhandlers; i++) {
         MIX(reg->handlers[i]->name);
         if (reg->handlers[i]->route) {
@@ -793,6 +906,9 @@ void openapi_write(struct buf *out, const struct registry *reg, const struct des
                          "timestamps are ISO-8601. "
                          "Every error is {\"error\":{\"code\",\"message\"}}.",
                          "servers", "url", "/");
+    json_t *license = json_pack("{s:s}", "name", cfg->openapi_license ? cfg->openapi_license : "Proprietary");
+    if (cfg->openapi_license_url) json_object_set_new(license, "url", json_string(cfg->openapi_license_url));
+    json_object_set_new(json_object_get(doc.root, "info"), "license", license);
     /* No credential by default: each operation that needs one says so itself. */
     json_object_set_new(doc.root, "security", json_array());
 
@@ -800,15 +916,17 @@ void openapi_write(struct buf *out, const struct registry *reg, const struct des
     add_queries(&doc, reg);
     add_bulks(&doc, reg);
     add_handlers(&doc, reg);
+    add_channels(&doc, reg);
 
     json_object_set_new(doc.root, "paths", doc.paths);
     add_components(&doc, cfg);
     json_object_set_new(
         doc.root, "tags",
-        json_pack("[{s:s,s:s},{s:s,s:s},{s:s,s:s},{s:s,s:s},{s:s,s:s},{s:s,s:s},{s:s,s:s}]", "name",
+        json_pack("[{s:s,s:s},{s:s,s:s},{s:s,s:s},{s:s,s:s},{s:s,s:s},{s:s,s:s},{s:s,s:s},{s:s,s:s}]", "name",
                   "queries", "description", "named queries: GET (readonly) or POST /query/{name}", "name",
                   "routes", "description", "REST-style aliases of named queries", "name", "bulk",
                   "description", "bulk loads through COPY", "name", "handlers", "description", "Lua handlers",
+                  "name", "events", "description", "live events: PostgreSQL NOTIFY as Server-Sent Events",
                   "name", "health", "description", "probes", "name", "metrics", "description",
                   "observability", "name", "admin", "description", "operator endpoints (bearer token)"));
 

@@ -45,6 +45,8 @@ struct qreq {
     enum stream_format fmt;  /* rows streamed as CSV or NDJSON, or one JSON answer */
     struct ryw_wait ryw;     /* a read waiting for a standby to replay its Sluice-LSN (ryw.h) */
     struct pgjob *held;      /* ...its job, bound and not submitted yet */
+    const char *bad_name;    /* a refused parameter: its name (in the request pool or q), for the answer */
+    size_t bad_len;
 };
 
 /* How long past timeout_ms the gateway waits for the server's own statement timeout before it
@@ -90,6 +92,7 @@ static int bind_params(struct pgjob *job)
             rc = pgtype_param_text(type, v->text, v->len, &job->params, err, sizeof err);
         if (rc != 0) {
             snprintf(job->errmsg, sizeof job->errmsg, "parameter \"%s\": %s", q->param_names[i], err);
+            job->bad_param = i;
             return -1;
         }
         job->param_off[i] = is_null ? -1 : (int)before;
@@ -281,6 +284,8 @@ static int set_value(struct qreq *qr, const char *name, size_t nlen, const char 
     }
     if (i < 0) {
         snprintf(err, errlen, "unknown parameter \"%.*s\"", (int)(nlen > 64 ? 64 : nlen), name);
+        qr->bad_name = name;
+        qr->bad_len = nlen;
         return -1;
     }
     qr->vals[i] = (struct pvalue){text, len, json, true};
@@ -296,6 +301,8 @@ struct qs_ctx {
 static int on_query_pair(void *arg, const char *key, size_t klen, const char *val, size_t vlen)
 {
     struct qs_ctx *c = arg;
+    /* _-prefixed keys are cache busters (?_=1712345678), unless the query has such a parameter */
+    if (klen > 0 && key[0] == '_' && query_def_param(c->qr->q, key, klen) < 0) return 0;
     return set_value(c->qr, key, klen, val, vlen, NULL, c->err, c->errlen) != 0 ? 1 : 0;
 }
 
@@ -341,12 +348,13 @@ static int parse_body(struct qreq *qr, char *err, size_t errlen, int *status)
         return 0;
     }
     if (json_is_array(qr->body)) {
-        if ((int)json_array_size(qr->body) != q->nparams) {
-            snprintf(err, errlen, "expected %d parameters by position, got %zu", q->nparams,
-                     json_array_size(qr->body));
+        /* trailing optional parameters may be left out */
+        int n = (int)json_array_size(qr->body);
+        if (n > q->nparams || (n < q->nparams && query_def_default(q, n) == NULL)) {
+            snprintf(err, errlen, "expected %d parameters by position, got %d", q->nparams, n);
             return -1;
         }
-        for (int i = 0; i < q->nparams; i++)
+        for (int i = 0; i < n; i++)
             qr->vals[i] = (struct pvalue){NULL, 0, json_array_get(qr->body, (size_t)i), true};
         return 0;
     }
@@ -355,11 +363,10 @@ static int parse_body(struct qreq *qr, char *err, size_t errlen, int *status)
 }
 
 /* A streamed answer (stream.c) failed before its first byte, or ended. */
-static void stream_failed(void *arg, int status, const char *message, const char *sqlstate,
-                          const char *detail)
+static void stream_failed(void *arg, const struct call_outcome *o)
 {
     struct qreq *qr = arg;
-    answer_error(qr->life.w, qr->life.req, qr->q, qr, qr->life.started_us, status, message, sqlstate, detail);
+    answer_outcome(qr->life.w, qr->life.req, qr->q, qr, qr->life.started_us, o);
 }
 
 static void stream_ended(void *arg, int status, const char *errmsg)
@@ -478,11 +485,16 @@ int query_handle(struct worker *w, h2o_req_t *req, struct query_def *q, const ch
     }
     if (parse_query_string(qr, err, sizeof err) != 0 || parse_body(qr, err, sizeof err, &status) != 0)
         goto bad;
-    for (int i = 0; i < q->nparams; i++)
+    for (int i = 0; i < q->nparams; i++) {
+        json_t *dflt = qr->vals[i].set ? NULL : query_def_default(q, i);
+        if (dflt != NULL) qr->vals[i] = (struct pvalue){NULL, 0, dflt, true};
         if (!qr->vals[i].set) {
             snprintf(err, sizeof err, "missing parameter \"%s\"", q->param_names[i]);
+            qr->bad_name = q->param_names[i];
+            qr->bad_len = strlen(q->param_names[i]);
             goto bad;
         }
+    }
 
     bool routed;
     qr->pool_idx = route_pool(w, q, req, token, &routed);
@@ -493,7 +505,10 @@ int query_handle(struct worker *w, h2o_req_t *req, struct query_def *q, const ch
     /* A stream binds now: its statement is sent as text, without a prepare that would learn the
      * types. Otherwise the first use on a worker binds once the statement is described. */
     if ((qr->fmt != STREAM_NONE || q->described) && bind_params(job) != 0) {
-        answer_error(w, req, q, qr, started_us, 400, job->errmsg, NULL, NULL);
+        struct call_outcome o;
+        job->status = PGJOB_BIND_ERROR;
+        call_outcome(job, 0, &o); /* names the parameter */
+        answer_outcome(w, req, q, qr, started_us, &o);
         pgjob_free(job);
         return 0;
     }
@@ -513,7 +528,10 @@ int query_handle(struct worker *w, h2o_req_t *req, struct query_def *q, const ch
     run(qr, job);
     return 0;
 
-bad:
-    answer_error(w, req, q, qr, started_us, status, err, NULL, NULL);
+bad:;
+    struct call_outcome o;
+    call_error(&o, status, err);
+    call_set_param(&o, qr->bad_name, qr->bad_len);
+    answer_outcome(w, req, q, qr, started_us, &o);
     return 0;
 }

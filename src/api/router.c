@@ -1,5 +1,5 @@
 /* router.c — which endpoint serves a request: the limits every request meets first, then the
- * fixed paths (/query, /bulk, /batch, /health, /metrics, /openapi.json, /admin), Lua handler
+ * fixed paths (/query, /bulk, /batch, /events, /health, /metrics, /openapi.json, /admin), Lua handler
  * routes and the route aliases of named queries. */
 #include "router.h"
 
@@ -11,6 +11,7 @@
 #include "batch.h"
 #include "copy.h"
 #include "csrf.h"
+#include "events.h"
 #include "h2reset.h"
 #include "handler.h"
 #include "health.h"
@@ -18,6 +19,7 @@
 #include "metrics.h"
 #include "openapi.h"
 #include "query.h"
+#include "reqstats.h"
 #include "server.h"
 #include "urlpath.h"
 #include "worker.h"
@@ -63,6 +65,7 @@ static int route_alias(struct worker *w, h2o_req_t *req, const struct urlpath *p
         bool head_as_get =
             strcmp(m, "GET") == 0 && h2o_memis(req->method.base, req->method.len, H2O_STRLIT("HEAD"));
         if (!h2o_memis(req->method.base, req->method.len, m, strlen(m)) && !head_as_get) continue;
+        reqstats_name(req, "query", q->name);
         return query_handle(w, req, q, vals, lens, n);
     }
     if (path_matched) {
@@ -128,6 +131,20 @@ static bool within_limits(struct worker *w, h2o_req_t *req, h2o_iovec_t path)
     return true;
 }
 
+/* The endpoint label of the fixed paths (reqstats.h); other paths under them stay unknown. */
+static void name_fixed(h2o_req_t *req, h2o_iovec_t path)
+{
+    static const char *const fixed[] = {"/batch",         "/health",       "/health/live",
+                                        "/health/ready",  "/metrics",      "/openapi.json",
+                                        "/admin/queries", "/admin/reload", NULL};
+    for (const char *const *f = fixed; *f; f++)
+        if (path_is(path, *f)) {
+            reqstats_name(req, *f + 1, NULL);
+            return;
+        }
+    if (path_has_prefix(path, "/admin/explain/")) reqstats_name(req, "admin/explain", NULL);
+}
+
 int router_on_req(h2o_handler_t *self, h2o_req_t *req)
 {
     struct worker *w = worker_of(req);
@@ -152,6 +169,7 @@ int router_on_req(h2o_handler_t *self, h2o_req_t *req)
             http_send_error(req, 404, "not_found", "no such query", NULL, NULL);
             return 0;
         }
+        reqstats_name(req, "query", q->name);
         return query_handle(w, req, q, NULL, NULL, 0);
     }
     if (path_has_prefix(path, "/bulk/")) {
@@ -160,9 +178,12 @@ int router_on_req(h2o_handler_t *self, h2o_req_t *req)
             http_send_error(req, 404, "not_found", "no such bulk endpoint", NULL, NULL);
             return 0;
         }
+        reqstats_name(req, "bulk", d->name);
         return copy_handle(w, req, d);
     }
+    name_fixed(req, path);
     if (path_is(path, "/batch")) return batch_handle(w, req);
+    if (path_has_prefix(path, "/events/")) return events_handle(w, req, path.base + 8, path.len - 8);
     if (path_is(path, "/health") || path_has_prefix(path, "/health/")) {
         if (!path_is(path, "/health/live") && !auth_metrics_allow(w, req)) return 0;
         return health_handle(w, req, path);

@@ -1,16 +1,19 @@
 /* script.c — runs the operator's scripts in a LuaJIT state and collects their definitions
- * through the `sluice` global: sluice.query, sluice.bulk, sluice.endpoint, sluice.policy,
- * sluice.log, sluice.env, sluice.null, sluice.pools. */
+ * through the `sluice` global: sluice.query, sluice.bulk, sluice.endpoint, sluice.channel,
+ * sluice.policy, sluice.log, sluice.env, sluice.null, sluice.pools. */
 #include "script.h"
 
+#include <errno.h>
 #include <glob.h>
 #include <lauxlib.h>
 #include <lualib.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "auth.h"
+#include "channel.h"
 #include "handler.h"
 #include "log.h"
 #include "luajson.h"
@@ -115,11 +118,80 @@ static int policy_slow_ms(lua_State *L)
     return v;
 }
 
+/* The names of q's parameters, comma-separated, for an error message (into out). */
+static const char *param_list(const struct query_def *q, char *out, size_t outlen)
+{
+    size_t n = 0;
+    out[0] = '\0';
+    for (int i = 0; i < q->nparams && n < outlen; i++)
+        n += (size_t)snprintf(out + n, outlen - n, "%s%s", i ? ", " : "", q->param_names[i]);
+    return q->nparams ? out : "none";
+}
+
+/* params = { name = { default = value } | { optional = true }, ... }: what a missing parameter
+ * takes. A default is any value JSON can hold (sluice.null too) and is converted like a client's
+ * value; optional alone means SQL NULL. */
+static void define_params(lua_State *L, int t, struct query_def *q, const char *what)
+{
+    static const char *const spec_keys[] = {"default", "optional", "description", NULL};
+    lua_getfield(L, t, "params");
+    int pt = lua_gettop(L);
+    if (lua_isnil(L, pt)) {
+        lua_pop(L, 1);
+        return;
+    }
+    if (!lua_istable(L, pt))
+        luaL_error(
+            L,
+            "%s: params: expected a table such as { limit = { default = 100 }, since = { optional = true } }",
+            what);
+    char where[256], names[200];
+    lua_pushnil(L);
+    while (lua_next(L, pt) != 0) {
+        if (lua_type(L, -2) != LUA_TSTRING) luaL_error(L, "%s: params: keys must be parameter names", what);
+        const char *name = lua_tostring(L, -2);
+        int i = query_def_param(q, name, strlen(name));
+        if (i < 0)
+            luaL_error(L, "%s: params: \"%s\" is not a :parameter of its sql (it has: %s)", what, name,
+                       param_list(q, names, sizeof names));
+        snprintf(where, sizeof where, "%s: params.%s", what, name);
+        int st = lua_gettop(L);
+        if (!lua_istable(L, st))
+            luaL_error(L, "%s: expected { default = value } or { optional = true }", where);
+        check_keys(L, st, spec_keys, where);
+        bool optional = opt_bool(L, st, "optional", where);
+        lua_getfield(L, st, "default");
+        int type = lua_type(L, -1);
+        if (type == LUA_TFUNCTION || type == LUA_TUSERDATA || type == LUA_TTHREAD ||
+            (type == LUA_TLIGHTUSERDATA && lua_touserdata(L, -1) != NULL))
+            luaL_error(L, "%s: default: expected a value JSON can hold, got a %s", where,
+                       luaL_typename(L, -1));
+        if (type != LUA_TNIL) {
+            struct luajson_limits lim = {.max_bytes = 1u << 20, .max_depth = 32, .cut = false};
+            enum luajson_status js;
+            json_t *v = luajson_from_lua(L, lua_gettop(L), &lim, &js);
+            if (v == NULL) luaL_error(L, "%s: default %s", where, luajson_status_text(js));
+            query_def_set_default(q, i, v);
+        } else if (optional) {
+            query_def_set_default(q, i, json_null());
+        }
+        lua_pop(L, 2); /* the default and the spec */
+    }
+    lua_pop(L, 1);
+}
+
+/* define_params(q, table, what) under lua_pcall. */
+static int l_define_params(lua_State *L)
+{
+    define_params(L, 2, lua_touserdata(L, 1), lua_tostring(L, 3));
+    return 0;
+}
+
 static void define_query(lua_State *L, const char *name, int t)
 {
-    static const char *const keys[] = {"sql",           "readonly",   "single", "idempotent",
-                                       "timeout_ms",    "pool",       "route",  "description",
-                                       "slow_query_ms", "log_params", "auth",   NULL};
+    static const char *const keys[] = {"sql",  "readonly", "single",      "idempotent",    "timeout_ms",
+                                       "pool", "route",    "description", "slow_query_ms", "log_params",
+                                       "auth", "params",   NULL};
     char what[160];
     snprintf(what, sizeof what, "query \"%s\"", name);
     if (!valid_name(name)) luaL_error(L, "%s: a name is letters, digits, '_', '-' or '.'", what);
@@ -131,6 +203,15 @@ static void define_query(lua_State *L, const char *name, int t)
     char err[256];
     struct query_def *q = query_def_new(name, sql, route, err, sizeof err);
     if (q == NULL) luaL_error(L, "%s: %s", what, err);
+    /* protected, so that q is freed when the spec is refused (a reload must not leak it) */
+    lua_pushcfunction(L, l_define_params);
+    lua_pushlightuserdata(L, q);
+    lua_pushvalue(L, t);
+    lua_pushstring(L, what);
+    if (lua_pcall(L, 3, 0, 0) != 0) {
+        query_def_free(q);
+        lua_error(L);
+    }
     q->readonly = opt_bool(L, t, "readonly", what);
     q->single = opt_bool(L, t, "single", what);
     q->idempotent = opt_bool(L, t, "idempotent", what);
@@ -302,7 +383,13 @@ static void record_def(lua_State *L, int rec_idx, int name_idx, int def_idx)
 {
     lua_pushvalue(L, name_idx);
     lua_rawget(L, rec_idx);
-    if (!lua_isnil(L, -1)) luaL_error(L, "endpoint \"%s\" is defined twice", lua_tostring(L, name_idx));
+    if (!lua_isnil(L, -1)) {
+        lua_getglobal(L, "sluice");
+        lua_getfield(L, -1, "_channels");
+        bool channel = lua_rawequal(L, -1, rec_idx);
+        luaL_error(L, "%s \"%s\" is defined twice", channel ? "channel" : "endpoint",
+                   lua_tostring(L, name_idx));
+    }
     lua_pop(L, 1);
     lua_pushvalue(L, name_idx);
     lua_pushvalue(L, def_idx);
@@ -336,6 +423,12 @@ static int record(lua_State *L, const char *field)
 static int l_endpoint(lua_State *L)
 {
     return record(L, "_endpoints");
+}
+
+/* sluice.channel: recorded in sluice._channels by name; channel.c reads them. */
+static int l_channel(lua_State *L)
+{
+    return record(L, "_channels");
 }
 
 static int l_policy(lua_State *L)
@@ -447,8 +540,13 @@ static int l_log_error(lua_State *L)
 
 static void install_api(lua_State *L, const struct config *cfg)
 {
-    static const luaL_Reg fns[] = {{"query", l_query},   {"bulk", l_bulk}, {"endpoint", l_endpoint},
-                                   {"policy", l_policy}, {"env", l_env},   {NULL, NULL}};
+    static const luaL_Reg fns[] = {{"query", l_query},
+                                   {"bulk", l_bulk},
+                                   {"endpoint", l_endpoint},
+                                   {"channel", l_channel},
+                                   {"policy", l_policy},
+                                   {"env", l_env},
+                                   {NULL, NULL}};
     static const luaL_Reg logfns[] = {{"debug", l_log_debug},
                                       {"info", l_log_info},
                                       {"warn", l_log_warn},
@@ -463,6 +561,8 @@ static void install_api(lua_State *L, const struct config *cfg)
     lua_setfield(L, -2, "null");
     lua_newtable(L);
     lua_setfield(L, -2, "_endpoints");
+    lua_newtable(L);
+    lua_setfield(L, -2, "_channels");
     lua_newtable(L);
     for (size_t i = 0; i < cfg->npools; i++) {
         lua_newtable(L);
@@ -558,6 +658,15 @@ size_t script_memory(lua_State *L)
     return ud ? __atomic_load_n(&((struct lua_mem *)ud)->used, __ATOMIC_RELAXED) : 0;
 }
 
+/* What stopped a glob (a folder of the pattern that is missing, or unreadable). */
+static __thread int glob_errno;
+
+static int on_glob_error(const char *path, int e)
+{
+    glob_errno = e;
+    return 1; /* stop: GLOB_ERR */
+}
+
 lua_State *script_load(const struct config *cfg, struct registry *reg, char *err, size_t errlen)
 {
     struct lua_mem *mem = xcalloc(1, sizeof *mem);
@@ -580,16 +689,27 @@ lua_State *script_load(const struct config *cfg, struct registry *reg, char *err
     int rc = 0;
     for (size_t i = 0; i < cfg->nscripts && rc == 0; i++) {
         glob_t g;
-        int gr = glob(cfg->scripts[i], GLOB_ERR, NULL, &g);
+        glob_errno = 0;
+        int gr = glob(cfg->scripts[i], GLOB_ERR, on_glob_error, &g);
+        if (gr == GLOB_ABORTED && (glob_errno == ENOENT || glob_errno == ENOTDIR)) gr = GLOB_NOMATCH;
         if (gr == GLOB_NOMATCH) {
+            /* a relative pattern is read from the current directory: say which one that was */
+            char cwd[1024] = "";
+            bool relative = cfg->scripts[i][0] != '/';
+            if (relative && getcwd(cwd, sizeof cwd) == NULL) snprintf(cwd, sizeof cwd, "?");
             if (strpbrk(cfg->scripts[i], "*?[") == NULL) {
-                snprintf(err, errlen, "%s: cannot open script: No such file or directory", cfg->scripts[i]);
+                snprintf(err, errlen, "%s: cannot open script: No such file or directory%s%s%s",
+                         cfg->scripts[i], relative ? " (looked in " : "", cwd, relative ? ")" : "");
                 rc = -1;
+            } else {
+                log_warn("scripts: \"%s\" matches no file%s%s%s", cfg->scripts[i],
+                         relative ? " (looked in " : "", cwd, relative ? ")" : "");
             }
             continue;
         }
         if (gr != 0) {
-            snprintf(err, errlen, "%s: cannot list scripts", cfg->scripts[i]);
+            snprintf(err, errlen, "%s: cannot list scripts: %s", cfg->scripts[i],
+                     glob_errno ? strerror(glob_errno) : "out of memory");
             rc = -1;
             continue;
         }
@@ -597,6 +717,7 @@ lua_State *script_load(const struct config *cfg, struct registry *reg, char *err
         globfree(&g);
     }
     if (rc == 0) rc = handler_collect(L, cfg, reg, err, errlen);
+    if (rc == 0) rc = channel_collect(L, cfg, reg, err, errlen);
     free(ctx);
     lua_pushlightuserdata(L, (void *)&CTX_KEY);
     lua_pushnil(L);

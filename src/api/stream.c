@@ -9,6 +9,7 @@
  * usual JSON error; after it, the response is cut short (the client sees no final chunk). */
 #include "stream.h"
 
+#include <stdio.h>
 #include <string.h>
 #include <sys/socket.h>
 
@@ -126,13 +127,21 @@ static void report_end(struct stream *s, int status, const char *errmsg)
     s->hooks.ended(s->hooks.arg, status, errmsg);
 }
 
-static void report_fail(struct stream *s, int status, const char *message, const char *sqlstate,
-                        const char *detail)
+static void report_fail(struct stream *s, const struct call_outcome *o)
 {
     if (s->reported) return;
     s->reported = true;
     s->finished = true;
-    s->hooks.fail(s->hooks.arg, status, message, sqlstate, detail);
+    s->hooks.fail(s->hooks.arg, o);
+}
+
+/* The stream could not run (no connection, or it was lost): 503 with message. */
+static void report_unavailable(struct stream *s, const char *message, const char *detail)
+{
+    struct call_outcome o;
+    call_error(&o, 503, message);
+    if (detail) snprintf(o.detail, sizeof o.detail, "%s", detail);
+    report_fail(s, &o);
 }
 
 static void start_response(struct stream *s, const PGresult *r)
@@ -262,7 +271,7 @@ static void on_error_result(struct stream *s, PGresult *r)
     struct call_outcome o;
     call_db_error(s->q, r, &o);
     if (!s->started) {
-        report_fail(s, o.status, o.message, o.sqlstate, o.detail);
+        report_fail(s, &o);
         return;
     }
     log_printf(LOG_WARN, "query %s: streamed response cut short: %s", s->q->name, o.detail);
@@ -320,7 +329,7 @@ static void on_lost(void *arg, const char *why)
     s->conn = NULL;
     db_done(s);
     if (!s->started) {
-        report_fail(s, 503, "the connection to the database was lost", NULL, why);
+        report_unavailable(s, "the connection to the database was lost", why);
         return;
     }
     if (s->rows_done) { /* every row is in: lost while ending single-row mode */
@@ -339,7 +348,7 @@ static void on_conn(void *arg, struct pgconn *c, const char *err)
     struct stream *s = arg;
     if (c == NULL) {
         db_done(s);
-        report_fail(s, 503, err, NULL, NULL);
+        report_unavailable(s, err, NULL);
         return;
     }
     s->conn = c;
@@ -391,6 +400,6 @@ void stream_start(struct worker *w, h2o_req_t *req, struct query_def *q, struct 
     if (pool_acquire(pool, &s->lease, on_conn, s, err, sizeof err) != 0) {
         db_done(s);
         http_retry_after(req, pool_retry_after(pool));
-        report_fail(s, 503, err, NULL, NULL);
+        report_unavailable(s, err, NULL);
     }
 }

@@ -9,6 +9,8 @@
 #include "endpoint.h"
 #include "pool.h"
 
+struct call_outcome; /* call.h */
+
 struct worker;
 
 enum stream_format { STREAM_NONE, STREAM_CSV, STREAM_NDJSON };
@@ -20,7 +22,7 @@ enum stream_format stream_wanted(h2o_req_t *req);
 /* How a stream reports back to the request that started it. */
 struct stream_hooks {
     /* Nothing was sent yet: answer this error (the JSON error of docs/http-api.md). */
-    void (*fail)(void *arg, int status, const char *message, const char *sqlstate, const char *detail);
+    void (*fail)(void *arg, const struct call_outcome *o);
     /* The stream is over: 200 when every row went out; otherwise the status the failure would
      * have had (the client saw a cut-short body) with what happened. */
     void (*ended)(void *arg, int status, const char *errmsg);

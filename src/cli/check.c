@@ -27,6 +27,7 @@ int check_run(const struct config *cfg)
     script_close(L);
 
     int failures = 0, checked = 0;
+    const char *unreachable = NULL; /* the pool it could not connect to */
     PGconn **conns = calloc(cfg->npools, sizeof *conns);
     for (int i = 0; i < reg.nqueries; i++) {
         struct query_def *q = reg.queries[i];
@@ -36,10 +37,11 @@ int check_run(const struct config *cfg)
             *pc = dbconnect(cfg->pools[q->pool_idx].url, "sluice-check", 10, why, sizeof why);
             if (*pc == NULL) {
                 char *url = url_redact(cfg->pools[q->pool_idx].url);
-                fprintf(stderr, "check: pool %s (%s): cannot connect: %s\n", q->pool,
-                        url[0] ? url : "libpq's defaults", why);
+                why[strcspn(why, "\n")] = '\0'; /* libpq's hint lines add nothing here */
+                fprintf(stderr, "check: cannot connect to %s (pool %s): %s\n",
+                        url[0] ? url : "libpq's defaults", q->pool, why);
                 free(url);
-                failures++;
+                unreachable = q->pool;
                 break;
             }
         }
@@ -60,10 +62,15 @@ int check_run(const struct config *cfg)
     for (size_t i = 0; i < cfg->npools; i++)
         if (conns[i]) PQfinish(conns[i]);
     free(conns);
-    if (checked < reg.nqueries) /* stopped at a pool it could not reach */
-        printf("%d of %d queries checked, %d failed\n", checked, reg.nqueries, failures);
+    int rc = failures || unreachable ? 1 : 0;
+    if (unreachable && checked == 0)
+        printf("nothing checked: the database of pool %s cannot be reached\n", unreachable);
+    else if (unreachable)
+        printf("%d queries checked, %d failed; the other %d not checked: the database of pool %s cannot be "
+               "reached\n",
+               checked, failures, reg.nqueries - checked, unreachable);
     else
         printf("%d queries checked, %d failed\n", checked, failures);
     registry_free(&reg);
-    return failures ? 1 : 0;
+    return rc;
 }

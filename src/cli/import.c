@@ -14,6 +14,7 @@
 #include "buf.h"
 #include "dbconnect.h"
 #include "luastr.h"
+#include "ownsql.h"
 #include "sqlparam.h"
 #include "util.h"
 
@@ -640,6 +641,59 @@ int import_convert(const char *statement, struct import_query *out)
     return 0;
 }
 
+/* An identifier as the server reads it: an unquoted word folded to lower case, a quoted one
+ * without its quotes and with "" as one ". Returns a malloc'd string. */
+static char *identifier(const struct lexed *lx, int k)
+{
+    const struct tok *t = &lx->v[k];
+    struct buf b = BUF_INIT;
+    if (t->kind == TK_QIDENT) {
+        for (size_t i = t->start + 1; i + 1 < t->end; i++) {
+            buf_putc(&b, lx->s[i]);
+            if (lx->s[i] == '"') i++;
+        }
+    } else {
+        for (size_t i = t->start; i < t->end; i++) buf_putc(&b, (char)tolower((unsigned char)lx->s[i]));
+    }
+    if (b.len == 0) {
+        buf_free(&b);
+        return xstrdup("");
+    }
+    return buf_steal(&b);
+}
+
+int import_calls(const char *statement, struct import_call **out)
+{
+    *out = NULL;
+    struct lexed lx;
+    if (lex(statement, &lx) != 0) {
+        free(lx.v);
+        return -1;
+    }
+    int n = 0;
+    for (int k = 0; k + 1 < lx.n; k++) {
+        bool ident = lx.v[k].kind == TK_WORD || lx.v[k].kind == TK_QIDENT;
+        if (!ident || !is_tok(&lx, k + 1, TK_PUNCT, "(")) continue;
+        struct import_call c = {NULL, identifier(&lx, k)};
+        if (k >= 2 && is_tok(&lx, k - 1, TK_PUNCT, ".") &&
+            (lx.v[k - 2].kind == TK_WORD || lx.v[k - 2].kind == TK_QIDENT))
+            c.schema = identifier(&lx, k - 2);
+        *out = xrealloc(*out, (size_t)(n + 1) * sizeof **out);
+        (*out)[n++] = c;
+    }
+    free(lx.v);
+    return n;
+}
+
+void import_calls_free(struct import_call *calls, int n)
+{
+    for (int i = 0; i < n; i++) {
+        free(calls[i].schema);
+        free(calls[i].name);
+    }
+    free(calls);
+}
+
 void import_query_free(struct import_query *q)
 {
     if (q == NULL) return;
@@ -665,13 +719,40 @@ static bool about_catalogs(const char *statement)
         if (n > 3 && strncasecmp(w, "pg_", 3) == 0 &&
             (!is_tok(&lx, k + 1, TK_PUNCT, "(") || (n > 7 && strncasecmp(w, "pg_stat", 7) == 0)))
             found = true;
-        if (is_word(&lx, k, "information_schema") || is_word(&lx, k, "sluice_migrations")) found = true;
+        if (is_word(&lx, k, "information_schema") || is_word(&lx, k, "sluice_migrations") ||
+            is_word(&lx, k, "sluice_bulk_stage"))
+            found = true;
     }
     free(lx.v);
     return found;
 }
 
 /* --- the command --------------------------------------------------------------------------------- */
+
+/* True when the statement calls a volatile function (pg_proc.provolatile 'v'): one that may write
+ * or take a lock, such as pg_advisory_lock() or nextval(), or whose answer changes at each call.
+ * Any overload of the name counts, in the written schema or any schema when unqualified; a
+ * lookup that fails counts too. Such a statement is not readonly. */
+static bool calls_volatile(PGconn *pg, const char *statement)
+{
+    struct import_call *calls;
+    int n = import_calls(statement, &calls);
+    if (n < 0) return true;
+    bool found = false;
+    for (int i = 0; i < n && !found; i++) {
+        const char *values[2] = {calls[i].name, calls[i].schema};
+        PGresult *r =
+            PQexecParams(pg,
+                         "SELECT 1 FROM pg_catalog.pg_proc p JOIN pg_catalog.pg_namespace n"
+                         " ON n.oid = p.pronamespace WHERE p.proname = $1"
+                         " AND ($2::text IS NULL OR n.nspname = $2) AND p.provolatile = 'v' LIMIT 1",
+                         2, NULL, values, NULL, NULL, 0);
+        found = PQresultStatus(r) != PGRES_TUPLES_OK || PQntuples(r) > 0;
+        PQclear(r);
+    }
+    import_calls_free(calls, n);
+    return found;
+}
 
 /* A statement as written: its query and what pg_stat_statements counted. */
 struct imported {
@@ -797,11 +878,12 @@ int import_run(const struct config *cfg, int top, const char *output)
             nutility++;
             continue;
         }
-        if (about_catalogs(text)) {
+        if (about_catalogs(text) || strstr(text, OWN_SQL_MARK) != NULL) { /* not the service's SQL */
             import_query_free(&im.q);
             continue;
         }
         char *why = try_prepare(pg, &im.q);
+        if (why == NULL && im.q.readonly && calls_volatile(pg, text)) im.q.readonly = false;
         if (why != NULL) {
             if (nleft++ < top) import_write_left(&left, why, text);
             free(why);

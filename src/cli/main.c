@@ -13,8 +13,41 @@
 #include "migrate.h"
 #include "scaffold.h"
 #include "serve.h"
+#include "version.h"
 
-#define SLUICE_VERSION "0.1.0"
+/* Each command's usage, as `sluice COMMAND --help` prints it. */
+struct command {
+    const char *name;
+    const char *usage;
+};
+
+static const struct command commands[] = {
+    {"serve", "usage: sluice serve [--config FILE]\n"
+              "  Run the gateway (default config: conf/sluice.lua). SIGHUP reloads the config and the\n"
+              "  scripts; SIGTERM drains in-flight requests and exits 0. Exits 1 when the config or a\n"
+              "  script is broken, or when another process already serves the listen address.\n"},
+    {"migrate", "usage: sluice migrate [--config FILE] [up|status]\n"
+                "  up (default): apply the migrations (NNNN_name.sql in the `migrations` folder) not yet\n"
+                "  applied, in order, each in its own transaction. status: list applied and pending ones.\n"},
+    {"check", "usage: sluice check [--config FILE]\n"
+              "  Load every script and prepare every named query against the database; report unknown\n"
+              "  tables, columns and types. Exits 1 on any error.\n"},
+    {"import", "usage: sluice import [--config FILE] [--top N] [--output FILE]\n"
+               "  Write named queries (Lua) for the N statements (default 20) with the most total time in\n"
+               "  pg_stat_statements, to FILE or stdout. Only provably read-only statements get\n"
+               "  readonly = true.\n"},
+    {"new", "usage: sluice new NAME\n"
+            "  Create a service skeleton (config, scripts, migrations, tests) in the folder NAME.\n"},
+    {"version", "usage: sluice version\n"
+                "  Print the versions of sluice, h2o and libpq.\n"},
+};
+
+static const struct command *find_command(const char *name)
+{
+    for (size_t i = 0; i < sizeof commands / sizeof commands[0]; i++)
+        if (strcmp(commands[i].name, name) == 0) return &commands[i];
+    return NULL;
+}
 
 static void usage(FILE *out)
 {
@@ -29,7 +62,8 @@ static void usage(FILE *out)
         "the\n"
         "                                             most total time in pg_stat_statements (20; stdout)\n"
         "  sluice new     NAME                        create a service skeleton in the folder NAME\n"
-        "  sluice version | --help\n");
+        "  sluice version | --help\n"
+        "  sluice COMMAND --help                      that command's usage\n");
 }
 
 int main(int argc, char **argv)
@@ -40,6 +74,17 @@ int main(int argc, char **argv)
         return argc < 2 ? 2 : 0;
     }
     const char *cmd = argv[1];
+    const struct command *known = find_command(cmd);
+    if (known == NULL && strcmp(cmd, "--version") != 0) {
+        fprintf(stderr, "sluice: unknown command \"%s\"\n", cmd);
+        usage(stderr);
+        return 2;
+    }
+    for (int i = 2; known != NULL && i < argc; i++)
+        if (strcmp(argv[i], "--help") == 0 || strcmp(argv[i], "-h") == 0) {
+            fputs(known->usage, stdout);
+            return 0;
+        }
     if (strcmp(cmd, "version") == 0 || strcmp(cmd, "--version") == 0) {
         printf("sluice %s (h2o %s, libpq %d)\n", SLUICE_VERSION, H2O_VERSION, PQlibVersion());
         return 0;

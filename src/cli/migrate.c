@@ -18,6 +18,7 @@
 #include "buf.h"
 #include "conninfo.h"
 #include "dbconnect.h"
+#include "ownsql.h"
 #include "util.h"
 
 /* pg_advisory_lock key: the bytes of "sluice_m" read as a big-endian integer. */
@@ -391,7 +392,8 @@ rollback:
 
 static int cmd_up(struct run *r)
 {
-    if (exec_simple(r->conn, "SELECT pg_advisory_lock(" LOCK_KEY ")", "cannot take the migration lock") < 0)
+    if (exec_simple(r->conn, "SELECT pg_advisory_lock(" LOCK_KEY ") " OWN_SQL_MARK,
+                    "cannot take the migration lock") < 0)
         return 1;
     /* everything below runs under the lock, so a concurrent migrator sees our records */
     if (find_table(r, true) != 1 || load_applied(r) < 0) return 1;
@@ -423,7 +425,7 @@ static int cmd_up(struct run *r)
         applied++;
     }
     if (applied == 0) printf("up to date\n");
-    PGresult *res = PQexec(r->conn, "SELECT pg_advisory_unlock(" LOCK_KEY ")");
+    PGresult *res = PQexec(r->conn, "SELECT pg_advisory_unlock(" LOCK_KEY ") " OWN_SQL_MARK);
     PQclear(res);
     return 0;
 }

@@ -22,14 +22,19 @@
 #include "cancel.h"
 #include "describe.h"
 #include "errorfilter.h"
+#include "events.h"
+#include "evhub.h"
 #include "h2reset.h"
+#include "listener.h"
 #include "log.h"
 #include "policy.h"
 #include "probe.h"
+#include "reqstats.h"
 #include "route.h"
 #include "router.h"
 #include "ryw.h"
 #include "script.h"
+#include "sdnotify.h"
 #include "server.h"
 #include "tls.h"
 #include "util.h"
@@ -109,6 +114,60 @@ static int clear_unix_path(const struct sockaddr_un *a, char *err, size_t errlen
     return 0;
 }
 
+/* SO_REUSEPORT lets the workers share one address, but it would as well let a second sluice (or
+ * any process of the same user that sets it) bind it too and silently take half the connections.
+ * A bind without SO_REUSEPORT fails while anyone listens there: done once before the workers'
+ * sockets, it tells whether the address is free. Returns 0, or -1 with one line in err. */
+static int check_address_free(const char *spec, const struct sockaddr_storage *ss, socklen_t len, char *err,
+                              size_t errlen)
+{
+    int fd = socket(ss->ss_family, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    if (fd < 0) {
+        snprintf(err, errlen, "listen %s: %s", spec, strerror(errno));
+        return -1;
+    }
+    int on = 1;
+    setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &on, sizeof on); /* TIME_WAIT leftovers are no obstacle */
+    int rc = bind(fd, (const struct sockaddr *)ss, len);
+    int e = errno;
+    close(fd);
+    if (rc == 0) return 0;
+    if (e == EADDRINUSE)
+        snprintf(err, errlen, "listen %s: the address is already in use by another process", spec);
+    else
+        snprintf(err, errlen, "listen %s: %s", spec, strerror(e));
+    return -1;
+}
+
+/* Fills a unix socket address from "unix:/path". Returns 0, or -1 with err. */
+static int parse_unix(const char *spec, struct sockaddr_un *a, char *err, size_t errlen)
+{
+    memset(a, 0, sizeof *a);
+    a->sun_family = AF_UNIX;
+    if (strlen(spec + 5) >= sizeof a->sun_path) {
+        snprintf(err, errlen, "listen: unix socket path too long");
+        return -1;
+    }
+    strcpy(a->sun_path, spec + 5);
+    return 0;
+}
+
+/* Before anything starts: is the listen address ours to take? Another process serving it is an
+ * error; a stale unix socket is removed. Returns 0, or -1 with one line in err. */
+static int check_listen(const char *spec, char *err, size_t errlen)
+{
+    struct sockaddr_storage ss;
+    socklen_t len;
+    if (strncmp(spec, "unix:", 5) == 0) {
+        struct sockaddr_un *a = (struct sockaddr_un *)&ss;
+        return parse_unix(spec, a, err, errlen) != 0 ? -1 : clear_unix_path(a, err, errlen);
+    }
+    if (parse_inet(spec, &ss, &len) != 0) return 0; /* open_listener says what is wrong */
+    bool any_port = ss.ss_family == AF_INET6 ? ((struct sockaddr_in6 *)&ss)->sin6_port == 0
+                                             : ((struct sockaddr_in *)&ss)->sin_port == 0;
+    return any_port ? 0 : check_address_free(spec, &ss, len, err, errlen);
+}
+
 /* Opens one listening socket. Returns the fd, or -1 with err set. */
 static int open_listener(const char *spec, char *err, size_t errlen)
 {
@@ -117,13 +176,7 @@ static int open_listener(const char *spec, char *err, size_t errlen)
     int fd;
     if (strncmp(spec, "unix:", 5) == 0) {
         struct sockaddr_un *a = (struct sockaddr_un *)&ss;
-        memset(a, 0, sizeof *a);
-        a->sun_family = AF_UNIX;
-        if (strlen(spec + 5) >= sizeof a->sun_path) {
-            snprintf(err, errlen, "listen: unix socket path too long");
-            return -1;
-        }
-        strcpy(a->sun_path, spec + 5);
+        if (parse_unix(spec, a, err, errlen) != 0) return -1;
         if (clear_unix_path(a, err, errlen) != 0) return -1;
         len = sizeof *a;
         fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
@@ -190,6 +243,7 @@ static void stop_accepting(struct worker *w)
         h2o_socket_close(w->listener); /* closes listen_fd */
         w->listener = NULL;
     }
+    events_worker_stop(w); /* event streams never end by themselves */
 }
 
 /* Reads the breaker and retry policy of the current scripts into every pool. */
@@ -300,6 +354,7 @@ static void *worker_main(void *arg)
     adopt_tls(w);
     w->queue = h2o_multithread_create_queue(w->ctx.loop);
     h2o_multithread_register_receiver(w->queue, &w->control, on_control);
+    events_worker_init(w);
     pthread_barrier_wait(&srv->ready);
     h2o_loop_t *loop = w->ctx.loop;
 
@@ -320,6 +375,7 @@ static void *worker_main(void *arg)
     w->listener = h2o_evloop_socket_create(loop, w->listen_fd, H2O_SOCKET_FLAG_DONT_READ);
     w->listener->data = w;
     h2o_socket_read_start(w->listener, on_accept);
+    pthread_barrier_wait(&srv->serving);
 
     while (!(w->stopping &&
              ((w->inflight == 0 && now_ms() >= w->stop_linger_ms) || now_ms() >= w->stop_deadline_ms)))
@@ -345,6 +401,7 @@ static void worker_dispose(struct worker *w)
     }
     buf_free(&w->out);
     h2reset_free(w);
+    reqstats_free(w);
 }
 
 /* Loads cfg's scripts into a registry of its own and describes it (describe_all), for a reload:
@@ -362,6 +419,7 @@ static struct describe_result *describe_scripts(const struct config *cfg, char *
         return NULL;
     }
     script_close(L);
+    evhub_sync(&reg); /* channels added, kept or removed, before the workers reload */
     struct describe_result *d = xcalloc(1, sizeof *d);
     err[0] = '\0';
     describe_all(cfg, &reg, d, err, errlen);
@@ -390,6 +448,29 @@ static void shutdown_grace(struct server *srv, const sigset_t *sigs)
             return;
         }
         if (sig == SIGHUP) log_warn("SIGHUP during shutdown_grace: not reloading");
+    }
+}
+
+/* Tells a service manager (systemd Type=notify) the state, with a STATUS line and, for a reload,
+ * the monotonic time systemd 253+ wants with RELOADING=1. A failure is logged once. */
+static void notify(struct server *srv, const char *state)
+{
+    static bool warned;
+    char msg[512];
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    const char *status = strcmp(state, "READY=1") == 0      ? "serving"
+                         : strcmp(state, "STOPPING=1") == 0 ? "draining"
+                                                            : "reloading";
+    int n = snprintf(msg, sizeof msg, "%s\nSTATUS=%s on %s with %d workers", state, status, srv->cfg->listen,
+                     srv->nworkers);
+    if (strcmp(state, "RELOADING=1") == 0)
+        snprintf(msg + n, sizeof msg - (size_t)n, "\nMONOTONIC_USEC=%llu",
+                 (unsigned long long)ts.tv_sec * 1000000ull + (unsigned long long)ts.tv_nsec / 1000);
+    if (sdnotify(msg) < 0 && !warned) {
+        warned = true;
+        log_warn("NOTIFY_SOCKET=%s: cannot notify the service manager: %s", getenv("NOTIFY_SOCKET"),
+                 strerror(errno));
     }
 }
 
@@ -453,6 +534,10 @@ static void reload_config(struct server *srv)
 int serve_run(struct config *cfg)
 {
     char err[512];
+    if (check_listen(cfg->listen, err, sizeof err) != 0) {
+        fprintf(stderr, "sluice: %s\n", err);
+        return 1;
+    }
     struct server *srv = server_instance = xcalloc(1, sizeof *srv);
     srv->cfg = cfg;
     srv->nworkers = cfg->workers;
@@ -490,6 +575,9 @@ int serve_run(struct config *cfg)
     if (describe_all(cfg, &probe, desc, err, sizeof err) != 0) log_warn("describe: %s", err);
     describe_set_current(desc);
     script_close(L);
+    listener_start(cfg); /* LISTEN connections, opened for the first subscriber */
+    evhub_init(cfg->workers);
+    evhub_sync(&probe); /* a hub per channel: events are kept from now on */
     registry_free(&probe);
 
     h2o_config_init(&srv->globalconf);
@@ -516,6 +604,8 @@ int serve_run(struct config *cfg)
     h2o_create_handler(path, sizeof(h2o_handler_t))->on_req = router_on_req;
     errorfilter_register(path);
     errorfilter_register(&host->fallback_path);
+    reqstats_register(path);
+    reqstats_register(&host->fallback_path);
 
     sigset_t sigs;
     sigemptyset(&sigs);
@@ -562,17 +652,22 @@ int serve_run(struct config *cfg)
     }
 
     pthread_barrier_init(&srv->ready, NULL, (unsigned)srv->nworkers + 1);
+    pthread_barrier_init(&srv->serving, NULL, (unsigned)srv->nworkers + 1);
     for (int i = 0; i < srv->nworkers; i++)
         pthread_create(&srv->workers[i].thread, NULL, worker_main, &srv->workers[i]);
     /* No control message before every worker's receiver is registered. */
     pthread_barrier_wait(&srv->ready);
     pthread_barrier_destroy(&srv->ready);
+    pthread_barrier_wait(&srv->serving);
+    pthread_barrier_destroy(&srv->serving);
     log_info("serving on %s with %d workers", cfg->listen, srv->nworkers);
+    notify(srv, "READY=1");
 
     for (;;) {
         int sig = 0;
         if (sigwait(&sigs, &sig) != 0) continue;
         if (sig == SIGHUP) {
+            notify(srv, "RELOADING=1");
             log_info("SIGHUP: reloading the config and the scripts");
             reload_config(srv);
             /* Types for the reloaded definitions; the workers apply them as they reload. */
@@ -580,8 +675,10 @@ int serve_run(struct config *cfg)
             if (d != NULL) describe_set_current(d);
             if (err[0]) log_warn("describe: %s", err);
             for (int i = 0; i < srv->nworkers; i++) send_control(&srv->workers[i], CONTROL_RELOAD);
+            notify(srv, "READY=1");
             continue;
         }
+        notify(srv, "STOPPING=1");
         /* SIGINT (Ctrl-C at a terminal) stops accepting at once; SIGTERM gives the grace first */
         if (sig == SIGTERM) shutdown_grace(srv, &sigs);
         __atomic_store_n(&srv->draining, true, __ATOMIC_RELEASE);
@@ -591,6 +688,8 @@ int serve_run(struct config *cfg)
     for (int i = 0; i < srv->nworkers; i++) send_control(&srv->workers[i], CONTROL_STOP);
     for (int i = 0; i < srv->nworkers; i++) pthread_join(srv->workers[i].thread, NULL);
     for (int i = 0; i < srv->nworkers; i++) worker_dispose(&srv->workers[i]);
+    evhub_free_all(); /* unsubscribes: before the listener stops */
+    listener_stop();
     if (is_unix) unlink(cfg->listen + 5);
     cancel_stop();
     for (size_t i = 0; i < srv->nreloaded; i++) {

@@ -17,6 +17,7 @@
 #include <lua.h>
 #include <lualib.h>
 
+#include "cpus.h"
 #include "log.h"
 #include "util.h"
 
@@ -67,6 +68,8 @@ static const struct field top_fields[] = {
     {TOP(max_headers), K_POSITIVE},
     {TOP(client_timeout), K_SECONDS},
     {TOP(http2), K_BOOL},
+    {TOP(openapi_license), K_STRING},
+    {TOP(openapi_license_url), K_STRING},
 };
 /* clang-format on */
 
@@ -495,6 +498,7 @@ static void config_defaults(struct config *c, const char *path)
     c->max_headers = 64;
     c->client_timeout = 10;
     c->http2 = false; /* h2o 2.2.5's HTTP/2 has no limit on reset streams (docs/security.md) */
+    c->openapi_license = xstrdup("Proprietary");
 }
 
 /* ---- the Lua table ---- */
@@ -932,6 +936,8 @@ void config_free(struct config *c)
     free(c->path);
     free(c->listen);
     free(c->admin_token);
+    free(c->openapi_license);
+    free(c->openapi_license_url);
     free(c->migrations);
     free_tokens(c);
     free(c->jwt_secret);

@@ -68,6 +68,9 @@ struct config {
     /* Bytes of the JSON a Lua handler answers, default 64 MiB -> 500. */
     size_t max_response_bytes;
     bool http2; /* serve HTTP/2 (ALPN h2, h2c); default false: HTTP/1.1 only */
+    /* info.license of /openapi.json: the terms of the operator's API, not of sluice. */
+    char *openapi_license;     /* its name, default "Proprietary" */
+    char *openapi_license_url; /* NULL = none */
     /* TLS on the listener: both set, or neither (plain HTTP). */
     char *tls_cert; /* PEM certificate chain (tls.cert / SLUICE_TLS_CERT) */
     char *tls_key;  /* PEM private key (tls.key / SLUICE_TLS_KEY) */

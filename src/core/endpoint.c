@@ -7,6 +7,7 @@
 #include <string.h>
 
 #include "buf.h"
+#include "ownsql.h"
 #include "sqlparam.h"
 #include "util.h"
 
@@ -34,10 +35,25 @@ void registry_free(struct registry *r)
         free(r->handlers[i]);
     }
     free(r->handlers);
+    for (int i = 0; i < r->nchannels; i++) {
+        free(r->channels[i]->name);
+        free(r->channels[i]->listen);
+        free(r->channels[i]->pool);
+        free(r->channels[i]);
+    }
+    free(r->channels);
     free(r->queries);
     free(r->bulks);
     free(r->index);
     memset(r, 0, sizeof *r);
+}
+
+struct channel_def *registry_find_channel(const struct registry *r, const char *name, size_t len)
+{
+    for (int i = 0; i < r->nchannels; i++)
+        if (strlen(r->channels[i]->name) == len && memcmp(r->channels[i]->name, name, len) == 0)
+            return r->channels[i];
+    return NULL;
 }
 
 static void index_insert(struct registry *r, struct query_def *q)
@@ -110,6 +126,9 @@ void query_def_free(struct query_def *q)
     free(q->sql);
     free(q->pool);
     free(q->param_types);
+    for (int i = 0; q->param_default && i < q->nparams; i++)
+        if (q->param_default[i]) json_decref(q->param_default[i]);
+    free(q->param_default);
     route_free(q->route);
     free(q);
 }
@@ -133,6 +152,18 @@ int query_def_param(const struct query_def *q, const char *name, size_t len)
     for (int i = 0; i < q->nparams; i++)
         if (strlen(q->param_names[i]) == len && memcmp(q->param_names[i], name, len) == 0) return i;
     return -1;
+}
+
+json_t *query_def_default(const struct query_def *q, int i)
+{
+    return q->param_default ? q->param_default[i] : NULL;
+}
+
+void query_def_set_default(struct query_def *q, int i, json_t *v)
+{
+    if (q->param_default == NULL) q->param_default = xcalloc((size_t)q->nparams, sizeof *q->param_default);
+    if (q->param_default[i]) json_decref(q->param_default[i]);
+    q->param_default[i] = v;
 }
 
 struct route_pattern *route_parse(const char *spec, char *err, unsigned errlen)
@@ -282,7 +313,7 @@ int bulk_def_prepare(struct bulk_def *d, char *err, unsigned errlen)
     column_list(&b, d->columns, d->ncolumns, NULL);
     buf_puts(&b, " FROM ");
     quote_ident(&b, d->table);
-    buf_puts(&b, " LIMIT 0");
+    buf_puts(&b, " LIMIT 0 " OWN_SQL_MARK);
     d->sql_describe = buf_steal(&b);
 
     const char *stage = "sluice_bulk_stage";
@@ -300,7 +331,7 @@ int bulk_def_prepare(struct bulk_def *d, char *err, unsigned errlen)
     /* A staging table with the columns' types and none of the table's constraints. */
     buf_printf(&b, "CREATE TEMP TABLE IF NOT EXISTS %s ON COMMIT DROP AS ", stage);
     buf_puts(&b, d->sql_describe);
-    b.len -= strlen(" LIMIT 0");
+    b.len -= strlen(" LIMIT 0 " OWN_SQL_MARK);
     buf_puts(&b, " WITH NO DATA");
     d->sql_stage = buf_steal(&b);
 

@@ -4,6 +4,7 @@
 #ifndef SLUICE_ENDPOINT_H
 #define SLUICE_ENDPOINT_H
 
+#include <jansson.h>
 #include <libpq-fe.h>
 #include <stdbool.h>
 #include <stdint.h>
@@ -33,6 +34,9 @@ struct query_def {
     char *sql_numbered; /* :name -> $n */
     char **param_names; /* param_names[i] binds $(i+1) */
     int nparams;
+    /* param_default[i]: what a missing parameter i takes (JSON null for `optional = true`), or
+     * NULL when it is required. NULL as a whole when every parameter is required. Owned. */
+    json_t **param_default;
     bool readonly, single, idempotent;
     int timeout_ms;              /* 0 = the pool's statement_timeout_ms */
     char *pool;                  /* NULL = sluice.route or "primary" */
@@ -94,6 +98,20 @@ struct handler_def {
     int auth_ref; /* AUTH_LUA: luaL_ref of the policy function */
 };
 
+/* A live event channel (sluice.channel): NOTIFYs on `listen` served as Server-Sent Events at
+ * GET /events/{name}. */
+struct channel_def {
+    struct registry *reg;
+    char *name;
+    char *listen; /* the PostgreSQL channel LISTENed to */
+    char *pool;
+    int buffer;       /* events kept for replay; a subscriber this far behind is closed */
+    int keepalive_ms; /* a comment line on a stream idle this long */
+    enum endpoint_auth auth;
+    int auth_ref;   /* AUTH_LUA: luaL_ref of the policy function */
+    int filter_ref; /* luaL_ref of filter(payload, req), LUA_NOREF without one */
+};
+
 /* One generation of definitions: what one load of the scripts produced, with the Lua state that
  * ran them. A reload makes a new one; the old one is retired and freed once nothing uses it. */
 struct registry {
@@ -105,6 +123,8 @@ struct registry {
     int nbulks;
     struct handler_def **handlers;
     int nhandlers;
+    struct channel_def **channels;
+    int nchannels;
     struct query_def **queries;
     int nqueries, cap;
     /* open-addressing index name -> query, power-of-two size */
@@ -121,6 +141,8 @@ struct query_def *registry_find(const struct registry *r, const char *name, size
 /* Takes ownership of b. Returns 0, or -SLUICE_EINVAL when the name is taken. */
 int registry_add_bulk(struct registry *r, struct bulk_def *b);
 struct bulk_def *registry_find_bulk(const struct registry *r, const char *name, size_t len);
+/* The channel called name[0..len), or NULL. */
+struct channel_def *registry_find_channel(const struct registry *r, const char *name, size_t len);
 /* Builds the SQL of b from its fields (call once they are set). Returns 0, or -1 with err
  * (a key column that is not declared, no key for a mode that needs one). */
 int bulk_def_prepare(struct bulk_def *b, char *err, unsigned errlen);
@@ -138,6 +160,10 @@ void query_def_learn_types(struct query_def *q, const Oid *types, int n);
 void query_def_forget_types(struct query_def *q);
 /* Index of the parameter called name, or -1. */
 int query_def_param(const struct query_def *q, const char *name, size_t len);
+/* The value a missing parameter i takes (borrowed from q), or NULL when it is required. */
+json_t *query_def_default(const struct query_def *q, int i);
+/* Sets what a missing parameter i takes (takes the reference v; NULL: required again). */
+void query_def_set_default(struct query_def *q, int i, json_t *v);
 
 /* Parses "METHOD /a/{b}/c". Returns NULL with a message in err when malformed. */
 struct route_pattern *route_parse(const char *spec, char *err, unsigned errlen);

@@ -58,9 +58,3 @@ uint64_t now_ms(void)
 {
     return now_us() / 1000u;
 }
-
-int cpu_count(void)
-{
-    long n = sysconf(_SC_NPROCESSORS_ONLN);
-    return n > 0 ? (int)n : 1;
-}

@@ -29,7 +29,4 @@ char *xstrndup(const char *s, size_t n);
 uint64_t now_ms(void);
 uint64_t now_us(void);
 
-/* Number of online CPUs, at least 1. */
-int cpu_count(void);
-
 #endif

@@ -5,7 +5,6 @@
 
 #include "buf.h"
 #include "http.h"
-#include "worker.h"
 
 struct json_ostream {
     h2o_ostream_t super;
@@ -33,8 +32,6 @@ static bool is_json(h2o_req_t *req)
 static void on_setup_ostream(h2o_filter_t *self, h2o_req_t *req, h2o_ostream_t **slot)
 {
     if (req->res.status >= 400 && !is_json(req)) {
-        worker_count_response((struct worker *)req->conn->ctx,
-                              req->res.status); /* h2o answered it, not http.c */
         const char *msg = req->res.status == 413 ? "the request body is larger than max_body_bytes"
                           : req->res.reason      ? req->res.reason
                                                  : "error";

@@ -76,6 +76,7 @@ const char *http_error_code(int status)
         return "conflict";
     case 413:
     case 414:
+    case 431:
         return "too_large";
     case 415:
         return "unsupported_media_type";
@@ -95,7 +96,6 @@ void http_send_json(h2o_req_t *req, int status, const char *body, size_t len)
     h2o_add_header(&req->pool, &req->res.headers, H2O_TOKEN_CONTENT_TYPE, NULL,
                    H2O_STRLIT("application/json"));
     req->res.content_length = len;
-    worker_count_response(worker_of(req), status);
     h2o_send_inline(req, body, len);
 }
 
@@ -201,4 +201,12 @@ int http_query_foreach(h2o_req_t *req,
         p = stop;
     }
     return 0;
+}
+
+void http_send_typed(h2o_req_t *req, int status, const char *body, size_t len)
+{
+    req->res.status = status;
+    req->res.reason = reason(status);
+    req->res.content_length = len;
+    h2o_send_inline(req, body, len);
 }

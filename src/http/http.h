@@ -11,6 +11,8 @@
 
 /* Sends body (copied) with Content-Type application/json. */
 void http_send_json(h2o_req_t *req, int status, const char *body, size_t len);
+/* Sends body (copied) as it is; the caller has set its Content-Type. */
+void http_send_typed(h2o_req_t *req, int status, const char *body, size_t len);
 /* Appends {"error":{"code","message"[,"query"][,"sqlstate"]}} to b; query and sqlstate may be
  * NULL. The one shape every error body has. */
 void http_error_body(struct buf *b, const char *code, const char *message, const char *query,

@@ -23,8 +23,9 @@ struct server {
     size_t nreloaded;
     struct worker *workers;
     int nworkers;
-    bool draining;           /* SIGTERM came: /health/ready answers 503, connections are not kept alive */
-    pthread_barrier_t ready; /* the workers' loops and control queues are made (serve.c) */
+    bool draining;             /* SIGTERM came: /health/ready answers 503, connections are not kept alive */
+    pthread_barrier_t ready;   /* the workers' loops and control queues are made (serve.c) */
+    pthread_barrier_t serving; /* every worker accepts on its listener (serve.c: READY=1) */
 };
 
 /* Control messages from the main thread to a worker. */

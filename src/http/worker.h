@@ -15,8 +15,7 @@
 
 struct server;
 struct ryw_state;
-
-#define WORKER_STATUS_CODES 500 /* 100..599 */
+struct reqstats;
 
 struct worker {
     h2o_context_t ctx; /* first: requests find their worker through req->conn->ctx */
@@ -40,10 +39,10 @@ struct worker {
         h2o_timeout_t timeout;
     } timeouts[32]; /* deadlines by duration (h2o 2.2.5 timeouts have one each) */
     int ntimeouts;
-    uint64_t responses[WORKER_STATUS_CODES]; /* sent, by status 100..599 (sluice_http_requests_total) */
-    int inflight;                            /* requests waiting on the database */
-    struct h2reset *h2reset; /* HTTP/2 reset budgets by connection (h2reset.c), made on first use */
-    struct ryw_state *ryw;   /* reads waiting for a standby to replay their Sluice-LSN (ryw.c) */
+    struct reqstats *reqstats; /* responses by endpoint, method, status (reqstats.c), made on first use */
+    int inflight;              /* requests waiting on the database */
+    struct h2reset *h2reset;   /* HTTP/2 reset budgets by connection (h2reset.c), made on first use */
+    struct ryw_state *ryw;     /* reads waiting for a standby to replay their Sluice-LSN (ryw.c) */
     bool stopping;
     uint64_t stop_deadline_ms;
     uint64_t stop_linger_ms; /* the listener closed: serve until then at least (serve.c) */
@@ -55,13 +54,6 @@ const struct config *worker_config(const struct worker *w);
 /* The worker's timeout queue for deadlines of ms milliseconds (made on first use; past 32
  * distinct durations the nearest longer one, or the longest, serves). */
 h2o_timeout_t *worker_timeout(struct worker *w, uint64_t ms);
-
-/* Counts a response of w by its status (read by /metrics from any thread). */
-static inline void worker_count_response(struct worker *w, int status)
-{
-    if (status >= 100 && status < 100 + WORKER_STATUS_CODES)
-        __atomic_store_n(&w->responses[status - 100], w->responses[status - 100] + 1, __ATOMIC_RELAXED);
-}
 
 static inline struct worker *worker_of(h2o_req_t *req)
 {

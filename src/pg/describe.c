@@ -2,12 +2,15 @@
  * at start-up. Synchronous libpq: it runs once, before any worker serves. */
 #include "describe.h"
 
+#include <ctype.h>
 #include <pthread.h>
 #include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 
+#include "buf.h"
 #include "dbconnect.h"
 #include "util.h"
 
@@ -43,6 +46,52 @@ static char *server_message(PGconn *pg, const PGresult *r)
     return xstrndup(m, n);
 }
 
+/* True when sql holds a word that can make a table's NOT NULL column NULL in a result: an outer
+ * join (LEFT, RIGHT, FULL) or a grouping set (ROLLUP, CUBE, GROUPING SETS). Strings and comments
+ * are not skipped: a false alarm only leaves a column nullable. */
+static bool may_null_extend(const char *sql)
+{
+    static const char *const words[] = {"left", "right", "full", "rollup", "cube", "grouping", NULL};
+    for (const char *p = sql; *p;) {
+        if (!isalpha((unsigned char)*p) && *p != '_') {
+            p++;
+            continue;
+        }
+        const char *w = p;
+        while (isalnum((unsigned char)*p) || *p == '_') p++;
+        for (const char *const *k = words; *k; k++)
+            if ((size_t)(p - w) == strlen(*k) && strncasecmp(w, *k, (size_t)(p - w)) == 0) return true;
+    }
+    return false;
+}
+
+/* Sets notnull on the columns of e that are NOT NULL columns of their table (r describes the
+ * statement). One catalog query for all of them; on any failure they stay nullable. */
+static void learn_notnull(PGconn *pg, const PGresult *r, const char *sql, struct describe_entry *e)
+{
+    if (e->ncols == 0 || may_null_extend(sql)) return;
+    struct buf rels = BUF_INIT, nums = BUF_INIT;
+    buf_putc(&rels, '{');
+    buf_putc(&nums, '{');
+    for (int i = 0; i < e->ncols; i++) {
+        buf_printf(&rels, "%s%u", i ? "," : "", (unsigned)PQftable(r, i)); /* 0 = not a table's column */
+        buf_printf(&nums, "%s%d", i ? "," : "", PQftablecol(r, i));
+    }
+    buf_putc(&rels, '}');
+    buf_putc(&nums, '}');
+    const char *values[2] = {rels.data, nums.data};
+    PGresult *a = PQexecParams(pg,
+                               "SELECT coalesce(a.attnotnull, false) FROM unnest($1::oid[], $2::int2[]) "
+                               "WITH ORDINALITY AS c(rel, num, i) LEFT JOIN pg_attribute a "
+                               "ON a.attrelid = c.rel AND a.attnum = c.num AND c.num > 0 ORDER BY c.i",
+                               2, NULL, values, NULL, NULL, 0);
+    if (PQresultStatus(a) == PGRES_TUPLES_OK && PQntuples(a) == e->ncols)
+        for (int i = 0; i < e->ncols; i++) e->cols[i].notnull = PQgetvalue(a, i, 0)[0] == 't';
+    PQclear(a);
+    buf_free(&rels);
+    buf_free(&nums);
+}
+
 /* Prepares sql as the unnamed statement and describes it into e. Returns 0 or -1 (e->error set). */
 static int describe_sql(PGconn *pg, const char *sql, struct describe_entry *e)
 {
@@ -69,6 +118,7 @@ static int describe_sql(PGconn *pg, const char *sql, struct describe_entry *e)
             e->cols[i].name = xstrdup(PQfname(r, i));
             e->cols[i].type = PQftype(r, i);
         }
+        learn_notnull(pg, r, sql, e);
         e->ok = true;
         rc = 0;
     } else {

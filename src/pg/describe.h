@@ -14,6 +14,7 @@
 struct describe_column {
     char *name;
     Oid type;
+    bool notnull; /* a column of a table, NOT NULL there, in a statement that cannot null-extend it */
 };
 
 /* One named query or bulk endpoint. */
@@ -43,12 +44,14 @@ struct describe_result {
  * to its pool and describes it; stores its parameter types in the query (param_types,
  * described = true) and its result columns in out. For every bulk endpoint: describes
  * `SELECT cols FROM table LIMIT 0` and stores the column types (b->types, described = true, and
- * in out). One connection per pool, closed before returning; each waits at most 2 s to connect,
- * and each statement at most 5 s.
- * Returns 0 when everything was described; -1 with one line in err naming the first failure
- * (an unreachable pool, a statement the server refused). On -1 out still holds every entry,
- * with ok = false for those not described; the caller goes on without their types. The caller
- * frees out with describe_free, even after -1. */
+ * in out). A result column is notnull when it is a table's column declared NOT NULL
+ * (pg_attribute.attnotnull) and the statement has no outer join or grouping set that could
+ * still make it NULL (told from the words LEFT, RIGHT, FULL, ROLLUP, CUBE, GROUPING: a false
+ * alarm only leaves a column nullable). One connection per pool, closed before returning; each waits at most
+ * 2 s to connect, and each statement at most 5 s. Returns 0 when everything was described; -1 with one line
+ * in err naming the first failure (an unreachable pool, a statement the server refused). On -1 out still
+ * holds every entry, with ok = false for those not described; the caller goes on without their types. The
+ * caller frees out with describe_free, even after -1. */
 int describe_all(const struct config *cfg, struct registry *reg, struct describe_result *out, char *err,
                  size_t errlen);
 

@@ -14,6 +14,7 @@ struct pgjob *pgjob_new(struct query_def *q, void *owner)
     job->q = q;
     q->reg->refs++; /* its definitions outlive a reload while it runs */
     job->owner = owner;
+    job->bad_param = -1;
     job->param_off = (int *)(job + 1);
     for (int i = 0; i < q->nparams; i++) job->param_off[i] = -1;
     buf_init(&job->params);

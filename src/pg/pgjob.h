@@ -58,6 +58,7 @@ struct pgjob {
     PGresult *result; /* owned by the job; pgjob_free clears it */
     uint64_t lsn;     /* a write that ran: the WAL position after its commit (Sluice-LSN), 0 unknown */
     char errmsg[200];
+    int bad_param; /* PGJOB_BIND_ERROR: the index of the parameter errmsg is about, else -1 */
     uint64_t sent_us;
 };
 

@@ -4,7 +4,6 @@
  * relaxed atomics. */
 #include "probe.h"
 
-#include <fcntl.h>
 #include <h2o.h>
 #include <libpq-fe.h>
 #include <stdint.h>
@@ -15,6 +14,8 @@
 #include "conninfo.h"
 #include "log.h"
 #include "lsn.h"
+#include "ownsql.h"
+#include "pgsock.h"
 #include "util.h"
 #include "walpos.h"
 
@@ -30,7 +31,8 @@ static const char PROBE_SQL[] =
     "SELECT pg_is_in_recovery(), CASE WHEN NOT pg_is_in_recovery() THEN NULL "
     "WHEN pg_last_wal_receive_lsn() IS NOT DISTINCT FROM pg_last_wal_replay_lsn() "
     "AND pg_last_wal_receive_lsn() IS NOT NULL THEN 0 "
-    "ELSE EXTRACT(EPOCH FROM now() - pg_last_xact_replay_timestamp()) END, pg_last_wal_replay_lsn()";
+    "ELSE EXTRACT(EPOCH FROM now() - pg_last_xact_replay_timestamp()) END, "
+    "pg_last_wal_replay_lsn() " OWN_SQL_MARK;
 
 enum probe_state { PROBE_IDLE, PROBE_CONNECTING, PROBE_QUERYING };
 
@@ -94,18 +96,6 @@ static void drop(struct probe *p, const char *why)
     publish(p->idx, 0, -1, 0);
 }
 
-/* Watches a dup() of libpq's current socket; false when that is not possible. */
-static bool attach(struct probe *p)
-{
-    if (p->sock) h2o_socket_close(p->sock);
-    p->sock = NULL;
-    int fd = PQsocket(p->pg) >= 0 ? fcntl(PQsocket(p->pg), F_DUPFD_CLOEXEC, 0) : -1;
-    if (fd < 0) return false;
-    p->sock = h2o_evloop_socket_create(p->loop, fd, H2O_SOCKET_FLAG_DONT_READ);
-    p->sock->data = p;
-    return true;
-}
-
 static void on_writable(h2o_socket_t *sock, const char *err)
 {
     on_io(sock, err);
@@ -124,24 +114,11 @@ static void send_probe(struct probe *p)
 
 static void connect_step(struct probe *p)
 {
-    switch (PQconnectPoll(p->pg)) {
-    case PGRES_POLLING_READING:
-        if (!attach(p)) break;
-        h2o_socket_read_start(p->sock, on_io);
-        return;
-    case PGRES_POLLING_WRITING:
-        if (!attach(p)) break;
-        h2o_socket_notify_write(p->sock, on_writable);
-        return;
-    case PGRES_POLLING_OK:
-        if (PQsetnonblocking(p->pg, 1) != 0 || !attach(p)) break;
-        h2o_socket_read_start(p->sock, on_io); /* kept on: a closed connection is noticed while idle */
+    int rc = pgsock_connect_step(p->loop, p->pg, &p->sock, p, on_io);
+    if (rc < 0)
+        drop(p, PQerrorMessage(p->pg));
+    else if (rc > 0)
         send_probe(p);
-        return;
-    default:
-        break;
-    }
-    drop(p, PQerrorMessage(p->pg));
 }
 
 static void take_result(struct probe *p, PGresult *r)
@@ -211,7 +188,7 @@ static void start_connect(struct probe *p)
         drop(p, usable && p->pg == NULL ? "out of memory" : CONNINFO_INVALID);
         return;
     }
-    if (!attach(p)) {
+    if (!pgsock_attach(p->loop, p->pg, &p->sock, p)) {
         drop(p, "cannot watch the database socket");
         return;
     }

@@ -101,6 +101,7 @@ int txn_query_sql(struct txn *t, const char *sql, struct query_def *q, json_t *c
         if (!is_null && pgtype_param_json(type, vals[i], &t->params, &is_null, err, sizeof err) != 0) {
             snprintf(t->errmsg, sizeof t->errmsg, "query %s: parameter \"%s\": %s", q->name,
                      q->param_names[i], err);
+            t->bad_param = i;
             return -1;
         }
         offs[i] = is_null ? -1 : (long)before;

@@ -29,6 +29,7 @@ struct txn {
     bool failed;    /* a statement failed: only ROLLBACK remains */
     struct buf params;
     char errmsg[200];
+    int bad_param; /* txn_query refused a value: the index of that parameter */
     void *arg;
     uint64_t begun_us;
     bool counted;

@@ -10,12 +10,14 @@
 #include <stdbool.h>
 #include <stdint.h>
 
+#include "ownsql.h"
+
 /* Sent right after a write, on the same connection: the server's WAL insert position, at or
  * after the end of the commit record of everything that connection committed before. */
-#define WALPOS_SQL  "SELECT pg_current_wal_insert_lsn()"
+#define WALPOS_SQL  "SELECT pg_current_wal_insert_lsn() " OWN_SQL_MARK
 #define WALPOS_STMT "sluice_walpos" /* its name where it is prepared (pipelined connections) */
 /* The same after the COMMIT of a transaction, in one round trip (simple protocol). */
-#define WALPOS_COMMIT_SQL "COMMIT; SELECT pg_current_wal_insert_lsn()"
+#define WALPOS_COMMIT_SQL "COMMIT; SELECT pg_current_wal_insert_lsn() " OWN_SQL_MARK
 
 #define WALPOS_MAX_POOLS 64   /* pools past this many have no replay position */
 #define WALPOS_FAST_MS   5    /* the hurried probe's pace */

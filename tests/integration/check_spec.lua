@@ -170,4 +170,31 @@ sluice.query "typo" { readonly = true, sequel = [[ SELECT 1 ]] }
     assert.truthy(all:lower():find("connect", 1, true), all)
     assert.same({}, oks(out))
   end)
+
+  it("says what happened when the database is unreachable, with the URL's password hidden", function()
+    local port = H.free_port()
+    local url = ("postgresql://bob:hunter2@127.0.0.1:%d/app?connect_timeout=5"):format(port)
+    local out, rc, err = check(config({ ["good.lua"] = good }, { primary = url }))
+    assert.equal(1, rc, out .. err)
+    assert.is_nil((out .. err):find("queries checked", 1, true), out .. err) -- no "0 of 4 checked, 1 failed"
+    assert.is_nil((out .. err):find("hunter2", 1, true), out .. err)
+    assert.matches(("check: cannot connect to postgresql://bob:[^@]*@127.0.0.1:%d/app[^\n]* %%(pool primary%%): [^\n]*refused"):format(port), err)
+    assert.matches("nothing checked: the database of pool primary cannot be reached", out, 1, true)
+  end)
+
+  it("a script pattern that matches nothing says which directory it looked in", function()
+    local tmp = H.tmpdir("sluice-check-cwd")
+    dirs[#dirs + 1] = tmp
+    H.write_config(tmp .. "/config.lua", { pools = { primary = { url = db } }, scripts = { "lua/endpoints/*.lua" } })
+    local envs = {}
+    for _, k in ipairs(override_env) do envs[#envs + 1] = "-u " .. k end
+    local out, rc, err = H.sh(("cd %s && env %s %s check --config config.lua"):format(H.q(tmp), table.concat(envs, " "), H.q(H.bin)))
+    assert.equal(0, rc, out .. err)
+    assert.matches('scripts: \\"lua/endpoints/*.lua\\" matches no file (looked in ' .. tmp .. ")", err, 1, true)
+    -- a file that is missing says it too, and stops
+    H.write_config(tmp .. "/config.lua", { pools = { primary = { url = db } }, scripts = { "lua/policy.lua" } })
+    out, rc, err = H.sh(("cd %s && env %s %s check --config config.lua"):format(H.q(tmp), table.concat(envs, " "), H.q(H.bin)))
+    assert.equal(1, rc, out .. err)
+    assert.matches("lua/policy.lua: cannot open script: No such file or directory (looked in " .. tmp .. ")", err, 1, true)
+  end)
 end)

@@ -181,7 +181,7 @@ describe("gateway over a Patroni cluster", function()
       table.concat(missing, ", ", 1, math.min(#missing, 20))))
     -- Every write waits for the new primary and runs there, but for one case: when the old
     -- primary closes a session while a write is in flight without sending its FATAL, nobody can
-    -- tell whether it committed, and the contract answers it 503 "outcome":"unknown" (never re-run).
+    -- tell whether it committed, and the gateway answers it 503 "outcome":"unknown" (never re-run).
     -- A writer has one write in flight at a time: at most one such answer each.
     assert(#ws.failed == 0 and #ws.unknown <= 1, ("%d of %d writes were not answered 2xx: %s"):format(
       #ws.failed + #ws.unknown, ws.total, describe_failures(#ws.failed > 0 and ws.failed or ws.unknown, t_sw)))

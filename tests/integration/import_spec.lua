@@ -15,6 +15,10 @@ CREATE TABLE products (
 );
 INSERT INTO products (sku, name, price)
 SELECT 'sku-' || n, 'product ' || n, n * 0.5 FROM generate_series(1, 300) AS n;
+CREATE SCHEMA shop;
+CREATE FUNCTION shop.touch(bigint) RETURNS bigint VOLATILE LANGUAGE sql AS 'SELECT $1';
+CREATE FUNCTION shop.price_of(bigint) RETURNS numeric STABLE LANGUAGE sql
+  AS 'SELECT price FROM products WHERE id = $1';
 ]]
 
 -- The workload: statements with literals, each run a known number of times.
@@ -31,6 +35,13 @@ local function workload()
   for _ = 1, 3 do lines[#lines + 1] = "SELECT count(*) FROM products a JOIN products b ON a.price < b.price;" end
   lines[#lines + 1] = "SELECT * FROM products WHERE created_at > now() - interval '1 day' AND sku LIKE 'sku-1%';"
   lines[#lines + 1] = "DELETE FROM products WHERE sku = 'new-4';"
+  -- SELECTs that are not read-only: a volatile function (built in, or qualified and quoted),
+  -- a row lock, SELECT INTO; and ones that are: stable and immutable functions only
+  for _ = 1, 2 do lines[#lines + 1] = "SELECT pg_advisory_lock(4242); SELECT pg_advisory_unlock(4242);" end
+  lines[#lines + 1] = "SELECT sku FROM products WHERE price > random() * 1000 LIMIT 1;"
+  lines[#lines + 1] = [[SELECT "shop"."touch"(id) FROM products WHERE id = 9;]]
+  lines[#lines + 1] = "SELECT name FROM products WHERE id = 11 FOR SHARE;"
+  lines[#lines + 1] = "SELECT shop.price_of(id), upper(name) FROM products WHERE id = 12;"
   -- left out: utility statements, catalog queries, and one that cannot be a named query
   lines[#lines + 1] = "CREATE INDEX products_name ON products (name);"
   lines[#lines + 1] = "VACUUM ANALYZE products;"
@@ -126,6 +137,18 @@ describe("sluice import", function()
     assert.are_not.equal(sku_query, q.name)
     assert.is_table(by.delete_products_by_sku, out)
     assert.is_table(by.select_products, out) -- the join: no parameter
+    -- readonly only when provably read-only
+    for sql, readonly in pairs {
+      ["SELECT pg_advisory_lock(:p1)"] = false,
+      ["SELECT pg_advisory_unlock(:p1)"] = false,
+      ["SELECT sku FROM products WHERE price > random() * :p1 LIMIT :limit"] = false,
+      ['SELECT "shop"."touch"(id) FROM products WHERE id = :id'] = false,
+      ["SELECT name FROM products WHERE id = :id FOR SHARE"] = false,
+      ["SELECT shop.price_of(id), upper(name) FROM products WHERE id = :id"] = true,
+    } do
+      assert.is_table(by_sql[sql], sql .. "\n" .. out)
+      assert.equal(readonly, by_sql[sql].readonly, sql)
+    end
 
     -- utility statements and catalog queries are not there; what cannot prepare is listed apart
     assert.is_nil(out:find("CREATE INDEX", 1, true))
@@ -170,6 +193,33 @@ describe("sluice import", function()
     H.assert_ok(s, b, h, raw)
     assert.equal(3, b.row_count) -- 10.00, 10.50, 11.00
     gw:stop()
+  end)
+
+  it("leaves out sluice's own statements: the migration lock, the replication probe, WAL positions", function()
+    -- last: it resets the statistics
+    H.psql(db, "SELECT pg_stat_statements_reset();")
+    H.must("mkdir -p " .. H.q(tmp .. "/own/migrations"))
+    H.writefile(tmp .. "/own/migrations/0001_t.sql", "CREATE TABLE own_t (id int PRIMARY KEY);\n")
+    local own = tmp .. "/own/config.lua"
+    H.write_config(own, { pools = { primary = { url = db } }, migrations = tmp .. "/own/migrations", scripts = {} })
+    local _, rc, err = sluice("migrate --config " .. H.q(own), tmp)
+    assert(rc == 0, err)
+    local gw = H.start { dsn = db, scripts = { ["w.lua"] = [==[
+      sluice.query "put" { sql = [[ INSERT INTO own_t (id) VALUES (:id) ON CONFLICT DO NOTHING ]] } ]==] } }
+    H.assert_ok(gw:post_json("/query/put", { id = 1 }))
+    H.assert_ok(gw:get_json("/health"))
+    gw:stop()
+    -- they are in pg_stat_statements, marked
+    local marked = tonumber(H.psql1(db, "SELECT count(*) FROM pg_stat_statements WHERE query LIKE '%sluice:internal%'"))
+    assert.truthy(marked >= 3, "marked statements: " .. marked)
+    local stdout, rc2, err2 = sluice("import --config " .. H.q(cfg) .. " --top 50", tmp)
+    assert(rc2 == 0, err2)
+    assert.is_nil(stdout:find("sluice:internal", 1, true), stdout)
+    assert.is_nil(stdout:find("pg_advisory", 1, true), stdout)
+    assert.is_nil(stdout:find("pg_current_wal_insert_lsn", 1, true), stdout)
+    assert.is_nil(stdout:find("pg_is_in_recovery", 1, true), stdout)
+    -- the service's own write is there
+    assert.truthy(stdout:find("INSERT INTO own_t (id) VALUES (:id) ON CONFLICT DO NOTHING", 1, true), stdout)
   end)
 end)
 

@@ -14,6 +14,7 @@ sluice.query "nap" { readonly = true, log_params = true, sql = [[ SELECT pg_slee
 sluice.query "nap_quiet" { readonly = true, sql = [[ SELECT pg_sleep(:secret::float8) IS NULL AS slept ]] }
 sluice.query "nap_own" { readonly = true, slow_query_ms = 5000, sql = [[ SELECT pg_sleep(:s::float8) IS NULL AS slept ]] }
 sluice.bulk "items_bulk" { table = "items", columns = { "id", "name" } }
+sluice.endpoint "hello" { route = "GET /hello", handler = function(req) return 200, { hi = true } end }
 ]==],
   ["z_policy.lua"] = [==[
 sluice.policy { slow_query_ms = 150 }
@@ -102,7 +103,9 @@ describe("metrics", function()
       sluice_http_requests_total = "counter", sluice_pool_connections = "gauge", sluice_pool_waiting = "gauge",
       sluice_workers = "gauge", process_resident_memory_bytes = "gauge", process_open_fds = "gauge",
       sluice_pool_role_changes_total = "counter", sluice_failover_wait_seconds = "histogram",
-      sluice_read_your_writes_total = "counter",
+      sluice_read_your_writes_total = "counter", sluice_http_request_duration_seconds = "histogram",
+      sluice_build_info = "gauge", sluice_lua_memory_bytes = "gauge", sluice_pool_breaker_state = "gauge",
+      sluice_pool_breaker_transitions_total = "counter",
     }
     for fam, typ in pairs(want) do
       assert.equal(typ, types[fam], "TYPE of " .. fam)
@@ -146,7 +149,8 @@ describe("metrics", function()
     assert.is_true(samples[series("db_connection_time_seconds_count", { pool = "primary" })] >= 3)
     assert.is_true(samples[series("prepared_stmt_cache_size", { pool = "primary" })] >= 1)
     assert.is_true(samples[series("sluice_pool_connections", { pool = "primary", state = "open" })] >= 1)
-    assert.is_true(samples[series("sluice_http_requests_total", { code = "200" })] >= 3)
+    assert.equal(3, samples[series("sluice_http_requests_total", { endpoint = "query/one", method = "GET", code = "200" })])
+    assert.equal(3, samples[series("sluice_http_request_duration_seconds_count", { endpoint = "query/one", method = "GET" })])
     local usage = samples[series("db_pool_usage", { pool = "primary" })]
     assert.is_true(usage >= 0 and usage <= 4)
   end)
@@ -168,8 +172,84 @@ describe("metrics", function()
     assert.equal(4, samples[series("db_query_time_seconds_count", { pool = "primary", query = "add_item" })])
     -- only the successful execution is an execution
     assert.equal(1, samples[series("prepared_stmt_executions_total", { pool = "primary", query = "add_item" })])
-    assert.is_true(samples[series("sluice_http_requests_total", { code = "409" })] >= 1)
-    assert.is_true(samples[series("sluice_http_requests_total", { code = "405" })] >= 1)
+    local function http(method, code)
+      return samples[series("sluice_http_requests_total", { endpoint = "query/add_item", method = method, code = code })]
+    end
+    assert.equal(1, http("POST", "409"))
+    assert.equal(1, http("POST", "400"))
+    assert.equal(1, http("GET", "405"))
+  end)
+
+  it("labels HTTP requests by endpoint and method, never by a raw path or name", function()
+    H.assert_error(404, "not_found", gw:get_json("/nowhere/x7q"))
+    H.assert_error(404, "not_found", gw:get_json("/query/no_such_q9"))
+    H.assert_error(415, "unsupported_media_type", gw:json("BREW", "/query/nap_quiet", nil, { ["content-type"] = false }))
+    H.assert_error(405, "method_not_allowed", gw:json("BREW", "/query/nap_quiet"))
+    H.assert_ok(gw:get_json("/hello"))
+    H.assert_error(415, "unsupported_media_type", gw:json("POST", "/bulk/items_bulk", "<x/>", { ["content-type"] = "application/xml" }))
+    H.assert_ok(gw:get_json("/health/live"))
+    local s, csv = gw:get("/query/one", { accept = "text/csv" }) -- a streamed answer counts too
+    assert.equal(200, s, csv)
+    local text = scrape()
+    local samples = parse(text)
+    local function http(endpoint, method, code)
+      return samples[series("sluice_http_requests_total", { endpoint = endpoint, method = method, code = code })]
+    end
+    assert.is_true(http("unknown", "GET", "404") >= 2)
+    assert.equal(1, http("unknown", "other", "415")) -- refused before routing
+    assert.equal(1, http("query/nap_quiet", "other", "405"))
+    assert.equal(1, http("handler/hello", "GET", "200"))
+    assert.equal(1, http("bulk/items_bulk", "POST", "415"))
+    assert.is_true(http("health/live", "GET", "200") >= 1)
+    assert.is_true(http("metrics", "GET", "200") >= 1)
+    assert.is_true(http("query/one", "GET", "200") >= 4)
+    assert.is_nil(text:find("x7q", 1, true))
+    assert.is_nil(text:find("no_such_q9", 1, true))
+    assert.is_nil(text:find("BREW", 1, true))
+    -- a request's time to the first byte, by endpoint and method
+    local l = { endpoint = "handler/hello", method = "GET" }
+    assert.equal(1, samples[series("sluice_http_request_duration_seconds_count", l)])
+    l.le = "+Inf"
+    assert.equal(1, samples[series("sluice_http_request_duration_seconds_bucket", l)])
+  end)
+
+  it("shows each pool's circuit breaker state, and its opening", function()
+    local samples = parse(scrape())
+    for state, want in pairs { closed = 1, open = 0, half_open = 0 } do
+      assert.equal(want, samples[series("sluice_pool_breaker_state", { pool = "primary", state = state })], state)
+    end
+    assert.equal(0, samples[series("sluice_pool_breaker_transitions_total", { pool = "primary" })])
+    -- a server that answers with a connection-class error (08006) opens a breaker of failures = 1
+    H.psql(db, [[CREATE OR REPLACE FUNCTION broken_link() RETURNS int LANGUAGE plpgsql AS
+      $$ BEGIN RAISE EXCEPTION 'link down' USING ERRCODE = '08006'; END $$;]])
+    local gw2 = H.start { dsn = db, scripts = { ["q.lua"] = [[
+sluice.policy { breaker = { failures = 1, open_ms = 60000 } }
+sluice.query "broken" { sql = "SELECT broken_link() AS x" }]] } }
+    local s = gw2:post_json("/query/broken", {})
+    assert.is_true(s >= 500, tostring(s))
+    local _, text = gw2:get("/metrics")
+    samples = parse(text)
+    assert.equal(1, samples[series("sluice_pool_breaker_state", { pool = "primary", state = "open" })], text)
+    assert.equal(0, samples[series("sluice_pool_breaker_state", { pool = "primary", state = "closed" })])
+    assert.equal(1, samples[series("sluice_pool_breaker_transitions_total", { pool = "primary" })])
+    gw2:stop()
+  end)
+
+  it("has sluice_build_info with the versions", function()
+    local version = H.must(H.q(H.bin) .. " --version"):match("^sluice (%S+)")
+    local samples = parse(scrape())
+    local found
+    for key, v in pairs(samples) do
+      if key:match("^sluice_build_info{") then
+        found = key
+        assert.equal(1, v)
+      end
+    end
+    assert.truthy(found, "no sluice_build_info")
+    assert.truthy(found:find('version="' .. version .. '"', 1, true), found)
+    assert.truthy(found:find('h2o="2.2.5"', 1, true), found)
+    assert.truthy(found:match('libpq="1%d%.%d+"'), found)
+    assert.truthy(found:find('luajit="LuaJIT 2.1', 1, true), found)
   end)
 
   it("counts and logs slow queries and calls sluice.on_slow_query", function()
@@ -298,6 +378,17 @@ describe("metrics", function()
     H.sleep(0.2)
     for _ = 1, 4 do H.assert_ok(gw:get_json("/query/one")) end
     assert.equal(before + 4, value("db_query_count", { pool = "primary", query = "one", status = "ok" }))
+  end)
+
+  it("lists every family it shows in docs/metrics.md", function()
+    local doc = assert(H.readfile(H.root .. "/docs/metrics.md"))
+    local _, types = parse(scrape())
+    local n = 0
+    for fam in pairs(types) do
+      n = n + 1
+      assert.truthy(doc:find("`" .. fam .. "`", 1, true), fam .. " is not in docs/metrics.md")
+    end
+    assert.is_true(n >= 30)
   end)
 
   it("passes promtool check metrics (seed names exempt from its naming lint)", function()

@@ -221,6 +221,11 @@ describe("replication lag in /health", function()
     assert.is_table(got, "no lag for the replica: " .. tostring(select(4, gw:get_json("/health"))))
     assert.is_true(got.pools.replica.replication_lag_seconds >= 0)
     assert.equal(H.null, got.pools.primary.replication_lag_seconds)
+    -- and in /metrics: a series for the replica only
+    local _, text = gw:get("/metrics")
+    local lag = text:match('\nsluice_pool_replication_lag_seconds{pool="replica"} (%S+)\n')
+    assert.truthy(lag and tonumber(lag) >= 0, text)
+    assert.is_nil(text:find('sluice_pool_replication_lag_seconds{pool="primary"}', 1, true))
     -- a write replayed on the replica keeps the lag small
     H.psql(db, "INSERT INTO t VALUES (1)")
     H.sleep(2.5)

@@ -2,12 +2,15 @@
 -- validator (@apidevtools/swagger-parser from npm, run by node; installed once under
 -- ${XDG_CACHE_HOME:-$HOME/.cache}/sluice-openapi), a path per endpoint whose parameters are the
 -- queries' placeholders, the types the database described, and the example clients of
--- examples/ working from it. node and npm are required: without them the tests fail.
+-- examples/ working from it; and 0 errors from Redocly's linter with its strictest ruleset
+-- (@redocly/cli, installed in the same cache). node and npm are required: without them the
+-- tests fail.
 local here = debug.getinfo(1, "S").source:match("^@(.*/)") or "./"
 package.path = here .. "?.lua;" .. package.path
 local H = require "helper"
 
 local VALIDATOR = "@apidevtools/swagger-parser@10.1.1"
+local LINTER = "@redocly/cli@2.77.0"
 local cache = (os.getenv("XDG_CACHE_HOME") or ((os.getenv("HOME") or "/tmp") .. "/.cache")) .. "/sluice-openapi"
 
 local VALIDATE_JS = [[
@@ -25,6 +28,9 @@ local function validator()
     H.must(("mkdir -p %s && npm install --prefix %s --no-audit --no-fund --loglevel=error %s")
       :format(H.q(cache), H.q(cache), VALIDATOR))
   end
+  if not H.readfile(cache .. "/node_modules/@redocly/cli/package.json") then
+    H.must(("npm install --prefix %s --no-audit --no-fund --loglevel=error %s"):format(H.q(cache), LINTER))
+  end
   local js = cache .. "/validate.js"
   if H.readfile(js) ~= VALIDATE_JS then H.writefile(js, VALIDATE_JS) end
   return js
@@ -35,6 +41,17 @@ local function validate(text, dir)
   local path = dir .. "/openapi-" .. math.random(1e9) .. ".json"
   H.writefile(path, text)
   local out, rc, err = H.sh(("NODE_PATH=%s node %s %s"):format(H.q(cache .. "/node_modules"), H.q(validator()), H.q(path)))
+  return rc == 0, out .. err
+end
+
+-- Runs `redocly lint --extends=recommended-strict` on the document text; returns ok (no error),
+-- its output.
+local function lint(text, dir)
+  validator() -- installs the linter too
+  local path = dir .. "/openapi-" .. math.random(1e9) .. ".json"
+  H.writefile(path, text)
+  local out, rc, err = H.sh(("cd %s && REDOCLY_TELEMETRY=off REDOCLY_SUPPRESS_UPDATE_NOTICE=true %s lint --extends=recommended-strict --format=stylish %s")
+    :format(H.q(dir), H.q(cache .. "/node_modules/.bin/redocly"), H.q(path)))
   return rc == 0, out .. err
 end
 
@@ -75,6 +92,12 @@ sluice.endpoint "echo" {
 sluice.query "guarded" { readonly = true, auth = "bearer", sql = [[SELECT 1 AS one]] }
 sluice.endpoint "whoami" { route = "GET /whoami", auth = "jwt", handler = function(req) return 200, {} end }
 sluice.query "by_policy" { readonly = true, sql = [[SELECT 1 AS one]], auth = function(req) return true end }
+-- NOT NULL and nullable table columns, an expression, and an outer join that can null any column.
+sluice.query "order_prices" { readonly = true, sql = [[SELECT id, price, qty * 2 AS twice FROM orders]] }
+sluice.query "instrument_orders" {
+  readonly = true,
+  sql = [[SELECT i.symbol, o.id FROM instruments i LEFT JOIN orders o ON o.pair = i.symbol]],
+}
 ]==]
 
 describe("/openapi.json", function()
@@ -90,6 +113,7 @@ describe("/openapi.json", function()
     H.writefile(tmp .. "/extra.lua", extra)
     gw = H.start { dsn = db, config = {
       admin_token = "tok", protect_metrics = true, tokens = { "t1" }, jwt = { secret = ("s"):rep(32) },
+      openapi_license = "Apache-2.0", openapi_license_url = "https://www.apache.org/licenses/LICENSE-2.0",
       scripts = { H.root .. "/lua/endpoints/*.lua", H.root .. "/lua/policy.lua", tmp .. "/extra.lua" },
     } }
     local status, hdrs
@@ -97,6 +121,7 @@ describe("/openapi.json", function()
     assert(status == 200, "GET /openapi.json: " .. tostring(status) .. " " .. tostring(raw))
     assert.truthy((hdrs["content-type"] or ""):match("^application/json"))
     doc = assert(H.decode(raw))
+    if os.getenv("OPENAPI_DUMP") then H.writefile(os.getenv("OPENAPI_DUMP"), raw) end
   end)
 
   teardown(function()
@@ -109,6 +134,24 @@ describe("/openapi.json", function()
     assert.equal("3.0.3", doc.openapi)
     local ok, out = validate(raw, tmp)
     assert(ok, "the validator refused the document:\n" .. out)
+  end)
+
+  it("has no error under redocly lint --extends=recommended-strict", function()
+    local ok, out = lint(raw, tmp)
+    assert(ok, "redocly lint found errors:\n" .. out)
+  end)
+
+  it("the linter really lints: an operation without a 4xx answer is an error", function()
+    local src = tmp .. "/whole.json"
+    H.writefile(src, raw)
+    local broken = H.must(("node -e %s %s"):format(H.q([[
+const d = JSON.parse(require("fs").readFileSync(process.argv[1], "utf8"));
+const r = d.paths["/health/live"].get.responses;
+for (const k of Object.keys(r)) if (k !== "200") delete r[k];
+process.stdout.write(JSON.stringify(d));]]), H.q(src)))
+    local ok, out = lint(broken, tmp)
+    assert.is_false(ok, out)
+    assert.truthy(out:find("operation-4xx-response", 1, true), out)
   end)
 
   it("the validator really validates: a document without responses is refused", function()
@@ -307,6 +350,85 @@ describe("/openapi.json", function()
     assert.is_true(known)
   end)
 
+  it("marks result columns NOT NULL in their table as not nullable", function()
+    local s = doc.components.schemas
+    local lq = s["query.latest_quote.row"].properties
+    assert.is_nil(lq.pair.nullable)                 -- text NOT NULL
+    assert.is_nil(lq.ts.nullable)                   -- timestamptz NOT NULL
+    assert.is_nil(lq.bid.anyOf[1].nullable)         -- numeric NOT NULL: neither branch
+    assert.is_nil(lq.bid.anyOf[2].nullable)
+    local op = s["query.order_prices.row"].properties
+    assert.is_nil(op.id.anyOf[1].nullable)          -- the primary key
+    assert.is_true(op.price.anyOf[1].nullable)      -- price is nullable
+    assert.is_true(op.twice.anyOf[1].nullable)      -- an expression
+    local io = s["query.instrument_orders.row"].properties
+    assert.is_true(io.symbol.nullable)              -- an outer join: every column may be NULL
+    assert.is_true(io.id.anyOf[1].nullable)
+    -- the answer agrees: a NOT NULL column is never null
+    local status, body = gw:get_json("/query/latest_quote?pair=EURUSD")
+    assert.equal(200, status)
+    for k in pairs(lq) do assert.is_not_nil(body[k], k) end
+  end)
+
+  it("types /batch item params as an object or an array with items", function()
+    local item = doc.paths["/batch"].post.requestBody.content["application/json"].schema.items
+    local params = item.properties.params.oneOf
+    assert.equal("object", params[1].type)
+    assert.is_true(params[1].additionalProperties)
+    assert.equal("array", params[2].type)
+    assert.is_table(params[2].items)
+    assert.same({ "query" }, item.required)
+  end)
+
+  it("lists every field of the error object, and the answers send no other", function()
+    local props = doc.components.schemas.Error.properties.error.properties
+    for _, f in ipairs { "code", "message", "query", "sqlstate", "param", "request_id", "index", "outcome",
+      "bulk", "row", "column", "committed_chunks", "rows_committed" } do
+      assert.is_table(props[f], f)
+      assert.is_string(props[f].type, f)
+    end
+    assert.same({ "unknown" }, props.outcome.enum)
+    -- errors of several endpoints: each field they carry is in the schema
+    local answers = {
+      { gw:get_json("/query/latest_quote?pair=NOPE") },
+      { gw:get_json("/query/latest_quote") },
+      { gw:post_json("/batch?transaction=true", { { query = "latest_quote", params = { pair = "EURUSD" } },
+        { query = "latest_quote", params = { pair = "NOPE" } } }) },
+      { gw:post("/bulk/ticks", "pair,bid,ask,ts\nEURUSD,x,1,2024-01-01T00:00:00Z\n", { ["content-type"] = "text/csv" }) },
+      { gw:get_json("/nowhere") },
+    }
+    local seen = {}
+    for i, a in ipairs(answers) do
+      local body = type(a[2]) == "string" and H.decode(a[2]) or a[2]
+      assert.is_true(a[1] >= 400, i)
+      assert.is_table(body.error, i)
+      for k in pairs(body.error) do
+        assert.is_table(props[k], ("answer %d sends %s, which the schema does not list"):format(i, k))
+        seen[k] = true
+      end
+    end
+    assert.is_true(seen.index and seen.row and seen.column and seen.bulk and true or false)
+  end)
+
+  it("lists the 4xx answers of every operation, and a license", function()
+    local n = 0
+    for path, item in pairs(doc.paths) do
+      for method, op in pairs(item) do
+        n = n + 1
+        local r = op.responses
+        for _, st in ipairs { "400", "413", "414", "431" } do
+          assert.is_table(r[st], method .. " " .. path .. " " .. st)
+        end
+        if method ~= "get" then assert.is_table(r["415"], method .. " " .. path) end
+      end
+    end
+    assert.is_true(n > 20)
+    assert.equal("#/components/responses/too_large", doc.paths["/query/instruments"].get.responses["431"]["$ref"])
+    assert.is_table(doc.paths["/query/instruments"].get.responses["503"])
+    assert.equal("#/components/responses/unavailable", doc.paths["/health/ready"].get.responses["503"]["$ref"])
+    assert.same({ name = "Apache-2.0", url = "https://www.apache.org/licenses/LICENSE-2.0" }, doc.info.license)
+  end)
+
   it("answers 405 to POST", function()
     H.assert_error(405, "method_not_allowed", gw:post_json("/openapi.json", {}))
   end)
@@ -347,6 +469,7 @@ describe("/openapi.json", function()
       assert.equal("string", p.schema.type)
       assert.truthy(p.schema.description:find("not known", 1, true))
       assert.is_true(d.components.schemas["query.by_id.row"].additionalProperties)
+      assert.same({ name = "Proprietary" }, d.info.license) -- openapi_license unset
       assert.truthy(gw2:log():find("describe", 1, true), gw2:log())
       gw2:stop()
     end)

@@ -5,6 +5,7 @@
 #include <stdlib.h>
 
 #include "metrics.h"
+#include "reqstats.h"
 #include "util.h"
 
 struct fakeserver *fakeserver_new(const char *pool_name)
@@ -40,6 +41,7 @@ void fakeserver_free(struct fakeserver *f)
         registry_free(f->srv.workers[i].reg);
         free(f->srv.workers[i].reg);
         free(f->srv.workers[i].pools);
+        reqstats_free(&f->srv.workers[i]);
         if (L) lua_close(L);
     }
     free(f->srv.workers);

@@ -12,6 +12,7 @@
 #include <unistd.h>
 
 #include "config.h"
+#include "cpus.h"
 #include "log.h"
 #include "util.h"
 

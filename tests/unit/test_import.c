@@ -114,6 +114,34 @@ static void test_readonly(void **state)
           "SELECT * FROM accounts WHERE id = :id FOR UPDATE", false, "id");
     check("SELECT nextval($1)", "select_nextval", "SELECT nextval(:p1)", false, "p1");
     check("select now()", "select_now", "select now()", true, "");
+    check("SELECT * INTO archive FROM accounts WHERE id = $1", "select_accounts_by_id",
+          "SELECT * INTO archive FROM accounts WHERE id = :id", false, "id");
+    check("SELECT * FROM accounts WHERE id = $1 FOR KEY SHARE", "select_accounts_by_id",
+          "SELECT * FROM accounts WHERE id = :id FOR KEY SHARE", false, "id");
+}
+
+/* The calls a statement makes, as "schema.name" or "name", comma-joined. */
+static void calls(const char *stmt, const char *want)
+{
+    struct import_call *c;
+    int n = import_calls(stmt, &c);
+    assert_true(n >= 0);
+    char got[512] = "";
+    for (int i = 0; i < n; i++)
+        snprintf(got + strlen(got), sizeof got - strlen(got), "%s%s%s%s", i ? "," : "",
+                 c[i].schema ? c[i].schema : "", c[i].schema ? "." : "", c[i].name);
+    if (strcmp(got, want) != 0) fail_msg("[%s]: calls [%s], expected [%s]", stmt, got, want);
+    import_calls_free(c, n);
+}
+
+static void test_calls(void **state)
+{
+    calls("SELECT pg_advisory_lock($1)", "pg_advisory_lock");
+    calls("SELECT Public.Next_Id( $1 ), \"My\"\"Fn\"(), s.\"F\" (x) FROM t", "public.next_id,My\"Fn,s.F");
+    calls("SELECT count(*) FROM t WHERE a IN ($1, $2) AND b = 'f(x)' -- g(y)", "count,in");
+    calls("SELECT 1", "");
+    struct import_call *c;
+    assert_int_equal(import_calls("SELECT 'unterminated", &c), -1);
 }
 
 static void test_typed_literals(void **state)
@@ -210,6 +238,7 @@ int main(void)
         cmocka_unit_test(test_ranges_and_lists),
         cmocka_unit_test(test_writes),
         cmocka_unit_test(test_readonly),
+        cmocka_unit_test(test_calls),
         cmocka_unit_test(test_typed_literals),
         cmocka_unit_test(test_lexing),
         cmocka_unit_test(test_refused),

@@ -8,6 +8,7 @@
 #include <cmocka.h>
 
 #include <lauxlib.h>
+#include <libpq-fe.h>
 #include <luajit.h>
 #include <lualib.h>
 #include <regex.h>
@@ -20,8 +21,10 @@
 #include "fakeserver.h"
 #include "log.h"
 #include "metrics.h"
+#include "reqstats.h"
 #include "server.h"
 #include "util.h"
+#include "version.h"
 
 /* Fails unless text contains line as a whole line. */
 static void assert_has_line(const char *text, const char *line)
@@ -276,9 +279,10 @@ static void test_render_sums_workers(void **state)
     histogram_observe(&w1->pools[0].failover_wait, 0.3);
     struct pool_shared shared = {.role_changes = 2};
     w0->pools[0].shared = w1->pools[0].shared = &shared; /* what the workers of a pool share */
-    worker_count_response(w0, 200);
-    worker_count_response(w1, 200);
-    worker_count_response(w1, 409);
+    reqstats_count(w0, "query/add_item", REQSTATS_POST, 200, 0.002);
+    reqstats_count(w1, "query/add_item", REQSTATS_POST, 200, 0.02);
+    reqstats_count(w1, "query/add_item", REQSTATS_POST, 409, 0.003);
+    reqstats_count(w1, "unknown", REQSTATS_OTHER, 405, 0.0001);
 
     struct buf b = BUF_INIT;
     metrics_render(&f->srv, &b);
@@ -327,8 +331,18 @@ static void test_render_sums_workers(void **state)
     HAS("sluice_failover_wait_seconds_bucket{%s,le=\"0.25\"} 0", P);
     HAS("sluice_failover_wait_seconds_bucket{%s,le=\"0.5\"} 1", P);
     HAS("sluice_failover_wait_seconds_count{%s} 2", P);
-    HAS("sluice_http_requests_total{code=\"200\"} 2");
-    HAS("sluice_http_requests_total{code=\"409\"} 1");
+    HAS("sluice_http_requests_total{endpoint=\"query/add_item\",method=\"POST\",code=\"200\"} 2");
+    HAS("sluice_http_requests_total{endpoint=\"query/add_item\",method=\"POST\",code=\"409\"} 1");
+    HAS("sluice_http_requests_total{endpoint=\"unknown\",method=\"other\",code=\"405\"} 1");
+    HAS("# TYPE sluice_http_request_duration_seconds histogram");
+    /* one histogram per endpoint and method, over every status and worker */
+    HAS("sluice_http_request_duration_seconds_bucket{endpoint=\"query/"
+        "add_item\",method=\"POST\",le=\"0.0025\"} 1");
+    HAS("sluice_http_request_duration_seconds_bucket{endpoint=\"query/"
+        "add_item\",method=\"POST\",le=\"0.005\"} 2");
+    HAS("sluice_http_request_duration_seconds_count{endpoint=\"query/add_item\",method=\"POST\"} 3");
+    HAS("sluice_build_info{version=\"%s\",h2o=\"%s\",libpq=\"%d.%d\",luajit=\"%s\"} 1", SLUICE_VERSION,
+        H2O_VERSION, PQlibVersion() / 10000, PQlibVersion() % 10000, LUAJIT_VERSION);
     HAS("sluice_workers 2");
     HAS("# TYPE process_resident_memory_bytes gauge");
     HAS("# TYPE process_open_fds gauge");

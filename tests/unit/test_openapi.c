@@ -43,7 +43,8 @@ static void describe(struct describe_entry *e, const struct query_def *q, const 
     e->returns_rows = ncols > 0;
     e->ncols = ncols;
     e->cols = xcalloc((size_t)ncols + 1, sizeof *e->cols);
-    for (int i = 0; i < ncols; i++) e->cols[i] = (struct describe_column){xstrdup(names[i]), ctypes[i]};
+    for (int i = 0; i < ncols; i++)
+        e->cols[i] = (struct describe_column){xstrdup(names[i]), ctypes[i], false};
 }
 
 static json_t *document(const struct registry *reg, const struct describe_result *d, const char *admin_token)
