@@ -130,7 +130,7 @@ struct pgconn *pgconn_connect(h2o_loop_t *loop, const struct pool_config *cfg, h
  * again. Anything else (a write, a first PREPARE, a change of statement_timeout) has a Sync of its
  * own. The outcome comes back through events->on_job_done; a failure to send closes c. */
 void pgconn_start(struct pgconn *c, struct pgjob *job);
-/* The job of the i-th in-flight segment, oldest first (i < c->nsegs); NULL for a ping. */
+/* The job of the i-th in-flight segment, oldest first (i < c->nsegs); NULL for a lone Sync. */
 struct pgjob *pgconn_job_at(const struct pgconn *c, unsigned i);
 /* True when the i-th in-flight segment's Execute was handed to libpq: the server may have run
  * the statement (and committed it) even though no result came back. */
