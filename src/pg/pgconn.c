@@ -298,7 +298,10 @@ static int send_job(struct pgconn *c, struct pgjob *job)
             h2o_timeout_link(c->loop, c->flush_timeout, &c->flush_entry);
         return 0;
     }
-    if (sync_group(c) != 0) return -1; /* what went before keeps its own Sync */
+    if (sync_group(c) != 0) { /* what went before keeps its own Sync */
+        push_seg(c, job);     /* in flight, unsent: the holder takes it back with the others */
+        return -1;
+    }
     struct pgseg *s = push_seg(c, job);
     job->sent_us = s->sent_us;
     job->lsn = 0;
@@ -483,12 +486,9 @@ static void on_segment_done(struct pgconn *c)
     }
     if (--c->njobs == 0) {
         /* done before its group's Sync went out (libpq sent a large group early): the lone Sync
-         * goes now, so that an idle connection never waits for the end of the turn */
-        if (sync_group(c) != 0) {
-            c->njobs++;
-            lost(c, PQerrorMessage(c->pg));
-            return;
-        }
+         * goes now, so that an idle connection never waits for the end of the turn. A failure
+         * means a broken connection, which the read watcher reports (as for a ping). */
+        (void)sync_group(c);
         c->idle_since_ms = now_ms();
         set_state(c, PGCONN_IDLE, NULL);
     }
