@@ -82,6 +82,7 @@ valgrind:
 
 lint: deps
 	clang-format --dry-run -Werror $(FORMAT)
+	scripts/layers.sh
 
 format: deps
 	clang-format -i $(FORMAT)

@@ -43,7 +43,7 @@ static struct channel_def *read_def(lua_State *L, const struct config *cfg, cons
         why = "pool: expected a string";
     else if (lua_type(L, t + 3) != LUA_TNUMBER && !lua_isnil(L, t + 3))
         why = "buffer: expected a positive integer";
-    else if (buffer < 1 || buffer > CHANNEL_MAX_BUFFER || buffer != (double)(int)buffer)
+    else if (!(buffer >= 1 && buffer <= CHANNEL_MAX_BUFFER) || buffer != (double)(int)buffer) /* NaN too */
         why = "buffer: expected an integer from 1 to 1000000";
     else if ((lua_type(L, t + 4) != LUA_TNUMBER && !lua_isnil(L, t + 4)) || !(keepalive > 0) ||
              keepalive > 3600)

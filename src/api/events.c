@@ -140,22 +140,13 @@ static int run_filter(struct sse *s, struct evhub_event *e, size_t *start)
     int out = 0;
     if (rc != 0) {
         log_printf(LOG_WARN, "channel %s: filter failed, the event is dropped for this stream: %s",
-                   s->ch->name, lua_tostring(L, -1));
+                   s->ch->name, lua_isstring(L, -1) ? lua_tostring(L, -1) : luaL_typename(L, -1));
         evhub_count_dropped(s->hub, EVHUB_DROP_ERROR, 1);
     } else if (lua_type(L, -1) == LUA_TSTRING) {
         size_t n;
         const char *p = lua_tolstring(L, -1, &n);
         *start = s->scratch.len;
-        buf_printf(&s->scratch, "id: %llu\ndata: ", (unsigned long long)e->id);
-        for (size_t i = 0; i < n; i++) {
-            if (p[i] == '\r' || p[i] == '\n') {
-                if (p[i] == '\r' && i + 1 < n && p[i + 1] == '\n') i++;
-                buf_puts(&s->scratch, "\ndata: ");
-            } else {
-                buf_putc(&s->scratch, p[i]);
-            }
-        }
-        buf_puts(&s->scratch, "\n\n");
+        evhub_frame(&s->scratch, e->id, p, n);
         out = 2;
     } else if (lua_toboolean(L, -1)) {
         out = lua_type(L, -1) == LUA_TBOOLEAN ? 1 : 0;

@@ -98,35 +98,35 @@ void evhub_event_unref(struct evhub_event *e)
     if (e != NULL && __atomic_sub_fetch(&e->refs, 1, __ATOMIC_ACQ_REL) == 0) free(e);
 }
 
-/* The SSE frame of payload: a data: line per line (CR, LF or CRLF end a line in an event
- * stream, so each of them starts a new data: line). */
-static struct evhub_event *make_event(uint64_t id, const char *payload, size_t len)
+void evhub_frame(struct buf *b, uint64_t id, const char *payload, size_t len)
 {
-    size_t lines = 1;
-    for (size_t i = 0; i < len; i++)
-        if (payload[i] == '\n' || (payload[i] == '\r' && (i + 1 == len || payload[i + 1] != '\n'))) lines++;
-    size_t cap = 32 + len + lines * 7 + 2;
-    struct evhub_event *e = xmalloc(sizeof *e + cap + len + 1);
-    e->refs = 1;
-    e->id = id;
-    e->len = len;
-    char *f = e->frame;
-    f += sprintf(f, "id: %llu\ndata: ", (unsigned long long)id);
+    buf_printf(b, "id: %llu\ndata: ", (unsigned long long)id);
     for (size_t i = 0; i < len; i++) {
         if (payload[i] == '\r' || payload[i] == '\n') {
             if (payload[i] == '\r' && i + 1 < len && payload[i + 1] == '\n') i++;
-            memcpy(f, "\ndata: ", 7);
-            f += 7;
+            buf_puts(b, "\ndata: ");
         } else {
-            *f++ = payload[i];
+            buf_putc(b, payload[i]);
         }
     }
-    *f++ = '\n';
-    *f++ = '\n';
-    e->framelen = (size_t)(f - e->frame);
-    e->payload = f;
-    memcpy(e->payload, payload, len);
+    buf_puts(b, "\n\n");
+}
+
+/* The event of one notification: its frame, then its payload, in one allocation. */
+static struct evhub_event *make_event(uint64_t id, const char *payload, size_t len)
+{
+    struct buf f = BUF_INIT;
+    evhub_frame(&f, id, payload, len);
+    struct evhub_event *e = xmalloc(sizeof *e + f.len + len + 1);
+    e->refs = 1;
+    e->id = id;
+    e->len = len;
+    memcpy(e->frame, f.data, f.len);
+    e->framelen = f.len;
+    e->payload = e->frame + f.len;
+    if (len) memcpy(e->payload, payload, len);
     e->payload[len] = '\0';
+    buf_free(&f);
     return e;
 }
 

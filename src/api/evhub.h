@@ -65,13 +65,16 @@ void evhub_read(struct evhub *hub, uint64_t after, struct evhub_event **out, int
 bool evhub_start(struct evhub *hub, bool has_id, uint64_t last_event_id, uint64_t *start,
                  unsigned *reset_gen);
 void evhub_event_unref(struct evhub_event *e);
+/* Appends payload's Server-Sent Events frame to b: "id: N", a data: line per line of the payload
+ * (CR, LF or CRLF end a line in an event stream), then a blank line. */
+struct buf;
+void evhub_frame(struct buf *b, uint64_t id, const char *payload, size_t len);
 
 /* Counters (sluice_events_*): any thread. */
 void evhub_count_subscriber(struct evhub *hub, int delta);
 void evhub_count_delivered(struct evhub *hub, uint64_t n);
 void evhub_count_dropped(struct evhub *hub, enum evhub_drop why, uint64_t n);
 /* Appends the sluice_events_* families for the live hubs to b (Prometheus text). */
-struct buf;
 void evhub_metrics(struct buf *b);
 
 #endif

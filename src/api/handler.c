@@ -441,8 +441,9 @@ static int l_query(lua_State *co)
     if (q->described && call_bind(job, hr->vals) != 0) {
         char msg[sizeof job->errmsg];
         snprintf(msg, sizeof msg, "%s", job->errmsg);
+        int bad = job->bad_param; /* read before the job is freed */
         pgjob_free(job);
-        return raise_about(co, 400, msg, q->param_names[job->bad_param]);
+        return raise_about(co, 400, msg, bad >= 0 && bad < q->nparams ? q->param_names[bad] : NULL);
     }
     hr->job = job;
     hr->calling = true;

@@ -78,7 +78,8 @@ struct lmsg {
 static struct {
     pthread_mutex_t lock;
     pthread_cond_t started;
-    bool running, ready, stopping;
+    bool running, ready;
+    bool stopping; /* the listener's thread only: it took the stop message, the last one sent */
     pthread_t thread;
     h2o_loop_t *loop;
     h2o_multithread_queue_t *queue;
@@ -106,10 +107,17 @@ static void sub_unref(struct listener_sub *s)
     if (--s->refs == 0) free(s);
 }
 
-static void send_wake(void)
+/* "Look at the subscriptions again", or (stop) "end the loop". */
+struct wake_msg {
+    h2o_multithread_message_t super;
+    bool stop;
+};
+
+static void send_wake(bool stop)
 {
-    h2o_multithread_message_t *m = xcalloc(1, sizeof *m);
-    h2o_multithread_send_message(&L.wake, m);
+    struct wake_msg *m = xcalloc(1, sizeof *m);
+    m->stop = stop;
+    h2o_multithread_send_message(&L.wake, &m->super);
 }
 
 /* Hands one notification (or reset) to s: at once when it has no target, else as a message to
@@ -202,7 +210,7 @@ struct listener_sub *listener_subscribe(const char *pool_name, const char *chann
                                .refs = 1};
     p->subs = s;
     bool need_listen = !c->listened && !c->in_flight;
-    if (need_listen) send_wake();
+    if (need_listen) send_wake(false);
     pthread_mutex_unlock(&L.lock);
     return s;
 }
@@ -218,7 +226,7 @@ void listener_unsubscribe(struct listener_sub *s)
             break;
         }
     s->cancelled = true;
-    if (--s->chan->nsubs == 0 && L.running) send_wake();
+    if (--s->chan->nsubs == 0 && L.running) send_wake(false);
     sub_unref(s);
     pthread_mutex_unlock(&L.lock);
 }
@@ -470,11 +478,13 @@ static void on_tick(h2o_timeout_entry_t *entry)
 static void on_wake(h2o_multithread_receiver_t *receiver, h2o_linklist_t *messages)
 {
     while (!h2o_linklist_is_empty(messages)) {
-        h2o_multithread_message_t *m =
-            H2O_STRUCT_FROM_MEMBER(h2o_multithread_message_t, link, messages->next);
-        h2o_linklist_unlink(&m->link);
+        struct wake_msg *m =
+            (struct wake_msg *)H2O_STRUCT_FROM_MEMBER(h2o_multithread_message_t, link, messages->next);
+        h2o_linklist_unlink(&m->super.link);
+        if (m->stop) L.stopping = true;
         free(m);
     }
+    if (L.stopping) return;
     pthread_mutex_lock(&L.lock);
     look_around();
     pthread_mutex_unlock(&L.lock);
@@ -500,7 +510,9 @@ static void *listener_main(void *arg)
     L.ready = true;
     pthread_cond_broadcast(&L.started);
     pthread_mutex_unlock(&L.lock);
-    while (!__atomic_load_n(&L.stopping, __ATOMIC_ACQUIRE)) h2o_evloop_run(L.loop, INT32_MAX);
+    /* Ends once the stop message is taken: no message is left for the receiver then (h2o asserts
+     * that none is when it is unregistered), as none is sent after it. */
+    while (!L.stopping) h2o_evloop_run(L.loop, INT32_MAX);
     pthread_mutex_lock(&L.lock);
     for (size_t i = 0; i < L.npools; i++) disconnect(&L.pools[i]);
     pthread_mutex_unlock(&L.lock);
@@ -531,8 +543,19 @@ int listener_start(const struct config *cfg)
     }
     L.stopping = false;
     L.ready = false;
+    if (pthread_create(&L.thread, NULL, listener_main, NULL) != 0) { /* no thread: nobody subscribes */
+        for (size_t i = 0; i < L.npools; i++) {
+            free(L.pools[i].name);
+            free(L.pools[i].url);
+        }
+        free(L.pools);
+        L.pools = NULL;
+        L.npools = 0;
+        pthread_mutex_unlock(&L.lock);
+        log_warn("cannot start the LISTEN thread: live events are off");
+        return -1;
+    }
     L.running = true;
-    pthread_create(&L.thread, NULL, listener_main, NULL);
     while (!L.ready) pthread_cond_wait(&L.started, &L.lock);
     pthread_mutex_unlock(&L.lock);
     return 0;
@@ -545,12 +568,11 @@ void listener_stop(void)
         pthread_mutex_unlock(&L.lock);
         return;
     }
-    __atomic_store_n(&L.stopping, true, __ATOMIC_RELEASE);
-    send_wake();
+    send_wake(true);
+    L.running = false; /* from now on nobody wakes the thread: its queue goes with it */
     pthread_mutex_unlock(&L.lock);
     pthread_join(L.thread, NULL);
     pthread_mutex_lock(&L.lock);
-    L.running = false;
     for (size_t i = 0; i < L.npools; i++) {
         struct lpool *p = &L.pools[i];
         while (p->subs) {

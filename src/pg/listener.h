@@ -30,15 +30,16 @@ struct listener_sub;
 
 /* Starts the listener thread for cfg's pools (cfg must outlive the listener: the pool names and
  * URLs are copied, but only here). No connection is made before a first subscription to a
- * pool. Call once per process; returns 0, or -1 when it runs already. */
+ * pool. Call once per process; returns 0, or -1 when it runs already or its
+ * thread cannot be made (then nothing can subscribe). */
 int listener_start(const struct config *cfg);
 /* Stops the thread, closes the connections and frees every subscription still there (their
  * callbacks never run again). Targets stay registered: their owners dispose of them. */
 void listener_stop(void);
 
 void listener_target_init(struct listener_target *t, h2o_multithread_queue_t *queue);
-/* Unregisters t; call on its thread, after every subscription naming it was cancelled.
- * Messages still queued for it are freed unseen the next time its queue is read, if ever. */
+/* Unregisters t; call on its thread, after every subscription naming it was cancelled and once
+ * its queue was read since (h2o asserts that no message is left for a receiver it unregisters). */
 void listener_target_dispose(struct listener_target *t);
 
 /* Subscribes to channel (a PostgreSQL identifier, as written: case counts) on pool_name's LISTEN

@@ -1,8 +1,9 @@
 -- params_spec.lua — optional parameters and defaults of named queries (params = {...}) on GET,
 -- POST by name and by position, /batch items (pipelined and in a transaction) and handler
--- sluice.db.query calls; _-prefixed query-string keys ignored; every 400 about a parameter names
--- it ("param" in the error object and the name in the message), the server's own input errors
--- included; bad params specs stop start-up with one clear line.
+-- sluice.db.query calls (a value refused by the server, or before it is sent); _-prefixed
+-- query-string keys ignored; every 400 about a parameter names it ("param" in the error object
+-- and the name in the message), the server's own input errors included; bad params specs stop
+-- start-up with one clear line.
 local here = debug.getinfo(1, "S").source:match("^@(.*/)") or "./"
 package.path = here .. "?.lua;" .. package.path
 local H = require "helper"
@@ -34,6 +35,10 @@ sluice.endpoint "via_handler" {
 sluice.endpoint "bad_handler" {
   route = "GET /hbad",
   handler = function(req) return 200, sluice.db.query("num", { n = req.query.n }) end,
+}
+sluice.endpoint "bad_local" {
+  route = "GET /hlocal",
+  handler = function(req) return 200, sluice.db.query("num", { n = true }) end, -- refused before sending
 }
 ]==],
 }
@@ -161,6 +166,9 @@ describe("optional parameters", function()
     st, body = gw:get_json("/h?since=4")
     assert.equal("4,5", ids(body))
     local e = H.assert_error(400, "bad_request", gw:get_json("/hbad?n=abc"))
+    assert.equal("n", e.param)
+    assert.matches('"n"', e.message)
+    e = H.assert_error(400, "bad_request", gw:get_json("/hlocal"))
     assert.equal("n", e.param)
     assert.matches('"n"', e.message)
   end)
