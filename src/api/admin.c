@@ -11,6 +11,7 @@
 #include "auth.h"
 #include "explain.h"
 #include "http.h"
+#include "reqinfo.h"
 #include "jsonw.h"
 #include "metrics.h"
 #include "script.h"
@@ -32,6 +33,7 @@ static bool authorize(struct worker *w, h2o_req_t *req)
         http_send_error(req, 403, "forbidden", "wrong admin token", NULL, NULL);
         return false;
     }
+    reqinfo_set_subject(req, H2O_STRLIT("admin"));
     return true;
 }
 

@@ -13,6 +13,7 @@
 #include "auth.h"
 #include "call.h"
 #include "http.h"
+#include "reqinfo.h"
 #include "jsonnum.h"
 #include "jsonw.h"
 #include "metrics.h"
@@ -121,12 +122,14 @@ static int bind_item(struct pgjob *job)
 static void on_item_done(struct pgjob *job)
 {
     struct item *it = job->owner;
+    const char *outer = reqinfo_enter(it->b->life.req); /* a failed item's log line names the batch */
     it->job = NULL;
     it->status = call_job_json(&it->body, job);
     if (it->status == 200 && job->lsn > it->b->lsn) it->b->lsn = job->lsn;
     count_item(it->b, it, job);
     pgjob_free(job);
     if (--it->b->pending == 0) reply_items(it->b);
+    reqinfo_leave(outer);
 }
 
 /* Submits the item's job to pool; a refusal is the item's answer at once. */
@@ -193,6 +196,7 @@ static void run_pipelined(struct batch *b)
 /* --- in one transaction ----------------------------------------------------------------------- */
 
 static void txn_step(struct txn *t, PGresult *r);
+static void step_logged(struct batch *b, struct txn *t, PGresult *r);
 
 /* The failing item's error, with its index, becomes the answer; it is sent once the rollback is
  * done, so the connection goes back to the pool clean instead of being discarded. */
@@ -253,9 +257,8 @@ static void next_item(struct batch *b)
         struct buf body = BUF_INIT;
         struct call_outcome o;
         call_error(&o, rc == -2 ? 503 : 400, b->txn.errmsg);
-        if (rc != -2)
-            call_set_param(&o, it->q->param_names[b->txn.bad_param],
-                           strlen(it->q->param_names[b->txn.bad_param]));
+        const char *param = rc != -2 ? query_param_name(it->q, b->txn.bad_param) : NULL;
+        if (param) call_set_param(&o, param, strlen(param));
         call_write_json(&body, &o, NULL);
         fail_txn(b, b->cur, rc == -2 ? 503 : 400, &body);
         buf_free(&body);
@@ -274,6 +277,13 @@ static void next_item(struct batch *b)
 static void txn_step(struct txn *t, PGresult *r)
 {
     struct batch *b = t->arg;
+    const char *outer = reqinfo_enter(b->life.req);
+    step_logged(b, t, r);
+    reqinfo_leave(outer);
+}
+
+static void step_logged(struct batch *b, struct txn *t, PGresult *r)
+{
     if (r == NULL) { /* no connection, or it was lost */
         if (b->txn_open) txn_close(t);
         b->txn_open = false;

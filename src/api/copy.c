@@ -13,6 +13,7 @@
 #include "bulkparse.h"
 #include "call.h"
 #include "http.h"
+#include "reqinfo.h"
 #include "jsonw.h"
 #include "log.h"
 #include "metrics.h"
@@ -152,8 +153,10 @@ static void fail(struct bulkreq *br, int status, const char *msg, const PGresult
             snprintf(br->err_column, sizeof br->err_column, "%.*s", (int)(n < 63 ? n : 63), col);
         }
         if (status == 500) {
+            const char *outer = reqinfo_enter(br->life.req);
             log_printf(LOG_ERROR, "bulk %s failed: %s (SQLSTATE %s)", br->d->name, primary ? primary : "?",
                        state ? state : "?");
+            reqinfo_leave(outer);
             msg = "internal error";
         } else {
             msg = primary ? primary : "database error";
@@ -459,6 +462,7 @@ int copy_handle(struct worker *w, h2o_req_t *req, struct bulk_def *d)
     reqlife_wait(&br->life, 0); /* no deadline: a load takes as long as its body */
 
     char err[200];
+    reqinfo_set_pool(req, worker_config(w)->pools[d->pool_idx].name);
     if (pool_acquire(&w->pools[d->pool_idx], &br->lease, on_conn, br, err, sizeof err) != 0) {
         fail(br, 503, err, NULL);
         reply_error(br);

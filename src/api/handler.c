@@ -17,6 +17,7 @@
 #include "auth.h"
 #include "call.h"
 #include "http.h"
+#include "reqinfo.h"
 #include "httpheader.h"
 #include "jsonw.h"
 #include "log.h"
@@ -55,6 +56,7 @@ struct hreq {
 static __thread struct hreq *running; /* the handler being resumed on this worker */
 
 static void resume(struct hreq *hr, int nargs);
+static void resume_logged(struct hreq *hr, int nargs);
 
 /* Hands n values (pushed on the coroutine) to the waiting sluice.db call: resumes it, or, when the
  * outcome arrived while the call was still starting, lets the call return them directly. */
@@ -307,6 +309,13 @@ static void on_hook(lua_State *L, lua_Debug *ar)
 
 static void resume(struct hreq *hr, int nargs)
 {
+    const char *outer = reqinfo_enter(hr->life.req);
+    resume_logged(hr, nargs);
+    reqinfo_leave(outer);
+}
+
+static void resume_logged(struct hreq *hr, int nargs)
+{
     running = hr;
     guard_arm();
     hr->resumed_ms = now_ms();
@@ -527,7 +536,7 @@ static int l_txquery(lua_State *co)
     hr->calling = true;
     int rc = txn_query(&hr->txn, q, hr->vals, on_txn_query);
     if (rc == -2) return raise(co, 503, hr->txn.errmsg);
-    if (rc != 0) return raise_about(co, 400, hr->txn.errmsg, q->param_names[hr->txn.bad_param]);
+    if (rc != 0) return raise_about(co, 400, hr->txn.errmsg, query_param_name(q, hr->txn.bad_param));
     return wait_outcome(co, hr);
 }
 

@@ -10,6 +10,7 @@
 #include "auth.h"
 #include "call.h"
 #include "http.h"
+#include "reqinfo.h"
 #include "jsonnum.h"
 #include "jsonw.h"
 #include "log.h"
@@ -201,6 +202,13 @@ static void report(struct worker *w, struct query_def *q, int status, struct out
     if (o->plan_vals) slowplan_capture(w, q, o->pool, o->plan_vals);
 }
 
+/* Names the pool that served the request in its access line. */
+static void note_pool(struct worker *w, h2o_req_t *req, int pool)
+{
+    if (pool >= 0 && (size_t)pool < worker_config(w)->npools)
+        reqinfo_set_pool(req, worker_config(w)->pools[pool].name);
+}
+
 /* Sends the error answer o for q and accounts for it (o->detail is what /admin/queries keeps). */
 static void answer_outcome(struct worker *w, h2o_req_t *req, struct query_def *q, struct qreq *qr,
                            uint64_t started_us, const struct call_outcome *o)
@@ -244,17 +252,24 @@ static void send_result(struct qreq *qr, struct pgjob *job)
     struct outcome counted;
     count(qr->life.w, q, qr, 200, qr->life.started_us, NULL, &counted);
     http_set_lsn(qr->life.req, job->lsn); /* a write: where its commit is in the WAL */
-    http_send_json(qr->life.req, 200, b->data, b->len);
+    h2o_req_t *req = qr->life.req;
+    if (q->readonly && (h2o_memis(req->method.base, req->method.len, H2O_STRLIT("GET")) ||
+                        h2o_memis(req->method.base, req->method.len, H2O_STRLIT("HEAD"))))
+        http_send_readonly_json(req, b->data, b->len); /* ETag; 304 when the client has it */
+    else
+        http_send_json(req, 200, b->data, b->len);
     report(qr->life.w, q, 200, &counted);
 }
 
 static void on_done(struct pgjob *job)
 {
     struct qreq *qr = job->owner;
+    const char *outer = reqinfo_enter(qr->life.req);
     reqlife_done(&qr->life);
     qr->job = NULL;
     send_result(qr, job);
     pgjob_free(job);
+    reqinfo_leave(outer);
 }
 
 /* The request deadline (or the statement's, when the server did not enforce it) passed: the
@@ -406,6 +421,7 @@ static void run(struct qreq *qr, struct pgjob *job)
     struct query_def *q = qr->q;
     struct pool *pool = &w->pools[qr->pool_idx];
     job->timeout_ms = job_timeout_ms(w, q, qr->pool_idx);
+    note_pool(w, req, qr->pool_idx);
     if (qr->fmt != STREAM_NONE) {
         /* Accept: text/csv or application/x-ndjson: rows as they come, on a connection of their own */
         reqlife_done(&qr->life); /* a wait for a standby ends here; the stream has its own deadline */

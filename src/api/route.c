@@ -65,7 +65,8 @@ int route_pool(struct worker *w, struct query_def *q, h2o_req_t *req, uint64_t l
     int idx = q->pool_idx;
     int rc = guard_pcall(L, 2, 1, ROUTE_LIMIT_MS, "sluice.route ran for more than 100 ms");
     if (rc != 0) {
-        log_printf(LOG_ERROR, "sluice.route failed for %s: %s", q->name, lua_tostring(L, -1));
+        const char *why = lua_tostring(L, -1);
+        log_printf(LOG_ERROR, "sluice.route failed for %s: %s", q->name, why ? why : luaL_typename(L, -1));
     } else if (lua_type(L, -1) == LUA_TSTRING) {
         const char *name = lua_tostring(L, -1);
         int found = -1;

@@ -10,6 +10,7 @@
 #include "auth.h"
 #include "batch.h"
 #include "copy.h"
+#include "cors.h"
 #include "csrf.h"
 #include "events.h"
 #include "h2reset.h"
@@ -19,6 +20,7 @@
 #include "metrics.h"
 #include "openapi.h"
 #include "query.h"
+#include "reqinfo.h"
 #include "reqstats.h"
 #include "server.h"
 #include "urlpath.h"
@@ -145,9 +147,9 @@ static void name_fixed(h2o_req_t *req, h2o_iovec_t path)
     if (path_has_prefix(path, "/admin/explain/")) reqstats_name(req, "admin/explain", NULL);
 }
 
-int router_on_req(h2o_handler_t *self, h2o_req_t *req)
+/* Routes req (router_on_req without the log context). */
+static int route(struct worker *w, h2o_req_t *req)
 {
-    struct worker *w = worker_of(req);
     h2o_iovec_t path = req->path_normalized;
     if (!h2reset_admit(w, req)) return 0;
     /* Shutting down: each answer closes its connection, so that a client's next request opens a
@@ -159,6 +161,7 @@ int router_on_req(h2o_handler_t *self, h2o_req_t *req)
         return 0;
     }
     if (!within_limits(w, req, path)) return 0;
+    if (cors_preflight(req, &worker_config(w)->cors)) return 0; /* a browser asks before it sends */
     if (!csrf_allow(req)) return 0; /* before any endpoint can act on another site's request */
 
     if (path_has_prefix(path, "/query/")) {
@@ -200,4 +203,13 @@ int router_on_req(h2o_handler_t *self, h2o_req_t *req)
     if (route_alias(w, req, &segs) == 0) return 0;
     http_send_error(req, 404, "not_found", "no such endpoint", NULL, NULL);
     return 0;
+}
+
+int router_on_req(h2o_handler_t *self, h2o_req_t *req)
+{
+    /* Lines logged while the request is routed (and run, up to its first wait) name it. */
+    const char *outer = reqinfo_enter(req);
+    int rc = route(worker_of(req), req);
+    reqinfo_leave(outer);
+    return rc;
 }

@@ -464,14 +464,13 @@ static int l_env(lua_State *L)
 #define LOG_FIELDS_DEPTH 8
 #define LOG_FIELDS_BYTES (64 * 1024)
 
-/* True when the table at idx has a key the log line writes itself (ts, level, worker, msg). */
+/* True when the table at idx has a key the log line writes itself (log_reserved). */
 static bool has_reserved_key(lua_State *L, int idx)
 {
-    static const char *const reserved[] = {"ts", "level", "worker", "msg"};
     if (!lua_istable(L, idx)) return false;
     bool found = false;
-    for (size_t i = 0; i < sizeof reserved / sizeof reserved[0] && !found; i++) {
-        lua_getfield(L, idx, reserved[i]);
+    for (size_t i = 0; i < log_nreserved && !found; i++) {
+        lua_getfield(L, idx, log_reserved[i]);
         found = !lua_isnil(L, -1);
         lua_pop(L, 1);
     }

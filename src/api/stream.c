@@ -17,6 +17,7 @@
 #include "call.h"
 #include "cancel.h"
 #include "http.h"
+#include "reqinfo.h"
 #include "jsonw.h"
 #include "log.h"
 #include "pgconn.h"
@@ -155,6 +156,9 @@ static void start_response(struct stream *s, const PGresult *r)
     else
         h2o_add_header(&req->pool, &req->res.headers, H2O_TOKEN_CONTENT_TYPE, NULL,
                        H2O_STRLIT("application/x-ndjson"));
+    /* gzip for a client that takes it, whatever the length (unknown yet); h2o's type table would
+     * leave application/x-ndjson alone */
+    req->compress_hint = H2O_COMPRESS_HINT_ENABLE;
     h2o_start_response(req, &s->gen);
     s->started = true;
     put_header(s, r);
@@ -232,8 +236,10 @@ static void on_write_deadline(h2o_timeout_entry_t *entry)
     snprintf(why, sizeof why, "the client took no data for %.3g s (%s)", (double)s->deadline_ms / 1000,
              s->deadline_ms < (uint64_t)(worker_config(s->w)->client_timeout * 1000) ? "the statement timeout"
                                                                                      : "client_timeout");
+    const char *outer = reqinfo_enter(s->req);
     log_printf(LOG_WARN, "query %s: streamed response cut: %s%s", s->q->name, why,
                s->conn != NULL ? "; its database connection is closed" : "");
+    reqinfo_leave(outer);
     if (s->conn != NULL) {
         if (!s->rows_done) cancel_request(s->conn->pg); /* it may be computing, not blocked on us */
         pgconn_discard(s->conn);
@@ -274,7 +280,9 @@ static void on_error_result(struct stream *s, PGresult *r)
         report_fail(s, &o);
         return;
     }
+    const char *outer = reqinfo_enter(s->req);
     log_printf(LOG_WARN, "query %s: streamed response cut short: %s", s->q->name, o.detail);
+    reqinfo_leave(outer);
     s->cut = true;
     s->rows_done = true;
     report_end(s, o.status, o.detail);
@@ -336,7 +344,9 @@ static void on_lost(void *arg, const char *why)
         pump(s);
         return;
     }
+    const char *outer = reqinfo_enter(s->req);
     log_printf(LOG_WARN, "query %s: streamed response cut short: %s", s->q->name, why);
+    reqinfo_leave(outer);
     s->cut = true;
     s->rows_done = true;
     report_end(s, 503, why);

@@ -3,6 +3,7 @@
  * the key and what was expected. The Lua state lives only for the duration of config_load. */
 #include "config.h"
 
+#include <ctype.h>
 #include <errno.h>
 #include <limits.h>
 #include <math.h>
@@ -68,6 +69,7 @@ static const struct field top_fields[] = {
     {TOP(max_headers), K_POSITIVE},
     {TOP(client_timeout), K_SECONDS},
     {TOP(http2), K_BOOL},
+    {TOP(compress_min_bytes), K_COUNT},
     {TOP(openapi_license), K_STRING},
     {TOP(openapi_license_url), K_STRING},
 };
@@ -76,6 +78,13 @@ static const struct field top_fields[] = {
 static const struct field log_fields[] = {
     {"level", offsetof(struct config, log_level), K_LEVEL},
     {"format", offsetof(struct config, log_json), K_FORMAT},
+    {"access", offsetof(struct config, log_access), K_BOOL},
+};
+
+/* origins and headers are lists, read by read_cors. */
+static const struct field cors_fields[] = {
+    {"max_age", offsetof(struct config, cors.max_age), K_COUNT},
+    {"credentials", offsetof(struct config, cors.credentials), K_BOOL},
 };
 
 static const struct field jwt_fields[] = {
@@ -121,6 +130,7 @@ static const struct {
     {"SLUICE_ADMIN_TOKEN", S_TOP, "admin_token"},
     {"SLUICE_LOG_LEVEL", S_LOG, "level"},
     {"SLUICE_LOG_FORMAT", S_LOG, "format"},
+    {"SLUICE_LOG_ACCESS", S_LOG, "access"},
     {"SLUICE_MAX_BODY_BYTES", S_TOP, "max_body_bytes"},
     {"SLUICE_REQUEST_TIMEOUT", S_TOP, "request_timeout"},
     {"SLUICE_SHUTDOWN_TIMEOUT", S_TOP, "shutdown_timeout"},
@@ -136,6 +146,7 @@ static const struct {
     {"SLUICE_MAX_HEADERS", S_TOP, "max_headers"},
     {"SLUICE_CLIENT_TIMEOUT", S_TOP, "client_timeout"},
     {"SLUICE_HTTP2", S_TOP, "http2"},
+    {"SLUICE_COMPRESS_MIN_BYTES", S_TOP, "compress_min_bytes"},
     {"SLUICE_TLS_CERT", S_TLS, "cert"},
     {"SLUICE_TLS_KEY", S_TLS, "key"},
     {"SLUICE_JWT_SECRET", S_JWT, "secret"},
@@ -481,6 +492,9 @@ static void config_defaults(struct config *c, const char *path)
     c->migrations = xstrdup("migrations");
     c->log_level = LOG_INFO;
     c->log_json = true;
+    c->log_access = true;
+    c->compress_min_bytes = 1024;
+    c->cors.max_age = 600;
     c->nscripts = 2;
     c->scripts = xcalloc(2, sizeof(char *));
     c->scripts[0] = xstrdup("lua/endpoints/*.lua");
@@ -704,6 +718,114 @@ static void tokens_from_env(struct config *c, const char *s)
     }
 }
 
+/* One origin as a browser sends it: http or https, a host, an optional port; no path, no
+ * trailing slash. */
+static bool origin_ok(const char *s)
+{
+    const char *host;
+    if (strncasecmp(s, "https://", 8) == 0)
+        host = s + 8;
+    else if (strncasecmp(s, "http://", 7) == 0)
+        host = s + 7;
+    else
+        return false;
+    if (*host == '\0' || *host == ':') return false;
+    for (const char *p = host; *p; p++)
+        if (*p == '/' || *p == '?' || *p == '#' || *p == '@' || *p <= ' ' || *p == 0x7f) return false;
+    return true;
+}
+
+/* A header name (an HTTP token). */
+static bool header_name_ok(const char *s)
+{
+    if (*s == '\0') return false;
+    for (; *s; s++)
+        if (!(strchr("!#$%&'*+-.^_`|~", *s) || (*s >= '0' && *s <= '9') || (*s >= 'A' && *s <= 'Z') ||
+              (*s >= 'a' && *s <= 'z')))
+            return false;
+    return true;
+}
+
+/* Checks that the value at idx is an array of strings each accepted by ok; copies it into *out.
+ * key names it in an error, want says what each item must be. */
+static int read_string_list(struct loader *ld, lua_State *L, int idx, const char *key,
+                            bool (*ok)(const char *), const char *want, char ***out, size_t *nout)
+{
+    struct val v;
+    read_val(L, idx, &v);
+    char got[128];
+    if (v.type != LUA_TTABLE) {
+        describe(&v, got, sizeof got);
+        return fail(ld, "%s: %s: expected an array of %s, got %s", ld->path, key, want, got);
+    }
+    size_t n = lua_objlen(L, idx), count = 0;
+    lua_pushnil(L);
+    while (lua_next(L, idx) != 0) {
+        lua_pop(L, 1);
+        count++;
+    }
+    if (count != n || n == 0)
+        return fail(ld, "%s: %s: expected a non-empty array of %s, got %s", ld->path, key, want,
+                    n == 0 && count == 0 ? "an empty table" : "a table with other keys");
+    for (size_t i = 1; i <= n; i++) {
+        lua_rawgeti(L, idx, (int)i);
+        struct val e;
+        read_val(L, -1, &e);
+        lua_pop(L, 1);
+        if (e.type != LUA_TSTRING || !ok(e.s)) {
+            describe(&e, got, sizeof got);
+            return fail(ld, "%s: %s[%zu]: expected %s, got %s", ld->path, key, i, want, got);
+        }
+    }
+    *nout = copy_strings(L, idx, &v, n, out);
+    return 0;
+}
+
+/* cors = { origins = {"https://app.example"} | "*", headers = {..}, max_age = 600,
+ * credentials = false } */
+static int read_cors(struct loader *ld, lua_State *L, int idx)
+{
+    static const char *const lists[] = {"headers", "origins", NULL};
+    struct cors_config *c = &ld->cfg->cors;
+    if (want_table(ld, L, idx, "cors") < 0 ||
+        check_keys(ld, L, idx, "cors.", cors_fields, ARRAY_SIZE(cors_fields), lists) < 0 ||
+        read_fields(ld, L, idx, "cors.", cors_fields, ARRAY_SIZE(cors_fields), ld->cfg) < 0)
+        return -1;
+    int rc = 0;
+    rawget(L, idx, "origins");
+    int o = lua_gettop(L);
+    if (lua_isnil(L, o))
+        rc = fail(ld,
+                  "%s: cors.origins: expected \"*\" or an array of origins such as "
+                  "\"https://app.example\", got nothing",
+                  ld->path);
+    else if (lua_type(L, o) == LUA_TSTRING && strcmp(lua_tostring(L, o), "*") == 0)
+        c->any_origin = true;
+    else if (lua_type(L, o) == LUA_TSTRING)
+        rc = fail(ld,
+                  "%s: cors.origins: expected \"*\" or an array of origins, got a single string (write "
+                  "{\"%.100s\"})",
+                  ld->path, lua_tostring(L, o));
+    else
+        rc = read_string_list(ld, L, o, "cors.origins", origin_ok,
+                              "an origin such as \"https://app.example\" (scheme, host, optional port; no "
+                              "path or trailing slash)",
+                              &c->origins, &c->norigins);
+    lua_pop(L, 1);
+    for (size_t i = 0; i < c->norigins; i++)
+        for (char *p = c->origins[i]; *p; p++) *p = (char)tolower((unsigned char)*p);
+    if (rc < 0) return -1;
+    rawget(L, idx, "headers");
+    int h = lua_gettop(L);
+    if (!lua_isnil(L, h))
+        rc = read_string_list(ld, L, h, "cors.headers", header_name_ok, "a header name such as \"X-Api-Key\"",
+                              &c->headers, &c->nheaders);
+    lua_pop(L, 1);
+    if (rc < 0) return -1;
+    c->enabled = true;
+    return 0;
+}
+
 static bool pool_name_ok(const char *s)
 {
     if (!((*s >= 'A' && *s <= 'Z') || (*s >= 'a' && *s <= 'z') || *s == '_')) return false;
@@ -783,7 +905,7 @@ static int read_section(struct loader *ld, lua_State *L, int t, const char *name
 
 static int read_root(struct loader *ld, lua_State *L, int t)
 {
-    static const char *const sections[] = {"jwt", "log", "pools", "scripts", "tls", "tokens", NULL};
+    static const char *const sections[] = {"cors", "jwt", "log", "pools", "scripts", "tls", "tokens", NULL};
     struct config *c = ld->cfg;
     if (check_keys(ld, L, t, "", top_fields, ARRAY_SIZE(top_fields), sections) < 0) return -1;
     if (read_fields(ld, L, t, "", top_fields, ARRAY_SIZE(top_fields), c) < 0) return -1;
@@ -797,6 +919,12 @@ static int read_root(struct loader *ld, lua_State *L, int t)
     rawget(L, t, "tokens");
     s = lua_gettop(L);
     if (!lua_isnil(L, s)) rc = read_tokens(ld, L, s);
+    lua_pop(L, 1);
+    if (rc < 0) return -1;
+
+    rawget(L, t, "cors");
+    s = lua_gettop(L);
+    if (!lua_isnil(L, s)) rc = read_cors(ld, L, s);
     lua_pop(L, 1);
     if (rc < 0) return -1;
 
@@ -945,6 +1073,10 @@ void config_free(struct config *c)
     free(c->jwt_issuer);
     free(c->tls_cert);
     free(c->tls_key);
+    for (size_t i = 0; i < c->cors.norigins; i++) free(c->cors.origins[i]);
+    free(c->cors.origins);
+    for (size_t i = 0; i < c->cors.nheaders; i++) free(c->cors.headers[i]);
+    free(c->cors.headers);
     for (size_t i = 0; i < c->npools; i++) {
         free(c->pools[i].name);
         free(c->pools[i].url);

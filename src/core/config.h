@@ -30,6 +30,18 @@ struct pool_config {
                                           this long for a standby to replay it; default 200 */
 };
 
+/* cors: which other sites' pages may call the gateway from a browser (cors.c). */
+struct cors_config {
+    bool enabled;    /* the cors key is set */
+    bool any_origin; /* origins = "*" */
+    char **origins;  /* "https://app.example", ... (lower-case; unused when any_origin) */
+    size_t norigins;
+    char **headers; /* request headers a page may send; NULL: the defaults of cors.c */
+    size_t nheaders;
+    int max_age;      /* seconds a browser may cache a preflight's answer, default 600 */
+    bool credentials; /* default false: cookies and Authorization of the page are not allowed */
+};
+
 struct config {
     char *path;              /* the file it was read from */
     char *listen;            /* "127.0.0.1:8080", "[::1]:8080", "0.0.0.0:8080" or "unix:/path" */
@@ -42,6 +54,7 @@ struct config {
     char *migrations;        /* folder, default "migrations" */
     int log_level;           /* enum log_level, default info */
     bool log_json;           /* log.format: "json" (default) or "text" */
+    bool log_access;         /* log.access: one line per request (accesslog.c), default true */
     struct pool_config *pools;
     size_t npools;  /* >= 1: without a `pools` key there is one pool "primary" */
     char **scripts; /* glob patterns as written; default: the two of docs/configuration.md */
@@ -67,6 +80,8 @@ struct config {
                                 keep-alive connection to be closed; default 10, > 0 */
     /* Bytes of the JSON a Lua handler answers, default 64 MiB -> 500. */
     size_t max_response_bytes;
+    int compress_min_bytes; /* gzip answers of at least this many bytes, default 1024 */
+    struct cors_config cors;
     bool http2; /* serve HTTP/2 (ALPN h2, h2c); default false: HTTP/1.1 only */
     /* info.license of /openapi.json: the terms of the operator's API, not of sluice. */
     char *openapi_license;     /* its name, default "Proprietary" */

@@ -4,6 +4,7 @@
 #define _GNU_SOURCE
 #include "cpus.h"
 
+#include <limits.h>
 #include <sched.h>
 #include <stdbool.h>
 #include <stdio.h>
@@ -25,7 +26,8 @@ static int read_line(const char *path, char *buf, size_t len)
 static int quota_cpus(long long quota, long long period)
 {
     if (quota <= 0 || period <= 0) return 0;
-    return (int)((quota + period - 1) / period);
+    long long cpus = quota / period + (quota % period != 0);
+    return cpus > INT_MAX ? INT_MAX : (int)cpus;
 }
 
 /* The quota in one cgroup directory: cgroup v2's cpu.max ("max 100000" or "150000 100000"), or

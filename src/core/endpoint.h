@@ -59,6 +59,12 @@ struct query_def {
     int auth_ref; /* AUTH_LUA: luaL_ref of the policy function in reg->L */
 };
 
+/* The name of parameter i (0-based), or NULL when i names none. */
+static inline const char *query_param_name(const struct query_def *q, int i)
+{
+    return i >= 0 && i < q->nparams ? q->param_names[i] : NULL;
+}
+
 enum bulk_mode { BULK_INSERT, BULK_UPSERT, BULK_UPDATE, BULK_DELETE };
 
 struct bulk_def {

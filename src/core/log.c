@@ -16,6 +16,10 @@ static enum log_level min_level = LOG_INFO;
 static bool as_json = true;
 static const char *const level_names[] = {"debug", "info", "warn", "error"};
 static __thread int worker_index = -1;
+static __thread const char *context; /* log_set_context */
+
+const char *const log_reserved[] = {"ts", "level", "worker", "msg", "request_id", "trace_id"};
+const size_t log_nreserved = sizeof log_reserved / sizeof log_reserved[0];
 
 void log_set_worker(int index)
 {
@@ -40,42 +44,99 @@ int log_level_parse(const char *name)
     return -1;
 }
 
+const char *log_set_context(const char *fields_json)
+{
+    const char *previous = context;
+    context = fields_json;
+    return previous;
+}
+
+void log_timestamp(char ts[25])
+{
+    static __thread time_t cached_sec = -1;
+    static __thread char cached[64]; /* room for any int the compiler imagines */
+    struct timeval tv;
+    gettimeofday(&tv, NULL);
+    if (tv.tv_sec != cached_sec) {
+        struct tm tm;
+        gmtime_r(&tv.tv_sec, &tm);
+        snprintf(cached, sizeof cached, "%04d-%02d-%02dT%02d:%02d:%02d", tm.tm_year + 1900, tm.tm_mon + 1,
+                 tm.tm_mday, tm.tm_hour, tm.tm_min, tm.tm_sec);
+        cached_sec = tv.tv_sec;
+    }
+    int ms = (int)(tv.tv_usec / 1000);
+    memcpy(ts, cached, 19);
+    ts[19] = '.';
+    ts[20] = (char)('0' + ms / 100);
+    ts[21] = (char)('0' + ms / 10 % 10);
+    ts[22] = (char)('0' + ms % 10);
+    ts[23] = 'Z';
+    ts[24] = '\0';
+}
+
+void log_format_line(struct buf *b, enum log_level level, const char *msg, const char *fields_json)
+{
+    char ts[25];
+    log_timestamp(ts);
+    if (as_json) {
+        buf_puts(b, "{\"ts\":\"");
+        buf_puts(b, ts);
+        buf_puts(b, "\",\"level\":\"");
+        buf_puts(b, level_names[level]);
+        buf_puts(b, "\",");
+        if (worker_index >= 0) {
+            buf_puts(b, "\"worker\":");
+            buf_put_uint(b, (uint64_t)worker_index);
+            buf_putc(b, ',');
+        }
+        buf_puts(b, "\"msg\":");
+        jsonw_string(b, msg, strlen(msg));
+        if (fields_json && *fields_json) {
+            buf_putc(b, ',');
+            buf_puts(b, fields_json);
+        }
+        buf_puts(b, "}\n");
+    } else {
+        /* A newline in a message must not start what reads as another line of the log. */
+        buf_printf(b, "%s %-5s ", ts, level_names[level]);
+        log_text_escape(b, msg, strlen(msg));
+        if (fields_json && *fields_json) {
+            buf_puts(b, " {");
+            log_text_escape(b, fields_json, strlen(fields_json));
+            buf_putc(b, '}');
+        }
+        buf_putc(b, '\n');
+    }
+}
+
+void log_write_raw(const char *data, size_t len)
+{
+    while (len > 0) {
+        ssize_t r = write(STDERR_FILENO, data, len);
+        if (r <= 0) return; /* nowhere to report it */
+        data += r;
+        len -= (size_t)r;
+    }
+}
+
 void log_write(enum log_level level, const char *msg, const char *fields_json)
 {
     if (!log_enabled(level)) return;
-    struct timeval tv;
-    gettimeofday(&tv, NULL);
-    struct tm tm;
-    gmtime_r(&tv.tv_sec, &tm);
-    char ts[64];
-    snprintf(ts, sizeof ts, "%04d-%02d-%02dT%02d:%02d:%02d.%03dZ", tm.tm_year + 1900, tm.tm_mon + 1,
-             tm.tm_mday, tm.tm_hour, tm.tm_min, tm.tm_sec, (int)(tv.tv_usec / 1000));
-
-    struct buf b = BUF_INIT;
-    if (as_json) {
-        buf_printf(&b, "{\"ts\":\"%s\",\"level\":\"%s\",", ts, level_names[level]);
-        if (worker_index >= 0) buf_printf(&b, "\"worker\":%d,", worker_index);
-        buf_puts(&b, "\"msg\":");
-        jsonw_string(&b, msg, strlen(msg));
+    struct buf f = BUF_INIT;
+    if (context != NULL) { /* the request this thread works for, after the line's own fields */
         if (fields_json && *fields_json) {
-            buf_putc(&b, ',');
-            buf_puts(&b, fields_json);
+            buf_puts(&f, fields_json);
+            buf_putc(&f, ',');
         }
-        buf_puts(&b, "}\n");
-    } else {
-        /* A newline in a message must not start what reads as another line of the log. */
-        buf_printf(&b, "%s %-5s ", ts, level_names[level]);
-        log_text_escape(&b, msg, strlen(msg));
-        if (fields_json && *fields_json) {
-            buf_puts(&b, " {");
-            log_text_escape(&b, fields_json, strlen(fields_json));
-            buf_putc(&b, '}');
-        }
-        buf_putc(&b, '\n');
+        buf_puts(&f, context);
+        fields_json = f.data;
     }
+    struct buf b = BUF_INIT;
+    log_format_line(&b, level, msg, fields_json);
     ssize_t r = write(STDERR_FILENO, b.data, b.len);
     (void)r;
     buf_free(&b);
+    buf_free(&f);
 }
 
 void log_text_escape(struct buf *b, const char *s, size_t n)
@@ -101,8 +162,8 @@ void log_text_escape(struct buf *b, const char *s, size_t n)
 void log_fields_rename_reserved(json_t *fields)
 {
     if (!json_is_object(fields)) return;
-    static const char *const reserved[] = {"ts", "level", "worker", "msg"}; /* what log_write writes */
-    for (size_t i = 0; i < sizeof reserved / sizeof reserved[0]; i++) {
+    const char *const *reserved = log_reserved;
+    for (size_t i = 0; i < log_nreserved; i++) {
         json_t *v = json_object_get(fields, reserved[i]);
         if (v == NULL) continue;
         json_incref(v);

@@ -16,6 +16,7 @@
 
 #include "guard.h"
 #include "http.h"
+#include "reqinfo.h"
 #include "log.h"
 #include "util.h"
 #include "worker.h"
@@ -252,13 +253,34 @@ static bool allow_bearer(struct worker *w, h2o_req_t *req, const char *name)
     size_t len;
     if (!require_bearer(req, &tok, &len)) return false;
     bool ok = false;
-    for (size_t i = 0; i < cfg->ntokens; i++) /* no early exit: which token matched does not show */
-        ok |= auth_same_secret(tok, len, cfg->tokens[i], strlen(cfg->tokens[i]));
+    size_t which = 0;
+    for (size_t i = 0; i < cfg->ntokens; i++) { /* no early exit: which token matched does not show */
+        bool same = auth_same_secret(tok, len, cfg->tokens[i], strlen(cfg->tokens[i]));
+        ok |= same;
+        which |= (size_t)same * (i + 1);
+    }
+    if (ok) { /* the access log names the token by its place in the list, never by its value */
+        char subject[32];
+        int n = snprintf(subject, sizeof subject, "token:%zu", which);
+        reqinfo_set_subject(req, subject, (size_t)n);
+    }
     if (!ok) {
         log_debug("auth: %s: unknown bearer token", name);
         http_send_error(req, 403, "forbidden", "the token is not allowed here", NULL, NULL);
     }
     return ok;
+}
+
+/* Names a verified token's sub claim (when a string) as the request's subject. */
+static void note_jwt_subject(h2o_req_t *req, const char *tok, size_t len)
+{
+    const char *dot1 = memchr(tok, '.', len);
+    const char *dot2 = dot1 ? memchr(dot1 + 1, '.', len - (size_t)(dot1 + 1 - tok)) : NULL;
+    if (dot2 == NULL) return;
+    json_t *payload = decode_part(dot1 + 1, (size_t)(dot2 - dot1 - 1));
+    json_t *sub = json_object_get(payload, "sub");
+    if (json_is_string(sub)) reqinfo_set_subject(req, json_string_value(sub), json_string_length(sub));
+    json_decref(payload);
 }
 
 static bool allow_jwt(struct worker *w, h2o_req_t *req, const char *name)
@@ -274,7 +296,10 @@ static bool allow_jwt(struct worker *w, h2o_req_t *req, const char *name)
     struct auth_jwt_rules rules = {
         .audience = cfg->jwt_audience, .issuer = cfg->jwt_issuer, .max_age = cfg->jwt_max_age};
     int rc = auth_jwt_verify(tok, len, cfg->jwt_secret, strlen(cfg->jwt_secret), &rules, (int64_t)time(NULL));
-    if (rc == AUTH_JWT_OK) return true;
+    if (rc == AUTH_JWT_OK) {
+        note_jwt_subject(req, tok, len);
+        return true;
+    }
     log_debug("auth: %s: JWT refused: %s", name, auth_jwt_reason(rc));
     /* RFC 6750: a token that fails verification is invalid_token, 401; the client needs a new one */
     char msg[96];
@@ -389,6 +414,7 @@ bool auth_metrics_allow(struct worker *w, h2o_req_t *req)
         http_send_error(req, 403, "forbidden", "wrong admin token", NULL, NULL);
         return false;
     }
+    reqinfo_set_subject(req, H2O_STRLIT("admin"));
     return true;
 }
 

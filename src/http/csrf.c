@@ -1,7 +1,8 @@
 /* csrf.c — the cross-site request rule on every request before routing (see csrf.h). Browsers
  * send a form post or a fetch() with a "simple" Content-Type to any origin without a preflight,
- * with the user's cookies and network position, and sluice has no CORS answer to a preflight:
- * requiring any other type is what makes another site's request fail before it is sent. */
+ * with the user's cookies and network position: no CORS answer can stop a request that needs no
+ * preflight, so requiring any other type is what makes another site's request fail before it is
+ * sent (or, for an origin cors.c allows, be asked for first). */
 #include "csrf.h"
 
 #include <string.h>

@@ -40,6 +40,7 @@ static void on_setup_ostream(h2o_filter_t *self, h2o_req_t *req, h2o_ostream_t *
         http_error_body(&b, code, msg, NULL, NULL);
         struct json_ostream *o = (struct json_ostream *)h2o_add_ostream(req, sizeof *o, slot);
         o->body = h2o_strdup(&req->pool, b.data, b.len);
+        o->body = http_error_with_id(req, o->body.base, o->body.len);
         o->super.do_send = do_send;
         buf_free(&b);
         h2o_set_header(&req->pool, &req->res.headers, H2O_TOKEN_CONTENT_TYPE, H2O_STRLIT("application/json"),

@@ -5,8 +5,10 @@
 #include <stdio.h>
 #include <string.h>
 
+#include "etag.h"
 #include "jsonw.h"
 #include "lsn.h"
+#include "reqinfo.h"
 #include "urlpath.h"
 #include "worker.h"
 
@@ -21,6 +23,8 @@ static const char *reason(int status)
         return "Accepted";
     case 204:
         return "No Content";
+    case 304:
+        return "Not Modified";
     case 400:
         return "Bad Request";
     case 401:
@@ -89,14 +93,47 @@ const char *http_error_code(int status)
     }
 }
 
+h2o_iovec_t http_error_with_id(h2o_req_t *req, const char *body, size_t len)
+{
+    static const char head[] = "{\"error\":{";
+    if (len < sizeof head + 1 || memcmp(body, head, sizeof head - 1) != 0 ||
+        memcmp(body + len - 2, "}}", 2) != 0)
+        return h2o_iovec_init(body, len);
+    const char *id = reqinfo_of(req)->id; /* [A-Za-z0-9._:-] only: nothing to escape */
+    size_t idlen = strlen(id), n = len + idlen + sizeof ",\"request_id\":\"\"" - 1;
+    char *out = h2o_mem_alloc_pool(&req->pool, n);
+    char *p = out;
+    memcpy(p, body, len - 2);
+    p += len - 2;
+    p += sprintf(p, ",\"request_id\":\"%s\"", id);
+    memcpy(p, "}}", 2);
+    return h2o_iovec_init(out, n);
+}
+
 void http_send_json(h2o_req_t *req, int status, const char *body, size_t len)
 {
+    if (status >= 400) {
+        h2o_iovec_t b = http_error_with_id(req, body, len);
+        body = b.base;
+        len = b.len;
+    }
     req->res.status = status;
     req->res.reason = reason(status);
     h2o_add_header(&req->pool, &req->res.headers, H2O_TOKEN_CONTENT_TYPE, NULL,
                    H2O_STRLIT("application/json"));
     req->res.content_length = len;
     h2o_send_inline(req, body, len);
+}
+
+void http_send_readonly_json(h2o_req_t *req, const char *body, size_t len)
+{
+    if (!etag_set(req, body, len)) {
+        http_send_json(req, 200, body, len);
+        return;
+    }
+    req->res.status = 304;
+    req->res.reason = "Not Modified";
+    h2o_send_inline(req, NULL, 0);
 }
 
 void http_error_body(struct buf *b, const char *code, const char *message, const char *query,

@@ -9,12 +9,19 @@
 #include <stdbool.h>
 #include <stdint.h>
 
-/* Sends body (copied) with Content-Type application/json. */
+/* Sends body (copied) with Content-Type application/json. An error body ({"error":{..}}, status
+ * 400 or more) gets the request's "request_id". */
 void http_send_json(h2o_req_t *req, int status, const char *body, size_t len);
+/* Sends a readonly answer: 200 with an ETag of body, or 304 without a body when the request's
+ * If-None-Match names that tag (etag.c). */
+void http_send_readonly_json(h2o_req_t *req, const char *body, size_t len);
+/* body with "request_id":"<the request's id>" added to its error object when it is
+ * {"error":{...}}; otherwise body itself. The result is in the request's pool (or is body). */
+h2o_iovec_t http_error_with_id(h2o_req_t *req, const char *body, size_t len);
 /* Sends body (copied) as it is; the caller has set its Content-Type. */
 void http_send_typed(h2o_req_t *req, int status, const char *body, size_t len);
 /* Appends {"error":{"code","message"[,"query"][,"sqlstate"]}} to b; query and sqlstate may be
- * NULL. The one shape every error body has. */
+ * NULL. The one shape every error body has (http_send_json adds "request_id" as it sends it). */
 void http_error_body(struct buf *b, const char *code, const char *message, const char *query,
                      const char *sqlstate);
 /* Sends {"error":{"code","message"[,"query"][,"sqlstate"]}}; query and sqlstate may be NULL.

@@ -5,6 +5,7 @@
 
 #include "endpoint.h"
 #include "http.h"
+#include "reqinfo.h"
 #include "util.h"
 #include "worker.h"
 
@@ -56,22 +57,26 @@ static void on_deadline(h2o_timeout_entry_t *entry)
 {
     struct reqlife *life = container_of(entry, struct reqlife, deadline);
     if (!life->waiting) return;
+    const char *outer = reqinfo_enter(life->req);
     reqlife_abort(life);
     if (life->kind->on_deadline)
         life->kind->on_deadline(life);
     else
         http_send_error(life->req, 504, "timeout", "the request deadline passed", NULL, NULL);
+    reqinfo_leave(outer);
 }
 
 static void on_client_gone(void *arg)
 {
     struct reqlife *life = arg;
     if (!life->waiting) return;
+    const char *outer = reqinfo_enter(life->req);
     reqlife_abort(life);
     if (life->kind->on_client_gone)
         life->kind->on_client_gone(life);
     else
         http_send_error(life->req, 503, "unavailable", "the client closed the connection", NULL, NULL);
+    reqinfo_leave(outer);
 }
 
 static void on_watch_due(h2o_timeout_entry_t *entry)

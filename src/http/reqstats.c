@@ -121,12 +121,18 @@ void reqstats_count(struct worker *w, const char *endpoint, int method, int stat
 
 /* --- the filter ------------------------------------------------------------------------------ */
 
-static void on_setup_ostream(h2o_filter_t *self, h2o_req_t *req, h2o_ostream_t **slot)
+h2o_iovec_t reqstats_endpoint(h2o_req_t *req)
 {
     h2o_iovec_t name = h2o_iovec_init(H2O_STRLIT(REQSTATS_UNKNOWN));
     for (size_t i = 0; i + 1 < req->env.size; i += 2)
         if (h2o_memis(req->env.entries[i].base, req->env.entries[i].len, H2O_STRLIT(ENDPOINT_ENV)))
             name = req->env.entries[i + 1];
+    return name;
+}
+
+static void on_setup_ostream(h2o_filter_t *self, h2o_req_t *req, h2o_ostream_t **slot)
+{
+    h2o_iovec_t name = reqstats_endpoint(req);
     struct timeval now;
     gettimeofday(&now, NULL);
     double seconds = (double)(now.tv_sec - req->processed_at.at.tv_sec) +

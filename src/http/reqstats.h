@@ -40,6 +40,9 @@ int reqstats_method_of(const char *method, size_t len);
  * pool; the last call wins. */
 void reqstats_name(h2o_req_t *req, const char *kind, const char *name);
 
+/* The endpoint req was named (reqstats_name), or REQSTATS_UNKNOWN. Points into req's pool. */
+h2o_iovec_t reqstats_endpoint(h2o_req_t *req);
+
 /* Adds the counting filter to pathconf (every response of its requests is counted once). */
 void reqstats_register(h2o_pathconf_t *pathconf);
 

@@ -15,6 +15,7 @@
 
 struct server;
 struct ryw_state;
+struct accesslog;
 struct reqstats;
 
 struct worker {
@@ -39,10 +40,11 @@ struct worker {
         h2o_timeout_t timeout;
     } timeouts[32]; /* deadlines by duration (h2o 2.2.5 timeouts have one each) */
     int ntimeouts;
-    struct reqstats *reqstats; /* responses by endpoint, method, status (reqstats.c), made on first use */
-    int inflight;              /* requests waiting on the database */
-    struct h2reset *h2reset;   /* HTTP/2 reset budgets by connection (h2reset.c), made on first use */
-    struct ryw_state *ryw;     /* reads waiting for a standby to replay their Sluice-LSN (ryw.c) */
+    struct reqstats *reqstats;   /* responses by endpoint, method, status (reqstats.c), made on first use */
+    int inflight;                /* requests waiting on the database */
+    struct h2reset *h2reset;     /* HTTP/2 reset budgets by connection (h2reset.c), made on first use */
+    struct accesslog *accesslog; /* access lines not yet written (accesslog.c) */
+    struct ryw_state *ryw;       /* reads waiting for a standby to replay their Sluice-LSN (ryw.c) */
     bool stopping;
     uint64_t stop_deadline_ms;
     uint64_t stop_linger_ms; /* the listener closed: serve until then at least (serve.c) */
