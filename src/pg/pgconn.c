@@ -131,6 +131,10 @@ struct pgconn *pgconn_connect(h2o_loop_t *loop, const struct pool_config *cfg, h
 
 void pgconn_free(struct pgconn *c)
 {
+    if (c->in_io) { /* a callback of on_io's loop closed c: the loop still reads it */
+        c->free_pending = true;
+        return;
+    }
     if (h2o_timeout_is_linked(&c->connect_entry)) h2o_timeout_unlink(&c->connect_entry);
     if (h2o_timeout_is_linked(&c->flush_entry)) h2o_timeout_unlink(&c->flush_entry);
     if (c->sock != NULL) h2o_socket_close(c->sock);
@@ -549,9 +553,22 @@ static void on_io_leased(struct pgconn *c)
     if (c->state == PGCONN_LEASED && PQstatus(c->pg) == CONNECTION_BAD) lost(c, PQerrorMessage(c->pg));
 }
 
+static void on_io_pipeline(struct pgconn *c);
+
+/* A job's callback may close c (and the holder free it) while the read loop still walks c's
+ * segments: the free waits for the end of this event. */
 static void on_io(h2o_socket_t *sock, const char *err)
 {
+    (void)err;
     struct pgconn *c = sock->data;
+    c->in_io = true;
+    on_io_pipeline(c);
+    c->in_io = false;
+    if (c->free_pending) pgconn_free(c);
+}
+
+static void on_io_pipeline(struct pgconn *c)
+{
     if (c->state == PGCONN_CONNECTING) {
         connect_step(c);
         return;
