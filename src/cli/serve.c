@@ -602,7 +602,8 @@ int serve_run(struct config *cfg)
     registry_free(&probe);
 
     h2o_config_init(&srv->globalconf);
-    srv->globalconf.server_name = h2o_iovec_init(H2O_STRLIT("sluice"));
+    /* No Server header: h2o formats it with a sprintf of its own for every response. */
+    srv->globalconf.server_name = h2o_iovec_init(H2O_STRLIT(""));
     /* One budget for a client to finish a TLS handshake, to send a request's head and body, or to
      * send its next request on a kept-alive connection: a slow or silent client is closed. */
     uint64_t client_ms = (uint64_t)(cfg->client_timeout * 1000);

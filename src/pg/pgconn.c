@@ -131,6 +131,10 @@ struct pgconn *pgconn_connect(h2o_loop_t *loop, const struct pool_config *cfg, h
 
 void pgconn_free(struct pgconn *c)
 {
+    if (c->in_io) { /* a callback of on_io's loop closed c: the loop still reads it */
+        c->free_pending = true;
+        return;
+    }
     if (h2o_timeout_is_linked(&c->connect_entry)) h2o_timeout_unlink(&c->connect_entry);
     if (h2o_timeout_is_linked(&c->flush_entry)) h2o_timeout_unlink(&c->flush_entry);
     if (c->sock != NULL) h2o_socket_close(c->sock);
@@ -298,7 +302,10 @@ static int send_job(struct pgconn *c, struct pgjob *job)
             h2o_timeout_link(c->loop, c->flush_timeout, &c->flush_entry);
         return 0;
     }
-    if (sync_group(c) != 0) return -1; /* what went before keeps its own Sync */
+    if (sync_group(c) != 0) { /* what went before keeps its own Sync */
+        push_seg(c, job);     /* in flight, unsent: the holder takes it back with the others */
+        return -1;
+    }
     struct pgseg *s = push_seg(c, job);
     job->sent_us = s->sent_us;
     job->lsn = 0;
@@ -483,12 +490,9 @@ static void on_segment_done(struct pgconn *c)
     }
     if (--c->njobs == 0) {
         /* done before its group's Sync went out (libpq sent a large group early): the lone Sync
-         * goes now, so that an idle connection never waits for the end of the turn */
-        if (sync_group(c) != 0) {
-            c->njobs++;
-            lost(c, PQerrorMessage(c->pg));
-            return;
-        }
+         * goes now, so that an idle connection never waits for the end of the turn. A failure
+         * means a broken connection, which the read watcher reports (as for a ping). */
+        (void)sync_group(c);
         c->idle_since_ms = now_ms();
         set_state(c, PGCONN_IDLE, NULL);
     }
@@ -549,9 +553,22 @@ static void on_io_leased(struct pgconn *c)
     if (c->state == PGCONN_LEASED && PQstatus(c->pg) == CONNECTION_BAD) lost(c, PQerrorMessage(c->pg));
 }
 
+static void on_io_pipeline(struct pgconn *c);
+
+/* A job's callback may close c (and the holder free it) while the read loop still walks c's
+ * segments: the free waits for the end of this event. */
 static void on_io(h2o_socket_t *sock, const char *err)
 {
+    (void)err;
     struct pgconn *c = sock->data;
+    c->in_io = true;
+    on_io_pipeline(c);
+    c->in_io = false;
+    if (c->free_pending) pgconn_free(c);
+}
+
+static void on_io_pipeline(struct pgconn *c)
+{
     if (c->state == PGCONN_CONNECTING) {
         connect_step(c);
         return;

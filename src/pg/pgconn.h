@@ -96,9 +96,11 @@ struct pgconn {
      * by a Sync at the end of the turn (a 0 ms timeout of the loop). */
     h2o_timeout_t *flush_timeout;
     h2o_timeout_entry_t flush_entry;
-    bool unsynced;       /* grouped segments were sent since the last Sync */
-    int stmts_counted;   /* the holder's: stmts.count as last added to its gauge */
-    bool closing;        /* lost() runs: a nested close (an owner discarding c) is a no-op */
+    bool unsynced;     /* grouped segments were sent since the last Sync */
+    int stmts_counted; /* the holder's: stmts.count as last added to its gauge */
+    bool closing;      /* lost() runs: a nested close (an owner discarding c) is a no-op */
+    bool in_io;        /* on_io runs: pgconn_free waits until it returns (free_pending) */
+    bool free_pending;
     uint64_t checked_ms; /* when the server last reported its state (a ReadyForQuery) */
     /* The holder's, for following the server's role (pool.c): */
     int host;          /* index of the host connected to (pghosts.h), -1 while unknown */
@@ -130,7 +132,7 @@ struct pgconn *pgconn_connect(h2o_loop_t *loop, const struct pool_config *cfg, h
  * again. Anything else (a write, a first PREPARE, a change of statement_timeout) has a Sync of its
  * own. The outcome comes back through events->on_job_done; a failure to send closes c. */
 void pgconn_start(struct pgconn *c, struct pgjob *job);
-/* The job of the i-th in-flight segment, oldest first (i < c->nsegs); NULL for a ping. */
+/* The job of the i-th in-flight segment, oldest first (i < c->nsegs); NULL for a lone Sync. */
 struct pgjob *pgconn_job_at(const struct pgconn *c, unsigned i);
 /* True when the i-th in-flight segment's Execute was handed to libpq: the server may have run
  * the statement (and committed it) even though no result came back. */

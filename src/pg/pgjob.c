@@ -8,12 +8,14 @@
 
 struct pgjob *pgjob_new(struct query_def *q, void *owner)
 {
-    struct pgjob *job = xcalloc(1, sizeof *job);
+    /* the parameter offsets follow the job in the same allocation */
+    struct pgjob *job =
+        xcalloc(1, sizeof *job + (size_t)(q->nparams ? q->nparams : 1) * sizeof *job->param_off);
     job->q = q;
     q->reg->refs++; /* its definitions outlive a reload while it runs */
     job->owner = owner;
     job->bad_param = -1;
-    job->param_off = xmalloc((size_t)(q->nparams ? q->nparams : 1) * sizeof *job->param_off);
+    job->param_off = (int *)(job + 1);
     for (int i = 0; i < q->nparams; i++) job->param_off[i] = -1;
     buf_init(&job->params);
     return job;
@@ -24,7 +26,6 @@ void pgjob_free(struct pgjob *job)
     job->q->reg->refs--;
     if (job->result) PQclear(job->result);
     buf_free(&job->params);
-    free(job->param_off);
     free(job);
 }
 

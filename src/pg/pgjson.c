@@ -454,8 +454,13 @@ void pgjson_result(struct buf *b, const PGresult *res)
     /* Column names are escaped once ("name":) and copied into every row. */
     int ncols = PQnfields(res), nrows = PQntuples(res);
     struct buf names = BUF_INIT;
-    size_t *off = xmalloc(((size_t)ncols + 1) * sizeof *off);
-    Oid *types = xmalloc(((size_t)ncols + 1) * sizeof *types);
+    /* the column tables of a usual result stay on the stack: no allocation per request */
+    enum { STACK_COLS = 32 };
+    size_t off_stack[STACK_COLS + 1];
+    Oid types_stack[STACK_COLS + 1];
+    bool small = ncols <= STACK_COLS;
+    size_t *off = small ? off_stack : xmalloc(((size_t)ncols + 1) * sizeof *off);
+    Oid *types = small ? types_stack : xmalloc(((size_t)ncols + 1) * sizeof *types);
     for (int c = 0; c < ncols; c++) {
         const char *name = PQfname(res, c);
         off[c] = names.len;
@@ -474,7 +479,9 @@ void pgjson_result(struct buf *b, const PGresult *res)
     buf_put_uint(b, (uint64_t)nrows);
     buf_putc_raw(b, '}');
     buf_terminate(b);
-    free(types);
-    free(off);
+    if (!small) {
+        free(types);
+        free(off);
+    }
     buf_free(&names);
 }

@@ -471,6 +471,37 @@ static void closing_answers_every_waiter_once(void **state)
     stop(f);
 }
 
+/* The first answer of a pipeline closes the pool from its callback (a drain that ends with it):
+ * the connection is closed while the reader still walks its segments, so its free waits for the
+ * end of that read (ASan sees the difference). The others are answered once. */
+static struct pool *pool_to_close;
+
+static void on_done_closing(struct pgjob *job)
+{
+    on_done(job);
+    pool_close(pool_to_close);
+}
+
+static void a_callback_that_closes_the_pool_leaves_the_reader_safe(void **state)
+{
+    struct fixture *f = start(1, 0);
+    struct query_def *q = define(f, "q", "SELECT 1", true);
+    struct outcome o[3];
+    assert_int_equal(pool_submit(f->p, job_for(q, &o[0])), 0); /* prepared first */
+    assert_true(run_until(&o[0].calls, 2000));
+    pool_to_close = f->p;
+    for (int i = 0; i < 3; i++) {
+        struct pgjob *job = job_for(q, &o[i]);
+        if (i == 0) job->on_done = on_done_closing;
+        assert_int_equal(pool_submit(f->p, job), 0);
+    }
+    assert_true(run_until(&o[2].calls, 2000));
+    run_for(20);
+    for (int i = 0; i < 3; i++) assert_int_equal(o[i].calls, 1);
+    assert_int_equal(o[0].status, PGJOB_OK);
+    stop(f);
+}
+
 /* --- several hosts, roles, failover ------------------------------------------------------- */
 
 /* A standby pool over two standbys: the connections spread over both, and a job runs. */
@@ -660,6 +691,7 @@ int main(void)
         cmocka_unit_test(an_unreachable_server_fails_waiters_once),
         cmocka_unit_test(the_statement_gauge_follows_the_cache),
         cmocka_unit_test(closing_answers_every_waiter_once),
+        cmocka_unit_test(a_callback_that_closes_the_pool_leaves_the_reader_safe),
         cmocka_unit_test(a_standby_pool_spreads_over_every_host),
         cmocka_unit_test(a_standby_pool_leaves_a_promoted_standby),
         cmocka_unit_test(a_prefer_standby_pool_falls_back_to_the_primary_and_returns),
