@@ -75,6 +75,15 @@ describe("the example service's scripts", function()
   local stub = load_all()
   local queries = stub.defs.queries
 
+  it("publish live quotes on a channel whose ?pair= filter keeps only that pair", function()
+    local ch = assert(stub.defs.channels.quotes)
+    assert.equal("quotes", ch.listen)
+    local eur = '{"pair":"EURUSD","bid":1.1,"ask":1.2}'
+    assert.is_true(ch.filter(eur, { query = {} }))
+    assert.is_true(ch.filter(eur, { query = { pair = "EURUSD" } }))
+    assert.is_false(ch.filter(eur, { query = { pair = "GBPUSD" } }))
+  end)
+
   it("define exactly the documented queries", function()
     local names = {}
     for name in pairs(queries) do names[#names + 1] = name end

@@ -3,10 +3,10 @@
 local M = {}
 
 -- A fresh stub. pools: the table sluice.pools should hold (name -> { healthy = bool }).
--- Returns the stub; its `defs` field has queries, bulks, endpoints (name -> definition, with
+-- Returns the stub; its `defs` field has queries, bulks, endpoints, channels (name -> definition, with
 -- the name copied into .name), policies (a list) and logs (a list of { level, msg, data }).
 function M.new(pools)
-  local defs = { queries = {}, bulks = {}, endpoints = {}, policies = {}, logs = {} }
+  local defs = { queries = {}, bulks = {}, endpoints = {}, channels = {}, policies = {}, logs = {} }
   local s = { defs = defs, pools = pools or { primary = { healthy = true } } }
   s.null = setmetatable({}, { __tostring = function() return "sluice.null" end })
 
@@ -26,6 +26,7 @@ function M.new(pools)
   s.query = definer("queries")
   s.bulk = definer("bulks")
   s.endpoint = definer("endpoints")
+  s.channel = definer("channels")
   function s.policy(p)
     assert(type(p) == "table", "sluice.policy: a table is required")
     defs.policies[#defs.policies + 1] = p
