@@ -112,6 +112,9 @@ ours() {
     { tr '\0' ' ' <"/proc/$pid/cmdline"; } 2>/dev/null | grep -qF -- "$D"
 }
 pidof_rec() { cat "$D/pids/$1.pid" 2>/dev/null || true; }
+# Whether a process just started is still there. Not `ours`: until the child has exec'd, its
+# command line is still this script's, which does not name $D.
+alive() { local pid=$1; [[ $pid =~ ^[0-9]+$ ]] && kill -0 "$pid" 2>/dev/null; }
 record() { echo "$2" >"$D/pids/$1.pid"; }
 
 # Sends TERM to the recorded process NAME, waits up to SECS, then KILL. Quiet if not running.
@@ -363,7 +366,7 @@ start_etcd() {
     local i
     for ((i = 0; i < TIMEOUT * 10; i++)); do
         curl -s -m 1 "http://127.0.0.1:$ETCD_PORT/health" 2>/dev/null | grep -q '"health":"true"' && return 0
-        ours "$(pidof_rec etcd)" || break
+        alive "$(pidof_rec etcd)" || break
         sleep 0.1
     done
     tail -n 20 "$D/etcd/etcd.log" >&2 || true
@@ -627,7 +630,7 @@ CFG
     record haproxy $!
     for ((i = 0; i < 50; i++)); do
         (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null && { say "haproxy on 127.0.0.1:$port -> $*"; return 0; }
-        ours "$(pidof_rec haproxy)" || break
+        alive "$(pidof_rec haproxy)" || break
         sleep 0.1
     done
     cat "$D/haproxy.log" >&2 || true
