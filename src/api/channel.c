@@ -45,9 +45,9 @@ static struct channel_def *read_def(lua_State *L, const struct config *cfg, cons
         why = "buffer: expected a positive integer";
     else if (!(buffer >= 1 && buffer <= CHANNEL_MAX_BUFFER) || buffer != (double)(int)buffer) /* NaN too */
         why = "buffer: expected an integer from 1 to 1000000";
-    else if ((lua_type(L, t + 4) != LUA_TNUMBER && !lua_isnil(L, t + 4)) || !(keepalive > 0) ||
+    else if ((lua_type(L, t + 4) != LUA_TNUMBER && !lua_isnil(L, t + 4)) || !(keepalive >= 0.1) ||
              keepalive > 3600)
-        why = "keepalive: expected seconds, more than 0 and at most 3600";
+        why = "keepalive: expected seconds, at least 0.1 and at most 3600";
     else if (!lua_isnil(L, t + 5) && !lua_isfunction(L, t + 5))
         why = "filter: expected a function(payload, req)";
     int pool_idx = -1;

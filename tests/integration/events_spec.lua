@@ -314,6 +314,7 @@ sluice.channel "quotes" { listen = "quotes", buffer = 50 }
       { 'sluice.channel "c" { buffer = "many" }', 'channel "c": buffer: expected a positive integer' },
       { 'sluice.channel "c" { listen = ("x"):rep(64) }', 'channel "c": listen: expected a PostgreSQL channel name' },
       { 'sluice.channel "c" { keepalive = 0 }', 'channel "c": keepalive: expected seconds' },
+      { 'sluice.channel "c" { keepalive = 0.0001 }', 'channel "c": keepalive: expected seconds, at least 0.1' },
       { 'sluice.channel "c" { filter = "yes" }', 'channel "c": filter: expected a function' },
       { 'sluice.channel "c" { pool = "nope" }', 'channel "c": no pool named "nope"' },
       { 'sluice.channel "c" { auth = "bearer" }', 'channel "c":' },
