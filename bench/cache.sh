@@ -22,8 +22,8 @@ KEYS=${KEYS:-10}
 WRITE_EVERY=${WRITE_EVERY:-100}
 LOG_ACCESS=${LOG_ACCESS:-true} # the gateway's access log (one line per request, for both paths)
 SLUICE_BIN=${SLUICE_BIN:-$ROOT/build/sluice}
-export TESTDB_DIR=${TESTDB_DIR:-/tmp/cache-bench-db} TESTDB_PORT=${TESTDB_PORT:-55710}
-GATEWAY_PORT=${GATEWAY_PORT:-55711}
+export TESTDB_DIR=${TESTDB_DIR:-/tmp/cache-bench-db} TESTDB_PORT=${TESTDB_PORT:-61710}
+GATEWAY_PORT=${GATEWAY_PORT:-61711}
 PGBIN=/usr/lib/postgresql/15/bin
 SELECT="SELECT id, pair, bid, ask, ts FROM bench_quotes WHERE id = "
 source "$ROOT/bench/harness.sh"
