@@ -15,33 +15,16 @@ ROUNDS=${ROUNDS:-5}
 SLUICE_BIN=${SLUICE_BIN:-$ROOT/build/sluice}
 export TESTDB_DIR=${TESTDB_DIR:-/tmp/events-bench-db} TESTDB_PORT=${TESTDB_PORT:-61690}
 GATEWAY_PORT=${GATEWAY_PORT:-61691}
-DSN="host=127.0.0.1 port=$TESTDB_PORT user=postgres dbname=postgres"
 P99_MAX_MS=100
 RSS_MAX_KB=$((64 * 1024))
+source "$ROOT/bench/harness.sh"
 
-T=$(mktemp -d /tmp/events-bench.XXXXXX)
-GW_PID=""
-say() { printf '%s\n' "$*" >&2; }
-cleanup() {
-    if [[ -n $GW_PID ]] && kill -0 "$GW_PID" 2>/dev/null; then
-        kill -TERM "$GW_PID" 2>/dev/null || true
-        for _ in $(seq 50); do kill -0 "$GW_PID" 2>/dev/null || break; sleep 0.1; done
-        kill -KILL "$GW_PID" 2>/dev/null || true
-    fi
-    "$ROOT/scripts/testdb.sh" stop >/dev/null 2>&1 || true
-    rm -rf "$T"
-}
-trap cleanup EXIT
-trap 'exit 130' INT
-trap 'exit 143' TERM
-
-[[ -x $SLUICE_BIN ]] || { say "no gateway binary at $SLUICE_BIN (make first)"; exit 1; }
 # Every stream is a socket on both sides.
 ulimit -n $((STREAMS * 2 + 1024)) 2>/dev/null || ulimit -n "$(ulimit -Hn)"
 (( $(ulimit -n) > STREAMS + 100 )) || { say "events: ulimit -n $(ulimit -n) is too low for $STREAMS streams"; exit 1; }
 
 cc -O2 -Wall -o "$T/sse_fanout" "$ROOT/bench/sse_fanout.c" $(pkg-config --cflags --libs libpq)
-"$ROOT/scripts/testdb.sh" start >/dev/null
+bench_start_db
 
 mkdir -p "$T/scripts"
 echo 'sluice.channel "bench" { listen = "bench", buffer = 1000 }' >"$T/scripts/events.lua"
@@ -53,9 +36,7 @@ return {
   scripts = { "$T/scripts/*.lua" },
 }
 EOF
-"$SLUICE_BIN" serve --config "$T/config.lua" >"$T/gateway.log" 2>&1 &
-GW_PID=$!
-for _ in $(seq 100); do curl -sf "http://127.0.0.1:$GATEWAY_PORT/health/live" >/dev/null && break; sleep 0.1; done
+bench_start_gateway "$T/config.lua"
 RSS_IDLE=$(awk '/VmRSS/ {print $2}' "/proc/$GW_PID/status")
 
 LOAD=$(cut -d' ' -f1-3 /proc/loadavg)
