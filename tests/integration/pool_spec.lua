@@ -66,17 +66,7 @@ describe("pool", function()
          AND state = 'active' AND query LIKE '%%pg_sleep%%']]):format(dbname)))
   end
 
-  -- Polls fn every interval seconds until it returns a true value or timeout seconds pass;
-  -- returns that value (or nil) and the seconds waited.
-  local function wait_for(fn, timeout, interval)
-    local t0 = H.now()
-    repeat
-      local v = fn()
-      if v then return v, H.now() - t0 end
-      H.sleep(interval or 0.05)
-    until H.now() - t0 > timeout
-    return nil, H.now() - t0
-  end
+  local wait_for = H.wait_for
 
   -- Each test starts its own gateway; one left running by a failed test is stopped here with
   -- whatever it left running on the server, and the next test waits until its backends are

@@ -82,17 +82,7 @@ describe("resilience", function()
 
   local function sql1(sql) return H.psql1(db, sql) end
 
-  -- Polls fn until it returns a true value or timeout seconds pass; returns the value (or nil)
-  -- and the seconds waited.
-  local function wait_for(fn, timeout, interval)
-    local t0 = H.now()
-    repeat
-      local v = fn()
-      if v then return v, H.now() - t0 end
-      H.sleep(interval or 0.05)
-    until H.now() - t0 > timeout
-    return nil, H.now() - t0
-  end
+  local wait_for = H.wait_for
 
   local function backends()
     return tonumber(H.psql1(H.admin_dsn(), ([[
