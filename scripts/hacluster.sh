@@ -79,22 +79,11 @@ if [ "$(id -u)" -eq 0 ]; then
     # recorded is Patroni's own; cd / since the caller's directory may be closed to postgres.
     # Meant to run in a background subshell (`as_pg_exec CMD &`), which it replaces.
     as_pg_exec() { cd / && HOME=$D exec setpriv --reuid=postgres --regid=postgres --init-groups -- "$@"; }
-    as_pg_test() { (cd / && runuser -u postgres -- "$@"); }
 else
     as_pg_exec() { exec "$@"; }
-    as_pg_test() { "$@"; }
 fi
-
-# The postgres user must reach the directory (a checkout under /root is not reachable): fall
-# back to /tmp then. The choice is deterministic, so every verb agrees.
-reachable() {
-    local d=$1
-    while [ ! -d "$d" ]; do d=$(dirname "$d"); done
-    as_pg_test test -x "$d" 2>/dev/null
-}
-D=${HACLUSTER_DIR:-$ROOT/build/hacluster}
-case $D in /*) ;; *) D=$PWD/$D ;; esac
-reachable "$(dirname "$D")" || D=/tmp/sluice-hacluster-$UID
+source "$ROOT/scripts/pgdir.sh"
+D=$(pg_dir "${HACLUSTER_DIR:-$ROOT/build/hacluster}" "/tmp/sluice-hacluster-$UID")
 
 die() {
     echo "hacluster: $*" >&2
@@ -144,7 +133,7 @@ stop_postmaster() {
     local node=$1 pid
     pid=$(postmaster_pid "$node")
     [ -n "$pid" ] || return 0
-    as_pg_test "$PGBIN/pg_ctl" -D "$D/$node/data" -m immediate -w -t 10 stop >/dev/null 2>&1 ||
+    as_pg "$PGBIN/pg_ctl" -D "$D/$node/data" -m immediate -w -t 10 stop >/dev/null 2>&1 ||
         kill -KILL "$pid" 2>/dev/null || true
 }
 

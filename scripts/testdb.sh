@@ -22,23 +22,8 @@ RPORT=${TESTDB_REPLICA_PORT:-}
 DSN="host=127.0.0.1 port=$PORT user=postgres dbname=postgres"
 RDSN=${RPORT:+host=127.0.0.1 port=$RPORT user=postgres dbname=postgres}
 
-if [ "$(id -u)" -eq 0 ]; then
-    # initdb and pg_ctl refuse to run as root; cd / since the caller's directory may be closed to postgres.
-    as_pg() { (cd / && runuser -u postgres -- "$@"); }
-else
-    as_pg() { "$@"; }
-fi
-
-# The postgres user must reach the directory; a checkout under /root is not reachable, so
-# fall back to /tmp then. The choice is deterministic, so start, stop and restart agree.
-reachable() {
-    local d=$1
-    while [ ! -d "$d" ]; do d=$(dirname "$d"); done
-    as_pg test -x "$d" 2>/dev/null
-}
-D=${TESTDB_DIR:-$ROOT/build/testdb}
-case $D in /*) ;; *) D=$PWD/$D ;; esac
-reachable "$(dirname "$D")" || D=/tmp/sluice-testdb-$UID
+source "$ROOT/scripts/pgdir.sh"
+D=$(pg_dir "${TESTDB_DIR:-$ROOT/build/testdb}" "/tmp/sluice-testdb-$UID")
 
 die() {
     echo "testdb: $*" >&2
