@@ -12,7 +12,7 @@
 #   env                 `export` lines: ports, the read-write and standby multi-host URLs, the
 #                       patronictl config, the Patroni timings (works when stopped too)
 #   members             one line per node: NAME PG_PORT ROLE, ROLE = leader|sync|replica|down
-#   leader              the leader's name and PostgreSQL port ("n2 55634"); exit 1 when none
+#   leader              the leader's name and PostgreSQL port ("n2 61634"); exit 1 when none
 #   switchover [NODE]   planned `patronictl switchover --force` to NODE (default: Patroni picks);
 #                       in synchronous mode Patroni only takes the synchronous standby, so it first
 #                       waits for one; then waits until another node takes writes; prints
@@ -39,7 +39,8 @@
 #   HACLUSTER_DIR   where everything lives (default build/hacluster; /tmp/sluice-hacluster-$UID
 #                   when the postgres user cannot reach it): etcd/, n1..n3/ (data/, patroni.yml,
 #                   patroni.log), pids/, haproxy.cfg, patronictl.yml
-#   HACLUSTER_PORT  base port B (default TESTDB_PORT + 100, else 55632): PostgreSQL on B+1..B+3,
+#   HACLUSTER_PORT  base port B (default TESTDB_PORT + 100 when that is 61000 or more, else 61632):
+#                   PostgreSQL on B+1..B+3,
 #                   Patroni's REST API on B+11..B+13, etcd on B+20 (clients) and B+21 (peers)
 #   HACLUSTER_OWNER a PID: when that process is gone, the cluster stops itself (a watcher checks
 #                   every second), so a test that dies without its teardown leaves nothing behind
@@ -53,10 +54,10 @@ SELF=$ROOT/scripts/hacluster.sh
 PGBIN=${PG_BINDIR:-/usr/lib/postgresql/15/bin}
 if [ -n "${HACLUSTER_PORT:-}" ]; then
     B=$HACLUSTER_PORT
-elif [ -n "${TESTDB_PORT:-}" ]; then
+elif [ -n "${TESTDB_PORT:-}" ] && [ "$TESTDB_PORT" -ge 61000 ]; then
     B=$((TESTDB_PORT + 100))
 else
-    B=55632
+    B=61632 # above the kernel's ephemeral ports (32768-60999): a client's local port cannot take it
 fi
 NODES=(n1 n2 n3)
 ETCD_PORT=$((B + 20))
