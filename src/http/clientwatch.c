@@ -45,3 +45,18 @@ void clientwatch_stop(struct clientwatch *cw)
     h2o_socket_close(cw->sock);
     cw->sock = NULL;
 }
+
+/* Input that arrives meanwhile (a pipelined request, the peer's close) stays in the socket's
+ * buffer, where h2o looks first when it reads the next request; only then does the socket leave
+ * the poll set, so a level-triggered registration does not spin. */
+static void on_early_input(h2o_socket_t *sock, const char *err)
+{
+    h2o_socket_read_stop(sock);
+}
+
+void clientwatch_keep_polled(h2o_req_t *req)
+{
+    if (req->version >= 0x200 || req->conn->callbacks->get_socket == NULL) return;
+    h2o_socket_t *sock = req->conn->callbacks->get_socket(req->conn);
+    if (sock != NULL && !h2o_socket_is_reading(sock)) h2o_socket_read_start(sock, on_early_input);
+}

@@ -20,4 +20,9 @@ void clientwatch_start(struct clientwatch *cw, h2o_req_t *req, h2o_loop_t *loop,
 /* Stops watching (safe when not started). */
 void clientwatch_stop(struct clientwatch *cw);
 
+/* Keeps an HTTP/1 connection in the poll set while req waits (a no-op over HTTP/2): h2o 2.2.5
+ * takes it out when a request is complete and adds it back after the answer, an epoll_ctl DEL
+ * and ADD for every request that waits on the database. */
+void clientwatch_keep_polled(h2o_req_t *req);
+
 #endif

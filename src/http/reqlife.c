@@ -98,6 +98,7 @@ void *reqlife_new(struct worker *w, h2o_req_t *req, size_t size, const struct re
     life->deadline.cb = on_deadline;
     life->watch_due.cb = on_watch_due;
     reqlife_hold(w, reg);
+    clientwatch_keep_polled(req);
     return life;
 }
 

@@ -19,6 +19,7 @@ sluice.query "echo_bytea" { readonly = true, single = true, sql = [[ SELECT :b::
 sluice.query "by_path" { readonly = true, single = true, sql = [[ SELECT :t::text AS t ]], route = "GET /echo/{t}" }
 sluice.query "add_note" { sql = [[ INSERT INTO notes (t) VALUES (:t) ]] }
 sluice.query "nap" { readonly = true, single = true, sql = [[ SELECT 1 AS x FROM pg_sleep(3) ]] }
+sluice.query "doze" { readonly = true, single = true, sql = [[ SELECT 1 AS x FROM pg_sleep(0.3) ]] }
 sluice.bulk "rows" { table = "rows", columns = { "a", "b" } }
 sluice.bulk "nums" { table = "nums", columns = { "n" } }
 sluice.endpoint "h" { route = "POST /h", handler = function(req) return 200, { kind = type(req.body) } end }
@@ -524,6 +525,56 @@ describe("bad input", function()
       r = assert(read_response(c))
       assert.same({ i = 5 }, r.json)
       assert.is_true(select(2, read_to_close(c, 5)))
+      c:close()
+    end)
+
+    -- While a request waits on the database its connection stays polled: what arrives meanwhile
+    -- is kept for after the answer.
+    it("a request sent while the one before it waits on the database is answered after it", function()
+      local c = connect(gw)
+      assert(c:send(get_req("/query/doze")))
+      H.sleep(0.1)
+      assert(c:send(get_req("/query/echo_int?i=2")))
+      local r = assert(read_response(c))
+      assert.equal(200, r.status)
+      assert.same({ x = 1 }, r.json)
+      r = assert(read_response(c))
+      assert.same({ i = 2 }, r.json)
+      assert(c:send(get_req("/query/echo_int?i=3", "Connection: close\r\n")))
+      r = assert(read_response(c))
+      assert.same({ i = 3 }, r.json)
+      assert.is_true(select(2, read_to_close(c, 5)))
+      c:close()
+    end)
+
+    it("a client that half-closes after its request still gets the answer", function()
+      local c = connect(gw)
+      assert(c:send(get_req("/query/doze")))
+      assert(c:shutdown("send"))
+      local r = assert(read_response(c))
+      assert.equal(200, r.status)
+      assert.same({ x = 1 }, r.json)
+      assert.is_true(select(2, read_to_close(c, 5)))
+      c:close()
+    end)
+
+    it("clients that leave while their requests wait do not disturb the others", function()
+      local gone = {}
+      for i = 1, 20 do
+        gone[i] = connect(gw)
+        assert(gone[i]:send(get_req("/query/doze")))
+      end
+      H.sleep(0.05)
+      for i = 1, 20 do
+        if i % 2 == 0 then gone[i]:setoption("linger", { on = true, timeout = 0 }) end -- a reset
+        gone[i]:close()
+      end
+      local c = connect(gw)
+      for i = 1, 5 do
+        assert(c:send(get_req("/query/echo_int?i=" .. i)))
+        local r = assert(read_response(c))
+        assert.same({ i = i }, r.json)
+      end
       c:close()
     end)
 
