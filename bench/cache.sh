@@ -5,7 +5,9 @@
 # WRITE_EVERY requests, through the gateway) with the hit ratio from /metrics and, at the same
 # time, a probe that writes and reads back at once and counts stale reads. Ratios are of this
 # run only (the machine may be shared). Exit status 1 when the hot key is under 3x the uncached
-# query or under 1.2x pgbench, or a read was stale. Stops everything it started.
+# query or under 1.2x pgbench, or a read was stale. Also the CPU per request of a hit and of an
+# uncached request (gateway, PostgreSQL), which wrk's own share of the cores does not blur.
+# Stops everything it started.
 # Usage: bench/cache.sh
 # Env: SECS (5), ROUNDS (3: the hot-key figures are medians), CONNS (32 HTTP connections),
 #      GATEWAY_WORKERS (2), PGB_CLIENTS (8), KEYS (10), WRITE_EVERY (100), LOG_ACCESS (true),
@@ -50,25 +52,36 @@ bench_start_gateway "$T/gw/sluice.lua"
 curl -fsS -o /dev/null "$URL/query/quote_cached?id=42"
 curl -fsS -o /dev/null "$URL/query/quote?id=42"
 
-wrk_rps() { # PATH-or-script args..: prints req/s; a non-2xx answer fails the run
-    local out
+PG_PID=$(head -1 "$TESTDB_DIR/data/postmaster.pid")
+# PATH-or-script args..: prints req/s, then the CPU µs per request of the gateway and of
+# PostgreSQL (from /proc: steadier than req/s on a shared machine); a non-2xx answer fails the run
+wrk_run() {
+    local out g0 g1 p0 p1
+    g0=$(ticks "$GW_PID") p0=$(ticks "$PG_PID")
     out=$(wrk -t2 -c"$CONNS" -d"${SECS}s" "$@")
+    g1=$(ticks "$GW_PID") p1=$(ticks "$PG_PID")
     if grep -q "Non-2xx" <<<"$out"; then say "non-2xx answers: $out"; exit 1; fi
-    awk '/^Requests\/sec:/ { printf "%.0f", $2 }' <<<"$out"
+    awk -v g=$((g1 - g0)) -v p=$((p1 - p0)) -v k="$CLK_TCK" '
+        / requests in / { n = $1 } /^Requests\/sec:/ { r = $2 }
+        END { printf "%.0f %.1f %.1f\n", r, g / k / n * 1e6, p / k / n * 1e6 }' <<<"$out"
 }
+wrk_rps() { wrk_run "$@" | awk '{ print $1 }'; }
 metric() { curl -fsS "$URL/metrics" | awk -v m="$1" '$1 == m { print $2 }'; }
 
 printf '\\set id 42\n%s :id;\n' "$SELECT" >"$T/pgb.sql"
 median() { printf '%s\n' "$@" | sort -n | awk '{ a[NR] = $1 } END { print a[int((NR + 1) / 2)] }'; }
 say "hot key, ${SECS}s each, $ROUNDS rounds in turn: cached, uncached, pgbench -c $PGB_CLIENTS"
-C=() U=() P=()
+C=() U=() P=() CG=() UG=() UP=()
 for ((r = 1; r <= ROUNDS; r++)); do
-    C+=("$(wrk_rps "$URL/query/quote_cached?id=42")")
-    U+=("$(wrk_rps "$URL/query/quote?id=42")")
+    read -r rps gw pg < <(wrk_run "$URL/query/quote_cached?id=42")
+    C+=("$rps") CG+=("$gw")
+    read -r rps gw pg < <(wrk_run "$URL/query/quote?id=42")
+    U+=("$rps") UG+=("$gw") UP+=("$pg")
     P+=("$("$PGBIN/pgbench" -n -M prepared -c "$PGB_CLIENTS" -j 2 -T "$SECS" -h 127.0.0.1 -p "$TESTDB_PORT" \
         -U postgres -f "$T/pgb.sql" postgres 2>/dev/null | awk '/^tps = / { printf "%.0f", $3; exit }')")
 done
 CACHED=$(median "${C[@]}") UNCACHED=$(median "${U[@]}") PGB=$(median "${P[@]}")
+HIT_US=$(median "${CG[@]}") MISS_US=$(median "${UG[@]}") MISS_PG_US=$(median "${UP[@]}")
 
 H0=$(metric 'sluice_cache_hits_total{query="quote_cached"}')
 M0=$(metric 'sluice_cache_misses_total{query="quote_cached"}')
@@ -91,6 +104,8 @@ printf 'result cache, %d workers, %d HTTP connections, access log %s, %ss per ru
 printf '  hot key cached      %8s req/s\n' "$CACHED"
 printf '  hot key uncached    %8s req/s   cached/uncached %s (want >= 3)\n' "$UNCACHED" "$R_UNCACHED"
 printf '  pgbench -c %-3s      %8s tps     cached/pgbench  %s (want >= 1.2)\n' "$PGB_CLIENTS" "$PGB" "$R_PGB"
+printf '  CPU per request: a hit %s us in the gateway; uncached %s us in the gateway + %s us in PostgreSQL (%s x a hit)\n' \
+    "$HIT_US" "$MISS_US" "$MISS_PG_US" "$(awk -v h="$HIT_US" -v g="$MISS_US" -v p="$MISS_PG_US" 'BEGIN { printf "%.2f", h > 0 ? (g + p) / h : 0 }')"
 printf '  mixed (1 write in %s, %s ids) %s req/s: hit ratio %s%% (%d hits, %d misses); freshness probe: %s write-then-read pairs, %s stale; cache %s bytes\n' \
     "$WRITE_EVERY" "$KEYS" "$MIXED" "$HIT" "$((H1 - H0))" "$((M1 - M0))" "$PAIRS" "$STALE" "$BYTES"
 ok=true

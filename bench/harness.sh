@@ -9,6 +9,8 @@ T=$(mktemp -d "/tmp/$(basename "$0" .sh).XXXXXX")
 GW_PID=""
 
 say() { printf '%s\n' "$*" >&2; }
+# shellcheck source=bench/cputicks.sh
+source "$ROOT/bench/cputicks.sh"
 sql() { psql -X -q -A -t -v ON_ERROR_STOP=1 -d "$DSN" "$@"; }
 
 bench_cleanup() {
