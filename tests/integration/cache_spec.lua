@@ -3,7 +3,7 @@
 -- load, handler transaction, /batch), 1000 write-then-read pairs without a stale read, writes
 -- through a second gateway and through psql reaching the cache by the triggers of `sluice
 -- cache-triggers`, one LISTEN connection per gateway shared with event channels, a lost LISTEN
--- connection, Sluice-LSN, 100 identical slow requests run at most twice (pg_stat_statements),
+-- connection, the LISTEN of a pool whose first cached query comes with a reload, Sluice-LSN, 100 identical slow requests run at most twice (pg_stat_statements),
 -- one error for every waiter, a shared execution kept for those who stay and cancelled when all
 -- left, cache_max_bytes never exceeded, entries kept apart by the caller's credentials, and the
 -- configuration errors.
