@@ -3,10 +3,10 @@
 -- load, handler transaction, /batch), 1000 write-then-read pairs without a stale read, writes
 -- through a second gateway and through psql reaching the cache by the triggers of `sluice
 -- cache-triggers`, one LISTEN connection per gateway shared with event channels, a lost LISTEN
--- connection, the LISTEN of a pool whose first cached query comes with a reload, Sluice-LSN, 100 identical slow requests run at most twice (pg_stat_statements),
--- one error for every waiter, a shared execution kept for those who stay and cancelled when all
--- left, cache_max_bytes never exceeded, entries kept apart by the caller's credentials, and the
--- configuration errors.
+-- connection, the LISTEN of a pool whose first cached query comes with a reload, Sluice-LSN, 100
+-- identical slow requests run at most twice (pg_stat_statements), one error for every waiter, a
+-- shared execution kept for those who stay and cancelled when all left, cache_max_bytes never
+-- exceeded, entries kept apart by the caller's credentials, and the configuration errors.
 local here = debug.getinfo(1, "S").source:match("^@(.*/)") or "./"
 package.path = here .. "?.lua;" .. package.path
 local H = require "helper"
