@@ -10,6 +10,7 @@
 # of PostgreSQL, read from /proc, and the app's system calls (perf), which other load on the
 # machine disturbs far less than req/s. Bulk: 200 000 rows as 20 JSON bodies of 10 000, one after
 # another on one keep-alive connection, against one \copy of the same rows.
+# Then one client of each (pgbench -c 1, wrk -c 1): the median latency of a lone caller.
 # Prints a table, then one JSON line (also to OUT_JSON). Exits 1 on a non-2xx answer from
 # sluice, a wrong answer, or bulk rows that differ from \copy's. Method: docs/performance.md.
 set -Eeuo pipefail
@@ -81,6 +82,18 @@ if ((SC_WANTED)); then
     add gateway.sc "$W_SC"
 fi
 
+# One client, after the rounds: pgbench -c 1 (its median from the per-transaction log) beside
+# wrk -c 1 on the peer and on sluice: what one caller waits for a query, beyond the database's
+# own round trip.
+ONE_SECS=$(((SECS + 1) / 2))
+say "one client: ${ONE_SECS}s each"
+PGB_LOG=1 run_pgbench 1 "$ONE_SECS"
+add ceiling.c1_p50 "$P_P50"
+if ((PEER)); then run_wrk "peer" "$PEER_URL" 1 "$ONE_SECS"; add peer.c1_p50 "$W_P50"; fi
+run_wrk "sluice" "$GW_URL" 1 "$ONE_SECS"
+add gateway.c1_p50 "$W_P50"
+over_us() { awk -v a="$(med "$1")" -v b="$(med "$2")" 'BEGIN { if (a == "NaN" || b == "NaN" || a == "" || b == "") print "NaN"; else printf "%.0f", (a - b) * 1000 }'; }
+
 m() { jnum "$(med "$1")"; }
 r() { jnum "$(ratio "$(med "$1")" "$(med "$2")")"; }
 runs() { tr ' ' '\n' <<<"${VAL[$1]:-}" | awk 'NF { printf "%s%s", n++ ? "," : "[", ($1 == "NaN" ? "null" : $1) } END { print n ? "]" : "[]" }'; }
@@ -101,6 +114,8 @@ JSON=$(
         "$(m copy.rows_s)" "$(r peer.rps ceiling.rps)" "$(r gateway.rps ceiling.rps)" "$(r gateway.rps peer.rps)"
     printf '"gateway_us_vs_pgbench_us":%s,"peer_bulk_vs_copy":%s,"gateway_bulk_vs_copy":%s,"gateway_bulk_vs_peer":%s,' \
         "$(r gateway.us_app ceiling.us_client)" "$(r peer.bulk copy.rows_s)" "$(r gateway.bulk copy.rows_s)" "$(r gateway.bulk peer.bulk)"
+    printf '"ceiling_c1_p50_ms":%s,"peer_c1_p50_ms":%s,"gateway_c1_p50_ms":%s,"gateway_c1_over_ceiling_us":%s,' \
+        "$(m ceiling.c1_p50)" "$(m peer.c1_p50)" "$(m gateway.c1_p50)" "$(jnum "$(over_us gateway.c1_p50 ceiling.c1_p50)")"
     printf '"failures":['
     sep=""
     for f in "${FAILURES[@]}"; do printf '%s"%s"' "$sep" "${f//\"/\'}"; sep=,; done
@@ -116,6 +131,8 @@ row() { printf '%-22s %9s %8s %8s %9s %9s %9s %11s\n' "$@"; }
     echo "sluice / ceiling $(ratio "$(med gateway.rps)" "$(med ceiling.rps)"), sluice / peer $(ratio "$(med gateway.rps)" "$(med peer.rps)");" \
         "bulk: sluice / \\copy $(ratio "$(med gateway.bulk)" "$(med copy.rows_s)"), sluice / peer $(ratio "$(med gateway.bulk)" "$(med peer.bulk)");" \
         "gateway CPU per request / pgbench CPU per query $(ratio "$(med gateway.us_app)" "$(med ceiling.us_client)")"
+    echo "one client, p50: pgbench $(med ceiling.c1_p50) ms, peer $(med peer.c1_p50) ms, sluice $(med gateway.c1_p50) ms" \
+        "($(over_us gateway.c1_p50 ceiling.c1_p50) us above pgbench)"
     ((${#FAILURES[@]} == 0)) || printf 'FAILED: %s\n' "${FAILURES[@]}"
     printf '%s\n' "$JSON"
 }

@@ -13,6 +13,7 @@
 #include "bulkparse.h"
 #include "cache.h"
 #include "call.h"
+#include "copybin.h"
 #include "http.h"
 #include "reqinfo.h"
 #include "jsonw.h"
@@ -49,6 +50,14 @@ struct bulkreq {
     bool reader_open, eof;
     enum step step;
     struct buf data;
+    /* An atomic insert whose column types allow it streams in the binary format (copybin.h),
+     * which the server reads much faster than text. From the first line that does not convert,
+     * the rest of the body goes as text: that COPY ends, and a text COPY in the same transaction
+     * starts with the lines not sent (carry). */
+    bool binary;
+    struct buf bin;
+    size_t carry_off; /* the unsent lines are data[carry_off..len) */
+    long carry_rows;
     long chunk_first_row, chunk_sent; /* rows of the current chunk */
     int chunks, committed_chunks;
     long rows_committed, affected;
@@ -63,6 +72,7 @@ struct bulkreq {
 
 static void pump(struct bulkreq *br);
 static bool streams_whole_body(const struct bulk_def *d);
+static bool binary_fits(const struct bulk_def *d);
 
 /* The load ends (committed, failed or broken off, perhaps after some chunks committed): the
  * result cache drops the table before anyone is answered. */
@@ -88,6 +98,7 @@ static void dispose(struct reqlife *life)
     struct bulkreq *br = (struct bulkreq *)life;
     if (br->reader_open) bulk_reader_free(&br->rd);
     buf_free(&br->data);
+    buf_free(&br->bin);
 }
 
 static void on_client_gone(struct reqlife *life);
@@ -210,7 +221,7 @@ static void finish_failed(struct bulkreq *br)
 
 static void start_chunk(struct bulkreq *br)
 {
-    br->chunk_first_row = bulk_reader_rows(&br->rd) + 1;
+    br->chunk_first_row = bulk_reader_rows(&br->rd) - br->carry_rows + 1;
     br->chunk_sent = 0;
     if (!br->d->atomic) {
         begin(br);
@@ -219,7 +230,7 @@ static void start_chunk(struct bulkreq *br)
     if (br->d->sql_stage && br->chunks == 0)
         send_step(br, ST_STAGE, br->d->sql_stage);
     else
-        send_step(br, ST_COPY, br->d->sql_copy);
+        send_step(br, ST_COPY, br->binary ? br->d->sql_copy_binary : br->d->sql_copy);
 }
 
 static void end_body(struct bulkreq *br)
@@ -252,6 +263,7 @@ static void next_step(struct bulkreq *br)
             return;
         }
         br->reader_open = true;
+        br->binary = binary_fits(d);
         if (d->atomic)
             begin(br);
         else
@@ -273,9 +285,10 @@ static void next_step(struct bulkreq *br)
     case ST_COPY:
         return; /* COPY IN is handled as it arrives */
     case ST_COPIED:
-        if (streams_whole_body(d))
-            br->chunks += (int)((br->chunk_sent + d->chunk_rows - 1) / d->chunk_rows);
-        else if (br->chunk_sent > 0)
+        if (streams_whole_body(d)) {
+            long sent = bulk_reader_rows(&br->rd) - br->carry_rows;
+            br->chunks = (int)((sent + d->chunk_rows - 1) / d->chunk_rows);
+        } else if (br->chunk_sent > 0)
             br->chunks++;
         if (d->sql_merge && br->chunk_sent > 0) {
             send_step(br, ST_MERGE, d->sql_merge);
@@ -363,13 +376,50 @@ static bool streams_whole_body(const struct bulk_def *d)
     return d->atomic && d->mode == BULK_INSERT;
 }
 
+/* Every column's type converts (copybin.h), and one COPY takes the whole body. */
+static bool binary_fits(const struct bulk_def *d)
+{
+    if (!streams_whole_body(d) || d->sql_copy_binary == NULL) return false;
+    for (int c = 0; c < d->ncolumns; c++)
+        if (!copybin_supports(d->types[c])) return false;
+    return true;
+}
+
+/* Converts the text lines of data into br->bin (after the header on the COPY's first batch).
+ * Returns the lines converted; when one does not convert, the rest stay in data from carry_off
+ * and are counted in carry_rows. */
+static int to_binary(struct bulkreq *br, int lines)
+{
+    buf_reset(&br->bin);
+    if (br->chunk_sent == 0) copybin_header(&br->bin);
+    const char *p = br->data.data, *end = p + br->data.len;
+    for (int i = 0; i < lines; i++) {
+        const char *nl = memchr(p, '\n', (size_t)(end - p));
+        if (copybin_row(p, (size_t)(nl - p), br->d->types, br->d->ncolumns, &br->bin) != 0) {
+            br->carry_off = (size_t)(p - br->data.data);
+            br->carry_rows = lines - i;
+            return i;
+        }
+        p = nl + 1;
+    }
+    return lines;
+}
+
 static void pump(struct bulkreq *br)
 {
     char err[256];
-    buf_reset(&br->data);
-    bool whole = streams_whole_body(br->d);
-    long room = whole ? BATCH_ROWS : br->d->chunk_rows - br->chunk_sent;
-    int n = bulk_reader_next(&br->rd, &br->data, room < BATCH_ROWS ? (int)room : BATCH_ROWS, err, sizeof err);
+    int n;
+    if (br->carry_rows > 0) { /* the text COPY after a binary one begins with what it left */
+        n = (int)br->carry_rows;
+        memmove(br->data.data, br->data.data + br->carry_off, br->data.len - br->carry_off);
+        br->data.len -= br->carry_off;
+        br->carry_rows = 0;
+    } else {
+        buf_reset(&br->data);
+        bool whole = streams_whole_body(br->d);
+        long room = whole ? BATCH_ROWS : br->d->chunk_rows - br->chunk_sent;
+        n = bulk_reader_next(&br->rd, &br->data, room < BATCH_ROWS ? (int)room : BATCH_ROWS, err, sizeof err);
+    }
     if (n < 0) {
         fail(br, 400, err, NULL);
         if (strncmp(err, "row ", 4) == 0) br->err_row = strtol(err + 4, NULL, 10);
@@ -378,9 +428,19 @@ static void pump(struct bulkreq *br)
         return;
     }
     if (n == 0) br->eof = true;
-    if (n > 0 && pgconn_put_copy(br->conn, br->data.data, br->data.len) != 0) return;
+    bool switching = false;
+    if (br->binary) {
+        int converted = to_binary(br, n);
+        switching = converted < n;
+        if (n == 0 || switching) copybin_trailer(&br->bin);
+        if (br->bin.len > 0 && pgconn_put_copy(br->conn, br->bin.data, br->bin.len) != 0) return;
+        n = converted;
+        if (switching) br->binary = false; /* the next COPY of this body is text */
+    } else if (n > 0 && pgconn_put_copy(br->conn, br->data.data, br->data.len) != 0) {
+        return;
+    }
     br->chunk_sent += n;
-    if (n == 0 || (!whole && br->chunk_sent >= br->d->chunk_rows)) {
+    if (n == 0 || switching || (!streams_whole_body(br->d) && br->chunk_sent >= br->d->chunk_rows)) {
         br->step = ST_COPIED;
         pgconn_end_copy(br->conn, NULL);
         return;

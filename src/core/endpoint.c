@@ -327,7 +327,11 @@ int bulk_def_prepare(struct bulk_def *d, char *err, unsigned errlen)
     column_list(&b, d->columns, d->ncolumns, NULL);
     buf_puts(&b, ") FROM STDIN");
     d->sql_copy = buf_steal(&b);
-    if (d->mode == BULK_INSERT) return 0;
+    if (d->mode == BULK_INSERT) {
+        buf_printf(&b, "%s (FORMAT binary)", d->sql_copy);
+        d->sql_copy_binary = buf_steal(&b);
+        return 0;
+    }
 
     /* A staging table with the columns' types and none of the table's constraints. */
     buf_printf(&b, "CREATE TEMP TABLE IF NOT EXISTS %s ON COMMIT DROP AS ", stage);
@@ -396,6 +400,7 @@ void bulk_def_free(struct bulk_def *d)
     free(d->pool);
     free(d->sql_describe);
     free(d->sql_copy);
+    free(d->sql_copy_binary);
     free(d->sql_stage);
     free(d->sql_merge);
     free(d->types);

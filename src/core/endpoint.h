@@ -91,10 +91,11 @@ struct bulk_def {
     char *pool;
     int pool_idx;
     /* SQL built once at load (identifiers quoted). */
-    char *sql_describe; /* SELECT cols FROM table LIMIT 0 */
-    char *sql_copy;     /* COPY target (cols) FROM STDIN */
-    char *sql_stage;    /* CREATE TEMP TABLE ... (non-insert modes), else NULL */
-    char *sql_merge;    /* INSERT .. ON CONFLICT / UPDATE .. FROM / DELETE .. USING, else NULL */
+    char *sql_describe;    /* SELECT cols FROM table LIMIT 0 */
+    char *sql_copy;        /* COPY target (cols) FROM STDIN */
+    char *sql_copy_binary; /* the same in the binary format (insert mode), else NULL */
+    char *sql_stage;       /* CREATE TEMP TABLE ... (non-insert modes), else NULL */
+    char *sql_merge;       /* INSERT .. ON CONFLICT / UPDATE .. FROM / DELETE .. USING, else NULL */
     /* Learned on first use. */
     Oid *types;
     bool described;

@@ -5,7 +5,9 @@
  * COPY lines, batches of at most max_rows, a failure restores the buffer and repeats itself)
  * and, for JSON bodies, that the fast path answers as the reference reading does: jansson parses
  * each row, pgtype converts each value; both must accept the same bodies and write the same
- * values (numbers compared by value, json compared as JSON). */
+ * values (numbers compared by value, json compared as JSON). Every line it writes also goes
+ * through copybin_row (the binary COPY of atomic inserts), which converts it or leaves the
+ * output as it was. */
 #include <jansson.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -13,6 +15,7 @@
 #include <string.h>
 
 #include "bulkparse.h"
+#include "copybin.h"
 #include "jsonnum.h"
 #include "pgtype.h"
 
@@ -71,6 +74,26 @@ static void check_copy_lines(const char *s, size_t n, int ncols, long want_lines
         i++;
     }
     CHECK(lines == want_lines);
+}
+
+/* The same columns as copybin sees them: the types it does not convert read as text. */
+static const Oid binary_types[] = {
+    PGT_INT4,  PGT_TEXT,        PGT_NUMERIC, PGT_BOOL,   PGT_TEXT, PGT_TEXT,
+    PGT_JSONB, PGT_TIMESTAMPTZ, PGT_INT8,    PGT_FLOAT8, PGT_INT2, PGT_TEXT,
+};
+
+static void check_binary(const char *s, size_t n, int ncols)
+{
+    struct buf bin = BUF_INIT;
+    for (const char *end = s + n, *nl; s < end; s = nl + 1) {
+        nl = memchr(s, '\n', (size_t)(end - s));
+        size_t before = bin.len;
+        if (copybin_row(s, (size_t)(nl - s), binary_types, ncols, &bin) == 0)
+            CHECK(bin.len >= before + 2 + 4 * (size_t)ncols);
+        else
+            CHECK(bin.len == before);
+    }
+    buf_free(&bin);
 }
 
 /* ---- the reference reading of JSON bodies ---- */
@@ -321,6 +344,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
             }
             CHECK(rc <= max_rows);
             check_copy_lines(out.data + before, out.len - before, ncols, rc);
+            check_binary(out.data + before, out.len - before, ncols);
             rows += rc;
             CHECK(bulk_reader_rows(&r) == rows);
             if (rc == 0) {

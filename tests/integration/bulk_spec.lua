@@ -25,6 +25,7 @@ sluice.bulk "items_upsert_loose" { table = "items", columns = { "id", "name", "q
   key = { "id" }, chunk_rows = 2, atomic = false }
 
 sluice.bulk "texts" { table = "texts", columns = { "id", "s" } }
+sluice.bulk "prices" { table = "prices", columns = { "id", "px", "at" } }
 
 sluice.bulk "big" { table = "big", columns = { "id", "pair", "bid", "ask", "ts" } }
 sluice.bulk "big_loose" { table = "big", columns = { "id", "pair", "bid", "ask", "ts" }, atomic = false }
@@ -43,6 +44,7 @@ describe("bulk", function()
                           ts timestamptz NOT NULL);
       CREATE TABLE items (id int4 PRIMARY KEY, name text, qty int4 NOT NULL DEFAULT 0);
       CREATE TABLE texts (id int4 PRIMARY KEY, s text);
+      CREATE TABLE prices (id int4 PRIMARY KEY, px numeric(8,3), at timestamptz NOT NULL);
       CREATE TABLE big (id int4 NOT NULL, pair text NOT NULL, bid float8, ask float8, ts timestamptz);
     ]])
     gw = H.start { dsn = db, scripts = scripts,
@@ -363,6 +365,49 @@ describe("bulk", function()
         assert.equal("22007", e.sqlstate, H.encode(e))
       end
       assert.equal(0, count("ticks"))
+      assert_clean()
+    end)
+
+    -- An atomic insert streams in PostgreSQL's binary COPY format; from the first value in
+    -- another spelling (here a time without an offset, or in words) the rest goes as text.
+    it("times in other spellings mid-body: every row stored as the server reads it; errors name their row", function()
+      local function body(n, odd)
+        local rows = {}
+        for i = 1, n do
+          rows[i] = { id = i, px = ("%d.%03d"):format(i, i % 1000),
+            at = odd[i] or ("2024-03-0%dT10:%02d:00.25+02:00"):format(1 + i % 9, i % 60) }
+        end
+        return json_body(rows)
+      end
+      local odd = { [400] = "2024-03-01 10:00:00", [401] = "2024-03-02 10:00 UTC", [900] = "epoch" }
+      local _, b = post("prices", body(1000, odd), JSON)
+      assert.equal(1000, b.rows, H.encode(b))
+      -- the same rows through psql's text COPY, compared value by value
+      H.psql(db, "CREATE TABLE prices_text (LIKE prices)")
+      local lines = {}
+      for i = 1, 1000 do
+        lines[i] = ("%d\t%d.%03d\t%s"):format(i, i, i % 1000,
+          odd[i] or ("2024-03-0%dT10:%02d:00.25+02:00"):format(1 + i % 9, i % 60))
+      end
+      local f = os.tmpname()
+      H.writefile(f, table.concat(lines, "\n") .. "\n")
+      H.psql(db, ("\\copy prices_text FROM '%s'"):format(f))
+      os.remove(f)
+      assert.equal("0", H.psql1(db, [[SELECT count(*) FROM prices p FULL JOIN prices_text t USING (id)
+        WHERE p.px IS DISTINCT FROM t.px OR p.at IS DISTINCT FROM t.at]]))
+      H.psql(db, "DROP TABLE prices_text")
+      reset("prices")
+      -- an error in the binary part, and one after the switch to text
+      for _, case in ipairs { { 300, 300 }, { 700, 700 } } do
+        local bad = { [400] = "2024-03-01 10:00:00" }
+        local rows = H.decode(body(1000, bad))
+        rows[case[1]].px = 123456.5 -- over numeric(8,3): the server refuses it
+        local e = H.assert_error(400, "bad_request", post("prices", json_body(rows), JSON))
+        assert.equal(case[2], e.row, H.encode(e))
+        assert.equal("px", e.column, H.encode(e))
+        assert.equal("22003", e.sqlstate, H.encode(e))
+      end
+      assert.equal(0, count("prices"))
       assert_clean()
     end)
 
