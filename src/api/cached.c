@@ -42,8 +42,9 @@ struct flights {
     h2o_timeout_entry_t tick;
 };
 
-/* The pools whose cached queries depend on a LISTEN connection (cached_listen), whether each is
- * up as last seen, and its backend then. Written by worker 0's watch, read by every worker. */
+/* The pools whose cached queries depend on a LISTEN connection (cached_listen; bits are only ever
+ * added, by the main thread), whether each is up as last seen, and its backend then. The last two
+ * are written by worker 0's watch, read by every worker. */
 static uint64_t listen_pools;
 static bool listening[CACHE_MAX_POOLS];
 static int listen_pid[CACHE_MAX_POOLS];
@@ -63,8 +64,9 @@ static void on_watch(h2o_timeout_entry_t *entry)
 {
     struct flights *fs = H2O_STRUCT_FROM_MEMBER(struct flights, tick, entry);
     const struct config *cfg = worker_config(fs->w);
+    uint64_t pools = __atomic_load_n(&listen_pools, __ATOMIC_ACQUIRE);
     for (size_t i = 0; i < cfg->npools && i < CACHE_MAX_POOLS; i++) {
-        if (!(listen_pools & (1ull << i))) continue;
+        if (!(pools & (1ull << i))) continue;
         int pid = listener_backend_pid(cfg->pools[i].name);
         if (pid == listen_pid[i]) continue;
         if (listen_pid[i] != 0) cache_bump_pool((int)i);
@@ -78,7 +80,8 @@ void cached_init(struct worker *w)
 {
     struct flights *fs = w->flights = xcalloc(1, sizeof *w->flights);
     fs->w = w;
-    if (w->index != 0 || __atomic_load_n(&listen_pools, __ATOMIC_ACQUIRE) == 0) return;
+    /* Worker 0 watches even when no pool is subscribed yet: a reload may subscribe one. */
+    if (w->index != 0) return;
     h2o_timeout_init(w->ctx.loop, &fs->every, LISTEN_WATCH_MS);
     fs->tick.cb = on_watch;
     h2o_timeout_link(w->ctx.loop, &fs->every, &fs->tick);
@@ -305,6 +308,7 @@ static void on_listen_reset(void *arg, const char *channel)
 
 void cached_listen(const struct config *cfg, uint64_t pools)
 {
+    pools &= ~__atomic_load_n(&listen_pools, __ATOMIC_ACQUIRE); /* only the main thread adds bits */
     for (size_t i = 0; i < cfg->npools && i < CACHE_MAX_POOLS; i++) {
         if (!(pools & (1ull << i))) continue;
         if (listener_subscribe(cfg->pools[i].name, CACHED_CHANNEL, on_invalidate, on_listen_reset,

@@ -69,11 +69,14 @@ void cached_keep(const struct cached_seat *s, const struct query_def *q, const s
 
 /* The pools (bit i: pool i) whose queries reg caches: those that need a LISTEN connection. */
 uint64_t cached_pools(const struct registry *reg);
-/* Subscribes to sluice_invalidate on each pool of the mask (listener.h): a payload makes its
- * table stale. While a pool's LISTEN connection is down (lost, or not made yet) its cached
- * queries are neither served from the cache nor stored, and when it is lost or made again every
- * entry of them becomes stale, since what was notified meanwhile is lost (worker 0 looks every
- * LISTEN_WATCH_MS). Call once, after listener_start and before the workers start. */
+/* Subscribes to sluice_invalidate on each pool of the mask that is not subscribed yet
+ * (listener.h): a payload makes its table stale. While a pool's LISTEN connection is down (lost,
+ * or not made yet) its cached queries are neither served from the cache nor stored, and when it
+ * is lost or made again every entry of them becomes stale, since what was notified meanwhile is
+ * lost (worker 0 looks every LISTEN_WATCH_MS). A pool stays subscribed until the process exits.
+ * Main thread only: after listener_start and before the workers start, and on each reload
+ * before the workers load the new scripts (so that none stores an entry of a newly cached pool
+ * before its LISTEN connection is seen up). */
 void cached_listen(const struct config *cfg, uint64_t pools);
 
 /* Sets Sluice-Cache: verdict on the response. */

@@ -414,11 +414,11 @@ static void worker_dispose(struct worker *w)
     reqstats_free(w);
 }
 
-/* Loads cfg's scripts into a registry of its own and describes it (describe_all), for a reload:
- * the main thread calls it on SIGHUP before the workers reload. Returns a malloc'd result (free
- * it with describe_free and free, or hand it to describe_set_current); err is "" when
- * everything was described, else names the first failure. Returns NULL, with err, when the
- * scripts do not load. */
+/* Loads cfg's scripts into a registry of its own, syncs the event channels and the cache's LISTEN
+ * subscriptions with it, and describes it (describe_all), for a reload: the main thread calls it
+ * on SIGHUP before the workers reload. Returns a malloc'd result (free it with describe_free and
+ * free, or hand it to describe_set_current); err is "" when everything was described, else names
+ * the first failure. Returns NULL, with err, when the scripts do not load. */
 static struct describe_result *describe_scripts(const struct config *cfg, char *err, size_t errlen)
 {
     struct registry reg;
@@ -429,7 +429,10 @@ static struct describe_result *describe_scripts(const struct config *cfg, char *
         return NULL;
     }
     script_close(L);
-    evhub_sync(&reg); /* channels added, kept or removed, before the workers reload */
+    /* Before the workers reload: channels added, kept or removed, and a LISTEN for each pool
+     * whose queries are cached for the first time. */
+    evhub_sync(&reg);
+    cached_listen(cfg, cached_pools(&reg));
     struct describe_result *d = xcalloc(1, sizeof *d);
     err[0] = '\0';
     describe_all(cfg, &reg, d, err, errlen);

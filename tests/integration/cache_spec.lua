@@ -3,10 +3,10 @@
 -- load, handler transaction, /batch), 1000 write-then-read pairs without a stale read, writes
 -- through a second gateway and through psql reaching the cache by the triggers of `sluice
 -- cache-triggers`, one LISTEN connection per gateway shared with event channels, a lost LISTEN
--- connection, Sluice-LSN, 100 identical slow requests run at most twice (pg_stat_statements),
--- one error for every waiter, a shared execution kept for those who stay and cancelled when all
--- left, cache_max_bytes never exceeded, entries kept apart by the caller's credentials, and the
--- configuration errors.
+-- connection, the LISTEN of a pool whose first cached query comes with a reload, Sluice-LSN, 100
+-- identical slow requests run at most twice (pg_stat_statements), one error for every waiter, a
+-- shared execution kept for those who stay and cancelled when all left, cache_max_bytes never
+-- exceeded, entries kept apart by the caller's credentials, and the configuration errors.
 local here = debug.getinfo(1, "S").source:match("^@(.*/)") or "./"
 package.path = here .. "?.lua;" .. package.path
 local H = require "helper"
@@ -383,6 +383,58 @@ describe("result cache", function()
     assert.equal(200, s2)
     assert.same({ "quotes" }, doc.paths["/query/quote"].get["x-sluice-cache"].tables)
     assert.is_nil(doc.paths["/query/set_bid"].post["x-sluice-cache"])
+  end)
+
+  describe("a cached query added by a reload", function()
+    local db2, gw3
+    -- Another database, so that its LISTEN connections are told apart from the ones above.
+    local function listeners()
+      return tonumber(H.psql1(db2, "SELECT count(*) FROM pg_stat_activity WHERE application_name = 'sluice-listen'"
+        .. " AND datname = current_database()"))
+    end
+    setup(function()
+      db2 = H.createdb("cachereload")
+      H.psql(db2, "CREATE TABLE prices (pair text PRIMARY KEY, bid numeric NOT NULL); INSERT INTO prices VALUES ('EURUSD', 1);")
+      H.psql(db2, H.must(H.q(H.bin) .. " cache-triggers prices"))
+      gw3 = H.start { dsn = db2, port = H.free_port(61301, 61399), scripts = { ["plain.lua"] = [==[
+sluice.query "plain" { readonly = true, single = true, sql = [[ SELECT bid FROM prices WHERE pair = :pair ]] }
+]==] } }
+    end)
+    teardown(function()
+      if gw3 then pcall(gw3.stop, gw3) end
+      if db2 then H.dropdb(db2) end
+    end)
+
+    it("gets its LISTEN at once: a write through psql is seen 100 ms after its commit", function()
+      assert.equal(0, listeners()) -- nothing cached at start: no LISTEN connection
+      H.writefile(gw3.dir .. "/scripts/cached.lua", [==[
+sluice.query "price" { readonly = true, single = true, sql = [[ SELECT pair, bid FROM prices WHERE pair = :pair ]],
+  cache = { ttl_ms = 60000, tables = { "prices" } } }
+]==])
+      H.must("kill -HUP " .. gw3.pid)
+      local function price()
+        local s, body, hdrs, raw = gw3:get_json("/query/price?pair=EURUSD")
+        H.assert_ok(s, body, hdrs, raw)
+        return body, hdrs["sluice-cache"]
+      end
+      -- served from the cache once the query is there and (with the change) its LISTEN is up
+      assert.is_true(H.wait_for(function()
+        local s, _, hdrs = gw3:get_json("/query/price?pair=EURUSD")
+        return s == 200 and hdrs["sluice-cache"] == "hit"
+      end, 10))
+      local stale = 0
+      for i = 1, 10 do
+        local _, v = price()
+        assert.equal("hit", v)
+        local bid = 7000 + i
+        H.psql(db2, ("UPDATE prices SET bid = %d WHERE pair = 'EURUSD'"):format(bid))
+        H.sleep(0.1)
+        if price().bid ~= bid then stale = stale + 1 end
+      end
+      H.figure("cached query added by a reload: writes through psql 10, stale reads 100 ms later: %d", stale)
+      assert.equal(0, stale)
+      assert.equal(1, listeners())
+    end)
   end)
 
   describe("configuration", function()
