@@ -105,7 +105,7 @@ printf '  hot key cached      %8s req/s\n' "$CACHED"
 printf '  hot key uncached    %8s req/s   cached/uncached %s (want >= 3)\n' "$UNCACHED" "$R_UNCACHED"
 printf '  pgbench -c %-3s      %8s tps     cached/pgbench  %s (want >= 1.2)\n' "$PGB_CLIENTS" "$PGB" "$R_PGB"
 printf '  CPU per request: a hit %s us in the gateway; uncached %s us in the gateway + %s us in PostgreSQL (%s x a hit)\n' \
-    "$HIT_US" "$MISS_US" "$MISS_PG_US" "$(awk -v h="$HIT_US" -v g="$MISS_US" -v p="$MISS_PG_US" 'BEGIN { printf "%.2f", h > 0 ? (g + p) / h : 0 }')"
+    "$HIT_US" "$MISS_US" "$MISS_PG_US" "$(awk -v h="$HIT_US" -v g="$MISS_US" -v p="$MISS_PG_US" 'BEGIN { printf "%.2f", (h > 0 ? (g + p) / h : 0) }')"
 printf '  mixed (1 write in %s, %s ids) %s req/s: hit ratio %s%% (%d hits, %d misses); freshness probe: %s write-then-read pairs, %s stale; cache %s bytes\n' \
     "$WRITE_EVERY" "$KEYS" "$MIXED" "$HIT" "$((H1 - H0))" "$((M1 - M0))" "$PAIRS" "$STALE" "$BYTES"
 ok=true
