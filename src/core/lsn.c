@@ -3,22 +3,16 @@
 
 #include <stdio.h>
 
-static int hexval(char c)
-{
-    if (c >= '0' && c <= '9') return c - '0';
-    if (c >= 'a' && c <= 'f') return c - 'a' + 10;
-    if (c >= 'A' && c <= 'F') return c - 'A' + 10;
-    return -1;
-}
+#include "util.h"
 
 /* Reads 1-8 hex digits from s[*i..n) into *part; false when there are none or more than 8. */
 static bool hex_part(const char *s, size_t n, size_t *i, uint32_t *part)
 {
     size_t start = *i;
     uint32_t v = 0;
-    while (*i < n && hexval(s[*i]) >= 0) {
+    while (*i < n && hex_digit(s[*i]) >= 0) {
         if (*i - start == 8) return false;
-        v = v << 4 | (uint32_t)hexval(s[*i]);
+        v = v << 4 | (uint32_t)hex_digit(s[*i]);
         (*i)++;
     }
     if (*i == start) return false;

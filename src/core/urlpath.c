@@ -4,13 +4,7 @@
 
 #include <string.h>
 
-static int hexval(char c)
-{
-    if (c >= '0' && c <= '9') return c - '0';
-    if (c >= 'a' && c <= 'f') return c - 'a' + 10;
-    if (c >= 'A' && c <= 'F') return c - 'A' + 10;
-    return -1;
-}
+#include "util.h"
 
 size_t urlpath_max_segments(const char *path, size_t len)
 {
@@ -28,7 +22,7 @@ long urlpath_decode(const char *s, size_t n, char *out, bool plus_is_space)
             continue;
         }
         int hi, lo;
-        if (i + 2 >= n || (hi = hexval(s[i + 1])) < 0 || (lo = hexval(s[i + 2])) < 0) return -1;
+        if (i + 2 >= n || (hi = hex_digit(s[i + 1])) < 0 || (lo = hex_digit(s[i + 2])) < 0) return -1;
         out[o++] = (char)(hi * 16 + lo);
         i += 2;
     }

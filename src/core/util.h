@@ -29,4 +29,13 @@ char *xstrndup(const char *s, size_t n);
 uint64_t now_ms(void);
 uint64_t now_us(void);
 
+/* The value of a hexadecimal digit (either case), or -1. */
+static inline int hex_digit(char c)
+{
+    if (c >= '0' && c <= '9') return c - '0';
+    if (c >= 'a' && c <= 'f') return c - 'a' + 10;
+    if (c >= 'A' && c <= 'F') return c - 'A' + 10;
+    return -1;
+}
+
 #endif

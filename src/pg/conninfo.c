@@ -21,14 +21,6 @@ static size_t uri_prefix(const char *s)
     return 0;
 }
 
-static int hexval(char c)
-{
-    if (c >= '0' && c <= '9') return c - '0';
-    if (c >= 'a' && c <= 'f') return c - 'a' + 10;
-    if (c >= 'A' && c <= 'F') return c - 'A' + 10;
-    return -1;
-}
-
 /* True when s[0..n), percent-decoded, is password or sslpassword (any case: a string libpq
  * refuses is shown too). */
 static bool secret_key(const char *s, size_t n)
@@ -37,8 +29,8 @@ static bool secret_key(const char *s, size_t n)
     size_t k = 0;
     for (size_t i = 0; i < n; i++) {
         char c = s[i];
-        if (c == '%' && i + 2 < n && hexval(s[i + 1]) >= 0 && hexval(s[i + 2]) >= 0) {
-            c = (char)(hexval(s[i + 1]) * 16 + hexval(s[i + 2]));
+        if (c == '%' && i + 2 < n && hex_digit(s[i + 1]) >= 0 && hex_digit(s[i + 2]) >= 0) {
+            c = (char)(hex_digit(s[i + 1]) * 16 + hex_digit(s[i + 2]));
             i += 2;
         }
         if (k + 1 >= sizeof key) return false;

@@ -11,6 +11,7 @@
 #include <string.h>
 
 #include "pgtype.h"
+#include "util.h"
 
 #define MAX_SCALAR   128  /* longest number, date or time converted; longer ones go as text */
 #define MAX_DIGITS   1000 /* numeric: decimal digits converted */
@@ -132,30 +133,26 @@ static bool is_plain_number(const char *s, size_t n)
     return n > 0 && number_syntax(s, n, &id, &fd, &ea) == n;
 }
 
-/* s is NUL-terminated (a copy made by the caller). Out of range goes as text: the server decides. */
-static int put_float8(struct buf *out, const char *s, size_t n)
+/* s is NUL-terminated (a copy made by the caller): a double, or a float (single). Out of range
+ * goes as text, where the server decides. */
+static int put_float(struct buf *out, const char *s, size_t n, bool single)
 {
     if (!is_plain_number(s, n)) return -1;
     errno = 0;
-    double d = strtod(s, NULL);
+    double d = single ? (double)strtof(s, NULL) : strtod(s, NULL);
     if (errno == ERANGE || !isfinite(d)) return -1;
-    uint64_t bits;
-    memcpy(&bits, &d, sizeof bits);
-    put_be(out, 8, 4);
-    put_be(out, bits, 8);
-    return 0;
-}
-
-static int put_float4(struct buf *out, const char *s, size_t n)
-{
-    if (!is_plain_number(s, n)) return -1;
-    errno = 0;
-    float f = strtof(s, NULL);
-    if (errno == ERANGE || !isfinite(f)) return -1;
-    uint32_t bits;
-    memcpy(&bits, &f, sizeof bits);
-    put_be(out, 4, 4);
-    put_be(out, bits, 4);
+    if (single) {
+        float f = (float)d; /* exact: d came from a float */
+        uint32_t bits;
+        memcpy(&bits, &f, sizeof bits);
+        put_be(out, 4, 4);
+        put_be(out, bits, 4);
+    } else {
+        uint64_t bits;
+        memcpy(&bits, &d, sizeof bits);
+        put_be(out, 8, 4);
+        put_be(out, bits, 8);
+    }
     return 0;
 }
 
@@ -323,14 +320,6 @@ static int put_timestamp(struct buf *out, const char *s, size_t n, bool with_zon
 
 /* ---- uuid ---- */
 
-static int hex_value(char c)
-{
-    if (c >= '0' && c <= '9') return c - '0';
-    if (c >= 'a' && c <= 'f') return c - 'a' + 10;
-    if (c >= 'A' && c <= 'F') return c - 'A' + 10;
-    return -1;
-}
-
 /* The canonical 8-4-4-4-12 form. */
 static int put_uuid(struct buf *out, const char *s, size_t n)
 {
@@ -341,7 +330,7 @@ static int put_uuid(struct buf *out, const char *s, size_t n)
             if (s[i] != '-') return -1;
             continue;
         }
-        int hi = hex_value(s[i]), lo = hex_value(s[i + 1]);
+        int hi = hex_digit(s[i]), lo = hex_digit(s[i + 1]);
         if (hi < 0 || lo < 0) return -1;
         b[k++] = (unsigned char)(hi << 4 | lo);
         i++;
@@ -427,9 +416,9 @@ static int put_field(struct buf *out, Oid type, const char *s, size_t n)
         put_be(out, (uint64_t)i, 8);
         return 0;
     case PGT_FLOAT4:
-        return put_float4(out, v, n);
+        return put_float(out, v, n, true);
     case PGT_FLOAT8:
-        return put_float8(out, v, n);
+        return put_float(out, v, n, false);
     case PGT_NUMERIC:
         return put_numeric(out, v, n);
     case PGT_DATE:

@@ -146,14 +146,6 @@ static void put_b64(struct buf *b, const unsigned char *p, size_t n)
     b->len = (size_t)(o - b->data);
 }
 
-static int hexval(char c)
-{
-    if (c >= '0' && c <= '9') return c - '0';
-    if (c >= 'a' && c <= 'f') return c - 'a' + 10;
-    if (c >= 'A' && c <= 'F') return c - 'A' + 10;
-    return -1;
-}
-
 /* Decodes bytea text output (hex "\x0a0b", or the escape format) and writes it as a base64
  * JSON string, a chunk at a time. Text that is not valid bytea output becomes a plain string. */
 static void put_bytea(struct buf *b, const char *s, size_t n)
@@ -165,7 +157,7 @@ static void put_bytea(struct buf *b, const char *s, size_t n)
     for (size_t i = hex ? 2 : 0; i < n;) {
         int v;
         if (hex) {
-            int hi = i + 1 < n ? hexval(s[i]) : -1, lo = hi >= 0 ? hexval(s[i + 1]) : -1;
+            int hi = i + 1 < n ? hex_digit(s[i]) : -1, lo = hi >= 0 ? hex_digit(s[i + 1]) : -1;
             if (lo < 0) goto invalid;
             v = hi << 4 | lo;
             i += 2;
