@@ -101,6 +101,16 @@ static bool parse_int(const char *s, size_t n, int64_t lo, int64_t hi, int64_t *
     return true;
 }
 
+/* An integer of `bytes` bytes within [lo, hi]. */
+static int put_int(struct buf *out, const char *s, size_t n, int64_t lo, int64_t hi, int bytes)
+{
+    int64_t v;
+    if (!parse_int(s, n, lo, hi, &v)) return -1;
+    put_be(out, (uint64_t)bytes, 4);
+    put_be(out, (uint64_t)v, bytes);
+    return 0;
+}
+
 /* A JSON number: -?digits(.digits)?([eE][+-]?digits)? — what both strtod and the server read
  * alike. Returns the index after it (n when it is all of s), or 0. */
 static size_t number_syntax(const char *s, size_t n, size_t *int_digits, size_t *frac_digits, size_t *exp_at)
@@ -396,25 +406,15 @@ static int put_field(struct buf *out, Oid type, const char *s, size_t n)
     char v[MAX_SCALAR];
     memcpy(v, s, n);
     v[n] = '\0';
-    int64_t i;
     switch (type) {
     case PGT_BOOL:
         return put_bool(out, v, n);
     case PGT_INT2:
-        if (!parse_int(v, n, INT16_MIN, INT16_MAX, &i)) return -1;
-        put_be(out, 2, 4);
-        put_be(out, (uint64_t)i, 2);
-        return 0;
+        return put_int(out, v, n, INT16_MIN, INT16_MAX, 2);
     case PGT_INT4:
-        if (!parse_int(v, n, INT32_MIN, INT32_MAX, &i)) return -1;
-        put_be(out, 4, 4);
-        put_be(out, (uint64_t)i, 4);
-        return 0;
+        return put_int(out, v, n, INT32_MIN, INT32_MAX, 4);
     case PGT_INT8:
-        if (!parse_int(v, n, INT64_MIN, INT64_MAX, &i)) return -1;
-        put_be(out, 8, 4);
-        put_be(out, (uint64_t)i, 8);
-        return 0;
+        return put_int(out, v, n, INT64_MIN, INT64_MAX, 8);
     case PGT_FLOAT4:
         return put_float(out, v, n, true);
     case PGT_FLOAT8:
