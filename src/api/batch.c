@@ -11,6 +11,7 @@
 #include <string.h>
 
 #include "auth.h"
+#include "cached.h"
 #include "call.h"
 #include "http.h"
 #include "reqinfo.h"
@@ -35,6 +36,7 @@ struct item {
     struct buf body;     /* the item's answer once known */
     struct ryw_wait ryw; /* a readonly item waiting for a standby to replay the Sluice-LSN */
     struct pgjob *held;  /* ...its job, not submitted yet */
+    struct cached_seat seat; /* a cached query's item: its key, to store the answer under */
 };
 
 struct batch {
@@ -119,12 +121,36 @@ static int bind_item(struct pgjob *job)
     return call_bind(job, it->vals);
 }
 
+/* A cached query's item outside a transaction and without a Sluice-LSN: answered from the store
+ * (true), or set up to fill it once its answer is in (cached.h). */
+static bool answered_from_cache(struct batch *b, struct item *it, struct pgjob *job, int pool)
+{
+    if (it->q->cache_ttl_ms == 0 || b->token != 0) return false;
+    cached_begin(&it->seat, b->life.req, it->q, job);
+    it->seat.lsn = cached_read_lsn(pool, 0);
+    if (cached_lookup(&it->seat, it->q, 0, &it->body)) {
+        it->status = 200;
+        return true;
+    }
+    buf_reset(&it->body);
+    return false;
+}
+
+/* What /query/{name} would answer: within max_rows. */
+static bool fits_query_answer(const struct batch *b, const struct pgjob *job)
+{
+    int max_rows = worker_config(b->life.w)->max_rows;
+    return max_rows <= 0 || (job->result && PQntuples(job->result) <= max_rows);
+}
+
 static void on_item_done(struct pgjob *job)
 {
     struct item *it = job->owner;
     const char *outer = reqinfo_enter(it->b->life.req); /* a failed item's log line names the batch */
     it->job = NULL;
     it->status = call_job_json(&it->body, job);
+    if (it->status == 200 && it->seat.active && fits_query_answer(it->b, job))
+        cached_keep(&it->seat, it->q, &it->body);
     if (it->status == 200 && job->lsn > it->b->lsn) it->b->lsn = job->lsn;
     count_item(it->b, it, job);
     pgjob_free(job);
@@ -175,6 +201,11 @@ static void run_pipelined(struct batch *b)
         job->on_done = on_item_done;
         if (it->q->described && call_bind(job, it->vals) != 0) {
             it->status = call_job_json(&it->body, job);
+            pgjob_free(job);
+            b->pending--;
+            continue;
+        }
+        if (answered_from_cache(b, it, job, idx)) {
             pgjob_free(job);
             b->pending--;
             continue;

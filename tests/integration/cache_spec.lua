@@ -1,5 +1,5 @@
 -- cache_spec.lua — the result cache and request coalescing through the real binary: hits and
--- misses (Sluice-Cache), invalidation before a write's answer (named query with writes, bulk
+-- misses (Sluice-Cache), /batch items served from and filling the store, invalidation before a write's answer (named query with writes, bulk
 -- load, handler transaction, /batch), 1000 write-then-read pairs without a stale read, writes
 -- through a second gateway and through psql reaching the cache by the triggers of `sluice
 -- cache-triggers`, one LISTEN connection per gateway shared with event channels, a lost LISTEN
@@ -106,6 +106,34 @@ describe("result cache", function()
     assert.equal("miss", va)
     local _, vb = read("/quotes/GBPUSD")
     assert.equal("hit", vb)
+  end)
+
+  it("serves and fills the cache from /batch items too (not inside a transaction)", function()
+    local function batch(qs)
+      local s, body, _, raw = gw:post_json("/batch" .. (qs or ""),
+        H.encode { { query = "quote", params = { pair = "BATCHX" } }, { query = "quote", params = { pair = "BATCHY" } } })
+      assert.equal(200, s, raw)
+      return body
+    end
+    H.psql(db, "INSERT INTO quotes VALUES ('BATCHX', 10), ('BATCHY', 20)")
+    local h0 = metric("sluice_cache_hits_total", "quote")
+    local first = batch() -- fills the store
+    assert.same({ pair = "BATCHX", bid = 10 }, first[1].body)
+    local b, v = read("/query/quote?pair=BATCHY")
+    assert.equal("hit", v)
+    assert.same(first[2].body, b)
+    -- a write the gateway is not told about shows which answers come from the store
+    assert.equal(200, (gw:post_json("/query/set_bid_silent", H.encode { pair = "BATCHX", bid = 11 })))
+    local again = batch()
+    assert.same({ pair = "BATCHX", bid = 10 }, again[1].body)
+    assert.equal(h0 + 3, metric("sluice_cache_hits_total", "quote"))
+    -- in a transaction the items read the database
+    local tx = batch("?transaction=true")
+    assert.same({ pair = "BATCHX", bid = 11 }, tx[1].body)
+    -- and a write that says so reaches batch readers at once
+    assert.equal(200, (gw:post_json("/query/set_bid", H.encode { pair = "BATCHX", bid = 12 })))
+    assert.same({ pair = "BATCHX", bid = 12 }, batch()[1].body)
+    H.psql(db, "DELETE FROM quotes WHERE pair IN ('BATCHX', 'BATCHY')")
   end)
 
   it("gives a hit the ETag of the answer it keeps, and 304 to a client that has it", function()
