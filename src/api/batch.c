@@ -33,9 +33,9 @@ struct item {
     json_t **vals;
     struct pgjob *job; /* in flight */
     int status;
-    struct buf body;     /* the item's answer once known */
-    struct ryw_wait ryw; /* a readonly item waiting for a standby to replay the Sluice-LSN */
-    struct pgjob *held;  /* ...its job, not submitted yet */
+    struct buf body;         /* the item's answer once known */
+    struct ryw_wait ryw;     /* a readonly item waiting for a standby to replay the Sluice-LSN */
+    struct pgjob *held;      /* ...its job, not submitted yet */
     struct cached_seat seat; /* a cached query's item: its key, to store the answer under */
 };
 
