@@ -24,6 +24,7 @@
 #include "cache.h"
 #include "cached.h"
 #include "cancel.h"
+#include "clientwatch.h"
 #include "describe.h"
 #include "errorfilter.h"
 #include "events.h"
@@ -641,6 +642,8 @@ int serve_run(struct config *cfg)
     accesslog_register(&host->fallback_path);
     reqstats_register(path);
     reqstats_register(&host->fallback_path);
+    clientwatch_register(path);
+    clientwatch_register(&host->fallback_path);
 
     sigset_t sigs;
     sigemptyset(&sigs);

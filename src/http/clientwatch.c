@@ -46,17 +46,41 @@ void clientwatch_stop(struct clientwatch *cw)
     cw->sock = NULL;
 }
 
-/* Input that arrives meanwhile (a pipelined request, the peer's close) stays in the socket's
- * buffer, where h2o looks first when it reads the next request; only then does the socket leave
- * the poll set, so a level-triggered registration does not spin. */
+/* Input that arrives meanwhile (a pipelined request, the peer's close) is left in the kernel: the
+ * socket does not read while parked, since h2o's request points into its input buffer, which a
+ * read may move or replace. The socket then leaves the poll set, so that a level-triggered
+ * registration does not spin, and h2o reads the input once it has answered. */
 static void on_early_input(h2o_socket_t *sock, const char *err)
 {
+    h2o_socket_dont_read(sock, 0);
     h2o_socket_read_stop(sock);
+}
+
+static h2o_socket_t *http1_socket(h2o_req_t *req)
+{
+    if (req->version >= 0x200 || req->conn->callbacks->get_socket == NULL) return NULL;
+    return req->conn->callbacks->get_socket(req->conn);
 }
 
 void clientwatch_keep_polled(h2o_req_t *req)
 {
-    if (req->version >= 0x200 || req->conn->callbacks->get_socket == NULL) return;
-    h2o_socket_t *sock = req->conn->callbacks->get_socket(req->conn);
-    if (sock != NULL && !h2o_socket_is_reading(sock)) h2o_socket_read_start(sock, on_early_input);
+    h2o_socket_t *sock = http1_socket(req);
+    if (sock == NULL || h2o_socket_is_reading(sock)) return;
+    h2o_socket_dont_read(sock, 1);
+    h2o_socket_read_start(sock, on_early_input);
+}
+
+/* As the answer starts, the socket is given back to h2o as h2o left it (not reading, reads
+ * allowed). h2o starts reading again once the answer is written: in the same turn when it is
+ * written at once, so the poll set does not change. */
+static void on_setup_ostream(h2o_filter_t *self, h2o_req_t *req, h2o_ostream_t **slot)
+{
+    h2o_socket_t *sock = http1_socket(req);
+    if (sock != NULL && sock->_cb.read == on_early_input) on_early_input(sock, NULL);
+    h2o_setup_next_ostream(req, slot);
+}
+
+void clientwatch_register(h2o_pathconf_t *pathconf)
+{
+    h2o_create_filter(pathconf, sizeof(h2o_filter_t))->on_setup_ostream = on_setup_ostream;
 }

@@ -22,7 +22,9 @@ void clientwatch_stop(struct clientwatch *cw);
 
 /* Keeps an HTTP/1 connection in the poll set while req waits (a no-op over HTTP/2): h2o 2.2.5
  * takes it out when a request is complete and adds it back after the answer, an epoll_ctl DEL
- * and ADD for every request that waits on the database. */
+ * and ADD for every request that waits on the database. The filter of clientwatch_register
+ * hands the socket back to h2o as the answer starts. */
 void clientwatch_keep_polled(h2o_req_t *req);
+void clientwatch_register(h2o_pathconf_t *pathconf);
 
 #endif

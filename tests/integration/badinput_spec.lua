@@ -547,6 +547,28 @@ describe("bad input", function()
       c:close()
     end)
 
+    it("what a client sends while its request waits leaves that request's head intact", function()
+      -- h2o's request points into the connection's input buffer; reading the next request into
+      -- it meanwhile could move that buffer (a use after free, or headers read from moved bytes)
+      local r0, c0 = exchange(gw, get_req("/query/doze", "Connection: close\r\n"))
+      c0:close()
+      local etag = assert(r0.headers["etag"])
+      for _, pad in ipairs { 1000, 6000, 9000, 20000 } do
+        local c = connect(gw)
+        -- the first request (large: the buffer grows) is answered, the second waits behind it
+        assert(c:send(get_req("/query/one", "X-Pad: " .. ("a"):rep(9000) .. "\r\n") ..
+          get_req("/query/doze", "If-None-Match: " .. etag .. "\r\n")))
+        assert.same({ one = 1 }, assert(read_response(c)).json)
+        H.sleep(0.1) -- the second is waiting on the database now
+        assert(c:send(get_req("/query/echo_int?i=3", "X-Pad: " .. ("p"):rep(pad) .. "\r\n")))
+        local r = assert(read_response(c))
+        assert.equal(304, r.status, "pad " .. pad)
+        r = assert(read_response(c))
+        assert.same({ i = 3 }, r.json)
+        c:close()
+      end
+    end)
+
     it("a client that half-closes after its request still gets the answer", function()
       local c = connect(gw)
       assert(c:send(get_req("/query/doze")))
