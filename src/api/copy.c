@@ -30,6 +30,7 @@
 enum step {
     ST_DESCRIBE, /* learning the column types */
     ST_BEGIN,    /* BEGIN of the body (atomic) or of the chunk */
+    ST_TYPES,    /* the column types again, inside the transaction, before a binary COPY */
     ST_STAGE,    /* creating the staging table */
     ST_COPY,     /* COPY sent, waiting for COPY IN, then streaming */
     ST_COPIED,   /* COPY ended, waiting for its result */
@@ -55,6 +56,8 @@ struct bulkreq {
      * the rest of the body goes as text: that COPY ends, and a text COPY in the same transaction
      * starts with the lines not sent (carry). */
     bool binary;
+    Oid *types; /* this load's column types: the reader's and the binary COPY's */
+    bool types_changed;
     struct buf bin;
     size_t carry_off; /* the unsent lines are data[carry_off..len) */
     long carry_rows;
@@ -72,7 +75,7 @@ struct bulkreq {
 
 static void pump(struct bulkreq *br);
 static bool streams_whole_body(const struct bulk_def *d);
-static bool binary_fits(const struct bulk_def *d);
+static bool binary_fits(const struct bulk_def *d, const Oid *types);
 
 /* The load ends (committed, failed or broken off, perhaps after some chunks committed): the
  * result cache drops the table before anyone is answered. */
@@ -99,6 +102,7 @@ static void dispose(struct reqlife *life)
     if (br->reader_open) bulk_reader_free(&br->rd);
     buf_free(&br->data);
     buf_free(&br->bin);
+    free(br->types);
 }
 
 static void on_client_gone(struct reqlife *life);
@@ -243,11 +247,24 @@ static void end_body(struct bulkreq *br)
     }
 }
 
+/* Starts reading the body with br->types. Returns 0, or -1 once the client's error is on its way. */
+static int open_reader(struct bulkreq *br)
+{
+    char err[256];
+    struct bulk_def *d = br->d;
+    br->reader_open = true;
+    if (bulk_reader_init(&br->rd, br->format, br->life.req->entity.base, br->life.req->entity.len, d->columns,
+                         br->types, d->ncolumns, err, sizeof err) == 0)
+        return 0;
+    fail(br, 400, err, NULL);
+    finish_failed(br);
+    return -1;
+}
+
 /* One step finished without error (its NULL result arrived). */
 static void next_step(struct bulkreq *br)
 {
     struct bulk_def *d = br->d;
-    char err[256];
     switch (br->step) {
     case ST_DESCRIBE:
         if (!d->described) {
@@ -255,15 +272,9 @@ static void next_step(struct bulkreq *br)
             finish_failed(br);
             return;
         }
-        if (bulk_reader_init(&br->rd, br->format, br->life.req->entity.base, br->life.req->entity.len,
-                             d->columns, d->types, d->ncolumns, err, sizeof err) != 0) {
-            br->reader_open = true;
-            fail(br, 400, err, NULL);
-            finish_failed(br);
-            return;
-        }
-        br->reader_open = true;
-        br->binary = binary_fits(d);
+        br->types = xmalloc(sizeof(Oid) * (size_t)d->ncolumns);
+        memcpy(br->types, d->types, sizeof(Oid) * (size_t)d->ncolumns);
+        if (open_reader(br) != 0) return;
         if (d->atomic)
             begin(br);
         else
@@ -271,13 +282,27 @@ static void next_step(struct bulkreq *br)
         return;
     case ST_BEGIN:
         if (d->atomic) {
-            start_chunk(br);
+            /* Binary values are not checked against the column's type: the types are read
+             * again under the transaction's lock, which no ALTER TABLE passes until COMMIT. */
+            if (binary_fits(d, br->types))
+                send_step(br, ST_TYPES, d->sql_describe);
+            else
+                start_chunk(br);
             return;
         }
         if (d->sql_stage)
             send_step(br, ST_STAGE, d->sql_stage);
         else
             send_step(br, ST_COPY, d->sql_copy);
+        return;
+    case ST_TYPES:
+        if (br->types_changed) { /* nothing read yet: the reader starts again with them */
+            bulk_reader_free(&br->rd);
+            br->reader_open = false;
+            if (open_reader(br) != 0) return;
+        }
+        br->binary = binary_fits(d, br->types);
+        start_chunk(br);
         return;
     case ST_STAGE:
         send_step(br, ST_COPY, d->sql_copy);
@@ -348,11 +373,18 @@ static void on_result(void *arg, PGresult *r)
         pump(br);
         break;
     case PGRES_TUPLES_OK:
-        if (br->step == ST_DESCRIBE) {
+        if (br->step == ST_DESCRIBE) { /* loads under way read their own copy */
             free(br->d->types);
             br->d->types = xcalloc((size_t)br->d->ncolumns, sizeof(Oid));
             for (int i = 0; i < br->d->ncolumns && i < PQnfields(r); i++) br->d->types[i] = PQftype(r, i);
             br->d->described = PQnfields(r) == br->d->ncolumns;
+        } else if (br->step == ST_TYPES) {
+            for (int i = 0; i < br->d->ncolumns && i < PQnfields(r); i++) {
+                Oid t = PQftype(r, i);
+                if (t != br->types[i]) br->types_changed = true;
+                br->types[i] = br->d->types[i] = t; /* later loads start from these */
+            }
+            if (PQnfields(r) != br->d->ncolumns) fail(br, 500, "the table's columns changed", NULL);
         } else if (br->step == ST_COMMIT) {
             br->lsn = walpos_of(r);
         }
@@ -377,11 +409,11 @@ static bool streams_whole_body(const struct bulk_def *d)
 }
 
 /* Every column's type converts (copybin.h), and one COPY takes the whole body. */
-static bool binary_fits(const struct bulk_def *d)
+static bool binary_fits(const struct bulk_def *d, const Oid *types)
 {
     if (!streams_whole_body(d) || d->sql_copy_binary == NULL) return false;
     for (int c = 0; c < d->ncolumns; c++)
-        if (!copybin_supports(d->types[c])) return false;
+        if (!copybin_supports(types[c])) return false;
     return true;
 }
 
@@ -395,7 +427,7 @@ static int to_binary(struct bulkreq *br, int lines)
     const char *p = br->data.data, *end = p + br->data.len;
     for (int i = 0; i < lines; i++) {
         const char *nl = memchr(p, '\n', (size_t)(end - p));
-        if (copybin_row(p, (size_t)(nl - p), br->d->types, br->d->ncolumns, &br->bin) != 0) {
+        if (copybin_row(p, (size_t)(nl - p), br->types, br->d->ncolumns, &br->bin) != 0) {
             br->carry_off = (size_t)(p - br->data.data);
             br->carry_rows = lines - i;
             return i;

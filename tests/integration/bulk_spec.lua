@@ -26,6 +26,7 @@ sluice.bulk "items_upsert_loose" { table = "items", columns = { "id", "name", "q
 
 sluice.bulk "texts" { table = "texts", columns = { "id", "s" } }
 sluice.bulk "prices" { table = "prices", columns = { "id", "px", "at" } }
+sluice.bulk "retyped" { table = "retyped", columns = { "id", "v" } }
 
 sluice.bulk "big" { table = "big", columns = { "id", "pair", "bid", "ask", "ts" } }
 sluice.bulk "big_loose" { table = "big", columns = { "id", "pair", "bid", "ask", "ts" }, atomic = false }
@@ -45,6 +46,7 @@ describe("bulk", function()
       CREATE TABLE items (id int4 PRIMARY KEY, name text, qty int4 NOT NULL DEFAULT 0);
       CREATE TABLE texts (id int4 PRIMARY KEY, s text);
       CREATE TABLE prices (id int4 PRIMARY KEY, px numeric(8,3), at timestamptz NOT NULL);
+      CREATE TABLE retyped (id int4, v numeric);
       CREATE TABLE big (id int4 NOT NULL, pair text NOT NULL, bid float8, ask float8, ts timestamptz);
     ]])
     gw = H.start { dsn = db, scripts = scripts,
@@ -409,6 +411,21 @@ describe("bulk", function()
       end
       assert.equal(0, count("prices"))
       assert_clean()
+    end)
+
+    it("a column whose type changes under a running gateway: the next load follows it", function()
+      local body = json_body { { id = 1, v = 1.5 }, { id = 258, v = 2.25 } }
+      local _, b = post("retyped", body, JSON)
+      assert.equal(2, b.rows, H.encode(b))
+      -- binary values carry no type: sent as the old int4 they would be stored as raw bytes
+      H.psql(db, "ALTER TABLE retyped ALTER COLUMN id TYPE text; ALTER TABLE retyped ALTER COLUMN v TYPE float8")
+      _, b = post("retyped", body, JSON)
+      assert.equal(2, b.rows, H.encode(b))
+      assert.equal("1|1.5\n258|2.25\n1|1.5\n258|2.25\n", H.psql(db, "SELECT id, v FROM retyped ORDER BY ctid"))
+      H.psql(db, "ALTER TABLE retyped ALTER COLUMN id TYPE int8 USING id::int8")
+      _, b = post("retyped", body, JSON)
+      assert.equal(2, b.rows, H.encode(b))
+      assert.equal("6", H.psql1(db, "SELECT count(*) FROM retyped WHERE id IN (1, 258)"))
     end)
 
     it("atomic = false: the chunks before the bad one stay committed and the reply says so", function()
