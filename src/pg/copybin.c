@@ -149,8 +149,9 @@ static int put_float(struct buf *out, const char *s, size_t n, bool single)
 {
     if (!is_plain_number(s, n)) return -1;
     errno = 0;
-    double d = single ? (double)strtof(s, NULL) : strtod(s, NULL);
-    if (errno == ERANGE || !isfinite(d)) return -1;
+    char *end;
+    double d = single ? (double)strtof(s, &end) : strtod(s, &end);
+    if (errno == ERANGE || !isfinite(d) || end != s + n) return -1; /* all of it, whatever the locale */
     if (single) {
         float f = (float)d; /* exact: d came from a float */
         uint32_t bits;
