@@ -9,6 +9,7 @@
 #include <string.h>
 
 #include "cache.h"
+#include "hash64.h"
 #include "listener.h"
 #include "log.h"
 #include "probe.h"
@@ -132,6 +133,7 @@ void cached_begin(struct cached_seat *s, h2o_req_t *req, const struct query_def 
     s->key = h2o_mem_alloc_pool(&req->pool, k.len);
     memcpy(s->key, k.data, k.len);
     s->keylen = k.len;
+    s->hash = hash64(k.data, k.len);
     buf_free(&k);
     s->gens = cache_gens(q->cache_tables, q->ncache_tables, q->pool_idx);
     s->active = true;
@@ -144,7 +146,7 @@ bool cached_lookup(struct cached_seat *s, const struct query_def *q, uint64_t to
         cache_count(&q->cache_stats->misses);
         return false;
     }
-    enum cache_found f = cache_lookup(s->key, s->keylen, s->gens, token, out, &s->body_hash);
+    enum cache_found f = cache_lookup(s->key, s->keylen, s->hash, s->gens, token, out, &s->body_hash);
     if (f == CACHE_HIT) {
         cache_count(&q->cache_stats->hits);
         return true;
@@ -174,8 +176,7 @@ static void close_flight(struct flight *f)
 bool cached_join(struct worker *w, struct cached_seat *s, const struct query_def *q)
 {
     if (!s->active) return false;
-    uint64_t hash = cache_hash(s->key, s->keylen, CACHE_HASH_SEED);
-    struct flight *f = *slot_of(w->flights, hash, s->key, s->keylen);
+    struct flight *f = *slot_of(w->flights, s->hash, s->key, s->keylen);
     /* a flight that began before a write to its tables may have read before it: not shared */
     if (f == NULL || f->gens != s->gens) return false;
     s->flight = f;
@@ -213,7 +214,8 @@ static void flight_done(struct pgjob *job)
     struct buf body = BUF_INIT;
     if (o.status == 200) {
         call_write_json(&body, &o, job->q->name);
-        struct cached_seat keep = {.key = f->key, .keylen = f->keylen, .gens = f->gens, .lsn = f->lsn};
+        struct cached_seat keep = {
+            .key = f->key, .keylen = f->keylen, .hash = f->hash, .gens = f->gens, .lsn = f->lsn};
         cached_keep(&keep, job->q, &body);
     }
     land(f, &o, o.status == 200 ? &body : NULL);
@@ -229,7 +231,7 @@ void cached_lead(struct worker *w, struct cached_seat *s, struct pgjob *job, cac
     f->key = xmalloc(s->keylen);
     memcpy(f->key, s->key, s->keylen);
     f->keylen = s->keylen;
-    f->hash = cache_hash(s->key, s->keylen, CACHE_HASH_SEED);
+    f->hash = s->hash;
     f->gens = s->gens;
     f->lsn = s->lsn;
     f->job = job;
@@ -280,7 +282,8 @@ uint64_t cached_read_lsn(int pool, uint64_t token)
 void cached_keep(const struct cached_seat *s, const struct query_def *q, const struct buf *body)
 {
     if (q->cache_ttl_ms == 0 || s->key == NULL || !pool_listening(q->pool_idx)) return;
-    cache_store(s->key, s->keylen, body->data, body->len, s->gens, s->lsn, q->cache_ttl_ms, q->cache_stats);
+    cache_store(s->key, s->keylen, s->hash, body->data, body->len, s->gens, s->lsn, q->cache_ttl_ms,
+                q->cache_stats);
 }
 
 uint64_t cached_pools(const struct registry *reg)

@@ -22,6 +22,7 @@ struct cached_seat {
     bool active; /* the request takes part: a cached or coalesced query, bound already */
     char *key;   /* in the request's pool */
     size_t keylen;
+    uint64_t hash;         /* hash64 of the key */
     uint64_t gens;         /* the generation sum of its query's tables when it began */
     uint64_t lsn;          /* the WAL position its answer will have been read at, at least */
     uint64_t body_hash;    /* a hit: hash64 of the body, its ETag */

@@ -16,6 +16,7 @@
 #include "cache.h"
 #include "channel.h"
 #include "handler.h"
+#include "hash64.h"
 #include "log.h"
 #include "luajson.h"
 #include "metrics.h"
@@ -238,8 +239,8 @@ static void define_cache(lua_State *L, struct query_def *q, int t, const char *w
     }
     lua_pop(L, 1);
     if (q->coalesce) q->cache_stats = cache_stats_of(q->name);
-    q->cache_def_hash = cache_hash(q->sql, strlen(q->sql), CACHE_HASH_SEED);
-    q->cache_def_hash = cache_hash(q->single ? "1" : "n", 1, q->cache_def_hash);
+    q->cache_def_hash =
+        hash64(q->sql, strlen(q->sql)) ^ (uint64_t)q->single; /* a changed SQL or shape: new keys */
 }
 
 /* define_cache(q, table, what) under lua_pcall. */

@@ -166,14 +166,6 @@ static size_t nbuckets, nentries;
 static struct entry lru = {.prev = &lru, .next = &lru};
 static size_t bytes, max_bytes = (size_t)64 << 20;
 
-uint64_t cache_hash(const void *data, size_t len, uint64_t seed)
-{
-    const unsigned char *p = data;
-    uint64_t h = seed;
-    for (size_t i = 0; i < len; i++) h = (h ^ p[i]) * 1099511628211ull;
-    return h;
-}
-
 static void lru_unlink(struct entry *e)
 {
     e->prev->next = e->next;
@@ -239,10 +231,9 @@ size_t cache_bytes(void)
     return __atomic_load_n(&bytes, __ATOMIC_RELAXED);
 }
 
-enum cache_found cache_lookup(const void *key, size_t keylen, uint64_t gens, uint64_t min_lsn,
+enum cache_found cache_lookup(const void *key, size_t keylen, uint64_t hash, uint64_t gens, uint64_t min_lsn,
                               struct buf *out, uint64_t *body_hash)
 {
-    uint64_t hash = cache_hash(key, keylen, CACHE_HASH_SEED);
     enum cache_found found = CACHE_MISS;
     pthread_mutex_lock(&store_mu);
     if (nbuckets > 0) {
@@ -265,14 +256,14 @@ enum cache_found cache_lookup(const void *key, size_t keylen, uint64_t gens, uin
     return found;
 }
 
-void cache_store(const void *key, size_t keylen, const char *body, size_t len, uint64_t gens, uint64_t lsn,
-                 int ttl_ms, struct cache_stats *stats)
+void cache_store(const void *key, size_t keylen, uint64_t hash, const char *body, size_t len, uint64_t gens,
+                 uint64_t lsn, int ttl_ms, struct cache_stats *stats)
 {
     size_t size = ENTRY_OVERHEAD + keylen + len;
     if (ttl_ms <= 0) return;
     /* built outside the lock: only linking it in is serialised */
     struct entry *e = xmalloc(sizeof *e + keylen + len);
-    e->hash = cache_hash(key, keylen, CACHE_HASH_SEED);
+    e->hash = hash;
     e->gens = gens;
     e->lsn = lsn;
     e->expires_ms = now_ms() + (uint64_t)ttl_ms;

@@ -64,23 +64,21 @@ size_t cache_bytes(void);
 /* What a lookup found. */
 enum cache_found { CACHE_MISS, CACHE_HIT, CACHE_STALE };
 
+/* key's hash is hash64(key, keylen): the caller makes it once for every use of the key. */
+
 /* Looks key up: a hit when an entry is there, younger than its ttl, of generation sum gens and
  * read at a WAL position at or after min_lsn; its body is appended to out and *body_hash set
  * (hash64 of the body: its ETag).
  * An entry of another generation sum is dropped (CACHE_STALE); an expired one too (CACHE_MISS). */
-enum cache_found cache_lookup(const void *key, size_t keylen, uint64_t gens, uint64_t min_lsn,
+enum cache_found cache_lookup(const void *key, size_t keylen, uint64_t hash, uint64_t gens, uint64_t min_lsn,
                               struct buf *out, uint64_t *body_hash);
 /* Stores body under key (replacing an entry of the same key), with its generation sum, the WAL
  * position it was read at and its ttl; evicts least recently used entries until the store holds
  * at most cache_max_bytes (counted in their query's stats). An entry larger than the bound alone
  * is not stored. stats: the query's counters. */
-void cache_store(const void *key, size_t keylen, const char *body, size_t len, uint64_t gens, uint64_t lsn,
-                 int ttl_ms, struct cache_stats *stats);
+void cache_store(const void *key, size_t keylen, uint64_t hash, const char *body, size_t len, uint64_t gens,
+                 uint64_t lsn, int ttl_ms, struct cache_stats *stats);
 /* Drops every entry (tests and shutdown). */
 void cache_clear(void);
-
-/* A 64-bit hash of data (FNV-1a): of keys, and of bodies for their validators. */
-uint64_t cache_hash(const void *data, size_t len, uint64_t seed);
-#define CACHE_HASH_SEED 14695981039346656037ull
 
 #endif

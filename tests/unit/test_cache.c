@@ -10,6 +10,7 @@
 
 #include "buf.h"
 #include "cache.h"
+#include "hash64.h"
 
 static int reset(void **state)
 {
@@ -22,7 +23,7 @@ static enum cache_found lookup(const char *key, uint64_t gens, uint64_t lsn, str
 {
     uint64_t h;
     buf_reset(out);
-    return cache_lookup(key, strlen(key), gens, lsn, out, &h);
+    return cache_lookup(key, strlen(key), hash64(key, strlen(key)), gens, lsn, out, &h);
 }
 
 static void stores_and_finds(void **state)
@@ -30,7 +31,7 @@ static void stores_and_finds(void **state)
     struct buf out = BUF_INIT;
     struct cache_stats *s = cache_stats_of("q");
     assert_int_equal(lookup("k1", 0, 0, &out), CACHE_MISS);
-    cache_store("k1", 2, "{\"a\":1}", 7, 0, 100, 60000, s);
+    cache_store("k1", 2, hash64("k1", 2), "{\"a\":1}", 7, 0, 100, 60000, s);
     assert_int_equal(lookup("k1", 0, 0, &out), CACHE_HIT);
     assert_int_equal(out.len, 7);
     assert_memory_equal(out.data, "{\"a\":1}", 7);
@@ -50,13 +51,13 @@ static void a_bumped_table_makes_entries_stale(void **state)
     assert_int_equal(cache_table_find("QUOTES"), t);
     assert_string_equal(cache_table_name(t), "quotes");
     uint64_t g = cache_gens(&t, 1, 0);
-    cache_store("k", 1, "x", 1, g, 0, 60000, NULL);
+    cache_store("k", 1, hash64("k", 1), "x", 1, g, 0, 60000, NULL);
     assert_int_equal(lookup("k", cache_gens(&t, 1, 0), 0, &out), CACHE_HIT);
     cache_bump_tables(&t, 1);
     assert_int_equal(lookup("k", cache_gens(&t, 1, 0), 0, &out), CACHE_STALE);
     assert_int_equal(lookup("k", cache_gens(&t, 1, 0), 0, &out), CACHE_MISS); /* dropped */
     /* a lost LISTEN connection: the pool's generation */
-    cache_store("k", 1, "x", 1, cache_gens(&t, 1, 3), 0, 60000, NULL);
+    cache_store("k", 1, hash64("k", 1), "x", 1, cache_gens(&t, 1, 3), 0, 60000, NULL);
     cache_bump_pool(3);
     assert_int_equal(lookup("k", cache_gens(&t, 1, 3), 0, &out), CACHE_STALE);
     /* NOTIFY payloads */
@@ -76,7 +77,7 @@ static void never_holds_more_than_the_bound(void **state)
     cache_set_max(10000);
     for (int i = 0; i < 100; i++) {
         snprintf(key, sizeof key, "key%d", i);
-        cache_store(key, strlen(key), body, sizeof body, 0, 0, 60000, s);
+        cache_store(key, strlen(key), hash64(key, strlen(key)), body, sizeof body, 0, 0, 60000, s);
         assert_true(cache_bytes() <= 10000);
         if (i == 5) assert_int_equal(lookup("key0", 0, 0, &out), CACHE_HIT); /* key0 is now recent */
     }
@@ -87,7 +88,7 @@ static void never_holds_more_than_the_bound(void **state)
     size_t before = cache_bytes();
     char big[20000];
     memset(big, 'y', sizeof big);
-    cache_store("big", 3, big, sizeof big, 0, 0, 60000, s);
+    cache_store("big", 3, hash64("big", 3), big, sizeof big, 0, 0, 60000, s);
     assert_int_equal(cache_bytes(), before);
     /* a smaller bound evicts at once */
     cache_set_max(2000);
