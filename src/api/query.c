@@ -548,11 +548,10 @@ int query_handle(struct worker *w, h2o_req_t *req, struct query_def *q, const ch
 {
     if (!auth_allow(w, req, q->auth, q->reg->L, q->auth_ref, q->name)) return 0;
     uint64_t started_us = now_us();
-    bool is_get = h2o_memis(req->method.base, req->method.len, H2O_STRLIT("GET")) ||
-                  h2o_memis(req->method.base, req->method.len, H2O_STRLIT("HEAD"));
-    bool is_post = h2o_memis(req->method.base, req->method.len, H2O_STRLIT("POST"));
+    bool get = is_get(req);
+    bool post = h2o_memis(req->method.base, req->method.len, H2O_STRLIT("POST"));
     /* A route alias was matched on its method already; /query/{name} takes GET only when readonly. */
-    if (path_vals == NULL && (!(is_get || is_post) || (is_get && !q->readonly))) {
+    if (path_vals == NULL && (!(get || post) || (get && !q->readonly))) {
         const char *allow = q->readonly ? "GET, POST" : "POST";
         h2o_add_header(&req->pool, &req->res.headers, H2O_TOKEN_ALLOW, NULL, allow, strlen(allow));
         const char *msg = q->readonly ? "use GET or POST" : "this query writes: use POST";
