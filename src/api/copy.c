@@ -81,8 +81,7 @@ static bool binary_fits(const struct bulk_def *d, const Oid *types);
  * result cache drops the table before anyone is answered. */
 static void wrote(struct bulkreq *br)
 {
-    cache_bump_tables(&br->d->table_id, 1);
-    cache_note_lsn(br->lsn);
+    cache_wrote(&br->d->table_id, 1, br->lsn);
 }
 
 /* The load ended early: the connection is closed, so the server rolls back what was not

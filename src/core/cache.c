@@ -93,7 +93,7 @@ const char *cache_table_name(int id)
     return id >= 0 && id < __atomic_load_n(&ntables, __ATOMIC_ACQUIRE) ? table_names[id] : "";
 }
 
-void cache_bump_tables(const int *ids, int n)
+static void bump_tables(const int *ids, int n)
 {
     for (int i = 0; i < n; i++)
         if (ids[i] >= 0 && ids[i] < CACHE_MAX_TABLES)
@@ -109,7 +109,7 @@ bool cache_invalidate_named(const char *table)
         __atomic_fetch_add(&unknown_payloads, 1, __ATOMIC_RELAXED);
         return false;
     }
-    cache_bump_tables(&id, 1);
+    bump_tables(&id, 1);
     return true;
 }
 
@@ -133,17 +133,18 @@ uint64_t cache_gens(const int *ids, int n, int pool)
     return sum;
 }
 
-uint64_t cache_known_lsn(void)
+void cache_wrote(const int *ids, int n, uint64_t lsn)
 {
-    return __atomic_load_n(&known_lsn, __ATOMIC_ACQUIRE);
-}
-
-void cache_note_lsn(uint64_t lsn)
-{
+    bump_tables(ids, n);
     uint64_t cur = __atomic_load_n(&known_lsn, __ATOMIC_RELAXED);
     while (lsn > cur &&
            !__atomic_compare_exchange_n(&known_lsn, &cur, lsn, true, __ATOMIC_RELEASE, __ATOMIC_RELAXED))
         ;
+}
+
+uint64_t cache_known_lsn(void)
+{
+    return __atomic_load_n(&known_lsn, __ATOMIC_ACQUIRE);
 }
 
 /* --- the store ------------------------------------------------------------------------------ */

@@ -40,8 +40,9 @@ int cache_table_id(const char *name);
 int cache_table_find(const char *name);
 /* The canonical name of table id (static storage), "" for an unknown id. */
 const char *cache_table_name(int id);
-/* Every entry that depends on the tables (ids) becomes stale, before the caller answers. */
-void cache_bump_tables(const int *ids, int n);
+/* A write to the tables (ids) committed, or may have, at WAL position lsn (0: unknown): every
+ * entry that depends on them becomes stale, before the caller answers, and lsn is noted. */
+void cache_wrote(const int *ids, int n, uint64_t lsn);
 /* Every entry of the queries of pool idx becomes stale (its LISTEN connection was lost). */
 void cache_bump_pool(int idx);
 /* A NOTIFY sluice_invalidate payload: the table it names becomes stale. Returns false (and
@@ -54,7 +55,6 @@ uint64_t cache_gens(const int *ids, int n, int pool);
 
 /* The newest WAL position a write through this process reported (Sluice-LSN), 0 when none. */
 uint64_t cache_known_lsn(void);
-void cache_note_lsn(uint64_t lsn);
 
 /* Sets the store's bound (cache_max_bytes): entries are evicted until they fit. */
 void cache_set_max(size_t max_bytes);

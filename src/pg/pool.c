@@ -87,9 +87,7 @@ static void unqueue(struct pool *p, struct pool_wait *w)
 static void deliver(struct pgjob *job)
 {
     /* a write that ran (or may have): the result cache drops its tables before anyone answers */
-    if (job->q->nwrite_tables > 0 && job->status != PGJOB_BIND_ERROR)
-        cache_bump_tables(job->q->write_tables, job->q->nwrite_tables);
-    if (job->lsn) cache_note_lsn(job->lsn);
+    if (job->status != PGJOB_BIND_ERROR) cache_wrote(job->q->write_tables, job->q->nwrite_tables, job->lsn);
     if (job->owner != NULL)
         job->on_done(job);
     else

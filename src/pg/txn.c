@@ -25,8 +25,7 @@ static void count(struct txn *t, enum txn_outcome outcome)
 /* The transaction committed, or may have: the result cache drops what it wrote. */
 static void wrote(struct txn *t)
 {
-    cache_bump_tables(t->wrote, t->nwrote);
-    cache_note_lsn(t->lsn);
+    cache_wrote(t->wrote, t->nwrote, t->lsn);
     t->nwrote = 0;
 }
 

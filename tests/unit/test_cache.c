@@ -53,7 +53,7 @@ static void a_bumped_table_makes_entries_stale(void **state)
     uint64_t g = cache_gens(&t, 1, 0);
     cache_store("k", 1, hash64("k", 1), "x", 1, g, 0, 60000, NULL);
     assert_int_equal(lookup("k", cache_gens(&t, 1, 0), 0, &out), CACHE_HIT);
-    cache_bump_tables(&t, 1);
+    cache_wrote(&t, 1, 0);
     assert_int_equal(lookup("k", cache_gens(&t, 1, 0), 0, &out), CACHE_STALE);
     assert_int_equal(lookup("k", cache_gens(&t, 1, 0), 0, &out), CACHE_MISS); /* dropped */
     /* a lost LISTEN connection: the pool's generation */
