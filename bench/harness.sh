@@ -1,4 +1,4 @@
-# bench/harness.sh — what the standalone benchmark scripts (stream.sh, bulk_memory.sh, cache.sh, events.sh)
+# bench/harness.sh — what the standalone benchmark scripts (stream.sh, bulk_memory.sh, cache.sh, events.sh, valgrind_growth.sh)
 # share, sourced after they set ROOT, SLUICE_BIN, TESTDB_DIR, TESTDB_PORT and GATEWAY_PORT: a
 # private temp dir $T, a throwaway PostgreSQL, one gateway started from a copy of the binary
 # without the caller's SLUICE_* variables, and a cleanup on exit that stops both (bench_on_exit,

@@ -17,33 +17,13 @@ export TESTDB_DIR=${TESTDB_DIR:-/tmp/vg-growth-db} TESTDB_PORT=${TESTDB_PORT:-55
 GATEWAY_PORT=${GATEWAY_PORT:-55664}
 SLUICE_BIN=${SLUICE_BIN:-$ROOT/build/valgrind/sluice}
 OUT=${OUT:-$ROOT/bench/results/valgrind-growth-$(date -u +%Y-%m-%d-%H%M).txt}
-DSN="host=127.0.0.1 port=$TESTDB_PORT user=postgres dbname=postgres"
-URL="http://127.0.0.1:$GATEWAY_PORT"
-
-T=$(mktemp -d /tmp/vg-growth.XXXXXX)
-GW_PID=""
-
-say() { printf '%s\n' "$*" >&2; }
-cleanup() {
-    if [[ -n $GW_PID ]] && kill -0 "$GW_PID" 2>/dev/null; then
-        kill -KILL "$GW_PID" 2>/dev/null || true
-    fi
-    "$ROOT/scripts/testdb.sh" stop >/dev/null 2>&1 || true
-    rm -rf "$T"
-}
-trap cleanup EXIT
-trap 'exit 130' INT
-trap 'exit 143' TERM
-
-command -v valgrind >/dev/null || { say "valgrind is not installed"; exit 1; }
+command -v valgrind >/dev/null || { printf 'valgrind is not installed\n' >&2; exit 1; }
 if [[ $SLUICE_BIN == "$ROOT/build/valgrind/sluice" ]]; then
     make -C "$ROOT" --no-print-directory -j"$(nproc 2>/dev/null || echo 2)" BUILD=build/valgrind OPT="-O1 -g" all >/dev/null
 fi
-[[ -x $SLUICE_BIN ]] || { say "no gateway binary at $SLUICE_BIN"; exit 1; }
-cp "$SLUICE_BIN" "$T/sluice" # a private copy: a rebuild meanwhile does not touch the runs
+source "$ROOT/bench/harness.sh" # $T, the private copy $T/sluice, say, the clean-up on exit
 
-say "starting PostgreSQL in $TESTDB_DIR on port $TESTDB_PORT"
-"$ROOT/scripts/testdb.sh" start >/dev/null
+bench_start_db
 
 mkdir -p "$T/gw"
 cat >"$T/gw/endpoints.lua" <<'LUA'
