@@ -7,6 +7,7 @@
 
 #include "cache.h"
 #include "dbconnect.h"
+#include "util.h"
 
 /* 1 when name is a relation on c, 0 when not, -1 when the server could not answer. */
 static int exists(PGconn *c, const char *name)
@@ -39,7 +40,7 @@ static int check_ids(PGconn *c, const struct query_def *q, const char *key, cons
 
 int tablecheck_run(const struct config *cfg, const struct registry *reg, char *err, size_t errlen)
 {
-    PGconn **conns = calloc(cfg->npools ? cfg->npools : 1, sizeof *conns);
+    PGconn **conns = xcalloc(cfg->npools ? cfg->npools : 1, sizeof *conns);
     int rc = 0;
     for (int i = 0; i < reg->nqueries && rc == 0; i++) {
         const struct query_def *q = reg->queries[i];
