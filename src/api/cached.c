@@ -101,40 +101,30 @@ void cached_free(struct worker *w)
     w->flights = NULL;
 }
 
-static void put_bytes(struct buf *b, const void *p, size_t n)
-{
-    uint32_t len = (uint32_t)n;
-    buf_append(b, (const char *)&len, sizeof len);
-    buf_append(b, p, n);
-}
-
 void cached_begin(struct cached_seat *s, h2o_req_t *req, const struct query_def *q, const struct pgjob *job)
 {
     memset(s, 0, sizeof *s);
     if (!q->coalesce || !job->bound) return;
-    /* Length-prefixed parts, so that no two different requests make the same bytes. */
-    struct buf k = BUF_INIT;
-    buf_append(&k, (const char *)&q->cache_def_hash, sizeof q->cache_def_hash);
-    put_bytes(&k, q->name, strlen(q->name));
-    if (q->auth != AUTH_NONE) { /* the caller's credentials: one caller never gets another's entry */
+    /* The query (its definition's hash and its name), the caller's credentials when the query has
+     * auth (one caller never gets another's entry), then the bound parameters as they go to the
+     * server: where each value starts (-1: NULL), then the NUL-terminated values. Lengths and
+     * terminators keep the parts apart, so two different requests never make the same bytes. */
+    h2o_iovec_t auth = h2o_iovec_init(NULL, 0);
+    if (q->auth != AUTH_NONE) {
         ssize_t i = h2o_find_header(&req->headers, H2O_TOKEN_AUTHORIZATION, -1);
-        h2o_iovec_t v = i >= 0 ? req->headers.entries[i].value : h2o_iovec_init(NULL, 0);
-        put_bytes(&k, v.base, v.len);
+        if (i >= 0) auth = req->headers.entries[i].value;
     }
-    for (int i = 0; i < q->nparams; i++) {
-        int off = job->param_off[i];
-        if (off < 0)
-            buf_putc(&k, 'N');
-        else {
-            buf_putc(&k, 'V');
-            put_bytes(&k, job->params.data + off, strlen(job->params.data + off));
-        }
-    }
-    s->key = h2o_mem_alloc_pool(&req->pool, k.len);
-    memcpy(s->key, k.data, k.len);
-    s->keylen = k.len;
-    s->hash = hash64(k.data, k.len);
-    buf_free(&k);
+    uint32_t authlen = (uint32_t)auth.len;
+    size_t namelen = strlen(q->name) + 1, offs = sizeof *job->param_off * (size_t)q->nparams;
+    s->keylen = sizeof q->cache_def_hash + namelen + sizeof authlen + auth.len + offs + job->params.len;
+    char *k = s->key = h2o_mem_alloc_pool(&req->pool, s->keylen);
+    memcpy(k, &q->cache_def_hash, sizeof q->cache_def_hash), k += sizeof q->cache_def_hash;
+    memcpy(k, q->name, namelen), k += namelen;
+    memcpy(k, &authlen, sizeof authlen), k += sizeof authlen;
+    if (auth.len) memcpy(k, auth.base, auth.len), k += auth.len;
+    if (offs) memcpy(k, job->param_off, offs), k += offs;
+    if (job->params.len) memcpy(k, job->params.data, job->params.len);
+    s->hash = hash64(s->key, s->keylen);
     s->gens = cache_gens(q->cache_tables, q->ncache_tables, q->pool_idx);
     s->active = true;
 }
