@@ -7,11 +7,15 @@
 # run only (the machine may be shared). Exit status 1 when the hot key is under 3x the uncached
 # query or under 1.2x pgbench, or a read was stale. Also the CPU per request of a hit and of an
 # uncached request (gateway, PostgreSQL), which wrk's own share of the cores does not blur.
+# Beside them, nginx (Debian's package) answering the hit's body as a constant: no server answers
+# faster on this machine under the same wrk, so it is the ceiling of a cache hit, and its req/s over
+# the uncached query's bounds what any cache can reach here.
 # Stops everything it started.
 # Usage: bench/cache.sh
 # Env: SECS (5), ROUNDS (3: the hot-key figures are medians), CONNS (32 HTTP connections),
 #      GATEWAY_WORKERS (2), PGB_CLIENTS (8), KEYS (10), WRITE_EVERY (100), LOG_ACCESS (true),
-#      SLUICE_BIN, TESTDB_DIR (/tmp/cache-bench-db), TESTDB_PORT (55710), GATEWAY_PORT (55711)
+#      SLUICE_BIN, TESTDB_DIR (/tmp/cache-bench-db), TESTDB_PORT (61710), GATEWAY_PORT (61711),
+#      STATIC_PORT (61712)
 set -Eeuo pipefail
 
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
@@ -26,6 +30,7 @@ LOG_ACCESS=${LOG_ACCESS:-true} # the gateway's access log (one line per request,
 SLUICE_BIN=${SLUICE_BIN:-$ROOT/build/sluice}
 export TESTDB_DIR=${TESTDB_DIR:-/tmp/cache-bench-db} TESTDB_PORT=${TESTDB_PORT:-61710}
 GATEWAY_PORT=${GATEWAY_PORT:-61711}
+STATIC_PORT=${STATIC_PORT:-61712}
 PGBIN=/usr/lib/postgresql/15/bin
 SELECT="SELECT id, pair, bid, ask, ts FROM bench_quotes WHERE id = "
 source "$ROOT/bench/harness.sh"
@@ -52,30 +57,73 @@ bench_start_gateway "$T/gw/sluice.lua"
 curl -fsS -o /dev/null "$URL/query/quote_cached?id=42"
 curl -fsS -o /dev/null "$URL/query/quote?id=42"
 
+# nginx in the foreground with the gateway's worker count, returning the hit's body with an ETag;
+# its access log, when the gateway's is on, is batched as the gateway's is. Sets STATIC_PID, or
+# leaves it empty (and says why) when nginx is missing or does not start.
+STATIC_PID=""
+static_start() {
+    local dir=$T/nginx body log=off
+    command -v nginx >/dev/null || { say "nginx is missing (scripts/deps.sh bench installs it): no constant-answer row"; return 0; }
+    mkdir -p "$dir"
+    body=$(curl -fsS "$URL/query/quote_cached?id=42")
+    [[ $LOG_ACCESS == true ]] && log="$dir/access.log combined buffer=64k flush=1s"
+    cat >"$dir/nginx.conf" <<NGX
+worker_processes $WORKERS;
+daemon off;
+pid $dir/nginx.pid;
+error_log $dir/error.log warn;
+events { worker_connections 4096; }
+http {
+  access_log $log;
+  keepalive_requests 1000000000;
+  server {
+    listen 127.0.0.1:$STATIC_PORT;
+    location / { default_type application/json; add_header ETag '"0123456789abcdef"'; return 200 '$body'; }
+  }
+}
+NGX
+    nginx -e "$dir/error.log" -p "$dir" -c "$dir/nginx.conf" &
+    STATIC_PID=$!
+    for _ in $(seq 50); do
+        [[ $(curl -fsS --max-time 1 "http://127.0.0.1:$STATIC_PORT/q" 2>/dev/null) == "$body" ]] && return 0
+        sleep 0.1
+    done
+    say "nginx did not start: no constant-answer row"; cat "$dir/error.log" >&2
+    kill "$STATIC_PID" 2>/dev/null || true
+    STATIC_PID=""
+}
+bench_on_exit() { [[ -z $STATIC_PID ]] || { kill "$STATIC_PID"; wait "$STATIC_PID"; } 2>/dev/null; }
+static_start
+
 PG_PID=$(head -1 "$TESTDB_DIR/data/postmaster.pid")
-# PATH-or-script args..: prints req/s, then the CPU µs per request of the gateway and of
+# SERVER_PID wrk-args..: prints req/s, then the CPU µs per request of the server and of
 # PostgreSQL (from /proc: steadier than req/s on a shared machine); a non-2xx answer fails the run
 wrk_run() {
-    local out g0 g1 p0 p1
-    g0=$(ticks "$GW_PID") p0=$(ticks "$PG_PID")
+    local server=$1 out g0 g1 p0 p1
+    shift
+    g0=$(ticks "$server") p0=$(ticks "$PG_PID")
     out=$(wrk -t2 -c"$CONNS" -d"${SECS}s" "$@")
-    g1=$(ticks "$GW_PID") p1=$(ticks "$PG_PID")
+    g1=$(ticks "$server") p1=$(ticks "$PG_PID")
     if grep -q "Non-2xx" <<<"$out"; then say "non-2xx answers: $out"; exit 1; fi
     awk -v g=$((g1 - g0)) -v p=$((p1 - p0)) -v k="$CLK_TCK" '
         / requests in / { n = $1 } /^Requests\/sec:/ { r = $2 }
         END { printf "%.0f %.1f %.1f\n", r, g / k / n * 1e6, p / k / n * 1e6 }' <<<"$out"
 }
-wrk_rps() { wrk_run "$@" | awk '{ print $1 }'; }
+wrk_rps() { wrk_run "$GW_PID" "$@" | awk '{ print $1 }'; }
 metric() { curl -fsS "$URL/metrics" | awk -v m="$1" '$1 == m { print $2 }'; }
 
 printf '\\set id 42\n%s :id;\n' "$SELECT" >"$T/pgb.sql"
 median() { printf '%s\n' "$@" | sort -n | awk '{ a[NR] = $1 } END { print a[int((NR + 1) / 2)] }'; }
-say "hot key, ${SECS}s each, $ROUNDS rounds in turn: cached, uncached, pgbench -c $PGB_CLIENTS"
-C=() U=() P=() CG=() UG=() UP=()
+say "hot key, ${SECS}s each, $ROUNDS rounds in turn: cached, uncached, pgbench -c $PGB_CLIENTS${STATIC_PID:+, the nginx constant}"
+C=() U=() P=() CG=() UG=() UP=() S=() SC=()
 for ((r = 1; r <= ROUNDS; r++)); do
-    read -r rps gw pg < <(wrk_run "$URL/query/quote_cached?id=42")
+    if [[ -n $STATIC_PID ]]; then
+        read -r rps us _ < <(wrk_run "$STATIC_PID" "http://127.0.0.1:$STATIC_PORT/q")
+        S+=("$rps") SC+=("$us")
+    fi
+    read -r rps gw pg < <(wrk_run "$GW_PID" "$URL/query/quote_cached?id=42")
     C+=("$rps") CG+=("$gw")
-    read -r rps gw pg < <(wrk_run "$URL/query/quote?id=42")
+    read -r rps gw pg < <(wrk_run "$GW_PID" "$URL/query/quote?id=42")
     U+=("$rps") UG+=("$gw") UP+=("$pg")
     P+=("$("$PGBIN/pgbench" -n -M prepared -c "$PGB_CLIENTS" -j 2 -T "$SECS" -h 127.0.0.1 -p "$TESTDB_PORT" \
         -U postgres -f "$T/pgb.sql" postgres 2>/dev/null | awk '/^tps = / { printf "%.0f", $3; exit }')")
@@ -106,6 +154,11 @@ printf '  hot key uncached    %8s req/s   cached/uncached %s (want >= 3)\n' "$UN
 printf '  pgbench -c %-3s      %8s tps     cached/pgbench  %s (want >= 1.2)\n' "$PGB_CLIENTS" "$PGB" "$R_PGB"
 printf '  CPU per request: a hit %s us in the gateway; uncached %s us in the gateway + %s us in PostgreSQL (%s x a hit)\n' \
     "$HIT_US" "$MISS_US" "$MISS_PG_US" "$(awk -v h="$HIT_US" -v g="$MISS_US" -v p="$MISS_PG_US" 'BEGIN { printf "%.2f", (h > 0 ? (g + p) / h : 0) }')"
+if ((${#S[@]})); then
+    STATIC=$(median "${S[@]}")
+    printf '  nginx, a constant   %8s req/s   cached/constant %s; constant/uncached %s, the most a cache can reach here (%s us of CPU per answer)\n' \
+        "$STATIC" "$(ratio "$CACHED" "$STATIC")" "$(ratio "$STATIC" "$UNCACHED")" "$(median "${SC[@]}")"
+fi
 printf '  mixed (1 write in %s, %s ids) %s req/s: hit ratio %s%% (%d hits, %d misses); freshness probe: %s write-then-read pairs, %s stale; cache %s bytes\n' \
     "$WRITE_EVERY" "$KEYS" "$MIXED" "$HIT" "$((H1 - H0))" "$((M1 - M0))" "$PAIRS" "$STALE" "$BYTES"
 ok=true

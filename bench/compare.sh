@@ -5,6 +5,10 @@
 #   peer     bench/peer/ (node:http + node-postgres, one process per core), installed by npm into
 #            PEER_CACHE; wrk -t1 -cCONNS on GET /query/quote_by_id?id=<random>; POST /bulk
 #   sluice   SLUICE_BIN serve, pool_size POOL, max_overflow 0; the same wrk load and bodies
+#   proxy    PgBouncer (Debian's package) in transaction pooling with POOL server connections,
+#            under pgbench -M extended -c CONNS -j 1: what the reference connection pooler costs
+#            per query for relaying alone (with no HTTP or JSON), beside the gateway's cost.
+#            BOUNCER_MODE=session: a server connection per client, pgbench -M prepared
 # ROUNDS rounds of the three in turn (the machine's drift hits all alike); every figure is the
 # median over rounds. Per request or query it records the CPU time of the app (or pgbench) and
 # of PostgreSQL, read from /proc, and the app's system calls (perf), which other load on the
@@ -30,10 +34,11 @@ BENCH_DB_DIR=${COMPARE_DB_DIR:-/tmp/sluice-compare-db}
 BENCH_DB_PORT=${COMPARE_DB_PORT:-55611}
 GATEWAY_PORT=${COMPARE_GATEWAY_PORT:-55612}
 PEER_PORT=${COMPARE_PEER_PORT:-55613}
+BOUNCER_PORT=${COMPARE_BOUNCER_PORT:-55614}
 PEER_CACHE=${PEER_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/sluice-bench/peer}
 SLUICE_BIN=${SLUICE_BIN:-$ROOT/build/sluice}
 OUT_JSON=${OUT_JSON:-}
-for v in POOL CONNS SECS ROUNDS GATEWAY_WORKERS PEER_WORKERS PIPELINE_DEPTH BENCH_DB_PORT GATEWAY_PORT PEER_PORT; do
+for v in POOL CONNS SECS ROUNDS GATEWAY_WORKERS PEER_WORKERS PIPELINE_DEPTH BENCH_DB_PORT GATEWAY_PORT PEER_PORT BOUNCER_PORT; do
     [[ ${!v} =~ ^[1-9][0-9]*$ ]] || { echo "compare: $v must be a positive integer, got '${!v}'" >&2; exit 2; }
 done
 
@@ -41,11 +46,13 @@ done
 source "$BENCH/lib.sh"
 [[ -x $SLUICE_BIN ]] || make -C "$ROOT" --no-print-directory -j"$(nproc)" all >&2
 
-db_start 100
+db_start $((CONNS + 2 * POOL + 10 > 100 ? CONNS + 2 * POOL + 10 : 100)) # room for PgBouncer in session pooling
 PEER=0
 peer_install && PEER=1
 ((PEER)) && peer_start "$POOL"
 gw_start "$POOL" "$GATEWAY_WORKERS" "$PIPELINE_DEPTH"
+BOUNCER=0
+bouncer_start "$POOL" && BOUNCER=1
 export PGB_LOG=0 # pgbench's per-transaction log would cost it CPU
 say "warming up PostgreSQL (pgbench -c $POOL)"
 run_pgbench "$POOL" "$WARMUP_SECS"
@@ -66,6 +73,18 @@ for ((ROUND = 1; ROUND <= ROUNDS; ROUND++)); do
     if ((PEER)); then run_wrk "peer" "$PEER_URL" "$CONNS" "$SECS" "$PEER_PID"; keep_wrk peer; fi
     run_wrk "sluice" "$GW_URL" "$CONNS" "$SECS" "$GW_PID"
     keep_wrk gateway
+    if ((BOUNCER)); then
+        # extended, not prepared, in transaction pooling: a statement prepared on one server
+        # connection is unknown on the others (PgBouncer before 1.21 does not track them)
+        mode=extended
+        [[ ${BOUNCER_MODE:-transaction} == session ]] && mode=prepared
+        b0=$(ticks "$BOUNCER_PID")
+        PGB_PORT=$BOUNCER_PORT PGB_MODE=$mode run_pgbench "$CONNS" "$SECS"
+        b1=$(ticks "$BOUNCER_PID")
+        add bouncer.rps "$P_TPS"; add bouncer.lat "$P_P50"; add bouncer.us_pg "$P_US_PG"
+        add bouncer.us_app "$(awk -v d="$((b1 - b0))" -v k="$CLK_TCK" -v n="$P_N" 'BEGIN { printf "%.1f", n ? d / k / n * 1e6 : 0 }')"
+        say "  PgBouncer: CPU us/query $(last bouncer.us_app)"
+    fi
     copy_ticks; add copy.rows_s "$B_ROWS_S"
     if ((PEER)); then post_bulk peer "$PEER_URL" json application/json; add peer.bulk "$B_ROWS_S"; fi
     post_bulk sluice "$GW_URL" json application/json; add gateway.bulk "$B_ROWS_S"
@@ -114,6 +133,10 @@ JSON=$(
         "$(m copy.rows_s)" "$(r peer.rps ceiling.rps)" "$(r gateway.rps ceiling.rps)" "$(r gateway.rps peer.rps)"
     printf '"gateway_us_vs_pgbench_us":%s,"peer_bulk_vs_copy":%s,"gateway_bulk_vs_copy":%s,"gateway_bulk_vs_peer":%s,' \
         "$(r gateway.us_app ceiling.us_client)" "$(r peer.bulk copy.rows_s)" "$(r gateway.bulk copy.rows_s)" "$(r gateway.bulk peer.bulk)"
+    printf '"bouncer_mode":"%s","bouncer_tps":%s,"bouncer_latency_avg_ms":%s,"bouncer_us_app":%s,"bouncer_us_pg":%s,' \
+        "${BOUNCER_MODE:-transaction}" "$(m bouncer.rps)" "$(m bouncer.lat)" "$(m bouncer.us_app)" "$(m bouncer.us_pg)"
+    printf '"bouncer_us_vs_pgbench_us":%s,"gateway_us_vs_bouncer_us":%s,"gateway_vs_bouncer":%s,' \
+        "$(r bouncer.us_app ceiling.us_client)" "$(r gateway.us_app bouncer.us_app)" "$(r gateway.rps bouncer.rps)"
     printf '"ceiling_c1_p50_ms":%s,"peer_c1_p50_ms":%s,"gateway_c1_p50_ms":%s,"gateway_c1_over_ceiling_us":%s,' \
         "$(m ceiling.c1_p50)" "$(m peer.c1_p50)" "$(m gateway.c1_p50)" "$(jnum "$(over_us gateway.c1_p50 ceiling.c1_p50)")"
     printf '"failures":['
@@ -128,9 +151,12 @@ row() { printf '%-22s %9s %8s %8s %9s %9s %9s %11s\n' "$@"; }
     row "ceiling (pgbench)" "$(med ceiling.rps)" "$(med ceiling.lat)" "(avg)" "$(med ceiling.us_client)" "$(med ceiling.us_pg)" "$(med ceiling.sc)" "$(med copy.rows_s)"
     ((PEER)) && row "peer (node)" "$(med peer.rps)" "$(med peer.p50)" "$(med peer.p99)" "$(med peer.us_app)" "$(med peer.us_pg)" "$(med peer.sc)" "$(med peer.bulk)"
     row "sluice" "$(med gateway.rps)" "$(med gateway.p50)" "$(med gateway.p99)" "$(med gateway.us_app)" "$(med gateway.us_pg)" "$(med gateway.sc)" "$(med gateway.bulk)"
+    ((BOUNCER)) && row "PgBouncer (pgbench)" "$(med bouncer.rps)" "$(med bouncer.lat)" "(avg)" "$(med bouncer.us_app)" "$(med bouncer.us_pg)" "" ""
     echo "sluice / ceiling $(ratio "$(med gateway.rps)" "$(med ceiling.rps)"), sluice / peer $(ratio "$(med gateway.rps)" "$(med peer.rps)");" \
         "bulk: sluice / \\copy $(ratio "$(med gateway.bulk)" "$(med copy.rows_s)"), sluice / peer $(ratio "$(med gateway.bulk)" "$(med peer.bulk)");" \
         "gateway CPU per request / pgbench CPU per query $(ratio "$(med gateway.us_app)" "$(med ceiling.us_client)")"
+    ((BOUNCER)) && echo "relaying a query: PgBouncer CPU per query / pgbench CPU per query $(ratio "$(med bouncer.us_app)" "$(med ceiling.us_client)");" \
+        "sluice CPU per request / PgBouncer CPU per query $(ratio "$(med gateway.us_app)" "$(med bouncer.us_app)")"
     echo "one client, p50: pgbench $(med ceiling.c1_p50) ms, peer $(med peer.c1_p50) ms, sluice $(med gateway.c1_p50) ms" \
         "($(over_us gateway.c1_p50 ceiling.c1_p50) us above pgbench)"
     ((${#FAILURES[@]} == 0)) || printf 'FAILED: %s\n' "${FAILURES[@]}"

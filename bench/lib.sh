@@ -1,7 +1,7 @@
 # bench/lib.sh — what bench/run.sh and bench/compare.sh share: process tracking by PID, figures
 # by round with medians, CPU time from /proc, system calls from perf, the load generators (wrk,
-# pgbench), the gateway and the Node peer (bench/peer/), the bulk loads. Sourced after the caller
-# set ROOT, BENCH, the ports, SLUICE_BIN, WARMUP_SECS, CONNS, PEER_WARMUP_SECS and PEER_CACHE.
+# pgbench), the gateway, the Node peer (bench/peer/) and PgBouncer, the bulk loads. Sourced after
+# the caller set ROOT, BENCH, the ports, SLUICE_BIN, WARMUP_SECS, CONNS, PEER_WARMUP_SECS and PEER_CACHE.
 
 QUOTE_ROWS=100000 # fixed in bench/quote_by_id.lua too
 BULK_ROWS=200000
@@ -196,11 +196,14 @@ run_wrk() { # TAG BASE_URL CONNS SECS [APP_PID]
 # pgbench CPU), P_P50 and P_P99 are then pgbench's average latency.
 CONN_MS=20
 ROUND=1 # the round of the current point: wrk warms up in the first only
+# PGB_PORT, PGB_MODE and PGB_THREADS (the database's port, prepared, 1) point it elsewhere, such
+# as at PgBouncer; P_N is the number of queries it ran.
 run_pgbench() { # CLIENTS SECS
     local clients=$1 secs=$2 pgb try allow conn c0 c1 p0 p1 n log=()
     ((${PGB_LOG:-1})) && log=(-l --log-prefix="$T/pgblog")
     ((SYSCALLS)) && pgb=(perf stat -x, -e raw_syscalls:sys_enter -o "$T/scpgb.txt" --)
-    pgb+=("$PGBIN/pgbench" -n -M prepared -c "$clients" -j 1 -h 127.0.0.1 -p "$BENCH_DB_PORT" -U postgres -f "$T/quote_by_id.sql")
+    pgb+=("$PGBIN/pgbench" -n -M "${PGB_MODE:-prepared}" -c "$clients" -j "${PGB_THREADS:-1}" -h 127.0.0.1
+          -p "${PGB_PORT:-$BENCH_DB_PORT}" -U postgres -f "$T/quote_by_id.sql")
     for ((try = 1; try <= 3; try++)); do
         allow=$(((clients * CONN_MS + 999) / 1000 + 1))
         rm -f "$T"/pgblog.*
@@ -218,6 +221,7 @@ run_pgbench() { # CLIENTS SECS
     done
     [[ -n $P_TPS ]] || die "could not read pgbench's output: $(cat "$T/pgbench.out")"
     n=$(awk '/^number of transactions actually processed: / { print $6; exit }' "$T/pgbench.out")
+    P_N=$n
     P_US_CLIENT=$(awk -v a="$c0" -v b="$c1" -v n="$n" 'BEGIN { printf "%.1f", n ? (b - a) / n * 1e6 : 0 }')
     P_US_PG=$(awk -v d="$((p1 - p0))" -v k="$CLK_TCK" -v n="$n" 'BEGIN { printf "%.1f", n ? d / k / n * 1e6 : 0 }')
     P_SC=NaN
@@ -298,6 +302,52 @@ LUA
     die "the gateway did not start"
 }
 gw_stop() { if [[ -n $GW_PID ]]; then stop_pid "$GW_PID"; GW_PID=""; fi; }
+
+BOUNCER_PID=""
+# PgBouncer (Debian's package) in front of the same database. BOUNCER_MODE=transaction (the
+# default) pools the way the gateway does: POOL server connections shared by every client.
+# BOUNCER_MODE=session gives each of the CONNS clients a server connection of its own, PgBouncer's
+# cheapest way to relay. It refuses to run as root, so as root it runs as postgres. Returns 1
+# (and says why) when it cannot.
+bouncer_start() { # POOL
+    local dir=$T/bouncer run=() i size=$1
+    [[ ${BOUNCER_MODE:-transaction} == session ]] && size=$CONNS
+    command -v pgbouncer >/dev/null || { say "pgbouncer is missing (scripts/deps.sh bench installs it): no PgBouncer row"; return 1; }
+    mkdir -p "$dir"
+    cat >"$dir/pgbouncer.ini" <<INI
+[databases]
+postgres = host=127.0.0.1 port=$BENCH_DB_PORT dbname=postgres user=postgres
+[pgbouncer]
+listen_addr = 127.0.0.1
+listen_port = $BOUNCER_PORT
+unix_socket_dir =
+auth_type = trust
+auth_file = $dir/users.txt
+pool_mode = ${BOUNCER_MODE:-transaction}
+default_pool_size = $size
+max_client_conn = 1000
+logfile = $dir/pgbouncer.log
+pidfile = $dir/pgbouncer.pid
+INI
+    echo '"postgres" ""' >"$dir/users.txt"
+    if (($(id -u) == 0)); then
+        chmod o+x "$T"
+        chown -R postgres "$dir"
+        run=(runuser -u postgres --)
+    fi
+    "${run[@]}" pgbouncer -d "$dir/pgbouncer.ini" >"$dir/start.log" 2>&1 || true
+    for ((i = 0; i < 50; i++)); do
+        BOUNCER_PID=$(cat "$dir/pgbouncer.pid" 2>/dev/null || true)
+        [[ -n $BOUNCER_PID ]] && "$PGBIN/psql" -X -q -h 127.0.0.1 -p "$BOUNCER_PORT" -U postgres -d postgres \
+            -c 'SELECT 1' >/dev/null 2>&1 && { track "$BOUNCER_PID"; return 0; }
+        sleep 0.1
+    done
+    cat "$dir/start.log" "$dir/pgbouncer.log" >&2 2>/dev/null || true
+    [[ -z $BOUNCER_PID ]] || kill "$BOUNCER_PID" 2>/dev/null || true
+    BOUNCER_PID=""
+    fail "PgBouncer did not start; it is left out"
+    return 1
+}
 
 # Installs the peer (bench/peer/) into PEER_CACHE with npm, never into the repository; again
 # only when its package files changed. Returns 1 (and says why) when it cannot.

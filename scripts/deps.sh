@@ -13,8 +13,8 @@ BASE=(build-essential pkg-config libssl-dev libpq-dev postgresql-15 libh2o-evloo
       libjansson-dev libluajit-5.1-dev luajit libcmocka-dev lua-busted lua-cjson lua-socket
       curl openssl clang-format clang libclang-rt-14-dev chromium chromium-driver
       etcd-server patroni haproxy)
-declare -A SERVICE_OF=([etcd-server]=etcd [patroni]=patroni [haproxy]=haproxy)
-BENCH=(wrk gnuplot-nox)
+declare -A SERVICE_OF=([etcd-server]=etcd [patroni]=patroni [haproxy]=haproxy [pgbouncer]=pgbouncer [nginx-light]=nginx)
+BENCH=(wrk gnuplot-nox pgbouncer nginx-light)
 VALGRIND=(valgrind)
 
 want=("${BASE[@]}")
