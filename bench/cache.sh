@@ -7,9 +7,9 @@
 # run only (the machine may be shared). Exit status 1 when the hot key is under 3x the uncached
 # query or under 1.2x pgbench, or a read was stale. Also the CPU per request of a hit and of an
 # uncached request (gateway, PostgreSQL), which wrk's own share of the cores does not blur.
-# Beside them, nginx (Debian's package) answering the hit's body as a constant: no server answers
-# faster on this machine under the same wrk, so it is the ceiling of a cache hit, and its req/s over
-# the uncached query's bounds what any cache can reach here.
+# Beside them, nginx (Debian's package) answering the hit's body as a constant: an answer that does
+# no work, the ceiling of a cache hit on this machine under the same wrk; its req/s over the
+# uncached query's is about the most any cache can reach here.
 # Stops everything it started.
 # Usage: bench/cache.sh
 # Env: SECS (5), ROUNDS (3: the hot-key figures are medians), CONNS (32 HTTP connections),

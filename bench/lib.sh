@@ -196,13 +196,13 @@ run_wrk() { # TAG BASE_URL CONNS SECS [APP_PID]
 # pgbench CPU), P_P50 and P_P99 are then pgbench's average latency.
 CONN_MS=20
 ROUND=1 # the round of the current point: wrk warms up in the first only
-# PGB_PORT, PGB_MODE and PGB_THREADS (the database's port, prepared, 1) point it elsewhere, such
-# as at PgBouncer; P_N is the number of queries it ran.
+# PGB_PORT and PGB_MODE (the database's port, prepared) point it elsewhere, such as at
+# PgBouncer; P_N is the number of queries it ran.
 run_pgbench() { # CLIENTS SECS
     local clients=$1 secs=$2 pgb try allow conn c0 c1 p0 p1 n log=()
     ((${PGB_LOG:-1})) && log=(-l --log-prefix="$T/pgblog")
     ((SYSCALLS)) && pgb=(perf stat -x, -e raw_syscalls:sys_enter -o "$T/scpgb.txt" --)
-    pgb+=("$PGBIN/pgbench" -n -M "${PGB_MODE:-prepared}" -c "$clients" -j "${PGB_THREADS:-1}" -h 127.0.0.1
+    pgb+=("$PGBIN/pgbench" -n -M "${PGB_MODE:-prepared}" -c "$clients" -j 1 -h 127.0.0.1
           -p "${PGB_PORT:-$BENCH_DB_PORT}" -U postgres -f "$T/quote_by_id.sql")
     for ((try = 1; try <= 3; try++)); do
         allow=$(((clients * CONN_MS + 999) / 1000 + 1))
