@@ -23,12 +23,19 @@ static void on_readable(h2o_socket_t *sock, const char *err)
     on_gone(arg);
 }
 
+static h2o_socket_t *http1_socket(h2o_req_t *req)
+{
+    if (req->version >= 0x200 || req->conn->callbacks->get_socket == NULL) return NULL;
+    return req->conn->callbacks->get_socket(req->conn);
+}
+
+/* HTTP/1 only: an HTTP/2 connection carries other streams' frames, and a stream that is given up
+ * is reset by the client, which h2o turns into the request's disposal. */
 void clientwatch_start(struct clientwatch *cw, h2o_req_t *req, h2o_loop_t *loop, void (*on_gone)(void *),
                        void *arg)
 {
     cw->sock = NULL;
-    if (req->conn->callbacks->get_socket == NULL) return;
-    h2o_socket_t *client = req->conn->callbacks->get_socket(req->conn);
+    h2o_socket_t *client = http1_socket(req);
     int fd = client ? h2o_socket_get_fd(client) : -1;
     if (fd < 0 || (fd = fcntl(fd, F_DUPFD_CLOEXEC, 0)) < 0) return;
     cw->on_gone = on_gone;
@@ -54,12 +61,6 @@ static void on_early_input(h2o_socket_t *sock, const char *err)
 {
     h2o_socket_dont_read(sock, 0);
     h2o_socket_read_stop(sock);
-}
-
-static h2o_socket_t *http1_socket(h2o_req_t *req)
-{
-    if (req->version >= 0x200 || req->conn->callbacks->get_socket == NULL) return NULL;
-    return req->conn->callbacks->get_socket(req->conn);
 }
 
 void clientwatch_keep_polled(h2o_req_t *req)

@@ -13,8 +13,9 @@ struct clientwatch {
     void *arg;
 };
 
-/* Starts watching req's connection. on_gone runs at most once, when the peer closed. A no-op
- * when the socket cannot be had. */
+/* Starts watching req's HTTP/1 connection (a no-op over HTTP/2, or when the socket cannot be
+ * had). on_gone runs at most once: on a reset, or on end-of-file, which a client that only
+ * shut down its sending side also gives (taken as leaving, as nginx does by default). */
 void clientwatch_start(struct clientwatch *cw, h2o_req_t *req, h2o_loop_t *loop, void (*on_gone)(void *),
                        void *arg);
 /* Stops watching (safe when not started). */

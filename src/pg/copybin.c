@@ -15,7 +15,7 @@
 
 #define MAX_SCALAR   128  /* longest number, date or time converted; longer ones go as text */
 #define MAX_DIGITS   1000 /* numeric: decimal digits converted */
-#define MAX_EXPONENT 1000 /* numeric: |exponent| converted (the server's own limit too) */
+#define MAX_EXPONENT 1000 /* numeric: |exponent| converted; a larger one goes as text */
 #define NBASE_DIGITS 4    /* numeric stores base-10000 digits */
 #define NUMERIC_NEG  0x4000
 
