@@ -4,13 +4,13 @@
 # GET /query/quote_by_id to wrk with its log (stderr) written to a file, as a service manager
 # would. Prints one line per run and the median of each; docs/performance.md has the figures.
 #   bench/accesslog.sh            SECS (10) per run, ROUNDS (3), CONNS (64), WORKERS (2), POOL (4)
-# Its own PostgreSQL (scripts/testdb.sh) on BENCH_DB_PORT (55611), the gateway on GATEWAY_PORT
-# (55612); both stopped by PID when it ends.
+# Its own PostgreSQL (scripts/testdb.sh) on BENCH_DB_PORT (61611), the gateway on GATEWAY_PORT
+# (61612); both stopped by PID when it ends.
 set -euo pipefail
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 cd "$ROOT"
 SECS=${SECS:-10} ROUNDS=${ROUNDS:-3} CONNS=${CONNS:-64} WORKERS=${WORKERS:-2} POOL=${POOL:-4}
-DBPORT=${BENCH_DB_PORT:-55611} PORT=${GATEWAY_PORT:-55612}
+DBPORT=${BENCH_DB_PORT:-61611} PORT=${GATEWAY_PORT:-61612}
 BIN=${SLUICE_BIN:-build/sluice}
 export TESTDB_DIR=${TESTDB_DIR:-/tmp/sluice-bench-accesslog-db} TESTDB_PORT=$DBPORT
 WORK=$(mktemp -d /tmp/sluice-accesslog.XXXXXX)

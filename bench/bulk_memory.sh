@@ -7,15 +7,15 @@
 # JSON / \copy and CSV / \copy. Stops everything it started at the end.
 # With ROUNDS > 1, rates are the best of the rounds and memory the round that grew the most.
 # Usage: bench/bulk_memory.sh        Env: ROWS, ROUNDS (1; best of), SLUICE_BIN, TESTDB_DIR
-#        (/tmp/bulkmem-db), TESTDB_PORT (55680), GATEWAY_PORT (55681)
+#        (/tmp/bulkmem-db), TESTDB_PORT (61680), GATEWAY_PORT (61681)
 set -Eeuo pipefail
 
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 ROWS=${ROWS:-1000000}
 ROUNDS=${ROUNDS:-1}
 SLUICE_BIN=${SLUICE_BIN:-$ROOT/build/sluice}
-export TESTDB_DIR=${TESTDB_DIR:-/tmp/bulkmem-db} TESTDB_PORT=${TESTDB_PORT:-55680}
-GATEWAY_PORT=${GATEWAY_PORT:-55681}
+export TESTDB_DIR=${TESTDB_DIR:-/tmp/bulkmem-db} TESTDB_PORT=${TESTDB_PORT:-61680}
+GATEWAY_PORT=${GATEWAY_PORT:-61681}
 SAMPLER_PID=""
 source "$ROOT/bench/harness.sh"
 bench_on_exit() { [[ -z $SAMPLER_PID ]] || kill "$SAMPLER_PID" 2>/dev/null; }

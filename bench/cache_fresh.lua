@@ -1,7 +1,7 @@
 -- cache_fresh.lua — freshness probe for bench/cache.sh: for SECS seconds, writes a new bid for
 -- id 1 through the gateway, then reads it back through the cached query at once, and counts the
 -- reads that did not see the write. Prints "pairs=N stale=N".
---   luajit bench/cache_fresh.lua http://127.0.0.1:55711 5
+--   luajit bench/cache_fresh.lua http://127.0.0.1:61711 5
 local http = require "socket.http"
 local socket = require "socket"
 local ltn12 = require "ltn12"

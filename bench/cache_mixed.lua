@@ -1,7 +1,7 @@
 -- cache_mixed.lua — wrk script for bench/cache.sh: a mixed load on the cached query, reads of a
 -- random id in 1..KEYS, and one write in WRITE_EVERY requests (POST /query/set_bid on a random
 -- id but 1, which the freshness probe writes; each write invalidates the table's entries).
---   wrk -t1 -c32 -d5s -s bench/cache_mixed.lua http://127.0.0.1:55711 -- 10 100
+--   wrk -t1 -c32 -d5s -s bench/cache_mixed.lua http://127.0.0.1:61711 -- 10 100
 local keys, every, n = 10, 100, 0
 
 function init(args)

@@ -295,7 +295,7 @@ LUA
         fi
         stop_pid "$GW_PID"
         GW_PID=""
-        grep -qi 'address already in use' "$T/gateway.log" || break
+        grep -qi 'already in use' "$T/gateway.log" || break
         sleep 2
     done
     tail -20 "$T/gateway.log" >&2

@@ -1,7 +1,7 @@
 -- quote_by_id.lua — wrk script for bench/run.sh: one GET /query/quote_by_id per request, a random
 -- id in 1..100000 each time (every request a different row of bench_quotes), and one
 -- machine-readable WRK_RESULT line at the end that run.sh parses.
---   wrk -t1 -c64 -d5s --latency -s bench/quote_by_id.lua http://127.0.0.1:55602
+--   wrk -t1 -c64 -d5s --latency -s bench/quote_by_id.lua http://127.0.0.1:61602
 local rows = 100000
 
 function init(args)

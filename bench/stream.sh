@@ -5,14 +5,14 @@
 # the gateway's peak RSS (VmHWM, reset before each) rose above where it started. The streamed
 # CSV must equal \copy's byte for byte. Stops everything it started at the end.
 # Usage: bench/stream.sh     Env: ROWS (1 000 000), SLUICE_BIN, TESTDB_DIR (/tmp/stream-db),
-#        TESTDB_PORT (55690), GATEWAY_PORT (55691)
+#        TESTDB_PORT (61690), GATEWAY_PORT (61691)
 set -Eeuo pipefail
 
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 ROWS=${ROWS:-1000000}
 SLUICE_BIN=${SLUICE_BIN:-$ROOT/build/sluice}
-export TESTDB_DIR=${TESTDB_DIR:-/tmp/stream-db} TESTDB_PORT=${TESTDB_PORT:-55690}
-GATEWAY_PORT=${GATEWAY_PORT:-55691}
+export TESTDB_DIR=${TESTDB_DIR:-/tmp/stream-db} TESTDB_PORT=${TESTDB_PORT:-61690}
+GATEWAY_PORT=${GATEWAY_PORT:-61691}
 SELECT="SELECT id, pair, bid, ask, ts FROM bench_quotes ORDER BY id"
 source "$ROOT/bench/harness.sh"
 

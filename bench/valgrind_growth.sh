@@ -4,7 +4,7 @@
 # a 400, a Lua handler, /metrics, /health), stops it with SIGTERM each time and compares the
 # heap "in use at exit" and the lost bytes of the two runs. The difference per request must be ~0.
 # Usage: bench/valgrind_growth.sh    Env: N1, N2, WORKERS (2), PARALLEL (4 client connections),
-#        TESTDB_DIR (/tmp/vg-growth-db), TESTDB_PORT (55663), GATEWAY_PORT (55664), SLUICE_BIN,
+#        TESTDB_DIR (/tmp/vg-growth-db), TESTDB_PORT (61663), GATEWAY_PORT (61664), SLUICE_BIN,
 #        OUT (bench/results/valgrind-growth-<date>.txt).
 set -Eeuo pipefail
 
@@ -13,8 +13,8 @@ N1=${N1:-1000}
 N2=${N2:-10000}
 WORKERS=${WORKERS:-2}
 PARALLEL=${PARALLEL:-4}
-export TESTDB_DIR=${TESTDB_DIR:-/tmp/vg-growth-db} TESTDB_PORT=${TESTDB_PORT:-55663}
-GATEWAY_PORT=${GATEWAY_PORT:-55664}
+export TESTDB_DIR=${TESTDB_DIR:-/tmp/vg-growth-db} TESTDB_PORT=${TESTDB_PORT:-61663}
+GATEWAY_PORT=${GATEWAY_PORT:-61664}
 SLUICE_BIN=${SLUICE_BIN:-$ROOT/build/valgrind/sluice}
 OUT=${OUT:-$ROOT/bench/results/valgrind-growth-$(date -u +%Y-%m-%d-%H%M).txt}
 command -v valgrind >/dev/null || { printf 'valgrind is not installed\n' >&2; exit 1; }
