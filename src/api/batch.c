@@ -128,19 +128,17 @@ static bool answered_from_cache(struct batch *b, struct item *it, struct pgjob *
     if (it->q->cache_ttl_ms == 0 || b->token != 0) return false;
     cached_begin(&it->seat, b->life.req, it->q, job);
     it->seat.lsn = cached_read_lsn(pool, 0);
-    if (cached_lookup(&it->seat, it->q, 0, &it->body)) {
-        it->status = 200;
-        return true;
-    }
-    buf_reset(&it->body);
-    return false;
+    if (!cached_lookup(&it->seat, it->q, 0, &it->body)) return false;
+    it->status = 200;
+    return true;
 }
 
-/* What /query/{name} would answer: within max_rows. */
-static bool fits_query_answer(const struct batch *b, const struct pgjob *job)
+/* What /query/{name} would answer 200 to (its max_rows applies there), and so may be stored. */
+static bool query_would_answer(const struct batch *b, const struct pgjob *job)
 {
-    int max_rows = worker_config(b->life.w)->max_rows;
-    return max_rows <= 0 || (job->result && PQntuples(job->result) <= max_rows);
+    struct call_outcome o;
+    call_outcome(job, worker_config(b->life.w)->max_rows, &o);
+    return o.status == 200;
 }
 
 static void on_item_done(struct pgjob *job)
@@ -149,7 +147,7 @@ static void on_item_done(struct pgjob *job)
     const char *outer = reqinfo_enter(it->b->life.req); /* a failed item's log line names the batch */
     it->job = NULL;
     it->status = call_job_json(&it->body, job);
-    if (it->status == 200 && it->seat.active && fits_query_answer(it->b, job))
+    if (it->status == 200 && it->seat.active && query_would_answer(it->b, job))
         cached_keep(&it->seat, it->q, &it->body);
     if (it->status == 200 && job->lsn > it->b->lsn) it->b->lsn = job->lsn;
     count_item(it->b, it, job);
