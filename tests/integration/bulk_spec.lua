@@ -373,12 +373,10 @@ describe("bulk", function()
     -- An atomic insert streams in PostgreSQL's binary COPY format; from the first value in
     -- another spelling (here a time without an offset, or in words) the rest goes as text.
     it("times in other spellings mid-body: every row stored as the server reads it; errors name their row", function()
+      local function at(i, odd) return odd[i] or ("2024-03-0%dT10:%02d:00.25+02:00"):format(1 + i % 9, i % 60) end
       local function body(n, odd)
         local rows = {}
-        for i = 1, n do
-          rows[i] = { id = i, px = ("%d.%03d"):format(i, i % 1000),
-            at = odd[i] or ("2024-03-0%dT10:%02d:00.25+02:00"):format(1 + i % 9, i % 60) }
-        end
+        for i = 1, n do rows[i] = { id = i, px = ("%d.%03d"):format(i, i % 1000), at = at(i, odd) } end
         return json_body(rows)
       end
       local odd = { [400] = "2024-03-01 10:00:00", [401] = "2024-03-02 10:00 UTC", [900] = "epoch" }
@@ -388,8 +386,7 @@ describe("bulk", function()
       H.psql(db, "CREATE TABLE prices_text (LIKE prices)")
       local lines = {}
       for i = 1, 1000 do
-        lines[i] = ("%d\t%d.%03d\t%s"):format(i, i, i % 1000,
-          odd[i] or ("2024-03-0%dT10:%02d:00.25+02:00"):format(1 + i % 9, i % 60))
+        lines[i] = ("%d\t%d.%03d\t%s"):format(i, i, i % 1000, at(i, odd))
       end
       local f = os.tmpname()
       H.writefile(f, table.concat(lines, "\n") .. "\n")
