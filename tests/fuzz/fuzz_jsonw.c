@@ -13,6 +13,7 @@
 #include "jsonw.h"
 #include "pgjson.h"
 #include "pgtype.h"
+#include "util.h"
 
 #define CHECK(cond)                                                                                          \
     do {                                                                                                     \
@@ -37,20 +38,12 @@ static bool is_json_type(Oid t)
     return t == PGT_JSON || t == PGT_JSONB || t == 199 || t == 3807;
 }
 
-static int hexval(char c)
-{
-    if (c >= '0' && c <= '9') return c - '0';
-    if (c >= 'a' && c <= 'f') return c - 'a' + 10;
-    if (c >= 'A' && c <= 'F') return c - 'A' + 10;
-    return -1;
-}
-
 /* True when s is bytea hex output: "\x" and pairs of hex digits. */
 static bool is_bytea_hex(const char *s, size_t n)
 {
     if (n < 2 || s[0] != '\\' || s[1] != 'x' || n % 2 != 0) return false;
     for (size_t i = 2; i < n; i++)
-        if (hexval(s[i]) < 0) return false;
+        if (hex_digit(s[i]) < 0) return false;
     return true;
 }
 
@@ -64,7 +57,7 @@ static void check_bytea_roundtrip(const json_t *got, const char *val, size_t n)
     CHECK(pgtype_param_text(PGT_BYTEA, json_string_value(got), json_string_length(got), &hex, err,
                             sizeof err) == 0);
     CHECK(hex.len == n + 1); /* and the NUL */
-    for (size_t i = 2; i < n; i++) CHECK(hexval(hex.data[i]) == hexval(val[i]));
+    for (size_t i = 2; i < n; i++) CHECK(hex_digit(hex.data[i]) == hex_digit(val[i]));
     buf_free(&hex);
 }
 
